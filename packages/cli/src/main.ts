@@ -1,0 +1,49 @@
+import { createRequire } from 'node:module';
+import { cac } from 'cac';
+import { CliError } from './cli-error.ts';
+import { registerCommands } from './commands.ts';
+
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
+/** Runs the CLI on `argv` (without node and script) and returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const cli = cac('lora');
+  cli.version(version);
+  cli.help();
+  cli.option('--debug', 'Show stack traces for errors');
+  registerCommands(cli);
+  const debug = argv.includes('--debug');
+  try {
+    cli.parse(['node', 'lora', ...argv], { run: false });
+    if (!cli.matchedCommand && cli.args.length > 0) {
+      throw new CliError(
+        'E_UNKNOWN_COMMAND',
+        `Unknown command "${cli.args[0]}". Run "lora --help" for the list of commands.`,
+      );
+    }
+    if (!cli.matchedCommand && !cli.options['help'] && !cli.options['version']) {
+      cli.outputHelp();
+      return 0;
+    }
+    const result: unknown = await cli.runMatchedCommand();
+    return typeof result === 'number' ? result : 0;
+  } catch (error) {
+    return reportError(error, debug);
+  }
+}
+
+function reportError(error: unknown, debug: boolean): number {
+  if (debug) {
+    console.error(error);
+  } else if (error instanceof Error && 'code' in error && typeof error.code === 'string') {
+    // Typed errors from the libraries and the CLI carry a code and a message written for users.
+    console.error(`lora: ${error.message} [${error.code}]`);
+  } else if (error instanceof Error && error.name === 'CACError') {
+    console.error(`lora: ${error.message}. Run "lora --help" for usage.`);
+  } else {
+    console.error(
+      `lora: unexpected error: ${String(error)}\nRun again with --debug for details and report it.`,
+    );
+  }
+  return error instanceof CliError ? error.exitCode : 1;
+}
