@@ -5,7 +5,7 @@ describe('main', () => {
   afterEach(() => vi.restoreAllMocks());
 
   it('prints the version from package.json', async () => {
-    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    const log = vi.spyOn(console, 'info').mockImplementation(() => {});
     expect(await main(['--version'])).toBe(0);
     expect(log.mock.calls.flat().join('\n')).toMatch(/^lora\/\d+\.\d+\.\d+/);
   });
