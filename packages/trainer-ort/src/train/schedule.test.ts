@@ -5,20 +5,25 @@ import { type LrSchedulerName, learningRate, warmupStepsFromRatio } from './sche
 // Golden values: transformers' schedule lambdas run through torch's LambdaLR
 // (tools/golden/schedules_and_adamw.py).
 describe('learningRate', () => {
-  it.each(goldens.map((g) => [`${g.scheduler} total=${g.total_steps} warmup=${g.warmup_steps} cycles=${'num_cycles' in g ? g.num_cycles : '-'}`, g] as const))(
-    '%s matches PyTorch LambdaLR',
-    (_, golden) => {
-      const options = {
-        scheduler: golden.scheduler as LrSchedulerName,
-        baseLr: golden.base_lr,
-        totalSteps: golden.total_steps,
-        warmupSteps: golden.warmup_steps,
-        numCycles: 'num_cycles' in golden ? (golden.num_cycles as number) : undefined,
-      };
-      const lrs = golden.lrs.map((_, step) => learningRate(options, step));
-      for (const [step, expected] of golden.lrs.entries()) expect(lrs[step]).toBeCloseTo(expected, 15);
-    },
-  );
+  it.each(
+    goldens.map(
+      (g) =>
+        [
+          `${g.scheduler} total=${g.total_steps} warmup=${g.warmup_steps} cycles=${'num_cycles' in g ? g.num_cycles : '-'}`,
+          g,
+        ] as const,
+    ),
+  )('%s matches PyTorch LambdaLR', (_, golden) => {
+    const options = {
+      scheduler: golden.scheduler as LrSchedulerName,
+      baseLr: golden.base_lr,
+      totalSteps: golden.total_steps,
+      warmupSteps: golden.warmup_steps,
+      numCycles: 'num_cycles' in golden ? (golden.num_cycles as number) : undefined,
+    };
+    const lrs = golden.lrs.map((_, step) => learningRate(options, step));
+    for (const [step, expected] of golden.lrs.entries()) expect(lrs[step]).toBeCloseTo(expected, 15);
+  });
 
   it('starts a warmup at 0 and reaches the base rate at the end of it', () => {
     const options = { scheduler: 'linear' as const, baseLr: 1, totalSteps: 100, warmupSteps: 10 };

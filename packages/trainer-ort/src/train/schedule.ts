@@ -1,4 +1,9 @@
-export type LrSchedulerName = 'constant' | 'constant_with_warmup' | 'linear' | 'cosine' | 'cosine_with_restarts';
+export type LrSchedulerName =
+  | 'constant'
+  | 'constant_with_warmup'
+  | 'linear'
+  | 'cosine'
+  | 'cosine_with_restarts';
 
 export interface LrScheduleOptions {
   scheduler: LrSchedulerName;
@@ -18,7 +23,10 @@ export function learningRate(options: LrScheduleOptions, step: number): number {
   return options.baseLr * lrFactor(options, step);
 }
 
-function lrFactor({ scheduler, totalSteps, warmupSteps, numCycles }: LrScheduleOptions, step: number): number {
+function lrFactor(
+  { scheduler, totalSteps, warmupSteps, numCycles }: LrScheduleOptions,
+  step: number,
+): number {
   if (scheduler === 'constant') return 1;
   if (step < warmupSteps) return step / Math.max(1, warmupSteps);
   if (scheduler === 'constant_with_warmup') return 1;
