@@ -1,0 +1,64 @@
+import { fromFloat32, toFloat32 } from '../convert.ts';
+import type { Dtype } from '../dtype.ts';
+import { SafetensorsError } from '../errors.ts';
+import type { TensorData } from '../writer.ts';
+
+/**
+ * One LoRA module: `W' = W + multiplier · (alpha / rank) · up @ down`, with rank = down's
+ * first dimension. Linear: down `[rank, in]`, up `[out, rank]`. Conv: down `[rank, in, k, k]`,
+ * up `[out, rank, 1, 1]`. The bytes stay in their file dtype, so conversions are lossless.
+ */
+export interface LoraModule {
+  readonly down: TensorData;
+  readonly up: TensorData;
+  readonly alpha: number;
+}
+
+/**
+ * A LoRA in one layout-independent form: module path in the base model → module. Paths are
+ * dotted and start with the component for Stable Diffusion (`unet.down_blocks.0.attentions.0.
+ * transformer_blocks.0.attn1.to_q`, `text_encoder.text_model.encoder.layers.0.self_attn.q_proj`,
+ * `text_encoder_2.…` for SDXL) and are plain transformers paths for LLMs
+ * (`model.layers.0.self_attn.q_proj`).
+ */
+export type LoraAdapter = ReadonlyMap<string, LoraModule>;
+
+export function rankOf(module: LoraModule): number {
+  return module.down.shape[0] ?? 0;
+}
+
+/** A 0-rank (or one-element) tensor's value; alphas are stored this way. */
+export function scalarOf(name: string, tensor: TensorData): number {
+  const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength).slice();
+  switch (tensor.dtype) {
+    case 'F64':
+      if (bytes.length === 8) return new Float64Array(bytes.buffer)[0]!;
+      break;
+    case 'F32':
+    case 'F16':
+    case 'BF16': {
+      const values = toFloat32(bytes, tensor.dtype);
+      if (values.length === 1) return values[0]!;
+      break;
+    }
+    case 'I64':
+      if (bytes.length === 8) return Number(new BigInt64Array(bytes.buffer)[0]);
+      break;
+    case 'I32':
+      if (bytes.length === 4) return new Int32Array(bytes.buffer)[0]!;
+      break;
+  }
+  throw new SafetensorsError(
+    'E_INVALID_LORA',
+    `${name} should be one float (the LoRA alpha) but is ${tensor.dtype} [${tensor.shape.join(', ')}]`,
+  );
+}
+
+/** A 0-rank tensor holding `value` in `dtype` (kohya saves alpha in the weights' dtype). */
+export function scalarTensor(value: number, dtype: Dtype): TensorData {
+  if (dtype === 'F64') return { dtype, shape: [], data: new Float64Array([value]) };
+  if (dtype === 'F16' || dtype === 'BF16' || dtype === 'F32') {
+    return { dtype, shape: [], data: fromFloat32(new Float32Array([value]), dtype) };
+  }
+  return { dtype: 'F32', shape: [], data: new Float32Array([value]) };
+}

@@ -1,0 +1,52 @@
+import type { TensorData } from '../writer.ts';
+import { type LoraAdapter, rankOf, scalarTensor } from './adapter.ts';
+import { groupModules, type Role } from './group.ts';
+
+/** Every form the diffusers loader accepts (`lora_conversion_utils.py`, `PEFT_TO_DIFFUSERS`). */
+const SUFFIXES: ReadonlyArray<readonly [string, Role]> = [
+  ['.lora.down.weight', 'down'],
+  ['.lora.up.weight', 'up'],
+  ['.lora_linear_layer.down.weight', 'down'],
+  ['.lora_linear_layer.up.weight', 'up'],
+  ['.lora_A.weight', 'down'],
+  ['.lora_B.weight', 'up'],
+  ['.alpha', 'alpha'],
+];
+
+/** The old attention-processor form: `….attn1.processor.to_q_lora.down.weight`. */
+const PROCESSOR = /\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$/;
+
+/**
+ * Reads diffusers keys (`unet.….lora.down.weight` / `.lora.up.weight`, `lora_linear_layer`,
+ * PEFT-style `lora_A` / `lora_B`, the old `processor.to_q_lora` form, optional `.alpha`).
+ * The module path is the key without its suffix, so `unet.` / `text_encoder.` stay as the
+ * component. Without `.alpha`, alpha = rank: diffusers applies `up @ down` unscaled.
+ */
+export function fromDiffusers(tensors: ReadonlyMap<string, TensorData>): LoraAdapter {
+  const normalised = new Map<string, TensorData>();
+  for (const [key, tensor] of tensors) {
+    normalised.set(
+      key.replace(PROCESSOR, (_, projection: string, role: string) => {
+        const path = projection === 'to_out' ? 'to_out.0' : projection;
+        return `.${path}.lora.${role}.weight`;
+      }),
+      tensor,
+    );
+  }
+  return groupModules(normalised, SUFFIXES, 'diffusers');
+}
+
+/**
+ * Writes `<path>.lora.down.weight` / `<path>.lora.up.weight`, plus `<path>.alpha` only for
+ * modules whose alpha differs from their rank (the form diffusers' kohya converter produces).
+ */
+export function toDiffusers(adapter: LoraAdapter): Map<string, TensorData> {
+  const out = new Map<string, TensorData>();
+  for (const [path, module] of adapter) {
+    out.set(`${path}.lora.down.weight`, module.down);
+    out.set(`${path}.lora.up.weight`, module.up);
+    if (module.alpha !== rankOf(module))
+      out.set(`${path}.alpha`, scalarTensor(module.alpha, module.down.dtype));
+  }
+  return out;
+}

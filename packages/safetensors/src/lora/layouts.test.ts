@@ -1,0 +1,255 @@
+import { describe, expect, it } from 'vitest';
+import { fromFloat32 } from '../convert.ts';
+import type { Dtype } from '../dtype.ts';
+import { deserialize } from '../reader.ts';
+import { serialize, type TensorData } from '../writer.ts';
+import type { LoraAdapter, LoraModule } from './adapter.ts';
+import { fromDiffusers, toDiffusers } from './diffusers.ts';
+import { fromKohya, toKohya } from './kohya.ts';
+import { detectLoraLayout } from './layout.ts';
+import { flattenPath, unflattenPath } from './names.ts';
+import { fromPeft, toPeft } from './peft.ts';
+
+let counter = 0;
+function tensor(shape: number[], dtype: Dtype = 'F16'): TensorData {
+  const values = new Float32Array(shape.reduce((a, b) => a * b, 1)).map(() => ((counter++ % 17) - 8) / 16);
+  return { dtype, shape, data: fromFloat32(values, dtype as 'F16') };
+}
+function module(rank: number, input: number, output: number, alpha: number, kernel = 0): LoraModule {
+  return kernel === 0
+    ? { down: tensor([rank, input]), up: tensor([output, rank]), alpha }
+    : { down: tensor([rank, input, kernel, kernel]), up: tensor([output, rank, 1, 1]), alpha };
+}
+
+const SD: LoraAdapter = new Map([
+  ['unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', module(4, 8, 8, 1)],
+  ['unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0', module(4, 8, 8, 4)],
+  ['unet.down_blocks.0.resnets.0.conv1', module(2, 8, 8, 1, 3)],
+  ['unet.mid_block.attentions.0.proj_in', module(4, 8, 8, 0.5)],
+  ['unet.up_blocks.1.attentions.2.transformer_blocks.0.ff.net.0.proj', module(4, 8, 16, 2)],
+  ['unet.down_blocks.1.resnets.0.time_emb_proj', module(4, 8, 8, 4)],
+  ['text_encoder.text_model.encoder.layers.0.self_attn.q_proj', module(4, 8, 8, 1)],
+  ['text_encoder.text_model.encoder.layers.11.mlp.fc1', module(4, 8, 32, 1)],
+]);
+
+const bytesOf = (data: ArrayBufferView) => [...new Uint8Array(data.buffer, data.byteOffset, data.byteLength)];
+const plain = (adapter: LoraAdapter) =>
+  [...adapter].map(([path, { down, up, alpha }]) => [
+    path,
+    { down: { ...down, data: bytesOf(down.data) }, up: { ...up, data: bytesOf(up.data) }, alpha },
+  ]);
+const sorted = (adapter: LoraAdapter) =>
+  plain(adapter).sort(([a], [b]) => String(a).localeCompare(String(b)));
+
+describe('kohya layout', () => {
+  it('names modules as sd-scripts does, with alpha in the weight dtype', () => {
+    const kohya = toKohya(SD);
+    expect([...kohya.keys()].slice(0, 3)).toEqual([
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight',
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight',
+      'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.alpha',
+    ]);
+    expect(kohya.has('lora_te_text_model_encoder_layers_11_mlp_fc1.alpha')).toBe(true);
+    const alpha = kohya.get('lora_unet_mid_block_attentions_0_proj_in.alpha')!;
+    expect(alpha.dtype).toBe('F16');
+    expect(alpha.shape).toEqual([]);
+    expect(bytesOf(alpha.data)).toEqual([0x00, 0x38]); // 0.5 in float16
+  });
+
+  it('round-trips internal → kohya → internal exactly', () => {
+    expect(sorted(fromKohya(toKohya(SD)))).toEqual(sorted(SD));
+  });
+
+  it('round-trips a kohya file → internal → kohya file byte for byte', () => {
+    const file = serialize(toKohya(SD), { ss_network_dim: '4' });
+    const { tensors } = deserialize(file);
+    const loaded = new Map(
+      [...tensors.keys()].map((name) => [
+        name,
+        { ...tensors.get(name)!, data: deserialize(file).read(name) },
+      ]),
+    );
+    expect(Buffer.compare(serialize(toKohya(fromKohya(loaded)), { ss_network_dim: '4' }), file)).toBe(0);
+  });
+
+  it('gives a module without alpha alpha = rank, as sd-scripts does for old files', () => {
+    const { down, up } = module(4, 8, 8, 1);
+    const adapter = fromKohya(
+      new Map([
+        ['lora_unet_mid_block_attentions_0_proj_out.lora_down.weight', down],
+        ['lora_unet_mid_block_attentions_0_proj_out.lora_up.weight', up],
+      ]),
+    );
+    expect(adapter.get('unet.mid_block.attentions.0.proj_out')?.alpha).toBe(4);
+  });
+
+  it('uses lora_te1 / lora_te2 when there are two text encoders (SDXL)', () => {
+    const sdxl: LoraAdapter = new Map([
+      ['text_encoder.text_model.encoder.layers.0.self_attn.k_proj', module(2, 8, 8, 1)],
+      ['text_encoder_2.text_model.encoder.layers.3.self_attn.out_proj', module(2, 8, 8, 1)],
+    ]);
+    const names = [...toKohya(sdxl).keys()].filter((key) => key.endsWith('.alpha'));
+    expect(names).toEqual([
+      'lora_te1_text_model_encoder_layers_0_self_attn_k_proj.alpha',
+      'lora_te2_text_model_encoder_layers_3_self_attn_out_proj.alpha',
+    ]);
+    expect(sorted(fromKohya(toKohya(sdxl)))).toEqual(sorted(sdxl));
+  });
+
+  it('restores unknown identifiers exactly from the base model paths', () => {
+    const custom: LoraAdapter = new Map([['unet.my_block.0.some_layer', module(2, 4, 4, 1)]]);
+    expect([...fromKohya(toKohya(custom)).keys()]).toEqual(['unet.my.block.0.some.layer']);
+    expect([...fromKohya(toKohya(custom), { modulePaths: ['unet.my_block.0.some_layer'] }).keys()]).toEqual([
+      'unet.my_block.0.some_layer',
+    ]);
+  });
+
+  it.each([
+    [
+      'down_blocks_0_attentions_1_transformer_blocks_0_attn2_to_out_0',
+      'down_blocks.0.attentions.1.transformer_blocks.0.attn2.to_out.0',
+    ],
+    ['text_model_encoder_layers_10_self_attn_out_proj', 'text_model.encoder.layers.10.self_attn.out_proj'],
+    ['model_layers_3_post_attention_layernorm', 'model.layers.3.post_attention_layernorm'],
+    ['input_blocks_4_1_proj_in', 'input_blocks.4.1.proj_in'],
+    ['up_blocks_3_resnets_2_conv_shortcut', 'up_blocks.3.resnets.2.conv_shortcut'],
+  ])('unflattens %s', (flat, path) => {
+    expect(unflattenPath(flat)).toBe(path);
+    expect(flattenPath(path)).toBe(flat);
+  });
+
+  it.each([
+    ['a key of another layout', new Map([['unet.x.lora.down.weight', tensor([2, 2])]])],
+    ['a module without its up weight', new Map([['lora_unet_x.lora_down.weight', tensor([2, 2])]])],
+    [
+      'an unknown prefix',
+      new Map([
+        ['lora_vae_x.lora_down.weight', tensor([2, 2])],
+        ['lora_vae_x.lora_up.weight', tensor([2, 2])],
+      ]),
+    ],
+    [
+      'mismatched ranks',
+      new Map([
+        ['lora_unet_x.lora_down.weight', tensor([2, 4])],
+        ['lora_unet_x.lora_up.weight', tensor([4, 3])],
+      ]),
+    ],
+    [
+      'a non-scalar alpha',
+      new Map([
+        ['lora_unet_x.lora_down.weight', tensor([2, 4])],
+        ['lora_unet_x.lora_up.weight', tensor([4, 2])],
+        ['lora_unet_x.alpha', tensor([2])],
+      ]),
+    ],
+  ])('rejects %s', (_, tensors) => {
+    expect(() => fromKohya(tensors)).toThrow(expect.objectContaining({ code: 'E_INVALID_LORA' }));
+  });
+
+  it('refuses to write an LLM module as kohya', () => {
+    expect(() => toKohya(new Map([['model.layers.0.self_attn.q_proj', module(2, 4, 4, 1)]]))).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_LORA' }),
+    );
+  });
+});
+
+describe('diffusers layout', () => {
+  it('round-trips internal → diffusers → internal exactly, writing alpha only when ≠ rank', () => {
+    const diffusers = toDiffusers(SD);
+    expect(
+      diffusers.has('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora.down.weight'),
+    ).toBe(true);
+    expect(diffusers.has('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.alpha')).toBe(
+      false,
+    );
+    expect(diffusers.has('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.alpha')).toBe(true);
+    expect(sorted(fromDiffusers(diffusers))).toEqual(sorted(SD));
+  });
+
+  it('reads the lora_A/B, lora_linear_layer and old processor forms', () => {
+    const { down, up } = module(2, 4, 4, 2);
+    const adapter = fromDiffusers(
+      new Map([
+        ['unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora.down.weight', down],
+        ['unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora.up.weight', up],
+        ['text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.down.weight', down],
+        ['text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.up.weight', up],
+        ['unet.mid_block.attentions.0.proj_in.lora_A.weight', down],
+        ['unet.mid_block.attentions.0.proj_in.lora_B.weight', up],
+      ]),
+    );
+    expect([...adapter.keys()]).toEqual([
+      'unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0',
+      'text_encoder.text_model.encoder.layers.0.self_attn.q_proj',
+      'unet.mid_block.attentions.0.proj_in',
+    ]);
+    expect([...adapter.values()].map((m) => m.alpha)).toEqual([2, 2, 2]);
+  });
+});
+
+describe('PEFT layout', () => {
+  const LLM: LoraAdapter = new Map([
+    ['model.layers.0.self_attn.q_proj', module(8, 16, 16, 16)],
+    ['model.layers.0.self_attn.v_proj', module(8, 16, 4, 16)],
+    ['model.layers.1.self_attn.q_proj', module(4, 16, 16, 16)],
+    ['model.layers.1.mlp.down_proj', module(8, 32, 16, 8)],
+  ]);
+
+  it('writes base_model.model. keys and a config with patterns for the odd modules', () => {
+    const { tensors, config } = toPeft(LLM, { baseModelNameOrPath: 'meta-llama/Llama-3.2-1B' });
+    expect([...tensors.keys()].slice(0, 2)).toEqual([
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight',
+    ]);
+    expect(config).toEqual({
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      base_model_name_or_path: 'meta-llama/Llama-3.2-1B',
+      r: 8,
+      lora_alpha: 16,
+      target_modules: ['down_proj', 'q_proj', 'v_proj'],
+      rank_pattern: { 'model\\.layers\\.1\\.self_attn\\.q_proj': 4 },
+      alpha_pattern: { 'model\\.layers\\.1\\.mlp\\.down_proj': 8 },
+    });
+  });
+
+  it('round-trips internal → PEFT → internal exactly', () => {
+    const { tensors, config } = toPeft(LLM, { baseModelNameOrPath: 'x' });
+    expect(plain(fromPeft(tensors, JSON.parse(JSON.stringify(config))))).toEqual(plain(LLM));
+  });
+
+  it('matches alpha_pattern keys as PEFT does, and converts rsLoRA scaling', () => {
+    const { tensors } = toPeft(LLM, { baseModelNameOrPath: 'x' });
+    const adapter = fromPeft(tensors, {
+      peft_type: 'LORA',
+      r: 8,
+      lora_alpha: 4,
+      target_modules: ['q_proj'],
+      alpha_pattern: { v_proj: 32 },
+      use_rslora: true,
+    });
+    // rsLoRA scale alpha / sqrt(r) equals (alpha · sqrt(r)) / r.
+    expect(adapter.get('model.layers.0.self_attn.q_proj')?.alpha).toBeCloseTo(4 * Math.sqrt(8));
+    expect(adapter.get('model.layers.0.self_attn.v_proj')?.alpha).toBeCloseTo(32 * Math.sqrt(8));
+  });
+});
+
+describe('detectLoraLayout', () => {
+  it.each([
+    [['lora_unet_a.lora_down.weight'], 'kohya'],
+    [['lora_te2_a.alpha'], 'kohya'],
+    [['base_model.model.model.layers.0.q_proj.lora_A.weight'], 'peft'],
+    [['unet.a.lora.down.weight'], 'diffusers'],
+    [['text_encoder.a.lora_linear_layer.up.weight'], 'diffusers'],
+    [['unet.a.lora_B.weight'], 'diffusers'],
+  ])('%j is %s', (names, layout) => {
+    expect(detectLoraLayout(names)).toBe(layout);
+  });
+
+  it('rejects names of no known layout', () => {
+    expect(() => detectLoraLayout(['model.embed.weight'])).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_LORA' }),
+    );
+  });
+});

@@ -1,0 +1,177 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromFloat32, toFloat32 } from '../convert.ts';
+import { readSafetensors } from '../reader.ts';
+import { type TensorData, writeSafetensors } from '../writer.ts';
+import { diffusersUnetToLdm } from './base-keys.ts';
+import { toKohya } from './kohya.ts';
+import { mergeLora } from './merge.ts';
+import { toPeft } from './peft.ts';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'safetensors-merge-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const values = (count: number, seed: number) =>
+  Float32Array.from({ length: count }, (_, i) => Math.sin(seed * 97 + i * 1.3) / 2);
+const f32 = (shape: number[], seed: number): TensorData => ({
+  dtype: 'F32',
+  shape,
+  data: values(
+    shape.reduce((a, b) => a * b, 1),
+    seed,
+  ),
+});
+
+/** The reference: W + multiplier · alpha / rank · up @ down, in float64. */
+function expected(weight: Float32Array, up: Float32Array, down: Float32Array, rank: number, scale: number) {
+  const out = up.length / rank;
+  const inner = down.length / rank;
+  return Array.from(weight, (w, index) => {
+    const o = Math.floor(index / inner);
+    const k = index % inner;
+    let sum = 0;
+    for (let r = 0; r < rank; r++) sum += up[o * rank + r]! * down[r * inner + k]!;
+    return w + scale * sum;
+  }).slice(0, out * inner);
+}
+
+const floats = (tensor: TensorData) =>
+  toFloat32(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength), tensor.dtype);
+
+describe('mergeLora', () => {
+  it('merges a kohya LoRA into an LDM single-file checkpoint: linear, 1×1 and 3×3 conv', async () => {
+    const linearKey = 'model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight';
+    const convKey = 'model.diffusion_model.input_blocks.1.0.in_layers.2.weight';
+    const projKey = 'model.diffusion_model.middle_block.1.proj_in.weight';
+    const base = new Map<string, TensorData>([
+      [linearKey, f32([6, 5], 1)],
+      [convKey, { ...f32([4, 3, 3, 3], 2), dtype: 'F16', data: fromFloat32(values(108, 2), 'F16') }],
+      [projKey, f32([4, 4, 1, 1], 3)],
+      ['cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight', f32([3, 2], 4)],
+      ['untouched.bias', { dtype: 'I64', shape: [2], data: new BigInt64Array([7n, -1n]) }],
+    ]);
+    const basePath = join(dir, 'base.safetensors');
+    await writeSafetensors(basePath, base, { format: 'pt' });
+
+    const lora = new Map([
+      [
+        'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q',
+        { down: f32([2, 5], 5), up: f32([6, 2], 6), alpha: 1 },
+      ],
+      [
+        'unet.down_blocks.0.resnets.0.conv1',
+        { down: f32([2, 3, 3, 3], 7), up: f32([4, 2, 1, 1], 8), alpha: 4 },
+      ],
+      ['unet.mid_block.attentions.0.proj_in', { down: f32([1, 4], 9), up: f32([4, 1], 10), alpha: 0.5 }],
+      [
+        'text_encoder.text_model.encoder.layers.0.mlp.fc1',
+        { down: f32([2, 2], 11), up: f32([3, 2], 12), alpha: 2 },
+      ],
+    ]);
+    const loraPath = join(dir, 'lora.safetensors');
+    await writeSafetensors(loraPath, toKohya(lora));
+    const output = join(dir, 'merged.safetensors');
+    const report = await mergeLora(basePath, loraPath, { output, multiplier: 0.75 });
+    expect(report.size).toBe(4);
+
+    const merged = (await readSafetensors(output)).tensors;
+    expect((await readSafetensors(output)).metadata).toEqual({ format: 'pt' });
+    for (const [path, module] of lora) {
+      const key = [...report].find(([, p]) => p === path)![0];
+      const rank = module.down.shape[0]!;
+      const want = expected(
+        floats(base.get(key)!),
+        floats(module.up),
+        floats(module.down),
+        rank,
+        (0.75 * module.alpha) / rank,
+      );
+      const got = floats(merged.get(key)!);
+      expect(merged.get(key)!.dtype).toBe(base.get(key)!.dtype);
+      const tolerance = base.get(key)!.dtype === 'F16' ? 1e-3 : 1e-6;
+      for (const [i, value] of got.entries()) expect(Math.abs(value - want[i]!)).toBeLessThan(tolerance);
+    }
+    expect([...new BigInt64Array(merged.get('untouched.bias')!.data.buffer)]).toEqual([7n, -1n]);
+  });
+
+  it('merges a PEFT adapter (using adapter_config.json beside it) into a transformers checkpoint', async () => {
+    const basePath = join(dir, 'llm.safetensors');
+    await writeSafetensors(basePath, {
+      'model.layers.0.self_attn.q_proj.weight': {
+        ...f32([4, 4], 1),
+        dtype: 'BF16',
+        data: fromFloat32(values(16, 1), 'BF16'),
+      },
+    });
+    const adapter = new Map([
+      ['model.layers.0.self_attn.q_proj', { down: f32([2, 4], 2), up: f32([4, 2], 3), alpha: 8 }],
+    ]);
+    const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'x' });
+    const peftDir = await mkdtemp(join(dir, 'peft-'));
+    await writeSafetensors(join(peftDir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+    await writeFile(join(peftDir, 'adapter_config.json'), JSON.stringify(config));
+    const output = join(dir, 'llm-merged.safetensors');
+    await mergeLora(basePath, join(peftDir, 'adapter_model.safetensors'), { output });
+    const got = floats(
+      (await readSafetensors(output)).tensors.get('model.layers.0.self_attn.q_proj.weight')!,
+    );
+    const want = expected(
+      toFloat32(fromFloat32(values(16, 1), 'BF16'), 'BF16'),
+      values(8, 3),
+      values(8, 2),
+      2,
+      4,
+    );
+    for (const [i, value] of got.entries()) expect(Math.abs(value - want[i]!)).toBeLessThan(0.02);
+  });
+
+  it('refuses modules with no base weight, naming them, and writes nothing', async () => {
+    const basePath = join(dir, 'lonely.safetensors');
+    await writeSafetensors(basePath, { 'other.weight': f32([2, 2], 1) });
+    const lora = new Map([
+      ['unet.mid_block.attentions.0.proj_out', { down: f32([1, 2], 2), up: f32([2, 1], 3), alpha: 1 }],
+    ]);
+    const output = join(dir, 'never.safetensors');
+    await expect(mergeLora(basePath, lora, { output })).rejects.toThrow(
+      /1 LoRA module.*unet\.mid_block\.attentions\.0\.proj_out/,
+    );
+    await expect(readFile(output)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('refuses a module whose update does not fit the weight', async () => {
+    const basePath = join(dir, 'shape.safetensors');
+    await writeSafetensors(basePath, { 'a.weight': f32([3, 3], 1) });
+    const lora = new Map([['a', { down: f32([1, 2], 2), up: f32([3, 1], 3), alpha: 1 }]]);
+    await expect(mergeLora(basePath, lora, { output: join(dir, 'x.safetensors') })).rejects.toMatchObject({
+      code: 'E_MERGE_MISMATCH',
+    });
+  });
+});
+
+describe('diffusersUnetToLdm', () => {
+  it.each([
+    ['down_blocks.0.attentions.1.proj_in', 'input_blocks.2.1.proj_in'],
+    ['down_blocks.2.resnets.1.conv_shortcut', 'input_blocks.8.0.skip_connection'],
+    ['down_blocks.1.downsamplers.0.conv', 'input_blocks.6.0.op'],
+    ['mid_block.resnets.1.time_emb_proj', 'middle_block.2.emb_layers.1'],
+    [
+      'mid_block.attentions.0.transformer_blocks.0.attn2.to_k',
+      'middle_block.1.transformer_blocks.0.attn2.to_k',
+    ],
+    ['up_blocks.0.resnets.2.conv2', 'output_blocks.2.0.out_layers.3'],
+    ['up_blocks.3.attentions.2.proj_out', 'output_blocks.11.1.proj_out'],
+    ['up_blocks.0.upsamplers.0.conv', 'output_blocks.2.1.conv'],
+    ['up_blocks.2.upsamplers.0.conv', 'output_blocks.8.2.conv'],
+    ['time_embedding.linear_2', 'time_embed.2'],
+    ['conv_in', 'input_blocks.0.0'],
+  ])('%s → %s', (diffusers, ldm) => {
+    expect(diffusersUnetToLdm(diffusers)).toBe(ldm);
+  });
+});

@@ -1,0 +1,159 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fromFloat32, toFloat32 } from '../convert.ts';
+import type { Dtype } from '../dtype.ts';
+import { SafetensorsError } from '../errors.ts';
+import type { TensorInfo } from '../header.ts';
+import { openSafetensors, readSafetensors } from '../reader.ts';
+import { openShardedSafetensors } from '../sharded.ts';
+import { type WritableTensor, writeSafetensors } from '../writer.ts';
+import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
+import { createKeyResolver } from './base-keys.ts';
+import { loraFromTensors } from './layout.ts';
+import type { PeftAdapterConfig } from './peft.ts';
+
+export interface MergeOptions {
+  /** Path of the merged checkpoint (written atomically; may equal the base path). */
+  readonly output: string;
+  /** Strength; the update is `multiplier · (alpha / rank) · up @ down`. Default 1. */
+  readonly multiplier?: number;
+  /**
+   * Base weight key for a LoRA module path. By default: the path itself, without its
+   * component, or in an original SD single-file layout (`model.diffusion_model.…`,
+   * `cond_stage_model.transformer.…`).
+   */
+  readonly resolveKey?: (modulePath: string) => string | undefined;
+}
+
+/** Base weight key → module path, for every module merged. */
+export type MergeReport = ReadonlyMap<string, string>;
+
+/**
+ * Writes `base` with every LoRA module merged in: `W + multiplier · (alpha / rank) · up @ down`
+ * for linear layers and convolutions (k×k down with 1×1 up). Tensor by tensor, so memory holds
+ * one base tensor at a time; each keeps its dtype (F16 / BF16 / F32 rounded to nearest even).
+ * `base` is a `.safetensors` file or a sharded `….index.json`; `lora` is an adapter or a LoRA
+ * file in any layout (a PEFT file uses the `adapter_config.json` beside it).
+ */
+export async function mergeLora(
+  base: string,
+  lora: LoraAdapter | string,
+  options: MergeOptions,
+): Promise<MergeReport> {
+  const adapter = typeof lora === 'string' ? await readLoraFile(lora) : lora;
+  const source = base.endsWith('.index.json')
+    ? await openShardedSafetensors(base)
+    : await openSafetensors(base);
+  try {
+    const resolve = options.resolveKey ?? createKeyResolver(source.tensors.keys());
+    const targets = new Map<string, [string, LoraModule]>();
+    const unmatched: string[] = [];
+    for (const [path, module] of adapter) {
+      const key = resolve(path);
+      if (key === undefined || !source.tensors.has(key)) unmatched.push(path);
+      else if (targets.has(key)) {
+        throw new SafetensorsError(
+          'E_MERGE_MISMATCH',
+          `modules ${targets.get(key)![0]} and ${path} both target ${key}`,
+        );
+      } else targets.set(key, [path, module]);
+    }
+    if (unmatched.length > 0) {
+      throw new SafetensorsError(
+        'E_MERGE_MISMATCH',
+        `${unmatched.length} LoRA module(s) have no weight in ${base}, e.g. ${unmatched.slice(0, 3).join(', ')}; ` +
+          'pass resolveKey to map module paths to base keys',
+      );
+    }
+    const multiplier = options.multiplier ?? 1;
+    const output = new Map<string, WritableTensor>();
+    for (const [name, info] of source.tensors) {
+      const target = targets.get(name);
+      output.set(name, {
+        dtype: info.dtype,
+        shape: info.shape,
+        data:
+          target === undefined
+            ? () => source.read(name)
+            : async () => applyModule(name, info, await source.read(name), target[1], multiplier),
+      });
+    }
+    const metadata = 'shards' in source ? undefined : source.metadata;
+    await writeSafetensors(options.output, output, metadata);
+    return new Map([...targets].map(([key, [path]]) => [key, path]));
+  } finally {
+    await source.close();
+  }
+}
+
+async function readLoraFile(path: string): Promise<LoraAdapter> {
+  const { tensors } = await readSafetensors(path);
+  const configPath = join(dirname(path), 'adapter_config.json');
+  const peftConfig = existsSync(configPath)
+    ? (JSON.parse(await readFile(configPath, 'utf8')) as PeftAdapterConfig)
+    : undefined;
+  return loraFromTensors(tensors, peftConfig === undefined ? {} : { peftConfig });
+}
+
+/** W + coefficient · up @ down, computed in float32 (float64 for F64 weights). */
+function applyModule(
+  name: string,
+  info: TensorInfo,
+  bytes: Uint8Array,
+  module: LoraModule,
+  multiplier: number,
+): Uint8Array {
+  const rank = rankOf(module);
+  const out = module.up.shape[0]!;
+  const up = floats(module.up.data, module.up.dtype);
+  const down = floats(module.down.data, module.down.dtype);
+  const inner = down.length / rank;
+  const elements = info.shape.reduce((product, dim) => product * dim, 1);
+  if (info.shape[0] !== out || elements !== out * inner) {
+    throw new SafetensorsError(
+      'E_MERGE_MISMATCH',
+      `${name} is [${info.shape.join(', ')}] but the LoRA update is [${out}, ${module.down.shape.slice(1).join(', ')}]`,
+    );
+  }
+  const coefficient = multiplier * (module.alpha / rank);
+  if (info.dtype === 'F64') {
+    const weight = new Float64Array(bytes.buffer, bytes.byteOffset, elements);
+    addProduct(weight, up, down, out, rank, inner, coefficient);
+    return bytes;
+  }
+  if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
+    throw new SafetensorsError(
+      'E_MERGE_MISMATCH',
+      `${name} is ${info.dtype}; only float weights can take a LoRA`,
+    );
+  }
+  const weight = toFloat32(bytes, info.dtype);
+  addProduct(weight, up, down, out, rank, inner, coefficient);
+  return fromFloat32(weight, info.dtype);
+}
+
+function floats(data: ArrayBufferView, dtype: Dtype): Float32Array {
+  return toFloat32(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dtype);
+}
+
+/** weight[o, k] += coefficient · Σ_r up[o, r] · down[r, k], row by row for cache locality. */
+function addProduct(
+  weight: Float32Array | Float64Array,
+  up: Float32Array,
+  down: Float32Array,
+  out: number,
+  rank: number,
+  inner: number,
+  coefficient: number,
+): void {
+  for (let o = 0; o < out; o++) {
+    const row = o * inner;
+    for (let r = 0; r < rank; r++) {
+      const scale = coefficient * up[o * rank + r]!;
+      if (scale === 0) continue;
+      const from = r * inner;
+      for (let k = 0; k < inner; k++) weight[row + k]! += scale * down[from + k]!;
+    }
+  }
+}
