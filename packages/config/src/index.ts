@@ -1,1 +1,71 @@
-export {};
+export {
+  backendModuleName,
+  resolveMixedPrecision,
+  type StepMetrics,
+  type TrainerBackend,
+  type TrainerBackendModule,
+  type TrainerEvent,
+  type TrainerLogger,
+  type TrainingResult,
+  type TrainingRun,
+} from './backend.ts';
+export type {
+  CommonConfig,
+  DatasetFormat,
+  Device,
+  LlmConfig,
+  LoraConfig,
+  LrScheduler,
+  MixedPrecision,
+  Optimizer,
+  PredictionType,
+  SdConfig,
+} from './config.ts';
+export {
+  ConfigError,
+  type ConfigErrorCode,
+  type ConfigIssue,
+  type ConfigIssueCode,
+  formatConfigIssue,
+} from './errors.ts';
+export { type JSONSchema, toJSONSchema } from './json-schema.ts';
+export {
+  type ConfigResult,
+  type LoadConfigOptions,
+  loadConfig,
+  MAX_CONFIG_BYTES,
+  MAX_ISSUES,
+  parseConfig,
+  safeLoadConfig,
+  safeParseConfig,
+} from './load.ts';
+export {
+  ALL_LINEAR,
+  CLIP_MODULES,
+  type ClipModule,
+  LLM_MODULES,
+  type LlmModule,
+  type ModuleName,
+  type ModuleTargets,
+  resolveTargetModules,
+  UNET_MODULES,
+  type UnetModule,
+} from './modules.ts';
+export {
+  CONFIG_KEYS,
+  type ConfigInput,
+  type ConfigKey,
+  configSchema,
+  MAX_LORA_RANK,
+  MAX_RESOLUTION,
+  MAX_SEQ_LEN,
+} from './schema.ts';
+export { stringifyConfig } from './snapshot.ts';
+export { MAX_ALIAS_COUNT } from './source.ts';
+export { configTemplate, SCHEMA_URL } from './template.ts';
+export {
+  type ConfigWarning,
+  type ConfigWarningCode,
+  configWarnings,
+  type WarningContext,
+} from './warnings.ts';

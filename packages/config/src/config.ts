@@ -1,0 +1,204 @@
+import { basename, dirname } from 'node:path';
+import { inferTask } from './cross-check.ts';
+import { DEFAULT_EPOCHS, DEFAULT_TARGET_MODULES, DEFAULTS } from './defaults.ts';
+import { ALL_LINEAR, type ClipModule, type LlmModule, type UnetModule } from './modules.ts';
+import type {
+  ConfigInput,
+  DATASET_FORMATS,
+  DEVICES,
+  LR_SCHEDULERS,
+  MIXED_PRECISIONS,
+  OPTIMIZERS,
+  PREDICTION_TYPES,
+} from './schema.ts';
+
+export type MixedPrecision = (typeof MIXED_PRECISIONS)[number];
+export type Device = (typeof DEVICES)[number];
+export type LrScheduler = (typeof LR_SCHEDULERS)[number];
+export type Optimizer = (typeof OPTIMIZERS)[number];
+export type DatasetFormat = (typeof DATASET_FORMATS)[number];
+export type PredictionType = (typeof PREDICTION_TYPES)[number];
+
+/** Keys every task has. Paths are absolute; see the README for each key's meaning. */
+export interface CommonConfig {
+  backend: string;
+  base_model: string;
+  init_adapter?: string;
+  output_dir: string;
+  output_name: string;
+  lora_rank: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  batch_size: number;
+  gradient_accumulation_steps: number;
+  /** Exactly one of `epochs` and `max_steps` is set. */
+  epochs?: number;
+  max_steps?: number;
+  seed: number;
+  learning_rate: number;
+  lr_scheduler: LrScheduler;
+  lr_cycles: number;
+  /** At most one of `warmup_steps` and `warmup_ratio` is set; neither means no warmup. */
+  warmup_steps?: number;
+  warmup_ratio?: number;
+  optimizer: Optimizer;
+  weight_decay: number;
+  betas: [number, number];
+  eps: number;
+  max_grad_norm: number;
+  /**
+   * `auto` stays `auto` here: the backend decides once it knows the device (fp16 on CUDA, fp32
+   * elsewhere); `resolveMixedPrecision` implements that rule.
+   */
+  mixed_precision: MixedPrecision;
+  device: Device;
+  device_ids?: number[];
+  save_every_n_epochs: number;
+  save_every_n_steps?: number;
+  keep_last_n_checkpoints: number;
+  /** A checkpoint folder (absolute) or `auto`. */
+  resume?: string;
+  tensorboard: boolean;
+}
+
+/** A resolved Stable Diffusion config. */
+export interface SdConfig extends CommonConfig {
+  task: 'sd';
+  /** Always set: `metadata_path`'s folder when only the metadata was given. */
+  train_data_dir: string;
+  metadata_path?: string;
+  target_modules: (UnetModule | ClipModule)[] | typeof ALL_LINEAR;
+  train_text_encoder: boolean;
+  /** Defaults to learning_rate when the text encoder is trained; unused (and warned about) otherwise. */
+  text_encoder_lr?: number;
+  /** [width, height] in pixels. */
+  resolution: [number, number];
+  enable_bucket: boolean;
+  min_bucket_reso: number;
+  max_bucket_reso: number;
+  bucket_reso_steps: number;
+  cache_latents: boolean;
+  caption_extension: string;
+  shuffle_caption: boolean;
+  keep_tokens: number;
+  caption_dropout_rate: number;
+  caption_tag_dropout_rate: number;
+  noise_offset: number;
+  min_snr_gamma?: number;
+  prediction_type: PredictionType;
+}
+
+/** A resolved LLM config. */
+export interface LlmConfig extends CommonConfig {
+  task: 'llm';
+  /** Absolute paths of the example files. */
+  train_data: string[];
+  dataset_format: DatasetFormat;
+  target_modules: LlmModule[] | typeof ALL_LINEAR;
+  max_seq_len: number;
+  train_on_prompt: boolean;
+  template: string;
+  packing: boolean;
+}
+
+/** The resolved training config: defaults applied, task decided, paths absolute. */
+export type LoraConfig = SdConfig | LlmConfig;
+
+/**
+ * Applies defaults to a config the schema accepted (cross-key rules included, so the task is
+ * known). `absolute` resolves one path value of one key.
+ */
+export function resolveConfig(
+  input: ConfigInput,
+  absolute: (key: string, value: string) => string,
+): LoraConfig {
+  const task = inferTask(input)!.task;
+  const path = <K extends 'base_model' | 'output_dir'>(key: K) => absolute(key, input[key]);
+  const optionalPath = (key: 'init_adapter' | 'metadata_path' | 'train_data_dir' | 'resume') => {
+    const value = input[key];
+    return value === undefined || (key === 'resume' && value === 'auto') ? value : absolute(key, value);
+  };
+  const output_dir = path('output_dir');
+  const lora_rank = input.lora_rank ?? DEFAULTS.lora_rank;
+  const names = input.target_modules ?? [...DEFAULT_TARGET_MODULES[task]];
+  const target_modules =
+    names === ALL_LINEAR || names.includes(ALL_LINEAR) ? ALL_LINEAR : [...new Set(names)];
+  const common: CommonConfig = dropUndefined({
+    backend: input.backend ?? DEFAULTS.backend,
+    base_model: path('base_model'),
+    init_adapter: optionalPath('init_adapter'),
+    output_dir,
+    output_name: input.output_name ?? basename(output_dir),
+    lora_rank,
+    lora_alpha: input.lora_alpha ?? lora_rank,
+    lora_dropout: input.lora_dropout ?? DEFAULTS.lora_dropout,
+    batch_size: input.batch_size ?? DEFAULTS.batch_size,
+    gradient_accumulation_steps: input.gradient_accumulation_steps ?? DEFAULTS.gradient_accumulation_steps,
+    epochs: input.max_steps === undefined ? (input.epochs ?? DEFAULT_EPOCHS[task]) : undefined,
+    max_steps: input.max_steps,
+    seed: input.seed ?? DEFAULTS.seed,
+    learning_rate: input.learning_rate ?? DEFAULTS.learning_rate,
+    lr_scheduler: input.lr_scheduler ?? DEFAULTS.lr_scheduler,
+    lr_cycles: input.lr_cycles ?? DEFAULTS.lr_cycles,
+    warmup_steps: input.warmup_steps,
+    warmup_ratio: input.warmup_ratio,
+    optimizer: input.optimizer ?? DEFAULTS.optimizer,
+    weight_decay: input.weight_decay ?? DEFAULTS.weight_decay,
+    betas: input.betas ?? [...DEFAULTS.betas],
+    eps: input.eps ?? DEFAULTS.eps,
+    max_grad_norm: input.max_grad_norm ?? DEFAULTS.max_grad_norm,
+    mixed_precision: input.mixed_precision ?? DEFAULTS.mixed_precision,
+    device: input.device ?? DEFAULTS.device,
+    device_ids: input.device_ids,
+    save_every_n_epochs: input.save_every_n_epochs ?? DEFAULTS.save_every_n_epochs,
+    save_every_n_steps: input.save_every_n_steps,
+    keep_last_n_checkpoints: input.keep_last_n_checkpoints ?? DEFAULTS.keep_last_n_checkpoints,
+    resume: optionalPath('resume'),
+    tensorboard: input.tensorboard ?? DEFAULTS.tensorboard,
+  });
+  if (task === 'llm') {
+    const files = typeof input.train_data === 'string' ? [input.train_data] : (input.train_data ?? []);
+    return dropUndefined({
+      task,
+      ...common,
+      train_data: files.map((file) => absolute('train_data', file)),
+      dataset_format: input.dataset_format ?? DEFAULTS.dataset_format,
+      target_modules: target_modules as LlmConfig['target_modules'],
+      max_seq_len: input.max_seq_len ?? DEFAULTS.max_seq_len,
+      train_on_prompt: input.train_on_prompt ?? DEFAULTS.train_on_prompt,
+      template: input.template ?? DEFAULTS.template,
+      packing: input.packing ?? DEFAULTS.packing,
+    });
+  }
+  const metadata_path = optionalPath('metadata_path');
+  const train_text_encoder = input.train_text_encoder ?? DEFAULTS.train_text_encoder;
+  const resolution = input.resolution ?? DEFAULTS.resolution;
+  return dropUndefined({
+    task,
+    ...common,
+    train_data_dir: optionalPath('train_data_dir') ?? dirname(metadata_path!),
+    metadata_path,
+    target_modules: target_modules as SdConfig['target_modules'],
+    train_text_encoder,
+    text_encoder_lr: input.text_encoder_lr ?? (train_text_encoder ? common.learning_rate : undefined),
+    resolution: typeof resolution === 'number' ? [resolution, resolution] : resolution,
+    enable_bucket: input.enable_bucket ?? DEFAULTS.enable_bucket,
+    min_bucket_reso: input.min_bucket_reso ?? DEFAULTS.min_bucket_reso,
+    max_bucket_reso: input.max_bucket_reso ?? DEFAULTS.max_bucket_reso,
+    bucket_reso_steps: input.bucket_reso_steps ?? DEFAULTS.bucket_reso_steps,
+    cache_latents: input.cache_latents ?? DEFAULTS.cache_latents,
+    caption_extension: input.caption_extension ?? DEFAULTS.caption_extension,
+    shuffle_caption: input.shuffle_caption ?? DEFAULTS.shuffle_caption,
+    keep_tokens: input.keep_tokens ?? DEFAULTS.keep_tokens,
+    caption_dropout_rate: input.caption_dropout_rate ?? DEFAULTS.caption_dropout_rate,
+    caption_tag_dropout_rate: input.caption_tag_dropout_rate ?? DEFAULTS.caption_tag_dropout_rate,
+    noise_offset: input.noise_offset ?? DEFAULTS.noise_offset,
+    min_snr_gamma: input.min_snr_gamma,
+    prediction_type: input.prediction_type ?? DEFAULTS.prediction_type,
+  });
+}
+
+/** Optional keys are absent rather than `undefined`, so snapshots and `in` checks stay clean. */
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, entry]) => entry !== undefined)) as T;
+}

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { KEY_INFO } from './keys.ts';
+import { parseConfig } from './load.ts';
+import { CONFIG_KEYS } from './schema.ts';
+import { stringifyConfig } from './snapshot.ts';
+import { configTemplate, SCHEMA_URL } from './template.ts';
+
+describe.each(['sd', 'llm'] as const)('configTemplate(%s)', (task) => {
+  const template = configTemplate(task);
+
+  it('validates as it is and trains its task', () => {
+    const config = parseConfig(template, '/project/configs/new.yaml');
+    expect(config.task).toBe(task);
+    expect(config.base_model.startsWith('/project/configs/models/')).toBe(true);
+  });
+
+  it('points editors at the JSON Schema', () => {
+    expect(template.split('\n')[0]).toBe(`# yaml-language-server: $schema=${SCHEMA_URL}`);
+  });
+
+  it.each(CONFIG_KEYS)('mentions %s only when it applies', (key) => {
+    const applies = !KEY_INFO[key].task || KEY_INFO[key].task === task;
+    expect(new RegExp(`^(# )?${key}:`, 'm').test(template)).toBe(applies);
+  });
+
+  it('writes learning rates the way people type them', () => {
+    expect(template).toContain('learning_rate: 2e-4');
+  });
+
+  it('keeps comment lines within 100 columns', () => {
+    expect(template.split('\n').filter((line) => line.length > 100 && !line.includes('$schema'))).toEqual([]);
+  });
+});
+
+describe('stringifyConfig', () => {
+  it.each(['sd', 'llm'] as const)('round-trips a resolved %s config', (task) => {
+    const config = parseConfig(configTemplate(task), '/project/configs/new.yaml', {
+      overrides: ['max_steps=100', 'epochs=', 'warmup_ratio=0.05'],
+    });
+    expect(parseConfig(stringifyConfig(config), '/elsewhere/config.yaml')).toEqual(config);
+  });
+});

@@ -1,0 +1,88 @@
+import { stringify } from 'yaml';
+import { keySchema } from './describe.ts';
+import { KEY_INFO } from './keys.ts';
+import { CONFIG_KEYS, type ConfigKey } from './schema.ts';
+
+/** Where editors fetch the schema from; the file is the package's `schema.json`. */
+export const SCHEMA_URL = 'https://unpkg.com/@lora/config/schema.json';
+
+const TITLES = {
+  sd: 'a Stable Diffusion 1.x LoRA (images + captions)',
+  llm: 'a LLaMA-family LLM LoRA (instruction data)',
+} as const;
+
+/** The keys a template sets; every other key of the task is listed commented out with its default. */
+const EXAMPLES: Record<'sd' | 'llm', Partial<Record<ConfigKey, unknown>>> = {
+  sd: {
+    task: 'sd',
+    base_model: './models/sd-v1-5-pruned.safetensors',
+    train_data_dir: './data/style_train',
+    metadata_path: './data/style_train/metadata.csv',
+    output_dir: './output/style_lora',
+    lora_rank: 16,
+    target_modules: ['to_q', 'to_k', 'to_v', 'to_out'],
+    batch_size: 4,
+    epochs: 15,
+    learning_rate: 2e-4,
+  },
+  llm: {
+    task: 'llm',
+    base_model: './models/llama-3.2-1b-instruct',
+    train_data: './data/train.jsonl',
+    output_dir: './output/llm_lora',
+    lora_rank: 16,
+    target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+    batch_size: 4,
+    epochs: 3,
+    learning_rate: 2e-4,
+  },
+};
+
+const WIDTH = 100;
+
+/** A commented YAML starting point for a task (what `lora init` writes); it validates as it is. */
+export function configTemplate(task: 'sd' | 'llm'): string {
+  const lines = [
+    `# yaml-language-server: $schema=${SCHEMA_URL}`,
+    `# Training config for ${TITLES[task]}.`,
+    '# Run it with: lora train --config <this file>',
+    "# Relative paths start at this file's folder. Commented-out keys show their defaults.",
+  ];
+  let section = '';
+  for (const key of CONFIG_KEYS) {
+    const info = KEY_INFO[key];
+    if (info.task && info.task !== task) continue;
+    if (info.section !== section) {
+      section = info.section;
+      lines.push('', `# --- ${section} ---`);
+    }
+    const schema = keySchema(key);
+    const fallback = info.defaultText ? ` Default: ${info.defaultText.replaceAll('`', '')}.` : '';
+    lines.push(...wrap(`${String(schema.description)}${fallback}`));
+    const example = EXAMPLES[task][key];
+    if (example !== undefined) lines.push(`${key}: ${yamlValue(example)}`);
+    else lines.push(schema.default === undefined ? `# ${key}:` : `# ${key}: ${yamlValue(schema.default)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function yamlValue(value: unknown): string {
+  // Learning rates read better as 2e-4 than as 0.0002.
+  if (typeof value === 'number' && value !== 0 && Math.abs(value) < 1e-3) return value.toExponential();
+  return stringify(value, { collectionStyle: 'flow', flowCollectionPadding: false }).trimEnd();
+}
+
+/** Comment lines of at most WIDTH characters. */
+function wrap(text: string): string[] {
+  const lines: string[] = [];
+  let line = '#';
+  for (const word of text.split(' ')) {
+    if (line.length + 1 + word.length > WIDTH && line !== '#') {
+      lines.push(line);
+      line = '#';
+    }
+    line += ` ${word}`;
+  }
+  lines.push(line);
+  return lines;
+}
