@@ -84,7 +84,7 @@ describe('parseConfig', () => {
       train_data: ['/c/chat.jsonl'],
       base_model: join(homedir(), 'llama'),
       output_dir: '/abs/out',
-      target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+      target_modules: ['q_proj', 'v_proj'],
       max_seq_len: 2048,
       dataset_format: 'auto',
     });
