@@ -42,7 +42,7 @@ export const KEY_INFO = {
   target_modules: {
     section: 'LoRA',
     typeText: 'all-linear | module name[]',
-    defaultText: 'sd: `[to_q, to_k, to_v, to_out]`; llm: `[q_proj, k_proj, v_proj, o_proj]`',
+    defaultText: 'sd: `[to_q, to_k, to_v, to_out]`; llm: `[q_proj, v_proj]`',
   },
   train_text_encoder: { section: 'LoRA', task: 'sd' },
   batch_size: { section: 'Training' },
