@@ -1,1 +1,76 @@
-export {};
+export { MAX_IMAGE_PIXELS } from './bmp.ts';
+export {
+  type BucketAssignment,
+  type BucketOptions,
+  type BucketSelector,
+  createBucketSelector,
+  cropOffset,
+  makeBucketResolutions,
+  type Size,
+} from './buckets.ts';
+export { type CaptionOptions, datasetTagFrequency } from './captions.ts';
+export {
+  BUILTIN_TEMPLATES,
+  type BuiltinTemplateName,
+  type ChatTemplate,
+  resolveChatTemplate,
+} from './chat-template.ts';
+export {
+  type CheckOptions,
+  checkDataset,
+  type DatasetImage,
+  type DatasetReport,
+  type DatasetSummary,
+} from './check.ts';
+export { MAX_CSV_FIELD_CHARS } from './csv.ts';
+export { DatasetError, type DatasetErrorCode } from './errors.ts';
+export type { Finding, FindingCode, FindingSeverity } from './findings.ts';
+export {
+  type BucketInfo,
+  type ImageBatch,
+  ImageDataset,
+  type ImageDatasetOptions,
+  type PlannedBatch,
+} from './image-dataset.ts';
+export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES } from './image-io.ts';
+export { type MetadataCsv, readMetadataCsv } from './metadata-csv.ts';
+export { createRng, Rng, type RngState } from './rng.ts';
+export {
+  type CaptionSource,
+  MAX_CAPTION_BYTES,
+  MAX_SCAN_DEPTH,
+  type ScannedImage,
+  type ScanOptions,
+  type ScanResult,
+  scanImageFolders,
+} from './scan.ts';
+export {
+  checkTextDataset,
+  MAX_REPORTED_PROBLEMS,
+  type TextDatasetReport,
+  type TextProblem,
+} from './text-check.ts';
+export {
+  MAX_SEQ_LEN,
+  type TextBatch,
+  TextDataset,
+  type TextDatasetOptions,
+  type TextDatasetStats,
+} from './text-dataset.ts';
+export {
+  type ChatMessage,
+  type ChatRole,
+  detectFormat,
+  TEXT_FORMATS,
+  type TextExample,
+  type TextFormat,
+  toExample,
+} from './text-formats.ts';
+export { MAX_JSON_ARRAY_BYTES, readTextRecords, type TextRecord } from './text-records.ts';
+export {
+  IGNORE_INDEX,
+  type TokenizedExample,
+  type TokenizeOptions,
+  tokenizeExample,
+} from './tokenize-example.ts';
+export { MAX_TOKENIZER_BYTES, TextTokenizer } from './tokenizer.ts';
