@@ -1,0 +1,195 @@
+import { describe, expect, it } from 'vitest';
+import { Graph, type Tensor } from '../graph/graph.ts';
+import { crossEntropy, gelu, rmsNorm, scaledDotProductAttention, silu } from '../graph/ops/composite.ts';
+import { add, cast, mul, tanh } from '../graph/ops/elementwise.ts';
+import { concat, reshape, slice } from '../graph/ops/layout.ts';
+import { matmul } from '../graph/ops/linalg.ts';
+import { conv, dropout, groupNorm, layerNorm, resizeNearest } from '../graph/ops/nn.ts';
+import { reduceMean, reduceSum } from '../graph/ops/reduce.ts';
+import { loraLinear } from '../lora.ts';
+import { createRng } from '../random.ts';
+import { hostTensor } from '../session.ts';
+import { runGraph, valuesOf } from '../testing.ts';
+import { gradients } from './gradients.ts';
+
+const f64 = (values: number[], shape = [values.length]) =>
+  hostTensor('float64', shape, Float64Array.from(values));
+
+describe('gradients', () => {
+  it('differentiates only the ops between the trainable tensors and the loss', () => {
+    const graph = new Graph();
+    const x = graph.input('x', 'float32', ['batch', 4]);
+    const w1 = graph.initializer('w1', 'float32', [8, 4], new Uint8Array(128));
+    const w2 = graph.initializer('w2', 'float32', [3, 8], new Uint8Array(96));
+    const hidden = graph.scope('fc1', () => tanh(matmul(x, reshape(w1, [4, 8]))));
+    const layer = loraLinear(hidden, w2, 'fc2', { rank: 2, alpha: 2 });
+    const loss = reduceSum(layer.output);
+    const forward = graph.nodes.length;
+    gradients(loss, [layer.down.tensor, layer.up.tensor]);
+    const backward = graph.nodes.slice(forward);
+    const differentiated = new Set(
+      backward.map(
+        (n) =>
+          n.name
+            .split('/')[0]!
+            .replace(/^grad:/, '')
+            .split('.')[0],
+      ),
+    );
+    expect([...differentiated].some((name) => name?.startsWith('fc1'))).toBe(false);
+    // d hidden·Aᵀ / dA, d (hidden·Aᵀ)·Bᵀ / dB and / d(hidden·Aᵀ); nothing for the frozen fc2 weight or fc1.
+    expect(backward.filter((n) => n.opType === 'MatMul')).toHaveLength(3);
+  });
+
+  it('sums the gradients of a tensor used several times', async () => {
+    const graph = new Graph();
+    const x = graph.input('x', 'float64', [3]);
+    const y = reduceSum(add(mul(x, x), x));
+    graph.output(gradients(y, [x])[0]!, 'dx');
+    expect(valuesOf((await runGraph(graph, { x: f64([1, 2, -3]) }))['dx'])).toEqual([3, 5, -5]);
+  });
+
+  it('gives zeros for a tensor the loss does not depend on', async () => {
+    const graph = new Graph();
+    const [x, unused] = [graph.input('x', 'float64', [2]), graph.input('u', 'float64', ['n'])];
+    const [dx, du] = gradients(reduceSum(mul(x, 3)), [x, unused]);
+    graph.output(dx!, 'dx');
+    graph.output(du!, 'du');
+    const out = await runGraph(graph, { x: f64([1, 2]), u: f64([7, 7, 7]) });
+    expect(valuesOf(out['dx'])).toEqual([3, 3]);
+    expect(valuesOf(out['du'])).toEqual([0, 0, 0]);
+  });
+
+  it('starts from a given seed for a non-scalar output', async () => {
+    const graph = new Graph();
+    const x = graph.input('x', 'float64', [2]);
+    const seed = graph.constant([10, 100], 'float64');
+    graph.output(gradients(mul(x, x), [x], { seed })[0]!, 'dx');
+    expect(valuesOf((await runGraph(graph, { x: f64([1, 2]) }))['dx'])).toEqual([20, 400]);
+  });
+
+  it('works with named dims (runtime shapes in Reshape, ReduceMean, Concat gradients)', async () => {
+    const build = (rows: number | string) => {
+      const graph = new Graph();
+      const x = graph.input('x', 'float64', [rows, 2]);
+      const w = graph.input('w', 'float64', [2, 3]);
+      const h = matmul(reshape(x, [1, -1, 2]), w);
+      const joined = concat([h, mul(h, h)], 1);
+      graph.output(gradients(reduceMean(mul(joined, joined)), [x, w])[0]!, 'dx');
+      return graph;
+    };
+    const feeds = { x: f64([1, 2, 3, 4, 5, 6], [3, 2]), w: f64([0.1, 0.2, 0.3, -0.1, 0.5, 1], [2, 3]) };
+    const named = valuesOf((await runGraph(build('rows'), feeds))['dx']);
+    const fixed = valuesOf((await runGraph(build(3), feeds))['dx']);
+    expect(named).toHaveLength(6);
+    named.forEach((v, i) => {
+      expect(v).toBeCloseTo(fixed[i]!, 12);
+    });
+  });
+
+  it.each<[string, (x: Tensor) => Tensor, string, RegExp]>([
+    [
+      'an op without a rule',
+      (x) => x.graph.addNode('Cos', [x], [{ dtype: x.dtype, shape: x.shape }])[0]!,
+      'NO_GRADIENT_RULE',
+      /Cos Cos_\d+.*no entry in the VJP table/,
+    ],
+    [
+      'a strided slice',
+      (x) => slice(x, { starts: [0], ends: [4], steps: [2] }),
+      'GRADIENT_UNSUPPORTED',
+      /step ≠ 1/,
+    ],
+  ])('refuses %s on the path', (_, op, code, message) => {
+    const graph = new Graph();
+    const x = graph.input('x', 'float32', [4]);
+    expect(() => gradients(reduceSum(op(x)), [x])).toThrow(
+      expect.objectContaining({ code, message: expect.stringMatching(message) }),
+    );
+  });
+
+  it('passes the gradient through dropout where the mask kept the element, scaled by 1/(1−p)', async () => {
+    const n = 1000;
+    const graph = new Graph();
+    const x = graph.input('x', 'float32', [n]);
+    const w = graph.input('w', 'float32', [n]);
+    const { output, mask } = dropout(x, 0.5);
+    graph.output(output, 'y');
+    graph.output(mask, 'mask');
+    graph.output(gradients(reduceSum(mul(output, w)), [x])[0]!, 'dx');
+    const values = Float32Array.from({ length: n }, (_, i) => (i % 7) + 1);
+    const out = await runGraph(graph, {
+      x: hostTensor('float32', [n], values),
+      w: hostTensor('float32', [n], values),
+    });
+    const kept = valuesOf(out['mask']);
+    const dx = valuesOf(out['dx']);
+    const y = valuesOf(out['y']);
+    const fraction = kept.reduce((a, b) => a + b, 0) / n;
+    expect(fraction).toBeGreaterThan(0.4);
+    expect(fraction).toBeLessThan(0.6);
+    kept.forEach((k, i) => {
+      expect(dx[i]).toBe(k ? 2 * values[i]! : 0);
+      expect(y[i]).toBe(k ? 2 * values[i]! : 0);
+    });
+  });
+
+  it('builds backward graphs that run in float16 (CPU kernels exist) and agree with float32', async () => {
+    const rng = createRng(5);
+    const values = (n: number) => Float32Array.from({ length: n }, () => rng.uniform(-1, 1));
+    const [image, tokens, norm, kernel] = [
+      values(2 * 4 * 4 * 4),
+      values(2 * 4 * 8),
+      values(8),
+      values(4 * 4 * 3 * 3),
+    ];
+    const build = (dtype: 'float16' | 'float32') => {
+      const graph = new Graph();
+      const img = graph.input('img', 'float32', [2, 4, 4, 4]);
+      const seq = graph.input('seq', 'float32', [2, 4, 8]);
+      const w = graph.input('w', 'float32', [8]);
+      const k = graph.input('k', 'float32', [4, 4, 3, 3]);
+      const [x, h, s, c] = [cast(img, dtype), cast(seq, dtype), cast(w, dtype), cast(k, dtype)];
+      const unet = conv(
+        resizeNearest(
+          silu(groupNorm(x, graph.constant([1, 1, 1, 1], dtype), graph.constant([0, 0, 0, 0], dtype), 2)),
+          2,
+        ),
+        c,
+        undefined,
+        { pads: [1, 1, 1, 1] },
+      );
+      const q = gelu(layerNorm(rmsNorm(h, s), s));
+      const labels = graph.constant([0, 0, 1, 0, 0, 0, 1, 1], 'int64', [2, 4]);
+      const attended = scaledDotProductAttention(
+        reshape(q, [2, 1, 4, 8]),
+        reshape(h, [2, 1, 4, 8]),
+        reshape(h, [2, 1, 4, 8]),
+        { causal: true },
+      );
+      const loss = add(
+        cast(reduceMean(mul(unet, unet)), 'float32'),
+        crossEntropy(reshape(attended, [2, 4, 8]), labels),
+      );
+      gradients(loss, [img, seq, w, k]).forEach((g, i) => {
+        graph.output(g, `g${i}`);
+      });
+      return graph;
+    };
+    const feeds = {
+      img: hostTensor('float32', [2, 4, 4, 4], image),
+      seq: hostTensor('float32', [2, 4, 8], tokens),
+      w: hostTensor('float32', [8], norm),
+      k: hostTensor('float32', [4, 4, 3, 3], kernel),
+    };
+    const [half, full] = await Promise.all([
+      runGraph(build('float16'), feeds),
+      runGraph(build('float32'), feeds),
+    ]);
+    for (const name of ['g0', 'g1', 'g2', 'g3']) {
+      const [h, f] = [valuesOf(half[name]), valuesOf(full[name])];
+      const scale = Math.max(...f.map(Math.abs));
+      expect(Math.max(...h.map((v, i) => Math.abs(v - f[i]!))) / scale).toBeLessThan(2e-2);
+    }
+  });
+});

@@ -1,0 +1,129 @@
+import { isFloat } from '../graph/dtype.ts';
+import type { Node, Tensor } from '../graph/graph.ts';
+import { add } from '../graph/ops/elementwise.ts';
+import { expandAs, zerosLike } from '../graph/ops/layout.ts';
+import { formatShape, isStaticShape, sameShape } from '../graph/shape.ts';
+import { VJP, type VjpContext } from './vjp.ts';
+
+export interface GradientsOptions {
+  /** The gradient of `loss` to start from; default ones (d loss / d loss). */
+  seed?: Tensor;
+}
+
+/**
+ * Appends the reverse pass to `loss`'s graph and returns d loss / d t for each tensor in `wrt`,
+ * in order. Only ops on a path from a `wrt` tensor to `loss` are differentiated, and only
+ * toward their inputs on such a path, so frozen weights get no weight-gradient nodes. A tensor
+ * used several times gets the sum of its gradients; one not on any path gets zeros.
+ */
+export function gradients(loss: Tensor, wrt: readonly Tensor[], options: GradientsOptions = {}): Tensor[] {
+  const graph = loss.graph;
+  for (const t of wrt) {
+    graph.own(t, 'gradients');
+    if (!isFloat(t.dtype))
+      throw graph.error('DTYPE_MISMATCH', 'gradients', `cannot differentiate toward ${t}`);
+  }
+  const nodes = [...graph.nodes];
+
+  // Tensors that depend on a wrt tensor through floating-point values.
+  const dependent = new Set<Tensor>(wrt);
+  for (const node of nodes) {
+    if (node.inputs.some((i) => i && dependent.has(i))) {
+      for (const o of node.outputs) if (isFloat(o.dtype)) dependent.add(o);
+    }
+  }
+  // …and that the loss depends on.
+  const onPath = new Set<Tensor>();
+  const ancestors = new Set<Tensor>([loss]);
+  for (let n = nodes.length - 1; n >= 0; n--) {
+    const node = nodes[n]!;
+    if (!node.outputs.some((o) => ancestors.has(o))) continue;
+    for (const i of node.inputs) if (i) ancestors.add(i);
+  }
+  for (const t of dependent) if (ancestors.has(t)) onPath.add(t);
+
+  const pending = new Map<Tensor, Tensor[]>();
+  const contribute = (t: Tensor, g: Tensor) => {
+    const list = pending.get(t);
+    if (list) list.push(g);
+    else pending.set(t, [g]);
+  };
+  const total = (t: Tensor): Tensor | undefined => {
+    const list = pending.get(t);
+    if (!list) return undefined;
+    const sum = list.reduce((a, b) => add(a, b));
+    pending.set(t, [sum]);
+    return sum;
+  };
+
+  if (onPath.has(loss)) contribute(loss, options.seed ?? ones(loss));
+  for (let n = nodes.length - 1; n >= 0; n--) {
+    const node = nodes[n]!;
+    if (!node.outputs.some((o) => pending.has(o))) continue;
+    const targets = node.inputs.flatMap((t, i) => (t && onPath.has(t) ? [i] : []));
+    if (targets.length === 0) continue;
+    graph.scope(`grad:${node.name}`, () => {
+      const ctx = context(node, node.outputs.map(total));
+      const rule = VJP[node.opType];
+      if (!rule) {
+        throw graph.error(
+          'NO_GRADIENT_RULE',
+          `${node.opType} ${node.name}`,
+          'it lies between a trainable tensor and the loss but has no entry in the VJP table',
+        );
+      }
+      for (const i of targets) {
+        const input = node.inputs[i]!;
+        const vjp = typeof rule === 'function' ? rule(i) : rule[i];
+        if (!vjp) {
+          throw graph.error(
+            'GRADIENT_UNSUPPORTED',
+            `${node.opType} ${node.name}`,
+            `input ${i} (${input}) carries no gradient`,
+          );
+        }
+        const g = vjp(ctx);
+        checkGradient(node, input, g);
+        contribute(input, g);
+      }
+    });
+  }
+  return wrt.map((t) => total(t) ?? graph.scope('grad:zeros', () => zerosLike(t)));
+}
+
+function context(node: Node, grads: readonly (Tensor | undefined)[]): VjpContext {
+  const memo = new Map<string, unknown>();
+  return {
+    node,
+    inputs: node.inputs,
+    outputs: node.outputs,
+    grads,
+    get grad() {
+      const g = grads[0];
+      if (!g)
+        throw node.outputs[0]!.graph.error('GRADIENT_UNSUPPORTED', node.name, 'no gradient reaches output 0');
+      return g;
+    },
+    shared<T>(key: string, make: () => T): T {
+      if (!memo.has(key)) memo.set(key, make());
+      return memo.get(key) as T;
+    },
+  };
+}
+
+function ones(loss: Tensor): Tensor {
+  const one = loss.graph.scalar(1, loss.dtype);
+  return loss.rank === 0 ? one : expandAs(one, loss);
+}
+
+/** A rule that returns the wrong shape or type is a bug here, not in the caller's graph: say which rule. */
+function checkGradient(node: Node, input: Tensor, g: Tensor): void {
+  const shapesKnown = isStaticShape(g.shape) && isStaticShape(input.shape);
+  if (g.dtype !== input.dtype || (shapesKnown && !sameShape(g.shape, input.shape))) {
+    throw input.graph.error(
+      'SHAPE_MISMATCH',
+      `VJP of ${node.opType}`,
+      `gradient ${g.dtype}${formatShape(g.shape)} does not match input ${input}`,
+    );
+  }
+}

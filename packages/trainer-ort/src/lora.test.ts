@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import { gradients } from './autodiff/gradients.ts';
+import { Graph, type Tensor } from './graph/graph.ts';
+import { cast, mul } from './graph/ops/elementwise.ts';
+import { reduceSum } from './graph/ops/reduce.ts';
+import { type LoraLayer, loraConv, loraLinear } from './lora.ts';
+import { createRng } from './random.ts';
+import { type HostTensor, hostTensor } from './session.ts';
+import { runGraph, valuesOf } from './testing.ts';
+
+const rng = createRng(3);
+const random = (n: number) => Float32Array.from({ length: n }, () => rng.uniform(-1, 1));
+const f32 = (shape: number[], data: Float32Array) => hostTensor('float32', shape, data);
+
+/** Feeds for a layer's parameters: A as initialised, B random (so the LoRA branch is not zero). */
+function parameterFeeds(layer: LoraLayer, up: Float32Array): Record<string, HostTensor> {
+  return {
+    [layer.down.name]: f32([...layer.down.shape], layer.down.initial),
+    [layer.up.name]: f32([...layer.up.shape], up),
+  };
+}
+
+describe('loraLinear', () => {
+  it('creates A kaiming-uniform in ±1/√in and B zeros, named as PEFT names them', () => {
+    const graph = new Graph();
+    const layer = loraLinear(
+      graph.input('x', 'float32', [2, 16]),
+      graph.constant(new Array(8 * 16).fill(0), 'float16', [8, 16]),
+      'q_proj',
+      {
+        rank: 4,
+        alpha: 8,
+      },
+    );
+    expect(layer.down).toMatchObject({ name: 'q_proj.lora_A.weight', shape: [4, 16] });
+    expect(layer.up).toMatchObject({ name: 'q_proj.lora_B.weight', shape: [8, 4] });
+    expect(layer.scale).toBe(2);
+    expect(layer.down.tensor.dtype).toBe('float32');
+    expect(Math.max(...layer.down.initial.map(Math.abs))).toBeLessThanOrEqual(0.25);
+    expect(Math.max(...layer.down.initial.map(Math.abs))).toBeGreaterThan(0.2);
+    expect(layer.up.initial.every((v) => v === 0)).toBe(true);
+    expect(layer.output.dtype).toBe('float32');
+  });
+
+  it('computes x·Wᵀ + b + (alpha/r)·(x·Aᵀ)·Bᵀ', async () => {
+    const [n, inp, out, rank] = [3, 4, 5, 2];
+    const [x, w, b, up] = [random(n * inp), random(out * inp), random(out), random(out * rank)];
+    const graph = new Graph();
+    const layer = loraLinear(
+      graph.input('x', 'float32', [n, inp]),
+      graph.constant(w, 'float32', [out, inp]),
+      'fc',
+      { rank, alpha: 3 },
+      graph.constant(b, 'float32', [out]),
+    );
+    graph.output(layer.output, 'y');
+    const y = valuesOf((await runGraph(graph, { x: f32([n, inp], x), ...parameterFeeds(layer, up) }))['y']);
+    const a = layer.down.initial;
+    for (let i = 0; i < n; i++) {
+      for (let o = 0; o < out; o++) {
+        let expected = b[o]!;
+        for (let k = 0; k < inp; k++) expected += x[i * inp + k]! * w[o * inp + k]!;
+        for (let r = 0; r < rank; r++) {
+          let hidden = 0;
+          for (let k = 0; k < inp; k++) hidden += x[i * inp + k]! * a[r * inp + k]!;
+          expected += 1.5 * hidden * up[o * rank + r]!;
+        }
+        expect(y[i * out + o]).toBeCloseTo(expected, 5);
+      }
+    }
+  });
+
+  it('computes in float16 with float32 master weights, and returns float32 gradients', async () => {
+    const [n, inp, out, rank] = [4, 8, 6, 2];
+    const [x, w, up] = [random(n * inp), random(out * inp), random(out * rank)];
+    const build = (dtype: 'float16' | 'float32') => {
+      const graph = new Graph();
+      const input = cast(graph.input('x', 'float32', [n, inp]), dtype);
+      const layer = loraLinear(input, graph.constant(w, dtype, [out, inp]), 'fc', { rank, alpha: rank });
+      const loss = reduceSum(cast(mul(layer.output, layer.output), 'float32'));
+      const [da, db] = gradients(loss, [layer.down.tensor, layer.up.tensor]);
+      graph.output(da!, 'da');
+      graph.output(db!, 'db');
+      return { graph, layer };
+    };
+    const half = build('float16');
+    const full = build('float32');
+    const run = ({ graph, layer }: ReturnType<typeof build>) =>
+      runGraph(graph, { x: f32([n, inp], x), ...parameterFeeds(layer, up) });
+    const [h, f] = await Promise.all([run(half), run(full)]);
+    for (const name of ['da', 'db']) {
+      expect(h[name]!.dtype).toBe('float32');
+      const [hv, fv] = [valuesOf(h[name]), valuesOf(f[name])];
+      const scale = Math.max(...fv.map(Math.abs));
+      hv.forEach((v, i) => {
+        expect(Math.abs(v - fv[i]!) / scale).toBeLessThan(1e-2);
+      });
+    }
+  });
+
+  it.each([0, 1.5])('refuses rank %d', (rank) => {
+    const graph = new Graph();
+    expect(() =>
+      loraLinear(graph.input('x', 'float32', [2]), graph.input('w', 'float32', [2, 2]), 'fc', {
+        rank,
+        alpha: 1,
+      }),
+    ).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+/** Plain 2-D cross-correlation, NCHW, batch 1, symmetric padding. */
+function conv2d(
+  x: Float32Array,
+  c: number,
+  h: number,
+  wd: number,
+  w: Float32Array,
+  m: number,
+  k: number,
+  padding: number,
+): Float32Array {
+  const out = new Float32Array(m * h * wd);
+  for (let o = 0; o < m; o++)
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < wd; j++) {
+        let s = 0;
+        for (let ch = 0; ch < c; ch++)
+          for (let p = 0; p < k; p++)
+            for (let q = 0; q < k; q++) {
+              const [y, z] = [i + p - padding, j + q - padding];
+              if (y >= 0 && y < h && z >= 0 && z < wd)
+                s += x[(ch * h + y) * wd + z]! * w[((o * c + ch) * k + p) * k + q]!;
+            }
+        out[(o * h + i) * wd + j] = s;
+      }
+  return out;
+}
+
+describe('loraConv', () => {
+  it('adds (alpha/r)·B₁ₓ₁(A_k×k(x)) to the base convolution, as kohya does', async () => {
+    const [c, m, hw, k, rank] = [2, 3, 4, 3, 2];
+    const [x, w, up] = [random(c * hw * hw), random(m * c * k * k), random(m * rank)];
+    const graph = new Graph();
+    const input = graph.input('x', 'float32', [1, c, hw, hw]);
+    const layer = loraConv(
+      input,
+      graph.constant(w, 'float32', [m, c, k, k]),
+      'conv_in',
+      { rank, alpha: 1 },
+      { pads: [1, 1, 1, 1] },
+    );
+    graph.output(layer.output, 'y');
+    expect(layer.down.shape).toEqual([rank, c, k, k]);
+    expect(layer.up.shape).toEqual([m, rank, 1, 1]);
+    expect(Math.max(...layer.down.initial.map(Math.abs))).toBeLessThanOrEqual(1 / Math.sqrt(c * k * k));
+    const y = valuesOf(
+      (await runGraph(graph, { x: f32([1, c, hw, hw], x), ...parameterFeeds(layer, up) }))['y'],
+    );
+    const base = conv2d(x, c, hw, hw, w, m, k, 1);
+    const hidden = conv2d(x, c, hw, hw, layer.down.initial, rank, k, 1);
+    const delta = conv2d(hidden, rank, hw, hw, up, m, 1, 0);
+    y.forEach((v, i) => {
+      expect(v).toBeCloseTo(base[i]! + 0.5 * delta[i]!, 4);
+    });
+  });
+
+  it('refuses a grouped base convolution', () => {
+    const graph = new Graph();
+    const make = (x: Tensor) =>
+      loraConv(x, graph.input('w', 'float32', [4, 2, 1, 1]), 'c', { rank: 1, alpha: 1 }, { group: 2 });
+    expect(() => make(graph.input('x', 'float32', [1, 4, 2, 2]))).toThrow(
+      expect.objectContaining({ code: 'SHAPE_MISMATCH' }),
+    );
+  });
+});
