@@ -1,0 +1,34 @@
+import type { DType } from '../graph/dtype.ts';
+import type { Graph, Tensor } from '../graph/graph.ts';
+import type { LoraParameter } from '../lora.ts';
+import type { HostTensor } from '../session.ts';
+
+/** What a model's micro-batch graph computes. */
+export interface MicroBatchLoss {
+  /** float32 scalar: the SUM of per-token (LLM) or per-example (SD) losses of this micro-batch. */
+  lossSum: Tensor;
+  /**
+   * float32 scalar: what `lossSum` is a sum over (label tokens ≠ -100, or examples). The loop
+   * divides the accumulated sums by the accumulated weights, so an optimizer step averages over
+   * the whole effective batch exactly as one large batch would.
+   */
+  weight: Tensor;
+  /** Every LoRA parameter the graph reads (graph inputs), in a stable order. */
+  parameters: readonly LoraParameter[];
+}
+
+export interface BuildOptions {
+  /** Element type of the frozen model's compute: float32 on CPU, float16 (or bfloat16) on CUDA. */
+  computeDtype: DType;
+}
+
+/**
+ * The contract between a model (LLaMA, SD UNet, …) and the training loop. The model declares its
+ * batch inputs on `graph` and returns the loss; the loop adds gradients, the optimizer and
+ * everything else.
+ */
+export interface TrainableModel<Batch> {
+  build(graph: Graph, options: BuildOptions): MicroBatchLoss;
+  /** Feeds for one micro-batch: every graph input the model declared except the LoRA parameters. */
+  feeds(batch: Batch): Record<string, HostTensor>;
+}
