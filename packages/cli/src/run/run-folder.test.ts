@@ -1,0 +1,92 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '@lora/config';
+import { describe, expect, it } from 'vitest';
+import { prepareRunFolder, RunRecorder, stampRun } from './run-folder.ts';
+
+const fresh = () => mkdtempSync(join(tmpdir(), 'run-'));
+
+describe('prepareRunFolder', () => {
+  it('refuses a fresh run into a folder that holds files, naming the ways out', () => {
+    const dir = fresh();
+    writeFileSync(join(dir, 'adapter.safetensors'), '');
+    expect(() => prepareRunFolder(dir, { resuming: false, overwrite: false })).toThrow(
+      /already holds files \(adapter\.safetensors\).*--resume auto.*--overwrite/,
+    );
+  });
+
+  it('accepts an empty or missing folder, and a resume into a used one', () => {
+    const dir = join(fresh(), 'new');
+    prepareRunFolder(dir, { resuming: false, overwrite: false });
+    expect(existsSync(join(dir, 'logs'))).toBe(true);
+    writeFileSync(join(dir, 'metrics.jsonl'), '{}\n');
+    prepareRunFolder(dir, { resuming: true, overwrite: false });
+    expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')).toBe('{}\n');
+  });
+
+  it('with --overwrite clears earlier checkpoints, metrics and logs so resume cannot pick them up', () => {
+    const dir = fresh();
+    mkdirSync(join(dir, 'checkpoints', 'step-10'), { recursive: true });
+    writeFileSync(join(dir, 'metrics.jsonl'), '{}\n');
+    writeFileSync(join(dir, 'notes.txt'), 'mine');
+    prepareRunFolder(dir, { resuming: false, overwrite: true });
+    expect(readdirSync(dir).sort()).toEqual(['logs', 'notes.txt']);
+  });
+});
+
+describe('stampRun and RunRecorder', () => {
+  it('writes config.yaml, runs.jsonl, metrics.jsonl, TensorBoard events and the loss plot', async () => {
+    const dir = fresh();
+    const config = parseConfig(
+      'task: llm\nbase_model: /m\ntrain_data: /d.jsonl\noutput_dir: /o\n',
+      '/c/x.yaml',
+    );
+    const startedAt = new Date('2026-11-30T10:00:00Z');
+    prepareRunFolder(dir, { resuming: false, overwrite: false });
+    stampRun(dir, config, { startedAt, version: '1.2.3' });
+    stampRun(dir, config, { startedAt, version: '1.2.3', resumedFrom: '/o/checkpoints/step-2' });
+    expect(readFileSync(join(dir, 'config.yaml'), 'utf8')).toMatch(
+      /^# lora 1\.2\.3, run started 2026-11-30T10:00:00\.000Z, resumed from \/o\/checkpoints\/step-2\n/,
+    );
+    const runs = readFileSync(join(dir, 'runs.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(runs.map((r) => r.resumed_from)).toEqual([null, '/o/checkpoints/step-2']);
+
+    const recorder = new RunRecorder(dir, 'test', { tensorboard: true, startedAt });
+    for (const step of [1, 2, 3]) {
+      await recorder.record({
+        type: 'step',
+        step,
+        epoch: 1,
+        loss: 4 - step,
+        lr: 1e-4,
+        grad_norm: 1,
+        examples_per_s: 2,
+        tokens_per_s: 100,
+      });
+    }
+    await recorder.record({
+      type: 'done',
+      stopped: 'completed',
+      step: 3,
+      epoch: 1,
+      adapter: '',
+      config: '',
+      metrics: '',
+    });
+    recorder.close();
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(metrics.map((m) => m.loss)).toEqual([3, 2, 1]);
+    expect(metrics[0]).not.toHaveProperty('type');
+    const [events] = readdirSync(join(dir, 'logs'));
+    expect(events).toMatch(/^events\.out\.tfevents\.1796032800\./);
+    expect(readFileSync(join(dir, 'logs', events!)).length).toBeGreaterThan(100);
+    expect(existsSync(join(dir, 'loss.svg')) && existsSync(join(dir, 'loss.png'))).toBe(true);
+  });
+});

@@ -1,0 +1,130 @@
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { LoraConfig, TrainerEvent } from '@lora/config';
+import { stringifyConfig } from '@lora/config';
+import { CliError } from '../cli-error.ts';
+import { type LossPoint, writeLossPlot } from './loss-plot.ts';
+import { TensorBoardWriter } from './tensorboard.ts';
+
+/** Files a run folder holds besides the adapter and checkpoints. */
+export const RUN_FILES = {
+  config: 'config.yaml',
+  metrics: 'metrics.jsonl',
+  runs: 'runs.jsonl',
+  logs: 'logs',
+  plot: 'loss',
+} as const;
+
+export interface PrepareOptions {
+  /** Continuing from a checkpoint: the folder is expected to hold an earlier run. */
+  resuming: boolean;
+  /** Start afresh in a non-empty folder: earlier checkpoints, metrics and logs are removed. */
+  overwrite: boolean;
+}
+
+/**
+ * Makes `outputDir` ready for a run. A fresh run into a folder that already holds files refuses,
+ * so an earlier adapter is never mixed up with (or overwritten by) a new one by accident.
+ */
+export function prepareRunFolder(outputDir: string, { resuming, overwrite }: PrepareOptions): void {
+  const existing = existsSync(outputDir) ? readdirSync(outputDir) : [];
+  if (existing.length > 0 && !resuming) {
+    if (!overwrite) {
+      throw new CliError(
+        'E_EXISTS',
+        `The output folder ${outputDir} already holds files (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''}). ` +
+          'Continue that run with --resume auto, choose another output_dir, or pass --overwrite to start afresh ' +
+          '(see docs/troubleshooting.md#output-folder-not-empty).',
+      );
+    }
+    for (const name of ['checkpoints', RUN_FILES.logs, RUN_FILES.metrics]) {
+      rmSync(join(outputDir, name), { recursive: true, force: true });
+    }
+  }
+  mkdirSync(join(outputDir, RUN_FILES.logs), { recursive: true });
+}
+
+export interface RunStamp {
+  startedAt: Date;
+  version: string;
+  resumedFrom?: string;
+}
+
+/** Writes the resolved config snapshot (atomically) and appends the run to `runs.jsonl`. */
+export function stampRun(outputDir: string, config: LoraConfig, stamp: RunStamp): void {
+  const header = `# lora ${stamp.version}, run started ${stamp.startedAt.toISOString()}${stamp.resumedFrom ? `, resumed from ${stamp.resumedFrom}` : ''}\n`;
+  const path = join(outputDir, RUN_FILES.config);
+  writeFileSync(`${path}.tmp`, header + stringifyConfig(config));
+  renameSync(`${path}.tmp`, path);
+  appendFileSync(
+    join(outputDir, RUN_FILES.runs),
+    `${JSON.stringify({ started_at: stamp.startedAt.toISOString(), version: stamp.version, resumed_from: stamp.resumedFrom ?? null })}\n`,
+  );
+}
+
+/**
+ * Turns backend events into the run folder's human-readable records: `metrics.jsonl`, TensorBoard
+ * scalars (`loss/current`, `loss/average`, `lr`) and the loss plot, redrawn at each checkpoint
+ * and at the end.
+ */
+export class RunRecorder {
+  private readonly points: LossPoint[] = [];
+  private readonly tensorboard: TensorBoardWriter | undefined;
+  private epochLossSum = 0;
+  private epochSteps = 0;
+
+  constructor(
+    private readonly outputDir: string,
+    private readonly title: string,
+    options: { tensorboard: boolean; startedAt: Date },
+  ) {
+    this.tensorboard = options.tensorboard
+      ? new TensorBoardWriter(join(outputDir, RUN_FILES.logs), options.startedAt.getTime())
+      : undefined;
+  }
+
+  async record(event: TrainerEvent): Promise<void> {
+    switch (event.type) {
+      case 'step': {
+        const { type: _, ...metrics } = event;
+        appendFileSync(join(this.outputDir, RUN_FILES.metrics), `${JSON.stringify(metrics)}\n`);
+        this.points.push({ step: event.step, loss: event.loss });
+        this.epochLossSum += event.loss;
+        this.epochSteps += 1;
+        this.tensorboard?.scalars(event.step, [
+          { tag: 'loss/current', value: event.loss },
+          { tag: 'loss/average', value: this.epochLossSum / this.epochSteps },
+          { tag: 'lr', value: event.lr },
+        ]);
+        break;
+      }
+      case 'epoch_end':
+        this.tensorboard?.scalars(event.step, [{ tag: 'loss/epoch', value: event.loss }]);
+        this.epochLossSum = 0;
+        this.epochSteps = 0;
+        break;
+      case 'checkpoint':
+      case 'done':
+        await this.plot();
+        break;
+      case 'warning':
+        break;
+    }
+  }
+
+  async plot(): Promise<void> {
+    await writeLossPlot(join(this.outputDir, RUN_FILES.plot), this.points, this.title);
+  }
+
+  close(): void {
+    this.tensorboard?.close();
+  }
+}
