@@ -1,0 +1,114 @@
+import { CaptionMarkupError, excerpt, type SafeResult } from './errors.ts';
+import { codePointAt, codePointBefore, isPyWhitespace, isPyWordChar, pythonFloat } from './python.ts';
+
+/** A piece of prompt text and its attention weight; `["BREAK", -1]` marks a chunk break. */
+export type WeightedPiece = [text: string, weight: number];
+
+/** Python's `\s` as a character class (see `isPyWhitespace`). */
+export const PY_SPACE_CLASS = String.raw`[\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]`;
+
+// `modules/prompt_parser.py` `re_attention`, alternative for alternative; `\d` is Python's Unicode `\d`.
+const RE_ATTENTION = new RegExp(
+  String.raw`\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:${PY_SPACE_CLASS}*([+-]?[.\p{Nd}]+)${PY_SPACE_CLASS}*\)|\)|\]|[^\\()\[\]:]+|:`,
+  'gu',
+);
+
+const ROUND_BRACKET_MULTIPLIER = 1.1;
+const SQUARE_BRACKET_MULTIPLIER = 1 / 1.1;
+
+/**
+ * AUTOMATIC1111's `parse_prompt_attention`, bit for bit: same pieces, same float weights (same
+ * multiplication order), `["BREAK", -1]` markers, unbalanced brackets applied at the end, equal
+ * neighbours merged. Run it on prompt text after extra networks (`<lora:…>`) are removed, as A1111 does.
+ *
+ * @throws {CaptionMarkupError} `E_INVALID_WEIGHT` where A1111 raises `ValueError`, e.g. `(a:1.2.3)`.
+ */
+export function parsePromptAttention(text: string): WeightedPiece[] {
+  const res: WeightedPiece[] = [];
+  const roundBrackets: number[] = [];
+  const squareBrackets: number[] = [];
+  RE_ATTENTION.lastIndex = 0;
+  for (let match = RE_ATTENTION.exec(text); match !== null; match = RE_ATTENTION.exec(text)) {
+    const piece = match[0];
+    const weight = match[1];
+    if (piece.startsWith('\\')) {
+      res.push([piece.slice(1), 1.0]);
+    } else if (piece === '(') {
+      roundBrackets.push(res.length);
+    } else if (piece === '[') {
+      squareBrackets.push(res.length);
+    } else if (weight !== undefined && roundBrackets.length > 0) {
+      const value = pythonFloat(weight);
+      if (value === undefined) {
+        throw new CaptionMarkupError(
+          'E_INVALID_WEIGHT',
+          `A1111 cannot read the weight ${excerpt(weight)} at offset ${match.index + 1} of the prompt: ` +
+            `Python's float() raises ValueError on it. Write a number such as 1.2.`,
+        );
+      }
+      multiplyRange(res, roundBrackets.pop()!, value);
+    } else if (piece === ')' && roundBrackets.length > 0) {
+      multiplyRange(res, roundBrackets.pop()!, ROUND_BRACKET_MULTIPLIER);
+    } else if (piece === ']' && squareBrackets.length > 0) {
+      multiplyRange(res, squareBrackets.pop()!, SQUARE_BRACKET_MULTIPLIER);
+    } else {
+      const parts = splitBreak(piece);
+      for (let index = 0; index < parts.length; index += 1) {
+        if (index > 0) res.push(['BREAK', -1]);
+        res.push([parts[index]!, 1.0]);
+      }
+    }
+  }
+  for (const position of roundBrackets) multiplyRange(res, position, ROUND_BRACKET_MULTIPLIER);
+  for (const position of squareBrackets) multiplyRange(res, position, SQUARE_BRACKET_MULTIPLIER);
+  if (res.length === 0) res.push(['', 1.0]);
+  for (let index = 0; index + 1 < res.length; ) {
+    const current = res[index]!;
+    const next = res[index + 1]!;
+    if (current[1] === next[1]) {
+      current[0] += next[0];
+      res.splice(index + 1, 1);
+    } else {
+      index += 1;
+    }
+  }
+  return res;
+}
+
+/** `parsePromptAttention` that returns the error instead of throwing it. */
+export function safeParsePromptAttention(text: string): SafeResult<WeightedPiece[]> {
+  try {
+    return { success: true, value: parsePromptAttention(text) };
+  } catch (error) {
+    if (CaptionMarkupError.isInstance(error)) return { success: false, error };
+    throw error;
+  }
+}
+
+function multiplyRange(res: WeightedPiece[], start: number, multiplier: number): void {
+  for (let index = start; index < res.length; index += 1) res[index]![1] *= multiplier;
+}
+
+/** `re.split(r"\s*\bBREAK\b\s*", text)` with Python's Unicode `\s` and `\b`. */
+export function splitBreak(text: string): string[] {
+  let index = text.indexOf('BREAK');
+  if (index < 0) return [text];
+  const parts: string[] = [];
+  let last = 0;
+  while (index >= 0) {
+    const end = index + 5;
+    if (!isPyWordChar(codePointBefore(text, index)) && !isPyWordChar(codePointAt(text, end))) {
+      let start = index;
+      while (start > last && isPyWhitespace(text.charCodeAt(start - 1))) start -= 1;
+      let stop = end;
+      while (stop < text.length && isPyWhitespace(text.charCodeAt(stop))) stop += 1;
+      parts.push(text.slice(last, start));
+      last = stop;
+      index = text.indexOf('BREAK', stop);
+    } else {
+      index = text.indexOf('BREAK', index + 1);
+    }
+  }
+  parts.push(text.slice(last));
+  return parts;
+}
