@@ -15,13 +15,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   const debug = argv.includes('--debug');
   try {
     cli.parse(['node', 'lora', ...argv], { run: false });
+    // parse() has printed the help (of the command, when one was named, whatever its arguments).
+    if (cli.options['help']) return 0;
     if (!cli.matchedCommand && cli.args.length > 0) {
       throw new CliError(
         'E_UNKNOWN_COMMAND',
         `Unknown command "${cli.args[0]}". Run "lora --help" for the list of commands.`,
       );
     }
-    if (!cli.matchedCommand && !cli.options['help'] && !cli.options['version']) {
+    if (!cli.matchedCommand && !cli.options['version']) {
       cli.outputHelp();
       return 0;
     }

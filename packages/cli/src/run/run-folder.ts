@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { LoraConfig, TrainerEvent } from '@lora/config';
 import { stringifyConfig } from '@lora/config';
 import { CliError } from '../cli-error.ts';
+import { seeTroubleshooting } from '../troubleshooting.ts';
 import { type LossPoint, writeLossPlot } from './loss-plot.ts';
 import { TensorBoardWriter } from './tensorboard.ts';
 
@@ -39,10 +40,9 @@ export function prepareRunFolder(outputDir: string, { resuming, overwrite }: Pre
   if (existing.length > 0 && !resuming) {
     if (!overwrite) {
       throw new CliError(
-        'E_EXISTS',
+        'E_OUTPUT_NOT_EMPTY',
         `The output folder ${outputDir} already holds files (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''}). ` +
-          'Continue that run with --resume auto, choose another output_dir, or pass --overwrite to start afresh ' +
-          '(see docs/troubleshooting.md#output-folder-not-empty).',
+          `Continue that run with --resume auto, choose another output_dir, or pass --overwrite to start afresh. ${seeTroubleshooting('outputFolderNotEmpty')}.`,
       );
     }
     for (const name of ['checkpoints', RUN_FILES.logs, RUN_FILES.metrics]) {

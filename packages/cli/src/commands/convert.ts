@@ -1,0 +1,106 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  kohyaHashes,
+  type LoraLayout,
+  type TensorData,
+  toDiffusers,
+  toKohya,
+  toPeft,
+  writeSafetensors,
+} from '@lora/safetensors';
+import { CliError } from '../cli-error.ts';
+import { refuseExisting } from '../files.ts';
+import { print, printJson } from '../format.ts';
+import { readAdapterFile } from '../lora-files.ts';
+
+export const TARGET_LAYOUTS: readonly LoraLayout[] = ['kohya', 'diffusers', 'peft'];
+
+export interface ConvertOptions {
+  to?: string;
+  baseModel?: string;
+  overwrite?: boolean;
+  json?: boolean;
+}
+
+export interface ConvertReport {
+  input: string;
+  output: string;
+  from: LoraLayout;
+  to: LoraLayout;
+  modules: number;
+  /** PEFT only: the adapter_config.json written beside the output. */
+  adapterConfig?: string;
+}
+
+function targetLayout(to: string | undefined): LoraLayout {
+  const layout = TARGET_LAYOUTS.find((name) => name === to);
+  if (layout === undefined) {
+    throw new CliError(
+      'E_USAGE',
+      `--to must be one of ${TARGET_LAYOUTS.join(', ')}${to === undefined ? '' : ` (got "${to}")`}: kohya for A1111 / ComfyUI, diffusers for diffusers' load_lora_weights, peft for PEFT / transformers.`,
+    );
+  }
+  return layout;
+}
+
+/** Metadata without the keys that describe other tensors (hashes), with safetensors' `format`. */
+function carriedMetadata(metadata: Readonly<Record<string, string>>): Record<string, string> {
+  const kept = Object.fromEntries(Object.entries(metadata).filter(([key]) => !key.startsWith('sshs_')));
+  return { format: 'pt', ...kept };
+}
+
+/** Rewrites a LoRA in another key layout; the tensors' bytes and dtypes are kept. */
+export async function convertFile(
+  input: string,
+  output: string,
+  options: ConvertOptions,
+): Promise<ConvertReport> {
+  const to = targetLayout(options.to);
+  const configPath = join(dirname(output), 'adapter_config.json');
+  refuseExisting(to === 'peft' ? [output, configPath] : [output], options.overwrite);
+  const source = await readAdapterFile(input);
+  await mkdir(dirname(output), { recursive: true });
+  const metadata = carriedMetadata(source.metadata);
+  let tensors: Map<string, TensorData>;
+  let adapterConfig: string | undefined;
+  if (to === 'peft') {
+    const baseModel = options.baseModel ?? source.peftConfig?.base_model_name_or_path;
+    if (baseModel === undefined) {
+      throw new CliError(
+        'E_USAGE',
+        `${input} does not say which base model it belongs to, and adapter_config.json needs one: pass --base-model <hub id or path>, e.g. --base-model meta-llama/Llama-3.2-1B.`,
+      );
+    }
+    const peft = toPeft(source.adapter, { baseModelNameOrPath: baseModel });
+    tensors = peft.tensors;
+    await writeFile(configPath, `${JSON.stringify(peft.config, null, 2)}\n`);
+    adapterConfig = configPath;
+  } else {
+    tensors = to === 'kohya' ? toKohya(source.adapter) : toDiffusers(source.adapter);
+    // sd-webui-additional-networks identifies a LoRA by these hashes of its tensors.
+    if (to === 'kohya') Object.assign(metadata, kohyaHashes(tensors, metadata));
+  }
+  await writeSafetensors(output, tensors, metadata);
+  return {
+    input,
+    output,
+    from: source.layout,
+    to,
+    modules: source.adapter.size,
+    ...(adapterConfig === undefined ? {} : { adapterConfig }),
+  };
+}
+
+export async function convert(input: string, output: string, options: ConvertOptions): Promise<number> {
+  const report = await convertFile(input, output, options);
+  if (options.json) {
+    printJson(report);
+  } else {
+    print(
+      `${report.output}: ${report.modules} modules converted from ${report.from} to ${report.to}` +
+        (report.adapterConfig ? `, with ${report.adapterConfig}` : ''),
+    );
+  }
+  return 0;
+}

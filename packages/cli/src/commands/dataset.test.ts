@@ -1,0 +1,72 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkDataset } from '@lora/dataset';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { tempDir, writeImage } from '../test-fixtures.ts';
+import { datasetCommand, formatImageReport } from './dataset.ts';
+
+afterEach(() => vi.restoreAllMocks());
+
+function captureStdout(): string[] {
+  const out: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
+  return out;
+}
+
+describe('dataset check', () => {
+  it('reports used, skipped and uncaptioned images, each with a reason and a pointer to the guide', async () => {
+    const dir = tempDir();
+    await writeImage(join(dir, '10_neon', 'a.png'), '#f00');
+    writeFileSync(join(dir, '10_neon', 'a.txt'), 'neon, city');
+    await writeImage(join(dir, '10_neon', 'b.png'), '#0f0');
+    writeFileSync(join(dir, '10_neon', 'c.png'), 'not a png');
+    const report = await checkDataset({ dirs: [dir] });
+    const text = formatImageReport('data', report);
+    expect(text.split('\n')[0]).toBe(
+      'data: 3 images found, 2 used, 1 skipped; 1 without caption, 0 duplicates; 20 samples per epoch',
+    );
+    expect(text).toContain('  10_neon: 2 images × 10 repeats');
+    expect(text).toMatch(/errors \(these files are skipped\):\n\s+\S*c\.png: cannot decode/);
+    expect(text).toMatch(/warnings:\n\s+\S*b\.png: no caption/);
+    expect(text).toContain('1 image has no caption. See https://');
+    expect(text).toContain('#captions-not-found');
+    expect(text).toContain('1 image is skipped. See https://');
+    expect(text).toContain('#images-skipped');
+  });
+
+  it('checks the folder, metadata and caption extension a config names', async () => {
+    const dir = tempDir();
+    await writeImage(join(dir, 'data', 'a.png'), '#f00', 512, 512);
+    writeFileSync(join(dir, 'data', 'a.caption'), 'from kohya');
+    writeFileSync(
+      join(dir, 'style.yaml'),
+      'base_model: ./missing-model.safetensors\ntrain_data_dir: ./data\noutput_dir: ./out\ncaption_extension: .caption\n',
+    );
+    const out = captureStdout();
+    // The base model does not exist yet: checking the data must not need it.
+    expect(await datasetCommand('check', join(dir, 'style.yaml'), { json: true })).toBe(0);
+    const report = JSON.parse(out.join(''));
+    expect(report).toMatchObject({ kind: 'images', summary: { imagesUsed: 1, uncaptioned: 0 } });
+    expect(report.images[0]).toMatchObject({ caption: 'from kohya', captionFrom: 'sidecar', width: 512 });
+  });
+
+  it('checks the text files of an llm config', async () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'train.jsonl'),
+      '{"instruction": "Say hi", "output": "hi"}\n{"instruction": "no output"}\n',
+    );
+    writeFileSync(
+      join(dir, 'llm.yaml'),
+      'base_model: ./model\ntrain_data: ./train.jsonl\noutput_dir: ./out\n',
+    );
+    const out = captureStdout();
+    expect(await datasetCommand('check', join(dir, 'llm.yaml'), {})).toBe(0);
+    expect(out.join('')).toMatch(
+      /train\.jsonl: 2 records, 1 valid, 1 invalid \(alpaca 1\)\n\s+\S+train\.jsonl:2: /,
+    );
+  });
+});

@@ -1,0 +1,95 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseConfig } from '@lora/config';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../test-fixtures.ts';
+import { initProject, projectName, templateForConfigsFolder } from './init.ts';
+
+describe('initProject', () => {
+  it.each([
+    ['sd', 'my_style_style_v1.yaml', ['configs/', 'data/style_train/', 'models/']],
+    ['llm', 'my_style_llm_v1.yaml', ['configs/', 'data/', 'models/']],
+  ] as const)('--task %s writes %s and its folders', async (task, name, folders) => {
+    const root = join(tempDir(), 'My Style');
+    const report = await initProject(root, { task });
+    expect(report.config).toBe(join(root, 'configs', name));
+    expect(report.created).toEqual([...folders, `configs/${name}`, '.gitignore']);
+    // Its relative paths start at configs/, so they must climb back to the project folder.
+    const config = parseConfig(readFileSync(report.config, 'utf8'), report.config);
+    expect(config.base_model.startsWith(join(root, 'models'))).toBe(true);
+    expect(config.output_dir.startsWith(join(root, 'output'))).toBe(true);
+    if (config.task === 'sd') expect(config.train_data_dir).toBe(join(root, 'data', 'style_train'));
+    else expect(config.train_data).toEqual([join(root, 'data', 'train.jsonl')]);
+  });
+
+  it('writes a .gitignore that keeps configs and metadata.csv but not models/ and output/', async () => {
+    const root = tempDir();
+    await initProject(root, {});
+    execFileSync('git', ['init', '-q'], { cwd: root });
+    const ignored = (path: string) => {
+      try {
+        execFileSync('git', ['check-ignore', '-q', '--no-index', path], { cwd: root });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(ignored('models/sd-v1-5-pruned.safetensors')).toBe(true);
+    expect(ignored('output/style_lora/style_lora.safetensors')).toBe(true);
+    expect(ignored('configs/x_style_v1.yaml')).toBe(false);
+    expect(ignored('data/style_train/metadata.csv')).toBe(false);
+  });
+
+  it('adds only the missing lines to an existing .gitignore', async () => {
+    const root = tempDir();
+    writeFileSync(join(root, '.gitignore'), 'node_modules\n/output/');
+    const report = await initProject(root, {});
+    expect(report.created).not.toContain('.gitignore');
+    const lines = readFileSync(join(root, '.gitignore'), 'utf8').split('\n');
+    expect(lines.filter((line) => !line.startsWith('#'))).toEqual([
+      'node_modules',
+      '/output/',
+      '/models/',
+      '',
+    ]);
+  });
+
+  it('refuses to replace a config unless --overwrite', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'configs'));
+    const config = join(root, 'configs', `${projectName(root)}_style_v1.yaml`);
+    writeFileSync(config, 'mine');
+    await expect(initProject(root, {})).rejects.toMatchObject({
+      code: 'E_EXISTS',
+      message: expect.stringContaining('--overwrite'),
+    });
+    expect(readFileSync(config, 'utf8')).toBe('mine');
+    await initProject(root, { overwrite: true });
+    expect(readFileSync(config, 'utf8')).toContain('task: sd');
+    expect(existsSync(join(root, 'data', 'style_train'))).toBe(true);
+  });
+
+  it('rejects an unknown task', async () => {
+    await expect(initProject(tempDir(), { task: 'sdxl' })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringContaining('--task must be sd or llm'),
+    });
+  });
+});
+
+describe('names and paths', () => {
+  it.each([
+    ['/x/My LoRA-Project', 'my_lora_project'],
+    ['/x/neon', 'neon'],
+    ['/x/__', 'lora'],
+  ])('projectName(%s) → %s', (folder, name) => expect(projectName(folder)).toBe(name));
+
+  it('moves only uncommented ./ values up one folder', () => {
+    expect(
+      templateForConfigsFolder(
+        '# base_model: ./a\nbase_model: ./models/x\nname: ./\ncaption_extension: .txt\n',
+      ),
+    ).toBe('# base_model: ./a\nbase_model: ../models/x\nname: ../\ncaption_extension: .txt\n');
+  });
+});

@@ -1,0 +1,124 @@
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join, relative, resolve } from 'node:path';
+import { configTemplate } from '@lora/config';
+import { CliError } from '../cli-error.ts';
+import { refuseExisting } from '../files.ts';
+import { print, printJson } from '../format.ts';
+
+export const TASKS = ['sd', 'llm'] as const;
+export type Task = (typeof TASKS)[number];
+
+export interface InitOptions {
+  task?: string;
+  overwrite?: boolean;
+  json?: boolean;
+}
+
+export interface InitReport {
+  folder: string;
+  task: Task;
+  config: string;
+  /** Folders and files created (relative to `folder`); existing ones are not listed. */
+  created: string[];
+  /** What to do next, in order. */
+  next: string[];
+}
+
+/** Configs and captions belong in git; base models and runs are large and can be made again. */
+export const GITIGNORE_LINES = ['/models/', '/output/'];
+const GITIGNORE_HEADER =
+  '# lora: configs/ and data/**/metadata.csv are meant for version control;\n# base models and training runs are large and reproducible, so they are not.';
+
+/** The part of the config name each task's template is about (its data and output folders). */
+const SUBJECT: Record<Task, string> = { sd: 'style', llm: 'llm' };
+
+/** A folder name as a config name part: `My LoRA-Project` → `my_lora_project`. */
+export function projectName(folder: string): string {
+  const name = basename(resolve(folder))
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  return name === '' ? 'lora' : name;
+}
+
+/**
+ * The template's paths are relative to the project folder, and the config lives one level down in
+ * `configs/`, where relative paths start; each `./x` value becomes `../x`.
+ */
+export function templateForConfigsFolder(template: string): string {
+  return template.replace(/^(\w+): \.\//gm, '$1: ../');
+}
+
+/** Paths a template expects, in the project folder: the folders to create for it. */
+function dataFolders(task: Task): string[] {
+  return task === 'sd' ? ['data/style_train', 'models'] : ['data', 'models'];
+}
+
+export async function initProject(folder: string, options: InitOptions): Promise<InitReport> {
+  const task = TASKS.find((name) => name === (options.task ?? 'sd'));
+  if (task === undefined) {
+    throw new CliError(
+      'E_USAGE',
+      `--task must be sd or llm (got "${options.task}"): sd for images, llm for text.`,
+    );
+  }
+  const root = resolve(folder);
+  const configName = `${projectName(root)}_${SUBJECT[task]}_v1.yaml`;
+  const configPath = join(root, 'configs', configName);
+  refuseExisting([configPath], options.overwrite);
+
+  const created: string[] = [];
+  for (const dir of ['configs', ...dataFolders(task)]) {
+    if (!existsSync(join(root, dir))) created.push(`${dir}/`);
+    await mkdir(join(root, dir), { recursive: true });
+  }
+  await writeFile(configPath, templateForConfigsFolder(configTemplate(task)));
+  created.push(relative(root, configPath));
+
+  const gitignore = join(root, '.gitignore');
+  const existing = existsSync(gitignore) ? (await readFile(gitignore, 'utf8')).split(/\r?\n/) : undefined;
+  const missing = GITIGNORE_LINES.filter((line) => !existing?.includes(line));
+  if (existing === undefined) {
+    await writeFile(gitignore, `${GITIGNORE_HEADER}\n${GITIGNORE_LINES.join('\n')}\n`);
+    created.push('.gitignore');
+  } else if (missing.length > 0) {
+    const separator = existing.at(-1) === '' ? '' : '\n';
+    await appendFile(gitignore, `${separator}${GITIGNORE_HEADER}\n${missing.join('\n')}\n`);
+  }
+
+  const config = relative(process.cwd(), configPath) || configPath;
+  const data = relative(process.cwd(), join(root, dataFolders(task)[0]!)) || '.';
+  const models = relative(process.cwd(), join(root, 'models')) || '.';
+  const next =
+    task === 'sd'
+      ? [
+          `put the SD 1.5 checkpoint in ${models}/ (the config names sd-v1-5-pruned.safetensors)`,
+          `put the training images in ${data}/ and caption them: lora label --input ${data} --model none`,
+          `lora dataset check ${config}`,
+          `lora train --config ${config}`,
+        ]
+      : [
+          `put the base model folder (config.json, safetensors, tokenizer.json) in ${models}/`,
+          `write the examples to ${data}/train.jsonl (alpaca, sharegpt or messages records)`,
+          `lora dataset check ${config}`,
+          `lora train --config ${config}`,
+        ];
+  return { folder: root, task, config: configPath, created, next };
+}
+
+export async function init(folder: string | undefined, options: InitOptions): Promise<number> {
+  const report = await initProject(folder ?? '.', options);
+  if (options.json) {
+    printJson(report);
+  } else {
+    print(
+      [
+        `created in ${report.folder}: ${report.created.join(', ') || 'nothing new'}`,
+        'next:',
+        ...report.next.map((step, i) => `  ${i + 1}. ${step}`),
+      ].join('\n'),
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,107 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readMetadataCsv } from '@lora/dataset';
+import { describe, expect, it } from 'vitest';
+import { tempDir, writeImage } from '../test-fixtures.ts';
+import { formatLabelReport, labelImages } from './label.ts';
+
+async function dataset(): Promise<string> {
+  const dir = tempDir();
+  await writeImage(join(dir, '10_neon city', 'rainy_street.png'), '#f00');
+  await writeImage(join(dir, '10_neon city', 'nightMarket.png'), '#0f0');
+  await writeImage(join(dir, 'IMG_0001.png'), '#00f');
+  return dir;
+}
+
+const csvCaptions = async (path: string) =>
+  Object.fromEntries(
+    [...(await readMetadataCsv(path)).captions].map(([file, entry]) => [file, entry.caption]),
+  );
+
+describe('labelImages --model none', () => {
+  it('writes metadata.csv from the names through the template, and skips images with no words', async () => {
+    const dir = await dataset();
+    const report = await labelImages({ input: dir, template: '{caption}, photo' });
+    expect(report.skipped).toEqual([
+      { image: join(dir, 'IMG_0001.png'), reason: expect.stringContaining('no words') },
+    ]);
+    expect(await csvCaptions(join(dir, 'metadata.csv'))).toEqual({
+      '10_neon city/nightMarket.png': 'night market, neon city, photo',
+      '10_neon city/rainy_street.png': 'rainy street, neon city, photo',
+    });
+    expect(formatLabelReport(report)).toMatch(
+      /^wrote 2 captions to .*metadata\.csv \(0 existing kept, 0 replaced, 1 skipped\)/,
+    );
+  });
+
+  it('keeps existing captions (metadata.csv rows and .txt files) unless --overwrite', async () => {
+    const dir = await dataset();
+    writeFileSync(
+      join(dir, 'metadata.csv'),
+      'file_name,text\n10_neon city/rainy_street.png,hand written\nelsewhere.png,keep me\n',
+    );
+    writeFileSync(join(dir, '10_neon city', 'nightMarket.txt'), 'from a sidecar\n');
+
+    const kept = await labelImages({ input: dir });
+    expect(kept).toMatchObject({ kept: 2, replaced: 0, written: [] });
+    expect(await csvCaptions(join(dir, 'metadata.csv'))).toEqual({
+      '10_neon city/rainy_street.png': 'hand written',
+      'elsewhere.png': 'keep me',
+    });
+
+    const replaced = await labelImages({ input: dir, overwrite: true });
+    expect(replaced).toMatchObject({ kept: 0, replaced: 2 });
+    expect(await csvCaptions(join(dir, 'metadata.csv'))).toEqual({
+      '10_neon city/rainy_street.png': '**rainy street**, **neon city**, high quality, detailed',
+      // Rows for files that are not there are the user's; they stay.
+      'elsewhere.png': 'keep me',
+      '10_neon city/nightMarket.png': '**night market**, **neon city**, high quality, detailed',
+    });
+  });
+
+  it('writes .txt files beside the images with --format txt, never over existing ones', async () => {
+    const dir = await dataset();
+    writeFileSync(join(dir, '10_neon city', 'nightMarket.txt'), 'mine\n');
+    const report = await labelImages({ input: dir, format: 'txt', template: '{caption}' });
+    expect(report).toMatchObject({
+      format: 'txt',
+      kept: 1,
+      written: [{ caption: 'rainy street, neon city' }],
+    });
+    expect(readFileSync(join(dir, '10_neon city', 'rainy_street.txt'), 'utf8')).toBe(
+      'rainy street, neon city\n',
+    );
+    expect(readFileSync(join(dir, '10_neon city', 'nightMarket.txt'), 'utf8')).toBe('mine\n');
+  });
+
+  it('writes the CSV elsewhere with paths relative to it', async () => {
+    const dir = await dataset();
+    const output = join(tempDir(), 'captions.csv');
+    await labelImages({ input: dir, output });
+    const { captions } = await readMetadataCsv(output);
+    expect([...captions.keys()].every((file) => file.startsWith('../'))).toBe(true);
+  });
+
+  it('leaves a metadata.csv with more columns alone', async () => {
+    const dir = await dataset();
+    const csv = 'file_name,text,score\na.png,x,1\n';
+    writeFileSync(join(dir, 'metadata.csv'), csv);
+    await expect(labelImages({ input: dir })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringContaining('has columns besides the file name and caption'),
+    });
+    expect(readFileSync(join(dir, 'metadata.csv'), 'utf8')).toBe(csv);
+  });
+
+  it.each([
+    [{ model: 'wd14' }, /--model must be none \(got "wd14"\)/],
+    [{ format: 'json' }, /--format must be csv or txt \(got "json"\)/],
+    [{ template: 'no placeholder' }, /has no \{caption\}/],
+  ])('rejects %j', async (options, message) => {
+    const dir = await dataset();
+    await expect(labelImages({ input: dir, ...options })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringMatching(message),
+    });
+  });
+});

@@ -1,0 +1,102 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { mergeLora } from '@lora/safetensors';
+import { aboutFile, CliError } from '../cli-error.ts';
+import { refuseExisting, requireExisting } from '../files.ts';
+import { print, printJson } from '../format.ts';
+import { listOption } from '../options.ts';
+
+export interface MergeCommandOptions {
+  base?: string;
+  lora?: string | string[];
+  output?: string;
+  overwrite?: boolean;
+  json?: boolean;
+}
+
+export interface LoraSpec {
+  path: string;
+  multiplier: number;
+}
+
+export interface MergeCommandReport {
+  base: string;
+  output: string;
+  loras: (LoraSpec & { modules: number })[];
+}
+
+/** A trailing `:<number>` is the strength; `C:\lora.safetensors` or `a:b.safetensors` stay paths. */
+const STRENGTH = /:([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)$/i;
+
+/** `a.safetensors:0.7` → { path: 'a.safetensors', multiplier: 0.7 }; no suffix means 1. */
+export function parseLoraSpec(spec: string): LoraSpec {
+  const match = STRENGTH.exec(spec);
+  const path = match ? spec.slice(0, match.index) : spec;
+  const multiplier = match ? Number(match[1]) : 1;
+  if (path === '' || !Number.isFinite(multiplier)) {
+    throw new CliError(
+      'E_USAGE',
+      `--lora "${spec}" is not <file>[:<strength>], e.g. --lora style.safetensors:0.7.`,
+    );
+  }
+  return { path, multiplier };
+}
+
+function required(value: string | undefined, option: string): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new CliError(
+      'E_USAGE',
+      `${option} is required: lora merge --base model.safetensors --lora a.safetensors:0.7 --output merged.safetensors`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Merges LoRAs into a base checkpoint one after the other. Intermediate results go to a temporary
+ * file, so the output appears only when every LoRA has merged.
+ */
+export async function mergeFiles(options: MergeCommandOptions): Promise<MergeCommandReport> {
+  const base = required(options.base, '--base');
+  const output = required(options.output, '--output');
+  const specs = listOption(options.lora);
+  if (specs.length === 0) required(undefined, '--lora');
+  const loras = specs.map(parseLoraSpec);
+  requireExisting([base, ...loras.map((lora) => lora.path)]);
+  refuseExisting([output], options.overwrite);
+  await mkdir(dirname(output), { recursive: true });
+  const partial = `${output}.partial-merge`;
+  const merged: MergeCommandReport['loras'] = [];
+  try {
+    for (const [index, lora] of loras.entries()) {
+      const from = index === 0 ? base : partial;
+      const to = index === loras.length - 1 ? output : partial;
+      const report = await aboutFile(lora.path, async () => {
+        try {
+          return await mergeLora(from, lora.path, { output: to, multiplier: lora.multiplier });
+        } catch (error) {
+          // The temporary file means nothing to the user: name the base it came from.
+          if (error instanceof Error && error.message.includes(partial)) {
+            error.message = error.message.replaceAll(partial, `${base} (after the LoRAs before it)`);
+          }
+          throw error;
+        }
+      });
+      merged.push({ ...lora, modules: report.size });
+    }
+  } finally {
+    await rm(partial, { force: true });
+  }
+  return { base, output, loras: merged };
+}
+
+export async function merge(options: MergeCommandOptions): Promise<number> {
+  const report = await mergeFiles(options);
+  if (options.json) {
+    printJson(report);
+  } else {
+    const lines = report.loras.map((lora) => `  ${lora.path} ×${lora.multiplier}: ${lora.modules} modules`);
+    print([`${report.output}: ${report.base} with`, ...lines].join('\n'));
+  }
+  return 0;
+}
