@@ -62,7 +62,8 @@ export class ProtoWriter {
     this.tag(field, 2);
     this.varint(inner.size);
     this.flush();
-    this.chunks.push(...inner.chunks);
+    // A loop, not push(...chunks): a large graph has more chunks than the call stack allows arguments.
+    for (const chunk of inner.chunks) this.chunks.push(chunk);
     this.size += inner.size;
     return this;
   }
