@@ -6,17 +6,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createRng } from '@lora/dataset';
 import { gradients } from '../src/autodiff/gradients.ts';
 import { Graph } from '../src/graph/graph.ts';
 import { writeModel } from '../src/graph/model-file.ts';
 import { mseLoss } from '../src/graph/ops/composite.ts';
 import { add, mul, sub, tanh } from '../src/graph/ops/elementwise.ts';
 import { loraLinear } from '../src/lora.ts';
-import { createRng } from '../src/random.ts';
 import { type HostTensor, hostTensor, Session } from '../src/session.ts';
 
 const rng = createRng(1);
-const random = (n: number) => Float32Array.from({ length: n }, () => rng.uniform(-1, 1));
+const random = (n: number) => Float32Array.from({ length: n }, () => -1 + 2 * rng.next());
 
 async function measure(
   name: string,

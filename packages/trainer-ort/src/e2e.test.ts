@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRng } from '@lora/dataset';
 import { fromFloat32, openSafetensors, toFloat32, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { gradients } from './autodiff/gradients.ts';
@@ -9,7 +10,6 @@ import { writeModel } from './graph/model-file.ts';
 import { mseLoss } from './graph/ops/composite.ts';
 import { mul, sub, tanh } from './graph/ops/elementwise.ts';
 import { loraLinear } from './lora.ts';
-import { createRng } from './random.ts';
 import { type HostTensor, hostTensor, Session } from './session.ts';
 import { safetensorsWeight } from './weights.ts';
 

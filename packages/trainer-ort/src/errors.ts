@@ -27,7 +27,13 @@ export type TrainerOrtErrorCode =
   /** onnxruntime refused the model. */
   | 'SESSION_FAILED'
   /** onnxruntime failed while running the model, or the feeds do not match its inputs. */
-  | 'RUN_FAILED';
+  | 'RUN_FAILED'
+  /** Training produced a NaN or infinite loss or gradient (the last good state was saved first). */
+  | 'NON_FINITE_LOSS'
+  /** A checkpoint's files are missing, malformed, or do not fit the model being trained. */
+  | 'CHECKPOINT_INVALID'
+  /** `resume` names a folder that holds no checkpoint. */
+  | 'CHECKPOINT_NOT_FOUND';
 
 const MARKER = Symbol.for('lora.trainer-ort.error');
 

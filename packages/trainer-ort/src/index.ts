@@ -97,7 +97,15 @@ export {
 } from './graph/ops/nn.ts';
 export { logSoftmax, reduceMax, reduceMean, reduceSum, softmax } from './graph/ops/reduce.ts';
 export { type Dim, formatShape, type Shape } from './graph/shape.ts';
-export { type LoraLayer, type LoraOptions, type LoraParameter, loraConv, loraLinear } from './lora.ts';
+export {
+  DEFAULT_PARAMETER_GROUP,
+  LORA_DROPOUT_SEED,
+  type LoraLayer,
+  type LoraOptions,
+  type LoraParameter,
+  loraConv,
+  loraLinear,
+} from './lora.ts';
 export {
   type Device,
   type HostArray,
@@ -109,4 +117,45 @@ export {
   Session,
   type SessionOptions,
 } from './session.ts';
+export {
+  type Checkpoint,
+  type CheckpointMeta,
+  type CheckpointParameter,
+  latestCheckpoint,
+  listCheckpoints,
+  readCheckpoint,
+  type TrainingState,
+} from './train/checkpoint.ts';
+export type { BatchCount, BatchSource } from './train/data.ts';
+export { runTrainingLoop, type TrainingLoopResult } from './train/loop.ts';
+export type { BuildOptions, MicroBatchLoss, TrainableModel } from './train/model.ts';
+export {
+  buildUpdateGraph,
+  type OptimizerOptions,
+  type UpdateParameter,
+  updateScalars,
+} from './train/optimizer.ts';
+export {
+  type CheckpointPolicy,
+  type LoopEvent,
+  loopSettingsFromConfig,
+  type ScheduleOptions,
+  TEXT_ENCODER_GROUP,
+  type TrainingLoopOptions,
+  type TrainingLoopSettings,
+} from './train/options.ts';
+export {
+  DEFAULT_LOSS_SCALE,
+  type LossScaleOptions,
+  type LossScaleState,
+  MIN_LOSS_SCALE,
+  nextLossScale,
+  type Precision,
+} from './train/precision.ts';
+export {
+  type LrScheduleOptions,
+  type LrSchedulerName,
+  learningRate,
+  warmupStepsFromRatio,
+} from './train/schedule.ts';
 export { safetensorsWeight } from './weights.ts';

@@ -1,15 +1,15 @@
+import { createRng } from '@lora/dataset';
 import { describe, expect, it } from 'vitest';
 import { gradients } from './autodiff/gradients.ts';
 import { Graph, type Tensor } from './graph/graph.ts';
 import { cast, mul } from './graph/ops/elementwise.ts';
 import { reduceSum } from './graph/ops/reduce.ts';
-import { type LoraLayer, loraConv, loraLinear } from './lora.ts';
-import { createRng } from './random.ts';
+import { LORA_DROPOUT_SEED, type LoraLayer, loraConv, loraDropout, loraLinear } from './lora.ts';
 import { type HostTensor, hostTensor } from './session.ts';
 import { runGraph, valuesOf } from './testing.ts';
 
 const rng = createRng(3);
-const random = (n: number) => Float32Array.from({ length: n }, () => rng.uniform(-1, 1));
+const random = (n: number) => Float32Array.from({ length: n }, () => -1 + 2 * rng.next());
 const f32 = (shape: number[], data: Float32Array) => hostTensor('float32', shape, data);
 
 /** Feeds for a layer's parameters: A as initialised, B random (so the LoRA branch is not zero). */
@@ -98,6 +98,37 @@ describe('loraLinear', () => {
     }
   });
 
+  it('draws A from a stream keyed by seed and layer name: same name and seed, same values', () => {
+    const build = (name: string, seed: number) => {
+      const graph = new Graph();
+      return loraLinear(graph.input('x', 'float32', [1, 16]), graph.input('w', 'float32', [8, 16]), name, {
+        rank: 4,
+        alpha: 4,
+        seed,
+      }).down.initial;
+    };
+    expect(build('q_proj', 1)).toEqual(build('q_proj', 1));
+    expect(build('q_proj', 1)).not.toEqual(build('k_proj', 1));
+    expect(build('q_proj', 1)).not.toEqual(build('q_proj', 2));
+  });
+
+  it('labels parameters with their group, and refuses a group that cannot name a tensor', () => {
+    const graph = new Graph();
+    const layer = loraLinear(graph.input('x', 'float32', [1, 2]), graph.input('w', 'float32', [2, 2]), 'te', {
+      rank: 1,
+      alpha: 1,
+      group: 'text_encoder',
+    });
+    expect([layer.down.group, layer.up.group]).toEqual(['text_encoder', 'text_encoder']);
+    expect(() =>
+      loraLinear(graph.input('x2', 'float32', [1, 2]), graph.input('w2', 'float32', [2, 2]), 'u', {
+        rank: 1,
+        alpha: 1,
+        group: 'a b',
+      }),
+    ).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
   it.each([0, 1.5])('refuses rank %d', (rank) => {
     const graph = new Graph();
     expect(() =>
@@ -172,5 +203,62 @@ describe('loraConv', () => {
     expect(() => make(graph.input('x', 'float32', [1, 4, 2, 2]))).toThrow(
       expect.objectContaining({ code: 'SHAPE_MISMATCH' }),
     );
+  });
+});
+
+describe('loraDropout', () => {
+  const [rows, cols] = [64, 128];
+  async function masks(p: number, seeds: readonly number[], salt = 1) {
+    const graph = new Graph();
+    graph.output(loraDropout(graph.input('x', 'float32', ['n', cols]), p, salt), 'y');
+    return Promise.all(
+      seeds.map(async (seed) => {
+        const out = await runGraph(graph, {
+          x: f32([rows, cols], new Float32Array(rows * cols).fill(1)),
+          [LORA_DROPOUT_SEED]: hostTensor('int64', [], BigInt64Array.of(BigInt(seed))),
+        });
+        return valuesOf(out['y']);
+      }),
+    );
+  }
+
+  it.each([0.1, 0.5])('zeroes a fraction %d of the elements and scales the rest by 1/(1 − p)', async (p) => {
+    const [y] = await masks(p, [12345]);
+    const dropped = y!.filter((v) => v === 0).length / y!.length;
+    // 8192 elements: 4 standard deviations of a binomial fraction.
+    expect(Math.abs(dropped - p)).toBeLessThan(4 * Math.sqrt((p * (1 - p)) / y!.length));
+    expect(new Set(y!.filter((v) => v !== 0).map((v) => v.toFixed(5)))).toEqual(
+      new Set([(1 / (1 - p)).toFixed(5)]),
+    );
+    // No stripes: neighbouring elements are dropped independently.
+    let both = 0;
+    for (let i = 1; i < y!.length; i++) if (y![i] === 0 && y![i - 1] === 0) both++;
+    expect(Math.abs(both / (y!.length - 1) - p * p)).toBeLessThan(0.02);
+  });
+
+  it('is a pure function of the fed seed and the layer: same seed same mask, others differ', async () => {
+    const [a, again, b] = await masks(0.5, [7, 7, 8]);
+    expect(again).toEqual(a);
+    const agreement = (u: number[], v: number[]) =>
+      u.filter((x, i) => (x === 0) === (v[i] === 0)).length / u.length;
+    expect(agreement(a!, b!)).toBeLessThan(0.55);
+    const [otherLayer] = await masks(0.5, [7], 2);
+    expect(agreement(a!, otherLayer!)).toBeLessThan(0.55);
+  });
+
+  it('lets the gradient through the kept elements only', async () => {
+    const graph = new Graph();
+    const x = graph.input('x', 'float32', [4, 8]);
+    const y = loraDropout(x, 0.5, 3);
+    graph.output(y, 'y');
+    graph.output(gradients(reduceSum(y), [x])[0]!, 'dx');
+    const out = await runGraph(graph, {
+      x: f32([4, 8], random(32)),
+      [LORA_DROPOUT_SEED]: hostTensor('int64', [], BigInt64Array.of(5n)),
+    });
+    const [ys, dx] = [valuesOf(out['y']), valuesOf(out['dx'])];
+    dx.forEach((g, i) => {
+      expect(g).toBe(ys[i] === 0 ? 0 : 2);
+    });
   });
 });

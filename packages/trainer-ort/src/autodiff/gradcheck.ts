@@ -6,13 +6,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRng } from '@lora/dataset';
 import type { DType } from '../graph/dtype.ts';
 import { Graph, type Tensor } from '../graph/graph.ts';
 import { writeModel } from '../graph/model-file.ts';
 import { cast, mul } from '../graph/ops/elementwise.ts';
 import { reduceSum } from '../graph/ops/reduce.ts';
 import { isStaticShape, staticSize } from '../graph/shape.ts';
-import { createRng } from '../random.ts';
 import { type HostTensor, Session } from '../session.ts';
 import { gradients } from './gradients.ts';
 
@@ -66,17 +66,14 @@ export async function checkGradients(spec: GradCheckCase, seed = 1): Promise<Gra
     tensors[name] = graph.input(name, dtype, input.shape);
     const size = staticSize(input.shape)!;
     const [low, high] = input.range ?? [-1, 1];
-    const values = input.values ?? Array.from({ length: size }, () => rng.uniform(low, high));
+    const values = input.values ?? Array.from({ length: size }, () => low + (high - low) * rng.next());
     feeds[name] = hostData(dtype, input.shape, values);
     if ((dtype === 'float64' || dtype === 'float32') && !input.frozen) trainable.push(name);
   }
   const output = spec.build(tensors);
   if (!isStaticShape(output.shape)) throw new Error(`${spec.name}: grad check needs a static output shape`);
   const weights = graph.constant(
-    Array.from(
-      { length: staticSize(output.shape)! },
-      () => rng.uniform(0.5, 1.5) * (rng.uniform() < 0.5 ? -1 : 1),
-    ),
+    Array.from({ length: staticSize(output.shape)! }, () => (0.5 + rng.next()) * (rng.next() < 0.5 ? -1 : 1)),
     'float64',
     output.shape,
   );

@@ -29,6 +29,9 @@ export interface BuildOptions {
  */
 export interface TrainableModel<Batch> {
   build(graph: Graph, options: BuildOptions): MicroBatchLoss;
-  /** Feeds for one micro-batch: every graph input the model declared except the LoRA parameters. */
+  /**
+   * Feeds for one micro-batch: every graph input the model declared except the LoRA parameters
+   * (and `LORA_DROPOUT_SEED`, which LoRA layers with dropout declare and the loop feeds).
+   */
   feeds(batch: Batch): Record<string, HostTensor>;
 }

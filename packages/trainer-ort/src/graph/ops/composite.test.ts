@@ -1,3 +1,4 @@
+import { createRng } from '@lora/dataset';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   checkGradients,
@@ -5,7 +6,6 @@ import {
   type GradCheckCase,
   type GradCheckResult,
 } from '../../autodiff/gradcheck.ts';
-import { createRng } from '../../random.ts';
 import { hostTensor } from '../../session.ts';
 import { runGraph, valuesOf } from '../../testing.ts';
 import { Graph, type Tensor } from '../graph.ts';
@@ -28,7 +28,7 @@ import { matmul } from './linalg.ts';
 import { conv, groupNorm } from './nn.ts';
 
 const rng = createRng(7);
-const random = (n: number) => Array.from({ length: n }, () => rng.uniform(-2, 2));
+const random = (n: number) => Array.from({ length: n }, () => -2 + 4 * rng.next());
 
 /** erf by Abramowitz–Stegun 7.1.26 is too coarse for 1e-6; use the series, fine for |x| ≤ 3. */
 function erfRef(x: number): number {

@@ -1,0 +1,100 @@
+/** Test helpers: the tiny LLaMA / Qwen2 / Mistral fixtures and their PyTorch golden values. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { DType } from '../../graph/dtype.ts';
+import { Graph } from '../../graph/graph.ts';
+import { cast } from '../../graph/ops/elementwise.ts';
+import type { HostTensor } from '../../session.ts';
+import { runGraph, valuesOf } from '../../testing.ts';
+import type { LlamaBatch, LlamaModel } from './model.ts';
+import type { LlamaLinearModule } from './weights.ts';
+
+/** `lora_start` / `lora_grads` / `lora_after_3_steps`: flat A and B values per module path. */
+export type GoldenLora = Record<string, { A: number[]; B: number[] }>;
+
+/** What tools/golden/llm_reference.py writes to `golden.json`. */
+export interface Golden {
+  rank: number;
+  alpha: number;
+  target_modules: LlamaLinearModule[];
+  input_ids: number[][];
+  attention_mask: number[][];
+  labels: number[][];
+  logits_shape: number[];
+  logits: number[];
+  loss: number;
+  lora_start: GoldenLora;
+  lora_grads: GoldenLora;
+  adamw: {
+    lr: number;
+    betas: [number, number];
+    eps: number;
+    weight_decay: number;
+    losses: number[];
+    lora_after_3_steps: GoldenLora;
+  };
+}
+
+export const FIXTURES = ['llama', 'qwen2', 'mistral'] as const;
+
+export const fixtureFolder = (name: string): string =>
+  fileURLToPath(new URL(`../__fixtures__/${name}`, import.meta.url));
+
+export const readGolden = (name: string): Golden =>
+  JSON.parse(readFileSync(join(fixtureFolder(name), 'golden.json'), 'utf8'));
+
+/** max |actual − expected| / max |expected|: relative error of a whole tensor, defined near zeros too. */
+export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length)
+    throw new Error(`${actual.length} values, expected ${expected.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return diff / scale;
+}
+
+/** The golden A / B values by parameter name (`<module>.lora_A.weight`, `<module>.lora_B.weight`). */
+export function byParameter(values: GoldenLora): Map<string, Float32Array> {
+  return new Map(
+    Object.entries(values).flatMap(([module, { A, B }]) => [
+      [`${module}.lora_A.weight`, Float32Array.from(A)],
+      [`${module}.lora_B.weight`, Float32Array.from(B)],
+    ]),
+  );
+}
+
+export function goldenBatch(golden: Golden): LlamaBatch {
+  const [batchSize, seqLen] = [golden.input_ids.length, golden.input_ids[0]!.length];
+  return {
+    batchSize,
+    seqLen,
+    inputIds: Int32Array.from(golden.input_ids.flat()),
+    labels: Int32Array.from(golden.labels.flat()),
+    attentionMask: Int32Array.from(golden.attention_mask.flat()),
+  };
+}
+
+/** Runs the model's forward graph once on the CPU and returns the mean loss and the logits. */
+export async function forward(
+  model: LlamaModel,
+  batch: LlamaBatch,
+  computeDtype: DType = 'float32',
+): Promise<{ loss: number; logits: number[]; graph: Graph }> {
+  const graph = new Graph('llama_forward');
+  const built = model.build(graph, { computeDtype });
+  graph.output(cast(built.logits, 'float32'), 'logits');
+  graph.output(built.lossSum, 'loss_sum');
+  graph.output(built.weight, 'weight');
+  const feeds: Record<string, HostTensor> = model.feeds(batch);
+  for (const p of built.parameters) feeds[p.name] = { dtype: 'float32', shape: p.shape, data: p.initial };
+  const out = await runGraph(graph, feeds);
+  return {
+    loss: valuesOf(out['loss_sum'])[0]! / valuesOf(out['weight'])[0]!,
+    logits: valuesOf(out['logits']),
+    graph,
+  };
+}

@@ -1,0 +1,256 @@
+/**
+ * Stable Diffusion weights by their diffusers names, from an original LDM single-file
+ * checkpoint or a diffusers folder. Nothing is read or copied: each weight becomes an
+ * external-data initializer pointing into the user's file, in the file's dtype, cast to float32
+ * in the graph. The checkpoint records which tensors the graphs used, so a caller can prove that
+ * every tensor of the models was consumed (and learn which were not).
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  openSafetensors,
+  type SafetensorsFile,
+  type SafetensorsHeader,
+  type TensorInfo,
+} from '@lora/safetensors';
+import type { Graph, Tensor } from '../../graph/graph.ts';
+import { cast } from '../../graph/ops/elementwise.ts';
+import { reshape } from '../../graph/ops/layout.ts';
+import { safetensorsWeight } from '../../weights.ts';
+import { ModelError } from '../model-error.ts';
+import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, SD15, type SdModelConfig } from './config.ts';
+import {
+  LDM_PREFIXES,
+  normalizeClipKey,
+  normalizeDiffusersVaeKey,
+  type SdComponent,
+  unetKeyToDiffusers,
+  vaeKeyToDiffusers,
+} from './keys.ts';
+
+/** A safetensors file as the graph needs it: path, tensor table, data offset (`openSafetensors` gives one). */
+export type WeightFile = Pick<SafetensorsHeader, 'tensors' | 'dataStart'> & { readonly path: string };
+
+const COMPONENTS: readonly SdComponent[] = ['unet', 'text_encoder', 'vae'];
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
+
+interface Entry {
+  readonly file: WeightFile;
+  /** The key as stored in the file. */
+  readonly stored: string;
+  readonly info: TensorInfo;
+}
+
+/** Shape without trailing 1s: LDM stores the VAE attention projections as 1×1 convs, diffusers as linears. */
+const core = (shape: readonly number[]): string => {
+  let end = shape.length;
+  while (end > 2 && shape[end - 1] === 1) end--;
+  return shape.slice(0, end).join(',');
+};
+
+export class SdCheckpoint {
+  private readonly entries = new Map<SdComponent, Map<string, Entry>>(COMPONENTS.map((c) => [c, new Map()]));
+  /** Stored keys under a model prefix that fit no naming rule. */
+  private readonly unrecognised = new Map<SdComponent, string[]>(COMPONENTS.map((c) => [c, []]));
+  private readonly used = new Set<Entry>();
+  private readonly perGraph = new WeakMap<Graph, Map<string, Tensor>>();
+
+  private constructor(
+    readonly config: SdModelConfig,
+    /** For messages: the file or folder the weights came from. */
+    readonly source: string,
+  ) {}
+
+  /**
+   * An original LDM single-file checkpoint (`model.diffusion_model.…`, `cond_stage_model.transformer.…`,
+   * `first_stage_model.…`). EMA copies, schedule buffers and the VAE decoder are ignored.
+   */
+  static fromSingleFile(file: WeightFile, config: SdModelConfig = SD15): SdCheckpoint {
+    const checkpoint = new SdCheckpoint(config, file.path);
+    for (const [stored, info] of file.tensors) {
+      const component = COMPONENTS.find((c) => stored.startsWith(LDM_PREFIXES[c]));
+      if (!component) continue;
+      const key = stored.slice(LDM_PREFIXES[component].length);
+      const mapped =
+        component === 'unet'
+          ? unetKeyToDiffusers(key, config.unet.layersPerBlock)
+          : component === 'vae'
+            ? vaeKeyToDiffusers(key)
+            : normalizeClipKey(key);
+      checkpoint.add(component, mapped, { file, stored, info });
+    }
+    return checkpoint;
+  }
+
+  /** The weight files of a diffusers folder (`unet/`, `text_encoder/`, `vae/`). */
+  static fromDiffusers(
+    files: Readonly<Record<SdComponent, WeightFile>>,
+    config: SdModelConfig,
+  ): SdCheckpoint {
+    const checkpoint = new SdCheckpoint(config, files.unet.path);
+    for (const component of COMPONENTS) {
+      const file = files[component];
+      for (const [stored, info] of file.tensors) {
+        const mapped =
+          component === 'vae'
+            ? normalizeDiffusersVaeKey(stored)
+            : component === 'text_encoder'
+              ? normalizeClipKey(stored)
+              : stored;
+        checkpoint.add(component, mapped, { file, stored, info });
+      }
+    }
+    return checkpoint;
+  }
+
+  private add(component: SdComponent, key: string | null | undefined, entry: Entry): void {
+    if (key === undefined) return;
+    if (key === null) this.unrecognised.get(component)!.push(entry.stored);
+    else this.entries.get(component)!.set(key, entry);
+  }
+
+  /** Whether the checkpoint has `key` (diffusers name) for `component`. */
+  has(component: SdComponent, key: string): boolean {
+    return this.entries.get(component)!.has(key);
+  }
+
+  /**
+   * The float32 weight `key` (diffusers name) of `component`, checked against `shape`. Asking
+   * twice in one graph gives the same tensor.
+   */
+  weight(graph: Graph, component: SdComponent, key: string, shape: readonly number[]): Tensor {
+    let cache = this.perGraph.get(graph);
+    if (!cache) {
+      cache = new Map();
+      this.perGraph.set(graph, cache);
+    }
+    const name = `${component}.${key}`;
+    const cached = cache.get(name);
+    if (cached) return cached;
+    const entry = this.entries.get(component)!.get(key);
+    if (!entry) {
+      throw new ModelError(
+        'E_MODEL_TENSOR',
+        `${this.source}: the ${component} needs '${key}' (diffusers name), which is not in the checkpoint; ` +
+          'is it a Stable Diffusion 1.x checkpoint, and does the model config match it?',
+      );
+    }
+    const { file, stored, info } = entry;
+    if (core(info.shape) !== core(shape)) {
+      throw new ModelError(
+        'E_MODEL_TENSOR',
+        `${file.path}: '${stored}' is [${info.shape.join(', ')}], but the ${component} config needs ` +
+          `[${shape.join(', ')}]; pass the model config that matches this checkpoint`,
+      );
+    }
+    if (!FLOAT_DTYPES.has(info.dtype)) {
+      throw new ModelError(
+        'E_MODEL_TENSOR',
+        `${file.path}: '${stored}' is ${info.dtype}; model weights must be F32, F16 or BF16`,
+      );
+    }
+    let tensor = cast(safetensorsWeight(graph, file, stored, name), 'float32');
+    if (info.shape.join(',') !== shape.join(',')) tensor = reshape(tensor, shape);
+    this.used.add(entry);
+    cache.set(name, tensor);
+    return tensor;
+  }
+
+  /**
+   * Stored keys of the given models that no graph built so far has used, unrecognised keys
+   * included. Empty after building every model of a matching checkpoint (the VAE decoder, EMA
+   * keys and buffers never count).
+   */
+  unusedKeys(components: readonly SdComponent[] = COMPONENTS): string[] {
+    return components.flatMap((c) => [
+      ...[...this.entries.get(c)!.values()].filter((e) => !this.used.has(e)).map((e) => e.stored),
+      ...this.unrecognised.get(c)!,
+    ]);
+  }
+}
+
+/** Diffusers weight files, preferring full precision when a folder has both. */
+const DIFFUSERS_FILES: Readonly<Record<SdComponent, readonly string[]>> = {
+  unet: ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'],
+  text_encoder: ['model.safetensors', 'model.fp16.safetensors'],
+  vae: ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'],
+};
+
+export interface OpenedSdCheckpoint {
+  readonly checkpoint: SdCheckpoint;
+  /** Closes the weight files (the graphs keep pointing into them by path). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a `.safetensors` single-file checkpoint (sizes from `config`, SD 1.5 by default) or a
+ * diffusers folder (sizes from its `config.json` files unless `config` is given). Only headers
+ * are read.
+ */
+export async function openSdCheckpoint(path: string, config?: SdModelConfig): Promise<OpenedSdCheckpoint> {
+  if (!(await stat(path)).isDirectory()) {
+    const file = await openSafetensors(path);
+    return { checkpoint: SdCheckpoint.fromSingleFile(file, config), close: () => file.close() };
+  }
+  const opened: SafetensorsFile[] = [];
+  const close = async () => {
+    await Promise.all(opened.map((f) => f.close()));
+  };
+  try {
+    const files = {} as Record<SdComponent, WeightFile>;
+    for (const component of COMPONENTS) {
+      const name = await firstExisting(join(path, component), DIFFUSERS_FILES[component]);
+      const file = await openSafetensors(join(path, component, name));
+      opened.push(file);
+      files[component] = file;
+    }
+    const resolved = config ?? {
+      unet: parseUnetConfig(
+        await readJson(join(path, 'unet', 'config.json')),
+        join(path, 'unet', 'config.json'),
+      ),
+      textEncoder: parseClipTextConfig(
+        await readJson(join(path, 'text_encoder', 'config.json')),
+        join(path, 'text_encoder', 'config.json'),
+      ),
+      vae: parseVaeConfig(await readJson(join(path, 'vae', 'config.json')), join(path, 'vae', 'config.json')),
+    };
+    return { checkpoint: SdCheckpoint.fromDiffusers(files, resolved), close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function firstExisting(folder: string, names: readonly string[]): Promise<string> {
+  for (const name of names) {
+    if (
+      await stat(join(folder, name)).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      return name;
+  }
+  throw new ModelError(
+    'E_MODEL_ARCHITECTURE',
+    `${folder} has none of ${names.join(', ')}; a diffusers Stable Diffusion folder needs unet/, text_encoder/ and vae/ weights in safetensors`,
+  );
+}
+
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ModelError(
+      'E_MODEL_CONFIG',
+      `${path} cannot be read (${(error as Error).message}); pass the model config instead`,
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ModelError('E_MODEL_CONFIG', `${path} is not valid JSON: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The CLIP ViT-L/14 text encoder as transformers' CLIPTextModel builds it: token + position
+ * embeddings, pre-norm layers with causal self-attention and a QuickGELU MLP, final layer norm.
+ */
+import type { Tensor } from '../../graph/graph.ts';
+import { quickGelu } from '../../graph/ops/composite.ts';
+import { add } from '../../graph/ops/elementwise.ts';
+import { gather, slice } from '../../graph/ops/layout.ts';
+import type { ClipTextConfig } from './config.ts';
+import { layerNormLayer, linear, type ModelContext, multiHeadAttention } from './layers.ts';
+
+export interface ClipTextOptions {
+  /**
+   * kohya / A1111 `clip_skip`: 1 takes the last layer's output, 2 the penultimate one, …; the
+   * final layer norm is applied either way. Layers past it are not built. Default 1.
+   */
+  clipSkip?: number;
+}
+
+/** Text states `[b, tokens, hidden]` for token ids `[b, tokens]` (tokens static, ≤ maxPositions). */
+export function buildClipTextEncoder(
+  ctx: ModelContext,
+  config: ClipTextConfig,
+  inputIds: Tensor,
+  options: ClipTextOptions = {},
+): Tensor {
+  const graph = inputIds.graph;
+  const clipSkip = options.clipSkip ?? 1;
+  if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > config.numLayers) {
+    throw graph.error(
+      'INVALID_ARGUMENT',
+      'CLIP text encoder',
+      `clipSkip must be an integer from 1 to ${config.numLayers}, got ${clipSkip}`,
+    );
+  }
+  const tokens = inputIds.shape[1];
+  if (inputIds.rank !== 2 || typeof tokens !== 'number' || tokens > config.maxPositions) {
+    throw graph.error(
+      'SHAPE_MISMATCH',
+      'CLIP text encoder',
+      `input ids ${inputIds} must be [batch, tokens] with static tokens ≤ ${config.maxPositions}`,
+    );
+  }
+  const { hiddenSize: d, layerNormEpsilon: eps } = config;
+  const { checkpoint, component } = ctx;
+  const tokenTable = checkpoint.weight(graph, component, 'text_model.embeddings.token_embedding.weight', [
+    config.vocabSize,
+    d,
+  ]);
+  const positionTable = checkpoint.weight(
+    graph,
+    component,
+    'text_model.embeddings.position_embedding.weight',
+    [config.maxPositions, d],
+  );
+  let x = add(gather(tokenTable, inputIds), slice(positionTable, { starts: [0], ends: [tokens], axes: [0] }));
+  for (let layer = 0; layer <= config.numLayers - clipSkip; layer++) {
+    const path = `text_model.encoder.layers.${layer}`;
+    x = graph.scope(path, () => {
+      const attended = multiHeadAttention(
+        ctx,
+        layerNormLayer(ctx, x, `${path}.layer_norm1`, eps),
+        undefined,
+        `${path}.self_attn`,
+        {
+          heads: config.numHeads,
+          names: ['q_proj', 'k_proj', 'v_proj', 'out_proj'],
+          bias: true,
+          causal: true,
+        },
+      );
+      const h = add(x, attended);
+      const hidden = quickGelu(
+        linear(
+          ctx,
+          layerNormLayer(ctx, h, `${path}.layer_norm2`, eps),
+          `${path}.mlp.fc1`,
+          config.intermediateSize,
+        ),
+      );
+      return add(h, linear(ctx, hidden, `${path}.mlp.fc2`, d));
+    });
+  }
+  return layerNormLayer(ctx, x, 'text_model.final_layer_norm', eps);
+}

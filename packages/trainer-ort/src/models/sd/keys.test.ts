@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { normalizeClipKey, normalizeDiffusersVaeKey, unetKeyToDiffusers, vaeKeyToDiffusers } from './keys.ts';
+import { LoraPlan } from './layers.ts';
+
+describe('LDM UNet keys → diffusers (SD 1.5 numbering, refs/formats.md §2)', () => {
+  it.each([
+    ['time_embed.0.weight', 'time_embedding.linear_1.weight'],
+    ['time_embed.2.bias', 'time_embedding.linear_2.bias'],
+    ['input_blocks.0.0.weight', 'conv_in.weight'],
+    ['out.0.weight', 'conv_norm_out.weight'],
+    ['out.2.bias', 'conv_out.bias'],
+    ['input_blocks.1.0.in_layers.0.weight', 'down_blocks.0.resnets.0.norm1.weight'],
+    ['input_blocks.1.0.in_layers.2.weight', 'down_blocks.0.resnets.0.conv1.weight'],
+    ['input_blocks.2.1.proj_in.weight', 'down_blocks.0.attentions.1.proj_in.weight'],
+    ['input_blocks.3.0.op.weight', 'down_blocks.0.downsamplers.0.conv.weight'],
+    ['input_blocks.4.0.skip_connection.weight', 'down_blocks.1.resnets.0.conv_shortcut.weight'],
+    [
+      'input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.bias',
+      'down_blocks.2.attentions.1.transformer_blocks.0.attn1.to_out.0.bias',
+    ],
+    ['input_blocks.9.0.op.bias', 'down_blocks.2.downsamplers.0.conv.bias'],
+    ['input_blocks.11.0.emb_layers.1.weight', 'down_blocks.3.resnets.1.time_emb_proj.weight'],
+    ['middle_block.0.out_layers.3.weight', 'mid_block.resnets.0.conv2.weight'],
+    [
+      'middle_block.1.transformer_blocks.0.attn2.to_k.weight',
+      'mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight',
+    ],
+    ['middle_block.2.out_layers.0.bias', 'mid_block.resnets.1.norm2.bias'],
+    ['output_blocks.0.0.in_layers.2.weight', 'up_blocks.0.resnets.0.conv1.weight'],
+    ['output_blocks.2.1.conv.weight', 'up_blocks.0.upsamplers.0.conv.weight'],
+    ['output_blocks.5.2.conv.weight', 'up_blocks.1.upsamplers.0.conv.weight'],
+    ['output_blocks.6.0.skip_connection.bias', 'up_blocks.2.resnets.0.conv_shortcut.bias'],
+    [
+      'output_blocks.11.1.transformer_blocks.0.ff.net.0.proj.weight',
+      'up_blocks.3.attentions.2.transformer_blocks.0.ff.net.0.proj.weight',
+    ],
+    ['output_blocks.11.1.proj_out.weight', 'up_blocks.3.attentions.2.proj_out.weight'],
+  ])('%s → %s', (ldm, diffusers) => {
+    expect(unetKeyToDiffusers(ldm, 2)).toBe(diffusers);
+  });
+
+  it.each([
+    ['input_blocks.2.0.op.weight', 'down_blocks.0.downsamplers.0.conv.weight'],
+    ['input_blocks.3.1.norm.weight', 'down_blocks.1.attentions.0.norm.weight'],
+    ['output_blocks.1.1.conv.weight', 'up_blocks.0.upsamplers.0.conv.weight'],
+    ['output_blocks.3.2.conv.bias', 'up_blocks.1.upsamplers.0.conv.bias'],
+  ])('one resnet per down block: %s → %s', (ldm, diffusers) => {
+    expect(unetKeyToDiffusers(ldm, 1)).toBe(diffusers);
+  });
+
+  it.each([
+    'input_blocks.1.0.in_layers.1.weight',
+    'input_blocks.1.0.in_layers.0x.weight',
+    'input_blocks.3.1.op.weight',
+    'input_blocks.1.2.norm.weight',
+    'output_blocks.3.1.conv.weight',
+    'middle_block.3.in_layers.0.weight',
+    'time_embed.1.weight',
+    'label_emb.0.0.weight',
+  ])('%s fits no rule (null)', (ldm) => {
+    expect(unetKeyToDiffusers(ldm, 2)).toBeNull();
+  });
+});
+
+describe('LDM VAE keys → diffusers', () => {
+  it.each([
+    ['encoder.conv_in.weight', 'encoder.conv_in.weight'],
+    ['encoder.down.0.block.1.norm1.weight', 'encoder.down_blocks.0.resnets.1.norm1.weight'],
+    ['encoder.down.1.block.0.nin_shortcut.weight', 'encoder.down_blocks.1.resnets.0.conv_shortcut.weight'],
+    ['encoder.down.2.downsample.conv.bias', 'encoder.down_blocks.2.downsamplers.0.conv.bias'],
+    ['encoder.mid.block_2.conv2.weight', 'encoder.mid_block.resnets.1.conv2.weight'],
+    ['encoder.mid.attn_1.norm.bias', 'encoder.mid_block.attentions.0.group_norm.bias'],
+    ['encoder.mid.attn_1.q.weight', 'encoder.mid_block.attentions.0.to_q.weight'],
+    ['encoder.mid.attn_1.proj_out.weight', 'encoder.mid_block.attentions.0.to_out.0.weight'],
+    ['encoder.norm_out.weight', 'encoder.conv_norm_out.weight'],
+    ['quant_conv.weight', 'quant_conv.weight'],
+    ['decoder.up.0.block.0.conv1.weight', undefined],
+    ['post_quant_conv.bias', undefined],
+    ['encoder.mid.attn_2.q.weight', null],
+    ['encoder.down.0.block.0.conv3.weight', null],
+  ])('%s → %s', (ldm, diffusers) => {
+    expect(vaeKeyToDiffusers(ldm)).toBe(diffusers);
+  });
+
+  it.each([
+    ['encoder.mid_block.attentions.0.query.weight', 'encoder.mid_block.attentions.0.to_q.weight'],
+    ['encoder.mid_block.attentions.0.proj_attn.bias', 'encoder.mid_block.attentions.0.to_out.0.bias'],
+    ['encoder.mid_block.attentions.0.to_k.weight', 'encoder.mid_block.attentions.0.to_k.weight'],
+    ['encoder.down_blocks.0.resnets.0.conv1.weight', 'encoder.down_blocks.0.resnets.0.conv1.weight'],
+    ['decoder.conv_in.weight', undefined],
+  ])('diffusers folder %s → %s', (key, normalized) => {
+    expect(normalizeDiffusersVaeKey(key)).toBe(normalized);
+  });
+});
+
+describe('CLIP keys', () => {
+  it.each([
+    ['text_model.encoder.layers.3.mlp.fc1.bias', 'text_model.encoder.layers.3.mlp.fc1.bias'],
+    ['embeddings.token_embedding.weight', 'text_model.embeddings.token_embedding.weight'],
+    ['final_layer_norm.weight', 'text_model.final_layer_norm.weight'],
+    ['text_model.embeddings.position_ids', undefined],
+  ])('%s → %s', (key, normalized) => {
+    expect(normalizeClipKey(key)).toBe(normalized);
+  });
+});
+
+describe('LoRA targets match whole path segments', () => {
+  it.each([
+    ['to_q', 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', true],
+    ['to_out', 'mid_block.attentions.0.transformer_blocks.0.attn2.to_out.0', true],
+    ['ff', 'up_blocks.1.attentions.2.transformer_blocks.0.ff.net.0.proj', true],
+    ['ff', 'up_blocks.1.attentions.2.transformer_blocks.0.ff.net.2', true],
+    ['proj_in', 'down_blocks.0.attentions.0.proj_in', true],
+    ['attn2', 'down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_v', true],
+    ['to', 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', false],
+    ['to_q', 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_qx', false],
+    ['proj', 'down_blocks.0.attentions.0.proj_in', false],
+    ['q_proj', 'text_model.encoder.layers.0.self_attn.q_proj', true],
+    ['fc1', 'text_model.encoder.layers.11.mlp.fc1', true],
+  ])('%s in %s: %s', (target, path, wanted) => {
+    expect(new LoraPlan('unet', [target], { rank: 1, alpha: 1 }).wants(path)).toBe(wanted);
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * Original LDM single-file key names → diffusers / transformers names, per model, following
+ * kohya's `convert_*_state_dict` and diffusers' `convert_ldm_*_checkpoint` (refs/formats.md §2),
+ * but matching whole path segments instead of substrings. `undefined` means "not a tensor of the
+ * part we train with" (VAE decoder, EMA copies, buffers); `null` a key under a model prefix that
+ * fits no rule, which the loader reports.
+ */
+
+export type SdComponent = 'unet' | 'text_encoder' | 'vae';
+
+/** Where each model's tensors sit in an LDM single-file checkpoint. */
+export const LDM_PREFIXES: Readonly<Record<SdComponent, string>> = {
+  unet: 'model.diffusion_model.',
+  text_encoder: 'cond_stage_model.transformer.',
+  vae: 'first_stage_model.',
+};
+
+const RESNET: Readonly<Record<string, string>> = {
+  'in_layers.0': 'norm1',
+  'in_layers.2': 'conv1',
+  'emb_layers.1': 'time_emb_proj',
+  'out_layers.0': 'norm2',
+  'out_layers.3': 'conv2',
+  skip_connection: 'conv_shortcut',
+};
+
+/** `in_layers.0.weight` → `norm1.weight`. */
+function resnetRest(rest: readonly string[]): string | null {
+  for (const take of [2, 1]) {
+    const name = RESNET[rest.slice(0, take).join('.')];
+    if (name !== undefined && rest.length === take + 1) return `${name}.${rest[take]}`;
+  }
+  return null;
+}
+
+const index = (segment: string | undefined): number =>
+  segment !== undefined && /^\d+$/.test(segment) ? Number(segment) : Number.NaN;
+
+/** A UNet key without its prefix (`input_blocks.1.1.proj_in.weight`) → diffusers; `layersPerBlock` fixes the block numbering. */
+export function unetKeyToDiffusers(key: string, layersPerBlock: number): string | null {
+  const parts = key.split('.');
+  const [head, a, b, ...rest] = parts;
+  if (head === 'time_embed' && (a === '0' || a === '2') && parts.length === 3) {
+    return `time_embedding.linear_${a === '0' ? 1 : 2}.${parts[2]}`;
+  }
+  if (head === 'out' && (a === '0' || a === '2') && parts.length === 3) {
+    return `${a === '0' ? 'conv_norm_out' : 'conv_out'}.${parts[2]}`;
+  }
+  const n = index(a);
+  const k = index(b);
+  const group = layersPerBlock + 1;
+  const resnet = (path: string, names: readonly string[] = rest) => {
+    const mapped = resnetRest(names);
+    return mapped === null ? null : `${path}.${mapped}`;
+  };
+  if (head === 'input_blocks' && n === 0 && k === 0 && rest.length === 1) return `conv_in.${rest[0]}`;
+  if (head === 'input_blocks' && n > 0) {
+    if (n % group === 0) {
+      return k === 0 && rest[0] === 'op' && rest.length === 2
+        ? `down_blocks.${n / group - 1}.downsamplers.0.conv.${rest[1]}`
+        : null;
+    }
+    const [i, j] = [Math.floor((n - 1) / group), (n - 1) % group];
+    if (k === 0) return resnet(`down_blocks.${i}.resnets.${j}`);
+    if (k === 1) return `down_blocks.${i}.attentions.${j}.${rest.join('.')}`;
+    return null;
+  }
+  if (head === 'middle_block') {
+    if (n === 0 || n === 2) return resnet(`mid_block.resnets.${n / 2}`, parts.slice(2));
+    if (n === 1) return `mid_block.attentions.0.${parts.slice(2).join('.')}`;
+    return null;
+  }
+  if (head === 'output_blocks' && n >= 0) {
+    const [i, j] = [Math.floor(n / group), n % group];
+    if ((k === 1 || k === 2) && rest[0] === 'conv' && rest.length === 2) {
+      return j === layersPerBlock ? `up_blocks.${i}.upsamplers.0.conv.${rest[1]}` : null;
+    }
+    if (k === 0) return resnet(`up_blocks.${i}.resnets.${j}`);
+    if (k === 1) return `up_blocks.${i}.attentions.${j}.${rest.join('.')}`;
+  }
+  return null;
+}
+
+const VAE_ATTENTION: Readonly<Record<string, string>> = {
+  norm: 'group_norm',
+  q: 'to_q',
+  k: 'to_k',
+  v: 'to_v',
+  proj_out: 'to_out.0',
+};
+
+const VAE_RESNET: Readonly<Record<string, string>> = {
+  norm1: 'norm1',
+  conv1: 'conv1',
+  norm2: 'norm2',
+  conv2: 'conv2',
+  nin_shortcut: 'conv_shortcut',
+};
+
+/** A VAE key without its prefix → diffusers; `undefined` for the decoder half. */
+export function vaeKeyToDiffusers(key: string): string | null | undefined {
+  const parts = key.split('.');
+  if (parts[0] === 'decoder' || parts[0] === 'post_quant_conv') return undefined;
+  if (parts[0] === 'quant_conv' && parts.length === 2) return key;
+  if (parts[0] !== 'encoder') return null;
+  const [, a, b, c, d, e, f] = parts;
+  if ((a === 'conv_in' || a === 'conv_out') && parts.length === 3) return key;
+  if (a === 'norm_out' && parts.length === 3) return `encoder.conv_norm_out.${b}`;
+  const resnet = (path: string, name: string | undefined, param: string | undefined, length: number) => {
+    const mapped = name === undefined ? undefined : VAE_RESNET[name];
+    return mapped === undefined || parts.length !== length ? null : `encoder.${path}.${mapped}.${param}`;
+  };
+  if (a === 'down' && c === 'block') return resnet(`down_blocks.${b}.resnets.${d}`, e, f, 7);
+  if (a === 'down' && c === 'downsample' && d === 'conv' && parts.length === 6) {
+    return `encoder.down_blocks.${b}.downsamplers.0.conv.${e}`;
+  }
+  if (a === 'mid' && (b === 'block_1' || b === 'block_2')) {
+    return resnet(`mid_block.resnets.${b === 'block_1' ? 0 : 1}`, c, d, 5);
+  }
+  const attention = c === undefined ? undefined : VAE_ATTENTION[c];
+  if (a === 'mid' && b === 'attn_1' && attention !== undefined && parts.length === 5) {
+    return `encoder.mid_block.attentions.0.${attention}.${d}`;
+  }
+  return null;
+}
+
+/** diffusers < 0.14 VAE attention names, still found in some `vae/` folders. */
+const OLD_DIFFUSERS_VAE_ATTENTION: Readonly<Record<string, string>> = {
+  query: 'to_q',
+  key: 'to_k',
+  value: 'to_v',
+  proj_attn: 'to_out.0',
+};
+
+/** A diffusers `vae/` key as the current layout names it; `undefined` for the decoder half. */
+export function normalizeDiffusersVaeKey(key: string): string | undefined {
+  const parts = key.split('.');
+  if (parts[0] === 'decoder' || parts[0] === 'post_quant_conv') return undefined;
+  const attention = parts.indexOf('attentions');
+  const renamed = OLD_DIFFUSERS_VAE_ATTENTION[parts[attention + 2] ?? ''];
+  if (attention < 0 || renamed === undefined) return key;
+  return [...parts.slice(0, attention + 2), renamed, ...parts.slice(attention + 3)].join('.');
+}
+
+/**
+ * A CLIP key without its prefix (or from `text_encoder/`) as `CLIPTextModel` names it:
+ * files from older transformers (and ≥ 5.6) lack the `text_model.` level. `undefined` for the
+ * `position_ids` buffer, which is rebuilt in the graph.
+ */
+export function normalizeClipKey(key: string): string | undefined {
+  const full = key.startsWith('text_model.') ? key : `text_model.${key}`;
+  return full === 'text_model.embeddings.position_ids' ? undefined : full;
+}

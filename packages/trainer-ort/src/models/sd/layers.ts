@@ -1,0 +1,191 @@
+/**
+ * The modules the three SD models share (Linear, Conv2d, GroupNorm, LayerNorm, ResnetBlock2D,
+ * multi-head attention), each reading its weights by diffusers module path and, where the LoRA
+ * plan says so, wrapped in a LoRA layer named after that path.
+ */
+import type { Tensor } from '../../graph/graph.ts';
+import { scaledDotProductAttention, silu } from '../../graph/ops/composite.ts';
+import { add } from '../../graph/ops/elementwise.ts';
+import { reshape, transpose, unsqueeze } from '../../graph/ops/layout.ts';
+import { matmul } from '../../graph/ops/linalg.ts';
+import { type ConvOptions, conv, groupNorm, layerNorm } from '../../graph/ops/nn.ts';
+import { type LoraLayer, type LoraOptions, loraConv, loraLinear } from '../../lora.ts';
+import type { SdCheckpoint } from './checkpoint.ts';
+import type { SdComponent } from './keys.ts';
+
+/** A LoRA module of the UNet or the text encoder, named by its diffusers module path. */
+export interface SdLoraModule {
+  readonly component: 'unet' | 'text_encoder';
+  /** Module path inside its model, e.g. `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`. */
+  readonly path: string;
+  /** kohya's name: `lora_unet_` / `lora_te_` + the path with dots → underscores. */
+  readonly kohyaName: string;
+  readonly layer: LoraLayer;
+}
+
+const KOHYA_PREFIX = { unet: 'lora_unet_', text_encoder: 'lora_te_' } as const;
+
+/**
+ * Which modules of one model get LoRA: a target matches a module path when its segments appear
+ * in the path as whole segments (`to_q` matches `…attn1.to_q`, `to_out` matches `…to_out.0`,
+ * `ff` matches `…ff.net.0.proj` and `…ff.net.2`; `to` matches nothing).
+ */
+export class LoraPlan {
+  readonly modules: SdLoraModule[] = [];
+
+  constructor(
+    readonly component: 'unet' | 'text_encoder',
+    readonly targets: readonly string[],
+    readonly options: LoraOptions,
+  ) {}
+
+  wants(path: string): boolean {
+    const padded = `.${path}.`;
+    return this.targets.some((t) => padded.includes(`.${t}.`));
+  }
+
+  record(path: string, layer: LoraLayer): void {
+    const kohyaName = `${KOHYA_PREFIX[this.component]}${path.replaceAll('.', '_')}`;
+    this.modules.push({ component: this.component, path, kohyaName, layer });
+  }
+}
+
+/** What a module builder needs: where weights come from and which modules get LoRA. */
+export interface ModelContext {
+  readonly checkpoint: SdCheckpoint;
+  readonly component: SdComponent;
+  readonly lora?: LoraPlan;
+}
+
+const weight = (ctx: ModelContext, x: Tensor, key: string, shape: readonly number[]) =>
+  ctx.checkpoint.weight(x.graph, ctx.component, key, shape);
+
+const staticDim = (x: Tensor, axis: number, what: string): number => {
+  const d = x.shape[axis];
+  if (typeof d !== 'number') {
+    throw x.graph.error('SHAPE_MISMATCH', what, `dim ${axis} of ${x} must be static`);
+  }
+  return d;
+};
+
+/** `x·Wᵀ (+ b)` with `W [out, in]`, in = last dim of `x`. */
+export function linear(ctx: ModelContext, x: Tensor, path: string, out: number, bias = true): Tensor {
+  const inFeatures = staticDim(x, x.rank - 1, `Linear '${path}'`);
+  const w = weight(ctx, x, `${path}.weight`, [out, inFeatures]);
+  const b = bias ? weight(ctx, x, `${path}.bias`, [out]) : undefined;
+  const plan = ctx.lora;
+  if (plan?.wants(path)) {
+    const layer = loraLinear(x, w, `${plan.component}.${path}`, plan.options, b);
+    plan.record(path, layer);
+    return layer.output;
+  }
+  const y = matmul(x, transpose(w));
+  return b ? add(y, b) : y;
+}
+
+/** Conv2d with bias, square kernel `k`, "same" padding unless `options` say otherwise. */
+export function conv2d(
+  ctx: ModelContext,
+  x: Tensor,
+  path: string,
+  out: number,
+  k: number,
+  options: ConvOptions = { pads: Array(4).fill((k - 1) / 2) },
+): Tensor {
+  const inChannels = staticDim(x, 1, `Conv2d '${path}'`);
+  const w = weight(ctx, x, `${path}.weight`, [out, inChannels, k, k]);
+  const b = weight(ctx, x, `${path}.bias`, [out]);
+  const plan = ctx.lora;
+  if (plan?.wants(path)) {
+    const layer = loraConv(x, w, `${plan.component}.${path}`, plan.options, options, b);
+    plan.record(path, layer);
+    return layer.output;
+  }
+  return conv(x, w, b, options);
+}
+
+export function groupNormLayer(ctx: ModelContext, x: Tensor, path: string, groups: number, epsilon: number) {
+  const c = staticDim(x, 1, `GroupNorm '${path}'`);
+  const scale = weight(ctx, x, `${path}.weight`, [c]);
+  return groupNorm(x, scale, weight(ctx, x, `${path}.bias`, [c]), groups, { epsilon });
+}
+
+export function layerNormLayer(ctx: ModelContext, x: Tensor, path: string, epsilon: number) {
+  const c = staticDim(x, x.rank - 1, `LayerNorm '${path}'`);
+  const scale = weight(ctx, x, `${path}.weight`, [c]);
+  return layerNorm(x, scale, weight(ctx, x, `${path}.bias`, [c]), { epsilon });
+}
+
+/**
+ * diffusers ResnetBlock2D: norm1 → SiLU → conv1 (+ time_emb_proj(SiLU(temb))) → norm2 → SiLU →
+ * conv2, plus the input (through a 1×1 conv_shortcut when the channels change). `tembAct` is
+ * SiLU(temb), shared by every block.
+ */
+export function resnetBlock(
+  ctx: ModelContext,
+  x: Tensor,
+  path: string,
+  out: number,
+  norm: { groups: number; epsilon: number },
+  tembAct?: Tensor,
+): Tensor {
+  return x.graph.scope(path, () => {
+    let h = conv2d(
+      ctx,
+      silu(groupNormLayer(ctx, x, `${path}.norm1`, norm.groups, norm.epsilon)),
+      `${path}.conv1`,
+      out,
+      3,
+    );
+    if (tembAct) h = add(h, unsqueeze(linear(ctx, tembAct, `${path}.time_emb_proj`, out), [2, 3]));
+    h = conv2d(
+      ctx,
+      silu(groupNormLayer(ctx, h, `${path}.norm2`, norm.groups, norm.epsilon)),
+      `${path}.conv2`,
+      out,
+      3,
+    );
+    const shortcut = x.shape[1] === out ? x : conv2d(ctx, x, `${path}.conv_shortcut`, out, 1);
+    return add(shortcut, h);
+  });
+}
+
+/** `[b, s, heads·d]` → `[b, heads, s, d]`. */
+const splitHeads = (x: Tensor, heads: number): Tensor =>
+  transpose(reshape(x, [0, 0, heads, -1]), [0, 2, 1, 3]);
+
+/** `[b, heads, s, d]` → `[b, s, heads·d]`. */
+const mergeHeads = (x: Tensor): Tensor => reshape(transpose(x, [0, 2, 1, 3]), [0, 0, -1]);
+
+/**
+ * Multi-head attention over `[b, s, dim]` queries and `[b, t, ·]` keys/values with projections
+ * named `names` under `path` (diffusers `to_q, to_k, to_v, to_out.0`; CLIP `q_proj, …, out_proj`).
+ * `bias` is for the q/k/v projections; the output projection always has one.
+ */
+export function multiHeadAttention(
+  ctx: ModelContext,
+  x: Tensor,
+  /** Keys and values come from here; `undefined` for self-attention. */
+  context: Tensor | undefined,
+  path: string,
+  options: {
+    heads: number;
+    names: readonly [string, string, string, string];
+    bias: boolean;
+    causal?: boolean;
+  },
+): Tensor {
+  const dim = staticDim(x, x.rank - 1, `Attention '${path}'`);
+  const [q, k, v, o] = options.names;
+  const project = (input: Tensor, name: string) =>
+    splitHeads(linear(ctx, input, `${path}.${name}`, dim, options.bias), options.heads);
+  const attended = scaledDotProductAttention(
+    project(x, q),
+    project(context ?? x, k),
+    project(context ?? x, v),
+    {
+      causal: options.causal ?? false,
+    },
+  );
+  return linear(ctx, mergeHeads(attended), `${path}.${o}`, dim, true);
+}

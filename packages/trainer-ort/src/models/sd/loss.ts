@@ -1,0 +1,155 @@
+/**
+ * The training loss of one micro-batch: noise the latents at the given timesteps
+ * (DDPM `add_noise`), encode the text (or take cached text states), predict with the UNet, and
+ * take the per-example MSE against ε or v, weighted per example (min-SNR weights come from the
+ * caller) and summed over the batch for the loop to average. Sampling timesteps and noise, caching latents and the
+ * optimizer step are the training loop's job.
+ */
+import type { PredictionType } from '@lora/config';
+import type { Graph, Tensor } from '../../graph/graph.ts';
+import { add, cast, div, mul, sqrt, sub } from '../../graph/ops/elementwise.ts';
+import { gather, reshape, shapeOf } from '../../graph/ops/layout.ts';
+import { reduceMean, reduceSum } from '../../graph/ops/reduce.ts';
+import type { Dim } from '../../graph/shape.ts';
+import type { LoraOptions } from '../../lora.ts';
+import type { MicroBatchLoss } from '../../train/model.ts';
+import { ModelError } from '../model-error.ts';
+import type { SdCheckpoint } from './checkpoint.ts';
+import { buildClipTextEncoder } from './clip.ts';
+import { LoraPlan, type SdLoraModule } from './layers.ts';
+import { buildUnet } from './unet.ts';
+
+/** ᾱ_t of the DDPM "scaled_linear" schedule: β = linspace(√β₀, √β₁, T)², ᾱ = cumprod(1 − β). */
+export function scaledLinearAlphasCumprod(steps = 1000, betaStart = 0.00085, betaEnd = 0.012): Float32Array {
+  const [from, to] = [Math.sqrt(betaStart), Math.sqrt(betaEnd)];
+  const out = new Float32Array(steps);
+  let product = 1;
+  for (let t = 0; t < steps; t++) {
+    const root = steps === 1 ? from : from + ((to - from) * t) / (steps - 1);
+    product *= 1 - root * root;
+    out[t] = product;
+  }
+  return out;
+}
+
+/** The parameter group of text-encoder LoRA tensors, so the loop can give them their own learning rate. */
+export const TEXT_ENCODER_PARAMETER_GROUP = 'text_encoder';
+
+export interface SdLoraTargets extends Omit<LoraOptions, 'group'> {
+  /** UNet Transformer2D modules: `to_q`, `to_k`, `to_v`, `to_out`, `proj_in`, `proj_out`, `ff` (or any path segment). */
+  unet: readonly string[];
+  /** Text-encoder modules: `q_proj`, `k_proj`, `v_proj`, `out_proj`, `fc1`, `fc2`; default none. */
+  textEncoder?: readonly string[];
+}
+
+export interface SdLossOptions {
+  /** Latent height and width (image size / 8 for SD). */
+  latentSize: readonly [height: number, width: number];
+  /** The batch dim; default the named dim `batch`. */
+  batch?: Dim;
+  /**
+   * `ids` feeds `input_ids [b, tokens]` through the text encoder; `states` takes cached
+   * `encoder_hidden_states [b, tokens, hidden]` (only when the text encoder is not trained).
+   */
+  text: 'ids' | 'states';
+  /** Token count; default the text encoder's `maxPositions` (77). */
+  tokens?: number;
+  /** kohya / A1111 clip_skip (1 = last layer). */
+  clipSkip?: number;
+  prediction: PredictionType;
+  /** ᾱ_t indexed by timestep; default `scaledLinearAlphasCumprod()`. */
+  alphasCumprod?: Float32Array;
+  lora: SdLoraTargets;
+}
+
+/** Graph input names of the loss graph. */
+export const SD_LOSS_INPUTS = {
+  latents: 'latents',
+  timesteps: 'timesteps',
+  noise: 'noise',
+  inputIds: 'input_ids',
+  encoderHiddenStates: 'encoder_hidden_states',
+  lossWeights: 'loss_weights',
+} as const;
+
+/** The loss of one micro-batch, in the shape the training loop's `MicroBatchLoss` contract asks for. */
+export interface SdLoss extends MicroBatchLoss {
+  /** Σ over the examples of loss weight × mean((prediction − target)²). */
+  readonly lossSum: Tensor;
+  /** The number of examples (float32 scalar): `lossSum / weight` is kohya's per-micro-batch loss. */
+  readonly weight: Tensor;
+  /** `lossSum / weight`. */
+  readonly loss: Tensor;
+  /** LoRA modules in build order: text encoder first, then UNet. */
+  readonly lora: readonly SdLoraModule[];
+}
+
+/**
+ * Declares the micro-batch inputs on `graph` and builds the loss. Inputs (see `SD_LOSS_INPUTS`):
+ * `latents [b, c, h, w]` (already scaled), `timesteps [b]` int64, `noise [b, c, h, w]`,
+ * `input_ids [b, tokens]` int64 or `encoder_hidden_states [b, tokens, d]`, `loss_weights [b]`;
+ * the LoRA parameters are inputs too. Computes in float32; declares no graph outputs.
+ */
+export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdLossOptions): SdLoss {
+  const { unet, textEncoder } = checkpoint.config;
+  const { lora } = options;
+  if (options.text === 'states' && (lora.textEncoder?.length ?? 0) > 0) {
+    throw new ModelError(
+      'E_MODEL_CONFIG',
+      'the text encoder gets LoRA, so the loss graph must run it: build it with text: "ids", not cached states',
+    );
+  }
+  const batch = options.batch ?? 'batch';
+  const tokens = options.tokens ?? textEncoder.maxPositions;
+  const [height, width] = options.latentSize;
+  const latentShape = [batch, unet.inChannels, height, width];
+  const latents = graph.input(SD_LOSS_INPUTS.latents, 'float32', latentShape);
+  const timesteps = graph.input(SD_LOSS_INPUTS.timesteps, 'int64', [batch]);
+  const noise = graph.input(SD_LOSS_INPUTS.noise, 'float32', latentShape);
+  const { unet: unetTargets, textEncoder: teTargets = [], ...loraOptions } = lora;
+
+  let states: Tensor;
+  let textModules: readonly SdLoraModule[] = [];
+  if (options.text === 'ids') {
+    const inputIds = graph.input(SD_LOSS_INPUTS.inputIds, 'int64', [batch, tokens]);
+    const plan = new LoraPlan('text_encoder', teTargets, {
+      ...loraOptions,
+      group: TEXT_ENCODER_PARAMETER_GROUP,
+    });
+    states = graph.scope('text_encoder', () =>
+      buildClipTextEncoder({ checkpoint, component: 'text_encoder', lora: plan }, textEncoder, inputIds, {
+        clipSkip: options.clipSkip ?? 1,
+      }),
+    );
+    textModules = plan.modules;
+  } else {
+    states = graph.input(SD_LOSS_INPUTS.encoderHiddenStates, 'float32', [
+      batch,
+      tokens,
+      unet.crossAttentionDim,
+    ]);
+  }
+  const weights = graph.input(SD_LOSS_INPUTS.lossWeights, 'float32', [batch]);
+
+  // DDPM add_noise: √ᾱ_t·x₀ + √(1−ᾱ_t)·ε, ᾱ_t gathered from the schedule by timestep.
+  const table = options.alphasCumprod ?? scaledLinearAlphasCumprod();
+  const alphaBar = reshape(gather(graph.constant(table, 'float32'), timesteps), [-1, 1, 1, 1]);
+  const signal = sqrt(alphaBar);
+  const noiseLevel = sqrt(sub(1, alphaBar));
+  const noisy = graph.scope('add_noise', () => add(mul(signal, latents), mul(noiseLevel, noise)));
+
+  const unetPlan = new LoraPlan('unet', unetTargets, loraOptions);
+  const prediction = graph.scope('unet', () =>
+    buildUnet({ checkpoint, component: 'unet', lora: unetPlan }, unet, noisy, timesteps, states),
+  );
+  // v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀ (diffusers get_velocity).
+  const target = options.prediction === 'epsilon' ? noise : sub(mul(signal, noise), mul(noiseLevel, latents));
+  return graph.scope('loss', () => {
+    const diff = sub(prediction, target);
+    const lossSum = reduceSum(mul(reduceMean(mul(diff, diff), [1, 2, 3]), weights));
+    const weight = reshape(cast(shapeOf(latents, 0, 1), 'float32'), []);
+    const lora = [...textModules, ...unetPlan.modules];
+    const parameters = lora.flatMap((m) => [m.layer.down, m.layer.up]);
+    return { lossSum, weight, loss: div(lossSum, weight), parameters, lora };
+  });
+}

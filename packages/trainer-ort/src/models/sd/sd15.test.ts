@@ -1,0 +1,154 @@
+/**
+ * Real-size check: a header with every tensor name and shape of an SD 1.5 single-file checkpoint
+ * (from ldm-layout.ts, with no data), loaded with the default config. Every UNet, text-encoder and
+ * VAE-encoder tensor must be consumed, the graphs must build, and the LoRA module names must be
+ * kohya's list for SD 1.5.
+ */
+import type { TensorInfo } from '@lora/safetensors';
+import { describe, expect, it } from 'vitest';
+import { gradients } from '../../autodiff/gradients.ts';
+import { Graph } from '../../graph/graph.ts';
+import { serializeModel } from '../../graph/onnx.ts';
+import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
+import { SD15 } from './config.ts';
+import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
+import { buildSdLoss } from './loss.ts';
+import { buildVaeEncoder } from './vae.ts';
+
+/** The whole file as an F16 header (no data): models, EMA bookkeeping, schedule buffers, position_ids. */
+function sd15Header(): WeightFile & { counts: Record<string, number> } {
+  const unet = ldmUnet().map(([k, s]): [string, number[], string] => [
+    `model.diffusion_model.${k}`,
+    s,
+    'F16',
+  ]);
+  const clip = clipTextModel().map(([k, s]): [string, number[], string] => [
+    `cond_stage_model.transformer.${k}`,
+    s,
+    'F16',
+  ]);
+  const vae = ldmVae().map(([k, s]): [string, number[], string] => [`first_stage_model.${k}`, s, 'F16']);
+  const extra: [string, number[], string][] = [
+    ['cond_stage_model.transformer.text_model.embeddings.position_ids', [1, 77], 'I64'],
+    ['model_ema.decay', [], 'F32'],
+    ['model_ema.num_updates', [], 'I32'],
+    ['model_ema.diffusion_modelinput_blocks00weight', [320, 4, 3, 3], 'F16'],
+    ...['betas', 'alphas_cumprod', 'alphas_cumprod_prev', 'sqrt_alphas_cumprod'].map(
+      (k): [string, number[], string] => [k, [1000], 'F32'],
+    ),
+  ];
+  const tensors = new Map<string, TensorInfo>();
+  let offset = 0;
+  for (const [key, shape, dtype] of [...unet, ...clip, ...vae, ...extra]) {
+    const byteLength =
+      shape.reduce((a, b) => a * b, 1) * ({ F16: 2, F32: 4, I32: 4, I64: 8 } as const)[dtype as 'F16'];
+    tensors.set(key, { dtype: dtype as TensorInfo['dtype'], shape, byteOffset: offset, byteLength });
+    offset += byteLength;
+  }
+  const encoder = vae.filter(([k]) => /^first_stage_model\.(encoder|quant_conv)\./.test(k)).length;
+  return {
+    path: '/models/v1-5-pruned.safetensors',
+    tensors,
+    dataStart: 8 + 123_456,
+    counts: { unet: unet.length, clip: clip.length, vae: vae.length, encoder },
+  };
+}
+
+/** kohya's LoRA names for SD 1.5: every Linear / 1×1 Conv2d in the 16 Transformer2DModels, and the CLIP attention + MLP linears. */
+function kohyaSd15Names(): string[] {
+  const transformers = [
+    ...[0, 1, 2].flatMap((b) => [0, 1].map((i) => `down_blocks_${b}_attentions_${i}`)),
+    'mid_block_attentions_0',
+    ...[1, 2, 3].flatMap((b) => [0, 1, 2].map((i) => `up_blocks_${b}_attentions_${i}`)),
+  ];
+  const children = [
+    'proj_in',
+    'proj_out',
+    ...['attn1', 'attn2'].flatMap((a) =>
+      ['to_q', 'to_k', 'to_v', 'to_out_0'].map((n) => `transformer_blocks_0_${a}_${n}`),
+    ),
+    'transformer_blocks_0_ff_net_0_proj',
+    'transformer_blocks_0_ff_net_2',
+  ];
+  const unet = transformers.flatMap((t) => children.map((c) => `lora_unet_${t}_${c}`));
+  const te = Array.from({ length: 12 }, (_, l) =>
+    [
+      'self_attn_q_proj',
+      'self_attn_k_proj',
+      'self_attn_v_proj',
+      'self_attn_out_proj',
+      'mlp_fc1',
+      'mlp_fc2',
+    ].map((n) => `lora_te_text_model_encoder_layers_${l}_${n}`),
+  ).flat();
+  return [...unet, ...te];
+}
+
+describe('SD 1.5 at real size, from a synthesised single-file header', () => {
+  const header = sd15Header();
+
+  it('the synthesised header has the tensor counts of a real SD 1.5 checkpoint', () => {
+    // 686 UNet, 196 text-encoder (+ position_ids), 248 VAE tensors, of which 108 in the encoder half (with quant_conv).
+    expect(header.counts).toEqual({ unet: 686, clip: 196, vae: 248, encoder: 108 });
+  });
+
+  it('consumes every UNet, text-encoder and VAE-encoder tensor and builds the graphs', () => {
+    const checkpoint = SdCheckpoint.fromSingleFile(header);
+    const graph = new Graph('sd_loss');
+    const built = buildSdLoss(graph, checkpoint, {
+      latentSize: [64, 64],
+      text: 'ids',
+      prediction: 'epsilon',
+      lora: {
+        rank: 4,
+        alpha: 4,
+        unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
+        textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
+      },
+    });
+    const vae = new Graph('vae');
+    vae.output(
+      buildVaeEncoder(
+        { checkpoint, component: 'vae' },
+        SD15.vae,
+        vae.input('image', 'float32', ['batch', 3, 512, 512]),
+      ),
+      'latents',
+    );
+    expect(checkpoint.unusedKeys()).toEqual([]);
+    expect(built.loss.shape).toEqual([]);
+    expect(vae.outputs[0]!.tensor.shape).toEqual(['batch', 4, 64, 64]);
+
+    // Frozen weights are external data at the right byte ranges, never inline.
+    const external = [...graph.initializers.values(), ...vae.initializers.values()].filter(
+      (d) => d.kind === 'external',
+    );
+    expect(external).toHaveLength(686 + 196 + 108);
+    const info = header.tensors.get('model.diffusion_model.output_blocks.11.1.proj_out.weight')!;
+    const initializer = [...graph.initializers].find(
+      ([t]) => t.name === 'unet.up_blocks.3.attentions.2.proj_out.weight',
+    )?.[1];
+    expect(initializer).toEqual({
+      kind: 'external',
+      path: header.path,
+      offset: header.dataStart + info.byteOffset,
+      length: info.byteLength,
+    });
+    expect(serializeModel(graph).byteLength).toBeLessThan(16 * 2 ** 20);
+
+    // The backward pass builds too, toward the 528 LoRA tensors only.
+    const params = built.lora.flatMap((m) => [m.layer.down, m.layer.up]);
+    gradients(
+      built.loss,
+      params.map((p) => p.tensor),
+    ).forEach((g, i) => {
+      expect(g.shape).toEqual(params[i]!.shape);
+      graph.output(g, `grad.${params[i]!.name}`);
+    });
+
+    const names = built.lora.map((m) => m.kohyaName);
+    expect(names.filter((n) => n.startsWith('lora_unet_'))).toHaveLength(192);
+    expect(names.filter((n) => n.startsWith('lora_te_'))).toHaveLength(72);
+    expect(names.toSorted()).toEqual(kohyaSd15Names().toSorted());
+  });
+});

@@ -1,0 +1,169 @@
+/**
+ * The SD 1.x UNet (diffusers UNet2DConditionModel with CrossAttnDownBlock2D / DownBlock2D,
+ * UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D): sinusoidal timestep embedding,
+ * ResnetBlock2D, Transformer2DModel (GroupNorm, 1×1 proj_in, self-attention, cross-attention to
+ * the text states, GEGLU feed-forward, 1×1 proj_out), strided-conv downsampling, nearest ×2
+ * upsampling and skip connections.
+ */
+import type { Tensor } from '../../graph/graph.ts';
+import { gelu, silu } from '../../graph/ops/composite.ts';
+import { add, cast, mul } from '../../graph/ops/elementwise.ts';
+import { concat, reshape, split, transpose } from '../../graph/ops/layout.ts';
+import { resizeNearest } from '../../graph/ops/nn.ts';
+import type { UnetConfig } from './config.ts';
+import {
+  conv2d,
+  groupNormLayer,
+  layerNormLayer,
+  linear,
+  type ModelContext,
+  multiHeadAttention,
+  resnetBlock,
+} from './layers.ts';
+
+/** diffusers `get_timestep_embedding` with flip_sin_to_cos and freq_shift 0: [cos(t·f), sin(t·f)]. */
+function timestepEmbedding(timesteps: Tensor, dim: number): Tensor {
+  const graph = timesteps.graph;
+  const half = dim / 2;
+  // Float32 at every step, as torch computes exp(-ln(10000)·i / half).
+  const lnPeriod = Math.fround(-Math.log(10000));
+  const frequencies = Array.from({ length: half }, (_, i) =>
+    Math.fround(Math.exp(Math.fround(Math.fround(lnPeriod * i) / half))),
+  );
+  const angles = mul(
+    reshape(cast(timesteps, 'float32'), [-1, 1]),
+    graph.constant(frequencies, 'float32', [1, half]),
+  );
+  const [cos, sin] = ['Cos', 'Sin'].map(
+    (op) => graph.addNode(op, [angles], [{ dtype: 'float32', shape: angles.shape }])[0]!,
+  );
+  return concat([cos!, sin!], -1);
+}
+
+/** One Transformer2DModel with a single BasicTransformerBlock (SD 1.x: 1×1 conv projections). */
+function transformer2d(
+  ctx: ModelContext,
+  x: Tensor,
+  context: Tensor,
+  path: string,
+  heads: number,
+  groups: number,
+) {
+  return x.graph.scope(path, () => {
+    const [, c, h, w] = x.shape as number[];
+    let hidden = conv2d(ctx, groupNormLayer(ctx, x, `${path}.norm`, groups, 1e-6), `${path}.proj_in`, c!, 1);
+    hidden = reshape(transpose(hidden, [0, 2, 3, 1]), [0, h! * w!, c!]);
+    const block = `${path}.transformer_blocks.0`;
+    const attention = (input: Tensor, kv: Tensor, name: string) =>
+      multiHeadAttention(ctx, input, kv, `${block}.${name}`, {
+        heads,
+        names: ['to_q', 'to_k', 'to_v', 'to_out.0'],
+        bias: false,
+      });
+    const norm1 = layerNormLayer(ctx, hidden, `${block}.norm1`, 1e-5);
+    hidden = add(attention(norm1, norm1, 'attn1'), hidden);
+    hidden = add(attention(layerNormLayer(ctx, hidden, `${block}.norm2`, 1e-5), context, 'attn2'), hidden);
+    // GEGLU: one projection to 2 × 4c, split into value and gate; exact GELU on the gate.
+    const projected = linear(
+      ctx,
+      layerNormLayer(ctx, hidden, `${block}.norm3`, 1e-5),
+      `${block}.ff.net.0.proj`,
+      8 * c!,
+    );
+    const [value, gate] = split(projected, [4 * c!, 4 * c!], -1);
+    hidden = add(linear(ctx, mul(value!, gelu(gate!)), `${block}.ff.net.2`, c!), hidden);
+    hidden = transpose(reshape(hidden, [0, h!, w!, c!]), [0, 3, 1, 2]);
+    return add(conv2d(ctx, hidden, `${path}.proj_out`, c!, 1), x);
+  });
+}
+
+/**
+ * The UNet's noise (or v) prediction for `sample [b, in, h, w]` (static h, w divisible by
+ * 2^(levels−1)), `timesteps [b]` (any numeric type) and `context [b, tokens, crossAttentionDim]`.
+ */
+export function buildUnet(
+  ctx: ModelContext,
+  config: UnetConfig,
+  sample: Tensor,
+  timesteps: Tensor,
+  context: Tensor,
+): Tensor {
+  const graph = sample.graph;
+  const channels = config.blockOutChannels;
+  const levels = channels.length;
+  const [, , height, width] = sample.shape;
+  const factor = 2 ** (levels - 1);
+  if (typeof height !== 'number' || typeof width !== 'number' || height % factor || width % factor) {
+    throw graph.error(
+      'SHAPE_MISMATCH',
+      'UNet',
+      `sample ${sample} needs static height and width divisible by ${factor}`,
+    );
+  }
+  const norm = { groups: config.normGroups, epsilon: config.normEpsilon };
+  const embedDim = 4 * channels[0]!;
+  const tembAct = graph.scope('time_embedding', () => {
+    const t = timestepEmbedding(timesteps, channels[0]!);
+    const hidden = silu(linear(ctx, t, 'time_embedding.linear_1', embedDim));
+    return silu(linear(ctx, hidden, 'time_embedding.linear_2', embedDim));
+  });
+
+  let h = conv2d(ctx, sample, 'conv_in', channels[0]!, 3);
+  const skips: Tensor[] = [h];
+  channels.forEach((out, i) => {
+    for (let j = 0; j < config.layersPerBlock; j++) {
+      h = resnetBlock(ctx, h, `down_blocks.${i}.resnets.${j}`, out, norm, tembAct);
+      if (config.crossAttention[i]) {
+        h = transformer2d(
+          ctx,
+          h,
+          context,
+          `down_blocks.${i}.attentions.${j}`,
+          config.attentionHeads[i]!,
+          norm.groups,
+        );
+      }
+      skips.push(h);
+    }
+    if (i < levels - 1) {
+      h = conv2d(ctx, h, `down_blocks.${i}.downsamplers.0.conv`, out, 3, {
+        strides: [2, 2],
+        pads: [1, 1, 1, 1],
+      });
+      skips.push(h);
+    }
+  });
+
+  const last = channels[levels - 1]!;
+  h = resnetBlock(ctx, h, 'mid_block.resnets.0', last, norm, tembAct);
+  h = transformer2d(
+    ctx,
+    h,
+    context,
+    'mid_block.attentions.0',
+    config.attentionHeads[levels - 1]!,
+    norm.groups,
+  );
+  h = resnetBlock(ctx, h, 'mid_block.resnets.1', last, norm, tembAct);
+
+  for (let i = 0; i < levels; i++) {
+    const level = levels - 1 - i;
+    const out = channels[level]!;
+    for (let j = 0; j <= config.layersPerBlock; j++) {
+      h = resnetBlock(ctx, concat([h, skips.pop()!], 1), `up_blocks.${i}.resnets.${j}`, out, norm, tembAct);
+      if (config.crossAttention[level]) {
+        h = transformer2d(
+          ctx,
+          h,
+          context,
+          `up_blocks.${i}.attentions.${j}`,
+          config.attentionHeads[level]!,
+          norm.groups,
+        );
+      }
+    }
+    if (i < levels - 1) h = conv2d(ctx, resizeNearest(h, 2), `up_blocks.${i}.upsamplers.0.conv`, out, 3);
+  }
+  h = silu(groupNormLayer(ctx, h, 'conv_norm_out', norm.groups, norm.epsilon));
+  return conv2d(ctx, h, 'conv_out', config.outChannels, 3);
+}

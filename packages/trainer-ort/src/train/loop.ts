@@ -1,0 +1,422 @@
+/**
+ * The training loop: micro-batches through the gradients graph, float32 gradient sums on the
+ * host, global-norm clipping, one update per `gradientAccumulationSteps` micro-batches, the LR
+ * schedule, fp16 loss scaling, checkpoints, resume and graceful stop.
+ *
+ * Everything a step computes is a function of the state saved in the last checkpoint and of
+ * (seed, epoch, micro-batch index), so a run interrupted anywhere and resumed produces the same
+ * bits as one that never stopped: the micro-batches of an unfinished step are replayed.
+ */
+import { createRng } from '@lora/dataset';
+import { TrainerOrtError } from '../errors.ts';
+import { DEFAULT_PARAMETER_GROUP, LORA_DROPOUT_SEED } from '../lora.ts';
+import { type HostTensor, hostTensor } from '../session.ts';
+import {
+  type Checkpoint,
+  type CheckpointMeta,
+  latestCheckpoint,
+  pruneCheckpoints,
+  readCheckpoint,
+  type TrainingState,
+  writeCheckpoint,
+} from './checkpoint.ts';
+import { GradientSum } from './gradient-sum.ts';
+import { gradName, nextName, optimizerSlots, slotName, updateScalars } from './optimizer.ts';
+import { checkLoopOptions, type LoopEvent, type TrainingLoopOptions } from './options.ts';
+import { DEFAULT_LOSS_SCALE, MIN_LOSS_SCALE, nextLossScale, type Precision } from './precision.ts';
+import { learningRate, warmupStepsFromRatio } from './schedule.ts';
+import {
+  groupOf,
+  LOSS_SCALE,
+  LOSS_SUM,
+  LOSS_WEIGHT,
+  openRunSessions,
+  type RunSessions,
+} from './step-graphs.ts';
+
+/** Stream key of the LoRA dropout seeds: `createRng(seed, DROPOUT_STREAM, epoch, index)`. */
+const DROPOUT_STREAM = 0x44726f70; // 'Drop'
+/** PyTorch's `clip_grad_norm_` adds this to the norm before dividing. */
+const CLIP_EPSILON = 1e-6;
+
+export interface TrainingLoopResult {
+  stopped: 'completed' | 'aborted';
+  /** Optimizer steps taken, counting from the first run of a resumed series. */
+  step: number;
+  /** 1-based epoch of the last step (0 when no step was taken). */
+  epoch: number;
+  /** Updates applied (steps minus skipped fp16 steps). */
+  updates: number;
+  /** Final float32 values of every LoRA parameter, by name: what the model package writes as the adapter. */
+  parameters: ReadonlyMap<string, HostTensor<'float32'>>;
+  /** The newest checkpoint folder. */
+  checkpoint: string | undefined;
+  precision: Precision;
+}
+
+/** Runs (or resumes) training to the end, or to the step at which `signal` fires. */
+export async function runTrainingLoop<Batch>(
+  options: TrainingLoopOptions<Batch>,
+): Promise<TrainingLoopResult> {
+  checkLoopOptions(options);
+  const emit = options.onEvent ?? (() => {});
+  const sessions = await openRunSessions(options.model, options.optimizer, {
+    outputDir: options.outputDir,
+    device: options.device,
+    mixedPrecision: options.mixedPrecision,
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.copyExternalData === undefined ? {} : { copyExternalData: options.copyExternalData }),
+    onNotice: (message) => emit({ type: 'warning', code: 'device_fallback', message }),
+  });
+  try {
+    return await new Run(options, sessions, emit).run();
+  } finally {
+    await sessions.dispose();
+  }
+}
+
+class Run<Batch> {
+  private readonly microBatches: number;
+  private readonly totalSteps: number;
+  private readonly warmupSteps: number;
+  private readonly slots: readonly string[];
+  private readonly growthInterval: number;
+  private state: TrainingState;
+  private values = new Map<string, Float32Array>();
+  private optimizerState = new Map<string, Float32Array>();
+  private checkpoint: string | undefined;
+  /** Step of the checkpoint that holds the current state, if one does. */
+  private savedStep: number | undefined;
+
+  constructor(
+    private readonly options: TrainingLoopOptions<Batch>,
+    private readonly sessions: RunSessions,
+    private readonly emit: (event: LoopEvent) => void,
+  ) {
+    this.microBatches = options.data.microBatchesPerEpoch;
+    const stepsPerEpoch = Math.ceil(this.microBatches / options.gradientAccumulationSteps);
+    this.totalSteps = options.maxSteps ?? options.epochs! * stepsPerEpoch;
+    const { warmupSteps, warmupRatio } = options.schedule;
+    this.warmupSteps = warmupSteps ?? (warmupRatio ? warmupStepsFromRatio(warmupRatio, this.totalSteps) : 0);
+    this.slots = optimizerSlots(options.optimizer);
+    this.growthInterval = options.lossScale?.growthInterval ?? DEFAULT_LOSS_SCALE.growthInterval;
+    this.state = {
+      step: 0,
+      updates: 0,
+      epoch: 0,
+      position: 0,
+      epochLoss: { sum: 0, weight: 0 },
+      ...(sessions.precision === 'fp16'
+        ? { lossScale: { scale: options.lossScale?.initial ?? DEFAULT_LOSS_SCALE.initial, goodSteps: 0 } }
+        : {}),
+    };
+    for (const p of sessions.parameters) {
+      const size = p.shape.reduce((a, b) => a * b, 1);
+      if (p.initial.length !== size) {
+        throw new TrainerOrtError(
+          'INVALID_ARGUMENT',
+          `parameter '${p.name}': ${p.initial.length} initial values for shape [${p.shape.join(', ')}]`,
+        );
+      }
+      this.values.set(p.name, Float32Array.from(p.initial));
+      for (const slot of this.slots) this.optimizerState.set(slotName(p.name, slot), new Float32Array(size));
+    }
+  }
+
+  async run(): Promise<TrainingLoopResult> {
+    await this.resume();
+    const { signal } = this.options;
+    while (this.state.step < this.totalSteps) {
+      if (signal?.aborted) {
+        await this.save();
+        return this.result('aborted');
+      }
+      await this.step();
+    }
+    return this.result('completed');
+  }
+
+  private async resume(): Promise<void> {
+    const { resume, outputDir } = this.options;
+    const path = resume === 'auto' ? await latestCheckpoint(outputDir) : resume;
+    if (path === undefined) return;
+    const loaded = await readCheckpoint(path);
+    this.restore(path, loaded);
+    this.checkpoint = path;
+    this.savedStep = this.state.step;
+  }
+
+  private restore(path: string, { meta, values, optimizerState }: Checkpoint): void {
+    const invalid = (message: string) =>
+      new TrainerOrtError(
+        'CHECKPOINT_INVALID',
+        `checkpoint ${path} does not fit this run: ${message}; resume with the settings it was written with, or start a new run`,
+      );
+    if (meta.optimizer !== this.options.optimizer.type) {
+      throw invalid(`it holds ${meta.optimizer} state, this run uses ${this.options.optimizer.type}`);
+    }
+    for (const [name, current] of this.values) {
+      const saved = values.get(name);
+      if (saved?.length !== current.length)
+        throw invalid(`parameter '${name}' is missing or has another size`);
+      for (const slot of this.slots) {
+        const key = slotName(name, slot);
+        if (optimizerState.get(key)?.length !== current.length)
+          throw invalid(`optimizer state '${key}' is missing`);
+      }
+    }
+    if (values.size !== this.values.size)
+      throw invalid(`it holds ${values.size} parameters, the model ${this.values.size}`);
+    this.values = values;
+    this.optimizerState = optimizerState;
+    const { step, updates, epoch, position, epochLoss, lossScale } = meta;
+    this.state = { step, updates, epoch, position, epochLoss };
+    if (this.sessions.precision === 'fp16') {
+      this.state.lossScale = lossScale ?? {
+        scale: this.options.lossScale?.initial ?? DEFAULT_LOSS_SCALE.initial,
+        goodSteps: 0,
+      };
+    }
+    this.warnAboutChanges(meta);
+  }
+
+  private warnAboutChanges(meta: CheckpointMeta): void {
+    const warn = (code: string, message: string) => this.emit({ type: 'warning', code, message });
+    if (meta.microBatchesPerEpoch !== this.microBatches) {
+      warn(
+        'resume_data_changed',
+        `the checkpoint saw ${meta.microBatchesPerEpoch} micro-batches per epoch, the data now gives ${this.microBatches}: continuing at epoch ${meta.epoch + 1}, but the order of batches differs from the interrupted run`,
+      );
+      if (this.state.position >= this.microBatches) {
+        this.state = {
+          ...this.state,
+          epoch: this.state.epoch + 1,
+          position: 0,
+          epochLoss: { sum: 0, weight: 0 },
+        };
+      }
+    }
+    if (meta.rng.seed !== this.options.seed) {
+      warn(
+        'resume_seed_changed',
+        `the checkpoint was trained with seed ${meta.rng.seed}, this run uses ${this.options.seed}`,
+      );
+    }
+    const saved = meta.config as Record<string, unknown> | undefined;
+    const current = this.options.config as Record<string, unknown> | undefined;
+    if (saved && current && typeof saved === 'object' && typeof current === 'object') {
+      const keys = [...new Set([...Object.keys(saved), ...Object.keys(current)])].filter(
+        (key) => key !== 'resume' && JSON.stringify(saved[key]) !== JSON.stringify(current[key]),
+      );
+      if (keys.length > 0) {
+        warn('resume_config_changed', `settings changed since the checkpoint: ${keys.join(', ')}`);
+      }
+    }
+  }
+
+  private learningRates(): Map<string, number> {
+    const { schedule, learningRate: base, groupLearningRates = {} } = this.options;
+    const rates = new Map<string, number>();
+    for (const p of this.sessions.parameters) {
+      const group = groupOf(p);
+      if (rates.has(group)) continue;
+      const baseLr = groupLearningRates[group] ?? base;
+      const settings = {
+        scheduler: schedule.scheduler,
+        baseLr,
+        totalSteps: this.totalSteps,
+        warmupSteps: this.warmupSteps,
+        numCycles: schedule.cycles ?? 1,
+      };
+      rates.set(group, learningRate(settings, this.state.updates));
+    }
+    return rates;
+  }
+
+  /** One optimizer step: its micro-batches, then the update (or a skip), events and checkpoints. */
+  private async step(): Promise<void> {
+    const { data, model, gradientAccumulationSteps, seed } = this.options;
+    const started = performance.now();
+    const { epoch, position: start } = this.state;
+    const end = Math.min(start + gradientAccumulationSteps, this.microBatches);
+    const scale = this.state.lossScale?.scale ?? 1;
+    const sum = new GradientSum(this.sessions.parameters);
+    const parameterFeeds = Object.fromEntries(
+      this.sessions.parameters.map((p) => [p.name, hostTensor('float32', p.shape, this.values.get(p.name)!)]),
+    );
+    const outputs = [LOSS_SUM, LOSS_WEIGHT, ...this.sessions.parameters.map((p) => gradName(p.name))];
+    let examples = 0;
+    let units = 0;
+    let unit: 'tokens' | 'images' = 'tokens';
+    for (let index = start; index < end; index++) {
+      const batch = await data.batch(epoch, index);
+      const count = data.count(batch);
+      examples += count.examples;
+      if ('tokens' in count) units += count.tokens;
+      else [units, unit] = [units + count.images, 'images'];
+      const feeds: Record<string, HostTensor> = {
+        ...model.feeds(batch),
+        ...parameterFeeds,
+        [LOSS_SCALE]: hostTensor('float32', [], Float32Array.of(scale)),
+      };
+      if (this.sessions.dropout) {
+        const dropoutSeed = createRng(seed, DROPOUT_STREAM, epoch, index).nextUint32();
+        feeds[LORA_DROPOUT_SEED] = hostTensor('int64', [], BigInt64Array.of(BigInt(dropoutSeed)));
+      }
+      sum.add(await this.sessions.gradients.run(feeds, outputs));
+    }
+
+    const rates = this.learningRates();
+    const mainLr = rates.get(DEFAULT_PARAMETER_GROUP) ?? rates.values().next().value ?? 0;
+    const loss = sum.lossSum / sum.weight;
+    const gradNorm = Math.sqrt(sum.squaredNorm()) / (sum.weight * scale);
+    const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
+    if (!(sum.weight > 0)) {
+      this.emit({
+        type: 'warning',
+        code: 'empty_step',
+        message: `step ${this.state.step + 1}: its micro-batches have no loss weight (no label tokens or examples); no update`,
+      });
+    } else if (finite) {
+      await this.update(sum, rates, gradNorm, scale);
+      this.state.epochLoss.sum += sum.lossSum;
+      this.state.epochLoss.weight += sum.weight;
+    } else if (this.state.lossScale) {
+      await this.reduceLossScale(loss);
+    } else {
+      await this.save();
+      throw new TrainerOrtError(
+        'NON_FINITE_LOSS',
+        `step ${this.state.step + 1} (epoch ${epoch + 1}, micro-batches ${start}–${end - 1}): the ${Number.isFinite(loss) ? 'gradient' : 'loss'} is not finite (loss ${loss}, gradient norm ${gradNorm}). ` +
+          `The last good state is saved in ${this.checkpoint}. Try a lower learning_rate (now ${this.options.learningRate}), ` +
+          `max_grad_norm: 1 if clipping is off, check the data of these micro-batches, and for bf16 try mixed_precision: no; ` +
+          'resume: auto continues from the saved state.',
+      );
+    }
+
+    this.state.step += 1;
+    this.state.position = end;
+    const seconds = Math.max((performance.now() - started) / 1000, 1e-9);
+    this.emit({
+      type: 'step',
+      step: this.state.step,
+      epoch: epoch + 1,
+      loss,
+      lr: mainLr,
+      grad_norm: gradNorm,
+      examples_per_s: examples / seconds,
+      ...(unit === 'tokens' ? { tokens_per_s: units / seconds } : { images_per_s: units / seconds }),
+      ...(this.state.lossScale ? { loss_scale: scale } : {}),
+    });
+    const epochEnded = end >= this.microBatches;
+    if (epochEnded) {
+      const { sum: lossSum, weight } = this.state.epochLoss;
+      this.emit({ type: 'epoch_end', epoch: epoch + 1, step: this.state.step, loss: lossSum / weight });
+      this.state = { ...this.state, epoch: epoch + 1, position: 0, epochLoss: { sum: 0, weight: 0 } };
+    }
+    const { everySteps, everyEpochs } = this.options.checkpoints;
+    if (
+      (everySteps !== undefined && this.state.step % everySteps === 0) ||
+      (epochEnded && everyEpochs !== undefined && this.state.epoch % everyEpochs === 0) ||
+      this.state.step === this.totalSteps
+    ) {
+      await this.save();
+    }
+  }
+
+  private async update(sum: GradientSum, rates: Map<string, number>, gradNorm: number, scale: number) {
+    const { maxGradNorm, optimizer } = this.options;
+    const clip = maxGradNorm > 0 ? Math.min(1, maxGradNorm / (gradNorm + CLIP_EPSILON)) : 1;
+    const feeds: Record<string, HostTensor> = updateScalars(
+      optimizer,
+      rates,
+      this.state.updates + 1,
+      clip / (sum.weight * scale),
+    );
+    for (const p of this.sessions.parameters) {
+      feeds[p.name] = hostTensor('float32', p.shape, this.values.get(p.name)!);
+      feeds[gradName(p.name)] = hostTensor('float32', p.shape, sum.sums.get(p.name)!);
+      for (const slot of this.slots) {
+        const key = slotName(p.name, slot);
+        feeds[key] = hostTensor('float32', p.shape, this.optimizerState.get(key)!);
+      }
+    }
+    const out = await this.sessions.update.run(feeds);
+    const take = (name: string) => out[nextName(name)]!.data as Float32Array;
+    for (const p of this.sessions.parameters) {
+      this.values.set(p.name, take(p.name));
+      for (const slot of this.slots)
+        this.optimizerState.set(slotName(p.name, slot), take(slotName(p.name, slot)));
+    }
+    this.state.updates += 1;
+    if (this.state.lossScale)
+      this.state.lossScale = nextLossScale(this.state.lossScale, true, this.growthInterval);
+  }
+
+  /** fp16: skip the step and halve the scale; stop (after saving) when even a scale below 1 overflows. */
+  private async reduceLossScale(loss: number): Promise<void> {
+    const current = this.state.lossScale!;
+    const next = nextLossScale(current, false, this.growthInterval);
+    if (next.scale < MIN_LOSS_SCALE) {
+      await this.save();
+      throw new TrainerOrtError(
+        'NON_FINITE_LOSS',
+        `step ${this.state.step + 1}: fp16 gradients overflow even at loss scale ${current.scale} (loss ${loss}), so the forward pass itself overflows in float16. ` +
+          `Use mixed_precision: bf16 (on GPUs that have it) or no; resume: auto continues from the last good state, saved in ${this.checkpoint}.`,
+      );
+    }
+    this.state.lossScale = next;
+    this.emit({
+      type: 'warning',
+      code: 'loss_scale_reduced',
+      message: `step ${this.state.step + 1}: non-finite fp16 gradients, step skipped; loss scale ${current.scale} → ${next.scale}`,
+    });
+  }
+
+  private async save(): Promise<void> {
+    if (this.savedStep === this.state.step) return;
+    const meta: CheckpointMeta = {
+      format: 'lora-trainer-ort-checkpoint',
+      version: 1,
+      ...structuredClone(this.state),
+      microBatchesPerEpoch: this.microBatches,
+      rng: { algorithm: 'xoshiro128**', seed: this.options.seed },
+      optimizer: this.options.optimizer.type,
+      parameters: this.sessions.parameters.map((p) => ({
+        name: p.name,
+        shape: [...p.shape],
+        group: groupOf(p),
+      })),
+      ...(this.options.config === undefined ? {} : { config: this.options.config }),
+    };
+    const path = await writeCheckpoint(this.options.outputDir, {
+      meta,
+      values: this.values,
+      optimizerState: this.optimizerState,
+    });
+    await pruneCheckpoints(this.options.outputDir, this.options.checkpoints.keepLast);
+    this.checkpoint = path;
+    this.savedStep = this.state.step;
+    this.emit({ type: 'checkpoint', epoch: this.reachedEpoch(), step: this.state.step, path });
+  }
+
+  /** 1-based epoch of the last step taken (the state points at the next micro-batch). */
+  private reachedEpoch(): number {
+    return this.state.position === 0 ? this.state.epoch : this.state.epoch + 1;
+  }
+
+  private result(stopped: TrainingLoopResult['stopped']): TrainingLoopResult {
+    const parameters = new Map(
+      this.sessions.parameters.map((p) => [p.name, hostTensor('float32', p.shape, this.values.get(p.name)!)]),
+    );
+    return {
+      stopped,
+      step: this.state.step,
+      epoch: this.reachedEpoch(),
+      updates: this.state.updates,
+      parameters,
+      checkpoint: this.checkpoint,
+      precision: this.sessions.precision,
+    };
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * Mixed precision: the frozen model computes in float16 (or bfloat16) while the LoRA master
+ * weights, their gradients and the optimizer stay float32. float16 gradients underflow, so the
+ * loss is multiplied by a dynamic scale before differentiation (PyTorch `GradScaler`'s rule).
+ */
+import type { DType } from '../graph/dtype.ts';
+
+export type Precision = 'fp16' | 'bf16' | 'fp32';
+
+export const COMPUTE_DTYPE: Readonly<Record<Precision, DType>> = {
+  fp16: 'float16',
+  bf16: 'bfloat16',
+  fp32: 'float32',
+};
+
+export interface LossScaleOptions {
+  /** Starting scale; default 2¹⁶ (GradScaler's). */
+  initial?: number;
+  /** Finite steps in a row after which the scale doubles; default 2000 (GradScaler's). */
+  growthInterval?: number;
+}
+
+export interface LossScaleState {
+  readonly scale: number;
+  /** Finite steps since the scale last changed. */
+  readonly goodSteps: number;
+}
+
+export const DEFAULT_LOSS_SCALE = { initial: 2 ** 16, growthInterval: 2000 } as const;
+
+/**
+ * Below a scale of 1 the overflow is in the forward pass itself, not in the scaled gradients,
+ * so halving further cannot help: the run stops instead of skipping every step.
+ */
+export const MIN_LOSS_SCALE = 1;
+
+/** After a step: halve on non-finite gradients (the step is skipped), double after `growthInterval` finite ones. */
+export function nextLossScale(
+  state: LossScaleState,
+  finite: boolean,
+  growthInterval: number,
+): LossScaleState {
+  if (!finite) return { scale: state.scale / 2, goodSteps: 0 };
+  const goodSteps = state.goodSteps + 1;
+  return goodSteps >= growthInterval
+    ? { scale: state.scale * 2, goodSteps: 0 }
+    : { scale: state.scale, goodSteps };
+}

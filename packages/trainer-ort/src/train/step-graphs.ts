@@ -1,0 +1,144 @@
+/**
+ * The two graphs a run executes, written to `<outputDir>/graphs/` and loaded once:
+ * - `gradients.onnx`: the model's micro-batch loss, differentiated toward the LoRA parameters
+ *   after multiplying by the fed `loss_scale`; outputs the loss sum, its weight and one float32
+ *   gradient per parameter;
+ * - `update.onnx`: the optimizer step (see `optimizer.ts`), always on the CPU: its tensors are
+ *   the LoRA parameters, which cross to the host every step anyway.
+ */
+import { join } from 'node:path';
+import { type MixedPrecision, resolveMixedPrecision } from '@lora/config';
+import { gradients } from '../autodiff/gradients.ts';
+import { TrainerOrtError } from '../errors.ts';
+import { Graph } from '../graph/graph.ts';
+import { writeModel } from '../graph/model-file.ts';
+import { mul } from '../graph/ops/elementwise.ts';
+import { DEFAULT_PARAMETER_GROUP, LORA_DROPOUT_SEED, type LoraParameter } from '../lora.ts';
+import { type Device, isCudaInstalled, Session } from '../session.ts';
+import type { TrainableModel } from './model.ts';
+import { buildUpdateGraph, gradName, type OptimizerOptions } from './optimizer.ts';
+import { COMPUTE_DTYPE, type Precision } from './precision.ts';
+
+export const LOSS_SCALE = 'loss_scale';
+export const LOSS_SUM = 'loss_sum';
+export const LOSS_WEIGHT = 'loss_weight';
+export const GRAPHS_FOLDER = 'graphs';
+
+export interface GradientsGraph {
+  graph: Graph;
+  parameters: readonly LoraParameter[];
+}
+
+function contractError(message: string): TrainerOrtError {
+  return new TrainerOrtError('INVALID_ARGUMENT', `TrainableModel.build: ${message}`);
+}
+
+/** The model's loss graph plus `loss_scale`, the outputs, and the gradients toward every LoRA parameter. */
+export function buildGradientsGraph<Batch>(
+  model: TrainableModel<Batch>,
+  precision: Precision,
+): GradientsGraph {
+  const graph = new Graph('gradients');
+  const { lossSum, weight, parameters } = model.build(graph, { computeDtype: COMPUTE_DTYPE[precision] });
+  for (const [what, t] of [
+    ['lossSum', lossSum],
+    ['weight', weight],
+  ] as const) {
+    if (t.dtype !== 'float32' || t.rank !== 0)
+      throw contractError(`${what} must be a float32 scalar, got ${t}`);
+  }
+  if (parameters.length === 0) throw contractError('the model declares no LoRA parameters to train');
+  const names = new Set<string>();
+  for (const p of parameters) {
+    if (names.has(p.name)) throw contractError(`parameter '${p.name}' is listed twice`);
+    names.add(p.name);
+    if (!graph.inputs.includes(p.tensor) || p.tensor.dtype !== 'float32') {
+      throw contractError(`parameter '${p.name}' must be a float32 input of the graph (see loraLinear)`);
+    }
+  }
+  const scale = graph.input(LOSS_SCALE, 'float32', []);
+  const grads = gradients(
+    mul(lossSum, scale),
+    parameters.map((p) => p.tensor),
+  );
+  graph.output(lossSum, LOSS_SUM);
+  graph.output(weight, LOSS_WEIGHT);
+  parameters.forEach((p, i) => {
+    graph.output(grads[i]!, gradName(p.name));
+  });
+  return { graph, parameters };
+}
+
+export interface SessionSettings {
+  outputDir: string;
+  device: Device;
+  mixedPrecision: MixedPrecision;
+  threads?: number;
+  copyExternalData?: boolean;
+  onNotice: (message: string) => void;
+}
+
+export interface RunSessions {
+  gradients: Session;
+  update: Session;
+  parameters: readonly LoraParameter[];
+  precision: Precision;
+  /** True when some LoRA layer has dropout, so the gradients graph reads `LORA_DROPOUT_SEED`. */
+  dropout: boolean;
+  dispose(): Promise<void>;
+}
+
+export const groupOf = (p: LoraParameter): string => p.group ?? DEFAULT_PARAMETER_GROUP;
+
+/**
+ * Builds, writes and loads both graphs. The compute precision follows the device the gradients
+ * session actually runs on: when `auto` planned CUDA but had to fall back to the CPU, the graph
+ * is rebuilt in float32.
+ */
+export async function openRunSessions<Batch>(
+  model: TrainableModel<Batch>,
+  optimizer: OptimizerOptions,
+  settings: SessionSettings,
+): Promise<RunSessions> {
+  const folder = join(settings.outputDir, GRAPHS_FOLDER);
+  const planned = settings.device === 'auto' ? (isCudaInstalled() ? 'cuda' : 'cpu') : settings.device;
+  const load = async (precision: Precision) => {
+    const built = buildGradientsGraph(model, precision);
+    const path = await writeModel(built.graph, folder, {
+      fileName: 'gradients.onnx',
+      copyExternalData: settings.copyExternalData ?? false,
+      onNotice: settings.onNotice,
+    });
+    const session = await Session.create(path, {
+      device: settings.device,
+      ...(settings.threads === undefined ? {} : { threads: settings.threads }),
+      onNotice: settings.onNotice,
+    });
+    return { ...built, session, precision };
+  };
+  let run = await load(resolveMixedPrecision(settings.mixedPrecision, planned));
+  const actual = resolveMixedPrecision(settings.mixedPrecision, run.session.device);
+  if (actual !== run.precision) {
+    await run.session.dispose();
+    run = await load(actual);
+  }
+  const updateGraph = buildUpdateGraph(
+    run.parameters.map((p) => ({ name: p.name, shape: p.shape, group: groupOf(p) })),
+    optimizer,
+  );
+  const update = await Session.create(await writeModel(updateGraph, folder, { fileName: 'update.onnx' }), {
+    device: 'cpu',
+    ...(settings.threads === undefined ? {} : { threads: settings.threads }),
+  });
+  const gradientsSession = run.session;
+  return {
+    gradients: gradientsSession,
+    update,
+    parameters: run.parameters,
+    precision: run.precision,
+    dropout: run.graph.inputs.some((t) => t.name === LORA_DROPOUT_SEED),
+    async dispose() {
+      await Promise.all([gradientsSession.dispose(), update.dispose()]);
+    },
+  };
+}
