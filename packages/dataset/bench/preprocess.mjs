@@ -4,7 +4,13 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { checkDataset, createRng, ImageDataset } from '../dist/index.js';
+import {
+  checkDataset,
+  createRng,
+  ImageDataset,
+  prepareClipImage,
+  prepareTaggerImage,
+} from '../dist/index.js';
 
 const IMAGES = Number(process.env.BENCH_IMAGES ?? 64);
 // Typical photo and illustration sizes; the mix spreads images over several buckets.
@@ -73,6 +79,17 @@ try {
   const cached = new ImageDataset(report.images, { ...options, cacheDir });
   await timed('epoch 1 with cacheDir (decode + write cache)', IMAGES, () => epoch(cached, 0));
   await timed('epoch 2 with cacheDir (cache hits)', IMAGES, () => epoch(cached, 1));
+  // Model inputs for `lora label`, eight at a time as the labellers decode them.
+  const paths = report.images.map((image) => image.path);
+  const inBatches = async (prepare) => {
+    for (let i = 0; i < paths.length; i += 8) await Promise.all(paths.slice(i, i + 8).map(prepare));
+  };
+  await timed('prepareTaggerImage (448², padded, BGR)', IMAGES, () =>
+    inBatches((p) => prepareTaggerImage(p)),
+  );
+  await timed('prepareClipImage (224², centre crop, NCHW)', IMAGES, () =>
+    inBatches((p) => prepareClipImage(p)),
+  );
 } finally {
   await rm(root, { recursive: true, force: true });
 }

@@ -110,6 +110,15 @@ describe('scanImageFolders', () => {
   ])('rejects %j with %s', async (options, code) => {
     await expect(scanImageFolders(options)).rejects.toMatchObject({ code });
   });
+
+  it('fails with NOT_FOUND naming an explicit metadata.csv that does not exist', async () => {
+    const missing = join(root, '..', 'no-such-metadata.csv');
+    await expect(scanImageFolders({ dirs: [root], metadataPath: missing })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      path: missing,
+      message: expect.stringContaining(missing),
+    });
+  });
 });
 
 describe('checkDataset', () => {

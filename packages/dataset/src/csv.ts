@@ -20,7 +20,8 @@ export interface CsvRecord {
  * callers check them with better messages than a generic parser can.
  */
 export async function* readCsvRecords(path: string): AsyncGenerator<CsvRecord> {
-  const parser = createReadStream(path).pipe(
+  const source = createReadStream(path);
+  const parser = source.pipe(
     parse({
       bom: true,
       info: true,
@@ -29,6 +30,9 @@ export async function* readCsvRecords(path: string): AsyncGenerator<CsvRecord> {
       max_record_size: MAX_CSV_FIELD_CHARS,
     }),
   );
+  // `pipe` does not forward errors: an unreadable file would be an unhandled 'error' event that
+  // ends the process. Passing it to the parser makes the loop below throw it instead.
+  source.on('error', (error) => parser.destroy(error));
   try {
     for await (const row of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
       yield { fields: row.record, line: row.info.lines };
@@ -42,11 +46,22 @@ export async function* readCsvRecords(path: string): AsyncGenerator<CsvRecord> {
         { path, ...(line === undefined ? {} : { line }), cause: error },
       );
     }
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new DatasetError('NOT_FOUND', `CSV file not found: ${path}.`, { path, cause: error });
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new DatasetError('NOT_FOUND', `CSV file not found: ${path}; check the path.`, {
+        path,
+        cause: error,
+      });
+    }
+    if (code === 'EISDIR') {
+      throw new DatasetError('NOT_FOUND', `${path} is a folder; pass the CSV file inside it.`, {
+        path,
+        cause: error,
+      });
     }
     throw error;
   } finally {
     parser.destroy();
+    source.destroy();
   }
 }

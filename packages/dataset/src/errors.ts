@@ -11,7 +11,8 @@ export type DatasetErrorCode =
   | 'LIMIT_EXCEEDED'
   | 'EMPTY_DATASET'
   | 'OUT_OF_RANGE'
-  | 'INVALID_STATE';
+  | 'INVALID_STATE'
+  | 'WRITE_FAILED';
 
 const MARKER = Symbol.for('lora.dataset.error');
 

@@ -68,7 +68,7 @@ export async function readImageFile(path: string): Promise<Buffer> {
 export const hashBytes = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** A sharp pipeline on the first frame, BMP decoded here first; every decode goes through this. */
-function open(bytes: Buffer, path: string): Sharp {
+export function openImage(bytes: Buffer, path: string): Sharp {
   if (isBmp(bytes)) {
     const raw = decodeBmp(bytes, path);
     return sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels } });
@@ -76,7 +76,7 @@ function open(bytes: Buffer, path: string): Sharp {
   return sharp(bytes, { pages: 1, limitInputPixels: MAX_IMAGE_PIXELS });
 }
 
-function decodeError(path: string, error: unknown): DatasetError {
+export function decodeError(path: string, error: unknown): DatasetError {
   if (DatasetError.isInstance(error)) return error;
   const reason = error instanceof Error ? error.message : String(error);
   return new DatasetError(
@@ -93,7 +93,7 @@ function decodeError(path: string, error: unknown): DatasetError {
 export async function probeImage(path: string, bytes: Buffer): Promise<ImageProbe> {
   const contentHash = hashBytes(bytes);
   try {
-    const pipeline = open(bytes, path);
+    const pipeline = openImage(bytes, path);
     const metadata = await pipeline.metadata();
     await pipeline.clone().resize(32, 32, { fit: 'inside' }).raw().toBuffer();
     const oriented = metadata.autoOrient ?? { width: metadata.width, height: metadata.height };
@@ -117,7 +117,7 @@ export async function probeImage(path: string, bytes: Buffer): Promise<ImageProb
  */
 export async function decodeResized(path: string, bytes: Buffer, resized: Size): Promise<Uint8Array> {
   try {
-    const { data, info } = await open(bytes, path)
+    const { data, info } = await openImage(bytes, path)
       .rotate()
       .flatten({ background: ALPHA_BACKGROUND })
       .toColourspace('srgb')

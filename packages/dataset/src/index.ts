@@ -22,7 +22,7 @@ export {
   type DatasetReport,
   type DatasetSummary,
 } from './check.ts';
-export { MAX_CSV_FIELD_CHARS } from './csv.ts';
+export { type CsvRecord, MAX_CSV_FIELD_CHARS, readCsvRecords } from './csv.ts';
 export { DatasetError, type DatasetErrorCode } from './errors.ts';
 export type { Finding, FindingCode, FindingSeverity } from './findings.ts';
 export {
@@ -33,7 +33,25 @@ export {
   type PlannedBatch,
 } from './image-dataset.ts';
 export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES } from './image-io.ts';
-export { type MetadataCsv, readMetadataCsv } from './metadata-csv.ts';
+export {
+  formatMetadataCsv,
+  type MetadataCaption,
+  type MetadataCsv,
+  type MetadataProblem,
+  type MetadataRow,
+  readMetadataCsv,
+  writeMetadataCsv,
+} from './metadata-csv.ts';
+export {
+  CLIP_IMAGE_MEAN,
+  CLIP_IMAGE_SIZE,
+  CLIP_IMAGE_STD,
+  type ClipImageOptions,
+  MAX_MODEL_INPUT_SIZE,
+  prepareClipImage,
+  prepareTaggerImage,
+  TAGGER_IMAGE_SIZE,
+} from './model-input.ts';
 export { createRng, Rng, type RngState } from './rng.ts';
 export {
   type CaptionSource,

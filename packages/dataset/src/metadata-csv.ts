@@ -1,4 +1,6 @@
-import { posix, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, posix, sep } from 'node:path';
 import { readCsvRecords } from './csv.ts';
 import { DatasetError } from './errors.ts';
 
@@ -8,6 +10,8 @@ const CAPTION_COLUMNS = ['text', 'caption'];
 export interface MetadataCaption {
   readonly caption: string;
   readonly line: number;
+  /** Values of the columns besides the file and caption, by column name (empty when none). */
+  readonly extra: Readonly<Record<string, string>>;
 }
 
 export interface MetadataProblem {
@@ -19,6 +23,8 @@ export interface MetadataCsv {
   /** Captions by file path relative to the CSV's folder, with '/' separators. */
   readonly captions: Map<string, MetadataCaption>;
   readonly problems: MetadataProblem[];
+  /** Names of the columns besides the file and caption, in file order (none when headerless). */
+  readonly extraColumns: string[];
 }
 
 /** 'a\\b/./c.png' → 'a/b/c.png': the same key however the CSV spells the path. */
@@ -27,15 +33,34 @@ export function normalizeRelativePath(file: string): string {
 }
 
 /**
+ * Names for the extra columns of a header: as written, except that an empty or repeated name
+ * becomes `column_N` (N the 1-based column), so that every value has a key and survives a rewrite.
+ */
+function extraColumnNames(header: readonly string[], skip: readonly number[]): Map<number, string> {
+  const names = new Map<number, string>();
+  const taken = new Set<string>();
+  for (const [index, raw] of header.entries()) {
+    if (skip.includes(index)) continue;
+    const trimmed = raw.trim();
+    const name = trimmed === '' || taken.has(trimmed) ? `column_${index + 1}` : trimmed;
+    taken.add(name);
+    names.set(index, name);
+  }
+  return names;
+}
+
+/**
  * Reads `metadata.csv` the way Hugging Face `imagefolder` lays it out (`file_name,text`; also
- * `filename` and `caption`, in any column order, any case) or headerless `file,caption`. In the
- * headerless form an unquoted caption with commas keeps everything after the first comma.
+ * `filename` and `caption`, in any column order, any case, with any other columns, which are
+ * kept in `extra`) or headerless `file,caption`. In the headerless form an unquoted caption with
+ * commas keeps everything after the first comma.
  */
 export async function readMetadataCsv(path: string): Promise<MetadataCsv> {
   const captions = new Map<string, MetadataCaption>();
   const problems: MetadataProblem[] = [];
   let fileColumn = 0;
   let captionColumn = -1; // -1: headerless, caption = all fields after the file
+  let extraColumns = new Map<number, string>();
   let first = true;
   for await (const { fields, line } of readCsvRecords(path)) {
     if (first) {
@@ -46,6 +71,7 @@ export async function readMetadataCsv(path: string): Promise<MetadataCsv> {
       if (file >= 0 && caption >= 0) {
         fileColumn = file;
         captionColumn = caption;
+        extraColumns = extraColumnNames(fields, [file, caption]);
         continue;
       }
       if (file >= 0 || caption >= 0) {
@@ -79,7 +105,56 @@ export async function readMetadataCsv(path: string): Promise<MetadataCsv> {
         message: `"${file}" is listed again (first on line ${earlier.line}); this line wins`,
       });
     }
-    captions.set(key, { caption: caption.trim(), line });
+    const extra: Record<string, string> = {};
+    for (const [index, name] of extraColumns) extra[name] = fields[index] ?? '';
+    captions.set(key, { caption: caption.trim(), line, extra });
   }
-  return { captions, problems };
+  return { captions, problems, extraColumns: [...extraColumns.values()] };
+}
+
+export interface MetadataRow {
+  /** The image path relative to the CSV's folder, with '/' separators. */
+  readonly file: string;
+  readonly caption: string;
+  /** Other columns' values by name; a column missing from a row is written empty. */
+  readonly extra?: Readonly<Record<string, string>>;
+}
+
+/** RFC 4180: quoted when it holds a comma, quote or line break, or would lose edge spaces. */
+export function csvField(value: string): string {
+  return /[",\r\n]|^\s|\s$/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+}
+
+/**
+ * `metadata.csv` text in Hugging Face imagefolder's form: a `file_name,text` header, then the
+ * extra columns in the order they first appear in `rows`.
+ */
+export function formatMetadataCsv(rows: Iterable<MetadataRow>): string {
+  const list = [...rows];
+  const columns = [...new Set(list.flatMap((row) => Object.keys(row.extra ?? {})))];
+  const lines = [['file_name', 'text', ...columns].map(csvField).join(',')];
+  for (const { file, caption, extra = {} } of list) {
+    lines.push([file, caption, ...columns.map((column) => extra[column] ?? '')].map(csvField).join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Writes `metadata.csv` (see `formatMetadataCsv`) beside the target and renames it over the
+ * target, so an interrupted write leaves the old file whole; `readMetadataCsv` reads it back
+ * with every caption and column intact.
+ */
+export async function writeMetadataCsv(path: string, rows: Iterable<MetadataRow>): Promise<void> {
+  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeFile(temporary, formatMetadataCsv(rows));
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw new DatasetError(
+      'WRITE_FAILED',
+      `Cannot write ${path} (${(error as Error).message}); check that its folder exists and is writable.`,
+      { path, cause: error },
+    );
+  }
 }
