@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { toKohya, writeSafetensors } from '@lora/safetensors';
+import { writeTinyClip, writeTinyTagger } from '@lora/trainer-ort';
 import sharp from 'sharp';
 
 const bin = fileURLToPath(new URL('../bin.js', import.meta.url));
@@ -106,6 +107,21 @@ try {
       .toFile(join(folder, `subject_${i % 17}_scene_${i}.png`));
   }
   time('lora label --model none, 300 images', ['label', '--input', 'data', '--overwrite']);
+  // The tiny generated models: the time is the 448² / 224² preprocessing plus onnxruntime start.
+  const tagger = await writeTinyTagger(join(dir, 'models', 'wd14'));
+  const clip = await writeTinyClip(join(dir, 'models', 'clip'));
+  const wd14 = ['--model', 'wd14', '--model-path', tagger.modelPath, '--tags', tagger.tagsPath];
+  time(
+    'lora label --model wd14 (tiny tagger), 300 images',
+    ['label', '--input', 'data', '--overwrite', ...wd14],
+    3,
+  );
+  const clipArgs = ['--model', 'clip', '--model-path', clip];
+  time(
+    'lora label --model clip (tiny CLIP), 300 images',
+    ['label', '--input', 'data', '--overwrite', ...clipArgs],
+    3,
+  );
   time('lora dataset check, 300 images (each decoded)', ['dataset', 'check', 'data'], 3);
   time('lora tags --svg --png, 300 captions', [
     'tags',

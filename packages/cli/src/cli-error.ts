@@ -7,7 +7,9 @@ export type CliErrorCode =
   | 'E_EMPTY_DATASET'
   | 'E_TOO_LARGE'
   | 'E_INVALID_FILE'
-  | 'E_OUTPUT_NOT_EMPTY';
+  | 'E_OUTPUT_NOT_EMPTY'
+  | 'E_BACKEND_NOT_FOUND'
+  | 'E_BACKEND_INVALID';
 
 /** A user-facing CLI failure: printed as one message, never with a stack trace. */
 export class CliError extends Error {

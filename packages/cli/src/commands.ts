@@ -10,14 +10,42 @@ const JSON_HELP = 'Print the result as JSON';
 export function registerCommands(cli: CAC): void {
   cli
     .command('init [folder]', 'Start a project: a commented config, the data folders and a .gitignore')
-    .option('--task <task>', 'sd (images + captions) or llm (instruction data)', { default: 'sd' })
-    .option('--overwrite', 'Replace a config of the same name')
+    .option('--task <task>', 'sd (images + captions) or llm (instruction data); default sd')
+    .option(
+      '--demo',
+      'Also write a tiny random LLaMA, toy instructions and a config that trains in a minute on a CPU',
+    )
+    .option('--overwrite', 'Replace a config (or demo files) of the same name')
     .option('--json', JSON_HELP)
     .example('  $ lora init my-style            # configs/my_style_style_v1.yaml, data/style_train/, models/')
     .example('  $ lora init chatbot --task llm')
+    .example('  $ lora init demo --demo && lora train --config demo/configs/demo_demo_v1.yaml')
     .action(async (folder: string | undefined, options: Options) => {
       const { init } = await import('./commands/init.ts');
       return init(folder === undefined ? undefined : String(folder), stringOptions(options, ['task']));
+    });
+
+  cli
+    .command('train', 'Train a LoRA from a config: progress, checkpoints, and the adapter in output_dir')
+    .usage('train --config <file.yaml> [--resume auto|<checkpoint>] [--set key=value …] [--overwrite]')
+    .option('--config <file>', 'The training config (YAML)')
+    .option(
+      '--resume <auto|folder>',
+      'Continue from the latest checkpoint in output_dir (auto) or from a checkpoint folder',
+    )
+    .option('--set <key=value>', 'Override a config key (repeatable)')
+    .option(
+      '--overwrite',
+      'Start afresh in an output_dir that holds an earlier run (its checkpoints, logs and metrics are deleted)',
+    )
+    .example('  $ lora train --config configs/my_style_v1.yaml')
+    .example('  $ lora train --config configs/my_style_v1.yaml --resume auto')
+    .example(
+      '  $ lora train --config configs/chat_llm_v1.yaml --set learning_rate=1e-4 --set output_dir=output/chat_v2',
+    )
+    .action(async (options: Options) => {
+      const { train } = await import('./commands/train.ts');
+      return train(stringOptions(options, ['config', 'resume']));
     });
 
   cli
@@ -33,23 +61,57 @@ export function registerCommands(cli: CAC): void {
 
   cli
     .command('label', 'Caption images into metadata.csv (or .txt files)')
-    .usage('label --input <dir> [--output <dir>/metadata.csv] [--model none] [options]')
+    .usage('label --input <dir> [--output <dir>/metadata.csv] [--model none|wd14|clip] [options]')
     .option('--input <dir>', 'Folder of images (subfolders included)')
     .option('--output <file>', 'metadata.csv to write (default: <input>/metadata.csv)')
-    .option('--model <model>', 'Labeller: none (captions from folder and file names)', { default: 'none' })
-    .option('--template <text>', 'Caption template; {caption} is the labeller output', {
-      default: DEFAULT_TEMPLATE,
-    })
+    .option(
+      '--model <model>',
+      'Labeller: none (folder and file names), wd14 (ONNX tagger), clip (CLIP ranking)',
+      {
+        default: 'none',
+      },
+    )
+    .option('--model-path <path>', 'wd14: the tagger model.onnx; clip: the folder of the CLIP ONNX export')
+    .option('--tags <file>', 'wd14: the selected_tags.csv of the tagger')
+    .option('--threshold <score>', 'wd14: keep general tags scoring above this (default 0.35)')
+    .option('--character-threshold <score>', 'wd14: keep character tags scoring above this (default 0.85)')
+    .option('--ratings', 'wd14: add the rating tag (general, sensitive, questionable, explicit)')
+    .option('--vocab <file>', 'clip: candidate phrases, one per line under [category] headers')
+    .option('--top-k <n>', 'clip: phrases kept per category (default 3)')
+    .option(
+      '--template <text>',
+      'Caption template: {caption} core tags, {tags} other tags, {mood} mood tags',
+      {
+        default: DEFAULT_TEMPLATE,
+      },
+    )
     .option('--format <format>', 'csv (one metadata.csv) or txt (a .txt beside each image)', {
       default: 'csv',
     })
     .option('--overwrite', 'Replace captions images already have')
     .option('--json', JSON_HELP)
     .example('  $ lora label --input data/style_train --output data/style_train/metadata.csv --model none')
+    .example(
+      '  $ lora label --input data/style_train --model wd14 --model-path models/wd14/model.onnx --tags models/wd14/selected_tags.csv',
+    )
+    .example(
+      '  $ lora label --input data/style_train --model clip --model-path models/clip-vit-base-patch32 --top-k 2',
+    )
     .example('  $ lora label --input data/10_neon --format txt --template "{caption}, neon style"')
     .action(async (options: Options) => {
       const { label } = await import('./commands/label.ts');
-      return label(stringOptions(options, ['input', 'output', 'model', 'template', 'format']));
+      return label(
+        stringOptions(options, [
+          'input',
+          'output',
+          'model',
+          'modelPath',
+          'tags',
+          'vocab',
+          'template',
+          'format',
+        ]),
+      );
     });
 
   cli

@@ -49,9 +49,6 @@ beforeAll(async () => {
   writeFileSync(at('peft', 'adapter_config.json'), '{ broken');
   mkdirSync(at('project', 'configs'), { recursive: true });
   writeFileSync(at('project', 'configs', 'project_style_v1.yaml'), 'mine');
-  mkdirSync(at('labelled'));
-  await writeImage(at('labelled', 'a.png'), '#000');
-  writeFileSync(at('labelled', 'metadata.csv'), 'file_name,text,score\na.png,x,1\n');
 });
 
 afterEach(() => vi.restoreAllMocks());
@@ -306,18 +303,35 @@ const cases: Case[] = [
     1,
   ],
   [
-    'label: model not in this build',
-    () => ['label', '--input', at('images'), '--model', 'wd14'],
+    'label: wd14 without its tag list',
+    () => ['label', '--input', at('images'), '--model', 'wd14', '--model-path', at('tagger.onnx')],
     'E_USAGE',
-    /--model must be none \(got "wd14"\)/,
+    /--model wd14 needs the tagger and its tag list: --model-path <model\.onnx> --tags <selected_tags\.csv>/,
     2,
   ],
   [
-    'label: csv with more columns',
-    () => ['label', '--input', at('labelled')],
-    'E_USAGE',
-    /would drop them/,
-    2,
+    'label: a file that is not a tag list',
+    () => [
+      'label',
+      '--input',
+      at('images'),
+      '--model',
+      'wd14',
+      '--model-path',
+      at('tagger.onnx'),
+      '--tags',
+      at('notes.txt'),
+    ],
+    'LABEL_TAGS_INVALID',
+    /notes\.txt:1: the header needs "name" and "category" columns/,
+    1,
+  ],
+  [
+    'label: missing CLIP folder',
+    () => ['label', '--input', at('images'), '--model', 'clip', '--model-path', at('no-clip')],
+    'LABEL_FILE_NOT_FOUND',
+    /no-clip has no CLIP vision encoder/,
+    1,
   ],
   [
     'tags: bad --top',

@@ -1,14 +1,12 @@
-import { createRequire } from 'node:module';
 import { cac } from 'cac';
 import { CliError } from './cli-error.ts';
 import { registerCommands } from './commands.ts';
-
-const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+import { VERSION } from './version.ts';
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const cli = cac('lora');
-  cli.version(version);
+  cli.version(VERSION);
   cli.help();
   cli.option('--debug', 'Show stack traces for errors');
   registerCommands(cli);

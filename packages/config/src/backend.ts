@@ -59,6 +59,9 @@ export type StepMetrics = {
   examples_per_s: number;
   /** The current fp16 loss scale; absent unless fp16 loss scaling is active. */
   loss_scale?: number;
+  /** Optimizer steps and epochs the whole run will take, for progress bars and ETAs. */
+  total_steps?: number;
+  total_epochs?: number;
 } & ({ tokens_per_s: number } | { images_per_s: number });
 
 /** Where a finished (or stopped) run left its files; absolute paths. */

@@ -53,6 +53,8 @@ export interface CommonConfig {
   mixed_precision: MixedPrecision;
   device: Device;
   device_ids?: number[];
+  /** CPU worker processes; 1 trains in the backend's own process. */
+  num_workers: number;
   save_every_n_epochs: number;
   save_every_n_steps?: number;
   keep_last_n_checkpoints: number;
@@ -150,6 +152,7 @@ export function resolveConfig(
     mixed_precision: input.mixed_precision ?? DEFAULTS.mixed_precision,
     device: input.device ?? DEFAULTS.device,
     device_ids: input.device_ids,
+    num_workers: input.num_workers ?? DEFAULTS.num_workers,
     save_every_n_epochs: input.save_every_n_epochs ?? DEFAULTS.save_every_n_epochs,
     save_every_n_steps: input.save_every_n_steps,
     keep_last_n_checkpoints: input.keep_last_n_checkpoints ?? DEFAULTS.keep_last_n_checkpoints,

@@ -90,6 +90,26 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
       atKey: true,
     });
 
+  if (typeof config.num_workers === 'number' && config.num_workers > 1) {
+    if (Array.isArray(config.device_ids))
+      report(
+        ['num_workers'],
+        'num_workers starts CPU workers and device_ids one worker per GPU: set one of them',
+        {
+          code: 'conflict',
+          atKey: true,
+        },
+      );
+    else if (config.device === 'cuda' || config.device === 'webgpu')
+      report(
+        ['num_workers'],
+        `num_workers starts CPU workers, but device is ${config.device}; for GPUs list device_ids`,
+        {
+          code: 'conflict',
+          atKey: true,
+        },
+      );
+  }
   if (Array.isArray(config.device_ids)) {
     if (config.device === 'cpu' || config.device === 'webgpu')
       report(['device_ids'], `device_ids selects CUDA devices, but device is ${config.device}`, {

@@ -21,6 +21,7 @@ export const DEFAULTS = {
   max_grad_norm: 1,
   mixed_precision: 'auto',
   device: 'auto',
+  num_workers: 1,
   resolution: 512,
   enable_bucket: true,
   min_bucket_reso: 256,

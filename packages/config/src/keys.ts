@@ -64,6 +64,7 @@ export const KEY_INFO = {
   mixed_precision: { section: 'Precision and device' },
   device: { section: 'Precision and device' },
   device_ids: { section: 'Precision and device' },
+  num_workers: { section: 'Precision and device' },
   resolution: { section: 'Images (sd)', task: 'sd' },
   enable_bucket: { section: 'Images (sd)', task: 'sd' },
   min_bucket_reso: { section: 'Images (sd)', task: 'sd' },

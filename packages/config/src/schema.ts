@@ -11,6 +11,8 @@ export const MAX_LORA_RANK = 1024;
 export const MAX_RESOLUTION = 4096;
 /** The longest context among the supported LLM families (Llama 3.1, Qwen2.5). */
 export const MAX_SEQ_LEN = 131_072;
+/** Each worker process loads its own copy of the model and runtime; more than this is a typo, not a machine. */
+export const MAX_NUM_WORKERS = 64;
 
 export const TASKS = ['sd', 'llm'] as const;
 export const DATASET_FORMATS = ['auto', 'alpaca', 'sharegpt', 'messages', 'text'] as const;
@@ -187,11 +189,15 @@ const fields = {
     description: '`auto` tries CUDA, then WebGPU, then CPU, and says why it fell back.',
     default: DEFAULTS.device,
   }),
-  device_ids: z
-    .array(z.int().min(0))
-    .min(1)
-    .optional()
-    .meta({ description: 'CUDA device ordinals to use (default: device 0).' }),
+  device_ids: z.array(z.int().min(0)).min(1).optional().meta({
+    description:
+      'CUDA device ordinals to use (default: device 0); several train data-parallel, one worker process per device.',
+  }),
+  num_workers: z.int().min(1).max(MAX_NUM_WORKERS).optional().meta({
+    description:
+      'Data-parallel worker processes on the CPU, each with an equal share of the cores; for GPUs list device_ids instead.',
+    default: DEFAULTS.num_workers,
+  }),
   // Images (sd)
   resolution: z
     .union([side, z.tuple([side, side])])

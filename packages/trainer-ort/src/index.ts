@@ -7,6 +7,7 @@ export {
 } from './autodiff/gradcheck.ts';
 export { type GradientsOptions, gradients } from './autodiff/gradients.ts';
 export { type InputVjp, VJP, type VjpContext, type VjpRule } from './autodiff/vjp.ts';
+export { backend } from './backend.ts';
 export { TrainerOrtError, type TrainerOrtErrorCode } from './errors.ts';
 export { type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';
 export {
@@ -98,6 +99,46 @@ export {
 export { logSoftmax, reduceMax, reduceMean, reduceSum, softmax } from './graph/ops/reduce.ts';
 export { type Dim, formatShape, type Shape } from './graph/shape.ts';
 export {
+  type CaptionParts,
+  CLIP_CONTEXT_LENGTH,
+  CLIP_VOCABULARY,
+  type ClipOptions,
+  ClipRanker,
+  type ClipResult,
+  type ClipVocabulary,
+  clipCaptionParts,
+  DEFAULT_CHARACTER_THRESHOLD,
+  DEFAULT_CORE_TAGS,
+  DEFAULT_GENERAL_THRESHOLD,
+  isLabelFailure,
+  isMoodTag,
+  LabelError,
+  type LabelErrorCode,
+  type LabelFailure,
+  type LoadOptions,
+  MAX_LABEL_BATCH,
+  MAX_TAGGER_TAGS,
+  MAX_VOCABULARY_BYTES,
+  MAX_VOCABULARY_PHRASES,
+  MOOD_CATEGORIES,
+  type PhraseScore,
+  type RankedImage,
+  type RankOptions,
+  readTaggerTags,
+  readVocabulary,
+  type TagCategory,
+  type TaggedImage,
+  type TaggerOptions,
+  type TaggerResult,
+  type TaggerTag,
+  type TagScore,
+  taggerCaptionParts,
+  tagText,
+  Wd14Tagger,
+  writeTinyClip,
+  writeTinyTagger,
+} from './label/index.ts';
+export {
   DEFAULT_PARAMETER_GROUP,
   LORA_DROPOUT_SEED,
   type LoraLayer,
@@ -106,6 +147,23 @@ export {
   loraConv,
   loraLinear,
 } from './lora.ts';
+export {
+  DEMO_MODEL_NAME,
+  type DemoModelFiles,
+  demoModelFiles,
+  writeDemoModel,
+} from './models/llama/demo.ts';
+export { type DemoRecord, demoRecords, demoRecordsJsonl } from './models/llama/demo-data.ts';
+export { type SdBatch, SdBatchSource } from './models/sd/batches.ts';
+export { ClipTokenizer } from './models/sd/model-files.ts';
+export {
+  type ShapeImagesOptions,
+  type TinySdModel,
+  writeShapeImages,
+  writeTinySdModel,
+} from './models/sd/tiny.ts';
+export { type SdAdapterLayout, type TrainSdOptions, trainSd } from './models/sd/train.ts';
+export { SdTrainableModel, type SdTrainableOptions } from './models/sd/trainable.ts';
 export {
   type Device,
   type HostArray,
@@ -144,6 +202,21 @@ export {
   type TrainingLoopOptions,
   type TrainingLoopSettings,
 } from './train/options.ts';
+export {
+  createLlamaWorkerModel,
+  type LlamaWorkerOptions,
+  llamaParallelModel,
+  MAX_WORKERS,
+  type ModelRecipe,
+  type ParallelModel,
+  runTrainingWorker,
+  shardLlamaBatch,
+  shardRanges,
+  type WorkerDevice,
+  WorkerError,
+  type WorkerErrorCode,
+  type WorkerStepTime,
+} from './train/parallel/index.ts';
 export {
   DEFAULT_LOSS_SCALE,
   type LossScaleOptions,

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseConfig } from '@lora/config';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { configWarnings, loadConfig, parseConfig } from '@lora/config';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../test-fixtures.ts';
 import { initProject, projectName, templateForConfigsFolder } from './init.ts';
@@ -75,6 +76,67 @@ describe('initProject', () => {
       code: 'E_USAGE',
       message: expect.stringContaining('--task must be sd or llm'),
     });
+  });
+});
+
+describe('initProject --demo', () => {
+  const demoFiles = [
+    'configs/demo_project_demo_v1.yaml',
+    'data/train.jsonl',
+    'models/tiny-llama/config.json',
+    'models/tiny-llama/model.safetensors',
+    'models/tiny-llama/tokenizer.json',
+    'models/tiny-llama/tokenizer_config.json',
+  ];
+
+  it('writes the model, the data and a config that loads (an llm project)', async () => {
+    const root = join(tempDir(), 'Demo Project');
+    const report = await initProject(root, { demo: true });
+    expect(report.task).toBe('llm');
+    expect(report.created).toEqual(['configs/', 'data/', 'models/', ...demoFiles, '.gitignore']);
+    expect(report.next).toEqual([`lora train --config ${relative(process.cwd(), report.config)}`]);
+    const config = await loadConfig(report.config);
+    expect(config).toMatchObject({
+      task: 'llm',
+      base_model: join(root, 'models', 'tiny-llama'),
+      train_data: [join(root, 'data', 'train.jsonl')],
+      output_dir: join(root, 'output', 'tiny_llama_demo'),
+      device: 'cpu',
+    });
+    // Quiet: nothing for configWarnings to advise about.
+    expect(configWarnings(config).filter((w) => w.code !== 'module_mapping')).toEqual([]);
+  });
+
+  it('leaves files that already hold the same bytes, and refuses different ones unless --overwrite', async () => {
+    const root = tempDir();
+    await initProject(root, { demo: true });
+    expect((await initProject(root, { demo: true })).created).toEqual([]);
+    writeFileSync(join(root, 'data', 'train.jsonl'), '{"text": "mine"}\n');
+    await expect(initProject(root, { demo: true })).rejects.toMatchObject({
+      code: 'E_EXISTS',
+      message: expect.stringContaining(join(root, 'data', 'train.jsonl')),
+    });
+    expect((await initProject(root, { demo: true, overwrite: true })).created).toEqual(['data/train.jsonl']);
+  });
+
+  it('refuses --task sd', async () => {
+    await expect(initProject(tempDir(), { demo: true, task: 'sd' })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringContaining('--demo trains a tiny LLM'),
+    });
+  });
+
+  it('is what examples/quickstart holds in git, so `lora init examples/quickstart --demo` only adds the model', async () => {
+    const example = fileURLToPath(new URL('../../../../examples/quickstart', import.meta.url));
+    const root = join(tempDir(), 'quickstart');
+    const report = await initProject(root, { demo: true });
+    const committed = [...report.created].filter(
+      (path) => !path.endsWith('/') && !path.startsWith('models/'),
+    );
+    expect(committed).toEqual(['configs/quickstart_demo_v1.yaml', 'data/train.jsonl', '.gitignore']);
+    for (const path of committed) {
+      expect(readFileSync(join(example, path), 'utf8'), path).toBe(readFileSync(join(root, path), 'utf8'));
+    }
   });
 });
 

@@ -1,16 +1,19 @@
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { basename, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { configTemplate } from '@lora/config';
 import { CliError } from '../cli-error.ts';
 import { refuseExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';
+import { demoConfigPath, demoFiles } from './demo-project.ts';
 
 export const TASKS = ['sd', 'llm'] as const;
 export type Task = (typeof TASKS)[number];
 
 export interface InitOptions {
   task?: string;
+  /** Also write the demo: a tiny random LLaMA model, toy instructions and a config that trains on them. */
+  demo?: boolean;
   overwrite?: boolean;
   json?: boolean;
 }
@@ -56,25 +59,50 @@ function dataFolders(task: Task): string[] {
 }
 
 export async function initProject(folder: string, options: InitOptions): Promise<InitReport> {
-  const task = TASKS.find((name) => name === (options.task ?? 'sd'));
+  const task = TASKS.find((name) => name === (options.task ?? (options.demo ? 'llm' : 'sd')));
   if (task === undefined) {
     throw new CliError(
       'E_USAGE',
       `--task must be sd or llm (got "${options.task}"): sd for images, llm for text.`,
     );
   }
+  if (options.demo && task !== 'llm') {
+    throw new CliError('E_USAGE', '--demo trains a tiny LLM (there is no sd demo yet); leave out --task sd.');
+  }
   const root = resolve(folder);
-  const configName = `${projectName(root)}_${SUBJECT[task]}_v1.yaml`;
-  const configPath = join(root, 'configs', configName);
-  refuseExisting([configPath], options.overwrite);
+  const project = projectName(root);
+  const configPath = join(
+    root,
+    options.demo ? demoConfigPath(project) : join('configs', `${project}_${SUBJECT[task]}_v1.yaml`),
+  );
+  const files = options.demo
+    ? await demoFiles(project)
+    : new Map([
+        [
+          relative(root, configPath),
+          new TextEncoder().encode(templateForConfigsFolder(configTemplate(task))),
+        ],
+      ]);
+  // Files that already hold exactly what init would write are left alone, so a demo checked into
+  // git (examples/quickstart) can be completed by running init on it again.
+  const current = new Map<string, 'missing' | 'same' | 'different'>();
+  for (const [path, bytes] of files) current.set(path, await compareFile(join(root, path), bytes));
+  refuseExisting(
+    [...current].filter(([, state]) => state === 'different').map(([path]) => join(root, path)),
+    options.overwrite,
+  );
 
   const created: string[] = [];
   for (const dir of ['configs', ...dataFolders(task)]) {
     if (!existsSync(join(root, dir))) created.push(`${dir}/`);
     await mkdir(join(root, dir), { recursive: true });
   }
-  await writeFile(configPath, templateForConfigsFolder(configTemplate(task)));
-  created.push(relative(root, configPath));
+  for (const [path, bytes] of files) {
+    if (current.get(path) === 'same') continue;
+    await mkdir(dirname(join(root, path)), { recursive: true });
+    await writeFile(join(root, path), bytes);
+    created.push(path);
+  }
 
   const gitignore = join(root, '.gitignore');
   const existing = existsSync(gitignore) ? (await readFile(gitignore, 'utf8')).split(/\r?\n/) : undefined;
@@ -90,8 +118,9 @@ export async function initProject(folder: string, options: InitOptions): Promise
   const config = relative(process.cwd(), configPath) || configPath;
   const data = relative(process.cwd(), join(root, dataFolders(task)[0]!)) || '.';
   const models = relative(process.cwd(), join(root, 'models')) || '.';
-  const next =
-    task === 'sd'
+  const next = options.demo
+    ? [`lora train --config ${config}`]
+    : task === 'sd'
       ? [
           `put the SD 1.5 checkpoint in ${models}/ (the config names sd-v1-5-pruned.safetensors)`,
           `put the training images in ${data}/ and caption them: lora label --input ${data} --model none`,
@@ -105,6 +134,12 @@ export async function initProject(folder: string, options: InitOptions): Promise
           `lora train --config ${config}`,
         ];
   return { folder: root, task, config: configPath, created, next };
+}
+
+async function compareFile(path: string, bytes: Uint8Array): Promise<'missing' | 'same' | 'different'> {
+  const existing = await readFile(path).catch(() => undefined);
+  if (existing === undefined) return 'missing';
+  return Buffer.compare(existing, bytes) === 0 ? 'same' : 'different';
 }
 
 export async function init(folder: string | undefined, options: InitOptions): Promise<number> {

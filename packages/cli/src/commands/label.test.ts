@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { readMetadataCsv } from '@lora/dataset';
 import { describe, expect, it } from 'vitest';
 import { tempDir, writeImage } from '../test-fixtures.ts';
-import { formatLabelReport, labelImages } from './label.ts';
+import { formatLabelReport, type LabelOptions, labelImages } from './label.ts';
 
 async function dataset(): Promise<string> {
   const dir = tempDir();
@@ -82,19 +82,36 @@ describe('labelImages --model none', () => {
     expect([...captions.keys()].every((file) => file.startsWith('../'))).toBe(true);
   });
 
-  it('leaves a metadata.csv with more columns alone', async () => {
+  it('keeps the other columns of a metadata.csv it rewrites', async () => {
     const dir = await dataset();
-    const csv = 'file_name,text,score\na.png,x,1\n';
-    writeFileSync(join(dir, 'metadata.csv'), csv);
-    await expect(labelImages({ input: dir })).rejects.toMatchObject({
-      code: 'E_USAGE',
-      message: expect.stringContaining('has columns besides the file name and caption'),
+    writeFileSync(
+      join(dir, 'metadata.csv'),
+      'file_name,text,score\n10_neon city/rainy_street.png,,0.9\nelsewhere.png,keep me,0.5\n',
+    );
+    const report = await labelImages({ input: dir, template: '{caption}' });
+    expect(report.written).toHaveLength(2);
+    const { captions, extraColumns } = await readMetadataCsv(join(dir, 'metadata.csv'));
+    expect(extraColumns).toEqual(['score']);
+    expect(captions.get('10_neon city/rainy_street.png')).toMatchObject({
+      caption: 'rainy street, neon city',
+      extra: { score: '0.9' },
     });
-    expect(readFileSync(join(dir, 'metadata.csv'), 'utf8')).toBe(csv);
+    expect(captions.get('elsewhere.png')).toMatchObject({ caption: 'keep me', extra: { score: '0.5' } });
+    expect(captions.get('10_neon city/nightMarket.png')?.extra).toEqual({ score: '' });
   });
 
-  it.each([
-    [{ model: 'wd14' }, /--model must be none \(got "wd14"\)/],
+  it.each<[LabelOptions, RegExp]>([
+    [{ model: 'blip' }, /--model must be none or wd14 or clip \(got "blip"\)/],
+    [{ model: 'wd14', modelPath: 'm.onnx' }, /--model wd14 needs .*--tags <selected_tags\.csv>/],
+    [{ model: 'clip' }, /--model clip needs --model-path <folder>/],
+    [{ model: 'clip', modelPath: 'x', tags: 't.csv' }, /--tags only applies to --model wd14/],
+    [{ model: 'wd14', modelPath: 'x', tags: 't', topK: 2 }, /--top-k only applies to --model clip/],
+    [{ modelPath: 'x' }, /--model-path needs --model wd14 or --model clip/],
+    [
+      { model: 'wd14', modelPath: 'x', tags: 't', threshold: '1.5' },
+      /--threshold must be a number from 0 to 1/,
+    ],
+    [{ model: 'clip', modelPath: 'x', topK: 0.5 }, /--top-k must be a whole number from 1 to 100/],
     [{ format: 'json' }, /--format must be csv or txt \(got "json"\)/],
     [{ template: 'no placeholder' }, /has no \{caption\}/],
   ])('rejects %j', async (options, message) => {

@@ -1,24 +1,34 @@
 import { existsSync } from 'node:fs';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
-import { readMetadataCsv, scanImageFolders } from '@lora/dataset';
+import { type MetadataRow, readMetadataCsv, scanImageFolders, writeMetadataCsv } from '@lora/dataset';
 import { aboutFile, CliError, EXIT_FAILURE } from '../cli-error.ts';
 import { print, printJson } from '../format.ts';
 import { DEFAULT_TEMPLATE } from '../label/default-template.ts';
-import { metadataCsv, writeFileAtomic } from '../label/metadata-csv.ts';
+import type { ClipSettings, ModelLabels, Wd14Settings } from '../label/model-labels.ts';
 import { captionFromNames } from '../label/name-caption.ts';
-import { applyTemplate, checkTemplate } from '../label/template.ts';
+import { applyTemplate, checkTemplate, type TemplateValues } from '../label/template.ts';
 import { displayPath } from '../paths.ts';
 import { seeTroubleshooting } from '../troubleshooting.ts';
 
-/** Labellers available in this build; `wd14` and `clip` need the ONNX session of @lora/trainer-ort. */
-export const LABEL_MODELS = ['none'] as const;
+/** Labellers: names only, a WD14-style ONNX tagger, or CLIP zero-shot ranking (both through @lora/trainer-ort). */
+export const LABEL_MODELS = ['none', 'wd14', 'clip'] as const;
 export const LABEL_FORMATS = ['csv', 'txt'] as const;
 
 export interface LabelOptions {
   input?: string;
   output?: string;
   model?: string;
+  /** wd14: the tagger's model.onnx; clip: the export folder. */
+  modelPath?: string;
+  /** wd14: selected_tags.csv. */
+  tags?: string;
+  threshold?: unknown;
+  characterThreshold?: unknown;
+  ratings?: boolean;
+  /** clip: a vocabulary file instead of the bundled one. */
+  vocab?: string;
+  topK?: unknown;
   template?: string;
   format?: string;
   overwrite?: boolean;
@@ -27,6 +37,7 @@ export interface LabelOptions {
 
 export interface LabelReport {
   input: string;
+  model: (typeof LABEL_MODELS)[number];
   format: (typeof LABEL_FORMATS)[number];
   /** The metadata.csv written (csv format). */
   output?: string;
@@ -50,34 +61,106 @@ function choice<T extends string>(option: string, value: string, allowed: readon
   return found;
 }
 
-/**
- * Rewriting metadata.csv keeps file names and captions only, so a file with more columns (Hugging
- * Face imagefolder allows any) would lose them; such a file is left alone.
- */
-async function refuseExtraColumns(csv: string): Promise<void> {
-  const header = (await readFile(csv, 'utf8')).split(/\r?\n/, 1)[0] ?? '';
-  const columns = header.split(',').map((name) => name.trim().toLowerCase());
-  const isHeader = columns.some((name) => ['file_name', 'filename', 'text', 'caption'].includes(name));
-  if (isHeader && columns.length > 2) {
+/** The flags that belong to each model, for "--tags only applies to --model wd14". */
+const MODEL_FLAGS = {
+  wd14: ['tags', 'threshold', 'characterThreshold', 'ratings'],
+  clip: ['vocab', 'topK'],
+} as const;
+
+const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+function numberOption(
+  key: string,
+  value: unknown,
+  integer: boolean,
+  [min, max]: [number, number],
+): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (
+    typeof value === 'boolean' ||
+    !Number.isFinite(number) ||
+    number < min ||
+    number > max ||
+    (integer && !Number.isInteger(number))
+  ) {
     throw new CliError(
       'E_USAGE',
-      `${csv} has columns besides the file name and caption (${header}); lora label rewrites the file with two columns and would drop them. Write to another --output and merge by hand.`,
+      `${flagName(key)} must be ${integer ? 'a whole number' : 'a number'} from ${min} to ${max} (got ${JSON.stringify(value)}).`,
     );
   }
+  return number;
 }
 
-/** `lora label --model none`: captions from folder and file names, through the template. */
+/** Checks the model flags together and turns them into labeller settings. */
+function modelSettings(
+  model: (typeof LABEL_MODELS)[number],
+  options: LabelOptions,
+): Wd14Settings | ClipSettings | undefined {
+  for (const [owner, keys] of Object.entries(MODEL_FLAGS)) {
+    const stray = keys.find((key) => owner !== model && options[key] !== undefined && options[key] !== false);
+    if (stray !== undefined) {
+      throw new CliError(
+        'E_USAGE',
+        `${flagName(stray)} only applies to --model ${owner} (this run uses --model ${model}).`,
+      );
+    }
+  }
+  if (model === 'none') {
+    if (options.modelPath !== undefined) {
+      throw new CliError(
+        'E_USAGE',
+        '--model-path needs --model wd14 or --model clip; --model none reads only names.',
+      );
+    }
+    return undefined;
+  }
+  if (model === 'wd14') {
+    if (options.modelPath === undefined || options.tags === undefined) {
+      throw new CliError(
+        'E_USAGE',
+        '--model wd14 needs the tagger and its tag list: --model-path <model.onnx> --tags <selected_tags.csv> (both come with WD14 taggers such as SmilingWolf/wd-vit-tagger-v3).',
+      );
+    }
+    const generalThreshold = numberOption('threshold', options.threshold, false, [0, 1]);
+    const characterThreshold = numberOption('characterThreshold', options.characterThreshold, false, [0, 1]);
+    return {
+      model,
+      modelPath: resolve(options.modelPath),
+      tagsPath: resolve(options.tags),
+      ...(generalThreshold === undefined ? {} : { generalThreshold }),
+      ...(characterThreshold === undefined ? {} : { characterThreshold }),
+      ratings: options.ratings === true,
+    };
+  }
+  if (options.modelPath === undefined) {
+    throw new CliError(
+      'E_USAGE',
+      '--model clip needs --model-path <folder> holding vision_model.onnx, text_model.onnx and tokenizer.json (a Hugging Face ONNX export of CLIP).',
+    );
+  }
+  const topK = numberOption('topK', options.topK, true, [1, 100]);
+  return {
+    model,
+    folder: resolve(options.modelPath),
+    ...(options.vocab === undefined ? {} : { vocabPath: resolve(options.vocab) }),
+    ...(topK === undefined ? {} : { topK }),
+  };
+}
+
+/** `lora label`: captions from names or a model, through the template, into metadata.csv or .txt files. */
 export async function labelImages(options: LabelOptions): Promise<LabelReport> {
   if (typeof options.input !== 'string') {
     throw new CliError('E_USAGE', '--input is required: lora label --input data/style_train --model none');
   }
   const input = resolve(options.input);
-  choice(
+  const model = choice(
     '--model',
     options.model ?? 'none',
     LABEL_MODELS,
-    'none captions images from their folder and file names.',
+    'none captions images from their folder and file names, wd14 with an ONNX tagger, clip by CLIP zero-shot ranking.',
   );
+  const settings = modelSettings(model, options);
   const format = choice(
     '--format',
     options.format ?? 'csv',
@@ -90,7 +173,6 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     throw new CliError('E_USAGE', `--input ${options.input} is a file; pass the folder of images.`);
   }
   const output = format === 'csv' ? resolve(options.output ?? join(input, 'metadata.csv')) : undefined;
-  if (output !== undefined && existsSync(output)) await refuseExtraColumns(output);
 
   const scan = await scanImageFolders({
     dirs: [input],
@@ -105,6 +187,7 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
   }
   const report: LabelReport = {
     input,
+    model,
     format,
     ...(output === undefined ? {} : { output }),
     written: [],
@@ -112,40 +195,69 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     replaced: 0,
     skipped: [],
   };
+  const todo: { path: string; replacing: boolean }[] = [];
   for (const image of scan.images) {
     const hasCaption = image.caption !== null && image.caption !== '';
     if (hasCaption && !options.overwrite) {
       report.kept++;
-      continue;
-    }
-    if (format === 'txt' && image.captionFrom === 'metadata') {
+    } else if (format === 'txt' && image.captionFrom === 'metadata') {
       report.skipped.push({
         image: image.path,
         reason: 'its metadata.csv caption wins over a .txt file; use --format csv',
       });
-      continue;
+    } else {
+      todo.push({ path: image.path, replacing: hasCaption });
     }
-    const names = captionFromNames(relative(input, image.path), basename(input));
-    if (names === '') {
+  }
+  let labels: ModelLabels | undefined;
+  if (settings !== undefined && todo.length > 0) {
+    const { labelWithModel } = await import('../label/model-labels.ts');
+    labels = await labelWithModel(
+      settings,
+      todo.map(({ path }) => path),
+    );
+  }
+  for (const { path, replacing } of todo) {
+    let values: TemplateValues;
+    if (labels === undefined) {
+      const names = captionFromNames(relative(input, path), basename(input));
+      values = { caption: names === '' ? [] : names.split(', ') };
+    } else {
+      const label = labels.get(path)!;
+      if ('error' in label) {
+        report.skipped.push({ image: path, reason: label.error });
+        continue;
+      }
+      values = { caption: label.core, tags: label.plain, mood: label.mood };
+    }
+    const caption = applyTemplate(template, values);
+    if (caption === undefined) {
       report.skipped.push({
-        image: image.path,
-        reason: 'its file and folder names have no words to caption from; caption it by hand',
+        image: path,
+        reason:
+          labels === undefined
+            ? 'its file and folder names have no words to caption from; caption it by hand'
+            : 'the model found no content tags for it (lower --threshold, or caption it by hand)',
       });
       continue;
     }
-    if (hasCaption) report.replaced++;
-    report.written.push({ image: image.path, caption: applyTemplate(template, { caption: names }) });
+    if (replacing) report.replaced++;
+    report.written.push({ image: path, caption });
   }
 
   if (output !== undefined) {
-    const rows = new Map<string, string>();
+    // Rows for other files and the columns besides the caption are the user's: they stay.
+    const rows = new Map<string, MetadataRow>();
     if (existsSync(output)) {
-      for (const [file, entry] of (await readMetadataCsv(output)).captions) rows.set(file, entry.caption);
+      for (const [file, { caption, extra }] of (await readMetadataCsv(output)).captions) {
+        rows.set(file, { file, caption, extra });
+      }
     }
     for (const { image, caption } of report.written) {
-      rows.set(relative(dirname(output), image).split('\\').join('/'), caption);
+      const file = relative(dirname(output), image).split('\\').join('/');
+      rows.set(file, { ...rows.get(file), file, caption });
     }
-    if (report.written.length > 0) await writeFileAtomic(output, metadataCsv(rows));
+    if (report.written.length > 0) await writeMetadataCsv(output, rows.values());
   } else {
     for (const { image, caption } of report.written) {
       await writeFile(join(dirname(image), `${basename(image, extname(image))}.txt`), `${caption}\n`);

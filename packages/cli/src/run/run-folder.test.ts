@@ -90,3 +90,34 @@ describe('stampRun and RunRecorder', () => {
     expect(existsSync(join(dir, 'loss.svg')) && existsSync(join(dir, 'loss.png'))).toBe(true);
   });
 });
+
+describe('RunRecorder on a resumed run', () => {
+  const step = (n: number, loss: number) =>
+    ({
+      type: 'step',
+      step: n,
+      epoch: 1,
+      loss,
+      lr: 1e-4,
+      grad_norm: 1,
+      examples_per_s: 2,
+      tokens_per_s: 100,
+    }) as const;
+
+  it('continues metrics.jsonl and the plot, dropping steps taken after the resumed checkpoint', async () => {
+    const dir = fresh();
+    const startedAt = new Date('2026-11-30T10:00:00Z');
+    const interrupted = new RunRecorder(dir, 'test', { tensorboard: false, startedAt });
+    // Steps 1–5 ran; the last checkpoint was at step 3, so the resumed run trains 4 and 5 again.
+    for (const n of [1, 2, 3, 4, 5]) await interrupted.record(step(n, 10 - n));
+    const resumed = new RunRecorder(dir, 'test', { tensorboard: false, startedAt });
+    for (const n of [4, 5, 6]) await resumed.record(step(n, 1 / n));
+    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    expect(lines.map((line) => JSON.parse(line).step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(JSON.parse(lines[3]!).loss).toBe(1 / 4);
+    await resumed.plot();
+    // The plot spans the whole run: six points per curve.
+    const curve = readFileSync(join(dir, 'loss.svg'), 'utf8').match(/<polyline[^>]* points="([^"]+)"/)!;
+    expect(curve[1]!.split(' ')).toHaveLength(6);
+  });
+});

@@ -3,6 +3,7 @@ import {
   existsSync,
   mkdirSync,
   readdirSync,
+  readFileSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -80,6 +81,7 @@ export class RunRecorder {
   private readonly tensorboard: TensorBoardWriter | undefined;
   private epochLossSum = 0;
   private epochSteps = 0;
+  private continued = false;
 
   constructor(
     private readonly outputDir: string,
@@ -94,6 +96,7 @@ export class RunRecorder {
   async record(event: TrainerEvent): Promise<void> {
     switch (event.type) {
       case 'step': {
+        if (!this.continued) this.continueHistory(event.step);
         const { type: _, ...metrics } = event;
         appendFileSync(join(this.outputDir, RUN_FILES.metrics), `${JSON.stringify(metrics)}\n`);
         this.points.push({ step: event.step, loss: event.loss });
@@ -120,11 +123,42 @@ export class RunRecorder {
     }
   }
 
+  /**
+   * A resumed run continues `metrics.jsonl` and the plot of the run it resumes. Steps after
+   * `firstStep - 1` were taken after the checkpoint it resumes from and are trained again, so
+   * their lines are dropped.
+   */
+  private continueHistory(firstStep: number): void {
+    this.continued = true;
+    const path = join(this.outputDir, RUN_FILES.metrics);
+    if (!existsSync(path)) return;
+    const lines = readFileSync(path, 'utf8').split('\n');
+    const kept: { line: string; point: LossPoint }[] = [];
+    for (const line of lines) {
+      const point = parsePoint(line);
+      if (point && point.step < firstStep) kept.push({ line, point });
+    }
+    if (kept.length !== lines.filter((line) => line !== '').length) {
+      writeFileSync(`${path}.tmp`, kept.map(({ line }) => `${line}\n`).join(''));
+      renameSync(`${path}.tmp`, path);
+    }
+    this.points.push(...kept.map(({ point }) => point));
+  }
+
   async plot(): Promise<void> {
     await writeLossPlot(join(this.outputDir, RUN_FILES.plot), this.points, this.title);
   }
 
   close(): void {
     this.tensorboard?.close();
+  }
+}
+
+function parsePoint(line: string): LossPoint | undefined {
+  try {
+    const { step, loss } = JSON.parse(line) as Partial<LossPoint>;
+    return typeof step === 'number' && typeof loss === 'number' ? { step, loss } : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -5,7 +5,8 @@ import { LOSS_SUM, LOSS_WEIGHT } from './step-graphs.ts';
 
 /**
  * Sums of one optimizer step's micro-batch gradients, in float32 on the host, in micro-batch
- * order (so the result is the same on every run), plus the loss sums and weights.
+ * order (so the result is the same on every run), plus the loss sums and weights. A parallel run
+ * merges the workers' sums in worker order instead.
  */
 export class GradientSum {
   readonly sums = new Map<string, Float32Array>();
@@ -28,6 +29,19 @@ export class GradientSum {
         );
       }
       const data = g.data as Float32Array;
+      for (let i = 0; i < sum.length; i++) sum[i]! += data[i]!;
+    }
+  }
+
+  /** Adds another partial sum (a worker's, in a parallel run), element by element in float32. */
+  merge(other: { lossSum: number; weight: number; sums: Readonly<Record<string, Float32Array>> }): void {
+    this.lossSum += other.lossSum;
+    this.weight += other.weight;
+    for (const [name, sum] of this.sums) {
+      const data = other.sums[name];
+      if (data?.length !== sum.length) {
+        throw new TrainerOrtError('RUN_FAILED', `worker gradient sums: '${name}' is missing or mis-shaped`);
+      }
       for (let i = 0; i < sum.length; i++) sum[i]! += data[i]!;
     }
   }

@@ -352,6 +352,8 @@ describe('runTrainingLoop', () => {
     ['warmup steps and ratio', { schedule: { scheduler: 'linear', warmupSteps: 1, warmupRatio: 0.1 } }],
     ['beta 1', { optimizer: { type: 'adamw', betas: [1, 0.999], eps: 1e-8, weightDecay: 0 } }],
     ['an empty data source', { dataOptions: { examples: 0 } }],
+    ['an empty workers list', { workers: [] }],
+    ['a negative CUDA device id', { workers: [{ device: 'cuda', deviceId: -1 }] }],
   ])('refuses %s', async (_, overrides) => {
     await expect(runTrainingLoop(await options(overrides))).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',

@@ -6,10 +6,12 @@
  * Everything a step computes is a function of the state saved in the last checkpoint and of
  * (seed, epoch, micro-batch index), so a run interrupted anywhere and resumed produces the same
  * bits as one that never stopped: the micro-batches of an unfinished step are replayed.
+ *
+ * The gradient sums come from an engine (`engine.ts`): the gradients graph in this process, or
+ * worker processes that each take a shard of every micro-batch (`parallel/`); the update runs here.
  */
-import { createRng } from '@lora/dataset';
 import { TrainerOrtError } from '../errors.ts';
-import { DEFAULT_PARAMETER_GROUP, LORA_DROPOUT_SEED } from '../lora.ts';
+import { DEFAULT_PARAMETER_GROUP } from '../lora.ts';
 import { type HostTensor, hostTensor } from '../session.ts';
 import {
   type Checkpoint,
@@ -20,22 +22,16 @@ import {
   type TrainingState,
   writeCheckpoint,
 } from './checkpoint.ts';
-import { GradientSum } from './gradient-sum.ts';
+import { type GradientEngine, openLocalEngine, type StepGradients, type WorkerStepTime } from './engine.ts';
+import type { GradientSum } from './gradient-sum.ts';
 import { gradName, nextName, optimizerSlots, slotName, updateScalars } from './optimizer.ts';
 import { checkLoopOptions, type LoopEvent, type TrainingLoopOptions } from './options.ts';
+import { openWorkerEngine } from './parallel/engine.ts';
+import { WorkerError } from './parallel/worker-error.ts';
 import { DEFAULT_LOSS_SCALE, MIN_LOSS_SCALE, nextLossScale, type Precision } from './precision.ts';
 import { learningRate, warmupStepsFromRatio } from './schedule.ts';
-import {
-  groupOf,
-  LOSS_SCALE,
-  LOSS_SUM,
-  LOSS_WEIGHT,
-  openRunSessions,
-  type RunSessions,
-} from './step-graphs.ts';
+import { groupOf } from './step-graphs.ts';
 
-/** Stream key of the LoRA dropout seeds: `createRng(seed, DROPOUT_STREAM, epoch, index)`. */
-const DROPOUT_STREAM = 0x44726f70; // 'Drop'
 /** PyTorch's `clip_grad_norm_` adds this to the norm before dividing. */
 const CLIP_EPSILON = 1e-6;
 
@@ -60,24 +56,50 @@ export async function runTrainingLoop<Batch>(
 ): Promise<TrainingLoopResult> {
   checkLoopOptions(options);
   const emit = options.onEvent ?? (() => {});
-  const sessions = await openRunSessions(options.model, options.optimizer, {
-    outputDir: options.outputDir,
-    device: options.device,
-    mixedPrecision: options.mixedPrecision,
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
-    ...(options.copyExternalData === undefined ? {} : { copyExternalData: options.copyExternalData }),
-    onNotice: (message) => emit({ type: 'warning', code: 'device_fallback', message }),
-  });
+  const engine = await openEngine(options, emit);
   try {
-    return await new Run(options, sessions, emit).run();
+    return await new Run(options, engine, emit).run();
   } finally {
-    await sessions.dispose();
+    await engine.dispose();
   }
 }
+
+/** Worker processes when `workers` and `parallel` are both given, else this process. */
+async function openEngine<Batch>(
+  options: TrainingLoopOptions<Batch>,
+  emit: (event: LoopEvent) => void,
+): Promise<GradientEngine<Batch>> {
+  const onNotice = (message: string) => emit({ type: 'warning', code: 'device_fallback', message });
+  const common = {
+    outputDir: options.outputDir,
+    optimizer: options.optimizer,
+    mixedPrecision: options.mixedPrecision,
+    seed: options.seed,
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.copyExternalData === undefined ? {} : { copyExternalData: options.copyExternalData }),
+    onNotice,
+  };
+  const { workers, parallel } = options;
+  if (workers !== undefined && parallel !== undefined) {
+    return openWorkerEngine({ ...common, parallel, workers, count: (batch) => options.data.count(batch) });
+  }
+  if (workers !== undefined) {
+    emit({
+      type: 'warning',
+      code: 'parallel_unavailable',
+      message: `${workers.length} worker processes were asked for (device_ids or num_workers), but this model gives no recipe to rebuild it in a worker (the loop's parallel option); training in this process on device ${options.device}`,
+    });
+  }
+  return openLocalEngine(options.model, { ...common, device: options.device });
+}
+
+/** A `step` event; parallel runs add each worker's share of the step. */
+type StepEvent = Extract<LoopEvent, { type: 'step' }> & { workers?: WorkerStepTime[] };
 
 class Run<Batch> {
   private readonly microBatches: number;
   private readonly totalSteps: number;
+  private readonly totalEpochs: number;
   private readonly warmupSteps: number;
   private readonly slots: readonly string[];
   private readonly growthInterval: number;
@@ -90,12 +112,13 @@ class Run<Batch> {
 
   constructor(
     private readonly options: TrainingLoopOptions<Batch>,
-    private readonly sessions: RunSessions,
+    private readonly engine: GradientEngine<Batch>,
     private readonly emit: (event: LoopEvent) => void,
   ) {
     this.microBatches = options.data.microBatchesPerEpoch;
     const stepsPerEpoch = Math.ceil(this.microBatches / options.gradientAccumulationSteps);
     this.totalSteps = options.maxSteps ?? options.epochs! * stepsPerEpoch;
+    this.totalEpochs = Math.ceil(this.totalSteps / stepsPerEpoch);
     const { warmupSteps, warmupRatio } = options.schedule;
     this.warmupSteps = warmupSteps ?? (warmupRatio ? warmupStepsFromRatio(warmupRatio, this.totalSteps) : 0);
     this.slots = optimizerSlots(options.optimizer);
@@ -106,11 +129,11 @@ class Run<Batch> {
       epoch: 0,
       position: 0,
       epochLoss: { sum: 0, weight: 0 },
-      ...(sessions.precision === 'fp16'
+      ...(engine.precision === 'fp16'
         ? { lossScale: { scale: options.lossScale?.initial ?? DEFAULT_LOSS_SCALE.initial, goodSteps: 0 } }
         : {}),
     };
-    for (const p of sessions.parameters) {
+    for (const p of engine.parameters) {
       const size = p.shape.reduce((a, b) => a * b, 1);
       if (p.initial.length !== size) {
         throw new TrainerOrtError(
@@ -171,7 +194,7 @@ class Run<Batch> {
     this.optimizerState = optimizerState;
     const { step, updates, epoch, position, epochLoss, lossScale } = meta;
     this.state = { step, updates, epoch, position, epochLoss };
-    if (this.sessions.precision === 'fp16') {
+    if (this.engine.precision === 'fp16') {
       this.state.lossScale = lossScale ?? {
         scale: this.options.lossScale?.initial ?? DEFAULT_LOSS_SCALE.initial,
         goodSteps: 0,
@@ -217,7 +240,7 @@ class Run<Batch> {
   private learningRates(): Map<string, number> {
     const { schedule, learningRate: base, groupLearningRates = {} } = this.options;
     const rates = new Map<string, number>();
-    for (const p of this.sessions.parameters) {
+    for (const p of this.engine.parameters) {
       const group = groupOf(p);
       if (rates.has(group)) continue;
       const baseLr = groupLearningRates[group] ?? base;
@@ -235,36 +258,19 @@ class Run<Batch> {
 
   /** One optimizer step: its micro-batches, then the update (or a skip), events and checkpoints. */
   private async step(): Promise<void> {
-    const { data, model, gradientAccumulationSteps, seed } = this.options;
     const started = performance.now();
     const { epoch, position: start } = this.state;
-    const end = Math.min(start + gradientAccumulationSteps, this.microBatches);
+    const end = Math.min(start + this.options.gradientAccumulationSteps, this.microBatches);
     const scale = this.state.lossScale?.scale ?? 1;
-    const sum = new GradientSum(this.sessions.parameters);
-    const parameterFeeds = Object.fromEntries(
-      this.sessions.parameters.map((p) => [p.name, hostTensor('float32', p.shape, this.values.get(p.name)!)]),
-    );
-    const outputs = [LOSS_SUM, LOSS_WEIGHT, ...this.sessions.parameters.map((p) => gradName(p.name))];
-    let examples = 0;
-    let units = 0;
-    let unit: 'tokens' | 'images' = 'tokens';
-    for (let index = start; index < end; index++) {
-      const batch = await data.batch(epoch, index);
-      const count = data.count(batch);
-      examples += count.examples;
-      if ('tokens' in count) units += count.tokens;
-      else [units, unit] = [units + count.images, 'images'];
-      const feeds: Record<string, HostTensor> = {
-        ...model.feeds(batch),
-        ...parameterFeeds,
-        [LOSS_SCALE]: hostTensor('float32', [], Float32Array.of(scale)),
-      };
-      if (this.sessions.dropout) {
-        const dropoutSeed = createRng(seed, DROPOUT_STREAM, epoch, index).nextUint32();
-        feeds[LORA_DROPOUT_SEED] = hostTensor('int64', [], BigInt64Array.of(BigInt(dropoutSeed)));
-      }
-      sum.add(await this.sessions.gradients.run(feeds, outputs));
+    let gradients: StepGradients & { examples: number; units: number; unit: 'tokens' | 'images' };
+    try {
+      gradients = await this.gradients(epoch, start, end, scale);
+    } catch (error) {
+      if (WorkerError.isInstance(error) && error.code === 'WORKER_FAILED')
+        throw await this.workerFailed(error);
+      throw error;
     }
+    const { sum, workers, examples, units, unit } = gradients;
 
     const rates = this.learningRates();
     const mainLr = rates.get(DEFAULT_PARAMETER_GROUP) ?? rates.values().next().value ?? 0;
@@ -297,7 +303,7 @@ class Run<Batch> {
     this.state.step += 1;
     this.state.position = end;
     const seconds = Math.max((performance.now() - started) / 1000, 1e-9);
-    this.emit({
+    const event: StepEvent = {
       type: 'step',
       step: this.state.step,
       epoch: epoch + 1,
@@ -307,7 +313,11 @@ class Run<Batch> {
       examples_per_s: examples / seconds,
       ...(unit === 'tokens' ? { tokens_per_s: units / seconds } : { images_per_s: units / seconds }),
       ...(this.state.lossScale ? { loss_scale: scale } : {}),
-    });
+      ...(workers ? { workers } : {}),
+      total_steps: this.totalSteps,
+      total_epochs: this.totalEpochs,
+    };
+    this.emit(event);
     const epochEnded = end >= this.microBatches;
     if (epochEnded) {
       const { sum: lossSum, weight } = this.state.epochLoss;
@@ -324,6 +334,34 @@ class Run<Batch> {
     }
   }
 
+  /** The step's micro-batches through the engine, and what they held. */
+  private async gradients(epoch: number, start: number, end: number, scale: number) {
+    const { data } = this.options;
+    this.engine.begin(this.values, scale);
+    let examples = 0;
+    let units = 0;
+    let unit: 'tokens' | 'images' = 'tokens';
+    for (let index = start; index < end; index++) {
+      const batch = await data.batch(epoch, index);
+      const count = data.count(batch);
+      examples += count.examples;
+      if ('tokens' in count) units += count.tokens;
+      else [units, unit] = [units + count.images, 'images'];
+      await this.engine.add(batch, epoch, index);
+    }
+    return { ...(await this.engine.end()), examples, units, unit };
+  }
+
+  /** A worker died: the state is still the last completed step's; save it and say so. */
+  private async workerFailed(error: WorkerError): Promise<WorkerError> {
+    await this.save();
+    return new WorkerError(
+      'WORKER_FAILED',
+      `${error.message}. Training stopped in step ${this.state.step + 1}; the state after step ${this.state.step} is saved in ${this.checkpoint}, and resume: auto continues from it.`,
+      { ...(error.worker === undefined ? {} : { worker: error.worker }), cause: error },
+    );
+  }
+
   private async update(sum: GradientSum, rates: Map<string, number>, gradNorm: number, scale: number) {
     const { maxGradNorm, optimizer } = this.options;
     const clip = maxGradNorm > 0 ? Math.min(1, maxGradNorm / (gradNorm + CLIP_EPSILON)) : 1;
@@ -333,7 +371,7 @@ class Run<Batch> {
       this.state.updates + 1,
       clip / (sum.weight * scale),
     );
-    for (const p of this.sessions.parameters) {
+    for (const p of this.engine.parameters) {
       feeds[p.name] = hostTensor('float32', p.shape, this.values.get(p.name)!);
       feeds[gradName(p.name)] = hostTensor('float32', p.shape, sum.sums.get(p.name)!);
       for (const slot of this.slots) {
@@ -341,9 +379,9 @@ class Run<Batch> {
         feeds[key] = hostTensor('float32', p.shape, this.optimizerState.get(key)!);
       }
     }
-    const out = await this.sessions.update.run(feeds);
+    const out = await this.engine.update.run(feeds);
     const take = (name: string) => out[nextName(name)]!.data as Float32Array;
-    for (const p of this.sessions.parameters) {
+    for (const p of this.engine.parameters) {
       this.values.set(p.name, take(p.name));
       for (const slot of this.slots)
         this.optimizerState.set(slotName(p.name, slot), take(slotName(p.name, slot)));
@@ -382,7 +420,7 @@ class Run<Batch> {
       microBatchesPerEpoch: this.microBatches,
       rng: { algorithm: 'xoshiro128**', seed: this.options.seed },
       optimizer: this.options.optimizer.type,
-      parameters: this.sessions.parameters.map((p) => ({
+      parameters: this.engine.parameters.map((p) => ({
         name: p.name,
         shape: [...p.shape],
         group: groupOf(p),
@@ -407,7 +445,7 @@ class Run<Batch> {
 
   private result(stopped: TrainingLoopResult['stopped']): TrainingLoopResult {
     const parameters = new Map(
-      this.sessions.parameters.map((p) => [p.name, hostTensor('float32', p.shape, this.values.get(p.name)!)]),
+      this.engine.parameters.map((p) => [p.name, hostTensor('float32', p.shape, this.values.get(p.name)!)]),
     );
     return {
       stopped,
@@ -416,7 +454,7 @@ class Run<Batch> {
       updates: this.state.updates,
       parameters,
       checkpoint: this.checkpoint,
-      precision: this.sessions.precision,
+      precision: this.engine.precision,
     };
   }
 }

@@ -55,4 +55,28 @@ describe('loopSettingsFromConfig', () => {
     expect(settings).not.toHaveProperty('groupLearningRates');
     expect(settings.schedule).not.toHaveProperty('warmupSteps');
   });
+
+  it.each([
+    ['neither key', [], undefined],
+    ['device_ids: [0], the device this process uses anyway', ['device_ids: [0]'], undefined],
+    ['num_workers: 1', ['num_workers: 1'], undefined],
+    [
+      'device_ids: [0, 1]',
+      ['device: cuda', 'device_ids: [0, 1]'],
+      [
+        { device: 'cuda', deviceId: 0 },
+        { device: 'cuda', deviceId: 1 },
+      ],
+    ],
+    ['device_ids: [2] (one worker on another GPU)', ['device_ids: [2]'], [{ device: 'auto', deviceId: 2 }]],
+    ['num_workers: 3', ['num_workers: 3'], [{ device: 'cpu' }, { device: 'cpu' }, { device: 'cpu' }]],
+  ])('maps %s onto workers', (_, lines, workers) => {
+    const config = parseConfig(
+      ['base_model: /models/llama', 'train_data: /data/chat.jsonl', 'output_dir: /runs/chat', ...lines].join(
+        '\n',
+      ),
+      '/runs/config.yaml',
+    );
+    expect(loopSettingsFromConfig(config).workers).toEqual(workers);
+  });
 });

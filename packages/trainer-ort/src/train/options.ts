@@ -4,6 +4,7 @@ import type { Device } from '../session.ts';
 import type { BatchSource } from './data.ts';
 import type { TrainableModel } from './model.ts';
 import type { OptimizerOptions } from './optimizer.ts';
+import type { ParallelModel, WorkerDevice } from './parallel/recipe.ts';
 import type { LossScaleOptions } from './precision.ts';
 import type { LrSchedulerName } from './schedule.ts';
 
@@ -43,6 +44,12 @@ export interface TrainingLoopSettings {
   /** `auto`: fp16 on CUDA, fp32 elsewhere. */
   mixedPrecision: MixedPrecision;
   device: Device;
+  /**
+   * Data-parallel training: one worker process per entry, each with its own session (config:
+   * `device_ids` → CUDA devices, `num_workers` → CPU workers). Needs `parallel`; absent, this
+   * process trains on `device`.
+   */
+  workers?: readonly WorkerDevice[];
   checkpoints: CheckpointPolicy;
   /** `auto` (newest checkpoint in `outputDir`, or a fresh start when there is none) or a checkpoint folder. */
   resume?: string;
@@ -58,8 +65,16 @@ export interface TrainingLoopOptions<Batch> extends TrainingLoopSettings {
   data: BatchSource<Batch>;
   /** Run folder: `graphs/` and `checkpoints/` go here. */
   outputDir: string;
-  /** Intra-op threads of both sessions; default onnxruntime's choice. */
+  /**
+   * Intra-op threads of both sessions (of each worker's, in a parallel run); default onnxruntime's
+   * choice, or an equal share of the cores per CPU worker.
+   */
   threads?: number;
+  /**
+   * How worker processes rebuild the model and split micro-batches, for `workers`. In a parallel
+   * run `model` is not run in this process: the workers run the recipe's model.
+   */
+  parallel?: ParallelModel<Batch>;
   /** fp16 loss scaling; defaults are PyTorch GradScaler's. */
   lossScale?: LossScaleOptions;
   /** Allow copying frozen weights that cannot be hard-linked into `outputDir/graphs`. */
@@ -72,6 +87,12 @@ export interface TrainingLoopOptions<Batch> extends TrainingLoopSettings {
 
 /** Parameter group of the SD text encoder's LoRA, which has its own `text_encoder_lr`. */
 export const TEXT_ENCODER_GROUP = 'text_encoder';
+
+/**
+ * Each worker process loads its own copy of the frozen model and its own runtime; more than this
+ * is a typo rather than a machine, and would start that many processes.
+ */
+export const MAX_WORKERS = 64;
 
 /** Maps a resolved training config onto the loop's settings. */
 export function loopSettingsFromConfig(config: LoraConfig): TrainingLoopSettings {
@@ -97,6 +118,7 @@ export function loopSettingsFromConfig(config: LoraConfig): TrainingLoopSettings
     maxGradNorm: config.max_grad_norm,
     mixedPrecision: config.mixed_precision,
     device: config.device,
+    ...workersOf(config),
     checkpoints: {
       everyEpochs: config.save_every_n_epochs,
       ...(config.save_every_n_steps === undefined ? {} : { everySteps: config.save_every_n_steps }),
@@ -105,6 +127,19 @@ export function loopSettingsFromConfig(config: LoraConfig): TrainingLoopSettings
     ...(config.resume === undefined ? {} : { resume: config.resume }),
     config,
   };
+}
+
+/**
+ * `device_ids` → one worker per CUDA device, except `[0]`, the device this process uses anyway;
+ * `num_workers` > 1 → that many CPU workers.
+ */
+function workersOf(config: LoraConfig): { workers?: WorkerDevice[] } {
+  const ids = config.device_ids;
+  if (ids !== undefined && !(ids.length === 1 && ids[0] === 0)) {
+    return { workers: ids.map((deviceId) => ({ device: config.device, deviceId })) };
+  }
+  const count = config.num_workers ?? 1;
+  return count > 1 ? { workers: Array.from({ length: count }, () => ({ device: 'cpu' })) } : {};
 }
 
 /** Refuses options the loop cannot run with, naming the option and what it needs. */
@@ -152,6 +187,15 @@ export function checkLoopOptions<Batch>(options: TrainingLoopOptions<Batch>): vo
       problems.push(`optimizer.eps must be > 0, got ${options.optimizer.eps}`);
   } else if (!(options.optimizer.momentum >= 0 && options.optimizer.momentum < 1)) {
     problems.push(`optimizer.momentum must be in [0, 1), got ${options.optimizer.momentum}`);
+  }
+  const { workers } = options;
+  if (workers !== undefined) {
+    if (!(workers.length >= 1 && workers.length <= MAX_WORKERS))
+      problems.push(`workers must list 1 to ${MAX_WORKERS} devices, got ${workers.length}`);
+    workers.forEach(({ deviceId }, k) => {
+      if (deviceId !== undefined && !(Number.isSafeInteger(deviceId) && deviceId >= 0))
+        problems.push(`workers[${k}].deviceId must be an integer ≥ 0, got ${deviceId}`);
+    });
   }
   if (problems.length > 0) {
     throw new TrainerOrtError('INVALID_ARGUMENT', `runTrainingLoop: ${problems.join('; ')}`);

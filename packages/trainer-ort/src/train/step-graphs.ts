@@ -2,11 +2,11 @@
  * The two graphs a run executes, written to `<outputDir>/graphs/` and loaded once:
  * - `gradients.onnx`: the model's micro-batch loss, differentiated toward the LoRA parameters
  *   after multiplying by the fed `loss_scale`; outputs the loss sum, its weight and one float32
- *   gradient per parameter;
+ *   gradient per parameter (each worker process of a parallel run loads its own copy, from
+ *   `graphs/worker-<k>/`);
  * - `update.onnx`: the optimizer step (see `optimizer.ts`), always on the CPU: its tensors are
  *   the LoRA parameters, which cross to the host every step anyway.
  */
-import { join } from 'node:path';
 import { type MixedPrecision, resolveMixedPrecision } from '@lora/config';
 import { gradients } from '../autodiff/gradients.ts';
 import { TrainerOrtError } from '../errors.ts';
@@ -78,29 +78,29 @@ export interface SessionSettings {
   onNotice: (message: string) => void;
 }
 
-export interface RunSessions {
-  gradients: Session;
-  update: Session;
+/** A LoRA parameter as the loop keeps it: no graph tensor, so it can come from a worker process. */
+export type TrainedParameter = Pick<LoraParameter, 'name' | 'shape' | 'initial' | 'group'>;
+
+export interface GradientsSession {
+  session: Session;
   parameters: readonly LoraParameter[];
   precision: Precision;
   /** True when some LoRA layer has dropout, so the gradients graph reads `LORA_DROPOUT_SEED`. */
   dropout: boolean;
-  dispose(): Promise<void>;
 }
 
-export const groupOf = (p: LoraParameter): string => p.group ?? DEFAULT_PARAMETER_GROUP;
+export const groupOf = (p: Pick<LoraParameter, 'group'>): string => p.group ?? DEFAULT_PARAMETER_GROUP;
 
 /**
- * Builds, writes and loads both graphs. The compute precision follows the device the gradients
- * session actually runs on: when `auto` planned CUDA but had to fall back to the CPU, the graph
- * is rebuilt in float32.
+ * Builds, writes (into `folder`) and loads the gradients graph. The compute precision follows the
+ * device the session actually runs on: when `auto` planned CUDA but had to fall back to the CPU,
+ * the graph is rebuilt in float32.
  */
-export async function openRunSessions<Batch>(
+export async function openGradientsSession<Batch>(
   model: TrainableModel<Batch>,
-  optimizer: OptimizerOptions,
-  settings: SessionSettings,
-): Promise<RunSessions> {
-  const folder = join(settings.outputDir, GRAPHS_FOLDER);
+  folder: string,
+  settings: Omit<SessionSettings, 'outputDir'>,
+): Promise<GradientsSession> {
   const planned = settings.device === 'auto' ? (isCudaInstalled() ? 'cuda' : 'cpu') : settings.device;
   const load = async (precision: Precision) => {
     const built = buildGradientsGraph(model, precision);
@@ -122,23 +122,27 @@ export async function openRunSessions<Batch>(
     await run.session.dispose();
     run = await load(actual);
   }
-  const updateGraph = buildUpdateGraph(
-    run.parameters.map((p) => ({ name: p.name, shape: p.shape, group: groupOf(p) })),
-    optimizer,
-  );
-  const update = await Session.create(await writeModel(updateGraph, folder, { fileName: 'update.onnx' }), {
-    device: 'cpu',
-    ...(settings.threads === undefined ? {} : { threads: settings.threads }),
-  });
-  const gradientsSession = run.session;
   return {
-    gradients: gradientsSession,
-    update,
+    session: run.session,
     parameters: run.parameters,
     precision: run.precision,
     dropout: run.graph.inputs.some((t) => t.name === LORA_DROPOUT_SEED),
-    async dispose() {
-      await Promise.all([gradientsSession.dispose(), update.dispose()]);
-    },
   };
+}
+
+/** Writes `update.onnx` into `folder` and loads it on the CPU. */
+export async function openUpdateSession(
+  parameters: readonly TrainedParameter[],
+  optimizer: OptimizerOptions,
+  folder: string,
+  threads: number | undefined,
+): Promise<Session> {
+  const graph = buildUpdateGraph(
+    parameters.map((p) => ({ name: p.name, shape: p.shape, group: groupOf(p) })),
+    optimizer,
+  );
+  return Session.create(await writeModel(graph, folder, { fileName: 'update.onnx' }), {
+    device: 'cpu',
+    ...(threads === undefined ? {} : { threads }),
+  });
 }

@@ -14,6 +14,7 @@ import { hostTensor } from '../session.ts';
 import type { BatchSource } from './data.ts';
 import type { TrainableModel } from './model.ts';
 import type { TrainingLoopOptions } from './options.ts';
+import { type ModelRecipe, type ParallelModel, shardRanges } from './parallel/recipe.ts';
 
 export const [IN, HIDDEN, OUT] = [6, 8, 3];
 
@@ -30,6 +31,8 @@ export interface MlpOptions {
   dropout?: number;
   /** Group label of the second layer's parameters. */
   secondGroup?: string;
+  /** Seed of the LoRA initialisation; default 7. */
+  loraSeed?: number;
 }
 
 /** The frozen weights are fixed; only the LoRA factors train. lossSum = Σ squared errors, weight = examples. */
@@ -42,7 +45,12 @@ export function mlpModel(options: MlpOptions = {}): TrainableModel<MlpBatch> {
       const x = graph.input('x', 'float32', ['batch', IN]);
       const target = graph.input('target', 'float32', ['batch', OUT]);
       const weight = graph.input('examples', 'float32', []);
-      const lora = { rank: 2, alpha: 4, seed: 7, ...(options.dropout ? { dropout: options.dropout } : {}) };
+      const lora = {
+        rank: 2,
+        alpha: 4,
+        seed: options.loraSeed ?? 7,
+        ...(options.dropout ? { dropout: options.dropout } : {}),
+      };
       const fc1 = loraLinear(cast(x, computeDtype), graph.constant(w1, 'float32', [HIDDEN, IN]), 'fc1', lora);
       const fc2 = loraLinear(tanh(fc1.output), graph.constant(w2, 'float32', [OUT, HIDDEN]), 'fc2', {
         ...lora,
@@ -130,4 +138,33 @@ export function parameterBytes(
       Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('base64'),
     ]),
   );
+}
+
+export interface MlpWorkerOptions extends MlpOptions {
+  /** Seeds the LoRA initialisation with the process id: a recipe that builds another model in every worker. */
+  perProcessSeed?: boolean;
+}
+
+/** The MLP's recipe factory (worker processes import this module). */
+export function createMlpWorkerModel(options: MlpWorkerOptions = {}): TrainableModel<MlpBatch> {
+  return mlpModel(options.perProcessSeed ? { ...options, loraSeed: process.pid } : options);
+}
+
+export function shardMlpBatch(batch: MlpBatch, parts: number): MlpBatch[] {
+  return shardRanges(batch.size, parts).map(([start, end]) => ({
+    x: batch.x.slice(start * IN, end * IN),
+    target: batch.target.slice(start * OUT, end * OUT),
+    size: end - start,
+  }));
+}
+
+/** The MLP in worker processes; `recipe` overrides parts of the recipe (a missing factory, say). */
+export function mlpParallel(
+  options: MlpWorkerOptions = {},
+  recipe: Partial<ModelRecipe> = {},
+): ParallelModel<MlpBatch> {
+  return {
+    recipe: { module: import.meta.url, export: 'createMlpWorkerModel', options, ...recipe },
+    shard: shardMlpBatch,
+  };
 }

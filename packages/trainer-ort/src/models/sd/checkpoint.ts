@@ -157,6 +157,26 @@ export class SdCheckpoint {
   }
 
   /**
+   * Where the tensors of `component` whose diffusers name passes `select` lie on disk (absolute
+   * byte ranges), sorted by name: what a content fingerprint of part of a model reads.
+   */
+  storedRanges(
+    component: SdComponent,
+    select: (key: string) => boolean = () => true,
+  ): { key: string; path: string; dtype: string; start: number; length: number }[] {
+    return [...this.entries.get(component)!]
+      .filter(([key]) => select(key))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, { file, info }]) => ({
+        key,
+        path: file.path,
+        dtype: info.dtype,
+        start: file.dataStart + info.byteOffset,
+        length: info.byteLength,
+      }));
+  }
+
+  /**
    * Stored keys of the given models that no graph built so far has used, unrecognised keys
    * included. Empty after building every model of a matching checkpoint (the VAE decoder, EMA
    * keys and buffers never count).

@@ -1,0 +1,228 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  backendModuleName,
+  ConfigError,
+  configWarnings,
+  type LoraConfig,
+  loadConfig,
+  type TrainerBackend,
+  type TrainerBackendModule,
+  type TrainingResult,
+} from '@lora/config';
+import { CliError, EXIT_FAILURE } from '../cli-error.ts';
+import { print } from '../format.ts';
+import { listOption } from '../options.ts';
+import { displayPath } from '../paths.ts';
+import { ProgressDisplay } from '../run/progress.ts';
+import { prepareRunFolder, RUN_FILES, RunRecorder, stampRun } from '../run/run-folder.ts';
+import { RunTracker } from '../run/run-tracker.ts';
+import { seeTroubleshooting, type TroubleshootingSection } from '../troubleshooting.ts';
+import { VERSION } from '../version.ts';
+
+export interface TrainOptions {
+  config?: string;
+  /** `auto` or a checkpoint folder: becomes the config's `resume`. */
+  resume?: string;
+  set?: string | string[];
+  overwrite?: boolean;
+  debug?: boolean;
+}
+
+/** Exit code of a run stopped by Ctrl-C (after saving), as a shell reports a process ended by SIGINT. */
+export const EXIT_INTERRUPTED = 130;
+
+export async function train(options: TrainOptions): Promise<number> {
+  if (options.config === undefined) {
+    throw new CliError('E_USAGE', 'Which config? Usage: lora train --config configs/my_style_v1.yaml');
+  }
+  const overrides = listOption(options.set);
+  if (options.resume !== undefined) overrides.push(`resume=${options.resume}`);
+  const config = await loadConfig(options.config, { overrides }).catch((error: unknown) => {
+    throw ConfigError.isInstance(error) && error.issues.some((issue) => issue.path[0] === 'resume')
+      ? withSection(error, 'resumeFoundNothing')
+      : error;
+  });
+  const progress = new ProgressDisplay(process.stdout);
+  for (const warning of configWarnings(config)) progress.log(`warning: ${warning.message}`);
+
+  const outputDir = config.output_dir;
+  const backend = await loadBackend(config.backend);
+  const existed = existsSync(outputDir);
+  const wasEmpty = !existed || readdirSync(outputDir).length === 0;
+  prepareRunFolder(outputDir, {
+    resuming: config.resume !== undefined,
+    overwrite: options.overwrite === true,
+  });
+  const startedAt = new Date();
+  stampRun(outputDir, config, {
+    startedAt,
+    version: VERSION,
+    ...(config.resume === undefined ? {} : { resumedFrom: config.resume }),
+  });
+  progress.log(
+    `training ${displayPath(options.config)} into ${displayPath(outputDir)} (task ${config.task}, backend ${backend.name})`,
+  );
+
+  const recorder = new RunRecorder(outputDir, config.output_name, {
+    tensorboard: config.tensorboard,
+    startedAt,
+  });
+  const tracker = new RunTracker(config, progress, recorder, (code, message) => {
+    const section = WARNING_SECTIONS[code];
+    return section === undefined ? message : endWith(message, seeTroubleshooting(section));
+  });
+  const controller = new AbortController();
+  const stopHandling = handleInterrupts(controller, (message) => progress.log(message));
+  let result: TrainingResult | undefined;
+  let failure: unknown;
+  try {
+    result = await backend.train({
+      config,
+      outputDir,
+      signal: controller.signal,
+      logger: {
+        debug: (message) => {
+          if (options.debug) progress.log(message);
+        },
+        info: (message) => progress.log(message),
+        warn: (message) => progress.log(`warning: ${message}`),
+      },
+      emit: (event) => tracker.on(event),
+    });
+  } catch (error) {
+    failure = error;
+  } finally {
+    stopHandling();
+    await tracker.settle();
+    recorder.close();
+    progress.finish();
+  }
+  if (result === undefined) {
+    // Nothing trained (a wrong model folder, bad data): leave no run folder that the next attempt must --overwrite.
+    if (wasEmpty && !tracker.trained) await removeRunFiles(outputDir, existed);
+    throw withTroubleshooting(failure);
+  }
+  print(summary(result, config, options.config, tracker));
+  return result.stopped === 'aborted' ? EXIT_INTERRUPTED : 0;
+}
+
+/** Empties a run folder this run found empty, or removes it when this run created it. */
+async function removeRunFiles(outputDir: string, existed: boolean): Promise<void> {
+  if (!existed) return rm(outputDir, { recursive: true, force: true });
+  for (const entry of await readdir(outputDir))
+    await rm(join(outputDir, entry), { recursive: true, force: true });
+}
+
+/** Imports the package `backend:` names, with a message that says how to install it. */
+async function loadBackend(name: string): Promise<TrainerBackend> {
+  const specifier = backendModuleName(name);
+  let loaded: Partial<TrainerBackendModule>;
+  try {
+    loaded = (await import(specifier)) as Partial<TrainerBackendModule>;
+  } catch (error) {
+    const missing =
+      (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' &&
+      (error as Error).message.includes(`'${specifier}'`);
+    if (!missing) throw error;
+    throw new CliError(
+      'E_BACKEND_NOT_FOUND',
+      `backend: ${name} needs the package ${specifier}, which is not installed. Install it where @lora/cli is installed (npm install ${specifier}), or use backend: ort.`,
+      EXIT_FAILURE,
+    );
+  }
+  if (typeof loaded.backend?.train !== 'function') {
+    throw new CliError(
+      'E_BACKEND_INVALID',
+      `${specifier} does not export a trainer backend (an object named "backend" with a train method, see @lora/config's TrainerBackend); check backend: ${name}.`,
+      EXIT_FAILURE,
+    );
+  }
+  return loaded.backend;
+}
+
+/**
+ * The first Ctrl-C asks the backend to stop after the current step, saving a checkpoint and the
+ * adapter; a second one quits at once (checkpoints are written atomically, so none is left half-written).
+ */
+function handleInterrupts(controller: AbortController, log: (message: string) => void): () => void {
+  const onInterrupt = () => {
+    if (controller.signal.aborted) {
+      log('quitting without saving');
+      process.exit(EXIT_INTERRUPTED);
+    }
+    controller.abort();
+    log('stopping after the current step: saving a checkpoint and the adapter (Ctrl-C again quits at once)');
+  };
+  process.on('SIGINT', onInterrupt);
+  return () => {
+    process.off('SIGINT', onInterrupt);
+  };
+}
+
+/** Backend warnings that have a section in the troubleshooting guide. */
+const WARNING_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
+  resume_found_nothing: 'resumeFoundNothing',
+  device_fallback: 'cudaProvider',
+  nan_loss: 'nanLoss',
+};
+
+/** `message` as a sentence, then `sentence`. */
+const endWith = (message: string, sentence: string) => `${message.replace(/[.\s]*$/, '')}. ${sentence}.`;
+
+/** Backend error codes (trainer-ort's) that have a section in the troubleshooting guide. */
+const ERROR_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
+  NON_FINITE_LOSS: 'nanLoss',
+  CHECKPOINT_NOT_FOUND: 'resumeFoundNothing',
+  DEVICE_UNAVAILABLE: 'cudaProvider',
+};
+
+/** What onnxruntime and the C++ runtime say when an allocation fails. */
+const OUT_OF_MEMORY = /bad[ _]alloc|bad allocation|failed to allocate|out of memory/i;
+
+/** A backend error with the troubleshooting section it belongs to; the code stays the backend's. */
+class TrainError extends Error {
+  override readonly name = 'TrainError';
+  constructor(
+    readonly code: string,
+    message: string,
+    options: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+function withTroubleshooting(error: unknown): unknown {
+  if (!(error instanceof Error) || !('code' in error) || typeof error.code !== 'string') return error;
+  const section = OUT_OF_MEMORY.test(error.message) ? 'outOfMemory' : ERROR_SECTIONS[error.code];
+  return section === undefined ? error : withSection(error as Error & { code: string }, section);
+}
+
+function withSection(error: Error & { code: string }, section: TroubleshootingSection): Error {
+  if (error.message.includes('troubleshooting.md')) return error;
+  return new TrainError(error.code, endWith(error.message, seeTroubleshooting(section)), { cause: error });
+}
+
+function summary(
+  result: TrainingResult,
+  config: LoraConfig,
+  configPath: string,
+  tracker: RunTracker,
+): string {
+  const run = displayPath(config.output_dir);
+  const adapter = `${displayPath(result.adapter)}${result.adapter_config ? ` (with ${displayPath(result.adapter_config)})` : ''}`;
+  const lines =
+    result.stopped === 'completed'
+      ? [`done: ${tracker.describe(result)}`, `adapter: ${adapter}`]
+      : [
+          `stopped at ${tracker.describe(result)}`,
+          `adapter so far: ${adapter}`,
+          ...(result.checkpoint ? [`checkpoint: ${displayPath(result.checkpoint)}`] : []),
+          `continue with: lora train --config ${displayPath(configPath)} --resume auto`,
+        ];
+  const files = [RUN_FILES.config, RUN_FILES.metrics, `${RUN_FILES.plot}.png`];
+  lines.push(`run folder: ${run} (${files.join(', ')})`);
+  if (result.logs) lines.push(`curves: tensorboard --logdir ${displayPath(result.logs)}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,83 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, type TrainerEvent } from '@lora/config';
+import { describe, expect, it } from 'vitest';
+import { ProgressDisplay } from './progress.ts';
+import { RunRecorder } from './run-folder.ts';
+import { RunTracker } from './run-tracker.ts';
+
+const config = parseConfig(
+  'task: llm\nbase_model: /m\ntrain_data: /d.jsonl\noutput_dir: /o\nmax_steps: 2\n',
+  '/c.yaml',
+);
+
+function tracked(hint?: (code: string, message: string) => string) {
+  const dir = mkdtempSync(join(tmpdir(), 'tracker-'));
+  const written: string[] = [];
+  const stream = { write: (s: string) => written.push(s), isTTY: false } as unknown as NodeJS.WriteStream;
+  const recorder = new RunRecorder(dir, 'test', { tensorboard: false, startedAt: new Date() });
+  // Plain lines every 0 s: every update prints.
+  const tracker = new RunTracker(config, new ProgressDisplay(stream, false, 0), recorder, hint);
+  return { dir, written, tracker };
+}
+
+const step = (n: number, totals: object = {}): TrainerEvent =>
+  ({
+    type: 'step',
+    step: n,
+    epoch: 1,
+    loss: 3 - n,
+    lr: 1e-4,
+    grad_norm: 1,
+    examples_per_s: 4,
+    tokens_per_s: 100,
+    ...totals,
+  }) as TrainerEvent;
+
+describe('RunTracker', () => {
+  it('takes the run length from step events, and keeps it out of metrics.jsonl', async () => {
+    const { dir, written, tracker } = tracked();
+    tracker.on(step(1, { total_steps: 70, total_epochs: 7 }));
+    tracker.on(step(2, { total_steps: 70, total_epochs: 7 }));
+    tracker.on({ type: 'epoch_end', epoch: 1, step: 2, loss: 1.25 });
+    await tracker.settle();
+    expect(written[0]).toMatch(/^\[-+\] 1\/70 epoch 1\/7 loss 2\.0000 lr 1\.00e-4 0\.00 it\/s ETA --:--\n$/);
+    expect(written[1]).toMatch(
+      /^\[#-+\] 2\/70 epoch 1\/7 loss 1\.0000 lr 1\.00e-4 [\d.]+ it\/s ETA \d\d:\d\d\n$/,
+    );
+    expect(written[2]).toBe('epoch 1/7: mean loss 1.2500\n');
+    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    expect(lines.map((line) => Object.keys(JSON.parse(line)))).toEqual([
+      ['step', 'epoch', 'loss', 'lr', 'grad_norm', 'examples_per_s', 'tokens_per_s'],
+      ['step', 'epoch', 'loss', 'lr', 'grad_norm', 'examples_per_s', 'tokens_per_s'],
+    ]);
+  });
+
+  it('falls back to max_steps when the backend does not say the run length', () => {
+    const { written, tracker } = tracked();
+    tracker.on(step(1));
+    expect(written[0]).toContain(' 1/2 epoch 1/1 ');
+  });
+
+  it('words warnings through the hint, by code', () => {
+    const { written, tracker } = tracked((code, message) =>
+      code === 'x' ? `${message}. See here.` : message,
+    );
+    tracker.on({ type: 'warning', code: 'x', message: 'found nothing' });
+    tracker.on({ type: 'warning', code: 'y', message: 'other' });
+    expect(written).toEqual(['warning: found nothing. See here.\n', 'warning: other\n']);
+  });
+
+  it('describes the run: steps, time, rate, first and final loss', () => {
+    const { tracker } = tracked();
+    tracker.on(step(1, { total_steps: 2, total_epochs: 1 }));
+    tracker.on(step(2, { total_steps: 2, total_epochs: 1 }));
+    const result = { stopped: 'completed', step: 2, epoch: 1, adapter: '', config: '', metrics: '' } as const;
+    expect(tracker.describe(result)).toMatch(
+      /^step 2 of 2 \(epoch 1\) in 00:00, [\d.]+ it\/s; loss 2\.0000 \(first step\) → 1\.0000 \(last step\)$/,
+    );
+    tracker.on({ type: 'epoch_end', epoch: 1, step: 2, loss: 1.5 });
+    expect(tracker.describe(result)).toMatch(/→ 1\.5000 \(last epoch mean; last step 1\.0000\)$/);
+  });
+});

@@ -1,0 +1,88 @@
+import { stat } from 'node:fs/promises';
+import { DatasetError, type DatasetErrorCode } from '@lora/dataset';
+import { type Device, isCudaInstalled, Session } from '../session.ts';
+import { LabelError } from './label-error.ts';
+
+/** An image the labeller could not read; the rest of the batch goes on without it. */
+export interface LabelFailure {
+  readonly path: string;
+  /** What failed and what to do, from the image decoder. */
+  readonly error: string;
+}
+
+export const isLabelFailure = (result: { readonly path: string }): result is LabelFailure =>
+  'error' in result;
+
+/**
+ * Largest batch accepted. A 448² tagger input is 2.4 MB per image, so 256 images is already
+ * 600 MB of input; more is a typo.
+ */
+export const MAX_LABEL_BATCH = 256;
+
+export function checkBatchSize(batchSize: number): number {
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_LABEL_BATCH) {
+    throw new LabelError(
+      'LABEL_OPTIONS_INVALID',
+      `batchSize must be a whole number from 1 to ${MAX_LABEL_BATCH} (MAX_LABEL_BATCH), got ${batchSize}.`,
+    );
+  }
+  return batchSize;
+}
+
+/** Failures of one image (the next may be fine); anything else, such as a bad size, stops the run. */
+const IMAGE_PROBLEMS: ReadonlySet<DatasetErrorCode> = new Set([
+  'IMAGE_DECODE',
+  'NOT_FOUND',
+  'LIMIT_EXCEEDED',
+]);
+
+/**
+ * Decodes a batch concurrently (sharp works off the main thread), in order. An image that cannot
+ * be decoded becomes a failure instead of ending the run.
+ */
+export async function prepareAll<T>(
+  paths: readonly string[],
+  prepare: (path: string) => Promise<T>,
+): Promise<({ readonly path: string; readonly data: T } | LabelFailure)[]> {
+  return Promise.all(
+    paths.map(async (path) => {
+      try {
+        return { path, data: await prepare(path) };
+      } catch (error) {
+        if (!DatasetError.isInstance(error) || !IMAGE_PROBLEMS.has(error.code)) throw error;
+        return { path, error: error.message };
+      }
+    }),
+  );
+}
+
+export interface LoadOptions {
+  /**
+   * Default: CUDA when its provider is installed (falling back to the CPU if it fails to start),
+   * else the CPU without a notice: labelling a folder on the CPU is normal, not a degraded mode.
+   */
+  device?: Device;
+  threads?: number;
+  onNotice?: (message: string) => void;
+}
+
+/** Opens a labelling model, saying which one is missing before onnxruntime's generic message. */
+export async function loadSession(modelPath: string, what: string, options: LoadOptions): Promise<Session> {
+  const found = await stat(modelPath).catch(() => undefined);
+  if (!found?.isFile()) {
+    throw new LabelError(
+      'LABEL_FILE_NOT_FOUND',
+      `${what} model ${modelPath} ${found ? 'is not a file' : 'not found'}; check the path.`,
+      { path: modelPath },
+    );
+  }
+  return Session.create(modelPath, {
+    device: options.device ?? (isCudaInstalled() ? 'auto' : 'cpu'),
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.onNotice === undefined ? {} : { onNotice: options.onNotice }),
+  });
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

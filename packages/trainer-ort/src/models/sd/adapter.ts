@@ -1,0 +1,218 @@
+/**
+ * The trained SD LoRA as a file A1111, ComfyUI and sd-webui-additional-networks load as it is:
+ * kohya keys (`lora_unet_…` / `lora_te_…` from the diffusers module paths, `.lora_down.weight`,
+ * `.lora_up.weight`, always `.alpha`), sd-scripts' `ss_*` metadata (all strings) and the
+ * `sshs_*` hashes; or the diffusers layout (`pytorch_lora_weights.safetensors`). Also reads an
+ * earlier adapter back as starting values (`init_adapter`).
+ */
+import { basename, join } from 'node:path';
+import type { SdConfig } from '@lora/config';
+import {
+  kohyaHashes,
+  kohyaMetadata,
+  type LoraAdapter,
+  type LoraModule,
+  loraFromTensors,
+  type PythonValue,
+  pythonFloat,
+  readSafetensors,
+  type TensorData,
+  toDiffusers,
+  toFloat32,
+  toKohya,
+  writeSafetensors,
+} from '@lora/safetensors';
+import type { LoraParameter } from '../../lora.ts';
+import { ModelError } from '../model-error.ts';
+
+export type SdAdapterLayout = 'kohya' | 'diffusers';
+
+/** diffusers' file name for an SD LoRA (`LORA_WEIGHT_NAME_SAFE`). */
+export const DIFFUSERS_LORA_FILE = 'pytorch_lora_weights.safetensors';
+
+const DOWN = '.lora_A.weight';
+const UP = '.lora_B.weight';
+
+/** `unet.<path>.lora_A.weight` → `unet.<path>`: LoRA parameter names are the adapter's module paths. */
+function modulePath(name: string): { path: string; role: 'down' | 'up' } | undefined {
+  if (name.endsWith(DOWN)) return { path: name.slice(0, -DOWN.length), role: 'down' };
+  if (name.endsWith(UP)) return { path: name.slice(0, -UP.length), role: 'up' };
+  return undefined;
+}
+
+/** The trained values (float32, by parameter name) as a layout-independent adapter. */
+export function sdLoraAdapter(
+  parameters: readonly Pick<LoraParameter, 'name' | 'shape'>[],
+  values: ReadonlyMap<string, { readonly data: Float32Array } | Float32Array>,
+  alpha: number,
+): LoraAdapter {
+  const parts = new Map<string, Partial<Record<'down' | 'up', TensorData>>>();
+  for (const p of parameters) {
+    const where = modulePath(p.name);
+    const value = values.get(p.name);
+    const data = value instanceof Float32Array ? value : value?.data;
+    if (!where || !data) {
+      throw new ModelError('E_MODEL_ADAPTER', `LoRA parameter ${p.name} has no trained value to write`);
+    }
+    const module = parts.get(where.path) ?? {};
+    module[where.role] = { dtype: 'F32', shape: p.shape, data };
+    parts.set(where.path, module);
+  }
+  const adapter = new Map<string, LoraModule>();
+  for (const [path, { down, up }] of parts) {
+    if (!down || !up)
+      throw new ModelError('E_MODEL_ADAPTER', `LoRA module ${path} lacks its down or up weight`);
+    adapter.set(path, { down, up, alpha });
+  }
+  return adapter;
+}
+
+/**
+ * Writes the adapter into `folder`: kohya keys in `<outputName>.safetensors` with `metadata`
+ * (`ss_*`) plus `sshs_model_hash` / `sshs_legacy_hash`, or the diffusers layout in
+ * `pytorch_lora_weights.safetensors` with `{"format": "pt"}`. Returns the file's path.
+ */
+export async function writeSdAdapter(
+  folder: string,
+  adapter: LoraAdapter,
+  options: { layout: SdAdapterLayout; outputName: string; metadata: Readonly<Record<string, string>> },
+): Promise<string> {
+  if (options.layout === 'diffusers') {
+    const path = join(folder, DIFFUSERS_LORA_FILE);
+    await writeSafetensors(path, toDiffusers(adapter), { format: 'pt' });
+    return path;
+  }
+  const tensors = toKohya(adapter);
+  const path = join(folder, `${options.outputName}.safetensors`);
+  await writeSafetensors(path, tensors, {
+    ...options.metadata,
+    ...kohyaHashes(tensors, options.metadata),
+  });
+  return path;
+}
+
+/** What `ss_*` metadata records beyond the config: facts known once training has run. */
+export interface SdRunFacts {
+  /** Unix seconds, as sd-scripts' `time.time()`. */
+  startedAt: number;
+  finishedAt: number;
+  steps: number;
+  epoch: number;
+  /** Optimizer steps the run was set to take, and the epochs they make. */
+  maxSteps: number;
+  numEpochs: number;
+  batchesPerEpoch: number;
+  /** fp16 / bf16 / no, as sd-scripts writes `mixed_precision`. */
+  mixedPrecision: string;
+  /** Images × repeats. */
+  numTrainImages: number;
+  /** Tag counts per dataset folder, markup removed. */
+  tagFrequency: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Repeats and image count per dataset folder. */
+  datasetDirs: Readonly<Record<string, { n_repeats: number; img_count: number }>>;
+  /** `[width, height]` actually trained. */
+  resolution: readonly [number, number];
+  enableBucket: boolean;
+}
+
+/** sd-scripts' `ss_*` keys (train_network.py) for this run, every value a string. */
+export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<string, string> {
+  const optional = (value: number | undefined) =>
+    value === undefined || value === 0 ? null : pythonFloat(value);
+  const textEncoderLr = config.train_text_encoder ? (config.text_encoder_lr ?? config.learning_rate) : null;
+  const [beta1, beta2] = config.betas;
+  const values: Record<string, PythonValue> = {
+    ss_output_name: config.output_name,
+    ss_network_module: 'networks.lora',
+    ss_network_dim: config.lora_rank,
+    ss_network_alpha: pythonFloat(config.lora_alpha),
+    ss_network_dropout: optional(config.lora_dropout),
+    ss_base_model_version: 'sd_v1',
+    ss_v2: false,
+    ss_sd_model_name: basename(config.base_model),
+    ss_training_started_at: facts.startedAt,
+    ss_training_finished_at: facts.finishedAt,
+    ss_learning_rate: pythonFloat(config.learning_rate),
+    ss_unet_lr: pythonFloat(config.learning_rate),
+    ss_text_encoder_lr: textEncoderLr === null ? null : pythonFloat(textEncoderLr),
+    ss_num_train_images: facts.numTrainImages,
+    ss_num_reg_images: 0,
+    ss_num_batches_per_epoch: facts.batchesPerEpoch,
+    ss_num_epochs: facts.numEpochs,
+    ss_batch_size_per_device: config.batch_size,
+    ss_total_batch_size: config.batch_size * config.gradient_accumulation_steps,
+    ss_gradient_accumulation_steps: config.gradient_accumulation_steps,
+    ss_gradient_checkpointing: false,
+    ss_max_train_steps: facts.maxSteps,
+    ss_steps: facts.steps,
+    ss_epoch: facts.epoch,
+    ss_lr_warmup_steps: config.warmup_steps ?? 0,
+    ss_lr_scheduler: config.lr_scheduler,
+    ss_optimizer: `torch.optim.adamw.AdamW(weight_decay=${config.weight_decay},betas=(${beta1}, ${beta2}),eps=${pythonFloat(config.eps)})`,
+    ss_max_grad_norm: pythonFloat(config.max_grad_norm),
+    ss_mixed_precision: facts.mixedPrecision,
+    ss_full_fp16: false,
+    ss_seed: config.seed,
+    ss_clip_skip: null,
+    ss_max_token_length: null,
+    ss_cache_latents: config.cache_latents,
+    ss_noise_offset: optional(config.noise_offset),
+    ss_min_snr_gamma: optional(config.min_snr_gamma),
+    ss_resolution: `(${facts.resolution[0]}, ${facts.resolution[1]})`,
+    ss_enable_bucket: facts.enableBucket,
+    ss_min_bucket_reso: config.min_bucket_reso,
+    ss_max_bucket_reso: config.max_bucket_reso,
+    ss_bucket_no_upscale: false,
+    ss_color_aug: false,
+    ss_flip_aug: false,
+    ss_random_crop: false,
+    ss_shuffle_caption: config.shuffle_caption,
+    ss_keep_tokens: config.keep_tokens,
+    ss_caption_dropout_rate: pythonFloat(config.caption_dropout_rate),
+    ss_caption_tag_dropout_rate: pythonFloat(config.caption_tag_dropout_rate),
+    ss_dataset_dirs: facts.datasetDirs,
+    ss_tag_frequency: facts.tagFrequency,
+  };
+  return kohyaMetadata(values);
+}
+
+/**
+ * Starting values for `parameters` from an earlier SD LoRA (kohya, diffusers or PEFT keys). The
+ * file must hold exactly the modules being trained, with their shapes and `lora_alpha`; the
+ * message says which setting to change when it does not.
+ */
+export async function readSdInitAdapter(
+  path: string,
+  parameters: readonly Pick<LoraParameter, 'name' | 'shape'>[],
+  alpha: number,
+): Promise<Map<string, Float32Array>> {
+  const { tensors } = await readSafetensors(path);
+  const modules = new Set(parameters.map((p) => modulePath(p.name)?.path).filter((p) => p !== undefined));
+  const adapter = loraFromTensors(tensors, { modulePaths: modules });
+  const fail = (message: string) => new ModelError('E_MODEL_ADAPTER', `init_adapter ${path}: ${message}`);
+  const missing = [...modules].filter((m) => !adapter.has(m));
+  const extra = [...adapter.keys()].filter((m) => !modules.has(m));
+  if (missing.length > 0 || extra.length > 0) {
+    throw fail(
+      `its modules differ from the ones this config trains (${missing.length} missing, e.g. ${missing[0] ?? '-'}; ` +
+        `${extra.length} extra, e.g. ${extra[0] ?? '-'}); set target_modules and train_text_encoder as they were`,
+    );
+  }
+  const values = new Map<string, Float32Array>();
+  for (const p of parameters) {
+    const where = modulePath(p.name)!;
+    const module = adapter.get(where.path)!;
+    if (Math.abs(module.alpha - alpha) > 1e-6 * Math.max(1, alpha)) {
+      throw fail(`${where.path} has alpha ${module.alpha}; set lora_alpha: ${module.alpha}`);
+    }
+    const tensor = module[where.role];
+    if (tensor.shape.join(',') !== p.shape.join(',')) {
+      throw fail(
+        `${where.path} ${where.role} is [${tensor.shape.join(', ')}], this run needs [${p.shape.join(', ')}]; set lora_rank: ${module.down.shape[0]}`,
+      );
+    }
+    const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+    values.set(p.name, toFloat32(bytes, tensor.dtype));
+  }
+  return values;
+}

@@ -1,0 +1,60 @@
+/**
+ * The SD training data as the loop reads it: micro-batch `index` of `epoch` is the image
+ * dataset's batch (aspect bucket, order and caption augmentation from `(seed, epoch, index)`),
+ * its latents (cached or encoded now), its captions tokenized for CLIP, and the timesteps and
+ * noise drawn for exactly that position. Any micro-batch can be produced without the ones
+ * before it, which is what resuming mid-epoch needs.
+ */
+import type { ImageDataset } from '@lora/dataset';
+import type { BatchCount, BatchSource } from '../../train/data.ts';
+import type { LatentSource } from './latents.ts';
+import type { ClipTokenizer } from './model-files.ts';
+import { drawNoise, type NoiseOptions } from './noise.ts';
+
+export interface SdBatch {
+  readonly size: number;
+  /** `[channels, height, width]` of each example's latents. */
+  readonly latentShape: readonly [number, number, number];
+  /** `[size, c, h, w]`, already × the VAE scaling factor. */
+  readonly latents: Float32Array;
+  readonly noise: Float32Array;
+  readonly timesteps: BigInt64Array;
+  /** `[size, tokens]` CLIP token ids. */
+  readonly inputIds: BigInt64Array;
+  /** The augmented captions, markup stripped: what was tokenized. */
+  readonly captions: readonly string[];
+}
+
+export class SdBatchSource implements BatchSource<SdBatch> {
+  readonly microBatchesPerEpoch: number;
+
+  constructor(
+    private readonly dataset: ImageDataset,
+    private readonly latents: LatentSource,
+    private readonly tokenizer: ClipTokenizer,
+    private readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
+    private readonly noise: NoiseOptions,
+  ) {
+    this.microBatchesPerEpoch = dataset.stepsPerEpoch;
+  }
+
+  async batch(epoch: number, index: number): Promise<SdBatch> {
+    const images = await this.dataset.loadBatch(epoch, index);
+    const size = images.paths.length;
+    const latentShape = this.latentShape(images.bucket);
+    const { timesteps, noise } = drawNoise(this.noise, epoch, index, [size, ...latentShape]);
+    return {
+      size,
+      latentShape,
+      latents: await this.latents.latents(images),
+      noise,
+      timesteps,
+      inputIds: this.tokenizer.encode(images.captions),
+      captions: images.captions,
+    };
+  }
+
+  count(batch: SdBatch): BatchCount {
+    return { examples: batch.size, images: batch.size };
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * What a Stable Diffusion base model needs besides its weights: the model sizes and the CLIP
+ * tokenizer. A diffusers folder holds both (a `config.json` per model, `tokenizer/`). A single-file LDM
+ * checkpoint holds neither, so they are looked up beside it, in the diffusers folder layout:
+ * `unet/config.json`, `text_encoder/config.json`, `vae/config.json` (all three, or none for the
+ * SD 1.5 sizes) and `tokenizer/tokenizer.json`. Nothing is downloaded.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { MAX_TOKENIZER_BYTES, TextTokenizer } from '@lora/dataset';
+import { ModelError } from '../model-error.ts';
+import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, type SdModelConfig } from './config.ts';
+
+const isFile = (path: string) =>
+  stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+
+async function readJson(path: string, limit = MAX_TOKENIZER_BYTES): Promise<unknown> {
+  const { size } = await stat(path);
+  if (size > limit) {
+    throw new ModelError('E_MODEL_FILES', `${path} is ${size} bytes, above the ${limit}-byte limit`);
+  }
+  try {
+    return JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new ModelError('E_MODEL_CONFIG', `${path} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+async function isDirectory(basePath: string): Promise<boolean> {
+  try {
+    return (await stat(basePath)).isDirectory();
+  } catch (error) {
+    throw new ModelError(
+      'E_MODEL_FILES',
+      `base_model ${basePath} cannot be read (${(error as Error).message}); point it at an SD 1.x .safetensors checkpoint or a diffusers folder`,
+    );
+  }
+}
+
+/** The folder the side files of `basePath` live in: the folder itself, or a single file's folder. */
+export async function modelFolder(basePath: string): Promise<string> {
+  return (await isDirectory(basePath)) ? basePath : dirname(basePath);
+}
+
+const CONFIG_FILES = ['unet', 'text_encoder', 'vae'] as const;
+
+/**
+ * Sizes for a single-file checkpoint from the `config.json` files beside it; `undefined` (SD 1.5
+ * sizes) when there are none, and for a diffusers folder, which `openSdCheckpoint` reads itself.
+ */
+export async function singleFileConfig(checkpoint: string): Promise<SdModelConfig | undefined> {
+  if (await isDirectory(checkpoint)) return undefined;
+  const folder = dirname(checkpoint);
+  const paths = CONFIG_FILES.map((c) => join(folder, c, 'config.json'));
+  const present = await Promise.all(paths.map(isFile));
+  if (!present.some(Boolean)) return undefined;
+  const missing = paths.filter((_, i) => !present[i]);
+  if (missing.length > 0) {
+    throw new ModelError(
+      'E_MODEL_FILES',
+      `${checkpoint}: the model sizes beside it are incomplete, ${missing.join(' and ')} missing; ` +
+        'give all three of unet/, text_encoder/ and vae/config.json, or none for SD 1.5 sizes',
+    );
+  }
+  const [unet, textEncoder, vae] = await Promise.all(paths.map((p) => readJson(p)));
+  return {
+    unet: parseUnetConfig(unet, paths[0]),
+    textEncoder: parseClipTextConfig(textEncoder, paths[1]),
+    vae: parseVaeConfig(vae, paths[2]),
+  };
+}
+
+/** CLIP's special tokens; SD 1.x pads with the end-of-text token. A `tokenizer_config.json` overrides them. */
+const CLIP_SPECIAL_TOKENS = {
+  bos_token: '<|startoftext|>',
+  eos_token: '<|endoftext|>',
+  pad_token: '<|endoftext|>',
+  unk_token: '<|endoftext|>',
+};
+
+/**
+ * The CLIP tokenizer as SD training uses it: `<BOS> tokens… <EOS>` truncated to the text
+ * encoder's positions (75 caption tokens for 77) and padded with the pad token.
+ */
+export class ClipTokenizer {
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly padId: number;
+
+  private constructor(
+    private readonly tokenizer: TextTokenizer,
+    /** Token positions per caption (77 for SD). */
+    readonly length: number,
+    /** Where it was read from, for messages. */
+    readonly source: string,
+  ) {
+    if (tokenizer.bosId === undefined) {
+      throw new ModelError(
+        'E_MODEL_FILES',
+        `${source}: the tokenizer has no bos_token in its vocabulary; CLIP's is <|startoftext|>`,
+      );
+    }
+    this.bosId = tokenizer.bosId;
+    this.eosId = tokenizer.eosId;
+    this.padId = tokenizer.padId;
+  }
+
+  /** Changes whenever the tokenizer files change. */
+  get fingerprint(): string {
+    return this.tokenizer.fingerprint;
+  }
+
+  /**
+   * Reads `tokenizer/tokenizer.json` (and `tokenizer_config.json` when present) of the model at
+   * `basePath`; a clear error says where to put CLIP's when it is missing.
+   */
+  static async forModel(basePath: string, length: number): Promise<ClipTokenizer> {
+    const dir = join(await modelFolder(basePath), 'tokenizer');
+    const file = join(dir, 'tokenizer.json');
+    if (!(await isFile(file))) {
+      const slow = await isFile(join(dir, 'vocab.json'));
+      throw new ModelError(
+        'E_MODEL_FILES',
+        `${basePath}: no CLIP tokenizer at ${file}. ` +
+          (slow
+            ? 'The folder has vocab.json / merges.txt, but training reads the one-file form: '
+            : 'A single-file checkpoint carries no tokenizer: ') +
+          `put tokenizer.json and tokenizer_config.json of openai/clip-vit-large-patch14 (also in the tokenizer/ folder of stable-diffusion-v1-5) into ${dir}/`,
+      );
+    }
+    const json = await readJson(file);
+    const configPath = join(dir, 'tokenizer_config.json');
+    const config = (await isFile(configPath)) ? await readJson(configPath) : {};
+    const tokenizer = TextTokenizer.fromJson(json as object, {
+      ...CLIP_SPECIAL_TOKENS,
+      ...(config as object),
+    });
+    return new ClipTokenizer(tokenizer, length, file);
+  }
+
+  /** Token ids `[captions.length, length]`, row-major, as the text encoder's int64 input. */
+  encode(captions: readonly string[]): BigInt64Array {
+    const out = new BigInt64Array(captions.length * this.length).fill(BigInt(this.padId));
+    captions.forEach((caption, row) => {
+      const ids = this.tokenizer.encode(caption, false).slice(0, this.length - 2);
+      const at = row * this.length;
+      out[at] = BigInt(this.bosId);
+      ids.forEach((id, i) => {
+        out[at + 1 + i] = BigInt(id);
+      });
+      out[at + 1 + ids.length] = BigInt(this.eosId);
+    });
+    return out;
+  }
+}

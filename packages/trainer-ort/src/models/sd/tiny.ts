@@ -1,0 +1,353 @@
+/**
+ * A tiny Stable Diffusion of the SD 1.x architecture with random weights, for tests and the
+ * quick-start demo: an LDM single-file checkpoint (`<name>.safetensors`), the diffusers /
+ * transformers `config.json` of each model beside it (a single file carries no sizes, see
+ * `model-files.ts`), and a CLIP-style byte-level BPE `tokenizer/tokenizer.json` with a small
+ * vocabulary. Plus a dataset of coloured-shape PNGs with structured captions in `metadata.csv`.
+ * Nothing is downloaded.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
+import { createRng, type Rng } from '@lora/dataset';
+import { type TensorData, writeSafetensors } from '@lora/safetensors';
+import type { ClipTextConfig, SdModelConfig, UnetConfig, VaeEncoderConfig } from './config.ts';
+import { LDM_PREFIXES } from './keys.ts';
+import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
+
+/** The demo's words: every one is a single token of the tiny tokenizer. */
+const DEMO_WORDS = [
+  'a',
+  'red',
+  'green',
+  'blue',
+  'yellow',
+  'circle',
+  'square',
+  'on',
+  'white',
+  'black',
+  'background',
+  'flat',
+  'shape',
+  'style',
+  'shapes',
+  'simple',
+  'bold',
+  'pastel',
+];
+
+/** Sizes of the tiny model; images of 64 px give 8×8 latents (VAE factor 8, as SD). */
+export function tinySdConfig(vocabSize: number): SdModelConfig {
+  const unet: UnetConfig = {
+    inChannels: 4,
+    outChannels: 4,
+    blockOutChannels: [32, 64],
+    layersPerBlock: 1,
+    crossAttention: [true, false],
+    attentionHeads: [2, 2],
+    crossAttentionDim: 32,
+    normGroups: 8,
+    normEpsilon: 1e-5,
+  };
+  const textEncoder: ClipTextConfig = {
+    vocabSize,
+    hiddenSize: 32,
+    intermediateSize: 64,
+    numLayers: 2,
+    numHeads: 2,
+    maxPositions: 77,
+    layerNormEpsilon: 1e-5,
+  };
+  const vae: VaeEncoderConfig = {
+    inChannels: 3,
+    blockOutChannels: [8, 8, 16, 16],
+    layersPerBlock: 1,
+    latentChannels: 4,
+    normGroups: 4,
+    scalingFactor: 0.18215,
+  };
+  return { unet, textEncoder, vae };
+}
+
+/** GPT-2 / CLIP `bytes_to_unicode`: the printable character standing for each byte. */
+function byteCharacters(): string[] {
+  const printable = (b: number) =>
+    (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  let next = 256;
+  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(printable(b) ? b : next++));
+}
+
+const BOS = '<|startoftext|>';
+const EOS = '<|endoftext|>';
+
+/**
+ * A `tokenizer.json` laid out as openai/clip-vit-large-patch14's (NFC + whitespace + lowercase,
+ * CLIP's split regex, byte-level BPE with `</w>` word ends, RobertaProcessing with BOS/EOS), with
+ * the 512 byte tokens, merges that build each of `words`, and the two special tokens last.
+ */
+export function clipTokenizerJson(words: readonly string[] = DEMO_WORDS): object {
+  const bytes = byteCharacters();
+  const vocab = new Map<string, number>();
+  const add = (token: string) => {
+    if (!vocab.has(token)) vocab.set(token, vocab.size);
+  };
+  for (const c of bytes) add(c);
+  for (const c of bytes) add(`${c}</w>`);
+  const merges: string[] = [];
+  for (const word of words) {
+    const symbols = [...word].map((c, i, all) => (i === all.length - 1 ? `${c}</w>` : c));
+    let left = symbols[0]!;
+    for (const right of symbols.slice(1)) {
+      const merged = left + right;
+      if (!vocab.has(merged)) {
+        merges.push(`${left} ${right}`);
+        add(merged);
+      }
+      left = merged;
+    }
+  }
+  const [bosId, eosId] = [vocab.size, vocab.size + 1];
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: true,
+    special: true,
+  });
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [special(bosId, BOS), special(eosId, EOS)],
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'NFC' },
+        { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' },
+        { type: 'Lowercase' },
+      ],
+    },
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        {
+          type: 'Split',
+          pattern: {
+            Regex:
+              "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+",
+          },
+          behavior: 'Removed',
+          invert: true,
+        },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+      ],
+    },
+    post_processor: {
+      type: 'RobertaProcessing',
+      sep: [EOS, eosId],
+      cls: [BOS, bosId],
+      trim_offsets: false,
+      add_prefix_space: false,
+    },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: EOS,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '</w>',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab: Object.fromEntries(vocab),
+      merges,
+    },
+  };
+}
+
+/** CLIP's `tokenizer_config.json` essentials: SD 1.x pads with the end-of-text token. */
+export const CLIP_TOKENIZER_CONFIG = {
+  bos_token: BOS,
+  eos_token: EOS,
+  pad_token: EOS,
+  unk_token: EOS,
+  model_max_length: 77,
+} as const;
+
+/** Random weights at sensible scales: norms 1, biases 0, embeddings N(0, 0.02²) as CLIP's, the rest N(0, 1/fan_in). */
+function randomTensor(rng: Rng, key: string, shape: readonly number[]): TensorData {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(size);
+  const isBias = key.endsWith('.bias');
+  if (!isBias && shape.length === 1) data.fill(1);
+  else if (!isBias) {
+    const std = key.includes('embedding') ? 0.02 : 1 / Math.sqrt(size / shape[0]!);
+    for (let i = 0; i < size; i++) data[i] = rng.normal() * std;
+  }
+  return { dtype: 'F32', shape, data };
+}
+
+/** diffusers / transformers `config.json` contents for the sizes in `config`. */
+export function diffusersConfigJson(config: SdModelConfig): Record<'unet' | 'text_encoder' | 'vae', object> {
+  const { unet, textEncoder: te, vae } = config;
+  const down = unet.crossAttention.map((a) => (a ? 'CrossAttnDownBlock2D' : 'DownBlock2D'));
+  return {
+    unet: {
+      _class_name: 'UNet2DConditionModel',
+      in_channels: unet.inChannels,
+      out_channels: unet.outChannels,
+      block_out_channels: unet.blockOutChannels,
+      layers_per_block: unet.layersPerBlock,
+      down_block_types: down,
+      up_block_types: unet.crossAttention.map((a) => (a ? 'CrossAttnUpBlock2D' : 'UpBlock2D')).reverse(),
+      attention_head_dim: unet.attentionHeads,
+      cross_attention_dim: unet.crossAttentionDim,
+      norm_num_groups: unet.normGroups,
+      norm_eps: unet.normEpsilon,
+    },
+    text_encoder: {
+      architectures: ['CLIPTextModel'],
+      vocab_size: te.vocabSize,
+      hidden_size: te.hiddenSize,
+      intermediate_size: te.intermediateSize,
+      num_hidden_layers: te.numLayers,
+      num_attention_heads: te.numHeads,
+      max_position_embeddings: te.maxPositions,
+      hidden_act: 'quick_gelu',
+      layer_norm_eps: te.layerNormEpsilon,
+    },
+    vae: {
+      _class_name: 'AutoencoderKL',
+      in_channels: vae.inChannels,
+      block_out_channels: vae.blockOutChannels,
+      down_block_types: vae.blockOutChannels.map(() => 'DownEncoderBlock2D'),
+      layers_per_block: vae.layersPerBlock,
+      latent_channels: vae.latentChannels,
+      norm_num_groups: vae.normGroups,
+      scaling_factor: vae.scalingFactor,
+    },
+  };
+}
+
+export interface TinySdModel {
+  /** The single-file checkpoint. */
+  readonly checkpoint: string;
+  readonly config: SdModelConfig;
+}
+
+/**
+ * Writes `<folder>/<name>.safetensors` (LDM keys, F32, random weights from `seed`), the three
+ * `config.json` files and `tokenizer/` beside it.
+ */
+export async function writeTinySdModel(folder: string, name = 'tiny-sd', seed = 0): Promise<TinySdModel> {
+  const tokenizer = clipTokenizerJson() as { model: { vocab: object }; added_tokens: unknown[] };
+  const config = tinySdConfig(Object.keys(tokenizer.model.vocab).length + tokenizer.added_tokens.length);
+  const rng = createRng(seed);
+  const tensors = new Map<string, TensorData>();
+  const parts = [
+    [LDM_PREFIXES.unet, ldmUnet(config.unet)],
+    [LDM_PREFIXES.text_encoder, clipTextModel(config.textEncoder)],
+    [LDM_PREFIXES.vae, ldmVae(config.vae)],
+  ] as const;
+  for (const [prefix, shapes] of parts) {
+    for (const [key, shape] of shapes) tensors.set(prefix + key, randomTensor(rng, key, shape));
+  }
+  await mkdir(join(folder, 'tokenizer'), { recursive: true });
+  const checkpoint = join(folder, `${name}.safetensors`);
+  await writeSafetensors(checkpoint, tensors, { format: 'pt' });
+  for (const [component, json] of Object.entries(diffusersConfigJson(config))) {
+    await mkdir(join(folder, component), { recursive: true });
+    await writeFile(join(folder, component, 'config.json'), `${JSON.stringify(json, null, 2)}\n`);
+  }
+  await writeFile(join(folder, 'tokenizer', 'tokenizer.json'), JSON.stringify(tokenizer));
+  await writeFile(
+    join(folder, 'tokenizer', 'tokenizer_config.json'),
+    `${JSON.stringify(CLIP_TOKENIZER_CONFIG, null, 2)}\n`,
+  );
+  return { checkpoint, config };
+}
+
+/** An 8-bit RGB PNG (one IDAT, no filtering): enough for the dataset loader, no image library needed. */
+export function encodePng(width: number, height: number, rgb: Uint8Array): Uint8Array {
+  const chunk = (type: string, data: Uint8Array) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'latin1');
+    out.set(data, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit, truecolour, deflate, no filter, no interlace
+  const rows = Buffer.alloc(height * (1 + 3 * width));
+  for (let y = 0; y < height; y++)
+    rows.set(rgb.subarray(y * 3 * width, (y + 1) * 3 * width), y * (1 + 3 * width) + 1);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(rows)),
+    chunk('IEND', new Uint8Array()),
+  ]);
+}
+
+const COLOURS: Readonly<Record<string, readonly [number, number, number]>> = {
+  red: [220, 40, 40],
+  green: [40, 180, 70],
+  blue: [40, 80, 220],
+  yellow: [235, 210, 40],
+};
+const BACKGROUNDS: Readonly<Record<string, readonly [number, number, number]>> = {
+  white: [245, 245, 245],
+  black: [20, 20, 20],
+};
+
+export interface ShapeImagesOptions {
+  count?: number;
+  /** Side in pixels (square images). */
+  size?: number;
+  seed?: number;
+}
+
+/**
+ * Writes `count` PNGs of one coloured circle or square on a plain background into `folder`, and
+ * a `metadata.csv` whose captions use the markup (`**flat shape style**` core tag, `*mood*`).
+ * Returns the captions by file name.
+ */
+export async function writeShapeImages(
+  folder: string,
+  { count = 6, size = 64, seed = 1 }: ShapeImagesOptions = {},
+): Promise<Map<string, string>> {
+  await mkdir(folder, { recursive: true });
+  const rng = createRng(seed);
+  const colours = Object.keys(COLOURS);
+  const backgrounds = Object.keys(BACKGROUNDS);
+  const captions = new Map<string, string>();
+  for (let i = 0; i < count; i++) {
+    const colour = colours[i % colours.length]!;
+    const background = backgrounds[Math.floor(i / colours.length) % backgrounds.length]!;
+    const shape = i % 2 === 0 ? 'circle' : 'square';
+    const [cx, cy] = [size * (0.35 + 0.3 * rng.next()), size * (0.35 + 0.3 * rng.next())];
+    const radius = size * (0.18 + 0.1 * rng.next());
+    const rgb = new Uint8Array(size * size * 3);
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        const [dx, dy] = [x + 0.5 - cx, y + 0.5 - cy];
+        const inside =
+          shape === 'circle'
+            ? dx * dx + dy * dy <= radius * radius
+            : Math.max(Math.abs(dx), Math.abs(dy)) <= radius;
+        rgb.set(inside ? COLOURS[colour]! : BACKGROUNDS[background]!, 3 * (y * size + x));
+      }
+    }
+    const file = `shape_${String(i).padStart(2, '0')}.png`;
+    await writeFile(join(folder, file), encodePng(size, size, rgb));
+    captions.set(file, `**flat shape style**, a ${colour} ${shape}, ${background} background, *simple*`);
+  }
+  const csv = ['file_name,text', ...[...captions].map(([file, text]) => `${file},"${text}"`)].join('\n');
+  await writeFile(join(folder, 'metadata.csv'), `${csv}\n`);
+  return captions;
+}

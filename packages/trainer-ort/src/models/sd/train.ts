@@ -1,0 +1,306 @@
+/**
+ * One Stable Diffusion LoRA training run, end to end, as the `ort` backend runs `task: sd`:
+ * checkpoint + sizes + CLIP tokenizer → dataset (buckets, captions) → latents (cached on disk or
+ * encoded per batch) → the training loop → the kohya (or diffusers) adapter with its metadata.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { resolveTargetModules, type SdConfig, type TrainingResult, type TrainingRun } from '@lora/config';
+import {
+  type BucketOptions,
+  type CaptionOptions,
+  checkDataset,
+  type DatasetImage,
+  datasetTagFrequency,
+  ImageDataset,
+  type ImageDatasetOptions,
+} from '@lora/dataset';
+import { Graph } from '../../graph/graph.ts';
+import { runTrainingLoop } from '../../train/loop.ts';
+import { loopSettingsFromConfig } from '../../train/options.ts';
+import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
+import { ModelError } from '../model-error.ts';
+import {
+  readSdInitAdapter,
+  type SdAdapterLayout,
+  sdLoraAdapter,
+  sdTrainingMetadata,
+  writeSdAdapter,
+} from './adapter.ts';
+import { SdBatchSource } from './batches.ts';
+import { openSdCheckpoint } from './checkpoint.ts';
+import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
+import { ClipTokenizer, singleFileConfig } from './model-files.ts';
+import { SdTrainableModel } from './trainable.ts';
+
+export type { SdAdapterLayout } from './adapter.ts';
+
+/** Files of the run folder the CLI writes; the result points at them. */
+const RUN_FILES = { config: 'config.yaml', metrics: 'metrics.jsonl', logs: 'logs' } as const;
+
+export interface TrainSdOptions {
+  /** `kohya` (default): `<output_name>.safetensors` with `ss_*` metadata; `diffusers`: `pytorch_lora_weights.safetensors`. */
+  layout?: SdAdapterLayout;
+}
+
+/**
+ * Trains a Stable Diffusion 1.x LoRA as `run.config` says, reporting through `run.emit` (step,
+ * epoch, checkpoint and warning events, then `done`), and resolves with the run's files — also
+ * when `run.signal` stops it early (a resumable checkpoint and the adapter so far are written).
+ */
+export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): Promise<TrainingResult> {
+  const { config, outputDir, logger } = run;
+  if (config.task !== 'sd') {
+    throw new ModelError('E_MODEL_CONFIG', `trainSd trains task: sd, the config says task: ${config.task}`);
+  }
+  const warn = (code: string, message: string) => run.emit({ type: 'warning', code, message });
+  const startedAt = Date.now() / 1000;
+  const targets = resolveTargetModules(config);
+  noticeClipNames(config, targets.task === 'sd' ? targets.unet : [], warn);
+
+  const base = config.base_model;
+  const opened = await openSdCheckpoint(base, await singleFileConfig(base));
+  let latents: LatentSource | undefined;
+  try {
+    const { checkpoint } = opened;
+    const tokenizer = await ClipTokenizer.forModel(base, checkpoint.config.textEncoder.maxPositions);
+    const images = await trainingImages(config, warn);
+    const { dataset, buckets } = imageDataset(images, config, warn);
+    const bucket = dataset.buckets[0]!.bucket;
+
+    const encoder = new VaeEncoder(checkpoint, {
+      folder: join(outputDir, GRAPHS_FOLDER),
+      device: config.device,
+      onNotice: (message) => warn('device_fallback', message),
+    });
+    const [channels, height, width] = encoder.latentShape(bucket);
+    if (config.cache_latents) {
+      const cache = new LatentCache(
+        await latentCacheFolder(config, outputDir, warn),
+        images,
+        encoder,
+        await vaeFingerprint(checkpoint),
+        buckets,
+      );
+      latents = cache;
+      const stats = await cache.fill();
+      logger.info(
+        `latents: ${stats.encoded} image(s) encoded, ${stats.reused} read from the cache in ${cache.folder}`,
+      );
+    } else {
+      latents = new EncodedLatents(encoder);
+    }
+
+    const lora = {
+      rank: config.lora_rank,
+      alpha: config.lora_alpha,
+      seed: config.seed,
+      ...(config.lora_dropout > 0 ? { dropout: config.lora_dropout } : {}),
+      unet: targets.task === 'sd' ? targets.unet : [],
+      textEncoder: targets.task === 'sd' ? targets.text_encoder : [],
+    };
+    const model = new SdTrainableModel(checkpoint, {
+      latentSize: [height, width],
+      prediction: config.prediction_type,
+      lora,
+      ...(config.min_snr_gamma === undefined ? {} : { minSnrGamma: config.min_snr_gamma }),
+    });
+    const initial = config.init_adapter
+      ? await initAdapterValues(config.init_adapter, model, config.lora_alpha)
+      : undefined;
+    const trained = initial ? new SdTrainableModel(checkpoint, { ...model.options, initial }) : model;
+    const data = new SdBatchSource(dataset, latents, tokenizer, (b) => encoder.latentShape(b), {
+      seed: config.seed,
+      noiseOffset: config.noise_offset,
+    });
+    logger.info(
+      `sd: ${images.length} image(s), bucket ${bucket.join('x')} → latents ${channels}×${height}×${width}, ` +
+        `${dataset.stepsPerEpoch} micro-batch(es) per epoch; LoRA rank ${config.lora_rank} on UNet ${lora.unet.join(', ')}` +
+        (lora.textEncoder.length > 0 ? ` and text encoder ${lora.textEncoder.join(', ')}` : ''),
+    );
+
+    const settings = loopSettingsFromConfig(config);
+    const result = await runTrainingLoop({
+      ...settings,
+      model: trained,
+      data,
+      outputDir,
+      signal: run.signal,
+      onEvent: run.emit,
+    });
+
+    const parameters = trained.modules.flatMap((m) => [m.layer.down, m.layer.up]);
+    const stepsPerEpoch = Math.ceil(data.microBatchesPerEpoch / config.gradient_accumulation_steps);
+    const metadata = sdTrainingMetadata(config, {
+      startedAt,
+      finishedAt: Date.now() / 1000,
+      steps: result.step,
+      epoch: result.epoch,
+      maxSteps: config.max_steps ?? (config.epochs ?? 1) * stepsPerEpoch,
+      numEpochs: config.epochs ?? Math.ceil((config.max_steps ?? 0) / stepsPerEpoch),
+      batchesPerEpoch: data.microBatchesPerEpoch,
+      mixedPrecision: result.precision === 'fp32' ? 'no' : result.precision,
+      numTrainImages: images.reduce((sum, image) => sum + image.repeats, 0),
+      tagFrequency: Object.fromEntries(
+        Object.entries(datasetTagFrequency(images)).map(([name, f]) => [name, f.counts]),
+      ),
+      datasetDirs: datasetDirs(images),
+      resolution: bucket,
+      enableBucket: buckets.enableBucket ?? false,
+    });
+    const adapter = await writeSdAdapter(
+      outputDir,
+      sdLoraAdapter(parameters, result.parameters, config.lora_alpha),
+      { layout: options.layout ?? 'kohya', outputName: config.output_name, metadata },
+    );
+    const done: TrainingResult = {
+      stopped: result.stopped,
+      step: result.step,
+      epoch: result.epoch,
+      adapter,
+      config: join(outputDir, RUN_FILES.config),
+      metrics: join(outputDir, RUN_FILES.metrics),
+      ...(config.tensorboard ? { logs: join(outputDir, RUN_FILES.logs) } : {}),
+      ...(result.checkpoint === undefined ? {} : { checkpoint: result.checkpoint }),
+    };
+    run.emit({ type: 'done', ...done });
+    return done;
+  } finally {
+    await latents?.dispose();
+    await opened.close();
+  }
+}
+
+/** The UNet layer each CLIP attention name stands for (as @lora/config's `resolveTargetModules` maps them). */
+const CLIP_ATTENTION_TO_UNET: Readonly<Record<string, string>> = {
+  q_proj: 'to_q',
+  k_proj: 'to_k',
+  v_proj: 'to_v',
+  out_proj: 'to_out',
+};
+
+/** CLIP attention names in an sd config also (or only) mean the UNet's attention: say so. */
+function noticeClipNames(
+  config: SdConfig,
+  unet: readonly string[],
+  warn: (code: string, message: string) => void,
+): void {
+  if (config.target_modules === 'all-linear') return;
+  const clipNames = config.target_modules.filter((m) => m in CLIP_ATTENTION_TO_UNET);
+  if (clipNames.length === 0) return;
+  warn(
+    'module_mapping',
+    `target_modules ${clipNames.join(', ')} are CLIP text-encoder names; for Stable Diffusion they also mean the UNet's ` +
+      `${clipNames.map((m) => CLIP_ATTENTION_TO_UNET[m]).join(', ')}` +
+      `${config.train_text_encoder ? ' (and the text encoder trains the layers of those names)' : ' (the text encoder is not trained: train_text_encoder is off)'}; ` +
+      `the UNet trains ${unet.join(', ')}`,
+  );
+}
+
+/** The images of the dataset folder, with a warning for any that will be skipped. */
+async function trainingImages(
+  config: SdConfig,
+  warn: (code: string, message: string) => void,
+): Promise<DatasetImage[]> {
+  const report = await checkDataset({
+    dirs: [config.train_data_dir],
+    ...(config.metadata_path ? { metadataPath: config.metadata_path } : {}),
+    captionExtension: config.caption_extension,
+    resolution: config.resolution,
+  });
+  const { imagesSkipped, uncaptioned } = report.summary;
+  if (imagesSkipped > 0) {
+    warn(
+      'images_skipped',
+      `${imagesSkipped} image(s) in ${config.train_data_dir} cannot be read and are skipped; \`lora dataset check\` lists them`,
+    );
+  }
+  if (uncaptioned > 0) {
+    warn('uncaptioned_images', `${uncaptioned} image(s) have no caption and train with an empty one`);
+  }
+  return report.images;
+}
+
+/**
+ * The image dataset. The training step is one ONNX graph with static latent sizes, so a run
+ * trains one bucket size: when the images fall into several aspect buckets they are instead
+ * resized and centre-cropped to `resolution`, with a warning.
+ */
+function imageDataset(
+  images: readonly DatasetImage[],
+  config: SdConfig,
+  warn: (code: string, message: string) => void,
+): { dataset: ImageDataset; buckets: BucketOptions } {
+  const caption: CaptionOptions | undefined =
+    config.shuffle_caption || config.caption_dropout_rate > 0 || config.caption_tag_dropout_rate > 0
+      ? {
+          shuffle: config.shuffle_caption,
+          keepTokens: config.keep_tokens,
+          tagDropout: config.caption_tag_dropout_rate,
+          captionDropout: config.caption_dropout_rate,
+        }
+      : undefined;
+  const settings = (enableBucket: boolean): ImageDatasetOptions => ({
+    resolution: config.resolution,
+    enableBucket,
+    minBucketReso: config.min_bucket_reso,
+    maxBucketReso: config.max_bucket_reso,
+    bucketResoSteps: config.bucket_reso_steps,
+    batchSize: config.batch_size,
+    seed: config.seed,
+    ...(caption ? { caption } : {}),
+  });
+  const bucketed = new ImageDataset(images, settings(config.enable_bucket));
+  if (bucketed.buckets.length === 1) {
+    return { dataset: bucketed, buckets: settings(config.enable_bucket) };
+  }
+  warn(
+    'single_bucket',
+    `the images fall into ${bucketed.buckets.length} aspect buckets (${bucketed.buckets.map((b) => b.bucket.join('x')).join(', ')}), ` +
+      `but this backend trains one latent size per run; every image is resized and centre-cropped to ${config.resolution.join('x')} instead. ` +
+      'Crop the images to one aspect ratio to keep more of each, or set enable_bucket: false to silence this',
+  );
+  return { dataset: new ImageDataset(images, settings(false)), buckets: settings(false) };
+}
+
+/** Latents live beside the images (as kohya's `.npz` files do), or in the run folder when that is read-only. */
+async function latentCacheFolder(
+  config: SdConfig,
+  outputDir: string,
+  warn: (code: string, message: string) => void,
+): Promise<string> {
+  const beside = join(config.train_data_dir, '.cache', 'latents');
+  try {
+    await mkdir(beside, { recursive: true });
+    return beside;
+  } catch (error) {
+    const fallback = join(outputDir, 'cache', 'latents');
+    warn(
+      'latent_cache_moved',
+      `cannot write the latent cache to ${beside} (${(error as Error).message}); using ${fallback}, which the next run in another folder will not find`,
+    );
+    return fallback;
+  }
+}
+
+function datasetDirs(
+  images: readonly DatasetImage[],
+): Record<string, { n_repeats: number; img_count: number }> {
+  const dirs: Record<string, { n_repeats: number; img_count: number }> = {};
+  for (const image of images) {
+    const entry = dirs[image.dataset] ?? { n_repeats: image.repeats, img_count: 0 };
+    entry.img_count++;
+    dirs[image.dataset] = entry;
+  }
+  return dirs;
+}
+
+/** Builds the loss graph once to learn the parameter names and shapes, then reads the adapter for them. */
+async function initAdapterValues(
+  path: string,
+  model: SdTrainableModel,
+  alpha: number,
+): Promise<Map<string, Float32Array>> {
+  const parameters = model.build(new Graph('parameters'), { computeDtype: 'float32' }).parameters;
+  return readSdInitAdapter(path, parameters, alpha);
+}
