@@ -8,7 +8,8 @@ import {
   taggerCaptionParts,
   Wd14Tagger,
 } from '@lora/trainer-ort';
-import { LabelProgress } from './progress.ts';
+import { ProgressDisplay } from '../run/progress.ts';
+import { formatLabelProgress } from './progress.ts';
 
 export interface Wd14Settings {
   model: 'wd14';
@@ -37,9 +38,11 @@ export async function labelWithModel(
   settings: Wd14Settings | ClipSettings,
   images: readonly string[],
 ): Promise<ModelLabels> {
-  const progress = new LabelProgress(process.stderr);
+  const progress = new ProgressDisplay(process.stderr);
+  const started = Date.now();
   const onNotice = (message: string) => progress.log(`lora: ${message}`);
-  const onProgress = (done: number, total: number) => progress.update(done, total);
+  const onProgress = (done: number, total: number) =>
+    progress.show(formatLabelProgress(done, total, (Date.now() - started) / 1000), done === total);
   const labels: ModelLabels = new Map();
   if (settings.model === 'wd14') {
     const tagger = await Wd14Tagger.load(settings.modelPath, settings.tagsPath, {

@@ -44,17 +44,21 @@ export class ProgressDisplay {
   private drawn = false;
 
   constructor(
-    private readonly stream: NodeJS.WriteStream,
+    private readonly stream: NodeJS.WritableStream & { isTTY?: boolean },
     private readonly interactive = Boolean(stream.isTTY) && !process.env['CI'],
     private readonly plainEverySeconds = 10,
   ) {}
 
   update(state: ProgressState, now = Date.now() / 1000): void {
-    const line = formatProgress(state);
+    this.show(formatProgress(state), state.step === state.totalSteps, now);
+  }
+
+  /** Shows any status line; `last` forces it out in plain mode so logs end with the final state. */
+  show(line: string, last: boolean, now = Date.now() / 1000): void {
     if (this.interactive) {
       this.stream.write(`\r\x1b[2K${line}`);
       this.drawn = true;
-    } else if (now - this.lastPlain >= this.plainEverySeconds || state.step === state.totalSteps) {
+    } else if (now - this.lastPlain >= this.plainEverySeconds || last) {
       this.stream.write(`${line}\n`);
       this.lastPlain = now;
     }
