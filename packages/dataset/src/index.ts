@@ -70,10 +70,12 @@ export {
 } from './text-check.ts';
 export {
   MAX_SEQ_LEN,
+  padSequences,
   type TextBatch,
   TextDataset,
   type TextDatasetOptions,
   type TextDatasetStats,
+  type TokenSequence,
 } from './text-dataset.ts';
 export {
   type ChatMessage,

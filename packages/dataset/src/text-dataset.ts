@@ -72,6 +72,30 @@ export interface TextBatch {
   readonly sequences: number[];
 }
 
+/** Token ids and labels of one sequence, as `TextDataset.sequence` returns them. */
+export interface TokenSequence {
+  readonly inputIds: Int32Array;
+  readonly labels: Int32Array;
+}
+
+/** Right-pads sequences to the longest into one padded batch with its attention mask. */
+export function padSequences(
+  sequences: readonly TokenSequence[],
+  padId: number,
+): Pick<TextBatch, 'batchSize' | 'seqLen' | 'inputIds' | 'labels' | 'attentionMask'> {
+  const seqLen = Math.max(...sequences.map((s) => s.inputIds.length));
+  const batchSize = sequences.length;
+  const inputIds = new Int32Array(batchSize * seqLen).fill(padId);
+  const labels = new Int32Array(batchSize * seqLen).fill(IGNORE_INDEX);
+  const attentionMask = new Int32Array(batchSize * seqLen);
+  for (const [row, sequence] of sequences.entries()) {
+    inputIds.set(sequence.inputIds, row * seqLen);
+    labels.set(sequence.labels, row * seqLen);
+    attentionMask.fill(1, row * seqLen, row * seqLen + sequence.inputIds.length);
+  }
+  return { batchSize, seqLen, inputIds, labels, attentionMask };
+}
+
 async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
@@ -331,7 +355,7 @@ export class TextDataset {
   }
 
   /** One sequence's token ids and labels. */
-  async sequence(index: number): Promise<{ inputIds: Int32Array; labels: Int32Array }> {
+  async sequence(index: number): Promise<TokenSequence> {
     const length = this.lengths[index];
     if (length === undefined) {
       throw new DatasetError(
@@ -357,17 +381,7 @@ export class TextDataset {
     }
     const sequences = [...order.subarray(step * batchSize, (step + 1) * batchSize)];
     const loaded = await Promise.all(sequences.map((index) => this.sequence(index)));
-    const seqLen = Math.max(...loaded.map((s) => s.inputIds.length));
-    const size = sequences.length;
-    const inputIds = new Int32Array(size * seqLen).fill(this.options.tokenizer.padId);
-    const labels = new Int32Array(size * seqLen).fill(IGNORE_INDEX);
-    const attentionMask = new Int32Array(size * seqLen);
-    for (const [row, sequence] of loaded.entries()) {
-      inputIds.set(sequence.inputIds, row * seqLen);
-      labels.set(sequence.labels, row * seqLen);
-      attentionMask.fill(1, row * seqLen, row * seqLen + sequence.inputIds.length);
-    }
-    return { epoch, step, batchSize: size, seqLen, inputIds, labels, attentionMask, sequences };
+    return { epoch, step, ...padSequences(loaded, this.options.tokenizer.padId), sequences };
   }
 
   /** Batches of `epoch` from `startStep` (for resume), reading the next batch while one is used. */

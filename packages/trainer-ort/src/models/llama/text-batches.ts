@@ -4,7 +4,7 @@
  * all their sequences together, from `createRng(seed, stream, epoch)` alone, so any (epoch,
  * index) can be loaded directly when a run resumes.
  */
-import { createRng, IGNORE_INDEX, type TextDataset } from '@lora/dataset';
+import { createRng, padSequences, type TextDataset } from '@lora/dataset';
 import type { BatchCount, BatchSource } from '../../train/data.ts';
 import type { LlamaBatch } from './model.ts';
 
@@ -44,17 +44,7 @@ export class TextBatches implements BatchSource<LlamaBatch> {
     const { batchSize, padId } = this.options;
     const picked = this.epochOrder(epoch).subarray(index * batchSize, (index + 1) * batchSize);
     const loaded = await Promise.all(Array.from(picked, (global) => this.sequence(global)));
-    const seqLen = Math.max(...loaded.map((s) => s.inputIds.length));
-    const rows = loaded.length;
-    const inputIds = new Int32Array(rows * seqLen).fill(padId);
-    const labels = new Int32Array(rows * seqLen).fill(IGNORE_INDEX);
-    const attentionMask = new Int32Array(rows * seqLen);
-    for (const [row, sequence] of loaded.entries()) {
-      inputIds.set(sequence.inputIds, row * seqLen);
-      labels.set(sequence.labels, row * seqLen);
-      attentionMask.fill(1, row * seqLen, row * seqLen + sequence.inputIds.length);
-    }
-    return { batchSize: rows, seqLen, inputIds, labels, attentionMask };
+    return padSequences(loaded, padId);
   }
 
   count(batch: LlamaBatch): BatchCount {
