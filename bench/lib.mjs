@@ -1,0 +1,217 @@
+// Shared by the bench scripts: interleaved timing, medians, the Python side as a long-lived
+// worker, machine and version facts, and the result table.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const BENCH_DIR = join(ROOT, 'bench');
+/** Debian's interpreter: its python3-* packages are what the scripts install; pyenv's python3 may come first on PATH. */
+export const PYTHON = '/usr/bin/python3';
+/** The issue asks for the median of at least 5 runs. */
+export const RUNS = 5;
+
+export const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+/**
+ * Runs every side once per round, `runs` rounds after one untimed warm-up round (JIT, caches,
+ * worker pools), alternating which side goes first, so that load from other jobs on the shared
+ * cores falls on both sides alike. Each side returns its own measured seconds (so a Python side
+ * can leave out its interpreter's start-up), or nothing to be timed here. Returns the seconds of
+ * every timed run per side, in round order.
+ */
+export async function interleave(sides, runs = RUNS) {
+  const names = Object.keys(sides);
+  const seconds = Object.fromEntries(names.map((name) => [name, []]));
+  for (let round = -1; round < runs; round++) {
+    const order = round % 2 ? [...names].reverse() : names;
+    for (const name of order) {
+      const started = performance.now();
+      const reported = await sides[name]();
+      if (round < 0) continue;
+      seconds[name].push(typeof reported === 'number' ? reported : (performance.now() - started) / 1000);
+    }
+  }
+  return seconds;
+}
+
+/**
+ * A row comparing two rates (higher is faster). `ours` / `base` are per-run rates of the same
+ * rounds; the ratio is of the medians, and the spread is the range of the per-round ratios.
+ * `ours: null` with `todo` says why the @lora side has no number yet. `runs` keeps the raw rates
+ * in the `--json` output.
+ */
+export function row({ id, name, unit, ours, oursLabel, base, baseLabel, target, todo }) {
+  const ratio = ours && base ? median(ours) / median(base) : null;
+  const perRound = ours && base ? ours.map((value, i) => value / base[i]) : [];
+  return {
+    id,
+    name,
+    unit,
+    ours: ours ? median(ours) : null,
+    oursLabel,
+    base: base ? median(base) : null,
+    baseLabel,
+    ratio,
+    spread: perRound.length ? [Math.min(...perRound), Math.max(...perRound)] : null,
+    runs: { ours: ours ?? [], base: base ?? [] },
+    target: target ?? null,
+    todo: todo ?? null,
+  };
+}
+
+const fmt = (value) => {
+  if (value === null) return '—';
+  if (value >= 100) return value.toFixed(0);
+  if (value >= 10) return value.toFixed(1);
+  return value.toPrecision(3);
+};
+
+function formatRow(r) {
+  const ours = r.ours === null ? `TODO${r.todo ? ` (${r.todo})` : ''}` : `${fmt(r.ours)} ${r.unit}`;
+  const base = r.base === null ? '—' : `${fmt(r.base)} ${r.unit}`;
+  const ratio =
+    r.ratio === null
+      ? '—'
+      : `**${r.ratio.toFixed(2)}×**${r.spread ? ` (${r.spread[0].toFixed(2)}–${r.spread[1].toFixed(2)})` : ''}`;
+  const target = r.target === null ? '' : `≥ ${r.target}×`;
+  const verdict = r.target === null || r.ratio === null ? '' : r.ratio >= r.target ? 'met' : 'missed';
+  return `| ${r.id} | ${r.name} | ${r.oursLabel}: ${ours} | ${r.baseLabel}: ${base} | ${ratio} | ${target} | ${verdict} |`;
+}
+
+export function formatTable(sections) {
+  const lines = [
+    '| # | comparison | @lora | baseline | ratio (range per round) | target | |',
+    '| - | ---------- | ----- | -------- | ----------------------- | ------ | - |',
+  ];
+  for (const section of sections) for (const r of section.rows) lines.push(formatRow(r));
+  const notes = sections.flatMap((s) => s.notes.map((n) => `- ${s.title}: ${n}`));
+  const versions = sections.flatMap((s) => Object.entries(s.versions).map(([k, v]) => `${k} ${v}`));
+  return [...lines, '', `- Versions: ${[...new Set(versions)].join(', ')}.`, '', ...notes].join('\n');
+}
+
+export function machineHeader() {
+  const cpu = cpus();
+  const debian = existsSync('/etc/debian_version')
+    ? `Debian ${readFileSync('/etc/debian_version', 'utf8').trim()}`
+    : '';
+  return [
+    `- Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    `- Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores (shared with other jobs), ` +
+      `${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()} ${debian}`.trimEnd(),
+    `- Node ${process.versions.node}; each ratio is @lora ÷ baseline (higher = @lora faster), median of ${RUNS}+ interleaved runs.`,
+  ].join('\n');
+}
+
+/**
+ * Prints a section: as JSON for run-all.mjs with `--json`, else the header and the table.
+ * `section` = { title, rows, notes, versions }.
+ */
+export function report(section) {
+  if (process.argv.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(section)}\n`);
+  } else {
+    process.stdout.write(`${machineHeader()}\n\n${formatTable([section])}\n`);
+  }
+}
+
+/**
+ * A folder under the OS temp dir for a benchmark's files (up to 2 GiB), removed when the process
+ * exits, also on an error or Ctrl-C.
+ */
+export function temporaryDir(name) {
+  const dir = mkdtempSync(join(tmpdir(), `lora-bench-${name}-`));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  process.once('SIGINT', () => process.exit(130));
+  process.once('SIGTERM', () => process.exit(143));
+  return dir;
+}
+
+/** Progress goes to stderr so stdout stays the result. */
+export const log = (message) => process.stderr.write(`${message}\n`);
+
+/** Version string of a Debian package, or null when it is not installed. */
+export function debianVersion(pkg) {
+  try {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax.
+    return execFileSync('dpkg-query', ['-W', '-f=${Version}', pkg], {
+      encoding: 'utf8',
+      stdio: 'pipe',
+    }).trim();
+  } catch {
+    return null;
+  }
+}
+
+export const pythonVersion = () =>
+  execFileSync(PYTHON, ['-c', 'import platform; print(platform.python_version())'], {
+    encoding: 'utf8',
+  }).trim();
+
+/**
+ * Makes sure Debian packages are installed (the Python baselines come from apt, as the issue
+ * says), installing the missing ones with apt-get. Needs root; otherwise says what to run.
+ */
+export function ensureDebianPackages(packages) {
+  const missing = packages.filter((pkg) => debianVersion(pkg) === null);
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      `Missing Debian packages: run \`sudo apt-get install -y ${missing.join(' ')}\` and retry.`,
+    );
+  }
+  log(`installing ${missing.join(', ')} with apt-get…`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
+  execFileSync('apt-get', ['install', '-y', '-q', ...missing], { stdio: 'inherit', env });
+}
+
+/** Fails with a clear message when a package's dist/ has not been built. */
+export function requireBuilt(pkg) {
+  const entry = join(ROOT, 'packages', pkg, 'dist', 'index.js');
+  if (!existsSync(entry))
+    throw new Error(`${entry} is missing: run \`pnpm build\` at the repository root first.`);
+  return entry;
+}
+
+/**
+ * A Python script kept running for the whole comparison: each request is one JSON line on its
+ * stdin and gets one JSON line back, so the Python side is timed inside Python, without its
+ * interpreter start-up, and interleaves with the Node side round by round.
+ */
+export class PythonWorker {
+  constructor(script, args = [], env = {}) {
+    this.child = spawn(PYTHON, [join(BENCH_DIR, script), ...args], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env },
+    });
+    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', resolve);
+      this.child.once('error', (error) => resolve(error.message));
+    });
+    // A write to a process that has died fails here; `request` reports it through `exited`.
+    this.child.stdin.on('error', () => {});
+  }
+
+  async request(message) {
+    this.child.stdin.write(`${JSON.stringify(message)}\n`);
+    const { value, done } = await this.lines.next();
+    if (done) throw new Error(`${PYTHON} exited with ${await this.exited} (see its error above).`);
+    const reply = JSON.parse(value);
+    if (reply.error) throw new Error(`Python side: ${reply.error}`);
+    return reply;
+  }
+
+  async close() {
+    this.child.stdin.end();
+    await this.exited;
+  }
+}
