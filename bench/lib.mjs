@@ -182,15 +182,17 @@ export function requireBuilt(pkg) {
 }
 
 /**
- * A Python script kept running for the whole comparison: each request is one JSON line on its
- * stdin and gets one JSON line back, so the Python side is timed inside Python, without its
- * interpreter start-up, and interleaves with the Node side round by round.
+ * A script kept running for the whole comparison: each request is one JSON line on its stdin and
+ * gets one JSON line back, so a side is timed inside its own process, without its start-up, and
+ * interleaves with the other side round by round. Also the way to give a side its own process,
+ * and so its own peak RSS.
  */
-export class PythonWorker {
-  constructor(script, args = [], env = {}) {
-    this.child = spawn(PYTHON, [join(BENCH_DIR, script), ...args], {
+export class LineWorker {
+  constructor(command, args, env = {}) {
+    this.command = command;
+    this.child = spawn(command, args, {
       stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env },
+      env: { ...process.env, ...env },
     });
     this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
     this.exited = new Promise((resolve) => {
@@ -204,14 +206,28 @@ export class PythonWorker {
   async request(message) {
     this.child.stdin.write(`${JSON.stringify(message)}\n`);
     const { value, done } = await this.lines.next();
-    if (done) throw new Error(`${PYTHON} exited with ${await this.exited} (see its error above).`);
+    if (done) throw new Error(`${this.command} exited with ${await this.exited} (see its error above).`);
     const reply = JSON.parse(value);
-    if (reply.error) throw new Error(`Python side: ${reply.error}`);
+    if (reply.error) throw new Error(`${this.command}: ${reply.error}`);
     return reply;
   }
 
   async close() {
     this.child.stdin.end();
     await this.exited;
+  }
+}
+
+/** A Python script of bench/ under Debian's interpreter, as a `LineWorker`. */
+export class PythonWorker extends LineWorker {
+  constructor(script, args = [], env = {}) {
+    super(PYTHON, [join(BENCH_DIR, script), ...args], { PYTHONDONTWRITEBYTECODE: '1', ...env });
+  }
+}
+
+/** A Node script of bench/ as a `LineWorker`. */
+export class NodeWorker extends LineWorker {
+  constructor(script, args = [], env = {}) {
+    super(process.execPath, [join(BENCH_DIR, script), ...args], env);
   }
 }

@@ -4,8 +4,13 @@ computes it: RMSNorm, RoPE, causal softmax attention, SwiGLU MLP, untied LM head
 cross-entropy. LoRA on q_proj and v_proj (y = x W^T + alpha/r * (x A^T) B^T, no dropout);
 `requires_grad` only on the LoRA tensors; AdamW over them. fp32, 2 threads.
 
-Usage: /usr/bin/python3 bench/torch_llama_lora_step.py <config name>, then JSON requests on stdin
-(see bench/worker.py): {"cmd": "info"} and {"cmd": "run", "steps": N}."""
+The frozen weights and the token ids are those bench/train-step.mjs wrote for both sides into
+<model folder> (config.json, model.safetensors, input_ids.json); only the LoRA A start values
+differ (PEFT's here, @lora's seeded ones there), and B starts at zero on both, so the first
+step's loss is the same on both sides (`info` reports it).
+
+Usage: /usr/bin/python3 bench/torch_llama_lora_step.py <config name> <model folder>, then JSON
+requests on stdin (see bench/worker.py): {"cmd": "info"} and {"cmd": "run", "steps": N}."""
 import json
 import os
 import resource
@@ -14,6 +19,7 @@ import time
 
 import torch
 
+from safetensors_read import read_safetensors
 from worker import serve
 
 THREADS = 2
@@ -34,10 +40,6 @@ HEAD_DIM = HIDDEN // HEADS
 SCALING = ALPHA / RANK
 
 
-def frozen(*shape, std=0.02):
-    return torch.randn(*shape) * std
-
-
 SHAPES = {
     "self_attn.q_proj": (HIDDEN, HIDDEN),
     "self_attn.k_proj": (HIDDEN, HIDDEN),
@@ -47,15 +49,13 @@ SHAPES = {
     "mlp.up_proj": (INNER, HIDDEN),
     "mlp.down_proj": (HIDDEN, INNER),
 }
-W = {"model.embed_tokens.weight": frozen(VOCAB, HIDDEN), "model.norm.weight": torch.ones(HIDDEN),
-     "lm_head.weight": frozen(VOCAB, HIDDEN)}
+FOLDER = sys.argv[2]
+W = read_safetensors(os.path.join(FOLDER, "model.safetensors"))
 LORA = {}
 for layer in range(LAYERS):
     prefix = f"model.layers.{layer}."
-    W[prefix + "input_layernorm.weight"] = torch.ones(HIDDEN)
-    W[prefix + "post_attention_layernorm.weight"] = torch.ones(HIDDEN)
     for module, (out_features, in_features) in SHAPES.items():
-        W[prefix + module + ".weight"] = frozen(out_features, in_features)
+        assert W[prefix + module + ".weight"].shape == (out_features, in_features), prefix + module
         if module.split(".")[1] in TARGETS:
             # PEFT's initialisation: A Kaiming-uniform, B zero.
             a = torch.empty(RANK, in_features)
@@ -106,7 +106,9 @@ def loss_of(ids):
 
 PARAMS = [t for pair in LORA.values() for t in pair]
 OPTIMIZER = torch.optim.AdamW(PARAMS, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-IDS = torch.randint(0, VOCAB, (BATCH, SEQ))
+with open(os.path.join(FOLDER, "input_ids.json")) as f:
+    IDS = torch.tensor(json.load(f))
+assert IDS.shape == (BATCH, SEQ)
 
 
 def step():
@@ -127,9 +129,11 @@ def blas():
 def info(_request):
     with open("/proc/self/statm") as statm:
         rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with torch.no_grad():
+        first_loss = loss_of(IDS).item()
     return {"params": sum(t.numel() for t in W.values()) + sum(t.numel() for t in PARAMS),
             "trainable": sum(t.numel() for t in PARAMS), "torch": torch.__version__, "blas": blas(),
-            "threads": torch.get_num_threads(), "rss_before_first_step": rss}
+            "threads": torch.get_num_threads(), "rss_before_first_step": rss, "first_loss": first_loss}
 
 
 def run(request):

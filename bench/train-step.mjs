@@ -1,86 +1,198 @@
-// Issue 12, item 1: a LLaMA-architecture LoRA training step (forward + backward + AdamW, fp32,
-// 2 threads) on the configs in bench/llama-configs.json, PyTorch eager against @lora/trainer-ort.
+// Issue 12, item 1: a LoRA training step (forward + backward + AdamW, fp32, 2 threads), PyTorch
+// eager against @lora/trainer-ort, on
+// - the LLaMA-architecture configs in bench/llama-configs.json (batch 4 × seq 256, rank 8 on
+//   q_proj / v_proj): both sides read the same config.json, random weights (model.safetensors)
+//   and token ids, written here; the first step's loss must agree;
+// - the tiny SD 1.x of `writeTinySdModel` (batch 4, 64 px → 8×8 latents, rank 8 on to_q / to_v):
+//   both sides read the same checkpoint; PyTorch uses every UNet tensor of it (checked).
+// Each side runs in its own process per model (its own peak RSS): torch_llama_lora_step.py /
+// torch_sd_unet_step.py, and ort_train_step.mjs (the trainer's own loop).
 // Run: node bench/train-step.mjs (installs python3-torch and libopenblas0-pthread with apt when
 // missing: without OpenBLAS, Debian's torch falls back to reference BLAS, ~10× slower).
-//
-// TODO(trainer-ort): the ORT side is not written yet; @lora/trainer-ort cannot run a training
-// step. When it can, add an `ort` side to `interleave` below on the same config, batch and
-// token ids, report its tokens/s and peak RSS (a child process per config, as here), and the
-// rows below get their ratios. Until then the rows print TODO instead of a number.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
+  BENCH_DIR,
   debianVersion,
   ensureDebianPackages,
   interleave,
   log,
+  NodeWorker,
   PythonWorker,
   pythonVersion,
+  ROOT,
   report,
+  requireBuilt,
   row,
+  temporaryDir,
 } from './lib.mjs';
 
 const BATCH = 4;
 const SEQ = 256;
-const CONFIGS = [
+const LLAMA = [
   { name: 'small', label: '4 layers, hidden 256, 4 heads', steps: 3, target: 1.5 },
   { name: '25m', label: '6 layers, hidden 512, 8 heads', steps: 1, target: 1.0 },
 ];
+/** Tiny SD steps take ~20 ms; 20 per round keep each round well above timer and event noise. */
+const SD_STEPS = 20;
+const SD_IMAGES = 16;
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+// PyTorch runs element-wise ops on its OpenMP pool and matmuls on OpenBLAS's own pthread pool;
+// with OpenMP's default spin-waiting the two pools fight over the 2 cores (steps measured 3–10×
+// slower under load). ort_train_step.mjs turns onnxruntime's intra-op spinning off likewise.
+const TORCH_ENV = { OPENBLAS_NUM_THREADS: '2', OMP_WAIT_POLICY: 'PASSIVE' };
 
 ensureDebianPackages(['python3-torch', 'libopenblas0-pthread']);
-const rows = [];
-let torchInfo;
-for (const config of CONFIGS) {
-  // One process per config, so each peak RSS is that config's alone. PyTorch runs element-wise
-  // ops on its OpenMP pool and matmuls on OpenBLAS's own pthread pool; with OpenMP's default
-  // spin-waiting the two pools fight over the 2 cores (steps measured 3–10× slower under load).
-  const torch = new PythonWorker('torch_llama_lora_step.py', [config.name], {
-    OPENBLAS_NUM_THREADS: '2',
-    OMP_WAIT_POLICY: 'PASSIVE',
+for (const pkg of ['trainer-ort', 'safetensors', 'dataset', 'config']) requireBuilt(pkg);
+const { writeSafetensors } = await import('../packages/safetensors/dist/index.js');
+const { createRng } = await import('../packages/dataset/dist/index.js');
+const { writeShapeImages, writeTinySdModel } = await import('../packages/trainer-ort/dist/index.js');
+const configs = JSON.parse(readFileSync(join(BENCH_DIR, 'llama-configs.json'), 'utf8'));
+const temp = temporaryDir('train-step');
+
+/** A Hugging Face LLaMA folder: config.json, random F32 weights (N(0, 0.02), norms 1), token ids. */
+async function writeLlamaFolder(name) {
+  const config = configs[name];
+  const folder = join(temp, `llama-${name}`);
+  await mkdir(folder, { recursive: true });
+  const { hidden_size: h, intermediate_size: inner, vocab_size: vocab } = config;
+  const rng = createRng(7, name.length);
+  const normal = (shape) => ({
+    dtype: 'F32',
+    shape,
+    data: () => Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() * 0.02),
   });
-  try {
-    torchInfo = await torch.request({ cmd: 'info' });
-    log(
-      `${config.name}: ${torchInfo.params} parameters, ${torchInfo.trainable} trainable, BLAS ${torchInfo.blas}`,
-    );
-    let peak = 0;
-    const times = await interleave({
-      pytorch: async () => {
-        const reply = await torch.request({ cmd: 'run', steps: config.steps });
-        peak = Math.max(peak, reply.peak_rss);
-        return reply.seconds;
-      },
-    });
-    const tokensPerSecond = (seconds) => seconds.map((s) => (BATCH * SEQ * config.steps) / s);
-    rows.push(
-      row({
-        id: '1',
-        name: `LLaMA LoRA step, ${config.label} (${(torchInfo.params / 1e6).toFixed(1)} M params), batch ${BATCH} × seq ${SEQ}, rank 8 on q/v`,
-        unit: 'tokens/s',
-        ours: null,
-        oursLabel: '`@lora/trainer-ort`',
-        base: tokensPerSecond(times.pytorch),
-        baseLabel: `PyTorch eager (peak RSS ${mib(peak)}, ${mib(torchInfo.rss_before_first_step)} before the first step)`,
-        target: config.target,
-        todo: 'trainer not ready',
-      }),
-    );
-  } finally {
-    await torch.close();
+  const ones = { dtype: 'F32', shape: [h], data: new Float32Array(h).fill(1) };
+  const tensors = new Map([
+    ['model.embed_tokens.weight', normal([vocab, h])],
+    ['model.norm.weight', ones],
+    ['lm_head.weight', normal([vocab, h])],
+  ]);
+  const linears = {
+    'self_attn.q_proj': [h, h],
+    'self_attn.k_proj': [h, h],
+    'self_attn.v_proj': [h, h],
+    'self_attn.o_proj': [h, h],
+    'mlp.gate_proj': [inner, h],
+    'mlp.up_proj': [inner, h],
+    'mlp.down_proj': [h, inner],
+  };
+  for (let layer = 0; layer < config.num_hidden_layers; layer++) {
+    const prefix = `model.layers.${layer}.`;
+    tensors.set(`${prefix}input_layernorm.weight`, ones);
+    tensors.set(`${prefix}post_attention_layernorm.weight`, ones);
+    for (const [module, shape] of Object.entries(linears))
+      tensors.set(`${prefix}${module}.weight`, normal(shape));
   }
+  await writeSafetensors(join(folder, 'model.safetensors'), tensors, { format: 'pt' });
+  writeFileSync(join(folder, 'config.json'), JSON.stringify(config, null, 2));
+  const ids = Array.from({ length: BATCH }, () =>
+    Array.from({ length: SEQ }, () => rng.nextUint32() % vocab),
+  );
+  writeFileSync(join(folder, 'input_ids.json'), JSON.stringify(ids));
+  return folder;
+}
+
+/**
+ * Interleaved rounds of `torch` and `ort` (each a LineWorker answering {cmd: 'run', steps}),
+ * both closed at the end. Returns both sides' seconds per round, peak RSS and last replies.
+ */
+async function compare(torch, ort, steps) {
+  try {
+    const info = { pytorch: await torch.request({ cmd: 'info' }), ort: await ort.request({ cmd: 'info' }) };
+    const peak = { pytorch: 0, ort: 0 };
+    const last = {};
+    const side = (name, worker) => async () => {
+      const reply = await worker.request({ cmd: 'run', steps });
+      peak[name] = Math.max(peak[name], reply.peak_rss);
+      last[name] = reply;
+      return reply.seconds;
+    };
+    const seconds = await interleave({ pytorch: side('pytorch', torch), ort: side('ort', ort) });
+    return { info, seconds, peak, last };
+  } finally {
+    await Promise.all([torch.close(), ort.close()]);
+  }
+}
+
+const rows = [];
+const notes = [];
+for (const config of LLAMA) {
+  log(`llama ${config.name}: writing the model folder…`);
+  const folder = await writeLlamaFolder(config.name);
+  const torch = new PythonWorker('torch_llama_lora_step.py', [config.name, folder], TORCH_ENV);
+  const ort = new NodeWorker('ort_train_step.mjs', ['llama', folder, join(temp, `run-llama-${config.name}`)]);
+  const { info, seconds, peak, last } = await compare(torch, ort, config.steps);
+  const rate = (s) => s.map((value) => (BATCH * SEQ * config.steps) / value);
+  const { params, trainable, blas, first_loss: torchLoss } = info.pytorch;
+  log(`llama ${config.name}: ${params} parameters, ${trainable} trainable, BLAS ${blas}`);
+  const ortLoss = last.ort.first_loss;
+  const lossError = Math.abs(ortLoss - torchLoss) / Math.abs(torchLoss);
+  if (!(lossError < 1e-4))
+    throw new Error(`llama ${config.name}: first-step loss differs: ORT ${ortLoss}, PyTorch ${torchLoss}`);
+  notes.push(
+    `llama ${config.name}: first-step loss ORT ${ortLoss.toFixed(6)}, PyTorch ${torchLoss.toFixed(6)} (relative difference ${lossError.toExponential(1)}); ${trainable} trainable parameters.`,
+  );
+  rows.push(
+    row({
+      id: '1',
+      name: `LLaMA LoRA step, ${config.label} (${(params / 1e6).toFixed(1)} M params), batch ${BATCH} × seq ${SEQ}, rank 8 on q/v`,
+      unit: 'tokens/s',
+      ours: rate(seconds.ort),
+      oursLabel: `\`@lora/trainer-ort\` \`runTrainingLoop\` (peak RSS ${mib(peak.ort)})`,
+      base: rate(seconds.pytorch),
+      baseLabel: `PyTorch eager (peak RSS ${mib(peak.pytorch)}, ${mib(info.pytorch.rss_before_first_step)} before the first step)`,
+      target: config.target,
+    }),
+  );
+}
+
+log('sd: writing the tiny model and images…');
+const sdFolder = join(temp, 'tiny-sd');
+await writeTinySdModel(sdFolder);
+const images = join(temp, 'shapes');
+await writeShapeImages(images, { count: SD_IMAGES });
+{
+  const torch = new PythonWorker('torch_sd_unet_step.py', [sdFolder], TORCH_ENV);
+  const ort = new NodeWorker('ort_train_step.mjs', ['sd', sdFolder, images, join(temp, 'run-sd')]);
+  const { info, seconds, peak } = await compare(torch, ort, SD_STEPS);
+  const rate = (s) => s.map((value) => (BATCH * SD_STEPS) / value);
+  notes.push(
+    `sd: ${info.pytorch.params} frozen parameters (UNet + CLIP), ${info.pytorch.trainable} trainable in ${info.pytorch.lora_modules} LoRA modules; ORT runs \`trainSd\` (latents cached before the loop; each step reads them, draws noise and timesteps, runs CLIP + UNet + MSE + backward, then AdamW); PyTorch draws noise and timesteps, runs CLIP under no_grad, the UNet, MSE, backward, AdamW.`,
+  );
+  rows.push(
+    row({
+      id: '1',
+      name: `SD tiny UNet + CLIP LoRA step (blocks 32/64, ${(info.pytorch.params / 1e6).toFixed(2)} M params), batch ${BATCH}, 8×8 latents, 77 tokens, rank 8 on to_q/to_v`,
+      unit: 'images/s',
+      ours: rate(seconds.ort),
+      oursLabel: `\`@lora/trainer-ort\` \`trainSd\` (peak RSS ${mib(peak.ort)})`,
+      base: rate(seconds.pytorch),
+      baseLabel: `PyTorch eager (peak RSS ${mib(peak.pytorch)}, ${mib(info.pytorch.rss_before_first_step)} before the first step)`,
+    }),
+  );
 }
 
 report({
   title: 'train-step',
   versions: {
-    torch: debianVersion('python3-torch') ?? torchInfo.torch,
+    torch: debianVersion('python3-torch') ?? '?',
     OpenBLAS: debianVersion('libopenblas0-pthread') ?? '?',
     Python: pythonVersion(),
+    'onnxruntime-node': JSON.parse(
+      readFileSync(
+        join(ROOT, 'packages', 'trainer-ort', 'node_modules', 'onnxruntime-node', 'package.json'),
+        'utf8',
+      ),
+    ).version,
   },
   rows,
   notes: [
-    `fp32, ${torchInfo.threads} threads, vocab 4096, untied LM head, random frozen weights, PEFT initialisation of A and B, AdamW (lr 1e-4, weight decay 0.01); steps timed per run: ${CONFIGS.map((c) => `${c.name} ${c.steps}`).join(', ')}.`,
-    'peak RSS is the Python process maximum (interpreter, torch, weights and activations); "before the first step" is the interpreter, torch and the weights.',
-    'PyTorch runs with OMP_WAIT_POLICY=PASSIVE: its OpenMP pool otherwise spin-waits and starves the OpenBLAS pool on 2 cores (3–10× slower steps measured under load); the ORT side should likewise turn intra-op spinning off (`session.intra_op.allow_spinning` = 0) on this machine.',
-    'the SD tiny UNet step comparison is not written yet.',
+    `fp32, 2 threads on both sides, AdamW (lr 1e-4, weight decay 0.01) over the LoRA tensors only, no clipping; LLaMA vocab 4096, untied LM head, LoRA alpha 16; steps per round: ${LLAMA.map((c) => `${c.name} ${c.steps}`).join(', ')}, sd ${SD_STEPS}.`,
+    "ORT times are the loop's own step times (micro-batch, gradients session, host-side gradient sums, update session); graph building and session start-up are not counted, as PyTorch's import and weight loading are not.",
+    "peak RSS is each process's maximum: Python + torch + weights + activations; Node + onnxruntime + weights + the graphs' arena.",
+    'PyTorch runs with OMP_WAIT_POLICY=PASSIVE and ORT with session.intra_op.allow_spinning = 0 (set on every InferenceSession the ORT process creates; `Session` has no option for it): spinning thread pools starve each other on the 2 shared cores.',
+    ...notes,
   ],
 });
