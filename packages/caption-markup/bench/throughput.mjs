@@ -1,6 +1,7 @@
-// Throughput of `parse` and `stripMarkup` over 100k generated, realistic captions, measured on the
-// built package (what users import). Run from this package: `pnpm bench` (builds first).
-import { parse, stripMarkup } from '../dist/index.js';
+// Throughput of `parse`, `stripMarkup` and `parsePromptAttention` over 100k generated, realistic
+// captions, measured on the built package (what users import). Run from this package: `pnpm bench`
+// (builds first).
+import { parse, parsePromptAttention, stripMarkup } from '../dist/index.js';
 
 const CAPTIONS = 100_000;
 const RUNS = 7;
@@ -97,6 +98,8 @@ const tasks = [
   ['stripMarkup', (caption) => stripMarkup(caption)],
   ["stripMarkup({ attention: 'drop' })", (caption) => stripMarkup(caption, { attention: 'drop' })],
   ['parse', (caption) => parse(caption)],
+  // Markdown markers and `<lora:…>` are plain text to A1111; the work per character is the same.
+  ['parsePromptAttention', (caption) => parsePromptAttention(caption)],
 ];
 for (const [name, run] of tasks) {
   const rates = [];
