@@ -80,6 +80,8 @@ export interface SdConfig extends CommonConfig {
   max_bucket_reso: number;
   bucket_reso_steps: number;
   cache_latents: boolean;
+  flip_aug: boolean;
+  random_crop: boolean;
   caption_extension: string;
   shuffle_caption: boolean;
   keep_tokens: number;
@@ -88,6 +90,7 @@ export interface SdConfig extends CommonConfig {
   noise_offset: number;
   min_snr_gamma?: number;
   prediction_type: PredictionType;
+  clip_skip: number;
 }
 
 /** A resolved LLM config. */
@@ -190,6 +193,8 @@ export function resolveConfig(
     max_bucket_reso: input.max_bucket_reso ?? DEFAULTS.max_bucket_reso,
     bucket_reso_steps: input.bucket_reso_steps ?? DEFAULTS.bucket_reso_steps,
     cache_latents: input.cache_latents ?? DEFAULTS.cache_latents,
+    flip_aug: input.flip_aug ?? DEFAULTS.flip_aug,
+    random_crop: input.random_crop ?? DEFAULTS.random_crop,
     caption_extension: input.caption_extension ?? DEFAULTS.caption_extension,
     shuffle_caption: input.shuffle_caption ?? DEFAULTS.shuffle_caption,
     keep_tokens: input.keep_tokens ?? DEFAULTS.keep_tokens,
@@ -198,6 +203,7 @@ export function resolveConfig(
     noise_offset: input.noise_offset ?? DEFAULTS.noise_offset,
     min_snr_gamma: input.min_snr_gamma,
     prediction_type: input.prediction_type ?? DEFAULTS.prediction_type,
+    clip_skip: input.clip_skip ?? DEFAULTS.clip_skip,
   });
 }
 

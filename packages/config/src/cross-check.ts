@@ -80,6 +80,12 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
     }
     checkTargets(config, task, report);
     if (task === 'sd') checkBuckets(config, report);
+    if (task === 'sd' && config.random_crop === true && config.cache_latents !== false)
+      report(
+        ['random_crop'],
+        'random_crop crops each image anew every epoch, so its latents cannot be cached; set cache_latents: false (cached latents are the default)',
+        { code: 'conflict', atKey: true },
+      );
   }
 
   if (config.epochs !== undefined && config.max_steps !== undefined)

@@ -54,6 +54,9 @@ describe('parseConfig', () => {
       learning_rate: 0.0002,
       mixed_precision: 'auto',
       resolution: [512, 512],
+      clip_skip: 1,
+      flip_aug: false,
+      random_crop: false,
     });
     expect(config).not.toHaveProperty('max_steps');
     expect(config).not.toHaveProperty('train_data');
@@ -100,6 +103,9 @@ describe('parseConfig', () => {
     ['resume: auto', { resume: 'auto' }, ''],
     ['resume: ckpt/step-100', { resume: '/work/cfg/ckpt/step-100' }, ''],
     ['resolution: [768, 512]', { resolution: [768, 512] }, ''],
+    ['clip_skip: 2', { clip_skip: 2 }, ''],
+    ['flip_aug: true', { flip_aug: true, cache_latents: true }, ''],
+    ['random_crop: true\ncache_latents: false', { random_crop: true, cache_latents: false }, ''],
   ])('resolves %s', (line, expected, absent) => {
     const config = parseConfig(`${BASE}${line}\n`, '/work/cfg/run.yaml');
     expect(config).toMatchObject(expected);
@@ -302,6 +308,16 @@ describe('error kinds, each with its line and column', () => {
       1,
       'list device_ids',
     ],
+    [
+      'conflict: random_crop with cached latents',
+      'random_crop: true',
+      'conflict',
+      ['random_crop'],
+      4,
+      1,
+      'cache_latents: false',
+    ],
+    ['out of range: clip_skip', 'clip_skip: 13', 'out_of_range', ['clip_skip'], 4, 12, 'at most 12'],
     [
       'bucket range',
       'resolution: 1024\nmax_bucket_reso: 768',

@@ -13,6 +13,8 @@ export const MAX_RESOLUTION = 4096;
 export const MAX_SEQ_LEN = 131_072;
 /** Each worker process loads its own copy of the model and runtime; more than this is a typo, not a machine. */
 export const MAX_NUM_WORKERS = 64;
+/** SD 1.x's text encoder (CLIP ViT-L/14) has 12 layers; skipping all of them leaves nothing. */
+export const MAX_CLIP_SKIP = 12;
 
 export const TASKS = ['sd', 'llm'] as const;
 export const DATASET_FORMATS = ['auto', 'alpaca', 'sharegpt', 'messages', 'text'] as const;
@@ -223,6 +225,15 @@ const fields = {
     description: 'sd: encode every image with the VAE once, before training.',
     default: DEFAULTS.cache_latents,
   }),
+  flip_aug: z.boolean().optional().meta({
+    description: 'sd: mirror each image left-right with probability 1/2 (cached latents keep both sides).',
+    default: DEFAULTS.flip_aug,
+  }),
+  random_crop: z.boolean().optional().meta({
+    description:
+      'sd: crop each image to its bucket at a random place every epoch instead of centred; needs cache_latents: false.',
+    default: DEFAULTS.random_crop,
+  }),
   // Captions (sd)
   caption_extension: z
     .string()
@@ -256,6 +267,11 @@ const fields = {
   prediction_type: z.enum(PREDICTION_TYPES).optional().meta({
     description: 'sd: what the UNet predicts; SD 1.x uses epsilon, SD 2.x 768-v uses v_prediction.',
     default: DEFAULTS.prediction_type,
+  }),
+  clip_skip: z.int().min(1).max(MAX_CLIP_SKIP).optional().meta({
+    description:
+      "sd: take the text encoder's states this many layers from its end (1 = last layer, 2 = the penultimate, as many anime models expect); SD 1.x.",
+    default: DEFAULTS.clip_skip,
   }),
   // Text (llm)
   max_seq_len: z.int().min(16).max(MAX_SEQ_LEN).optional().meta({

@@ -185,6 +185,7 @@ export {
   type TrainingState,
 } from './train/checkpoint.ts';
 export type { BatchCount, BatchSource } from './train/data.ts';
+export { MAX_SHAPE_KEYS } from './train/gradient-sessions.ts';
 export { runTrainingLoop, type TrainingLoopResult } from './train/loop.ts';
 export type { BuildOptions, MicroBatchLoss, TrainableModel } from './train/model.ts';
 export {

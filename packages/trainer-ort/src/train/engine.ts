@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createRng } from '@lora/dataset';
 import { LORA_DROPOUT_SEED } from '../lora.ts';
 import { type HostTensor, hostTensor, type Session } from '../session.ts';
+import { GradientSessions } from './gradient-sessions.ts';
 import { GradientSum } from './gradient-sum.ts';
 import type { TrainableModel } from './model.ts';
 import { gradName, type OptimizerOptions } from './optimizer.ts';
@@ -17,7 +18,6 @@ import {
   LOSS_SCALE,
   LOSS_SUM,
   LOSS_WEIGHT,
-  openGradientsSession,
   openUpdateSession,
   type SessionSettings,
   type TrainedParameter,
@@ -91,18 +91,23 @@ export interface LocalEngineSettings extends SessionSettings {
   seed: number;
 }
 
-/** Both graphs in this process, in `<outputDir>/graphs/`. */
+/**
+ * Both graphs in this process, in `<outputDir>/graphs/`: the gradients graph of `firstKey` (the
+ * first micro-batch's shape key; `undefined` for a single-shape model) now, those of other shape
+ * keys when a micro-batch first needs them.
+ */
 export async function openLocalEngine<Batch>(
   model: TrainableModel<Batch>,
   settings: LocalEngineSettings,
+  firstKey: string | undefined,
 ): Promise<GradientEngine<Batch>> {
   const folder = join(settings.outputDir, GRAPHS_FOLDER);
-  const gradients = await openGradientsSession(model, folder, settings);
+  const gradients = await GradientSessions.open(model, folder, settings, firstKey);
   let update: Session;
   try {
     update = await openUpdateSession(gradients.parameters, settings.optimizer, folder, settings.threads);
   } catch (error) {
-    await gradients.session.dispose();
+    await gradients.dispose();
     throw error;
   }
   const { parameters } = gradients;
@@ -122,15 +127,16 @@ export async function openLocalEngine<Batch>(
       };
     },
     async add(batch, epoch, index) {
+      const graph = await gradients.forBatch(batch);
       const feeds: Record<string, HostTensor> = { ...model.feeds(batch), ...step!.feeds };
-      if (gradients.dropout) feeds[LORA_DROPOUT_SEED] = dropoutSeedFeed(settings.seed, epoch, index);
-      step!.sum.add(await gradients.session.run(feeds, outputs));
+      if (graph.dropout) feeds[LORA_DROPOUT_SEED] = dropoutSeedFeed(settings.seed, epoch, index);
+      step!.sum.add(await graph.session.run(feeds, outputs));
     },
     async end() {
       return { sum: step!.sum };
     },
     async dispose() {
-      await Promise.all([gradients.session.dispose(), update.dispose()]);
+      await Promise.all([gradients.dispose(), update.dispose()]);
     },
   };
 }

@@ -9,6 +9,8 @@
  *
  * The gradient sums come from an engine (`engine.ts`): the gradients graph in this process, or
  * worker processes that each take a shard of every micro-batch (`parallel/`); the update runs here.
+ * A multi-shape model (`shapeKey`) has one gradients graph per shape key (`gradient-sessions.ts`);
+ * its first micro-batch is loaded before the engine opens, to choose the graph built first.
  */
 import { TrainerOrtError } from '../errors.ts';
 import { DEFAULT_PARAMETER_GROUP } from '../lora.ts';
@@ -23,6 +25,7 @@ import {
   writeCheckpoint,
 } from './checkpoint.ts';
 import { type GradientEngine, openLocalEngine, type StepGradients, type WorkerStepTime } from './engine.ts';
+import { shapeKeyOf } from './gradient-sessions.ts';
 import type { GradientSum } from './gradient-sum.ts';
 import { gradName, nextName, optimizerSlots, slotName, updateScalars } from './optimizer.ts';
 import { checkLoopOptions, type LoopEvent, type TrainingLoopOptions } from './options.ts';
@@ -56,18 +59,67 @@ export async function runTrainingLoop<Batch>(
 ): Promise<TrainingLoopResult> {
   checkLoopOptions(options);
   const emit = options.onEvent ?? (() => {});
-  const engine = await openEngine(options, emit);
+  const resumed = await checkpointToResume(options);
+  const first = await firstBatch(options, resumed?.checkpoint.meta);
+  const engine = await openEngine(options, emit, first && shapeKeyOf(options.model, first.batch));
   try {
-    return await new Run(options, engine, emit).run();
+    return await new Run(options, engine, emit, resumed, first).run();
   } finally {
     await engine.dispose();
   }
+}
+
+interface Resumed {
+  path: string;
+  checkpoint: Checkpoint;
+}
+
+/** The checkpoint `resume` names (`auto`: the newest in `outputDir`, if any). */
+async function checkpointToResume<Batch>(options: TrainingLoopOptions<Batch>): Promise<Resumed | undefined> {
+  const { resume, outputDir } = options;
+  const path = resume === 'auto' ? await latestCheckpoint(outputDir) : resume;
+  return path === undefined ? undefined : { path, checkpoint: await readCheckpoint(path) };
+}
+
+/** A micro-batch loaded ahead of its step. */
+interface Prefetched<Batch> {
+  epoch: number;
+  index: number;
+  batch: Batch;
+}
+
+/**
+ * A multi-shape model's first micro-batch (of a fresh or resumed run), whose shape key decides
+ * the gradients graph built first; the step that needs it takes it from here.
+ */
+async function firstBatch<Batch>(
+  options: TrainingLoopOptions<Batch>,
+  meta: CheckpointMeta | undefined,
+): Promise<Prefetched<Batch> | undefined> {
+  if (options.model.shapeKey === undefined) return undefined;
+  const { epoch, position } = meta
+    ? continuedState(meta, options.data.microBatchesPerEpoch)
+    : { epoch: 0, position: 0 };
+  return { epoch, index: position, batch: await options.data.batch(epoch, position) };
+}
+
+/**
+ * Where a run resumed from `meta` continues. When the data now has fewer micro-batches per
+ * epoch than the checkpoint's position, the next epoch starts.
+ */
+function continuedState(meta: CheckpointMeta, microBatches: number): TrainingState {
+  const { step, updates, epoch, position, epochLoss } = meta;
+  if (meta.microBatchesPerEpoch !== microBatches && position >= microBatches) {
+    return { step, updates, epoch: epoch + 1, position: 0, epochLoss: { sum: 0, weight: 0 } };
+  }
+  return { step, updates, epoch, position, epochLoss };
 }
 
 /** Worker processes when `workers` and `parallel` are both given, else this process. */
 async function openEngine<Batch>(
   options: TrainingLoopOptions<Batch>,
   emit: (event: LoopEvent) => void,
+  firstKey: string | undefined,
 ): Promise<GradientEngine<Batch>> {
   const onNotice = (message: string) => emit({ type: 'warning', code: 'device_fallback', message });
   const common = {
@@ -90,7 +142,7 @@ async function openEngine<Batch>(
       message: `${workers.length} worker processes were asked for (device_ids or num_workers), but this model gives no recipe to rebuild it in a worker (the loop's parallel option); training in this process on device ${options.device}`,
     });
   }
-  return openLocalEngine(options.model, { ...common, device: options.device });
+  return openLocalEngine(options.model, { ...common, device: options.device }, firstKey);
 }
 
 /** A `step` event; parallel runs add each worker's share of the step. */
@@ -114,6 +166,8 @@ class Run<Batch> {
     private readonly options: TrainingLoopOptions<Batch>,
     private readonly engine: GradientEngine<Batch>,
     private readonly emit: (event: LoopEvent) => void,
+    private readonly resumed: Resumed | undefined,
+    private prefetched: Prefetched<Batch> | undefined,
   ) {
     this.microBatches = options.data.microBatchesPerEpoch;
     const stepsPerEpoch = Math.ceil(this.microBatches / options.gradientAccumulationSteps);
@@ -147,7 +201,12 @@ class Run<Batch> {
   }
 
   async run(): Promise<TrainingLoopResult> {
-    await this.resume();
+    if (this.resumed) {
+      const { path, checkpoint } = this.resumed;
+      this.restore(path, checkpoint);
+      this.checkpoint = path;
+      this.savedStep = this.state.step;
+    }
     const { signal } = this.options;
     while (this.state.step < this.totalSteps) {
       if (signal?.aborted) {
@@ -157,16 +216,6 @@ class Run<Batch> {
       await this.step();
     }
     return this.result('completed');
-  }
-
-  private async resume(): Promise<void> {
-    const { resume, outputDir } = this.options;
-    const path = resume === 'auto' ? await latestCheckpoint(outputDir) : resume;
-    if (path === undefined) return;
-    const loaded = await readCheckpoint(path);
-    this.restore(path, loaded);
-    this.checkpoint = path;
-    this.savedStep = this.state.step;
   }
 
   private restore(path: string, { meta, values, optimizerState }: Checkpoint): void {
@@ -192,10 +241,9 @@ class Run<Batch> {
       throw invalid(`it holds ${values.size} parameters, the model ${this.values.size}`);
     this.values = values;
     this.optimizerState = optimizerState;
-    const { step, updates, epoch, position, epochLoss, lossScale } = meta;
-    this.state = { step, updates, epoch, position, epochLoss };
+    this.state = continuedState(meta, this.microBatches);
     if (this.engine.precision === 'fp16') {
-      this.state.lossScale = lossScale ?? {
+      this.state.lossScale = meta.lossScale ?? {
         scale: this.options.lossScale?.initial ?? DEFAULT_LOSS_SCALE.initial,
         goodSteps: 0,
       };
@@ -208,16 +256,8 @@ class Run<Batch> {
     if (meta.microBatchesPerEpoch !== this.microBatches) {
       warn(
         'resume_data_changed',
-        `the checkpoint saw ${meta.microBatchesPerEpoch} micro-batches per epoch, the data now gives ${this.microBatches}: continuing at epoch ${meta.epoch + 1}, but the order of batches differs from the interrupted run`,
+        `the checkpoint saw ${meta.microBatchesPerEpoch} micro-batches per epoch, the data now gives ${this.microBatches}: continuing at epoch ${this.state.epoch + 1}, but the order of batches differs from the interrupted run`,
       );
-      if (this.state.position >= this.microBatches) {
-        this.state = {
-          ...this.state,
-          epoch: this.state.epoch + 1,
-          position: 0,
-          epochLoss: { sum: 0, weight: 0 },
-        };
-      }
     }
     if (meta.rng.seed !== this.options.seed) {
       warn(
@@ -342,7 +382,7 @@ class Run<Batch> {
     let units = 0;
     let unit: 'tokens' | 'images' = 'tokens';
     for (let index = start; index < end; index++) {
-      const batch = await data.batch(epoch, index);
+      const batch = this.takePrefetched(epoch, index) ?? (await data.batch(epoch, index));
       const count = data.count(batch);
       examples += count.examples;
       if ('tokens' in count) units += count.tokens;
@@ -350,6 +390,13 @@ class Run<Batch> {
       await this.engine.add(batch, epoch, index);
     }
     return { ...(await this.engine.end()), examples, units, unit };
+  }
+
+  private takePrefetched(epoch: number, index: number): Batch | undefined {
+    const prefetched = this.prefetched;
+    if (prefetched?.epoch !== epoch || prefetched.index !== index) return undefined;
+    this.prefetched = undefined;
+    return prefetched.batch;
   }
 
   /** A worker died: the state is still the last completed step's; save it and say so. */

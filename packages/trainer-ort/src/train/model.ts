@@ -20,6 +20,11 @@ export interface MicroBatchLoss {
 export interface BuildOptions {
   /** Element type of the frozen model's compute: float32 on CPU, float16 (or bfloat16) on CUDA. */
   computeDtype: DType;
+  /**
+   * The shape key of the micro-batches this graph will run (`TrainableModel.shapeKey`); absent
+   * for models without `shapeKey`.
+   */
+  shapeKey?: string;
 }
 
 /**
@@ -34,4 +39,12 @@ export interface TrainableModel<Batch> {
    * (and `LORA_DROPOUT_SEED`, which LoRA layers with dropout declare and the loop feeds).
    */
   feeds(batch: Batch): Record<string, HostTensor>;
+  /**
+   * For models whose graph has static sizes that differ between micro-batches (SD latents of
+   * each aspect bucket): the key of the graph `batch` needs, a name of 1–64 characters from
+   * `[A-Za-z0-9_.-]` (it names the graph file). The loop builds one gradients graph per key on
+   * first use (`build` gets the key) and keeps its session; every key's graph must declare the
+   * same LoRA parameters. Without `shapeKey` one graph serves every micro-batch.
+   */
+  shapeKey?(batch: Batch): string;
 }

@@ -197,6 +197,11 @@ export function checkLoopOptions<Batch>(options: TrainingLoopOptions<Batch>): vo
         problems.push(`workers[${k}].deviceId must be an integer ≥ 0, got ${deviceId}`);
     });
   }
+  if (workers !== undefined && options.parallel !== undefined && options.model.shapeKey !== undefined) {
+    problems.push(
+      'the model builds one graph per micro-batch shape (shapeKey), which data-parallel workers do not support yet; train in one process (without device_ids / num_workers)',
+    );
+  }
   if (problems.length > 0) {
     throw new TrainerOrtError('INVALID_ARGUMENT', `runTrainingLoop: ${problems.join('; ')}`);
   }

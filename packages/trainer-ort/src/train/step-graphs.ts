@@ -3,7 +3,7 @@
  * - `gradients.onnx`: the model's micro-batch loss, differentiated toward the LoRA parameters
  *   after multiplying by the fed `loss_scale`; outputs the loss sum, its weight and one float32
  *   gradient per parameter (each worker process of a parallel run loads its own copy, from
- *   `graphs/worker-<k>/`);
+ *   `graphs/worker-<k>/`); a multi-shape model has one `gradients-<shape key>.onnx` per key;
  * - `update.onnx`: the optimizer step (see `optimizer.ts`), always on the CPU: its tensors are
  *   the LoRA parameters, which cross to the host every step anyway.
  */
@@ -37,9 +37,13 @@ function contractError(message: string): TrainerOrtError {
 export function buildGradientsGraph<Batch>(
   model: TrainableModel<Batch>,
   precision: Precision,
+  shapeKey?: string,
 ): GradientsGraph {
   const graph = new Graph('gradients');
-  const { lossSum, weight, parameters } = model.build(graph, { computeDtype: COMPUTE_DTYPE[precision] });
+  const { lossSum, weight, parameters } = model.build(graph, {
+    computeDtype: COMPUTE_DTYPE[precision],
+    ...(shapeKey === undefined ? {} : { shapeKey }),
+  });
   for (const [what, t] of [
     ['lossSum', lossSum],
     ['weight', weight],
@@ -91,21 +95,26 @@ export interface GradientsSession {
 
 export const groupOf = (p: Pick<LoraParameter, 'group'>): string => p.group ?? DEFAULT_PARAMETER_GROUP;
 
+/** `gradients.onnx`, or `gradients-<key>.onnx` for the graph of one shape key. */
+export const gradientsFileName = (shapeKey?: string): string =>
+  shapeKey === undefined ? 'gradients.onnx' : `gradients-${shapeKey}.onnx`;
+
 /**
- * Builds, writes (into `folder`) and loads the gradients graph. The compute precision follows the
- * device the session actually runs on: when `auto` planned CUDA but had to fall back to the CPU,
- * the graph is rebuilt in float32.
+ * Builds, writes (into `folder`) and loads the gradients graph (of one shape key, for a
+ * multi-shape model). The compute precision follows the device the session actually runs on:
+ * when `auto` planned CUDA but had to fall back to the CPU, the graph is rebuilt in float32.
  */
 export async function openGradientsSession<Batch>(
   model: TrainableModel<Batch>,
   folder: string,
   settings: Omit<SessionSettings, 'outputDir'>,
+  shapeKey?: string,
 ): Promise<GradientsSession> {
   const planned = settings.device === 'auto' ? (isCudaInstalled() ? 'cuda' : 'cpu') : settings.device;
   const load = async (precision: Precision) => {
-    const built = buildGradientsGraph(model, precision);
+    const built = buildGradientsGraph(model, precision, shapeKey);
     const path = await writeModel(built.graph, folder, {
-      fileName: 'gradients.onnx',
+      fileName: gradientsFileName(shapeKey),
       copyExternalData: settings.copyExternalData ?? false,
       onNotice: settings.onNotice,
     });

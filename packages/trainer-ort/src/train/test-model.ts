@@ -28,6 +28,11 @@ const randn = (rng: ReturnType<typeof createRng>, n: number, scale: number) =>
   Float32Array.from({ length: n }, () => rng.normal() * scale);
 
 export interface MlpOptions {
+  /**
+   * A static batch dim: one graph per micro-batch size (shape key `b<size>`), the way SD has one
+   * per aspect bucket.
+   */
+  staticBatch?: boolean;
   dropout?: number;
   /** Group label of the second layer's parameters. */
   secondGroup?: string;
@@ -40,10 +45,11 @@ export function mlpModel(options: MlpOptions = {}): TrainableModel<MlpBatch> {
   const rng = createRng(1234);
   const w1 = randn(rng, HIDDEN * IN, 0.5);
   const w2 = randn(rng, OUT * HIDDEN, 0.5);
-  return {
-    build(graph: Graph, { computeDtype }) {
-      const x = graph.input('x', 'float32', ['batch', IN]);
-      const target = graph.input('target', 'float32', ['batch', OUT]);
+  const model: TrainableModel<MlpBatch> = {
+    build(graph: Graph, { computeDtype, shapeKey }) {
+      const batch = shapeKey === undefined ? 'batch' : Number(shapeKey.slice(1));
+      const x = graph.input('x', 'float32', [batch, IN]);
+      const target = graph.input('target', 'float32', [batch, OUT]);
       const weight = graph.input('examples', 'float32', []);
       const lora = {
         rank: 2,
@@ -69,6 +75,7 @@ export function mlpModel(options: MlpOptions = {}): TrainableModel<MlpBatch> {
       examples: hostTensor('float32', [], Float32Array.of(batch.size)),
     }),
   };
+  return options.staticBatch ? { ...model, shapeKey: (batch) => `b${batch.size}` } : model;
 }
 
 export interface DataOptions {

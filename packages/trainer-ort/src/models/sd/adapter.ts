@@ -110,9 +110,14 @@ export interface SdRunFacts {
   tagFrequency: Readonly<Record<string, Readonly<Record<string, number>>>>;
   /** Repeats and image count per dataset folder. */
   datasetDirs: Readonly<Record<string, { n_repeats: number; img_count: number }>>;
-  /** `[width, height]` actually trained. */
-  resolution: readonly [number, number];
-  enableBucket: boolean;
+  /** The aspect buckets trained (`ss_bucket_info`). */
+  bucketInfo: SdBucketInfo;
+}
+
+/** sd-scripts' `ss_bucket_info`: per bucket `[width, height]` and samples; the mean aspect error with buckets on. */
+export interface SdBucketInfo {
+  buckets: Record<number, { resolution: number[]; count: number }>;
+  mean_img_ar_error?: number;
 }
 
 /** sd-scripts' `ss_*` keys (train_network.py) for this run, every value a string. */
@@ -153,25 +158,26 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
     ss_mixed_precision: facts.mixedPrecision,
     ss_full_fp16: false,
     ss_seed: config.seed,
-    ss_clip_skip: null,
+    ss_clip_skip: config.clip_skip,
     ss_max_token_length: null,
     ss_cache_latents: config.cache_latents,
     ss_noise_offset: optional(config.noise_offset),
     ss_min_snr_gamma: optional(config.min_snr_gamma),
-    ss_resolution: `(${facts.resolution[0]}, ${facts.resolution[1]})`,
-    ss_enable_bucket: facts.enableBucket,
+    ss_resolution: `(${config.resolution[0]}, ${config.resolution[1]})`,
+    ss_enable_bucket: config.enable_bucket,
     ss_min_bucket_reso: config.min_bucket_reso,
     ss_max_bucket_reso: config.max_bucket_reso,
     ss_bucket_no_upscale: false,
     ss_color_aug: false,
-    ss_flip_aug: false,
-    ss_random_crop: false,
+    ss_flip_aug: config.flip_aug,
+    ss_random_crop: config.random_crop,
     ss_shuffle_caption: config.shuffle_caption,
     ss_keep_tokens: config.keep_tokens,
     ss_caption_dropout_rate: pythonFloat(config.caption_dropout_rate),
     ss_caption_tag_dropout_rate: pythonFloat(config.caption_tag_dropout_rate),
     ss_dataset_dirs: facts.datasetDirs,
     ss_tag_frequency: facts.tagFrequency,
+    ss_bucket_info: { ...facts.bucketInfo },
   };
   return kohyaMetadata(values);
 }

@@ -1,12 +1,18 @@
-import { mkdtemp, open as openFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open as openFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BucketOptions, DatasetImage } from '@lora/dataset';
+import {
+  type BucketOptions,
+  checkDataset,
+  type DatasetImage,
+  type ImageBatch,
+  ImageDataset,
+} from '@lora/dataset';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSdCheckpoint } from './checkpoint.ts';
 import { LatentCache, type VaeEncoder, vaeFingerprint } from './latents.ts';
 import { singleFileConfig } from './model-files.ts';
-import { writeTinySdModel } from './tiny.ts';
+import { encodePng, writeTinySdModel } from './tiny.ts';
 
 let root: string;
 beforeAll(async () => {
@@ -61,5 +67,35 @@ describe('vaeFingerprint', () => {
     const encoder = before.checkpoint.storedRanges('vae', (k) => k.startsWith('encoder.conv_in'))[0]!;
     await poke(encoder.start);
     expect((await fingerprint()).hash).not.toBe(before.hash);
+  });
+});
+
+describe('LatentCache with flipAug', () => {
+  it('caches the mirror image too, and serves each slot the latents of the pixels the dataset made', async () => {
+    // A 96x64 image whose pixels all differ, centre-cropped to the 64x64 bucket.
+    const folder = join(root, 'flip-images');
+    await mkdir(folder, { recursive: true });
+    const rgb = Uint8Array.from({ length: 96 * 64 * 3 }, (_, i) => (i * 37) % 251);
+    await writeFile(join(folder, 'a.png'), encodePng(96, 64, rgb));
+    const { images } = await checkDataset({ dirs: [folder], resolution: 64 });
+    // An identity "VAE": latents are the pixels, so the cache must hold exactly the training pixels.
+    const identity = {
+      latentShape: ([width, height]: readonly [number, number]) => [3, height, width],
+      encode: async (pixels: Float32Array) => pixels.slice(),
+      dispose: async () => {},
+    } as unknown as VaeEncoder;
+    const settings = { ...buckets, flipAug: true };
+    const flipCache = () => new LatentCache(join(root, 'flip-cache'), images, identity, 'vae', settings);
+    expect(await flipCache().fill()).toEqual({ encoded: 2, reused: 0 });
+    expect(await flipCache().fill()).toEqual({ encoded: 0, reused: 2 });
+
+    const dataset = new ImageDataset(images, { ...settings, batchSize: 1, seed: 3 });
+    const seen = new Set<boolean>();
+    for (let epoch = 0; seen.size < 2 && epoch < 20; epoch++) {
+      const batch: ImageBatch = await dataset.loadBatch(epoch, 0);
+      seen.add(batch.flipped[0]!);
+      expect(await flipCache().latents(batch)).toEqual(batch.pixels);
+    }
+    expect(seen).toEqual(new Set([false, true]));
   });
 });

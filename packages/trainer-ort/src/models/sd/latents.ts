@@ -1,10 +1,11 @@
 /**
  * Training images → VAE latents. The VAE encoder runs as its own inference graph (one per bucket
  * size: its spatial dims are static), never inside the training step. With `cache_latents` every
- * preprocessed image is encoded once, before training, and stored on disk under a key made of the
- * image's content hash, its bucket, resize and crop, the flip, and a fingerprint of the VAE
- * weights and sizes; the next run with the same images and settings reads them back. Latents are
- * the posterior mean × the scaling factor, so they are a pure function of that key.
+ * preprocessed image is encoded once, before training (and once mirrored, with `flip_aug`), and
+ * stored on disk under a key made of the image's content hash, its bucket, resize and crop, the
+ * flip, and a fingerprint of the VAE weights and sizes; the next run with the same images and
+ * settings reads them back. Latents are the posterior mean × the scaling factor, so they are a
+ * pure function of that key. Random crops change every epoch, so they are never cached.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
@@ -153,10 +154,15 @@ export async function vaeFingerprint(checkpoint: SdCheckpoint): Promise<string> 
 }
 
 export interface CacheStats {
-  /** Images encoded by this run. */
+  /** Latents encoded by this run (an image and, with `flipAug`, its mirror image are two). */
   encoded: number;
-  /** Images whose latents were already on disk. */
+  /** Latents that were already on disk. */
   reused: number;
+}
+
+/** The bucket settings of the training dataset, and whether it mirrors images (`flip_aug`). */
+export interface LatentCacheSettings extends BucketOptions {
+  flipAug?: boolean;
 }
 
 /**
@@ -173,11 +179,11 @@ export class LatentCache implements LatentSource {
     private readonly encoder: VaeEncoder,
     /** `vaeFingerprint` of the checkpoint. */
     private readonly vae: string,
-    /** The bucket settings the training dataset uses (crops are centred, never flipped). */
-    private readonly buckets: BucketOptions,
+    /** The training dataset's settings (crops are centred). */
+    private readonly settings: LatentCacheSettings,
   ) {
     this.byPath = new Map(images.map((image) => [image.path, image]));
-    this.selector = createBucketSelector(buckets);
+    this.selector = createBucketSelector(settings);
   }
 
   /** The file of one image's latents: every input of the encoding is part of its name. */
@@ -199,21 +205,29 @@ export class LatentCache implements LatentSource {
     return join(this.folder, `${key}.f32`);
   }
 
-  /** Encodes every image whose latents are not on disk yet, one image at a time, then frees the VAE. */
+  /**
+   * Encodes every image whose latents are not on disk yet (and its mirror image, with
+   * `flipAug`), one image at a time in its own bucket, then frees the VAE.
+   */
   async fill(): Promise<CacheStats> {
     await mkdir(this.folder, { recursive: true });
     const single = this.images.map((image) => ({ ...image, repeats: 1 }));
-    const dataset = new ImageDataset(single, { ...this.buckets, batchSize: 1, seed: 0 });
+    const { flipAug, ...buckets } = this.settings;
+    const dataset = new ImageDataset(single, { ...buckets, batchSize: 1, seed: 0 });
     const stats: CacheStats = { encoded: 0, reused: 0 };
     const plan = dataset.epochPlan(0);
     for (let step = 0; step < plan.length; step++) {
       const { bucket, items } = plan[step]!;
-      const file = this.fileOf(single[items[0]!]!);
-      if (await this.read(file, bucket)) {
-        stats.reused++;
-      } else {
-        const batch = await dataset.loadBatch(0, step);
-        await this.write(file, await this.encoder.encode(batch.pixels, bucket, 1));
+      let pixels: Float32Array | undefined;
+      for (const flipped of flipAug ? [false, true] : [false]) {
+        const file = this.fileOf(single[items[0]!]!, flipped);
+        if (await this.read(file, bucket)) {
+          stats.reused++;
+          continue;
+        }
+        pixels ??= (await dataset.loadBatch(0, step)).pixels;
+        const input = flipped ? mirrored(pixels, bucket[0]) : pixels;
+        await this.write(file, await this.encoder.encode(input, bucket, 1));
         stats.encoded++;
       }
     }
@@ -261,4 +275,13 @@ export class LatentCache implements LatentSource {
     await writeFile(temporary, new Uint8Array(latents.buffer, latents.byteOffset, latents.byteLength));
     await rename(temporary, file);
   }
+}
+
+/** Rows of `width` values mirrored left-right: the dataset's flip of a centred crop. */
+function mirrored(pixels: Float32Array, width: number): Float32Array {
+  const out = new Float32Array(pixels.length);
+  for (let row = 0; row < pixels.length; row += width) {
+    for (let x = 0; x < width; x++) out[row + x] = pixels[row + width - 1 - x]!;
+  }
+  return out;
 }

@@ -1,12 +1,14 @@
 /**
  * Stable Diffusion LoRA training end to end through `trainSd` on the generated tiny model and
  * shape images: the kohya file and its metadata, resume bit-identical to an uninterrupted run,
- * the latent cache reused by the next run, and the diffusers layout.
+ * the latent cache reused by the next run, the diffusers layout, aspect buckets trained through
+ * one graph each, and the kohya options flip_aug, random_crop and clip_skip.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type SdConfig, type TrainerEvent, type TrainingResult } from '@lora/config';
+import { checkDataset, ImageDataset } from '@lora/dataset';
 import { kohyaHashes, loraFromTensors, readSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePng, writeShapeImages, writeTinySdModel } from './tiny.ts';
@@ -158,7 +160,11 @@ describe('trainSd on the tiny model', () => {
     ['ss_max_train_steps', '4'],
     ['ss_num_epochs', '2'],
     ['ss_num_batches_per_epoch', '3'],
-    ['ss_clip_skip', 'None'],
+    ['ss_clip_skip', '1'],
+    ['ss_flip_aug', 'False'],
+    ['ss_random_crop', 'False'],
+    ['ss_enable_bucket', 'True'],
+    ['ss_bucket_info', '{"buckets": {"0": {"resolution": [64, 64], "count": 6}}, "mean_img_ar_error": 0}'],
     ['ss_noise_offset', '0.05'],
     ['ss_min_snr_gamma', '5.0'],
     ['ss_mixed_precision', 'no'],
@@ -190,7 +196,7 @@ describe('trainSd on the tiny model', () => {
     const sd = await config('resumed');
     const stopped = await train(sd, { abortAtStep: 2 });
     expect(stopped.result).toMatchObject({ stopped: 'aborted', step: 2 });
-    expect(stopped.info.join('\n')).toMatch(/0 image\(s\) encoded, 6 read from the cache/);
+    expect(stopped.info.join('\n')).toMatch(/latents: 0 encoded, 6 read from the cache/);
     const resumed = await train({ ...sd, resume: 'auto' });
     expect(resumed.result).toMatchObject({ stopped: 'completed', step: 4 });
     expect(resumed.events.filter((e) => e.type === 'step').map((e) => e.step)).toEqual([3, 4]);
@@ -241,23 +247,12 @@ describe('trainSd inputs', () => {
     expect((te.data as Float32Array).some((v) => v !== 0)).toBe(true);
   });
 
-  it('trains one bucket size: mixed aspect ratios are centre-cropped, with a warning', async () => {
-    const folder = join(root, 'mixed');
-    await writeShapeImages(folder, { count: 2 });
-    await writeFile(join(folder, 'wide.png'), encodePng(128, 64, new Uint8Array(128 * 64 * 3).fill(200)));
-    const sd = await config('mixed');
-    const { events, result, info } = await train({
-      ...sd,
-      max_steps: 1,
-      train_data_dir: folder,
-      resolution: [128, 128],
-    });
-    const warning = events.find((e) => e.type === 'warning' && e.code === 'single_bucket');
-    expect(warning && 'message' in warning ? warning.message : '').toMatch(
-      /2 aspect buckets \(128x64, 128x128\)/,
-    );
-    expect(info.join('\n')).toMatch(/bucket 128x128 → latents 4×16×16/);
-    expect(result.stopped).toBe('completed');
+  it.each([
+    ['random_crop with cached latents', { random_crop: true }, /random_crop .*set cache_latents: false/],
+    ['a clip_skip past the text encoder', { clip_skip: 3 }, /clip_skip 3 skips more than the 2 layers/],
+  ])('refuses %s', async (_, change, message) => {
+    const sd = await config('refused');
+    await expect(train({ ...sd, ...change })).rejects.toMatchObject({ code: 'E_MODEL_CONFIG', message });
   });
 
   it('says where to put CLIP tokenizer.json when the checkpoint has none beside it', async () => {
@@ -269,5 +264,98 @@ describe('trainSd inputs', () => {
       /no CLIP tokenizer at .*no-tokenizer\/tokenizer\/tokenizer\.json.*openai\/clip-vit-large-patch14/,
     );
     expect(await readdir(model)).not.toContain('tokenizer');
+  });
+});
+
+describe('trainSd with images of two aspect ratios', () => {
+  // resolution [128, 64] makes the buckets 64x64, 64x128 and 128x64: the 4 squares train in
+  // 64x64 (8×8 latents) and the 2 wide images in 128x64 (8×16 latents); batches of 2 make 3
+  // micro-batches per epoch, one step each.
+  let sd: SdConfig;
+  let whole: Trained;
+  beforeAll(async () => {
+    const folder = join(root, 'mixed');
+    await writeShapeImages(folder, { count: 4 });
+    for (const [name, value] of [
+      ['wide_a', 200],
+      ['wide_b', 60],
+    ] as const) {
+      await writeFile(
+        join(folder, `${name}.png`),
+        encodePng(128, 64, new Uint8Array(128 * 64 * 3).fill(value)),
+      );
+    }
+    sd = { ...(await config('mixed')), train_data_dir: folder, resolution: [128, 64], max_steps: 6 };
+    whole = await train(sd);
+  });
+
+  it('trains every bucket size through its own gradients graph', async () => {
+    expect(whole.result).toMatchObject({ stopped: 'completed', step: 6, epoch: 2 });
+    expect(whole.info.join('\n')).toMatch(
+      /6 image\(s\) in 2 bucket\(s\): 64x64 \(4 sample\(s\), latents 4×8×8\), 128x64 \(2 sample\(s\), latents 4×8×16\); 3 micro-batch/,
+    );
+    expect(whole.events.some((e) => e.type === 'warning' && e.code === 'single_bucket')).toBe(false);
+    // The UNet's sizes are static, so a batch of one bucket fed to the other's graph would fail.
+    const graphs = await readdir(join(sd.output_dir, 'graphs'));
+    expect(graphs.filter((f) => /^(gradients|vae_encoder)/.test(f)).sort()).toEqual([
+      'gradients-8x16.onnx',
+      'gradients-8x8.onnx',
+      'vae_encoder_128x64.onnx',
+      'vae_encoder_64x64.onnx',
+    ]);
+    const { metadata } = await readSafetensors(whole.result.adapter);
+    expect(metadata['ss_resolution']).toBe('(128, 64)');
+    expect(JSON.parse(metadata['ss_bucket_info']!)).toEqual({
+      buckets: { 0: { resolution: [64, 64], count: 4 }, 1: { resolution: [128, 64], count: 2 } },
+      mean_img_ar_error: 0,
+    });
+  });
+
+  it('resumes at a micro-batch of another bucket bit-identically', async () => {
+    const report = await checkDataset({ dirs: [sd.train_data_dir], resolution: sd.resolution });
+    const plan = new ImageDataset(report.images, {
+      resolution: sd.resolution,
+      minBucketReso: sd.min_bucket_reso,
+      maxBucketReso: sd.max_bucket_reso,
+      batchSize: sd.batch_size,
+      seed: sd.seed,
+    }).epochPlan(0);
+    // Stop after step s so that the resumed run starts in the bucket a fresh run does not start in.
+    const s = plan.findIndex((b, i) => i > 0 && b.bucket.join() !== plan[0]!.bucket.join());
+    const resumedSd = { ...sd, output_dir: join(root, 'runs', 'mixed-resumed') };
+    const stopped = await train(resumedSd, { abortAtStep: s });
+    expect(stopped.result).toMatchObject({ stopped: 'aborted', step: s });
+    await rm(join(resumedSd.output_dir, 'graphs'), { recursive: true });
+    const resumed = await train({ ...resumedSd, resume: 'auto' });
+    expect(resumed.events.filter((e) => e.type === 'step').map((e) => e.step)).toEqual(
+      [1, 2, 3, 4, 5, 6].slice(s),
+    );
+    const [a, b] = await Promise.all([
+      tensorBytes(whole.result.adapter),
+      tensorBytes(resumed.result.adapter),
+    ]);
+    expect([...b.keys()]).toEqual([...a.keys()]);
+    for (const [name, bytes] of a) expect(b.get(name)!.equals(bytes), name).toBe(true);
+  });
+});
+
+describe('trainSd kohya options', () => {
+  it('flip_aug caches each image and its mirror image; clip_skip 2 builds the text encoder without its last layer', async () => {
+    const folder = join(root, 'flip');
+    await writeShapeImages(folder, { count: 2 });
+    const sd = await config('flip');
+    const { result, info } = await train({
+      ...sd,
+      train_data_dir: folder,
+      max_steps: 1,
+      flip_aug: true,
+      clip_skip: 2,
+    });
+    expect(info.join('\n')).toMatch(/latents: 4 encoded, 0 read from the cache/);
+    const { metadata } = await readSafetensors(result.adapter);
+    expect([metadata['ss_flip_aug'], metadata['ss_clip_skip']]).toEqual(['True', '2']);
+    const graph = await readFile(join(sd.output_dir, 'graphs', 'gradients-8x8.onnx'), 'latin1');
+    expect(graph).toContain('text_model.encoder.layers.0.');
+    expect(graph).not.toContain('text_model.encoder.layers.1.');
   });
 });

@@ -7,13 +7,14 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveTargetModules, type SdConfig, type TrainingResult, type TrainingRun } from '@lora/config';
 import {
-  type BucketOptions,
   type CaptionOptions,
   checkDataset,
+  createBucketSelector,
   type DatasetImage,
   datasetTagFrequency,
   ImageDataset,
   type ImageDatasetOptions,
+  type Size,
 } from '@lora/dataset';
 import { Graph } from '../../graph/graph.ts';
 import { runTrainingLoop } from '../../train/loop.ts';
@@ -23,6 +24,7 @@ import { ModelError } from '../model-error.ts';
 import {
   readSdInitAdapter,
   type SdAdapterLayout,
+  type SdBucketInfo,
   sdLoraAdapter,
   sdTrainingMetadata,
   writeSdAdapter,
@@ -31,7 +33,7 @@ import { SdBatchSource } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
-import { SdTrainableModel } from './trainable.ts';
+import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
 export type { SdAdapterLayout } from './adapter.ts';
 
@@ -53,6 +55,12 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
   if (config.task !== 'sd') {
     throw new ModelError('E_MODEL_CONFIG', `trainSd trains task: sd, the config says task: ${config.task}`);
   }
+  if (config.random_crop && config.cache_latents) {
+    throw new ModelError(
+      'E_MODEL_CONFIG',
+      'random_crop crops each image anew every epoch, so its latents cannot be cached; set cache_latents: false',
+    );
+  }
   const warn = (code: string, message: string) => run.emit({ type: 'warning', code, message });
   const startedAt = Date.now() / 1000;
   const targets = resolveTargetModules(config);
@@ -63,29 +71,35 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
   let latents: LatentSource | undefined;
   try {
     const { checkpoint } = opened;
+    const layers = checkpoint.config.textEncoder.numLayers;
+    if (config.clip_skip > layers) {
+      throw new ModelError(
+        'E_MODEL_CONFIG',
+        `clip_skip ${config.clip_skip} skips more than the ${layers} layers of this text encoder; set clip_skip from 1 to ${layers}`,
+      );
+    }
     const tokenizer = await ClipTokenizer.forModel(base, checkpoint.config.textEncoder.maxPositions);
     const images = await trainingImages(config, warn);
-    const { dataset, buckets } = imageDataset(images, config, warn);
-    const bucket = dataset.buckets[0]!.bucket;
+    const settings = imageDatasetOptions(config);
+    const dataset = new ImageDataset(images, settings);
 
     const encoder = new VaeEncoder(checkpoint, {
       folder: join(outputDir, GRAPHS_FOLDER),
       device: config.device,
       onNotice: (message) => warn('device_fallback', message),
     });
-    const [channels, height, width] = encoder.latentShape(bucket);
     if (config.cache_latents) {
       const cache = new LatentCache(
         await latentCacheFolder(config, outputDir, warn),
         images,
         encoder,
         await vaeFingerprint(checkpoint),
-        buckets,
+        settings,
       );
       latents = cache;
       const stats = await cache.fill();
       logger.info(
-        `latents: ${stats.encoded} image(s) encoded, ${stats.reused} read from the cache in ${cache.folder}`,
+        `latents: ${stats.encoded} encoded, ${stats.reused} read from the cache in ${cache.folder}`,
       );
     } else {
       latents = new EncodedLatents(encoder);
@@ -100,28 +114,36 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
       textEncoder: targets.task === 'sd' ? targets.text_encoder : [],
     };
     const model = new SdTrainableModel(checkpoint, {
-      latentSize: [height, width],
       prediction: config.prediction_type,
+      clipSkip: config.clip_skip,
       lora,
       ...(config.min_snr_gamma === undefined ? {} : { minSnrGamma: config.min_snr_gamma }),
     });
+    const latentShape = (bucket: Size) => encoder.latentShape(bucket);
     const initial = config.init_adapter
-      ? await initAdapterValues(config.init_adapter, model, config.lora_alpha)
+      ? await initAdapterValues(
+          config.init_adapter,
+          model,
+          sdShapeKey(latentShape(dataset.buckets[0]!.bucket)),
+          config.lora_alpha,
+        )
       : undefined;
     const trained = initial ? new SdTrainableModel(checkpoint, { ...model.options, initial }) : model;
-    const data = new SdBatchSource(dataset, latents, tokenizer, (b) => encoder.latentShape(b), {
+    const data = new SdBatchSource(dataset, latents, tokenizer, latentShape, {
       seed: config.seed,
       noiseOffset: config.noise_offset,
     });
+    const bucketList = dataset.buckets.map(
+      (b) => `${b.bucket.join('x')} (${b.samples} sample(s), latents ${latentShape(b.bucket).join('×')})`,
+    );
     logger.info(
-      `sd: ${images.length} image(s), bucket ${bucket.join('x')} → latents ${channels}×${height}×${width}, ` +
+      `sd: ${images.length} image(s) in ${dataset.buckets.length} bucket(s): ${bucketList.join(', ')}; ` +
         `${dataset.stepsPerEpoch} micro-batch(es) per epoch; LoRA rank ${config.lora_rank} on UNet ${lora.unet.join(', ')}` +
         (lora.textEncoder.length > 0 ? ` and text encoder ${lora.textEncoder.join(', ')}` : ''),
     );
 
-    const settings = loopSettingsFromConfig(config);
     const result = await runTrainingLoop({
-      ...settings,
+      ...loopSettingsFromConfig(config),
       model: trained,
       data,
       outputDir,
@@ -145,8 +167,7 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
         Object.entries(datasetTagFrequency(images)).map(([name, f]) => [name, f.counts]),
       ),
       datasetDirs: datasetDirs(images),
-      resolution: bucket,
-      enableBucket: buckets.enableBucket ?? false,
+      bucketInfo: bucketInfo(dataset, settings),
     });
     const adapter = await writeSdAdapter(
       outputDir,
@@ -222,15 +243,10 @@ async function trainingImages(
 }
 
 /**
- * The image dataset. The training step is one ONNX graph with static latent sizes, so a run
- * trains one bucket size: when the images fall into several aspect buckets they are instead
- * resized and centre-cropped to `resolution`, with a warning.
+ * The image dataset's settings: kohya's aspect buckets (each bucket size trains through its own
+ * graph), crops, flips and per-epoch caption augmentation.
  */
-function imageDataset(
-  images: readonly DatasetImage[],
-  config: SdConfig,
-  warn: (code: string, message: string) => void,
-): { dataset: ImageDataset; buckets: BucketOptions } {
+function imageDatasetOptions(config: SdConfig): ImageDatasetOptions {
   const caption: CaptionOptions | undefined =
     config.shuffle_caption || config.caption_dropout_rate > 0 || config.caption_tag_dropout_rate > 0
       ? {
@@ -240,27 +256,34 @@ function imageDataset(
           captionDropout: config.caption_dropout_rate,
         }
       : undefined;
-  const settings = (enableBucket: boolean): ImageDatasetOptions => ({
+  return {
     resolution: config.resolution,
-    enableBucket,
+    enableBucket: config.enable_bucket,
     minBucketReso: config.min_bucket_reso,
     maxBucketReso: config.max_bucket_reso,
     bucketResoSteps: config.bucket_reso_steps,
     batchSize: config.batch_size,
     seed: config.seed,
+    flipAug: config.flip_aug,
+    randomCrop: config.random_crop,
     ...(caption ? { caption } : {}),
-  });
-  const bucketed = new ImageDataset(images, settings(config.enable_bucket));
-  if (bucketed.buckets.length === 1) {
-    return { dataset: bucketed, buckets: settings(config.enable_bucket) };
-  }
-  warn(
-    'single_bucket',
-    `the images fall into ${bucketed.buckets.length} aspect buckets (${bucketed.buckets.map((b) => b.bucket.join('x')).join(', ')}), ` +
-      `but this backend trains one latent size per run; every image is resized and centre-cropped to ${config.resolution.join('x')} instead. ` +
-      'Crop the images to one aspect ratio to keep more of each, or set enable_bucket: false to silence this',
+  };
+}
+
+/**
+ * sd-scripts' `ss_bucket_info`: each bucket's resolution and sample count (images × repeats),
+ * numbered in bucket order, and with buckets on the mean |bucket aspect − image aspect|.
+ */
+function bucketInfo(dataset: ImageDataset, settings: ImageDatasetOptions): SdBucketInfo {
+  const buckets = Object.fromEntries(
+    dataset.buckets.map((b, i) => [i, { resolution: [...b.bucket], count: b.samples }]),
   );
-  return { dataset: new ImageDataset(images, settings(false)), buckets: settings(false) };
+  if (!settings.enableBucket) return { buckets };
+  const selector = createBucketSelector(settings);
+  const errors = dataset.images.map((image) =>
+    Math.abs(selector.select(image.width, image.height).aspectError),
+  );
+  return { buckets, mean_img_ar_error: errors.reduce((a, b) => a + b, 0) / errors.length };
 }
 
 /** Latents live beside the images (as kohya's `.npz` files do), or in the run folder when that is read-only. */
@@ -295,12 +318,16 @@ function datasetDirs(
   return dirs;
 }
 
-/** Builds the loss graph once to learn the parameter names and shapes, then reads the adapter for them. */
+/**
+ * Builds the loss graph of one shape once to learn the parameter names and shapes (the same for
+ * every shape), then reads the adapter for them.
+ */
 async function initAdapterValues(
   path: string,
   model: SdTrainableModel,
+  shapeKey: string,
   alpha: number,
 ): Promise<Map<string, Float32Array>> {
-  const parameters = model.build(new Graph('parameters'), { computeDtype: 'float32' }).parameters;
+  const parameters = model.build(new Graph('parameters'), { computeDtype: 'float32', shapeKey }).parameters;
   return readSdInitAdapter(path, parameters, alpha);
 }

@@ -2,6 +2,9 @@
  * The SD micro-batch loss as the training loop's `TrainableModel`: `buildSdLoss` declares the
  * graph; `feeds` turns an `SdBatch` into its inputs, with the per-example min-SNR weights of the
  * drawn timesteps. LoRA parameters may start from an earlier adapter (`init_adapter`).
+ *
+ * The UNet's spatial sizes are static, so the model is multi-shape: each aspect bucket's latent
+ * size is a shape key (`<height>x<width>`, e.g. `8x16`), and the loop builds one graph per key.
  */
 import type { Graph } from '../../graph/graph.ts';
 import type { LoraParameter } from '../../lora.ts';
@@ -14,12 +17,18 @@ import type { SdLoraModule } from './layers.ts';
 import { buildSdLoss, SD_LOSS_INPUTS, type SdLossOptions, scaledLinearAlphasCumprod } from './loss.ts';
 import { minSnrWeights } from './noise.ts';
 
-export interface SdTrainableOptions extends Omit<SdLossOptions, 'batch' | 'text'> {
+export interface SdTrainableOptions extends Omit<SdLossOptions, 'batch' | 'text' | 'latentSize'> {
   /** min-SNR-γ loss weighting; unset = every example weighs 1. */
   minSnrGamma?: number;
   /** Starting values of LoRA parameters by name (from `init_adapter`); others start as initialised. */
   initial?: ReadonlyMap<string, Float32Array>;
 }
+
+const SHAPE_KEY = /^(\d+)x(\d+)$/;
+
+/** The shape key of latents `[channels, height, width]`: `<height>x<width>`. */
+export const sdShapeKey = ([, height, width]: readonly [number, number, number]): string =>
+  `${height}x${width}`;
 
 export class SdTrainableModel implements TrainableModel<SdBatch> {
   private readonly alphasCumprod: Float32Array;
@@ -37,11 +46,25 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
     return this.built;
   }
 
-  build(graph: Graph, _options: BuildOptions): MicroBatchLoss {
+  /** The latent `<height>x<width>` of the batch's bucket. */
+  shapeKey(batch: SdBatch): string {
+    return sdShapeKey(batch.latentShape);
+  }
+
+  /** Builds the loss for latents of the size `shapeKey` names (`<height>x<width>`). */
+  build(graph: Graph, { shapeKey }: BuildOptions): MicroBatchLoss {
+    const size = SHAPE_KEY.exec(shapeKey ?? '');
+    if (!size) {
+      throw new ModelError(
+        'E_MODEL_CONFIG',
+        `SdTrainableModel.build needs the latent size as shapeKey ('<height>x<width>', e.g. '64x64'), got ${shapeKey ?? 'none'}`,
+      );
+    }
     // The loss computes in float32 whatever the loop's compute type (see loss.ts).
     const { minSnrGamma: _, initial, ...lossOptions } = this.options;
     const loss = buildSdLoss(graph, this.checkpoint, {
       ...lossOptions,
+      latentSize: [Number(size[1]), Number(size[2])],
       alphasCumprod: this.alphasCumprod,
       text: 'ids',
     });
@@ -54,13 +77,12 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
   }
 
   feeds(batch: SdBatch): Record<string, HostTensor> {
-    const [height, width] = this.options.latentSize;
     const [c, h, w] = batch.latentShape;
     const { unet, textEncoder } = this.checkpoint.config;
-    if (c !== unet.inChannels || h !== height || w !== width) {
+    if (c !== unet.inChannels) {
       throw new ModelError(
         'E_MODEL_BATCH',
-        `latents [${batch.latentShape.join(', ')}] do not fit the training graph, built for [${unet.inChannels}, ${height}, ${width}]`,
+        `latents [${batch.latentShape.join(', ')}] have ${c} channels, the UNet takes ${unet.inChannels}; does the VAE belong to this model?`,
       );
     }
     const tokens = this.options.tokens ?? textEncoder.maxPositions;

@@ -72,5 +72,11 @@ export async function modelFromRecipe<Batch>(recipe: ModelRecipe): Promise<Train
       `model recipe: ${recipe.module} ${name}() returned no TrainableModel (an object with build and feeds)`,
     );
   }
+  if (model.shapeKey !== undefined) {
+    throw new WorkerError(
+      'WORKER_RECIPE_INVALID',
+      `model recipe: ${recipe.module} ${name}() returned a model with shapeKey (one graph per micro-batch shape), which data-parallel workers do not support yet; train in one process (without device_ids / num_workers)`,
+    );
+  }
   return model as TrainableModel<Batch>;
 }

@@ -184,6 +184,22 @@ describe('worker processes', () => {
   );
 
   it(
+    'refuses a recipe that builds a multi-shape model (shapeKey), before training',
+    async () => {
+      const opts = await options({ workers: cpu(1), parallel: mlpParallel({ staticBatch: true }) });
+      await expect(runTrainingLoop(opts)).rejects.toMatchObject({
+        code: 'WORKER_RECIPE_INVALID',
+        worker: 0,
+        message: expect.stringMatching(
+          /createMlpWorkerModel\(\) returned a model with shapeKey .* train in one process/,
+        ),
+      });
+      expect(await listCheckpoints(opts.outputDir)).toEqual([]);
+    },
+    TIMEOUT,
+  );
+
+  it(
     'refuses workers that build different models from the same recipe',
     async () => {
       const opts = await options({ workers: cpu(2), parallel: mlpParallel({ perProcessSeed: true }) });
