@@ -89,7 +89,7 @@ describe('configWarnings', () => {
       '/c/r.yaml',
     );
     expect(configWarnings(config)[0]?.message).toBe(
-      'trains UNet layers to_q, to_v; text encoder: q_proj, v_proj',
+      "q_proj, v_proj also name the UNet's attention: trains UNet layers to_q, to_v; text encoder: q_proj, v_proj",
     );
   });
 });

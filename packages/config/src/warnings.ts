@@ -159,7 +159,15 @@ function mappingNotice(config: Extract<LoraConfig, { task: 'sd' }>, warn: Warn):
   if (targets.task !== 'sd') return;
   const textEncoder =
     targets.text_encoder.length > 0 ? `; text encoder: ${targets.text_encoder.join(', ')}` : '';
-  warn('module_mapping', 'target_modules', `trains UNet layers ${targets.unet.join(', ')}${textEncoder}`);
+  const named = clipNames.length > 0 ? `${clipNames.join(', ')} also name the UNet's attention: ` : '';
+  const frozen = config.train_text_encoder
+    ? ''
+    : ' (the text encoder is not trained: train_text_encoder is off)';
+  warn(
+    'module_mapping',
+    'target_modules',
+    `${named}trains UNet layers ${targets.unet.join(', ')}${textEncoder}${frozen}`,
+  );
 }
 
 const round = (value: number) => Number(value.toPrecision(3));

@@ -117,12 +117,6 @@ describe('trainSd on the tiny model', () => {
     expect(first.events.at(-1)).toEqual({ type: 'done', ...first.result });
   });
 
-  it('says that q_proj / v_proj mean the UNet to_q / to_v', () => {
-    const warning = first.events.find((e) => e.type === 'warning' && e.code === 'module_mapping');
-    expect(warning).toBeDefined();
-    expect(warning && 'message' in warning ? warning.message : '').toMatch(/to_q, to_v/);
-  });
-
   it('writes exactly kohya names for the trained modules, loadable as a LoRA', async () => {
     const { tensors } = await readSafetensors(first.result.adapter);
     const expected = KOHYA_NAMES.flatMap((n) => [

@@ -64,7 +64,6 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
   const warn = (code: string, message: string) => run.emit({ type: 'warning', code, message });
   const startedAt = Date.now() / 1000;
   const targets = resolveTargetModules(config);
-  noticeClipNames(config, targets.task === 'sd' ? targets.unet : [], warn);
 
   const base = config.base_model;
   const opened = await openSdCheckpoint(base, await singleFileConfig(base));
@@ -190,32 +189,6 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
     await latents?.dispose();
     await opened.close();
   }
-}
-
-/** The UNet layer each CLIP attention name stands for (as @lora/config's `resolveTargetModules` maps them). */
-const CLIP_ATTENTION_TO_UNET: Readonly<Record<string, string>> = {
-  q_proj: 'to_q',
-  k_proj: 'to_k',
-  v_proj: 'to_v',
-  out_proj: 'to_out',
-};
-
-/** CLIP attention names in an sd config also (or only) mean the UNet's attention: say so. */
-function noticeClipNames(
-  config: SdConfig,
-  unet: readonly string[],
-  warn: (code: string, message: string) => void,
-): void {
-  if (config.target_modules === 'all-linear') return;
-  const clipNames = config.target_modules.filter((m) => m in CLIP_ATTENTION_TO_UNET);
-  if (clipNames.length === 0) return;
-  warn(
-    'module_mapping',
-    `target_modules ${clipNames.join(', ')} are CLIP text-encoder names; for Stable Diffusion they also mean the UNet's ` +
-      `${clipNames.map((m) => CLIP_ATTENTION_TO_UNET[m]).join(', ')}` +
-      `${config.train_text_encoder ? ' (and the text encoder trains the layers of those names)' : ' (the text encoder is not trained: train_text_encoder is off)'}; ` +
-      `the UNet trains ${unet.join(', ')}`,
-  );
 }
 
 /** The images of the dataset folder, with a warning for any that will be skipped. */
