@@ -68,6 +68,7 @@ describe('ImageDataset buckets and plan', () => {
     [{ batchSize: 0 }, 'INVALID_OPTIONS'],
     [{ seed: 0.5 }, 'INVALID_OPTIONS'],
     [{ resolution: 64, maxBucketReso: 32 }, 'INVALID_OPTIONS'],
+    [{ concurrency: 0 }, 'INVALID_OPTIONS'],
   ])('rejects %j', (patch, code) => {
     expect(() => new ImageDataset(images, { ...base, ...patch })).toThrow(expect.objectContaining({ code }));
   });
@@ -114,6 +115,19 @@ describe('ImageDataset batches', () => {
     expect(resumed).toEqual(full.slice(4));
     expect(resumed[0]!.step).toBe(4);
   });
+
+  it.each([1, 3, 16])(
+    'prefetching with %i decodes in flight yields what loadBatch gives, in order',
+    async (concurrency) => {
+      const options = { ...base, batchSize: 1, randomCrop: true, flipAug: true, concurrency };
+      const streamed = [];
+      for await (const batch of new ImageDataset(images, options).batches(2, 1)) streamed.push(batch);
+      const single = new ImageDataset(images, options);
+      const expected = [];
+      for (let step = 1; step < single.stepsPerEpoch; step++) expected.push(await single.loadBatch(2, step));
+      expect(streamed).toEqual(expected);
+    },
+  );
 
   it('random crop picks different windows across epochs', async () => {
     const dataset = new ImageDataset(images, { ...base, randomCrop: true, batchSize: 1 });

@@ -1,16 +1,22 @@
-import { availableParallelism } from 'node:os';
 import { type BucketOptions, createBucketSelector, cropOffset, type Size } from './buckets.ts';
 import { type CaptionOptions, checkCaptionOptions, processCaption } from './captions.ts';
 import type { DatasetImage } from './check.ts';
 import { DatasetError } from './errors.ts';
 import { ImageCache } from './image-cache.ts';
 import { decodeResized, readImageFile, toChw } from './image-io.ts';
-import { mapPool } from './pool.ts';
+import { createLimiter } from './pool.ts';
 import { createRng } from './rng.ts';
 
 /** Sub-stream keys of `createRng(seed, …)`: epoch order and per-sample augmentation never share draws. */
 const EPOCH_ORDER_STREAM = 1;
 const SAMPLE_STREAM = 2;
+
+/**
+ * sharp runs each pipeline on a libuv pool thread (UV_THREADPOOL_SIZE, 4 by default), and
+ * libvips spreads each one over its own threads: more decodes in flight than the pool has
+ * threads only wait in its queue.
+ */
+const defaultConcurrency = (): number => Number(process.env.UV_THREADPOOL_SIZE) || 4;
 
 export interface ImageDatasetOptions extends BucketOptions {
   batchSize: number;
@@ -23,7 +29,10 @@ export interface ImageDatasetOptions extends BucketOptions {
   caption?: CaptionOptions;
   /** Folder for decoded, resized pixels; without it every epoch decodes again. */
   cacheDir?: string;
-  /** Images decoded at once within a batch (default: CPUs, at most 8). */
+  /**
+   * Images decoded at once, across the batch being loaded and those `batches()` prefetches
+   * (default: libuv's thread pool size, `UV_THREADPOOL_SIZE` or 4).
+   */
   concurrency?: number;
 }
 
@@ -75,6 +84,9 @@ export class ImageDataset {
   private readonly members: readonly (readonly number[])[];
   private readonly cache: ImageCache | undefined;
   private planned: { epoch: number; plan: readonly PlannedBatch[] } | undefined;
+  private readonly concurrency: number;
+  /** Every decode of this dataset goes through it, first come first served across batches. */
+  private readonly decodeSlot: <R>(task: () => Promise<R>) => Promise<R>;
 
   constructor(images: readonly DatasetImage[], options: ImageDatasetOptions) {
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
@@ -89,6 +101,15 @@ export class ImageDataset {
         'No usable images: every image was missing or unreadable. Run the dataset check and fix what it reports.',
       );
     }
+    const concurrency = options.concurrency ?? defaultConcurrency();
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new DatasetError(
+        'INVALID_OPTIONS',
+        `concurrency must be a positive integer, got ${concurrency}.`,
+      );
+    }
+    this.concurrency = concurrency;
+    this.decodeSlot = createLimiter(concurrency);
     // Validate the seed and caption options now rather than at the first batch.
     createRng(options.seed);
     if (options.caption) checkCaptionOptions(options.caption);
@@ -174,8 +195,7 @@ export class ImageDataset {
     const pixels = new Float32Array(batch.items.length * plane);
     const captions: string[] = [];
     const flipped: boolean[] = [];
-    const limit = this.options.concurrency ?? Math.min(8, availableParallelism());
-    await mapPool(batch.items, limit, async (item, slot) => {
+    const slots = batch.items.map(async (item, slot) => {
       const image = this.images[item]!;
       const { resized } = this.placed[item]!;
       // Per-sample stream: (epoch, step, slot) alone decides crop, flip and caption.
@@ -184,7 +204,7 @@ export class ImageDataset {
       const { left, top } = cropOffset(resized, batch.bucket, this.options.randomCrop ? rng : undefined);
       captions[slot] = processCaption(image.caption ?? '', this.options.caption, rng);
       flipped[slot] = flip;
-      const rgb = await this.resizedPixels(image, resized);
+      const rgb = await this.decodeSlot(() => this.resizedPixels(image, resized));
       toChw(
         rgb,
         resized[0],
@@ -193,6 +213,7 @@ export class ImageDataset {
         pixels.subarray(slot * plane, (slot + 1) * plane),
       );
     });
+    await Promise.all(slots);
     return {
       epoch,
       step,
@@ -204,7 +225,10 @@ export class ImageDataset {
     };
   }
 
-  /** Batches of `epoch` from `startStep` (for resume), decoding the next batch while one is used. */
+  /**
+   * Batches of `epoch` from `startStep` (for resume), decoding ahead while one is used: enough
+   * batches that every decode slot stays busy across batch boundaries.
+   */
   async *batches(epoch: number, startStep = 0): AsyncGenerator<ImageBatch> {
     const steps = this.epochPlan(epoch).length;
     if (!Number.isInteger(startStep) || startStep < 0 || startStep > steps) {
@@ -213,12 +237,21 @@ export class ImageDataset {
         `startStep ${startStep} is outside epoch ${epoch} (0..${steps}).`,
       );
     }
-    let next = startStep < steps ? this.loadBatch(epoch, startStep) : undefined;
-    for (let step = startStep; next !== undefined; step++) {
-      const current = await next;
-      next = step + 1 < steps ? this.loadBatch(epoch, step + 1) : undefined;
-      // Keep a failed prefetch from surfacing as an unhandled rejection before it is awaited.
-      next?.catch(() => {});
+    const ahead = 1 + Math.ceil(this.concurrency / this.options.batchSize);
+    const loading: Promise<ImageBatch>[] = [];
+    let queued = startStep;
+    const fill = (): void => {
+      while (queued < steps && loading.length < ahead) {
+        const batch = this.loadBatch(epoch, queued++);
+        // Keep a failed prefetch from surfacing as an unhandled rejection before it is awaited.
+        batch.catch(() => {});
+        loading.push(batch);
+      }
+    };
+    fill();
+    for (let batch = loading.shift(); batch !== undefined; batch = loading.shift()) {
+      const current = await batch;
+      fill();
       yield current;
     }
   }

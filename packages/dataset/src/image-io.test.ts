@@ -59,6 +59,23 @@ describe('decodeResized + toChw', () => {
     expect(Math.max(...chw)).toBeLessThanOrEqual(1);
   });
 
+  it.each([false, true])('gives x / 127.5 − 1 for every value and position (flip %s)', (flip) => {
+    const [width, height] = [37, 11];
+    const rgb = Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 7) % 256);
+    const crop = { left: 3, top: 2, width: 29, height: 8 };
+    const chw = toChw(rgb, width, crop, flip);
+    const expected = new Float32Array(chw.length);
+    const plane = crop.width * crop.height;
+    for (let y = 0; y < crop.height; y++)
+      for (let x = 0; x < crop.width; x++)
+        for (let c = 0; c < 3; c++) {
+          const sourceX = crop.left + (flip ? crop.width - 1 - x : x);
+          const value = rgb[((crop.top + y) * width + sourceX) * 3 + c]!;
+          expected[c * plane + y * crop.width + x] = value / 127.5 - 1;
+        }
+    expect(chw).toEqual(expected);
+  });
+
   it('applies EXIF rotation before resizing', async () => {
     // Stored 40x20, left half black / right half white, orientation 6 (rotate 90° clockwise).
     const raw = Buffer.alloc(40 * 20 * 3);

@@ -15,3 +15,23 @@ export async function mapPool<T, R>(
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return results;
 }
+
+/** Runs tasks with at most `limit` in flight, starting waiting ones in the order they were queued. */
+export function createLimiter(limit: number): <R>(task: () => Promise<R>) => Promise<R> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  const release = (): void => {
+    const start = waiting.shift();
+    if (start) start();
+    else running--;
+  };
+  return async (task) => {
+    if (running < limit) running++;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      release();
+    }
+  };
+}
