@@ -158,7 +158,7 @@ export function registerCommands(cli: CAC): void {
     .option('--json', JSON_HELP)
     .example('  $ lora convert pytorch_lora_weights.safetensors style_kohya.safetensors --to kohya')
     .example(
-      '  $ lora convert llm_kohya.safetensors out/adapter_model.safetensors --to peft --base-model meta-llama/Llama-3.2-1B',
+      '  $ lora convert output/style/style.safetensors out/pytorch_lora_weights.safetensors --to diffusers',
     )
     .action(async (input: string, output: string, options: Options) => {
       const { convert } = await import('./commands/convert.ts');

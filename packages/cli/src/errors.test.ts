@@ -81,6 +81,13 @@ const cases: Case[] = [
     1,
   ],
   [
+    'inspect: a folder',
+    () => ['inspect', at('empty')],
+    'E_USAGE',
+    /empty is a folder without adapter_model\.safetensors in it; lora inspect takes one \.safetensors file/,
+    2,
+  ],
+  [
     'inspect: not safetensors',
     () => ['inspect', at('garbage.safetensors')],
     'E_HEADER_TOO_LARGE',
@@ -116,10 +123,17 @@ const cases: Case[] = [
     2,
   ],
   [
-    'convert: peft without base model',
+    'convert: peft for an SD LoRA',
     () => ['convert', at('a.safetensors'), at('p', 'adapter_model.safetensors'), '--to', 'peft'],
     'E_USAGE',
-    /pass --base-model/,
+    /a\.safetensors is a Stable Diffusion LoRA .*Use --to kohya .* or --to diffusers/,
+    2,
+  ],
+  [
+    'convert: a folder',
+    () => ['convert', at('empty'), at('x.safetensors'), '--to', 'kohya'],
+    'E_USAGE',
+    /empty is a folder without adapter_model\.safetensors in it; lora convert takes a LoRA \.safetensors file/,
     2,
   ],
   [
@@ -191,8 +205,15 @@ const cases: Case[] = [
       at('m.safetensors'),
     ],
     'E_MERGE_MISMATCH',
-    /b\.safetensors: 2 LoRA module\(s\) have no weight in/,
+    /b\.safetensors: 2 LoRA module\(s\) have no weight in .*check that the LoRA was trained on this base model/,
     1,
+  ],
+  [
+    'merge: base is a folder',
+    () => ['merge', '--base', at('empty'), '--lora', at('a.safetensors'), '--output', at('m.safetensors')],
+    'E_USAGE',
+    /empty is a folder; --base takes one checkpoint file/,
+    2,
   ],
   [
     'merge: output exists',

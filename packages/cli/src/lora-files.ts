@@ -87,3 +87,30 @@ export async function readAdapterFile(path: string): Promise<AdapterFile> {
   );
   return { tensors, metadata, layout, adapter, peftConfig };
 }
+/** What PEFT's `save_pretrained` names the weights in an adapter folder. */
+const PEFT_ADAPTER_FILE = 'adapter_model.safetensors';
+
+/** `path` when it is a regular file; otherwise a usage error saying what `takes` expects. */
+export async function requireFile(path: string, takes: string): Promise<string> {
+  const stats = await aboutFile(path, () => stat(path));
+  if (stats.isFile()) return path;
+  throw new CliError(
+    'E_USAGE',
+    `${path} is ${stats.isDirectory() ? 'a folder' : 'not a regular file'}; ${takes}.`,
+  );
+}
+
+/**
+ * The LoRA file `path` names: itself, or the adapter_model.safetensors inside a PEFT adapter
+ * folder (whose adapter_config.json is then read beside it).
+ */
+export async function loraInput(path: string, takes: string): Promise<string> {
+  const stats = await aboutFile(path, () => stat(path));
+  if (stats.isDirectory()) {
+    const inside = join(path, PEFT_ADAPTER_FILE);
+    const found = await stat(inside).catch(() => undefined);
+    if (found?.isFile()) return inside;
+    throw new CliError('E_USAGE', `${path} is a folder without ${PEFT_ADAPTER_FILE} in it; ${takes}.`);
+  }
+  return requireFile(path, takes);
+}

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -41,6 +41,22 @@ const metricsOf = (name: string): { step: number; loss: number }[] =>
         .filter((line) => line !== '')
         .map((line) => JSON.parse(line))
     : [];
+
+const runsOf = (name: string): { resumed_from: string | null }[] =>
+  readFileSync(join(outputOf(name), 'runs.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+
+/** Every entry of a run folder but the cache, with a file's bytes. */
+const snapshot = (name: string) =>
+  readdirSync(outputOf(name), { recursive: true, encoding: 'utf8' })
+    .filter((path) => !path.startsWith('cache'))
+    .sort()
+    .map((path) => {
+      const full = join(outputOf(name), path);
+      return [path, statSync(full).isFile() ? readFileSync(full, 'hex') : 'folder'];
+    });
 
 const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 
@@ -109,7 +125,10 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
     expect(reached).toBeLessThan(STEPS);
     expect(stdout).toContain('stopping after the current step');
     expect(stdout).toMatch(new RegExp(`^stopped at step ${reached} of ${STEPS} `, 'm'));
-    expect(stdout).toContain(`continue with: lora train --config ${config} --resume auto`);
+    // The hint repeats the --set overrides: without output_dir it would resume another run.
+    expect(stdout).toContain(
+      `continue with: lora train --config ${config} --set max_steps=${STEPS} --set output_dir=demo/output/interrupted --resume auto`,
+    );
     expect(existsSync(join(outputOf('interrupted'), 'checkpoints', `step-${reached}`))).toBe(true);
     expect(existsSync(join(outputOf('interrupted'), 'adapter_model.safetensors'))).toBe(true);
 
@@ -124,6 +143,54 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
     expect(metricsOf('interrupted').map((m) => m.step)).toEqual(
       Array.from({ length: STEPS }, (_, i) => i + 1),
     );
+    expect(runsOf('interrupted').map((run) => run.resumed_from)).toEqual([
+      null,
+      join(outputOf('interrupted'), 'checkpoints', `step-${reached}`),
+    ]);
+  });
+
+  it.each([
+    [
+      'resume with other settings',
+      ['--resume', 'auto', '--set', 'lora_rank=4'],
+      /does not fit this run: .*\[CHECKPOINT_INVALID\]\n$/,
+    ],
+    [
+      '--overwrite with a model that does not load',
+      ['--overwrite', '--set', 'base_model=demo/empty'],
+      /empty\/config\.json does not exist; .*\[E_MODEL_FILES\]\n$/,
+    ],
+  ])('a failed %s leaves the finished run as it was', (_, more, message) => {
+    mkdirSync(join(cwd, 'demo', 'empty'), { recursive: true });
+    const before = snapshot('full');
+    const run = lora(...trainArgs('full', ...more));
+    expect(run.stderr).toMatch(message);
+    expect(run.status).toBe(1);
+    expect(snapshot('full')).toEqual(before);
+  });
+
+  it('after those, resumes the finished run; --overwrite replaces every output of it but the cache', () => {
+    const adapter = readFileSync(join(outputOf('full'), 'adapter_model.safetensors'));
+    const resumed = lora(...trainArgs('full', '--resume', 'auto'));
+    expect(resumed.stderr).toBe('');
+    expect(resumed.stdout).toMatch(/^done: step 40 \(epoch 2\)/m);
+    expect(readFileSync(join(outputOf('full'), 'adapter_model.safetensors')).equals(adapter)).toBe(true);
+    const last = join(outputOf('full'), 'checkpoints', `step-${STEPS}`);
+    expect(runsOf('full').map((run) => run.resumed_from)).toEqual([null, last]);
+
+    // An adapter of another output_name (an SD run's) goes too.
+    writeFileSync(join(outputOf('full'), 'style_v1.safetensors'), 'x');
+    const again = lora(...trainArgs('full', '--overwrite', '--set', 'max_steps=20'));
+    expect(again.stderr).toBe('');
+    expect(again.status).toBe(0);
+    const files = readdirSync(outputOf('full'));
+    expect(files).not.toContain('style_v1.safetensors');
+    expect(files).toContain('cache');
+    expect(readdirSync(join(outputOf('full'), 'checkpoints'))).toEqual(['step-20']);
+    expect(readdirSync(join(outputOf('full'), 'logs'))).toHaveLength(1);
+    expect(metricsOf('full').map((m) => m.step)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(runsOf('full')).toHaveLength(1);
+    expect(readFileSync(join(outputOf('full'), 'config.yaml'), 'utf8')).toMatch(/^max_steps: 20$/m);
   });
 
   it.each([
@@ -143,7 +210,19 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
       'a base model folder without config.json, leaving no run folder behind',
       trainArgs('never', '--set', 'base_model=demo/data'),
       1,
-      /^lora: .*data\/config\.json does not exist; a model folder holds config\.json next to the weights \[E_MODEL_FILES\]\n$/,
+      /^lora: .*data\/config\.json does not exist; base_model must be the model folder, which holds config\.json next to the weights \[E_MODEL_FILES\]\n$/,
+    ],
+    [
+      'a model file for base_model, naming the folder it must be',
+      trainArgs('never', '--set', 'base_model=demo/models/tiny-llama/model.safetensors'),
+      1,
+      /^lora: base_model .*tiny-llama\/model\.safetensors is a file; base_model must be the model folder, which holds config\.json next to the weights \[E_MODEL_FILES\]\n$/,
+    ],
+    [
+      'a --resume folder that does not exist, naming the flag',
+      trainArgs('never', '--resume', '/nonexistent'),
+      1,
+      /^lora: .*demo_demo_v1\.yaml: 1 problem\n {2}--resume: \/nonexistent does not exist\. See .*#resume-found-nothing\. \[invalid\]\n$/,
     ],
     ['no config', ['train'], 2, /^lora: Which config\? Usage: lora train --config .*\[E_USAGE\]\n$/],
   ])('refuses %s with one paragraph', (_, args, status, message) => {

@@ -17,7 +17,7 @@ export {
   type TensorInfo,
 } from './header.ts';
 export type { LoraAdapter, LoraModule } from './lora/adapter.ts';
-export { diffusersUnetToLdm } from './lora/base-keys.ts';
+export { diffusersUnetToLdm, ldmUnetLayout, SD_UNET_LAYOUT, type UnetLayout } from './lora/base-keys.ts';
 export { fromDiffusers, toDiffusers } from './lora/diffusers.ts';
 export { type FromKohyaOptions, fromKohya, toKohya } from './lora/kohya.ts';
 export {

@@ -1,16 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors } from '@lora/safetensors';
+import { readSafetensors, toPeft, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { tempDir, writeKohyaLora } from '../test-fixtures.ts';
+import { f32, floats, tempDir, writeKohyaLora } from '../test-fixtures.ts';
 import { convertFile } from './convert.ts';
 
 describe('convertFile', () => {
-  it('round-trips kohya → diffusers → peft → kohya with the same tensors', async () => {
+  it('converts kohya → diffusers (alpha baked into up, no .alpha keys) → kohya with the same updates', async () => {
     const dir = tempDir();
     const first = join(dir, 'a.safetensors');
-    await writeKohyaLora(first, 3, { ss_output_name: 'neon', sshs_model_hash: 'stale' });
-    const original = await readSafetensors(first);
+    const lora = await writeKohyaLora(first, 3, { ss_output_name: 'neon', sshs_model_hash: 'stale' });
 
     expect(await convertFile(first, join(dir, 'b.safetensors'), { to: 'diffusers' })).toMatchObject({
       from: 'kohya',
@@ -18,46 +17,93 @@ describe('convertFile', () => {
       modules: 2,
     });
     const diffusers = await readSafetensors(join(dir, 'b.safetensors'));
-    // alpha 1 ≠ rank 2, so diffusers needs the .alpha keys too.
+    // diffusers' format has no alpha: alpha 1 / rank 2 is in the up weights instead.
     expect([...diffusers.tensors.keys()].sort()).toEqual([
-      'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.alpha',
       'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora.down.weight',
       'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora.up.weight',
-      'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v.alpha',
       'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v.lora.down.weight',
       'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v.lora.up.weight',
     ]);
     // The old hash described other tensors; the rest of the metadata travels.
     expect(diffusers.metadata).toEqual({ format: 'pt', ss_output_name: 'neon' });
 
-    const peftPath = join(dir, 'peft', 'adapter_model.safetensors');
-    const toPeft = await convertFile(join(dir, 'b.safetensors'), peftPath, {
-      to: 'peft',
-      baseModel: 'runwayml/stable-diffusion-v1-5',
-    });
-    expect(toPeft.adapterConfig).toBe(join(dir, 'peft', 'adapter_config.json'));
-    const config = JSON.parse(readFileSync(toPeft.adapterConfig!, 'utf8'));
-    expect(config).toMatchObject({
-      peft_type: 'LORA',
-      r: 2,
-      lora_alpha: 1,
-      base_model_name_or_path: 'runwayml/stable-diffusion-v1-5',
-    });
-
-    // Back to kohya: the PEFT config beside the file supplies alpha, the base model is remembered.
-    await convertFile(peftPath, join(dir, 'c.safetensors'), { to: 'kohya' });
+    await convertFile(join(dir, 'b.safetensors'), join(dir, 'c.safetensors'), { to: 'kohya' });
     const back = await readSafetensors(join(dir, 'c.safetensors'));
-    expect([...back.tensors.keys()].sort()).toEqual([...original.tensors.keys()].sort());
-    const bytes = ({ data }: { data: ArrayBufferView }) =>
-      Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    for (const [key, tensor] of original.tensors)
-      expect(bytes(back.tensors.get(key)!)).toEqual(bytes(tensor));
     expect(back.metadata['sshs_model_hash']).toMatch(/^[0-9a-f]{64}$/);
+    for (const [path, module] of lora) {
+      const name = `lora_unet_${path.slice('unet.'.length).replaceAll('.', '_')}`;
+      expect([...floats(back.tensors.get(`${name}.alpha`)!)]).toEqual([2]);
+      expect(floats(back.tensors.get(`${name}.lora_down.weight`)!)).toEqual(floats(module.down));
+      // alpha / rank = 0.5, a power of two: the baked weights are exact.
+      expect([...floats(back.tensors.get(`${name}.lora_up.weight`)!)]).toEqual(
+        [...floats(module.up)].map((value) => value * 0.5),
+      );
+    }
+  });
+
+  it('refuses PEFT output for a Stable Diffusion LoRA, pointing to kohya and diffusers, writing nothing', async () => {
+    const dir = tempDir();
+    await writeKohyaLora(join(dir, 'a.safetensors'), 1);
+    const output = join(dir, 'peft', 'adapter_model.safetensors');
+    await expect(
+      convertFile(join(dir, 'a.safetensors'), output, {
+        to: 'peft',
+        baseModel: 'runwayml/stable-diffusion-v1-5',
+      }),
+    ).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringMatching(/Stable Diffusion LoRA.*--to kohya.*--to diffusers/),
+    });
+    expect(existsSync(join(dir, 'peft'))).toBe(false);
+  });
+
+  it('takes a PEFT adapter folder as input (an LLM adapter, rewritten as PEFT with its alpha)', async () => {
+    const dir = tempDir();
+    const adapter = new Map([
+      [
+        'model.layers.0.self_attn.q_proj',
+        { down: f32([2, 4], (i) => i), up: f32([4, 2], (i) => -i), alpha: 8 },
+      ],
+    ]);
+    const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'meta-llama/Llama-3.2-1B' });
+    mkdirSync(join(dir, 'in'));
+    await writeSafetensors(join(dir, 'in', 'adapter_model.safetensors'), tensors);
+    writeFileSync(join(dir, 'in', 'adapter_config.json'), JSON.stringify(config));
+    const report = await convertFile(join(dir, 'in'), join(dir, 'out', 'adapter_model.safetensors'), {
+      to: 'peft',
+    });
+    expect(report).toMatchObject({ from: 'peft', to: 'peft', modules: 1 });
+    expect(JSON.parse(readFileSync(join(dir, 'out', 'adapter_config.json'), 'utf8'))).toMatchObject({
+      r: 2,
+      lora_alpha: 8,
+      base_model_name_or_path: 'meta-llama/Llama-3.2-1B',
+    });
+    const out = await readSafetensors(join(dir, 'out', 'adapter_model.safetensors'));
+    expect(
+      floats(out.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')!),
+    ).toEqual(floats(adapter.get('model.layers.0.self_attn.q_proj')!.up));
+  });
+
+  it('says a folder without adapter_model.safetensors is no LoRA input, instead of EISDIR', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'loras'));
+    await expect(
+      convertFile(join(dir, 'loras'), join(dir, 'out.safetensors'), { to: 'kohya' }),
+    ).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringMatching(
+        /loras is a folder without adapter_model\.safetensors in it; lora convert takes/,
+      ),
+    });
   });
 
   it('needs a base model name for PEFT when the input does not carry one', async () => {
     const dir = tempDir();
-    await writeKohyaLora(join(dir, 'a.safetensors'), 1);
+    const adapter = new Map([
+      ['model.layers.0.mlp.up_proj', { down: f32([1, 2], (i) => i), up: f32([2, 1], (i) => i), alpha: 1 }],
+    ]);
+    // A PEFT file without its adapter_config.json: no base_model_name_or_path to carry over.
+    await writeSafetensors(join(dir, 'a.safetensors'), toPeft(adapter, { baseModelNameOrPath: 'x' }).tensors);
     await expect(
       convertFile(join(dir, 'a.safetensors'), join(dir, 'out.safetensors'), { to: 'peft' }),
     ).rejects.toMatchObject({

@@ -12,7 +12,10 @@ import {
 import { CliError } from '../cli-error.ts';
 import { refuseExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';
-import { readAdapterFile } from '../lora-files.ts';
+import { loraInput, readAdapterFile } from '../lora-files.ts';
+
+/** Module paths of a Stable Diffusion LoRA start with its component. */
+const SD_COMPONENT = /^(unet|text_encoder|text_encoder_2)\./;
 
 export const TARGET_LAYOUTS: readonly LoraLayout[] = ['kohya', 'diffusers', 'peft'];
 
@@ -58,21 +61,32 @@ export async function convertFile(
 ): Promise<ConvertReport> {
   const to = targetLayout(options.to);
   const configPath = join(dirname(output), 'adapter_config.json');
+  const file = await loraInput(
+    input,
+    'lora convert takes a LoRA .safetensors file, or a PEFT adapter folder holding adapter_model.safetensors',
+  );
   refuseExisting(to === 'peft' ? [output, configPath] : [output], options.overwrite);
-  const source = await readAdapterFile(input);
+  const source = await readAdapterFile(file);
+  if (to === 'peft' && [...source.adapter.keys()].some((path) => SD_COMPONENT.test(path))) {
+    throw new CliError(
+      'E_USAGE',
+      `${input} is a Stable Diffusion LoRA (UNet / text-encoder modules), and PEFT files are for transformers models: no UNet or text-encoder loader reads one. Use --to kohya (A1111, ComfyUI, sd-scripts) or --to diffusers (diffusers' load_lora_weights).`,
+    );
+  }
+  const baseModel =
+    to === 'peft' ? (options.baseModel ?? source.peftConfig?.base_model_name_or_path) : undefined;
+  if (to === 'peft' && baseModel === undefined) {
+    throw new CliError(
+      'E_USAGE',
+      `${file} does not say which base model it belongs to, and adapter_config.json needs one: pass --base-model <hub id or path>, e.g. --base-model meta-llama/Llama-3.2-1B.`,
+    );
+  }
   await mkdir(dirname(output), { recursive: true });
   const metadata = carriedMetadata(source.metadata);
   let tensors: Map<string, TensorData>;
   let adapterConfig: string | undefined;
   if (to === 'peft') {
-    const baseModel = options.baseModel ?? source.peftConfig?.base_model_name_or_path;
-    if (baseModel === undefined) {
-      throw new CliError(
-        'E_USAGE',
-        `${input} does not say which base model it belongs to, and adapter_config.json needs one: pass --base-model <hub id or path>, e.g. --base-model meta-llama/Llama-3.2-1B.`,
-      );
-    }
-    const peft = toPeft(source.adapter, { baseModelNameOrPath: baseModel });
+    const peft = toPeft(source.adapter, { baseModelNameOrPath: baseModel! });
     tensors = peft.tensors;
     await writeFile(configPath, `${JSON.stringify(peft.config, null, 2)}\n`);
     adapterConfig = configPath;

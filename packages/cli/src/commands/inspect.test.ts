@@ -1,7 +1,8 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kohyaMetadata, pythonFloat } from '@lora/safetensors';
+import { kohyaMetadata, pythonFloat, toPeft, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { tempDir, writeBase, writeKohyaLora } from '../test-fixtures.ts';
+import { f32, tempDir, writeBase, writeKohyaLora } from '../test-fixtures.ts';
 import { describeCheckpoint, formatInspect, inspectFile, topTags, trainingMetadata } from './inspect.ts';
 
 describe('inspectFile', () => {
@@ -55,6 +56,34 @@ describe('inspectFile', () => {
     expect(report.dtypes).toEqual({ F32: { tensors: 3, bytes: (64 + 64 + 8) * 4 } });
     expect(report.checkpoint).toBe('diffusers UNet');
     expect(formatInspect(report)).toContain('layout: full checkpoint (diffusers UNet), no LoRA tensors');
+  });
+});
+
+describe('inspectFile inputs', () => {
+  it('says a folder is not a file, instead of EISDIR', async () => {
+    const dir = tempDir();
+    await expect(inspectFile(dir)).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: `${dir} is a folder without adapter_model.safetensors in it; lora inspect takes one .safetensors file (a LoRA or a checkpoint) or a PEFT adapter folder holding adapter_model.safetensors.`,
+    });
+  });
+
+  it('inspects the adapter_model.safetensors of a PEFT adapter folder', async () => {
+    const dir = tempDir();
+    const adapter = new Map([
+      [
+        'model.layers.0.self_attn.q_proj',
+        { down: f32([2, 4], (i) => i), up: f32([4, 2], (i) => i), alpha: 16 },
+      ],
+    ]);
+    const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'x' });
+    await writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors);
+    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config));
+    expect(await inspectFile(dir)).toMatchObject({
+      file: join(dir, 'adapter_model.safetensors'),
+      layout: 'peft',
+      lora: { modules: 1, ranks: { 2: 1 }, alphas: { 16: 1 } },
+    });
   });
 });
 

@@ -1,7 +1,7 @@
 import { type LoraLayout, openSafetensors } from '@lora/safetensors';
 import { aboutFile } from '../cli-error.ts';
 import { formatBytes, formatCount, formatTable, print, printJson, truncate } from '../format.ts';
-import { loraLayoutOf, MAX_ADAPTER_BYTES, readAdapterFile } from '../lora-files.ts';
+import { loraInput, loraLayoutOf, MAX_ADAPTER_BYTES, readAdapterFile } from '../lora-files.ts';
 
 export interface InspectOptions {
   json?: boolean;
@@ -131,7 +131,11 @@ function countBy(values: Iterable<string>): Record<string, number> {
 }
 
 /** Everything `lora inspect` shows about one file; the tensor data is read only for a LoRA. */
-export async function inspectFile(path: string): Promise<InspectReport> {
+export async function inspectFile(input: string): Promise<InspectReport> {
+  const path = await loraInput(
+    input,
+    'lora inspect takes one .safetensors file (a LoRA or a checkpoint) or a PEFT adapter folder holding adapter_model.safetensors',
+  );
   const file = await aboutFile(path, () => openSafetensors(path));
   const tensors: TensorRow[] = [];
   const dtypes: InspectReport['dtypes'] = {};

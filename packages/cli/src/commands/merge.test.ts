@@ -1,8 +1,8 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type LoraAdapter, readSafetensors } from '@lora/safetensors';
+import { type LoraAdapter, readSafetensors, toPeft, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { floats, tempDir, UNET_MODULES, WIDTH, writeBase, writeKohyaLora } from '../test-fixtures.ts';
+import { f32, floats, tempDir, UNET_MODULES, WIDTH, writeBase, writeKohyaLora } from '../test-fixtures.ts';
 import { mergeFiles, parseLoraSpec } from './merge.ts';
 
 describe('parseLoraSpec', () => {
@@ -107,10 +107,111 @@ describe('mergeFiles', () => {
     ).rejects.toMatchObject({
       code: 'E_MERGE_MISMATCH',
       message: expect.stringMatching(
-        /other\.safetensors: 1 LoRA module\(s\) have no weight in .*base\.safetensors \(after/,
+        /other\.safetensors: 1 LoRA module\(s\) have no weight in .*base\.safetensors \(after.*check that the LoRA was trained on this base model/,
       ),
     });
     expect(existsSync(join(dir, 'merged.safetensors'))).toBe(false);
     expect(readdirSync(dir).filter((name) => name.includes('partial'))).toEqual([]);
   });
+
+  it.each([
+    [
+      '--base is a folder',
+      'base-dir',
+      'a.safetensors',
+      /base-dir is a folder; --base takes one checkpoint file/,
+    ],
+    [
+      '--lora is a folder without an adapter',
+      'base.safetensors',
+      'lora-dir',
+      /lora-dir is a folder without adapter_model\.safetensors in it; --lora takes a LoRA \.safetensors file/,
+    ],
+  ])('%s: says so, naming that path only', async (_, base, lora, message) => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'base-dir'));
+    mkdirSync(join(dir, 'lora-dir'));
+    await writeBase(join(dir, 'base.safetensors'));
+    await writeKohyaLora(join(dir, 'a.safetensors'), 1);
+    const error = await mergeFiles({
+      base: join(dir, base),
+      lora: join(dir, lora),
+      output: join(dir, 'merged.safetensors'),
+    }).then(unexpected, (caught: unknown) => caught as Error & { code: string });
+    expect(error).toMatchObject({ code: 'E_USAGE', message: expect.stringMatching(message) });
+    expect(error.message).not.toContain(base === 'base-dir' ? 'a.safetensors' : 'base.safetensors');
+    expect(error.message).not.toMatch(/EISDIR/);
+  });
+
+  it('names both files when a LoRA module does not fit its weight', async () => {
+    const dir = tempDir();
+    await writeSafetensors(
+      join(dir, 'small.safetensors'),
+      Object.fromEntries(
+        UNET_MODULES.map((module) => [`${module.slice('unet.'.length)}.weight`, f32([4, 4], () => 0)]),
+      ),
+    );
+    await writeKohyaLora(join(dir, 'a.safetensors'), 1);
+    const error = await mergeFiles({
+      base: join(dir, 'small.safetensors'),
+      lora: join(dir, 'a.safetensors'),
+      output: join(dir, 'merged.safetensors'),
+    }).then(unexpected, (caught: unknown) => caught as Error & { code: string });
+    expect(error).toMatchObject({
+      code: 'E_MERGE_MISMATCH',
+      message: expect.stringMatching(
+        /a\.safetensors does not fit .*small\.safetensors: .* is \[4, 4\] but the LoRA update is \[8, 8\]/,
+      ),
+    });
+  });
+
+  it('names the base, not the LoRA, when the base is not a safetensors file', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'base.safetensors'), 'not a checkpoint');
+    await writeKohyaLora(join(dir, 'a.safetensors'), 1);
+    const error = await mergeFiles({
+      base: join(dir, 'base.safetensors'),
+      lora: join(dir, 'a.safetensors'),
+      output: join(dir, 'merged.safetensors'),
+    }).then(unexpected, (caught: unknown) => caught as Error);
+    expect(error.message).toMatch(new RegExp(`^${escapeRegExp(join(dir, 'base.safetensors'))}: `));
+    expect(error.message).not.toContain('a.safetensors');
+  });
+
+  it('names the LoRA, not the base, when the LoRA is broken', async () => {
+    const dir = tempDir();
+    await writeBase(join(dir, 'base.safetensors'));
+    writeFileSync(join(dir, 'a.safetensors'), 'not a lora');
+    const error = await mergeFiles({
+      base: join(dir, 'base.safetensors'),
+      lora: join(dir, 'a.safetensors'),
+      output: join(dir, 'merged.safetensors'),
+    }).then(unexpected, (caught: unknown) => caught as Error);
+    expect(error.message).toMatch(new RegExp(`^${escapeRegExp(join(dir, 'a.safetensors'))}: `));
+    expect(error.message).not.toContain('base.safetensors');
+  });
+
+  it('takes a PEFT adapter folder as --lora, with the alpha from its adapter_config.json', async () => {
+    const dir = tempDir();
+    const weight = 'model.layers.0.self_attn.q_proj';
+    await writeSafetensors(join(dir, 'llm.safetensors'), { [`${weight}.weight`]: f32([2, 2], () => 1) });
+    const adapter = new Map([[weight, { down: f32([1, 2], () => 1), up: f32([2, 1], () => 1), alpha: 4 }]]);
+    const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'x' });
+    mkdirSync(join(dir, 'adapter'));
+    await writeSafetensors(join(dir, 'adapter', 'adapter_model.safetensors'), tensors);
+    writeFileSync(join(dir, 'adapter', 'adapter_config.json'), JSON.stringify(config));
+    await mergeFiles({
+      base: join(dir, 'llm.safetensors'),
+      lora: `${join(dir, 'adapter')}:0.5`,
+      output: join(dir, 'merged.safetensors'),
+    });
+    const merged = await readSafetensors(join(dir, 'merged.safetensors'));
+    // 1 + 0.5 · (4 / 1) · 1 · 1 in every element.
+    expect([...floats(merged.tensors.get(`${weight}.weight`)!)]).toEqual([3, 3, 3, 3]);
+  });
 });
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const unexpected = (): never => {
+  throw new Error('expected mergeFiles to fail');
+};

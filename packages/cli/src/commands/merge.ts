@@ -1,9 +1,10 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { mergeLora } from '@lora/safetensors';
-import { aboutFile, CliError } from '../cli-error.ts';
+import { mergeLora, SafetensorsError } from '@lora/safetensors';
+import { aboutFile, CliError, FileError } from '../cli-error.ts';
 import { refuseExisting, requireExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';
+import { loraInput, readAdapterFile, requireFile } from '../lora-files.ts';
 import { listOption } from '../options.ts';
 
 export interface MergeCommandOptions {
@@ -63,6 +64,18 @@ export async function mergeFiles(options: MergeCommandOptions): Promise<MergeCom
   if (specs.length === 0) required(undefined, '--lora');
   const loras = specs.map(parseLoraSpec);
   requireExisting([base, ...loras.map((lora) => lora.path)]);
+  await requireFile(
+    base,
+    '--base takes one checkpoint file: a .safetensors file, or the ….safetensors.index.json of a sharded one',
+  );
+  const files = await Promise.all(
+    loras.map((lora) =>
+      loraInput(
+        lora.path,
+        '--lora takes a LoRA .safetensors file, or a PEFT adapter folder holding adapter_model.safetensors',
+      ),
+    ),
+  );
   refuseExisting([output], options.overwrite);
   await mkdir(dirname(output), { recursive: true });
   const partial = `${output}.partial-merge`;
@@ -71,13 +84,19 @@ export async function mergeFiles(options: MergeCommandOptions): Promise<MergeCom
     for (const [index, lora] of loras.entries()) {
       const from = index === 0 ? base : partial;
       const to = index === loras.length - 1 ? output : partial;
-      const report = await aboutFile(lora.path, async () => {
+      // Read here, so a broken LoRA is named as the LoRA and anything else as the base.
+      const { adapter } = await readAdapterFile(files[index]!);
+      const report = await aboutFile(base, async () => {
         try {
-          return await mergeLora(from, lora.path, { output: to, multiplier: lora.multiplier });
+          return await mergeLora(from, adapter, { output: to, multiplier: lora.multiplier });
         } catch (error) {
+          if (!(error instanceof Error)) throw error;
           // The temporary file means nothing to the user: name the base it came from.
-          if (error instanceof Error && error.message.includes(partial)) {
-            error.message = error.message.replaceAll(partial, `${base} (after the LoRAs before it)`);
+          error.message = error.message.replaceAll(partial, `${base} (after the LoRAs before it)`);
+          // A module that fits no weight is about the pair: name the LoRA, and the base if not yet named.
+          if (error instanceof SafetensorsError && error.code === 'E_MERGE_MISMATCH') {
+            const pair = error.message.includes(base) ? lora.path : `${lora.path} does not fit ${base}`;
+            throw new FileError(error.code, `${pair}: ${error.message}`, { cause: error });
           }
           throw error;
         }

@@ -5,10 +5,12 @@ import {
   backendModuleName,
   ConfigError,
   configWarnings,
+  formatConfigIssue,
   type LoraConfig,
   loadConfig,
   type TrainerBackend,
   type TrainerBackendModule,
+  type TrainerEvent,
   type TrainingResult,
 } from '@lora/config';
 import { CliError, EXIT_FAILURE } from '../cli-error.ts';
@@ -16,7 +18,7 @@ import { print } from '../format.ts';
 import { listOption } from '../options.ts';
 import { displayPath } from '../paths.ts';
 import { ProgressDisplay } from '../run/progress.ts';
-import { prepareRunFolder, RUN_FILES, RunRecorder, stampRun } from '../run/run-folder.ts';
+import { clearEarlierRun, prepareRunFolder, RUN_FILES, RunRecorder, stampRun } from '../run/run-folder.ts';
 import { RunTracker } from '../run/run-tracker.ts';
 import { seeTroubleshooting, type TroubleshootingSection } from '../troubleshooting.ts';
 import { VERSION } from '../version.ts';
@@ -37,12 +39,12 @@ export async function train(options: TrainOptions): Promise<number> {
   if (options.config === undefined) {
     throw new CliError('E_USAGE', 'Which config? Usage: lora train --config configs/my_style_v1.yaml');
   }
-  const overrides = listOption(options.set);
-  if (options.resume !== undefined) overrides.push(`resume=${options.resume}`);
+  const sets = listOption(options.set);
+  const overrides = options.resume === undefined ? sets : [...sets, `resume=${options.resume}`];
   const config = await loadConfig(options.config, { overrides }).catch((error: unknown) => {
-    throw ConfigError.isInstance(error) && error.issues.some((issue) => issue.path[0] === 'resume')
-      ? withSection(error, 'resumeFoundNothing')
-      : error;
+    if (!ConfigError.isInstance(error) || !error.issues.some((issue) => issue.path[0] === 'resume'))
+      throw error;
+    throw withSection(asResumeFlag(error, options.resume, sets), 'resumeFoundNothing');
   });
   const progress = new ProgressDisplay(process.stdout);
   for (const warning of configWarnings(config)) progress.log(`warning: ${warning.message}`);
@@ -56,20 +58,19 @@ export async function train(options: TrainOptions): Promise<number> {
     overwrite: options.overwrite === true,
   });
   const startedAt = new Date();
-  stampRun(outputDir, config, {
-    startedAt,
-    version: VERSION,
-    ...(config.resume === undefined ? {} : { resumedFrom: config.resume }),
-  });
   progress.log(
     `training ${displayPath(options.config)} into ${displayPath(outputDir)} (task ${config.task}, backend ${backend.name})`,
   );
 
-  const recorder = new RunRecorder(outputDir, config.output_name, {
-    tensorboard: config.tensorboard,
-    startedAt,
-  });
-  const tracker = new RunTracker(config, progress, recorder, (code, message) => {
+  // The folder changes only once the backend has started the run (see RunTracker).
+  const start = (first: TrainerEvent) => {
+    // --overwrite starts afresh; with a resume it has nothing to clear (as prepareRunFolder treats it).
+    if (options.overwrite && config.resume === undefined) clearEarlierRun(outputDir, outputsOf(first));
+    const resumedFrom = resumedCheckpoint(config, first);
+    stampRun(outputDir, config, { startedAt, version: VERSION, ...(resumedFrom ? { resumedFrom } : {}) });
+    return new RunRecorder(outputDir, config.output_name, { tensorboard: config.tensorboard, startedAt });
+  };
+  const tracker = new RunTracker(config, progress, start, (code, message) => {
     const section = WARNING_SECTIONS[code];
     return section === undefined ? message : endWith(message, seeTroubleshooting(section));
   });
@@ -96,16 +97,37 @@ export async function train(options: TrainOptions): Promise<number> {
   } finally {
     stopHandling();
     await tracker.settle();
-    recorder.close();
     progress.finish();
   }
   if (result === undefined) {
-    // Nothing trained (a wrong model folder, bad data): leave no run folder that the next attempt must --overwrite.
-    if (wasEmpty && !tracker.trained) await removeRunFiles(outputDir, existed);
+    // Never started (a wrong model folder, bad data): leave no run folder that the next attempt must --overwrite.
+    if (wasEmpty && !tracker.started) await removeRunFiles(outputDir, existed);
     throw withTroubleshooting(failure);
   }
-  print(summary(result, config, options.config, tracker));
+  print(summary(result, config, resumeCommand(options.config, sets), tracker));
   return result.stopped === 'aborted' ? EXIT_INTERRUPTED : 0;
+}
+
+/** Outputs the run has written by its first event: a Ctrl-C while loading saves a checkpoint (and the adapter) before any step. */
+function outputsOf(first: TrainerEvent): string[] {
+  if (first.type === 'checkpoint') return [first.path];
+  if (first.type !== 'done') return [];
+  return [first.adapter, first.adapter_config, first.checkpoint].filter((path) => path !== undefined);
+}
+
+/**
+ * The checkpoint a resumed run continues from, for the record. `resume: auto` names none: it is
+ * the one at the step before the first step (`checkpoints/step-<n>`, the layout the docs describe;
+ * none when auto found nothing and training starts at step 1), or the result's when no step was
+ * left. A backend with another layout leaves it `auto`.
+ */
+function resumedCheckpoint(config: LoraConfig, first: TrainerEvent): string | undefined {
+  if (config.resume !== 'auto') return config.resume;
+  if (first.type === 'done') return first.checkpoint;
+  if (first.type !== 'step') return undefined;
+  const path = join(config.output_dir, 'checkpoints', `step-${first.step - 1}`);
+  if (existsSync(path)) return path;
+  return first.step > 1 ? config.resume : undefined;
 }
 
 /** Empties a run folder this run found empty, or removes it when this run created it. */
@@ -199,15 +221,49 @@ function withTroubleshooting(error: unknown): unknown {
   return section === undefined ? error : withSection(error as Error & { code: string }, section);
 }
 
+/**
+ * `--resume` travels as a `resume=` override; its problems name the flag, not a `--set` the user
+ * never typed.
+ */
+function asResumeFlag(
+  error: ConfigError,
+  resume: string | undefined,
+  sets: readonly string[],
+): ConfigError | TrainError {
+  const flag = `--set resume=${resume}`;
+  if (resume === undefined || sets.includes(`resume=${resume}`)) return error;
+  let message = error.message;
+  for (const issue of error.issues.filter((issue) => issue.file === flag))
+    message = message.replace(formatConfigIssue(issue), `  --resume: ${issue.message}`);
+  return new TrainError(error.code, message, { cause: error });
+}
+
 function withSection(error: Error & { code: string }, section: TroubleshootingSection): Error {
   if (error.message.includes('troubleshooting.md')) return error;
   return new TrainError(error.code, endWith(error.message, seeTroubleshooting(section)), { cause: error });
 }
 
+/** The command that continues a stopped run: the same config and `--set` overrides (which may name its output_dir). */
+export function resumeCommand(configPath: string, sets: readonly string[]): string {
+  const args = [
+    '--config',
+    displayPath(configPath),
+    ...sets.flatMap((set) => ['--set', set]),
+    '--resume',
+    'auto',
+  ];
+  return `lora train ${args.map(shellQuote).join(' ')}`;
+}
+
+/** `word` as one POSIX shell word: as is when it holds no special characters, else single-quoted. */
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
 function summary(
   result: TrainingResult,
   config: LoraConfig,
-  configPath: string,
+  continueWith: string,
   tracker: RunTracker,
 ): string {
   const run = displayPath(config.output_dir);
@@ -219,7 +275,7 @@ function summary(
           `stopped at ${tracker.describe(result)}`,
           `adapter so far: ${adapter}`,
           ...(result.checkpoint ? [`checkpoint: ${displayPath(result.checkpoint)}`] : []),
-          `continue with: lora train --config ${displayPath(configPath)} --resume auto`,
+          `continue with: ${continueWith}`,
         ];
   const files = [RUN_FILES.config, RUN_FILES.metrics, `${RUN_FILES.plot}.png`];
   lines.push(`run folder: ${run} (${files.join(', ')})`);

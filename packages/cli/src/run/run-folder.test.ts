@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@lora/config';
 import { describe, expect, it } from 'vitest';
-import { prepareRunFolder, RunRecorder, stampRun } from './run-folder.ts';
+import { clearEarlierRun, prepareRunFolder, RunRecorder, stampRun } from './run-folder.ts';
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'run-'));
 
@@ -16,22 +16,60 @@ describe('prepareRunFolder', () => {
     );
   });
 
-  it('accepts an empty or missing folder, and a resume into a used one', () => {
+  it('accepts an empty or missing folder, a resume into a used one, and --overwrite without deleting yet', () => {
     const dir = join(fresh(), 'new');
     prepareRunFolder(dir, { resuming: false, overwrite: false });
-    expect(existsSync(join(dir, 'logs'))).toBe(true);
+    expect(readdirSync(dir)).toEqual([]);
     writeFileSync(join(dir, 'metrics.jsonl'), '{}\n');
     prepareRunFolder(dir, { resuming: true, overwrite: false });
+    prepareRunFolder(dir, { resuming: false, overwrite: true });
     expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')).toBe('{}\n');
   });
+});
 
-  it('with --overwrite clears earlier checkpoints, metrics and logs so resume cannot pick them up', () => {
+describe('clearEarlierRun', () => {
+  /** A finished run's folder (LLM and SD adapters), a cache, and a file of the user's. */
+  function earlierRun(): string {
     const dir = fresh();
-    mkdirSync(join(dir, 'checkpoints', 'step-10'), { recursive: true });
-    writeFileSync(join(dir, 'metrics.jsonl'), '{}\n');
-    writeFileSync(join(dir, 'notes.txt'), 'mine');
-    prepareRunFolder(dir, { resuming: false, overwrite: true });
-    expect(readdirSync(dir).sort()).toEqual(['logs', 'notes.txt']);
+    for (const folder of ['checkpoints/step-0', 'checkpoints/step-20', 'logs', 'cache/tokens'])
+      mkdirSync(join(dir, folder), { recursive: true });
+    for (const file of [
+      'adapter_model.safetensors',
+      'adapter_config.json',
+      'style_v1.safetensors',
+      'config.yaml',
+      'runs.jsonl',
+      'metrics.jsonl',
+      'loss.png',
+      'loss.svg',
+      'logs/events.out.tfevents.1',
+      'cache/tokens/a.bin',
+      'notes.txt',
+    ])
+      writeFileSync(join(dir, file), 'x');
+    return dir;
+  }
+  const listing = (dir: string) =>
+    readdirSync(dir, { recursive: true, encoding: 'utf8' })
+      .map((path) => path.replaceAll('\\', '/'))
+      .sort();
+  const kept = ['cache', 'cache/tokens', 'cache/tokens/a.bin', 'config.yaml', 'notes.txt'];
+
+  // config.yaml stays for stampRun to replace atomically.
+  it.each([
+    ['once the first step is reported', [], kept],
+    [
+      'keeping what a Ctrl-C before the first step saved',
+      ['checkpoints/step-0', 'adapter_model.safetensors'],
+      [...kept, 'adapter_model.safetensors', 'checkpoints', 'checkpoints/step-0'].sort(),
+    ],
+  ])('deletes adapters, checkpoints, metrics, logs, plots and history %s', (_, keep, left) => {
+    const dir = earlierRun();
+    clearEarlierRun(
+      dir,
+      keep.map((path) => join(dir, path)),
+    );
+    expect(listing(dir)).toEqual(left);
   });
 });
 

@@ -8,7 +8,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import type { LoraConfig, TrainerEvent } from '@lora/config';
 import { stringifyConfig } from '@lora/config';
 import { CliError } from '../cli-error.ts';
@@ -28,29 +28,59 @@ export const RUN_FILES = {
 export interface PrepareOptions {
   /** Continuing from a checkpoint: the folder is expected to hold an earlier run. */
   resuming: boolean;
-  /** Start afresh in a non-empty folder: earlier checkpoints, metrics and logs are removed. */
+  /** Start afresh in a non-empty folder (its earlier run is cleared once the new one starts). */
   overwrite: boolean;
 }
 
 /**
  * Makes `outputDir` ready for a run. A fresh run into a folder that already holds files refuses,
- * so an earlier adapter is never mixed up with (or overwritten by) a new one by accident.
+ * so an earlier adapter is never mixed up with (or overwritten by) a new one by accident. Nothing
+ * is deleted here: with `overwrite` the earlier run stays until the new one has started
+ * (`clearEarlierRun`), so an attempt that fails while loading leaves it intact and resumable.
  */
 export function prepareRunFolder(outputDir: string, { resuming, overwrite }: PrepareOptions): void {
   const existing = existsSync(outputDir) ? readdirSync(outputDir) : [];
-  if (existing.length > 0 && !resuming) {
-    if (!overwrite) {
-      throw new CliError(
-        'E_OUTPUT_NOT_EMPTY',
-        `The output folder ${outputDir} already holds files (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''}). ` +
-          `Continue that run with --resume auto, choose another output_dir, or pass --overwrite to start afresh. ${seeTroubleshooting('outputFolderNotEmpty')}.`,
-      );
-    }
-    for (const name of ['checkpoints', RUN_FILES.logs, RUN_FILES.metrics]) {
-      rmSync(join(outputDir, name), { recursive: true, force: true });
-    }
+  if (existing.length > 0 && !resuming && !overwrite) {
+    throw new CliError(
+      'E_OUTPUT_NOT_EMPTY',
+      `The output folder ${outputDir} already holds files (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''}). ` +
+        `Continue that run with --resume auto, choose another output_dir, or pass --overwrite to start afresh. ${seeTroubleshooting('outputFolderNotEmpty')}.`,
+    );
   }
-  mkdirSync(join(outputDir, RUN_FILES.logs), { recursive: true });
+  mkdirSync(outputDir, { recursive: true });
+}
+
+/** What a run writes into its folder besides the adapters (`*.safetensors`) and `config.yaml` (which `stampRun` replaces). */
+const RUN_OUTPUTS = new Set<string>([
+  RUN_FILES.metrics,
+  RUN_FILES.runs,
+  RUN_FILES.logs,
+  `${RUN_FILES.plot}.png`,
+  `${RUN_FILES.plot}.svg`,
+  'checkpoints',
+  'adapter_config.json',
+]);
+
+/**
+ * Deletes an earlier run's outputs (`--overwrite`), for a new run that has started: adapters,
+ * checkpoints, metrics, logs, the loss plot and the run history. Caches (`cache/`), the backend's
+ * working files and files of the user's own stay, as does every path in `keep` (outputs the new
+ * run already wrote, e.g. a checkpoint saved by a Ctrl-C before its first step).
+ */
+export function clearEarlierRun(outputDir: string, keep: readonly string[] = []): void {
+  const kept = new Set(keep.map((path) => resolve(path)));
+  const clear = (path: string) => {
+    if (kept.has(path)) return;
+    // A folder that holds a kept path loses everything else.
+    if ([...kept].some((k) => k.startsWith(`${path}${sep}`))) {
+      for (const entry of readdirSync(path)) clear(join(path, entry));
+      return;
+    }
+    rmSync(path, { recursive: true, force: true });
+  };
+  for (const entry of readdirSync(outputDir)) {
+    if (RUN_OUTPUTS.has(entry) || entry.endsWith('.safetensors')) clear(resolve(outputDir, entry));
+  }
 }
 
 export interface RunStamp {
@@ -88,8 +118,10 @@ export class RunRecorder {
     private readonly title: string,
     options: { tensorboard: boolean; startedAt: Date },
   ) {
+    const logs = join(outputDir, RUN_FILES.logs);
+    if (options.tensorboard) mkdirSync(logs, { recursive: true });
     this.tensorboard = options.tensorboard
-      ? new TensorBoardWriter(join(outputDir, RUN_FILES.logs), options.startedAt.getTime())
+      ? new TensorBoardWriter(logs, options.startedAt.getTime())
       : undefined;
   }
 

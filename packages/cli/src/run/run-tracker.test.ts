@@ -16,10 +16,14 @@ function tracked(hint?: (code: string, message: string) => string) {
   const dir = mkdtempSync(join(tmpdir(), 'tracker-'));
   const written: string[] = [];
   const stream = { write: (s: string) => written.push(s), isTTY: false } as unknown as NodeJS.WriteStream;
-  const recorder = new RunRecorder(dir, 'test', { tensorboard: false, startedAt: new Date() });
+  const starts: TrainerEvent[] = [];
+  const start = (first: TrainerEvent) => {
+    starts.push(first);
+    return new RunRecorder(dir, 'test', { tensorboard: false, startedAt: new Date() });
+  };
   // Plain lines every 0 s: every update prints.
-  const tracker = new RunTracker(config, new ProgressDisplay(stream, false, 0), recorder, hint);
-  return { dir, written, tracker };
+  const tracker = new RunTracker(config, new ProgressDisplay(stream, false, 0), start, hint);
+  return { dir, written, tracker, starts };
 }
 
 const step = (n: number, totals: object = {}): TrainerEvent =>
@@ -51,6 +55,48 @@ describe('RunTracker', () => {
     expect(lines.map((line) => Object.keys(JSON.parse(line)))).toEqual([
       ['step', 'epoch', 'loss', 'lr', 'grad_norm', 'examples_per_s', 'tokens_per_s'],
       ['step', 'epoch', 'loss', 'lr', 'grad_norm', 'examples_per_s', 'tokens_per_s'],
+    ]);
+  });
+
+  it.each([
+    ['the first step', step(1)],
+    ['a checkpoint saved before any step', { type: 'checkpoint', epoch: 0, step: 0, path: '/o/c' } as const],
+    [
+      'the result of a run with no step left',
+      {
+        type: 'done',
+        stopped: 'completed',
+        step: 2,
+        epoch: 1,
+        adapter: '',
+        config: '',
+        metrics: '',
+      } as const,
+    ],
+  ])('opens the run folder once, on %s, not on the warnings before it', async (_, first) => {
+    const { dir, tracker, starts } = tracked();
+    tracker.on({ type: 'warning', code: 'dataset_truncated', message: 'cut' });
+    expect(tracker.started).toBe(false);
+    tracker.on(first);
+    tracker.on(step(2));
+    await tracker.settle();
+    expect(tracker.started).toBe(true);
+    expect(starts).toEqual([first]);
+    expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')).toContain('"step":2');
+  });
+
+  it('keeps training when the run folder cannot be opened, with one warning', async () => {
+    const written: string[] = [];
+    const stream = { write: (s: string) => written.push(s), isTTY: false } as unknown as NodeJS.WriteStream;
+    const tracker = new RunTracker(config, new ProgressDisplay(stream, false, 0), () => {
+      throw new Error('disk full');
+    });
+    tracker.on(step(1));
+    tracker.on(step(2));
+    await tracker.settle();
+    expect(tracker.started).toBe(false);
+    expect(written.filter((line) => line.startsWith('warning:'))).toEqual([
+      "warning: the run folder's records stopped being written: disk full\n",
     ]);
   });
 

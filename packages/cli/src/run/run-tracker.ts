@@ -9,8 +9,16 @@ interface StepTotals {
 }
 
 /**
+ * Events that show the backend has started the run: it loaded the model and data and accepted the
+ * checkpoint it resumes from. Warnings come earlier, while it may still refuse either.
+ */
+const STARTING_EVENTS: ReadonlySet<TrainerEvent['type']> = new Set(['step', 'checkpoint', 'done']);
+
+/**
  * Follows a run's events: the progress line, epoch and warning lines, and the run folder's
- * records (written in event order, one at a time, since the backend's `emit` cannot wait).
+ * records (written in event order, one at a time, since the backend's `emit` cannot wait). The
+ * run folder is opened (`start`) on the first event that shows the run has started, so a run
+ * that fails while loading leaves the folder as it was.
  */
 export class RunTracker {
   private pending: Promise<void> = Promise.resolve();
@@ -22,16 +30,19 @@ export class RunTracker {
   private firstLoss: number | undefined;
   private lastLoss: number | undefined;
   private lastEpochLoss: number | undefined;
+  private recorder: RunRecorder | undefined;
 
   constructor(
     private readonly config: LoraConfig,
     private readonly progress: ProgressDisplay,
-    private readonly recorder: RunRecorder,
+    /** Prepares the run folder for the run that `first` shows has started; called once, synchronously. */
+    private readonly start: (first: TrainerEvent) => RunRecorder,
     /** A warning's text as shown (e.g. with a troubleshooting link), by its code. */
     private readonly wordWarning: (code: string, message: string) => string = (_, message) => message,
   ) {}
 
   on(event: TrainerEvent): void {
+    if (!this.started && !this.recordFailed && STARTING_EVENTS.has(event.type)) this.open(event);
     switch (event.type) {
       case 'step': {
         const { total_steps, total_epochs, ...metrics } = event;
@@ -57,14 +68,15 @@ export class RunTracker {
     this.record(event);
   }
 
-  /** Whether any optimizer step was reported. */
-  get trained(): boolean {
-    return this.firstStep !== undefined;
+  /** Whether the backend started the run (and the run folder was opened for it). */
+  get started(): boolean {
+    return this.recorder !== undefined;
   }
 
-  /** Waits for the records still being written. */
+  /** Waits for the records still being written, then closes them. */
   async settle(): Promise<void> {
     await this.pending;
+    this.recorder?.close();
   }
 
   /** `step 500 of 500 (epoch 15) in 00:12, 41.2 it/s; loss 6.8540 (first step) → 1.4320 (last epoch mean; …)`. */
@@ -110,18 +122,30 @@ export class RunTracker {
     });
   }
 
+  private open(first: TrainerEvent): void {
+    try {
+      this.recorder = this.start(first);
+    } catch (error) {
+      this.stopRecording(error);
+    }
+  }
+
   private record(event: TrainerEvent): void {
+    const { recorder } = this;
+    if (recorder === undefined) return;
     this.pending = this.pending.then(async () => {
       if (this.recordFailed) return;
       try {
-        await this.recorder.record(event);
+        await recorder.record(event);
       } catch (error) {
-        // Training goes on: the adapter and checkpoints matter more than the logs about them.
-        this.recordFailed = true;
-        this.progress.log(
-          `warning: the run folder's records stopped being written: ${(error as Error).message}`,
-        );
+        this.stopRecording(error);
       }
     });
+  }
+
+  /** Training goes on: the adapter and checkpoints matter more than the records about them. */
+  private stopRecording(error: unknown): void {
+    this.recordFailed = true;
+    this.progress.log(`warning: the run folder's records stopped being written: ${(error as Error).message}`);
   }
 }

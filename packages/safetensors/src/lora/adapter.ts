@@ -62,3 +62,25 @@ export function scalarTensor(value: number, dtype: Dtype): TensorData {
   }
   return { dtype: 'F32', shape: [], data: new Float32Array([value]) };
 }
+
+/**
+ * `tensor · factor` in the same dtype (F16 / BF16 rounded to nearest even, F64 kept in double),
+ * for baking a LoRA's alpha / rank into its weights.
+ */
+export function scaledTensor(name: string, tensor: TensorData, factor: number): TensorData {
+  const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+  if (tensor.dtype === 'F64') {
+    const values = new Float64Array(bytes.slice().buffer);
+    for (let i = 0; i < values.length; i++) values[i]! *= factor;
+    return { ...tensor, data: values };
+  }
+  if (tensor.dtype !== 'F32' && tensor.dtype !== 'F16' && tensor.dtype !== 'BF16') {
+    throw new SafetensorsError(
+      'E_INVALID_LORA',
+      `${name} is ${tensor.dtype}; a LoRA weight must be F64, F32, F16 or BF16 to be scaled`,
+    );
+  }
+  const values = toFloat32(bytes, tensor.dtype);
+  for (let i = 0; i < values.length; i++) values[i]! *= factor;
+  return { ...tensor, data: fromFloat32(values, tensor.dtype) };
+}

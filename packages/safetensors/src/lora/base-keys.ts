@@ -19,57 +19,108 @@ const TOP_LEVEL: Readonly<Record<string, string>> = {
 };
 
 /**
- * A diffusers SD 1.x/2.x UNet module path → its name in an original (LDM) single-file
- * checkpoint, following kohya's `convert_unet_state_dict_to_sd` (2 resnets per down block,
- * 3 per up block). Matches whole path segments, never substrings.
+ * How a UNet's diffusers blocks sit in the LDM `input_blocks` / `output_blocks` lists, which
+ * number their modules in one run: each down level holds `layersPerBlock` resnets (+ attentions)
+ * and then its downsampler, each up level `layersPerBlock + 1`, the last one also holding the
+ * upsampler after its attention, if any.
  */
-export function diffusersUnetToLdm(path: string): string | undefined {
+export interface UnetLayout {
+  /** diffusers' `layers_per_block`: 2 for SD 1.x / 2.x / XL. */
+  readonly layersPerBlock: number;
+  /** Up levels (diffusers numbering) with attentions, whose upsampler is module 2, not 1. */
+  readonly attentionUpBlocks: readonly number[];
+}
+
+/** SD 1.x / 2.x: `CrossAttnUpBlock2D` everywhere but up block 0. */
+export const SD_UNET_LAYOUT: UnetLayout = { layersPerBlock: 2, attentionUpBlocks: [1, 2, 3] };
+
+const LDM_INPUT_BLOCK = /^model\.diffusion_model\.input_blocks\.(\d+)\.(\d+)\.(op\.)?/;
+const LDM_OUTPUT_ATTENTION = /^model\.diffusion_model\.output_blocks\.(\d+)\.1\.(?!conv\.)/;
+
+/**
+ * The block layout of an LDM single-file checkpoint, from its key names: the first downsampler
+ * (`input_blocks.N.0.op`) sits at N = layersPerBlock + 1, or without one, the last input block is
+ * N = layersPerBlock. Undefined when the keys hold no LDM UNet.
+ */
+export function ldmUnetLayout(keys: Iterable<string>): UnetLayout | undefined {
+  let lastBlock = -1;
+  let firstDownsampler = Number.POSITIVE_INFINITY;
+  const attentionOutputBlocks = new Set<number>();
+  for (const key of keys) {
+    const input = LDM_INPUT_BLOCK.exec(key);
+    if (input !== null) {
+      const block = Number(input[1]);
+      lastBlock = Math.max(lastBlock, block);
+      if (input[2] === '0' && input[3] !== undefined) firstDownsampler = Math.min(firstDownsampler, block);
+      continue;
+    }
+    const output = LDM_OUTPUT_ATTENTION.exec(key);
+    if (output !== null) attentionOutputBlocks.add(Number(output[1]));
+  }
+  if (lastBlock < 1) return undefined;
+  const layersPerBlock = Number.isFinite(firstDownsampler) ? firstDownsampler - 1 : lastBlock;
+  const levels = new Set([...attentionOutputBlocks].map((block) => Math.floor(block / (layersPerBlock + 1))));
+  return { layersPerBlock, attentionUpBlocks: [...levels].sort((a, b) => a - b) };
+}
+
+/**
+ * A diffusers SD UNet module path → its name in an original (LDM) single-file checkpoint with
+ * `layout`, following kohya's `convert_unet_state_dict_to_sd` generalised to any
+ * `layers_per_block`. Matches whole path segments, never substrings; a resnet or attention index
+ * past its level's count maps to nothing rather than into the next level.
+ */
+export function diffusersUnetToLdm(path: string, layout: UnetLayout = SD_UNET_LAYOUT): string | undefined {
   const top = TOP_LEVEL[path];
   if (top !== undefined) return top;
+  const perLevel = layout.layersPerBlock + 1;
   const resnet = (rest: string) => {
     const [name, ...tail] = rest.split('.');
     const mapped = name === undefined ? undefined : RESNET[name];
     return mapped === undefined ? undefined : [mapped, ...tail].join('.');
   };
+  const inBlock = (prefix: string, block: number, kind: string, rest: string) => {
+    const mapped = kind === 'attentions' ? rest : resnet(rest);
+    return mapped === undefined ? undefined : `${prefix}.${block}.${kind === 'attentions' ? 1 : 0}.${mapped}`;
+  };
   let match = /^down_blocks\.(\d+)\.(attentions|resnets)\.(\d+)\.(.+)$/.exec(path);
   if (match !== null) {
-    const block = 3 * Number(match[1]) + Number(match[3]) + 1;
-    const rest = match[2] === 'attentions' ? match[4] : resnet(match[4]!);
-    return rest === undefined
-      ? undefined
-      : `input_blocks.${block}.${match[2] === 'attentions' ? 1 : 0}.${rest}`;
+    const index = Number(match[3]);
+    if (index >= layout.layersPerBlock) return undefined;
+    return inBlock('input_blocks', perLevel * Number(match[1]) + index + 1, match[2]!, match[4]!);
   }
   match = /^down_blocks\.(\d+)\.downsamplers\.0\.conv$/.exec(path);
-  if (match !== null) return `input_blocks.${3 * (Number(match[1]) + 1)}.0.op`;
+  if (match !== null) return `input_blocks.${perLevel * (Number(match[1]) + 1)}.0.op`;
   match = /^mid_block\.attentions\.0\.(.+)$/.exec(path);
   if (match !== null) return `middle_block.1.${match[1]}`;
-  match = /^mid_block\.resnets\.(\d+)\.(.+)$/.exec(path);
+  match = /^mid_block\.resnets\.([01])\.(.+)$/.exec(path);
   if (match !== null) {
     const rest = resnet(match[2]!);
     return rest === undefined ? undefined : `middle_block.${2 * Number(match[1])}.${rest}`;
   }
   match = /^up_blocks\.(\d+)\.(attentions|resnets)\.(\d+)\.(.+)$/.exec(path);
   if (match !== null) {
-    const block = 3 * Number(match[1]) + Number(match[3]);
-    const rest = match[2] === 'attentions' ? match[4] : resnet(match[4]!);
-    return rest === undefined
-      ? undefined
-      : `output_blocks.${block}.${match[2] === 'attentions' ? 1 : 0}.${rest}`;
+    const index = Number(match[3]);
+    if (index >= perLevel) return undefined;
+    return inBlock('output_blocks', perLevel * Number(match[1]) + index, match[2]!, match[4]!);
   }
   match = /^up_blocks\.(\d+)\.upsamplers\.0\.conv$/.exec(path);
-  if (match !== null) return `output_blocks.${3 * Number(match[1]) + 2}.${match[1] === '0' ? 1 : 2}.conv`;
+  if (match !== null) {
+    const level = Number(match[1]);
+    const module = layout.attentionUpBlocks.includes(level) ? 2 : 1;
+    return `output_blocks.${perLevel * level + layout.layersPerBlock}.${module}.conv`;
+  }
   return undefined;
 }
 
-/** Where a module's weight may live in a base checkpoint, most direct first. */
-export function candidateWeightKeys(path: string): string[] {
+/** Where a module's weight may live in a base checkpoint with `layout`, most direct first. */
+export function candidateWeightKeys(path: string, layout?: UnetLayout): string[] {
   const candidates = [path];
   const dot = path.indexOf('.');
   const component = path.slice(0, dot);
   const rest = path.slice(dot + 1);
   if (component === 'unet') {
     candidates.push(rest, `model.diffusion_model.${rest}`);
-    const ldm = diffusersUnetToLdm(rest);
+    const ldm = diffusersUnetToLdm(rest, layout);
     if (ldm !== undefined) candidates.push(`model.diffusion_model.${ldm}`);
   } else if (component === 'text_encoder') {
     candidates.push(
@@ -84,15 +135,17 @@ export function candidateWeightKeys(path: string): string[] {
 }
 
 /**
- * Finds the base weight a LoRA module modifies: a candidate key present in the checkpoint,
- * else one equal after kohya-style flattening (which forgives a wrong guess at where dots were).
+ * Finds the base weight a LoRA module modifies: a candidate key present in the checkpoint
+ * (diffusers UNet paths mapped with the checkpoint's own LDM block layout), else one equal after
+ * kohya-style flattening (which forgives a wrong guess at where dots were).
  */
 export function createKeyResolver(baseKeys: Iterable<string>): (path: string) => string | undefined {
   const keys = new Set(baseKeys);
+  const layout = ldmUnetLayout(keys);
   const flat = new Map<string, string>();
   for (const key of keys) if (key.endsWith('.weight')) flat.set(flattenPath(key), key);
   return (path) => {
-    const candidates = candidateWeightKeys(path);
+    const candidates = candidateWeightKeys(path, layout);
     return (
       candidates.find((key) => keys.has(key)) ??
       candidates.map((key) => flat.get(flattenPath(key))).find(Boolean)

@@ -1,5 +1,5 @@
 import type { TensorData } from '../writer.ts';
-import { type LoraAdapter, rankOf, scalarTensor } from './adapter.ts';
+import { type LoraAdapter, rankOf, scaledTensor } from './adapter.ts';
 import { groupModules, type Role } from './group.ts';
 
 /** Every form the diffusers loader accepts (`lora_conversion_utils.py`, `PEFT_TO_DIFFUSERS`). */
@@ -37,16 +37,18 @@ export function fromDiffusers(tensors: ReadonlyMap<string, TensorData>): LoraAda
 }
 
 /**
- * Writes `<path>.lora.down.weight` / `<path>.lora.up.weight`, plus `<path>.alpha` only for
- * modules whose alpha differs from their rank (the form diffusers' kohya converter produces).
+ * Writes `<path>.lora.down.weight` / `<path>.lora.up.weight` in diffusers' native form, which has
+ * no alpha (diffusers applies `up @ down` at scale 1): a module whose alpha differs from its
+ * rank gets alpha / rank baked into its up weight, so the update `scale · up @ down` is the same
+ * (and reads back with alpha = rank). Modules with alpha = rank keep their bytes.
  */
 export function toDiffusers(adapter: LoraAdapter): Map<string, TensorData> {
   const out = new Map<string, TensorData>();
   for (const [path, module] of adapter) {
+    const scale = module.alpha / rankOf(module);
+    const upName = `${path}.lora.up.weight`;
     out.set(`${path}.lora.down.weight`, module.down);
-    out.set(`${path}.lora.up.weight`, module.up);
-    if (module.alpha !== rankOf(module))
-      out.set(`${path}.alpha`, scalarTensor(module.alpha, module.down.dtype));
+    out.set(upName, scale === 1 ? module.up : scaledTensor(upName, module.up, scale));
   }
   return out;
 }

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { fromFloat32 } from '../convert.ts';
+import { fromFloat32, toFloat32 } from '../convert.ts';
 import type { Dtype } from '../dtype.ts';
 import { deserialize } from '../reader.ts';
 import { serialize, type TensorData } from '../writer.ts';
-import type { LoraAdapter, LoraModule } from './adapter.ts';
+import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
 import { fromDiffusers, toDiffusers } from './diffusers.ts';
 import { fromKohya, toKohya } from './kohya.ts';
 import { detectLoraLayout } from './layout.ts';
@@ -38,6 +38,22 @@ const plain = (adapter: LoraAdapter) =>
     path,
     { down: { ...down, data: bytesOf(down.data) }, up: { ...up, data: bytesOf(up.data) }, alpha },
   ]);
+/** The module's weight update (alpha / rank) · up @ down, flattened, in float64. */
+function update({ down, up, alpha }: LoraModule): number[] {
+  const floats = (t: TensorData) =>
+    toFloat32(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), t.dtype);
+  const d = floats(down);
+  const u = floats(up);
+  const rank = down.shape[0]!;
+  const inner = d.length / rank;
+  const out = u.length / rank;
+  return Array.from({ length: out * inner }, (_, index) => {
+    const o = Math.floor(index / inner);
+    let sum = 0;
+    for (let r = 0; r < rank; r++) sum += u[o * rank + r]! * d[r * inner + (index % inner)]!;
+    return (alpha / rank) * sum;
+  });
+}
 const sorted = (adapter: LoraAdapter) =>
   plain(adapter).sort(([a], [b]) => String(a).localeCompare(String(b)));
 
@@ -155,16 +171,58 @@ describe('kohya layout', () => {
 });
 
 describe('diffusers layout', () => {
-  it('round-trips internal → diffusers → internal exactly, writing alpha only when ≠ rank', () => {
-    const diffusers = toDiffusers(SD);
+  it('writes no alpha, baking alpha / rank into up, so kohya → diffusers → kohya keeps every update', () => {
+    const kohya = toKohya(SD);
+    const diffusers = toDiffusers(fromKohya(kohya));
     expect(
       diffusers.has('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora.down.weight'),
     ).toBe(true);
-    expect(diffusers.has('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.alpha')).toBe(
-      false,
+    expect([...diffusers.keys()].filter((key) => !/\.lora\.(down|up)\.weight$/.test(key))).toEqual([]);
+    const back = fromKohya(toKohya(fromDiffusers(diffusers)));
+    expect([...back.keys()].sort()).toEqual([...SD.keys()].sort());
+    for (const [path, module] of SD) {
+      const got = back.get(path)!;
+      expect(got.alpha, path).toBe(rankOf(got));
+      expect(bytesOf(got.down.data), path).toEqual(bytesOf(module.down.data));
+      const want = update(module);
+      const have = update(got);
+      // The scaled up weight is rounded to float16 once: relative error ≤ 2^-11 per element.
+      for (let i = 0; i < want.length; i++) expect(Math.abs(have[i]! - want[i]!), path).toBeLessThan(2e-3);
+    }
+    // alpha = rank: nothing to bake, the bytes travel unchanged.
+    const same = 'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0';
+    expect(bytesOf(back.get(same)!.up.data)).toEqual(bytesOf(SD.get(same)!.up.data));
+  });
+
+  it.each([
+    ['F64', [0.5, -1.25], 2, [1, -2.5]],
+    ['F32', [0.5, -1.25], 0.25, [0.125, -0.3125]],
+    ['BF16', [0.5, -1.25], 3, [1.5, -3.75]],
+  ] as const)('scales %s up weights in their own dtype', (dtype, values, alpha, want) => {
+    const up: TensorData =
+      dtype === 'F64'
+        ? { dtype, shape: [2, 1], data: new Float64Array(values) }
+        : { dtype, shape: [2, 1], data: fromFloat32(new Float32Array(values), dtype) };
+    const down: TensorData = { dtype: 'F32', shape: [1, 2], data: new Float32Array([1, 1]) };
+    const written = toDiffusers(new Map([['unet.a', { down, up, alpha }]])).get('unet.a.lora.up.weight')!;
+    expect(written.dtype).toBe(dtype);
+    const bytes = new Uint8Array(written.data.buffer, written.data.byteOffset, written.data.byteLength);
+    expect([...toFloat32(bytes, dtype)]).toEqual(want);
+  });
+
+  it('still reads an .alpha written by older converters', () => {
+    const { down, up } = module(4, 8, 8, 4);
+    const adapter = fromDiffusers(
+      new Map([
+        ['unet.mid_block.attentions.0.proj_in.lora.down.weight', down],
+        ['unet.mid_block.attentions.0.proj_in.lora.up.weight', up],
+        [
+          'unet.mid_block.attentions.0.proj_in.alpha',
+          { dtype: 'F32', shape: [], data: new Float32Array([2]) },
+        ],
+      ]),
     );
-    expect(diffusers.has('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.alpha')).toBe(true);
-    expect(sorted(fromDiffusers(diffusers))).toEqual(sorted(SD));
+    expect(adapter.get('unet.mid_block.attentions.0.proj_in')?.alpha).toBe(2);
   });
 
   it('reads the lora_A/B, lora_linear_layer and old processor forms', () => {
@@ -212,6 +270,16 @@ describe('PEFT layout', () => {
       rank_pattern: { 'model\\.layers\\.1\\.self_attn\\.q_proj': 4 },
       alpha_pattern: { 'model\\.layers\\.1\\.mlp\\.down_proj': 8 },
     });
+  });
+
+  it.each([
+    'unet.mid_block.attentions.0.proj_in',
+    'text_encoder.text_model.encoder.layers.0.self_attn.q_proj',
+    'text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj',
+  ])('refuses a Stable Diffusion module (%s), pointing to kohya or diffusers', (path) => {
+    expect(() => toPeft(new Map([[path, module(2, 4, 4, 2)]]), { baseModelNameOrPath: 'x' })).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_LORA', message: expect.stringMatching(/kohya.*diffusers/) }),
+    );
   });
 
   it('round-trips internal → PEFT → internal exactly', () => {

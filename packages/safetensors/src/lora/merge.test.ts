@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromFloat32, toFloat32 } from '../convert.ts';
 import { readSafetensors } from '../reader.ts';
 import { type TensorData, writeSafetensors } from '../writer.ts';
-import { diffusersUnetToLdm } from './base-keys.ts';
 import { toKohya } from './kohya.ts';
 import { mergeLora } from './merge.ts';
 import { toPeft } from './peft.ts';
@@ -132,6 +131,42 @@ describe('mergeLora', () => {
     for (const [i, value] of got.entries()) expect(Math.abs(value - want[i]!)).toBeLessThan(0.02);
   });
 
+  it("maps diffusers paths with the base checkpoint's own block layout (layers_per_block 1)", async () => {
+    // Two levels, one resnet + attention each: input_blocks 1 | 2 (op) | 3, output_blocks 0-1 | 2-3.
+    // SD 1.5's fixed layout sends down_blocks.1 to input_blocks.4 (missing) and
+    // up_blocks.1.attentions.0 to output_blocks.3 (present, but the wrong block).
+    const attention = (block: string) =>
+      `model.diffusion_model.${block}.1.transformer_blocks.0.attn1.to_q.weight`;
+    const base = new Map<string, TensorData>([
+      ['model.diffusion_model.input_blocks.0.0.weight', f32([4, 4, 3, 3], 1)],
+      [attention('input_blocks.1'), f32([4, 4], 2)],
+      ['model.diffusion_model.input_blocks.2.0.op.weight', f32([4, 4, 3, 3], 3)],
+      [attention('input_blocks.3'), f32([4, 4], 4)],
+      ['model.diffusion_model.output_blocks.1.2.conv.weight', f32([4, 4, 3, 3], 5)],
+      ...[0, 1, 2, 3].map((block): [string, TensorData] => [
+        attention(`output_blocks.${block}`),
+        f32([4, 4], 6 + block),
+      ]),
+    ]);
+    const basePath = join(dir, 'tiny-ldm.safetensors');
+    await writeSafetensors(basePath, base);
+    const module = (seed: number) => ({ down: f32([1, 4], seed), up: f32([4, 1], seed + 1), alpha: 1 });
+    const lora = new Map([
+      ['unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q', module(20)],
+      ['unet.up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q', module(22)],
+      [
+        'unet.up_blocks.0.upsamplers.0.conv',
+        { down: f32([1, 4, 3, 3], 24), up: f32([4, 1, 1, 1], 25), alpha: 1 },
+      ],
+    ]);
+    const report = await mergeLora(basePath, lora, { output: join(dir, 'tiny-merged.safetensors') });
+    expect(Object.fromEntries(report)).toEqual({
+      [attention('input_blocks.3')]: 'unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q',
+      [attention('output_blocks.2')]: 'unet.up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q',
+      'model.diffusion_model.output_blocks.1.2.conv.weight': 'unet.up_blocks.0.upsamplers.0.conv',
+    });
+  });
+
   it('refuses modules with no base weight, naming them, and writes nothing', async () => {
     const basePath = join(dir, 'lonely.safetensors');
     await writeSafetensors(basePath, { 'other.weight': f32([2, 2], 1) });
@@ -140,8 +175,9 @@ describe('mergeLora', () => {
     ]);
     const output = join(dir, 'never.safetensors');
     await expect(mergeLora(basePath, lora, { output })).rejects.toThrow(
-      /1 LoRA module.*unet\.mid_block\.attentions\.0\.proj_out/,
+      /1 LoRA module.*unet\.mid_block\.attentions\.0\.proj_out.*check that the LoRA was trained on this base model/,
     );
+    await expect(mergeLora(basePath, lora, { output })).rejects.not.toThrow(/resolveKey/);
     await expect(readFile(output)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
@@ -152,26 +188,5 @@ describe('mergeLora', () => {
     await expect(mergeLora(basePath, lora, { output: join(dir, 'x.safetensors') })).rejects.toMatchObject({
       code: 'E_MERGE_MISMATCH',
     });
-  });
-});
-
-describe('diffusersUnetToLdm', () => {
-  it.each([
-    ['down_blocks.0.attentions.1.proj_in', 'input_blocks.2.1.proj_in'],
-    ['down_blocks.2.resnets.1.conv_shortcut', 'input_blocks.8.0.skip_connection'],
-    ['down_blocks.1.downsamplers.0.conv', 'input_blocks.6.0.op'],
-    ['mid_block.resnets.1.time_emb_proj', 'middle_block.2.emb_layers.1'],
-    [
-      'mid_block.attentions.0.transformer_blocks.0.attn2.to_k',
-      'middle_block.1.transformer_blocks.0.attn2.to_k',
-    ],
-    ['up_blocks.0.resnets.2.conv2', 'output_blocks.2.0.out_layers.3'],
-    ['up_blocks.3.attentions.2.proj_out', 'output_blocks.11.1.proj_out'],
-    ['up_blocks.0.upsamplers.0.conv', 'output_blocks.2.1.conv'],
-    ['up_blocks.2.upsamplers.0.conv', 'output_blocks.8.2.conv'],
-    ['time_embedding.linear_2', 'time_embed.2'],
-    ['conv_in', 'input_blocks.0.0'],
-  ])('%s → %s', (diffusers, ldm) => {
-    expect(diffusersUnetToLdm(diffusers)).toBe(ldm);
   });
 });

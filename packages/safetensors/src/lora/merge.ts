@@ -20,8 +20,8 @@ export interface MergeOptions {
   readonly multiplier?: number;
   /**
    * Base weight key for a LoRA module path. By default: the path itself, without its
-   * component, or in an original SD single-file layout (`model.diffusion_model.…`,
-   * `cond_stage_model.transformer.…`).
+   * component, or in an original SD single-file layout (`model.diffusion_model.…` with the
+   * block layout read from the base's keys, `cond_stage_model.transformer.…`).
    */
   readonly resolveKey?: (modulePath: string) => string | undefined;
 }
@@ -55,7 +55,7 @@ export async function mergeLora(
       else if (targets.has(key)) {
         throw new SafetensorsError(
           'E_MERGE_MISMATCH',
-          `modules ${targets.get(key)![0]} and ${path} both target ${key}`,
+          `modules ${targets.get(key)![0]} and ${path} both target ${key} in ${base}; a LoRA holds one module per weight, so check the LoRA file`,
         );
       } else targets.set(key, [path, module]);
     }
@@ -63,7 +63,8 @@ export async function mergeLora(
       throw new SafetensorsError(
         'E_MERGE_MISMATCH',
         `${unmatched.length} LoRA module(s) have no weight in ${base}, e.g. ${unmatched.slice(0, 3).join(', ')}; ` +
-          'pass resolveKey to map module paths to base keys',
+          'check that the LoRA was trained on this base model (same architecture and block layout: an SD 1.5 LoRA ' +
+          'does not fit SDXL) and that the base is a full checkpoint, not a LoRA or another component',
       );
     }
     const multiplier = options.multiplier ?? 1;

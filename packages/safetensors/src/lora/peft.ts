@@ -6,6 +6,9 @@ import { groupModules, type Role } from './group.ts';
 /** PEFT state-dict keys always start with this (`developer_guides/checkpoint.md`). */
 const PREFIX = 'base_model.model.';
 
+/** The components of a Stable Diffusion adapter's module paths (`LoraAdapter`). */
+const SD_COMPONENT = /^(unet|text_encoder|text_encoder_2)\./;
+
 const SUFFIXES: ReadonlyArray<readonly [string, Role]> = [
   ['.lora_A.weight', 'down'],
   ['.lora_B.weight', 'up'],
@@ -59,11 +62,21 @@ export interface ToPeftOptions {
  * Writes the PEFT state dict and a minimal `adapter_config.json`: the most common rank and
  * alpha as `r` / `lora_alpha`, `rank_pattern` / `alpha_pattern` for modules that differ (PEFT
  * needs them to build matching shapes), and the modules' leaf names as `target_modules`.
+ * Refuses Stable Diffusion adapters (`unet.` / `text_encoder.` paths), which nothing loads as PEFT.
  */
 export function toPeft(
   adapter: LoraAdapter,
   options: ToPeftOptions,
 ): { tensors: Map<string, TensorData>; config: PeftAdapterConfig } {
+  const sd = [...adapter.keys()].find((path) => SD_COMPONENT.test(path));
+  if (sd !== undefined) {
+    throw new SafetensorsError(
+      'E_INVALID_LORA',
+      `${sd} is a Stable Diffusion module; PEFT files describe transformers models (task_type, ` +
+        'base_model.model. keys) and no UNet or text-encoder loader reads them: write the kohya ' +
+        'layout (A1111, ComfyUI, sd-scripts) or the diffusers layout (load_lora_weights) instead',
+    );
+  }
   const tensors = new Map<string, TensorData>();
   const rank = mostCommon([...adapter.values()].map(rankOf)) ?? 8;
   const alpha = mostCommon([...adapter.values()].map((module) => module.alpha)) ?? rank;

@@ -42,10 +42,12 @@ export async function openLlamaCheckpoint(folder: string): Promise<LlamaCheckpoi
 async function readConfig(path: string): Promise<Record<string, unknown>> {
   const size = await stat(path).then(
     (s) => s.size,
-    () => {
+    (error: NodeJS.ErrnoException) => {
       throw new ModelError(
         'E_MODEL_FILES',
-        `${path} does not exist; a model folder holds config.json next to the weights`,
+        error.code === 'ENOTDIR'
+          ? `base_model ${join(path, '..')} is a file; base_model must be the model folder, which holds config.json next to the weights`
+          : `${path} does not exist; base_model must be the model folder, which holds config.json next to the weights`,
       );
     },
   );
