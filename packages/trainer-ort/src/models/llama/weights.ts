@@ -1,15 +1,8 @@
+import { LLM_MODULES } from '@lora/config';
 import type { LlamaSpec } from './config.ts';
 
-/** The linear modules of one decoder layer, by their PEFT target name. */
-export const LLAMA_LINEAR_MODULES = [
-  'q_proj',
-  'k_proj',
-  'v_proj',
-  'o_proj',
-  'gate_proj',
-  'up_proj',
-  'down_proj',
-] as const;
+/** The linear modules of one decoder layer, by their PEFT target name (one list, in @lora/config). */
+export const LLAMA_LINEAR_MODULES = LLM_MODULES;
 export type LlamaLinearModule = (typeof LLAMA_LINEAR_MODULES)[number];
 
 const PARENT: Record<LlamaLinearModule, 'self_attn' | 'mlp'> = {
