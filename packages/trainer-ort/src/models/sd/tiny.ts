@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { createRng, type Rng } from '@lora/dataset';
 import { type TensorData, writeSafetensors } from '@lora/safetensors';
+import { byteLevelAlphabet } from '../llama/demo-bpe.ts';
 import type { ClipTextConfig, SdModelConfig, UnetConfig, VaeEncoderConfig } from './config.ts';
 import { LDM_PREFIXES } from './keys.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
@@ -70,14 +71,6 @@ export function tinySdConfig(vocabSize: number): SdModelConfig {
   return { unet, textEncoder, vae };
 }
 
-/** GPT-2 / CLIP `bytes_to_unicode`: the printable character standing for each byte. */
-function byteCharacters(): string[] {
-  const printable = (b: number) =>
-    (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-  let next = 256;
-  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(printable(b) ? b : next++));
-}
-
 const BOS = '<|startoftext|>';
 const EOS = '<|endoftext|>';
 
@@ -87,7 +80,7 @@ const EOS = '<|endoftext|>';
  * the 512 byte tokens, merges that build each of `words`, and the two special tokens last.
  */
 export function clipTokenizerJson(words: readonly string[] = DEMO_WORDS): object {
-  const bytes = byteCharacters();
+  const bytes = byteLevelAlphabet();
   const vocab = new Map<string, number>();
   const add = (token: string) => {
     if (!vocab.has(token)) vocab.set(token, vocab.size);
