@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import {
   configWarnings,
   type LlmConfig,
-  resolveMixedPrecision,
   type TrainerBackend,
   type TrainerEvent,
   type TrainingResult,
@@ -27,11 +26,11 @@ import { openLlamaCheckpoint } from './models/llama/checkpoint.ts';
 import { type LlamaLoraOptions, LlamaModel } from './models/llama/model.ts';
 import { TextBatches } from './models/llama/text-batches.ts';
 import { trainSd } from './models/sd/train.ts';
-import { isCudaInstalled } from './session.ts';
 import { CHECKPOINTS_FOLDER, latestCheckpoint } from './train/checkpoint.ts';
 import { runTrainingLoop } from './train/loop.ts';
 import { loopSettingsFromConfig } from './train/options.ts';
 import { llamaParallelModel } from './train/parallel/llama.ts';
+import { announceRunDevice } from './train/run-device.ts';
 import { GRAPHS_FOLDER } from './train/step-graphs.ts';
 
 /** Where the run folder's files are; the CLI writes the config snapshot, metrics and logs. */
@@ -96,8 +95,11 @@ async function trainLlm(run: TrainingRun, config: LlmConfig): Promise<TrainingRe
     );
 
     const settings = loopSettingsFromConfig(config);
-    const device = settings.device === 'auto' ? (isCudaInstalled() ? 'cuda' : 'cpu') : settings.device;
-    logger.info(`device: ${device}, precision ${resolveMixedPrecision(config.mixed_precision, device)}`);
+    await announceRunDevice(
+      config,
+      (message) => logger.info(message),
+      (code, message) => emit({ type: 'warning', code, message }),
+    );
     await announceResume(settings.resume, outputDir, emit, (message) => logger.info(message));
 
     const stepsPerEpoch = Math.ceil(data.microBatchesPerEpoch / settings.gradientAccumulationSteps);

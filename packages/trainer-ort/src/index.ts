@@ -8,6 +8,14 @@ export {
 export { type GradientsOptions, gradients } from './autodiff/gradients.ts';
 export { type InputVjp, VJP, type VjpContext, type VjpRule } from './autodiff/vjp.ts';
 export { backend } from './backend.ts';
+export {
+  type ConcreteDevice,
+  CUDA_INSTALL_HINT,
+  chooseDevice,
+  type Device,
+  type DeviceChoice,
+  describeDevice,
+} from './device.ts';
 export { TrainerOrtError, type TrainerOrtErrorCode } from './errors.ts';
 export { type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';
 export {
@@ -165,13 +173,13 @@ export {
 export { type SdAdapterLayout, type TrainSdOptions, trainSd } from './models/sd/train.ts';
 export { SdTrainableModel, type SdTrainableOptions } from './models/sd/trainable.ts';
 export {
-  type Device,
   type HostArray,
   type HostArrayOf,
   type HostDType,
   type HostTensor,
   hostTensor,
   isCudaInstalled,
+  onnxRuntimeInfo,
   Session,
   type SessionOptions,
 } from './session.ts';
@@ -232,4 +240,5 @@ export {
   learningRate,
   warmupStepsFromRatio,
 } from './train/schedule.ts';
+export { probeWebGpuAdapters, type WebGpuAdapter, type WebGpuProbe } from './webgpu-adapters.ts';
 export { safetensorsWeight } from './weights.ts';

@@ -5,12 +5,13 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { InferenceSession, listSupportedBackends, Tensor } from 'onnxruntime-node';
+import { env, InferenceSession, listSupportedBackends, Tensor } from 'onnxruntime-node';
+import type { ConcreteDevice } from './device.ts';
 import { TrainerOrtError } from './errors.ts';
 import type { DType } from './graph/dtype.ts';
-
-/** `auto` takes CUDA when its provider is installed and works, else the CPU. */
-export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
+import { Graph } from './graph/graph.ts';
+import { serializeModel } from './graph/onnx.ts';
+import { add } from './graph/ops/elementwise.ts';
 
 /** Element types that cross the JS boundary (bfloat16 has no JS tensor type: cast inside the graph). */
 export type HostDType = Exclude<DType, 'bfloat16'>;
@@ -45,20 +46,23 @@ export function hostTensor<T extends HostDType>(
 }
 
 export interface SessionOptions {
-  device?: Device;
+  /** Default `cpu`; `chooseDevice` turns a config's `auto` into one of these. */
+  device?: ConcreteDevice;
   /** Intra-op threads; default: onnxruntime's choice (one per physical core). */
   threads?: number;
   /** Graph optimisation level; default `all`. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write the optimised model here (to see what onnxruntime fused). */
   optimizedModelPath?: string;
-  /** Receives announcements such as "CUDA not installed, using the CPU". */
-  onNotice?: (message: string) => void;
 }
 
-const CUDA_INSTALL_HINT =
-  'install the CUDA provider with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` ' +
-  '(it downloads the provider from NuGet; needs CUDA 12 and cuDNN 9), or use device: cpu';
+/** onnxruntime-node's version and the providers its package holds (`bundled`) or can load. */
+export function onnxRuntimeInfo(): { version: string; providers: { name: string; bundled: boolean }[] } {
+  return {
+    version: env.versions.node ?? 'unknown',
+    providers: listSupportedBackends().map(({ name, bundled }) => ({ name, bundled })),
+  };
+}
 
 /** True when the CUDA provider library was installed next to the onnxruntime-node binding. */
 export function isCudaInstalled(): boolean {
@@ -76,7 +80,7 @@ export class Session {
 
   private constructor(
     private readonly inner: InferenceSession,
-    readonly device: Exclude<Device, 'auto'>,
+    readonly device: ConcreteDevice,
     readonly modelPath: string,
   ) {}
 
@@ -88,23 +92,9 @@ export class Session {
     return this.inner.outputNames;
   }
 
-  /**
-   * Loads `modelPath` (a file: external data resolves against its folder). With `device: 'auto'`
-   * a failed CUDA start falls back to the CPU and says why through `onNotice`.
-   */
+  /** Loads `modelPath` (a file: external data resolves against its folder) on `options.device`. */
   static async create(modelPath: string, options: SessionOptions = {}): Promise<Session> {
-    const requested = options.device ?? 'auto';
-    const notice = options.onNotice ?? (() => {});
-    if (requested === 'cuda' && !isCudaInstalled()) {
-      throw new TrainerOrtError(
-        'DEVICE_UNAVAILABLE',
-        `device 'cuda' was asked for, but its provider is not installed: ${CUDA_INSTALL_HINT}`,
-      );
-    }
-    if (requested === 'auto' && !isCudaInstalled()) {
-      notice(`CUDA provider not installed, training on the CPU; for a GPU, ${CUDA_INSTALL_HINT}`);
-    }
-    const device = requested === 'auto' ? (isCudaInstalled() ? 'cuda' : 'cpu') : requested;
+    const device = options.device ?? 'cpu';
     try {
       return new Session(
         await InferenceSession.create(modelPath, sessionOptions(device, options)),
@@ -112,17 +102,11 @@ export class Session {
         modelPath,
       );
     } catch (error) {
-      if (requested === 'auto' && device === 'cuda') {
-        notice(`CUDA provider failed to start (${messageOf(error)}), training on the CPU`);
-        return new Session(await load(modelPath, sessionOptions('cpu', options)), 'cpu', modelPath);
-      }
       if (device !== 'cpu') {
         throw new TrainerOrtError(
           'DEVICE_UNAVAILABLE',
-          `device '${device}' failed to start for ${modelPath}: ${messageOf(error)}`,
-          {
-            cause: error,
-          },
+          `device '${device}' failed to start for ${modelPath}: ${messageOf(error)}; \`lora doctor\` shows what this machine offers`,
+          { cause: error },
         );
       }
       throw sessionFailed(modelPath, error);
@@ -168,10 +152,7 @@ export class Session {
   }
 }
 
-function sessionOptions(
-  device: Exclude<Device, 'auto'>,
-  options: SessionOptions,
-): InferenceSession.SessionOptions {
+function sessionOptions(device: ConcreteDevice, options: SessionOptions): InferenceSession.SessionOptions {
   return {
     executionProviders: [device],
     graphOptimizationLevel: options.optimization ?? 'all',
@@ -183,14 +164,6 @@ function sessionOptions(
   };
 }
 
-async function load(modelPath: string, options: InferenceSession.SessionOptions): Promise<InferenceSession> {
-  try {
-    return await InferenceSession.create(modelPath, options);
-  } catch (error) {
-    throw sessionFailed(modelPath, error);
-  }
-}
-
 function sessionFailed(modelPath: string, error: unknown): TrainerOrtError {
   return new TrainerOrtError(
     'SESSION_FAILED',
@@ -199,6 +172,30 @@ function sessionFailed(modelPath: string, error: unknown): TrainerOrtError {
       cause: error,
     },
   );
+}
+
+/**
+ * Whether `device`'s provider starts and runs a one-node graph here: `undefined` when it does,
+ * else onnxruntime's reason (a missing CUDA library, no WebGPU adapter).
+ */
+export async function providerStartFailure(device: ConcreteDevice): Promise<string | undefined> {
+  const graph = new Graph('device_probe');
+  const x = graph.input('x', 'float32', [4]);
+  graph.output(add(x, x), 'y');
+  try {
+    const session = await InferenceSession.create(serializeModel(graph), sessionOptions(device, {}));
+    try {
+      const { y } = await session.run({ x: new Tensor('float32', Float32Array.of(1, 2, 3, 4), [4]) });
+      const values = [...(y!.data as Float32Array)];
+      if (values.join() !== '2,4,6,8')
+        return `a test graph computed [${values.join(', ')}] instead of [2, 4, 6, 8]`;
+    } finally {
+      await session.release();
+    }
+    return undefined;
+  } catch (error) {
+    return messageOf(error);
+  }
 }
 
 function messageOf(error: unknown): string {

@@ -8,6 +8,7 @@ import {
   isLabelFailure,
   type LabelFailure,
   type LoadOptions,
+  labelDevice,
   loadSession,
   messageOf,
   prepareAll,
@@ -170,11 +171,14 @@ export class ClipRanker {
     const textPath = await findModel(folder, 'text');
     const tokenizer = await TextTokenizer.fromDir(folder);
     const image = await imageOptions(folder);
-    const vision = await loadSession(visionPath, 'CLIP vision', options);
-    const text = await loadSession(textPath, 'CLIP text', options).catch(async (error: unknown) => {
-      await vision.dispose();
-      throw error;
-    });
+    const device = await labelDevice(options);
+    const vision = await loadSession(visionPath, 'CLIP vision', device, options.threads);
+    const text = await loadSession(textPath, 'CLIP text', device, options.threads).catch(
+      async (error: unknown) => {
+        await vision.dispose();
+        throw error;
+      },
+    );
     const problem =
       checkIo(vision, ['pixel_values'], 'image_embeds') ?? checkIo(text, ['input_ids'], 'text_embeds');
     if (problem) {

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { DatasetError, type DatasetErrorCode } from '@lora/dataset';
-import { type Device, isCudaInstalled, Session } from '../session.ts';
+import { type ConcreteDevice, chooseDevice, type Device, describeDevice } from '../device.ts';
+import { Session } from '../session.ts';
 import { LabelError } from './label-error.ts';
 
 /** An image the labeller could not read; the rest of the batch goes on without it. */
@@ -57,17 +58,27 @@ export async function prepareAll<T>(
 }
 
 export interface LoadOptions {
-  /**
-   * Default: CUDA when its provider is installed (falling back to the CPU if it fails to start),
-   * else the CPU without a notice: labelling a folder on the CPU is normal, not a degraded mode.
-   */
+  /** Default `auto`: CUDA, then a real WebGPU adapter, then the CPU (see `chooseDevice`). */
   device?: Device;
   threads?: number;
+  /** Receives the one line that says which device the labeller runs on, and why. */
   onNotice?: (message: string) => void;
 }
 
+/** The labeller's device, decided once and announced through `onNotice`. */
+export async function labelDevice(options: LoadOptions): Promise<ConcreteDevice> {
+  const choice = await chooseDevice(options.device ?? 'auto');
+  options.onNotice?.(`labelling on ${describeDevice(choice)}`);
+  return choice.device;
+}
+
 /** Opens a labelling model, saying which one is missing before onnxruntime's generic message. */
-export async function loadSession(modelPath: string, what: string, options: LoadOptions): Promise<Session> {
+export async function loadSession(
+  modelPath: string,
+  what: string,
+  device: ConcreteDevice,
+  threads?: number,
+): Promise<Session> {
   const found = await stat(modelPath).catch(() => undefined);
   if (!found?.isFile()) {
     throw new LabelError(
@@ -76,11 +87,7 @@ export async function loadSession(modelPath: string, what: string, options: Load
       { path: modelPath },
     );
   }
-  return Session.create(modelPath, {
-    device: options.device ?? (isCudaInstalled() ? 'auto' : 'cpu'),
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
-    ...(options.onNotice === undefined ? {} : { onNotice: options.onNotice }),
-  });
+  return Session.create(modelPath, { device, ...(threads === undefined ? {} : { threads }) });
 }
 
 export function messageOf(error: unknown): string {

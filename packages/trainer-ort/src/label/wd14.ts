@@ -6,6 +6,7 @@ import {
   isLabelFailure,
   type LabelFailure,
   type LoadOptions,
+  labelDevice,
   loadSession,
   messageOf,
   prepareAll,
@@ -84,7 +85,7 @@ export class Wd14Tagger {
       batchSize: checkBatchSize(options.batchSize ?? 8),
     };
     const tags = await readTaggerTags(tagsPath);
-    const session = await loadSession(modelPath, 'tagger', options);
+    const session = await loadSession(modelPath, 'tagger', await labelDevice(options), options.threads);
     if (session.inputNames.length !== 1 || session.outputNames.length < 1) {
       await session.dispose();
       throw new LabelError(

@@ -1,6 +1,6 @@
 import type { LoraConfig, MixedPrecision, TrainerEvent } from '@lora/config';
+import type { Device } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
-import type { Device } from '../session.ts';
 import type { BatchSource } from './data.ts';
 import type { TrainableModel } from './model.ts';
 import type { OptimizerOptions } from './optimizer.ts';

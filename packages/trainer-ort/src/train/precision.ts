@@ -3,6 +3,8 @@
  * weights, their gradients and the optimizer stay float32. float16 gradients underflow, so the
  * loss is multiplied by a dynamic scale before differentiation (PyTorch `GradScaler`'s rule).
  */
+import { type MixedPrecision, resolveMixedPrecision } from '@lora/config';
+import type { DeviceChoice } from '../device.ts';
 import type { DType } from '../graph/dtype.ts';
 
 export type Precision = 'fp16' | 'bf16' | 'fp32';
@@ -45,4 +47,31 @@ export function nextLossScale(
   return goodSteps >= growthInterval
     ? { scale: state.scale * 2, goodSteps: 0 }
     : { scale: state.scale, goodSteps };
+}
+
+/**
+ * The precision a run computes in on `choice`: the config's rule (`auto` = fp16 on CUDA, fp32
+ * elsewhere), except where the device cannot: WebGPU has no bfloat16 arithmetic, and fp16 needs
+ * the adapter's `shader-f16`. `notice` says why the setting was not followed.
+ */
+export function precisionOn(
+  setting: MixedPrecision,
+  choice: DeviceChoice,
+): { precision: Precision; notice?: string } {
+  const precision = resolveMixedPrecision(setting, choice.device);
+  if (choice.device !== 'webgpu' || precision === 'fp32') return { precision };
+  if (precision === 'bf16') {
+    return {
+      precision: 'fp32',
+      notice:
+        'mixed_precision: bf16 computes in fp32 on WebGPU, which has no bfloat16 arithmetic; mixed_precision: fp16 computes in half precision there',
+    };
+  }
+  if (choice.adapter?.fp16 === false) {
+    return {
+      precision: 'fp32',
+      notice: `mixed_precision: fp16 computes in fp32: the WebGPU adapter ${choice.adapter.name} has no shader-f16`,
+    };
+  }
+  return { precision };
 }

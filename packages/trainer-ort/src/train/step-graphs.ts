@@ -7,17 +7,18 @@
  * - `update.onnx`: the optimizer step (see `optimizer.ts`), always on the CPU: its tensors are
  *   the LoRA parameters, which cross to the host every step anyway.
  */
-import { type MixedPrecision, resolveMixedPrecision } from '@lora/config';
+import type { MixedPrecision } from '@lora/config';
 import { gradients } from '../autodiff/gradients.ts';
+import { chooseDevice, type Device } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
 import { Graph } from '../graph/graph.ts';
 import { writeModel } from '../graph/model-file.ts';
 import { mul } from '../graph/ops/elementwise.ts';
 import { DEFAULT_PARAMETER_GROUP, LORA_DROPOUT_SEED, type LoraParameter } from '../lora.ts';
-import { type Device, isCudaInstalled, Session } from '../session.ts';
+import { Session } from '../session.ts';
 import type { TrainableModel } from './model.ts';
 import { buildUpdateGraph, gradName, type OptimizerOptions } from './optimizer.ts';
-import { COMPUTE_DTYPE, type Precision } from './precision.ts';
+import { COMPUTE_DTYPE, type Precision, precisionOn } from './precision.ts';
 
 export const LOSS_SCALE = 'loss_scale';
 export const LOSS_SUM = 'loss_sum';
@@ -101,8 +102,8 @@ export const gradientsFileName = (shapeKey?: string): string =>
 
 /**
  * Builds, writes (into `folder`) and loads the gradients graph (of one shape key, for a
- * multi-shape model). The compute precision follows the device the session actually runs on:
- * when `auto` planned CUDA but had to fall back to the CPU, the graph is rebuilt in float32.
+ * multi-shape model) on the device `settings.device` resolves to, in the precision that device
+ * computes (`precisionOn`).
  */
 export async function openGradientsSession<Batch>(
   model: TrainableModel<Batch>,
@@ -110,32 +111,23 @@ export async function openGradientsSession<Batch>(
   settings: Omit<SessionSettings, 'outputDir'>,
   shapeKey?: string,
 ): Promise<GradientsSession> {
-  const planned = settings.device === 'auto' ? (isCudaInstalled() ? 'cuda' : 'cpu') : settings.device;
-  const load = async (precision: Precision) => {
-    const built = buildGradientsGraph(model, precision, shapeKey);
-    const path = await writeModel(built.graph, folder, {
-      fileName: gradientsFileName(shapeKey),
-      copyExternalData: settings.copyExternalData ?? false,
-      onNotice: settings.onNotice,
-    });
-    const session = await Session.create(path, {
-      device: settings.device,
-      ...(settings.threads === undefined ? {} : { threads: settings.threads }),
-      onNotice: settings.onNotice,
-    });
-    return { ...built, session, precision };
-  };
-  let run = await load(resolveMixedPrecision(settings.mixedPrecision, planned));
-  const actual = resolveMixedPrecision(settings.mixedPrecision, run.session.device);
-  if (actual !== run.precision) {
-    await run.session.dispose();
-    run = await load(actual);
-  }
+  const choice = await chooseDevice(settings.device);
+  const { precision } = precisionOn(settings.mixedPrecision, choice);
+  const built = buildGradientsGraph(model, precision, shapeKey);
+  const path = await writeModel(built.graph, folder, {
+    fileName: gradientsFileName(shapeKey),
+    copyExternalData: settings.copyExternalData ?? false,
+    onNotice: settings.onNotice,
+  });
+  const session = await Session.create(path, {
+    device: choice.device,
+    ...(settings.threads === undefined ? {} : { threads: settings.threads }),
+  });
   return {
-    session: run.session,
-    parameters: run.parameters,
-    precision: run.precision,
-    dropout: run.graph.inputs.some((t) => t.name === LORA_DROPOUT_SEED),
+    session,
+    parameters: built.parameters,
+    precision,
+    dropout: built.graph.inputs.some((t) => t.name === LORA_DROPOUT_SEED),
   };
 }
 

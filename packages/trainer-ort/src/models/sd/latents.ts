@@ -19,9 +19,10 @@ import {
   ImageDataset,
   type Size,
 } from '@lora/dataset';
+import { chooseDevice, type Device } from '../../device.ts';
 import { Graph } from '../../graph/graph.ts';
 import { writeModel } from '../../graph/model-file.ts';
-import { type Device, hostTensor, Session } from '../../session.ts';
+import { hostTensor, Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import { buildVaeEncoder } from './vae.ts';
@@ -101,10 +102,7 @@ export class VaeEncoder {
       fileName: `vae_encoder_${width}x${height}.onnx`,
       ...(options.onNotice ? { onNotice: options.onNotice } : {}),
     });
-    return Session.create(path, {
-      device: options.device,
-      ...(options.onNotice ? { onNotice: options.onNotice } : {}),
-    });
+    return Session.create(path, { device: (await chooseDevice(options.device)).device });
   }
 
   async dispose(): Promise<void> {

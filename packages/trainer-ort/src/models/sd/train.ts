@@ -19,6 +19,7 @@ import {
 import { Graph } from '../../graph/graph.ts';
 import { runTrainingLoop } from '../../train/loop.ts';
 import { loopSettingsFromConfig } from '../../train/options.ts';
+import { announceRunDevice } from '../../train/run-device.ts';
 import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
 import { ModelError } from '../model-error.ts';
 import {
@@ -82,6 +83,7 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
     const settings = imageDatasetOptions(config);
     const dataset = new ImageDataset(images, settings);
 
+    await announceRunDevice(config, (message) => logger.info(message), warn);
     const encoder = new VaeEncoder(checkpoint, {
       folder: join(outputDir, GRAPHS_FOLDER),
       device: config.device,

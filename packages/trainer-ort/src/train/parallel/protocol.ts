@@ -3,7 +3,7 @@
  * serialization, so typed arrays cross as they are). A worker handles them strictly in order.
  */
 import type { MixedPrecision } from '@lora/config';
-import type { Device } from '../../session.ts';
+import type { Device } from '../../device.ts';
 import type { Precision } from '../precision.ts';
 import type { ModelRecipe } from './recipe.ts';
 

@@ -5,7 +5,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Device } from '../../session.ts';
+import type { Device } from '../../device.ts';
 import type { TrainableModel } from '../model.ts';
 import { WorkerError } from './worker-error.ts';
 
