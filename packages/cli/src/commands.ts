@@ -89,6 +89,10 @@ export function registerCommands(cli: CAC): void {
       default: 'csv',
     })
     .option('--overwrite', 'Replace captions images already have')
+    .option(
+      '--device <device>',
+      'wd14, clip: auto (default), cpu, cuda or webgpu; `lora doctor` shows what auto takes',
+    )
     .option('--json', JSON_HELP)
     .example('  $ lora label --input data/style_train --output data/style_train/metadata.csv --model none')
     .example(
@@ -110,6 +114,7 @@ export function registerCommands(cli: CAC): void {
           'vocab',
           'template',
           'format',
+          'device',
         ]),
       );
     });
@@ -137,6 +142,18 @@ export function registerCommands(cli: CAC): void {
     .action(async (action: string, file: string | undefined, options: Options) => {
       const { configCommand } = await import('./commands/config.ts');
       return configCommand(String(action), file === undefined ? undefined : String(file), options);
+    });
+
+  cli
+    .command(
+      'doctor',
+      'What this machine offers: Node, onnxruntime providers, CUDA, WebGPU adapters, the device auto takes',
+    )
+    .option('--json', JSON_HELP)
+    .example('  $ lora doctor')
+    .action(async (options: Options) => {
+      const { doctor } = await import('./commands/doctor.ts');
+      return doctor(options);
     });
 
   cli

@@ -109,7 +109,7 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
     else if (config.device === 'cuda' || config.device === 'webgpu')
       report(
         ['num_workers'],
-        `num_workers starts CPU workers, but device is ${config.device}; for GPUs list device_ids`,
+        `num_workers starts CPU workers, but device is ${config.device}${config.device === 'cuda' ? '; for GPUs list device_ids' : ''}`,
         {
           code: 'conflict',
           atKey: true,
@@ -117,11 +117,17 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
       );
   }
   if (Array.isArray(config.device_ids)) {
-    if (config.device === 'cpu' || config.device === 'webgpu')
-      report(['device_ids'], `device_ids selects CUDA devices, but device is ${config.device}`, {
+    if (config.device === 'cpu')
+      report(['device_ids'], 'device_ids selects CUDA devices, but device is cpu', {
         code: 'conflict',
         atKey: true,
       });
+    if (config.device === 'webgpu')
+      report(
+        ['device_ids'],
+        "device_ids selects CUDA devices; onnxruntime-node's WebGPU provider takes no adapter choice (it always uses the high-performance adapter, which `lora doctor` names), so WebGPU trains on one GPU: remove device_ids, or use device: cuda",
+        { code: 'conflict', atKey: true },
+      );
     const ids: unknown[] = config.device_ids;
     ids.forEach((id, index) => {
       if (ids.indexOf(id) < index)

@@ -184,16 +184,17 @@ const fields = {
   // Precision and device
   mixed_precision: z.enum(MIXED_PRECISIONS).optional().meta({
     description:
-      'Compute precision. `auto` is decided at run time: fp16 on CUDA, fp32 elsewhere; `no` is fp32. LoRA weights stay fp32.',
+      'Compute precision of the frozen model. `auto` is decided at run time: fp16 on CUDA, fp32 elsewhere; `no` is fp32. fp16 works on CUDA and on WebGPU adapters with shader-f16; WebGPU has no bf16 (it computes in fp32 and says so). LoRA weights and optimizer state stay fp32.',
     default: DEFAULTS.mixed_precision,
   }),
   device: z.enum(DEVICES).optional().meta({
-    description: '`auto` tries CUDA, then WebGPU, then CPU, and says why it fell back.',
+    description:
+      '`auto` takes CUDA when its provider is installed and starts, else a WebGPU adapter that is a real GPU (software adapters such as lavapipe are slower than the CPU), else the CPU, and says why it passed the faster ones over. `webgpu` takes any adapter. `lora doctor` shows what this machine has.',
     default: DEFAULTS.device,
   }),
   device_ids: z.array(z.int().min(0)).min(1).optional().meta({
     description:
-      'CUDA device ordinals to use (default: device 0); several train data-parallel, one worker process per device.',
+      'CUDA device ordinals to use (default: device 0); several train data-parallel, one worker process per device. Not for WebGPU: onnxruntime-node picks its adapter itself.',
   }),
   num_workers: z.int().min(1).max(MAX_NUM_WORKERS).optional().meta({
     description:

@@ -2,8 +2,16 @@
  * The WebGPU adapters of this machine, as Dawn (the WebGPU implementation inside onnxruntime's
  * WebGPU provider) sees them. onnxruntime-node reports nothing about the adapter its WebGPU
  * provider took, so the adapters are asked for through Dawn's own Node binding (the `webgpu`
- * package) with the same request onnxruntime makes: `powerPreference: 'high-performance'`.
+ * package) with the same request onnxruntime makes first, `powerPreference: 'high-performance'`,
+ * then the low-power and the software (fallback) request, which between them reach a laptop's
+ * integrated GPU and a CPU adapter.
  */
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 /** One adapter: what `lora doctor` shows and `device: auto` decides on. */
 export interface WebGpuAdapter {
@@ -29,61 +37,96 @@ export interface WebGpuProbe {
   problem?: string;
 }
 
-/** The part of Dawn's `GPU` and `GPUAdapter` read here. */
-interface DawnGpu {
-  requestAdapter(options?: {
-    powerPreference?: 'high-performance' | 'low-power';
-    forceFallbackAdapter?: boolean;
-  }): Promise<DawnAdapter | null>;
-}
+/** What the probe process prints per adapter: the fields of Dawn's `GPUAdapter` read here. */
 interface DawnAdapter {
-  readonly info: {
+  info: {
     vendor: string;
     architecture: string;
     device: string;
     description: string;
     isFallbackAdapter?: boolean;
   };
-  readonly features: ReadonlySet<string>;
-  readonly limits: { maxBufferSize: number; maxStorageBufferBindingSize: number };
+  features: string[];
+  limits: { maxBufferSize: number; maxStorageBufferBindingSize: number };
 }
 
-/** The requests that between them reach every kind of adapter Dawn ranks: discrete, integrated, software. */
-const REQUESTS = [
-  { powerPreference: 'high-performance' },
-  { powerPreference: 'low-power' },
-  { forceFallbackAdapter: true },
-] as const;
+/**
+ * The probe runs in a child process: Dawn prints driver warnings straight to the process's
+ * stderr (lavapipe: "maxDynamicUniformBuffersPerPipelineLayout artificially reduced"), and a
+ * driver fault must not take the trainer down with it.
+ */
+const PROBE_SCRIPT = `
+const { create } = await import(process.argv[1]);
+const gpu = create([]);
+const requests = [{ powerPreference: 'high-performance' }, { powerPreference: 'low-power' }, { forceFallbackAdapter: true }];
+const found = [];
+for (const request of requests) {
+  const adapter = await gpu.requestAdapter(request).catch(() => null);
+  const info = adapter?.info;
+  found.push(adapter === null ? null : {
+    info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, isFallbackAdapter: info.isFallbackAdapter },
+    features: [...adapter.features],
+    limits: { maxBufferSize: adapter.limits.maxBufferSize, maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize },
+  });
+}
+process.stdout.write(JSON.stringify(found));
+process.exit(0);
+`;
+
+/** Creating a Vulkan instance loads every installed driver; a healthy machine answers in well under a second. */
+const PROBE_TIMEOUT_MS = 30_000;
 
 let probed: Promise<WebGpuProbe> | undefined;
 
-/** The adapters, asked for once per process (creating a Vulkan/Metal/D3D12 instance takes a while). */
+/** The adapters, asked for once per process. The first answers onnxruntime's own request (high-performance). */
 export function probeWebGpuAdapters(): Promise<WebGpuProbe> {
   probed ??= probe();
   return probed;
 }
 
 async function probe(): Promise<WebGpuProbe> {
-  let gpu: DawnGpu;
+  let binding: string;
   try {
-    const dawn = (await import('webgpu')) as unknown as { create(flags: string[]): DawnGpu };
-    gpu = dawn.create([]);
+    binding = pathToFileURL(createRequire(import.meta.url).resolve('webgpu')).href;
   } catch (error) {
     return {
       adapters: [],
-      problem: `Dawn's Node binding (the webgpu package) did not load on ${process.platform}-${process.arch}: ${messageOf(error)}`,
+      problem: `Dawn's Node binding (the webgpu package) is not installed: ${messageOf(error)}`,
+    };
+  }
+  let answers: (DawnAdapter | null)[];
+  try {
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', PROBE_SCRIPT, binding], {
+      timeout: PROBE_TIMEOUT_MS,
+      maxBuffer: 1 << 20,
+    });
+    answers = JSON.parse(stdout) as (DawnAdapter | null)[];
+  } catch (error) {
+    return {
+      adapters: [],
+      problem: `the WebGPU probe (Dawn's Node binding, on ${process.platform}-${process.arch}) failed: ${probeFailure(error)}`,
     };
   }
   const adapters: WebGpuAdapter[] = [];
-  for (const request of REQUESTS) {
-    const adapter = await gpu.requestAdapter(request).catch(() => null);
-    if (adapter === null) continue;
-    const found = describe(adapter, adapters.length === 0 && 'powerPreference' in request);
+  answers.forEach((answer, index) => {
+    if (answer === null) return;
+    const found = describe(answer, index === 0);
     if (!adapters.some((a) => a.name === found.name && a.vendor === found.vendor)) adapters.push(found);
-  }
+  });
   return adapters.length > 0
     ? { adapters }
     : { adapters: [], problem: 'no WebGPU adapter: the GPU driver offers no Vulkan, Metal or D3D12 device' };
+}
+
+/** The first line of the child's error output, or how it ended. */
+function probeFailure(error: unknown): string {
+  const { stderr, signal, killed } = error as { stderr?: string; signal?: string; killed?: boolean };
+  if (killed) return `no answer within ${PROBE_TIMEOUT_MS / 1000} s`;
+  const line = stderr
+    ?.split('\n')
+    .find((l) => /error/i.test(l))
+    ?.trim();
+  return line ?? (signal ? `the process ended with ${signal}` : messageOf(error));
 }
 
 function describe(adapter: DawnAdapter, usedByOnnxRuntime: boolean): WebGpuAdapter {
@@ -94,7 +137,7 @@ function describe(adapter: DawnAdapter, usedByOnnxRuntime: boolean): WebGpuAdapt
     architecture: info.architecture,
     // Dawn marks CPU-type adapters as fallback adapters; Mesa's also report architecture "software".
     type: info.isFallbackAdapter === true || info.architecture === 'software' ? 'cpu' : 'gpu',
-    fp16: adapter.features.has('shader-f16'),
+    fp16: adapter.features.includes('shader-f16'),
     maxBufferSize: limits.maxBufferSize,
     maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
     usedByOnnxRuntime,

@@ -62,8 +62,10 @@ describe('lora label with a model (built binary)', { timeout: TIMEOUT }, () => {
       '--tags',
       tagger.tagsPath,
     );
-    // Not a terminal (CI=1): one plain progress line at the end, and no device notice on a CPU machine.
-    expect(run.stderr).toMatch(/^\[#{24}\] 3\/3 images \d+\.\d img\/s ETA 00:00\n$/);
+    // Not a terminal (CI=1): the device line, then one plain progress line at the end.
+    expect(run.stderr).toMatch(
+      /^lora: labelling on (cpu|cuda|webgpu)\b[^\n]*\n\[#{24}\] 3\/3 images \d+\.\d img\/s ETA 00:00\n$/,
+    );
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(
       /^wrote 3 captions to .*metadata\.csv \(0 existing kept, 0 replaced, 0 skipped\)/,

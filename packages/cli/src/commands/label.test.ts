@@ -107,6 +107,11 @@ describe('labelImages --model none', () => {
     [{ model: 'clip', modelPath: 'x', tags: 't.csv' }, /--tags only applies to --model wd14/],
     [{ model: 'wd14', modelPath: 'x', tags: 't', topK: 2 }, /--top-k only applies to --model clip/],
     [{ modelPath: 'x' }, /--model-path needs --model wd14 or --model clip/],
+    [{ device: 'webgpu' }, /--device needs --model wd14 or --model clip/],
+    [
+      { model: 'wd14', modelPath: 'x', tags: 't', device: 'gpu' },
+      /--device must be auto or cpu or cuda or webgpu \(got "gpu"\); .*lora doctor/,
+    ],
     [
       { model: 'wd14', modelPath: 'x', tags: 't', threshold: '1.5' },
       /--threshold must be a number from 0 to 1/,

@@ -14,6 +14,7 @@ import { seeTroubleshooting } from '../troubleshooting.ts';
 /** Labellers: names only, a WD14-style ONNX tagger, or CLIP zero-shot ranking (both through @lora/trainer-ort). */
 export const LABEL_MODELS = ['none', 'wd14', 'clip'] as const;
 export const LABEL_FORMATS = ['csv', 'txt'] as const;
+export const LABEL_DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
 
 export interface LabelOptions {
   input?: string;
@@ -33,6 +34,8 @@ export interface LabelOptions {
   format?: string;
   overwrite?: boolean;
   json?: boolean;
+  /** wd14 / clip: where the model runs (default auto). */
+  device?: string;
 }
 
 export interface LabelReport {
@@ -107,14 +110,24 @@ function modelSettings(
     }
   }
   if (model === 'none') {
-    if (options.modelPath !== undefined) {
+    const stray = (['modelPath', 'device'] as const).find((key) => options[key] !== undefined);
+    if (stray !== undefined) {
       throw new CliError(
         'E_USAGE',
-        '--model-path needs --model wd14 or --model clip; --model none reads only names.',
+        `${flagName(stray)} needs --model wd14 or --model clip; --model none reads only names.`,
       );
     }
     return undefined;
   }
+  const device =
+    options.device === undefined
+      ? 'auto'
+      : choice(
+          '--device',
+          options.device,
+          LABEL_DEVICES,
+          'auto takes CUDA, then a GPU through WebGPU, then the CPU (`lora doctor` shows what this machine has).',
+        );
   if (model === 'wd14') {
     if (options.modelPath === undefined || options.tags === undefined) {
       throw new CliError(
@@ -126,6 +139,7 @@ function modelSettings(
     const characterThreshold = numberOption('characterThreshold', options.characterThreshold, false, [0, 1]);
     return {
       model,
+      device,
       modelPath: resolve(options.modelPath),
       tagsPath: resolve(options.tags),
       ...(generalThreshold === undefined ? {} : { generalThreshold }),
@@ -142,6 +156,7 @@ function modelSettings(
   const topK = numberOption('topK', options.topK, true, [1, 100]);
   return {
     model,
+    device,
     folder: resolve(options.modelPath),
     ...(options.vocab === undefined ? {} : { vocabPath: resolve(options.vocab) }),
     ...(topK === undefined ? {} : { topK }),

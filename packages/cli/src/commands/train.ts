@@ -186,7 +186,8 @@ function handleInterrupts(controller: AbortController, log: (message: string) =>
 /** Backend warnings that have a section in the troubleshooting guide. */
 const WARNING_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
   resume_found_nothing: 'resumeFoundNothing',
-  device_fallback: 'cudaProvider',
+  device_fallback: 'deviceFallback',
+  precision_fallback: 'halfPrecision',
   nan_loss: 'nanLoss',
 };
 
@@ -197,7 +198,7 @@ const endWith = (message: string, sentence: string) => `${message.replace(/[.\s]
 const ERROR_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
   NON_FINITE_LOSS: 'nanLoss',
   CHECKPOINT_NOT_FOUND: 'resumeFoundNothing',
-  DEVICE_UNAVAILABLE: 'cudaProvider',
+  DEVICE_UNAVAILABLE: 'gpuUnavailable',
 };
 
 /** What onnxruntime and the C++ runtime say when an allocation fails. */

@@ -1,6 +1,7 @@
 import {
   type CaptionParts,
   CLIP_VOCABULARY,
+  type Device,
   ClipRanker,
   clipCaptionParts,
   isLabelFailure,
@@ -13,6 +14,7 @@ import { formatLabelProgress } from './progress.ts';
 
 export interface Wd14Settings {
   model: 'wd14';
+  device: Device;
   modelPath: string;
   tagsPath: string;
   generalThreshold?: number;
@@ -22,6 +24,7 @@ export interface Wd14Settings {
 
 export interface ClipSettings {
   model: 'clip';
+  device: Device;
   folder: string;
   vocabPath?: string;
   topK?: number;
@@ -50,6 +53,7 @@ export async function labelWithModel(
       ...(settings.characterThreshold === undefined
         ? {}
         : { characterThreshold: settings.characterThreshold }),
+      device: settings.device,
       onNotice,
     });
     try {
@@ -67,7 +71,7 @@ export async function labelWithModel(
   }
   const vocabulary =
     settings.vocabPath === undefined ? CLIP_VOCABULARY : await readVocabulary(settings.vocabPath);
-  const ranker = await ClipRanker.load(settings.folder, { onNotice });
+  const ranker = await ClipRanker.load(settings.folder, { device: settings.device, onNotice });
   try {
     const results = await ranker.rank(images, vocabulary, {
       ...(settings.topK === undefined ? {} : { topK: settings.topK }),

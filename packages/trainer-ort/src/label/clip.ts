@@ -5,6 +5,7 @@ import { TrainerOrtError } from '../errors.ts';
 import { type HostTensor, hostTensor, type Session } from '../session.ts';
 import {
   checkBatchSize,
+  checkModelFile,
   isLabelFailure,
   type LabelFailure,
   type LoadOptions,
@@ -171,14 +172,14 @@ export class ClipRanker {
     const textPath = await findModel(folder, 'text');
     const tokenizer = await TextTokenizer.fromDir(folder);
     const image = await imageOptions(folder);
+    await checkModelFile(visionPath, 'CLIP vision');
+    await checkModelFile(textPath, 'CLIP text');
     const device = await labelDevice(options);
-    const vision = await loadSession(visionPath, 'CLIP vision', device, options.threads);
-    const text = await loadSession(textPath, 'CLIP text', device, options.threads).catch(
-      async (error: unknown) => {
-        await vision.dispose();
-        throw error;
-      },
-    );
+    const vision = await loadSession(visionPath, device, options.threads);
+    const text = await loadSession(textPath, device, options.threads).catch(async (error: unknown) => {
+      await vision.dispose();
+      throw error;
+    });
     const problem =
       checkIo(vision, ['pixel_values'], 'image_embeds') ?? checkIo(text, ['input_ids'], 'text_embeds');
     if (problem) {

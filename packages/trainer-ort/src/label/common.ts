@@ -72,13 +72,8 @@ export async function labelDevice(options: LoadOptions): Promise<ConcreteDevice>
   return choice.device;
 }
 
-/** Opens a labelling model, saying which one is missing before onnxruntime's generic message. */
-export async function loadSession(
-  modelPath: string,
-  what: string,
-  device: ConcreteDevice,
-  threads?: number,
-): Promise<Session> {
+/** Says which labelling model is missing before onnxruntime's generic message would. */
+export async function checkModelFile(modelPath: string, what: string): Promise<void> {
   const found = await stat(modelPath).catch(() => undefined);
   if (!found?.isFile()) {
     throw new LabelError(
@@ -87,6 +82,10 @@ export async function loadSession(
       { path: modelPath },
     );
   }
+}
+
+/** Opens a labelling model (checked with `checkModelFile` first) on `device`. */
+export function loadSession(modelPath: string, device: ConcreteDevice, threads?: number): Promise<Session> {
   return Session.create(modelPath, { device, ...(threads === undefined ? {} : { threads }) });
 }
 

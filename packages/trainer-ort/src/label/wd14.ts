@@ -3,6 +3,7 @@ import { TrainerOrtError } from '../errors.ts';
 import { type HostTensor, hostTensor, type Session } from '../session.ts';
 import {
   checkBatchSize,
+  checkModelFile,
   isLabelFailure,
   type LabelFailure,
   type LoadOptions,
@@ -85,7 +86,8 @@ export class Wd14Tagger {
       batchSize: checkBatchSize(options.batchSize ?? 8),
     };
     const tags = await readTaggerTags(tagsPath);
-    const session = await loadSession(modelPath, 'tagger', await labelDevice(options), options.threads);
+    await checkModelFile(modelPath, 'tagger');
+    const session = await loadSession(modelPath, await labelDevice(options), options.threads);
     if (session.inputNames.length !== 1 || session.outputNames.length < 1) {
       await session.dispose();
       throw new LabelError(
