@@ -1,9 +1,9 @@
 import {
   type CaptionParts,
   CLIP_VOCABULARY,
-  type Device,
   ClipRanker,
   clipCaptionParts,
+  type Device,
   isLabelFailure,
   readVocabulary,
   taggerCaptionParts,
