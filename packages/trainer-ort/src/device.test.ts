@@ -54,7 +54,9 @@ describe('device: auto', () => {
   it('takes a real GPU adapter when CUDA is missing, and says how to get CUDA', async () => {
     const choice = await decideDevice('auto', machine({ webgpu: H100 }).probes);
     expect(choice).toMatchObject({ device: 'webgpu', adapter: H100 });
-    expect(choice.fallback).toMatch(/CUDA provider is not installed \(for an NVIDIA GPU, `lora doctor` shows how/);
+    expect(choice.fallback).toMatch(
+      /CUDA provider is not installed \(for an NVIDIA GPU, `lora doctor` shows how/,
+    );
     expect(describeDevice(choice)).toMatch(/^webgpu \(NVIDIA H100 80GB HBM3\); auto passed over/);
   });
 

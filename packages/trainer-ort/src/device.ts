@@ -123,7 +123,9 @@ async function decideAuto(probes: DeviceProbes): Promise<DeviceChoice> {
     if (failure === undefined) return { device: 'cuda' };
     passed.push(`the CUDA provider is installed but did not start (${failure})`);
   } else if (probes.platform !== 'darwin') {
-    passed.push('the CUDA provider is not installed (for an NVIDIA GPU, `lora doctor` shows how to install it)');
+    passed.push(
+      'the CUDA provider is not installed (for an NVIDIA GPU, `lora doctor` shows how to install it)',
+    );
   }
   const { adapters, problem } = await probes.adapters();
   const adapter = adapters.find((a) => a.usedByOnnxRuntime);
