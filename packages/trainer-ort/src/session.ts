@@ -45,6 +45,38 @@ export function hostTensor<T extends HostDType>(
   return { dtype, shape, data };
 }
 
+/**
+ * A tensor that stays in GPU memory between sessions (WebGPU only: onnxruntime-node 1.30 binds
+ * outputs to the device for its WebGPU provider and for no other). It can be fed to any session
+ * on the same device; its values reach the host only through a session whose output is on the
+ * host (the binding's own download is not implemented and aborts the process). `dispose` frees
+ * the GPU memory at once instead of at garbage collection.
+ */
+export interface DeviceTensor {
+  readonly location: 'device';
+  readonly dtype: HostDType;
+  readonly shape: readonly number[];
+  dispose(): void;
+}
+
+/**
+ * Bytes of host tensors fed to and fetched from sessions, per device, since the process started.
+ * On a GPU device that is the host↔device traffic; device tensors are not counted (they stay).
+ */
+const exchanged: Record<ConcreteDevice, { fed: number; fetched: number }> = {
+  cpu: { fed: 0, fetched: 0 },
+  cuda: { fed: 0, fetched: 0 },
+  webgpu: { fed: 0, fetched: 0 },
+};
+
+/** A copy of the byte counts of `device`'s sessions (see `exchanged`). */
+export function hostBytesExchanged(device: ConcreteDevice): { fed: number; fetched: number } {
+  return { ...exchanged[device] };
+}
+
+/** The onnxruntime tensor behind each `DeviceTensor`, kept out of the public type. */
+const deviceTensors = new WeakMap<DeviceTensor, Tensor>();
+
 export interface SessionOptions {
   /** Default `cpu`; `chooseDevice` turns a config's `auto` into one of these. */
   device?: ConcreteDevice;
@@ -54,6 +86,8 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write the optimised model here (to see what onnxruntime fused). */
   optimizedModelPath?: string;
+  /** Outputs that stay on the device as `DeviceTensor`s (`device: 'webgpu'` only); see `runKeeping`. */
+  deviceOutputs?: readonly string[];
 }
 
 /** onnxruntime-node's version and the providers its package holds (`bundled`) or can load. */
@@ -82,6 +116,7 @@ export class Session {
     private readonly inner: InferenceSession,
     readonly device: ConcreteDevice,
     readonly modelPath: string,
+    private readonly kept: ReadonlySet<string>,
   ) {}
 
   get inputNames(): readonly string[] {
@@ -95,11 +130,19 @@ export class Session {
   /** Loads `modelPath` (a file: external data resolves against its folder) on `options.device`. */
   static async create(modelPath: string, options: SessionOptions = {}): Promise<Session> {
     const device = options.device ?? 'cpu';
+    const kept = options.deviceOutputs ?? [];
+    if (kept.length > 0 && device !== 'webgpu') {
+      throw new TrainerOrtError(
+        'INVALID_ARGUMENT',
+        `deviceOutputs needs device 'webgpu' (onnxruntime-node keeps outputs on no other device), got '${device}'`,
+      );
+    }
     try {
       return new Session(
         await InferenceSession.create(modelPath, sessionOptions(device, options)),
         device,
         modelPath,
+        new Set(kept),
       );
     } catch (error) {
       if (device !== 'cpu') {
@@ -115,20 +158,32 @@ export class Session {
 
   /** Runs the model; `outputs` defaults to all of them. */
   async run(
-    feeds: Readonly<Record<string, HostTensor>>,
+    feeds: Readonly<Record<string, HostTensor | DeviceTensor>>,
     outputs?: readonly string[],
   ): Promise<Record<string, HostTensor>> {
+    if (this.kept.size > 0) {
+      throw new TrainerOrtError(
+        'RUN_FAILED',
+        `${this.modelPath} keeps outputs on the device: use runKeeping`,
+      );
+    }
+    return (await this.runKeeping(feeds, outputs)).host;
+  }
+
+  /**
+   * Runs the model; the outputs named in `deviceOutputs` come back as `DeviceTensor`s (the
+   * caller disposes them), the rest as host tensors.
+   */
+  async runKeeping(
+    feeds: Readonly<Record<string, HostTensor | DeviceTensor>>,
+    outputs?: readonly string[],
+  ): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
     if (this.disposed) throw new TrainerOrtError('RUN_FAILED', `session for ${this.modelPath} was disposed`);
     const ortFeeds: Record<string, Tensor> = {};
+    const traffic = exchanged[this.device];
     for (const [name, t] of Object.entries(feeds)) {
-      const size = t.shape.reduce((a, b) => a * b, 1);
-      if (t.data.length !== size) {
-        throw new TrainerOrtError(
-          'RUN_FAILED',
-          `feed '${name}': ${t.data.length} values for shape [${t.shape.join(', ')}]`,
-        );
-      }
-      ortFeeds[name] = new Tensor(t.dtype, t.data, t.shape);
+      ortFeeds[name] = toOrt(name, t);
+      if (!('location' in t)) traffic.fed += t.data.byteLength;
     }
     let results: InferenceSession.ReturnType;
     try {
@@ -138,11 +193,24 @@ export class Session {
         cause: error,
       });
     }
-    const out: Record<string, HostTensor> = {};
+    const host: Record<string, HostTensor> = {};
+    const device: Record<string, DeviceTensor> = {};
     for (const [name, t] of Object.entries(results)) {
-      out[name] = { dtype: t.type as HostDType, shape: [...t.dims], data: t.data as HostArray };
+      if (t.location === 'gpu-buffer') {
+        const kept: DeviceTensor = {
+          location: 'device',
+          dtype: t.type as HostDType,
+          shape: [...t.dims],
+          dispose: () => t.dispose(),
+        };
+        deviceTensors.set(kept, t);
+        device[name] = kept;
+      } else {
+        host[name] = { dtype: t.type as HostDType, shape: [...t.dims], data: t.data as HostArray };
+        traffic.fetched += host[name].data.byteLength;
+      }
     }
-    return out;
+    return { host, device };
   }
 
   async dispose(): Promise<void> {
@@ -152,9 +220,31 @@ export class Session {
   }
 }
 
+function toOrt(name: string, t: HostTensor | DeviceTensor): Tensor {
+  if ('location' in t) {
+    const tensor = deviceTensors.get(t);
+    if (tensor === undefined) {
+      throw new TrainerOrtError('RUN_FAILED', `feed '${name}': not a DeviceTensor of this package`);
+    }
+    return tensor;
+  }
+  const size = t.shape.reduce((a, b) => a * b, 1);
+  if (t.data.length !== size) {
+    throw new TrainerOrtError(
+      'RUN_FAILED',
+      `feed '${name}': ${t.data.length} values for shape [${t.shape.join(', ')}]`,
+    );
+  }
+  return new Tensor(t.dtype, t.data, t.shape);
+}
+
 function sessionOptions(device: ConcreteDevice, options: SessionOptions): InferenceSession.SessionOptions {
+  const kept = options.deviceOutputs ?? [];
   return {
     executionProviders: [device],
+    ...(kept.length === 0
+      ? {}
+      : { preferredOutputLocation: Object.fromEntries(kept.map((name) => [name, 'gpu-buffer' as const])) }),
     graphOptimizationLevel: options.optimization ?? 'all',
     ...(options.threads === undefined ? {} : { intraOpNumThreads: options.threads, interOpNumThreads: 1 }),
     ...(options.optimizedModelPath === undefined

@@ -1,8 +1,10 @@
 /**
- * Where a step's gradients come from. The loop drives an engine the same way whether it computes
- * in this process (`openLocalEngine`) or shards every micro-batch over worker processes
- * (`parallel/engine.ts`): `begin` with the LoRA values, `add` each micro-batch in order, `end` for
- * the float32 sums. Everything after the sums (clipping, the update, checkpoints) is the loop's.
+ * Where a step's gradients come from and where the LoRA values and optimizer state live. The
+ * loop drives an engine the same way whether it computes in this process with the state on the
+ * host (`openLocalEngine`), on a WebGPU device with the state in GPU memory
+ * (`device-engine.ts`), or shards every micro-batch over worker processes (`parallel/engine.ts`):
+ * `load` the state, then per step `begin`, `add` each micro-batch in order, `end` for the loss and
+ * the gradient norm, and `update` with the scalars the loop decides (learning rates, clipping).
  */
 import { join } from 'node:path';
 import { createRng } from '@lora/dataset';
@@ -10,8 +12,9 @@ import { LORA_DROPOUT_SEED } from '../lora.ts';
 import { type HostTensor, hostTensor, type Session } from '../session.ts';
 import { GradientSessions } from './gradient-sessions.ts';
 import { GradientSum } from './gradient-sum.ts';
+import { HostState, type TrainState } from './host-state.ts';
 import type { TrainableModel } from './model.ts';
-import { gradName, type OptimizerOptions } from './optimizer.ts';
+import { gradName, type OptimizerOptions, optimizerSlots } from './optimizer.ts';
 import type { Precision } from './precision.ts';
 import {
   GRAPHS_FOLDER,
@@ -39,8 +42,15 @@ export interface WorkerStepTime {
   examples: number;
 }
 
+/** What the loop reads of a step's sums: the loss, its weight, and Σ g² (NaN or ∞ when some gradient is). */
+export interface StepSums {
+  readonly lossSum: number;
+  readonly weight: number;
+  squaredNorm(): number;
+}
+
 export interface StepGradients {
-  sum: GradientSum;
+  sum: StepSums;
   /** Per-worker times, in worker order (parallel runs only). */
   workers?: WorkerStepTime[];
 }
@@ -48,14 +58,20 @@ export interface StepGradients {
 export interface GradientEngine<Batch> {
   readonly parameters: readonly TrainedParameter[];
   readonly precision: Precision;
-  /** The optimizer's update graph, on the CPU. */
-  readonly update: Session;
-  /** Starts an optimizer step at these LoRA values and loss scale. */
-  begin(values: ReadonlyMap<string, Float32Array>, scale: number): void;
+  /** Where the values and optimizer state stay between steps. */
+  readonly stateLocation: 'host' | 'device';
+  /** Sets the values and optimizer state the next step starts from (a new run, a resume). */
+  load(state: TrainState): Promise<void>;
+  /** Starts an optimizer step at this loss scale; a step that was not updated is dropped. */
+  begin(scale: number): void;
   /** Adds micro-batch `index` of `epoch` (calls come in micro-batch order). */
   add(batch: Batch, epoch: number, index: number): Promise<void>;
   /** The step's sums. */
   end(): Promise<StepGradients>;
+  /** Runs the optimizer on the step's sums with the loop's scalar feeds (`updateScalars`). */
+  update(scalars: Record<string, HostTensor>): Promise<void>;
+  /** The values and optimizer state after the last update, on the host (checkpoints, the result). */
+  state(): Promise<TrainState>;
   dispose(): Promise<void>;
 }
 
@@ -92,9 +108,9 @@ export interface LocalEngineSettings extends SessionSettings {
 }
 
 /**
- * Both graphs in this process, in `<outputDir>/graphs/`: the gradients graph of `firstKey` (the
- * first micro-batch's shape key; `undefined` for a single-shape model) now, those of other shape
- * keys when a micro-batch first needs them.
+ * Both graphs in this process, in `<outputDir>/graphs/`, with the state on the host: the gradients
+ * graph of `firstKey` (the first micro-batch's shape key; `undefined` for a single-shape model)
+ * now, those of other shape keys when a micro-batch first needs them.
  */
 export async function openLocalEngine<Batch>(
   model: TrainableModel<Batch>,
@@ -111,17 +127,21 @@ export async function openLocalEngine<Batch>(
     throw error;
   }
   const { parameters } = gradients;
+  const host = new HostState(parameters, optimizerSlots(settings.optimizer), update);
   const outputs = gradientOutputs(parameters);
   let step: { sum: GradientSum; feeds: Record<string, HostTensor> } | undefined;
   return {
     parameters,
     precision: gradients.precision,
-    update,
-    begin(values, scale) {
+    stateLocation: 'host',
+    async load(state) {
+      host.load(state);
+    },
+    begin(scale) {
       step = {
         sum: new GradientSum(parameters),
         feeds: {
-          ...parameterFeeds(parameters, values),
+          ...parameterFeeds(parameters, host.values),
           [LOSS_SCALE]: hostTensor('float32', [], Float32Array.of(scale)),
         },
       };
@@ -134,6 +154,12 @@ export async function openLocalEngine<Batch>(
     },
     async end() {
       return { sum: step!.sum };
+    },
+    async update(scalars) {
+      await host.apply(step!.sum, scalars);
+    },
+    async state() {
+      return host.state();
     },
     async dispose() {
       await Promise.all([gradients.dispose(), update.dispose()]);

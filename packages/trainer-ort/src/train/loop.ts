@@ -7,11 +7,15 @@
  * (seed, epoch, micro-batch index), so a run interrupted anywhere and resumed produces the same
  * bits as one that never stopped: the micro-batches of an unfinished step are replayed.
  *
- * The gradient sums come from an engine (`engine.ts`): the gradients graph in this process, or
- * worker processes that each take a shard of every micro-batch (`parallel/`); the update runs here.
+ * The gradient sums come from an engine (`engine.ts`): the gradients graph in this process with
+ * the LoRA state on the host, on a WebGPU device with the state in GPU memory (`device-engine.ts`),
+ * or worker processes that each take a shard of every micro-batch (`parallel/`). The loop decides
+ * each update (learning rates, clipping, loss scale); the engine applies it where the state is.
  * A multi-shape model (`shapeKey`) has one gradients graph per shape key (`gradient-sessions.ts`);
  * its first micro-batch is loaded before the engine opens, to choose the graph built first.
  */
+
+import { chooseDevice } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
 import { DEFAULT_PARAMETER_GROUP } from '../lora.ts';
 import { type HostTensor, hostTensor } from '../session.ts';
@@ -24,10 +28,17 @@ import {
   type TrainingState,
   writeCheckpoint,
 } from './checkpoint.ts';
-import { type GradientEngine, openLocalEngine, type StepGradients, type WorkerStepTime } from './engine.ts';
+import { openDeviceEngine } from './device-engine.ts';
+import {
+  type GradientEngine,
+  openLocalEngine,
+  type StepGradients,
+  type StepSums,
+  type WorkerStepTime,
+} from './engine.ts';
 import { shapeKeyOf } from './gradient-sessions.ts';
-import type { GradientSum } from './gradient-sum.ts';
-import { gradName, nextName, optimizerSlots, slotName, updateScalars } from './optimizer.ts';
+import type { TrainState } from './host-state.ts';
+import { optimizerSlots, slotName, updateScalars } from './optimizer.ts';
 import { checkLoopOptions, type LoopEvent, type TrainingLoopOptions } from './options.ts';
 import { openWorkerEngine } from './parallel/engine.ts';
 import { WorkerError } from './parallel/worker-error.ts';
@@ -142,7 +153,10 @@ async function openEngine<Batch>(
       message: `${workers.length} worker processes were asked for (device_ids or num_workers), but this model gives no recipe to rebuild it in a worker (the loop's parallel option); training in this process on device ${options.device}`,
     });
   }
-  return openLocalEngine(options.model, { ...common, device: options.device }, firstKey);
+  const local = { ...common, device: options.device };
+  return (await chooseDevice(options.device)).device === 'webgpu'
+    ? openDeviceEngine(options.model, local, firstKey)
+    : openLocalEngine(options.model, local, firstKey);
 }
 
 /** A `step` event; parallel runs add each worker's share of the step. */
@@ -156,8 +170,8 @@ class Run<Batch> {
   private readonly slots: readonly string[];
   private readonly growthInterval: number;
   private state: TrainingState;
-  private values = new Map<string, Float32Array>();
-  private optimizerState = new Map<string, Float32Array>();
+  /** The values and optimizer state a fresh run starts from. */
+  private readonly initial: TrainState = { values: new Map(), optimizerState: new Map() };
   private checkpoint: string | undefined;
   /** Step of the checkpoint that holds the current state, if one does. */
   private savedStep: number | undefined;
@@ -195,30 +209,34 @@ class Run<Batch> {
           `parameter '${p.name}': ${p.initial.length} initial values for shape [${p.shape.join(', ')}]`,
         );
       }
-      this.values.set(p.name, Float32Array.from(p.initial));
-      for (const slot of this.slots) this.optimizerState.set(slotName(p.name, slot), new Float32Array(size));
+      this.initial.values.set(p.name, Float32Array.from(p.initial));
+      for (const slot of this.slots)
+        this.initial.optimizerState.set(slotName(p.name, slot), new Float32Array(size));
     }
   }
 
   async run(): Promise<TrainingLoopResult> {
     if (this.resumed) {
       const { path, checkpoint } = this.resumed;
-      this.restore(path, checkpoint);
+      await this.engine.load(this.restore(path, checkpoint));
       this.checkpoint = path;
       this.savedStep = this.state.step;
+    } else {
+      await this.engine.load(this.initial);
     }
     const { signal } = this.options;
     while (this.state.step < this.totalSteps) {
       if (signal?.aborted) {
         await this.save();
-        return this.result('aborted');
+        return await this.result('aborted');
       }
       await this.step();
     }
-    return this.result('completed');
+    return await this.result('completed');
   }
 
-  private restore(path: string, { meta, values, optimizerState }: Checkpoint): void {
+  /** The checkpoint's state, once it is known to fit this run; the loop state continues from it. */
+  private restore(path: string, { meta, values, optimizerState }: Checkpoint): TrainState {
     const invalid = (message: string) =>
       new TrainerOrtError(
         'CHECKPOINT_INVALID',
@@ -227,7 +245,7 @@ class Run<Batch> {
     if (meta.optimizer !== this.options.optimizer.type) {
       throw invalid(`it holds ${meta.optimizer} state, this run uses ${this.options.optimizer.type}`);
     }
-    for (const [name, current] of this.values) {
+    for (const [name, current] of this.initial.values) {
       const saved = values.get(name);
       if (saved?.length !== current.length)
         throw invalid(`parameter '${name}' is missing or has another size`);
@@ -237,10 +255,8 @@ class Run<Batch> {
           throw invalid(`optimizer state '${key}' is missing`);
       }
     }
-    if (values.size !== this.values.size)
-      throw invalid(`it holds ${values.size} parameters, the model ${this.values.size}`);
-    this.values = values;
-    this.optimizerState = optimizerState;
+    if (values.size !== this.initial.values.size)
+      throw invalid(`it holds ${values.size} parameters, the model ${this.initial.values.size}`);
     this.state = continuedState(meta, this.microBatches);
     if (this.engine.precision === 'fp16') {
       this.state.lossScale = meta.lossScale ?? {
@@ -249,6 +265,7 @@ class Run<Batch> {
       };
     }
     this.warnAboutChanges(meta);
+    return { values, optimizerState };
   }
 
   private warnAboutChanges(meta: CheckpointMeta): void {
@@ -377,7 +394,7 @@ class Run<Batch> {
   /** The step's micro-batches through the engine, and what they held. */
   private async gradients(epoch: number, start: number, end: number, scale: number) {
     const { data } = this.options;
-    this.engine.begin(this.values, scale);
+    this.engine.begin(scale);
     let examples = 0;
     let units = 0;
     let unit: 'tokens' | 'images' = 'tokens';
@@ -409,30 +426,12 @@ class Run<Batch> {
     );
   }
 
-  private async update(sum: GradientSum, rates: Map<string, number>, gradNorm: number, scale: number) {
+  private async update(sum: StepSums, rates: Map<string, number>, gradNorm: number, scale: number) {
     const { maxGradNorm, optimizer } = this.options;
     const clip = maxGradNorm > 0 ? Math.min(1, maxGradNorm / (gradNorm + CLIP_EPSILON)) : 1;
-    const feeds: Record<string, HostTensor> = updateScalars(
-      optimizer,
-      rates,
-      this.state.updates + 1,
-      clip / (sum.weight * scale),
+    await this.engine.update(
+      updateScalars(optimizer, rates, this.state.updates + 1, clip / (sum.weight * scale)),
     );
-    for (const p of this.engine.parameters) {
-      feeds[p.name] = hostTensor('float32', p.shape, this.values.get(p.name)!);
-      feeds[gradName(p.name)] = hostTensor('float32', p.shape, sum.sums.get(p.name)!);
-      for (const slot of this.slots) {
-        const key = slotName(p.name, slot);
-        feeds[key] = hostTensor('float32', p.shape, this.optimizerState.get(key)!);
-      }
-    }
-    const out = await this.engine.update.run(feeds);
-    const take = (name: string) => out[nextName(name)]!.data as Float32Array;
-    for (const p of this.engine.parameters) {
-      this.values.set(p.name, take(p.name));
-      for (const slot of this.slots)
-        this.optimizerState.set(slotName(p.name, slot), take(slotName(p.name, slot)));
-    }
     this.state.updates += 1;
     if (this.state.lossScale)
       this.state.lossScale = nextLossScale(this.state.lossScale, true, this.growthInterval);
@@ -474,11 +473,7 @@ class Run<Batch> {
       })),
       ...(this.options.config === undefined ? {} : { config: this.options.config }),
     };
-    const path = await writeCheckpoint(this.options.outputDir, {
-      meta,
-      values: this.values,
-      optimizerState: this.optimizerState,
-    });
+    const path = await writeCheckpoint(this.options.outputDir, { meta, ...(await this.engine.state()) });
     await pruneCheckpoints(this.options.outputDir, this.options.checkpoints.keepLast);
     this.checkpoint = path;
     this.savedStep = this.state.step;
@@ -490,9 +485,10 @@ class Run<Batch> {
     return this.state.position === 0 ? this.state.epoch : this.state.epoch + 1;
   }
 
-  private result(stopped: TrainingLoopResult['stopped']): TrainingLoopResult {
+  private async result(stopped: TrainingLoopResult['stopped']): Promise<TrainingLoopResult> {
+    const { values } = await this.engine.state();
     const parameters = new Map(
-      this.engine.parameters.map((p) => [p.name, hostTensor('float32', p.shape, this.values.get(p.name)!)]),
+      this.engine.parameters.map((p) => [p.name, hostTensor('float32', p.shape, values.get(p.name)!)]),
     );
     return {
       stopped,

@@ -4,8 +4,9 @@
  *   after multiplying by the fed `loss_scale`; outputs the loss sum, its weight and one float32
  *   gradient per parameter (each worker process of a parallel run loads its own copy, from
  *   `graphs/worker-<k>/`); a multi-shape model has one `gradients-<shape key>.onnx` per key;
- * - `update.onnx`: the optimizer step (see `optimizer.ts`), always on the CPU: its tensors are
- *   the LoRA parameters, which cross to the host every step anyway.
+ * - `update.onnx`: the optimizer step (see `optimizer.ts`): on the CPU where the LoRA state lives
+ *   on the host (CPU and CUDA runs, data-parallel runs), on the device for the WebGPU engine
+ *   (`device-engine.ts`), which keeps the state in GPU memory.
  */
 import type { MixedPrecision } from '@lora/config';
 import { gradients } from '../autodiff/gradients.ts';
@@ -80,6 +81,8 @@ export interface SessionSettings {
   mixedPrecision: MixedPrecision;
   threads?: number;
   copyExternalData?: boolean;
+  /** The gradients stay on the device (`DeviceTensor`s; WebGPU only), for the device engine. */
+  gradientsOnDevice?: boolean;
   onNotice: (message: string) => void;
 }
 
@@ -122,6 +125,7 @@ export async function openGradientsSession<Batch>(
   const session = await Session.create(path, {
     device: choice.device,
     ...(settings.threads === undefined ? {} : { threads: settings.threads }),
+    ...(settings.gradientsOnDevice ? { deviceOutputs: built.parameters.map((p) => gradName(p.name)) } : {}),
   });
   return {
     session,
@@ -131,7 +135,7 @@ export async function openGradientsSession<Batch>(
   };
 }
 
-/** Writes `update.onnx` into `folder` and loads it on the CPU. */
+/** Writes `update.onnx` into `folder` and loads it on the CPU (for the host state). */
 export async function openUpdateSession(
   parameters: readonly TrainedParameter[],
   optimizer: OptimizerOptions,

@@ -1,8 +1,8 @@
 /**
  * Data-parallel gradients: every micro-batch is split into one shard of its examples per worker;
  * each worker sums its shards' gradients over the step, and the parent adds the workers' sums in
- * worker order (so a run is deterministic) before the loop's single update. The update runs here,
- * and the new LoRA values reach every worker with the next step's `begin`.
+ * worker order (so a run is deterministic) before the loop's single update. The update runs here
+ * on the host state, and the new LoRA values reach every worker with the next step's `begin`.
  */
 import { join } from 'node:path';
 import type { MixedPrecision } from '@lora/config';
@@ -10,7 +10,8 @@ import { TrainerOrtError } from '../../errors.ts';
 import type { BatchSource } from '../data.ts';
 import type { GradientEngine, WorkerStepTime } from '../engine.ts';
 import { GradientSum } from '../gradient-sum.ts';
-import type { OptimizerOptions } from '../optimizer.ts';
+import { HostState } from '../host-state.ts';
+import { type OptimizerOptions, optimizerSlots } from '../optimizer.ts';
 import { GRAPHS_FOLDER, groupOf, openUpdateSession, type TrainedParameter } from '../step-graphs.ts';
 import { WorkerPool } from './pool.ts';
 import type { ReadyMessage } from './protocol.ts';
@@ -58,14 +59,19 @@ export async function openWorkerEngine<Batch>(
     const { deviceId } = settings.workers[k]!;
     return ready.device === 'cuda' && deviceId !== undefined ? `cuda:${deviceId}` : ready.device;
   });
+  const host = new HostState(parameters, optimizerSlots(settings.optimizer), update);
   let examples: number[] = [];
+  let sum: GradientSum | undefined;
   return {
     parameters,
     precision: pool.ready[0]!.precision,
-    update,
-    begin(values, scale) {
+    stateLocation: 'host',
+    async load(state) {
+      host.load(state);
+    },
+    begin(scale) {
       examples = new Array<number>(size).fill(0);
-      pool.begin(values, scale);
+      pool.begin(host.values, scale);
     },
     async add(batch, epoch, index) {
       const shards = settings.parallel.shard(batch, size);
@@ -84,7 +90,7 @@ export async function openWorkerEngine<Batch>(
     },
     async end() {
       const replies = await pool.end();
-      const sum = new GradientSum(parameters);
+      sum = new GradientSum(parameters);
       for (const reply of replies) sum.merge(reply);
       const workers: WorkerStepTime[] = replies.map((reply, k) => ({
         worker: k,
@@ -94,6 +100,12 @@ export async function openWorkerEngine<Batch>(
         examples: examples[k]!,
       }));
       return { sum, workers };
+    },
+    async update(scalars) {
+      await host.apply(sum!, scalars);
+    },
+    async state() {
+      return host.state();
     },
     async dispose() {
       await Promise.all([pool.close(), update.dispose()]);
