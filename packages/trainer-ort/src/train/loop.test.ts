@@ -1,4 +1,4 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Graph } from '../graph/graph.ts';
@@ -309,6 +309,46 @@ describe('runTrainingLoop', () => {
     const initial = initialValues();
     expect(result.parameters.get('fc2.lora_A.weight')!.data).toEqual(initial.get('fc2.lora_A.weight'));
     expect(result.parameters.get('fc1.lora_A.weight')!.data).not.toEqual(initial.get('fc1.lora_A.weight'));
+  });
+
+  it('resume: auto skips a corrupt latest checkpoint for the one before it, and ends bit-identical', async () => {
+    const opts = await options();
+    await expect(
+      runTrainingLoop({ ...opts, data: mlpData({ examples: 10, batchSize: 2, ...crashAt(1, 3) }) }),
+    ).rejects.toThrow('simulated crash');
+    // Checkpoints after steps 2 and 4 exist; the newest is cut short as a full disk would leave it.
+    const newest = join(opts.outputDir, 'checkpoints', 'step-4', 'lora.safetensors');
+    await writeFile(newest, (await readFile(newest)).subarray(0, 100));
+    const events: LoopEvent[] = [];
+    const result = await runTrainingLoop({ ...opts, resume: 'auto', onEvent: (e) => events.push(e) });
+    const warnings = events.flatMap((e) => (e.type === 'warning' ? [e] : []));
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        code: 'checkpoint_skipped',
+        message: expect.stringMatching(/skips .*step-4, which cannot be used \(.*lora\.safetensors/),
+      }),
+    ]);
+    expect(events.find((e) => e.type === 'step')).toMatchObject({ step: 3 });
+    expect(parameterBytes(result.parameters)).toEqual(parameterBytes(reference.parameters));
+  });
+
+  it('refuses a checkpoint saved past the last step of the run, or with counters that disagree', async () => {
+    const { result, outputDir } = await train();
+    const state = join(result.checkpoint!, 'state.json');
+    const meta = JSON.parse(await readFile(state, 'utf8')) as Record<string, unknown>;
+    await writeFile(state, JSON.stringify({ ...meta, step: 1e15 }));
+    const opts = await options({ outputDir });
+    await expect(runTrainingLoop({ ...opts, resume: result.checkpoint! })).rejects.toMatchObject({
+      code: 'CHECKPOINT_INVALID',
+      message: expect.stringMatching(
+        /after step 1000000000000000, past this run's last step 9 \(raise epochs/,
+      ),
+    });
+    await writeFile(state, JSON.stringify({ ...meta, updates: 10 }));
+    await expect(runTrainingLoop({ ...opts, resume: result.checkpoint! })).rejects.toMatchObject({
+      code: 'CHECKPOINT_INVALID',
+      message: expect.stringMatching(/counters disagree \(step 9, updates 10/),
+    });
   });
 
   it('stores the config in checkpoints and warns when a resumed run changes it', async () => {

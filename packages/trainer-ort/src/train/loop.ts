@@ -22,7 +22,7 @@ import { type HostTensor, hostTensor } from '../session.ts';
 import {
   type Checkpoint,
   type CheckpointMeta,
-  latestCheckpoint,
+  listCheckpoints,
   pruneCheckpoints,
   readCheckpoint,
   type TrainingState,
@@ -70,7 +70,7 @@ export async function runTrainingLoop<Batch>(
 ): Promise<TrainingLoopResult> {
   checkLoopOptions(options);
   const emit = options.onEvent ?? (() => {});
-  const resumed = await checkpointToResume(options);
+  const resumed = await checkpointToResume(options, emit);
   const first = await firstBatch(options, resumed?.checkpoint.meta);
   const engine = await openEngine(options, emit, first && shapeKeyOf(options.model, first.batch));
   try {
@@ -85,11 +85,31 @@ interface Resumed {
   checkpoint: Checkpoint;
 }
 
-/** The checkpoint `resume` names (`auto`: the newest in `outputDir`, if any). */
-async function checkpointToResume<Batch>(options: TrainingLoopOptions<Batch>): Promise<Resumed | undefined> {
+/**
+ * The checkpoint `resume` names. `auto` takes the newest in `outputDir` that reads back whole: a
+ * checkpoint left unreadable (a disk that filled up, a file edited by hand) is skipped with a
+ * warning for the one before it.
+ */
+async function checkpointToResume<Batch>(
+  options: TrainingLoopOptions<Batch>,
+  emit: (event: LoopEvent) => void,
+): Promise<Resumed | undefined> {
   const { resume, outputDir } = options;
-  const path = resume === 'auto' ? await latestCheckpoint(outputDir) : resume;
-  return path === undefined ? undefined : { path, checkpoint: await readCheckpoint(path) };
+  if (resume === undefined) return undefined;
+  if (resume !== 'auto') return { path: resume, checkpoint: await readCheckpoint(resume) };
+  for (const { path } of (await listCheckpoints(outputDir)).reverse()) {
+    try {
+      return { path, checkpoint: await readCheckpoint(path) };
+    } catch (error) {
+      if (!TrainerOrtError.isInstance(error) || error.code !== 'CHECKPOINT_INVALID') throw error;
+      emit({
+        type: 'warning',
+        code: 'checkpoint_skipped',
+        message: `resume: auto skips ${path}, which cannot be used (${error.message}); trying the checkpoint before it`,
+      });
+    }
+  }
+  return undefined;
 }
 
 /** A micro-batch loaded ahead of its step. */
@@ -257,6 +277,16 @@ class Run<Batch> {
     }
     if (values.size !== this.initial.values.size)
       throw invalid(`it holds ${values.size} parameters, the model ${this.initial.values.size}`);
+    if (meta.step > this.totalSteps) {
+      throw invalid(
+        `it was saved after step ${meta.step}, past this run's last step ${this.totalSteps} (raise epochs or max_steps to train further)`,
+      );
+    }
+    if (meta.updates > meta.step || meta.position > meta.microBatchesPerEpoch) {
+      throw invalid(
+        `its counters disagree (step ${meta.step}, updates ${meta.updates}, micro-batch ${meta.position} of ${meta.microBatchesPerEpoch})`,
+      );
+    }
     this.state = continuedState(meta, this.microBatches);
     if (this.engine.precision === 'fp16') {
       this.state.lossScale = meta.lossScale ?? {
