@@ -52,7 +52,8 @@ export function nextLossScale(
 /**
  * The precision a run computes in on `choice`: the config's rule (`auto` = fp16 on CUDA, fp32
  * elsewhere), except where the device cannot: WebGPU has no bfloat16 arithmetic, and fp16 needs
- * the adapter's `shader-f16`. `notice` says why the setting was not followed.
+ * the adapter's `shader-f16`. `notice` says why the setting was not followed, or, for fp16 on
+ * WebGPU, what it costs in accuracy.
  */
 export function precisionOn(
   setting: MixedPrecision,
@@ -73,5 +74,10 @@ export function precisionOn(
       notice: `mixed_precision: fp16 computes in fp32: the WebGPU adapter ${choice.adapter.name} has no shader-f16`,
     };
   }
-  return { precision };
+  return {
+    precision,
+    notice:
+      "mixed_precision: fp16 on WebGPU: onnxruntime's WebGPU MatMul accumulates in half precision, so its error grows with the inner dimension " +
+      '(measured against fp32: 7e-3 relative at 1,024, 3e-2 at 14,336, a LLaMA-8B down_proj); mixed_precision: no computes in fp32, exactly',
+  };
 }

@@ -10,13 +10,13 @@ import { precisionOn } from './precision.ts';
 export async function announceRunDevice(
   config: Pick<CommonConfig, 'device' | 'mixed_precision'>,
   info: (message: string) => void,
-  warn: (code: 'device_fallback' | 'precision_fallback', message: string) => void,
+  warn: (code: 'device_fallback' | 'precision_notice', message: string) => void,
 ): Promise<DeviceChoice> {
   const choice = await chooseDevice(config.device);
   const { precision, notice } = precisionOn(config.mixed_precision, choice);
   const where = choice.adapter === undefined ? choice.device : `${choice.device} (${choice.adapter.name})`;
   info(`device: ${where}, precision ${precision}`);
   if (choice.fallback !== undefined) warn('device_fallback', `training on ${describeDevice(choice)}`);
-  if (notice !== undefined) warn('precision_fallback', notice);
+  if (notice !== undefined) warn('precision_notice', notice);
   return choice;
 }
