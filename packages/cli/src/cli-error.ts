@@ -8,6 +8,10 @@ export type CliErrorCode =
   | 'E_TOO_LARGE'
   | 'E_INVALID_FILE'
   | 'E_OUTPUT_NOT_EMPTY'
+  | 'E_OUTPUT_FOREIGN'
+  | 'E_OUTPUT_IN_MODEL'
+  | 'E_OUTPUT_UNWRITABLE'
+  | 'E_RUN_LOCKED'
   | 'E_BACKEND_NOT_FOUND'
   | 'E_BACKEND_INVALID';
 

@@ -5,6 +5,7 @@ import { VERSION } from './version.ts';
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', ignoreClosedPipe);
   const cli = cac('lora');
   cli.version(VERSION);
   cli.help();
@@ -46,4 +47,13 @@ function reportError(error: unknown, debug: boolean): number {
     );
   }
   return error instanceof CliError ? error.exitCode : 1;
+}
+
+/**
+ * A reader that went away (`lora train | head -3`) stops the output, not the work: a training run
+ * goes on to its end (or to Ctrl-C) and writes its files as usual, and nothing prints a stack trace.
+ */
+function ignoreClosedPipe(error: NodeJS.ErrnoException): void {
+  if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') return;
+  throw error;
 }

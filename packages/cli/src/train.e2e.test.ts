@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -178,14 +179,15 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
     const last = join(outputOf('full'), 'checkpoints', `step-${STEPS}`);
     expect(runsOf('full').map((run) => run.resumed_from)).toEqual([null, last]);
 
-    // An adapter of another output_name (an SD run's) goes too.
+    // A file lora did not write stays, even one named like an adapter.
     writeFileSync(join(outputOf('full'), 'style_v1.safetensors'), 'x');
     const again = lora(...trainArgs('full', '--overwrite', '--set', 'max_steps=20'));
     expect(again.stderr).toBe('');
     expect(again.status).toBe(0);
     const files = readdirSync(outputOf('full'));
-    expect(files).not.toContain('style_v1.safetensors');
+    expect(readFileSync(join(outputOf('full'), 'style_v1.safetensors'), 'utf8')).toBe('x');
     expect(files).toContain('cache');
+    expect(files).not.toContain('lora.lock');
     expect(readdirSync(join(outputOf('full'), 'checkpoints'))).toEqual(['step-20']);
     expect(readdirSync(join(outputOf('full'), 'logs'))).toHaveLength(1);
     expect(metricsOf('full').map((m) => m.step)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
@@ -198,7 +200,7 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
       'a fresh run into a used output folder',
       trainArgs('full'),
       2,
-      /^lora: The output folder .*full already holds files .* pass --overwrite .*#output-folder-not-empty\. \[E_OUTPUT_NOT_EMPTY\]\n$/,
+      /^lora: The output folder .*full holds an earlier run \(.*\)\. Continue it with --resume auto, .* pass --overwrite .*; style_v1\.safetensors stay\).*#output-folder-not-empty\. \[E_OUTPUT_NOT_EMPTY\]\n$/,
     ],
     [
       'a backend that is not installed',
@@ -230,5 +232,118 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
     expect(run.stderr).toMatch(message);
     expect(run.status).toBe(status);
     expect(existsSync(outputOf('never'))).toBe(false);
+  });
+});
+
+/** A training child process whose output is collected; `until` polls the run's metrics. */
+function startTraining(name: string, steps: number) {
+  const child = spawn(
+    process.execPath,
+    [bin, ...trainArgs(name, '--set', `max_steps=${steps}`, '--set', 'save_every_n_steps=1')],
+    { cwd, env },
+  );
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (chunk: Buffer) => {
+    output.stdout += chunk;
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    output.stderr += chunk;
+  });
+  let running = true;
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      running = false;
+      resolve(code);
+    }),
+  );
+  const until = async (steps: number) => {
+    while (running && metricsOf(name).length < steps) await new Promise((resolve) => setTimeout(resolve, 20));
+  };
+  return { child, output, exited, until };
+}
+
+describe('lora train keeps the files of the user and one run per folder (built binary)', {
+  timeout: 120_000,
+}, () => {
+  it('locks the folder: a second train, --resume or --overwrite is refused naming the pid; SIGTERM then stops like Ctrl-C', async () => {
+    const first = startTraining('locked', 400);
+    await first.until(2);
+    for (const more of [[], ['--resume', 'auto'], ['--overwrite']]) {
+      const second = lora(...trainArgs('locked', ...more));
+      expect(second.status).toBe(2);
+      expect(second.stderr).toMatch(
+        new RegExp(
+          `^lora: .*locked is in use by another lora run \\(pid ${first.child.pid} on .*kill -TERM ${first.child.pid}.*\\[E_RUN_LOCKED\\]\\n$`,
+        ),
+      );
+    }
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(143);
+    const reached = metricsOf('locked').at(-1)!.step;
+    expect(reached).toBeLessThan(400);
+    expect(first.output.stdout).toContain('SIGTERM: stopping after the current step');
+    expect(first.output.stdout).toMatch(new RegExp(`^stopped at step ${reached} of 400 `, 'm'));
+    expect(first.output.stdout).toMatch(/^continue with: lora train .*--resume auto$/m);
+    expect(first.output.stderr).toBe('');
+    const files = readdirSync(outputOf('locked'));
+    expect(files).toEqual(
+      expect.arrayContaining(['adapter_model.safetensors', 'checkpoints', 'lora-run.json']),
+    );
+    expect(files).not.toContain('lora.lock');
+    expect(existsSync(join(outputOf('locked'), 'checkpoints', `step-${reached}`))).toBe(true);
+  });
+
+  it('takes over the lock of a process that is gone, with a warning', () => {
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    writeFileSync(
+      join(outputOf('locked'), 'lora.lock'),
+      JSON.stringify({ pid: Number(gone.stdout), host: hostname(), started: '2026-01-01T00:00:00Z' }),
+    );
+    const resumed = lora(...trainArgs('locked', '--resume', 'auto', '--set', 'max_steps=400'));
+    expect(resumed.status).toBe(0);
+    expect(resumed.stdout).toMatch(
+      new RegExp(`^warning: removed a stale lock of pid ${gone.stdout} \\(no longer running\\)`, 'm'),
+    );
+    expect(readdirSync(outputOf('locked'))).not.toContain('lora.lock');
+  });
+
+  it('refuses the base model folder and a folder of files it did not write, even with --overwrite, and touches nothing', () => {
+    const model = join(cwd, 'demo', 'models', 'tiny-llama');
+    const modelFiles = readdirSync(model).sort();
+    for (const more of [[], ['--overwrite']]) {
+      const run = lora(...trainArgs('x', '--set', 'output_dir=demo/models/tiny-llama', ...more));
+      expect(run.status).toBe(2);
+      expect(run.stderr).toMatch(
+        /^lora: output_dir .*demo\/models\/tiny-llama is the folder of base_model .*could replace the model's files\. Choose an output_dir outside it.*\[E_OUTPUT_IN_MODEL\]\n$/,
+      );
+    }
+    expect(readdirSync(model).sort()).toEqual(modelFiles);
+
+    const loras = join(cwd, 'demo', 'loras');
+    mkdirSync(loras, { recursive: true });
+    writeFileSync(join(loras, 'someone_else.safetensors'), 'x');
+    for (const more of [[], ['--overwrite'], ['--resume', 'auto']]) {
+      const run = lora(...trainArgs('x', '--set', 'output_dir=demo/loras', ...more));
+      expect(run.status).toBe(2);
+      expect(run.stderr).toMatch(
+        /^lora: The output folder .*loras holds files lora did not write \(someone_else\.safetensors\)\..*\[E_OUTPUT_FOREIGN\]\n$/,
+      );
+      expect(run.stderr).not.toContain('--overwrite');
+    }
+    expect(readdirSync(loras)).toEqual(['someone_else.safetensors']);
+  });
+
+  it('a reader that goes away (| head) stops the output, not the run: no stack trace, the adapter is written', async () => {
+    const run = startTraining('piped', 30);
+    await new Promise<void>((resolve) => run.child.stdout.once('data', () => resolve()));
+    run.child.stdout.destroy();
+    expect(await run.exited).toBe(0);
+    expect(run.output.stderr).toBe('');
+    const files = readdirSync(outputOf('piped'));
+    expect(files).toEqual(expect.arrayContaining(['adapter_model.safetensors', 'metrics.jsonl']));
+    expect(files).not.toContain('graphs');
+    expect(metricsOf('piped')).toHaveLength(30);
   });
 });

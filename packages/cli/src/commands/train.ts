@@ -1,6 +1,7 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { dirname, join, resolve, sep } from 'node:path';
 import {
   backendModuleName,
   ConfigError,
@@ -18,7 +19,17 @@ import { print } from '../format.ts';
 import { listOption } from '../options.ts';
 import { displayPath } from '../paths.ts';
 import { ProgressDisplay } from '../run/progress.ts';
-import { clearEarlierRun, prepareRunFolder, RUN_FILES, RunRecorder, stampRun } from '../run/run-folder.ts';
+import {
+  claimEntries,
+  clearEarlierRun,
+  MANIFEST_FILE,
+  prepareRunFolder,
+  RUN_FILES,
+  RunRecorder,
+  readManifest,
+  stampRun,
+} from '../run/run-folder.ts';
+import { LOCK_FILE, lockRunFolder } from '../run/run-lock.ts';
 import { RunTracker } from '../run/run-tracker.ts';
 import { seeTroubleshooting, type TroubleshootingSection } from '../troubleshooting.ts';
 import { VERSION } from '../version.ts';
@@ -51,15 +62,37 @@ export async function train(options: TrainOptions): Promise<number> {
 
   const outputDir = config.output_dir;
   const backend = await loadBackend(config.backend);
+  refuseModelFolder(config);
   const existed = existsSync(outputDir);
   const wasEmpty = !existed || readdirSync(outputDir).length === 0;
-  prepareRunFolder(outputDir, {
+  await aboutFolder(outputDir, () => mkdirSync(outputDir, { recursive: true }));
+  const unlock = lockRunFolder(outputDir, (message) => progress.log(`warning: ${message}`));
+  try {
+    return await trainLocked(options.config, options, config, sets, backend, progress, { existed, wasEmpty });
+  } finally {
+    unlock();
+  }
+}
+
+/** The run, once this process holds the folder's lock. */
+async function trainLocked(
+  configPath: string,
+  options: TrainOptions,
+  config: LoraConfig,
+  sets: readonly string[],
+  backend: TrainerBackend,
+  progress: ProgressDisplay,
+  folder: { existed: boolean; wasEmpty: boolean },
+): Promise<number> {
+  const outputDir = config.output_dir;
+  prepareRunFolder(outputDir, config, {
     resuming: config.resume !== undefined,
     overwrite: options.overwrite === true,
   });
+  const before = new Set(readdirSync(outputDir));
   const startedAt = new Date();
   progress.log(
-    `training ${displayPath(options.config)} into ${displayPath(outputDir)} (task ${config.task}, backend ${backend.name})`,
+    `training ${displayPath(configPath)} into ${displayPath(outputDir)} (task ${config.task}, backend ${backend.name})`,
   );
 
   // The folder changes only once the backend has started the run (see RunTracker).
@@ -75,7 +108,14 @@ export async function train(options: TrainOptions): Promise<number> {
     return section === undefined ? message : endWith(message, seeTroubleshooting(section));
   });
   const controller = new AbortController();
-  const stopHandling = handleInterrupts(controller, (message) => progress.log(message));
+  let stoppedBy: NodeJS.Signals | undefined;
+  const stopHandling = handleInterrupts(
+    controller,
+    (message) => progress.log(message),
+    (signal) => {
+      stoppedBy = signal;
+    },
+  );
   let result: TrainingResult | undefined;
   let failure: unknown;
   try {
@@ -101,11 +141,58 @@ export async function train(options: TrainOptions): Promise<number> {
   }
   if (result === undefined) {
     // Never started (a wrong model folder, bad data): leave no run folder that the next attempt must --overwrite.
-    if (wasEmpty && !tracker.started) await removeRunFiles(outputDir, existed);
+    if (folder.wasEmpty && !tracker.started) await removeRunFiles(outputDir, folder.existed);
+    else recordNewEntries(outputDir, before);
     throw withTroubleshooting(failure);
   }
-  print(summary(result, config, resumeCommand(options.config, sets), tracker));
-  return result.stopped === 'aborted' ? EXIT_INTERRUPTED : 0;
+  recordNewEntries(outputDir, before);
+  print(summary(result, config, resumeCommand(configPath, sets), tracker));
+  if (result.stopped !== 'aborted') return 0;
+  return stoppedBy === undefined ? EXIT_INTERRUPTED : 128 + (osConstants.signals[stoppedBy] ?? 2);
+}
+
+/** Whatever the backend wrote beyond the names claimed up front joins the manifest. */
+function recordNewEntries(outputDir: string, before: ReadonlySet<string>): void {
+  const fresh = readdirSync(outputDir).filter(
+    (entry) => !before.has(entry) && entry !== LOCK_FILE && entry !== MANIFEST_FILE,
+  );
+  if (fresh.length > 0) claimEntries(outputDir, fresh);
+}
+
+/**
+ * `output_dir` in (or, for a model folder, under) `base_model`'s folder could replace the model's
+ * own files (and `--overwrite` used to delete them): refused before anything is written.
+ */
+function refuseModelFolder(config: LoraConfig): void {
+  const base = resolve(config.base_model);
+  const isFolder = statSync(base, { throwIfNoEntry: false })?.isDirectory() === true;
+  const modelFolder = isFolder ? base : dirname(base);
+  const out = resolve(config.output_dir);
+  if (out === modelFolder || (isFolder && out.startsWith(`${modelFolder}${sep}`))) {
+    throw new CliError(
+      'E_OUTPUT_IN_MODEL',
+      `output_dir ${config.output_dir} is ${out === modelFolder ? '' : 'inside '}the folder of base_model (${displayPath(modelFolder)}); a run there could replace the model's files. Choose an output_dir outside it, such as output/${config.output_name}.`,
+    );
+  }
+}
+
+/** Creates the output folder, with messages for a parent that is a file or not writable. */
+async function aboutFolder(outputDir: string, create: () => void): Promise<void> {
+  try {
+    create();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOTDIR' || code === 'EEXIST'
+        ? 'a part of that path is a file, not a folder'
+        : code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+          ? 'its parent folder is not writable (read-only, or owned by another user)'
+          : (error as Error).message;
+    throw new CliError(
+      'E_OUTPUT_UNWRITABLE',
+      `cannot create the output folder ${outputDir}: ${reason}. Choose an output_dir you can write to.`,
+    );
+  }
 }
 
 /** Outputs the run has written by its first event: a Ctrl-C while loading saves a checkpoint (and the adapter) before any step. */
@@ -130,11 +217,19 @@ function resumedCheckpoint(config: LoraConfig, first: TrainerEvent): string | un
   return first.step > 1 ? config.resume : undefined;
 }
 
-/** Empties a run folder this run found empty, or removes it when this run created it. */
+/**
+ * Empties a run folder this run found empty (of what it claimed, the manifest included), or
+ * removes it when this run created it; the lock goes when the run releases it.
+ */
 async function removeRunFiles(outputDir: string, existed: boolean): Promise<void> {
-  if (!existed) return rm(outputDir, { recursive: true, force: true });
-  for (const entry of await readdir(outputDir))
-    await rm(join(outputDir, entry), { recursive: true, force: true });
+  const ours = readManifest(outputDir);
+  for (const entry of await readdir(outputDir)) {
+    if (ours.has(entry) || entry === MANIFEST_FILE)
+      await rm(join(outputDir, entry), { recursive: true, force: true });
+  }
+  if (!existed && (await readdir(outputDir)).every((entry) => entry === LOCK_FILE)) {
+    await rm(outputDir, { recursive: true, force: true });
+  }
 }
 
 /** Imports the package `backend:` names, with a message that says how to install it. */
@@ -165,29 +260,39 @@ async function loadBackend(name: string): Promise<TrainerBackend> {
 }
 
 /**
- * The first Ctrl-C asks the backend to stop after the current step, saving a checkpoint and the
- * adapter; a second one quits at once (checkpoints are written atomically, so none is left half-written).
+ * Ctrl-C, SIGTERM (docker stop, systemd, Slurm) and SIGHUP (a closed terminal) ask the backend
+ * to stop after the current step, saving a checkpoint and the adapter; a second one quits at once
+ * (checkpoints are written atomically, so none is left half-written).
  */
-function handleInterrupts(controller: AbortController, log: (message: string) => void): () => void {
-  const onInterrupt = () => {
+function handleInterrupts(
+  controller: AbortController,
+  log: (message: string) => void,
+  onStop: (signal: NodeJS.Signals) => void,
+): () => void {
+  const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       log('quitting without saving');
-      process.exit(EXIT_INTERRUPTED);
+      process.exit(128 + (osConstants.signals[signal] ?? 2));
     }
+    onStop(signal);
     controller.abort();
-    log('stopping after the current step: saving a checkpoint and the adapter (Ctrl-C again quits at once)');
+    log(
+      `${signal === 'SIGINT' ? 'Ctrl-C' : signal}: stopping after the current step, saving a checkpoint and the adapter (a second one quits at once)`,
+    );
   };
-  process.on('SIGINT', onInterrupt);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   return () => {
-    process.off('SIGINT', onInterrupt);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   };
 }
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** Backend warnings that have a section in the troubleshooting guide. */
 const WARNING_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
   resume_found_nothing: 'resumeFoundNothing',
   device_fallback: 'deviceFallback',
-  precision_fallback: 'halfPrecision',
+  precision_notice: 'halfPrecision',
   nan_loss: 'nanLoss',
 };
 

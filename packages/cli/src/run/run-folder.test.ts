@@ -3,27 +3,93 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@lora/config';
 import { describe, expect, it } from 'vitest';
-import { clearEarlierRun, prepareRunFolder, RunRecorder, stampRun } from './run-folder.ts';
+import {
+  claimEntries,
+  clearEarlierRun,
+  MANIFEST_FILE,
+  prepareRunFolder,
+  RunRecorder,
+  stampRun,
+} from './run-folder.ts';
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'run-'));
 
+const llm = parseConfig('task: llm\nbase_model: /m\ntrain_data: /d.jsonl\noutput_dir: /o\n', '/c/x.yaml');
+const sd = parseConfig(
+  'task: sd\nbase_model: /m.safetensors\ntrain_data_dir: /d\noutput_dir: /o\noutput_name: style_v1\n',
+  '/c/x.yaml',
+);
+const manifest = (dir: string) =>
+  (JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')) as { entries: string[] }).entries;
+
 describe('prepareRunFolder', () => {
-  it('refuses a fresh run into a folder that holds files, naming the ways out', () => {
+  it('claims the entries a run creates in an empty folder, and lists them in the manifest', () => {
     const dir = fresh();
-    writeFileSync(join(dir, 'adapter.safetensors'), '');
-    expect(() => prepareRunFolder(dir, { resuming: false, overwrite: false })).toThrow(
-      /already holds files \(adapter\.safetensors\).*--resume auto.*--overwrite/,
+    prepareRunFolder(dir, sd, { resuming: false, overwrite: false });
+    expect(readdirSync(dir)).toEqual([MANIFEST_FILE]);
+    expect(manifest(dir)).toEqual(
+      [
+        'cache',
+        'checkpoints',
+        'config.yaml',
+        'graphs',
+        'logs',
+        'loss.png',
+        'loss.svg',
+        'metrics.jsonl',
+        'runs.jsonl',
+        'style_v1.safetensors',
+      ].sort(),
     );
   });
 
-  it('accepts an empty or missing folder, a resume into a used one, and --overwrite without deleting yet', () => {
-    const dir = join(fresh(), 'new');
-    prepareRunFolder(dir, { resuming: false, overwrite: false });
-    expect(readdirSync(dir)).toEqual([]);
-    writeFileSync(join(dir, 'metrics.jsonl'), '{}\n');
-    prepareRunFolder(dir, { resuming: true, overwrite: false });
-    prepareRunFolder(dir, { resuming: false, overwrite: true });
-    expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')).toBe('{}\n');
+  it.each([
+    [{ resuming: false, overwrite: false }],
+    [{ resuming: false, overwrite: true }],
+    [{ resuming: true, overwrite: false }],
+  ])('refuses a folder of files lora did not write (%j), without suggesting --overwrite', (mode) => {
+    const dir = fresh();
+    writeFileSync(join(dir, 'model.safetensors'), 'weights');
+    writeFileSync(join(dir, 'other_lora.safetensors'), 'x');
+    expect(() => prepareRunFolder(dir, llm, mode)).toThrow(
+      expect.objectContaining({
+        code: 'E_OUTPUT_FOREIGN',
+        message: expect.not.stringContaining('--overwrite'),
+      }),
+    );
+    expect(readdirSync(dir).sort()).toEqual(['model.safetensors', 'other_lora.safetensors']);
+  });
+
+  it('refuses a run whose output would replace a file lora did not write in its own folder', () => {
+    const dir = fresh();
+    prepareRunFolder(dir, llm, { resuming: false, overwrite: false });
+    // The manifest says lora wrote adapter_model.safetensors; the SD run writes style_v1.safetensors, which it did not.
+    writeFileSync(join(dir, 'style_v1.safetensors'), "the user's");
+    expect(() => prepareRunFolder(dir, sd, { resuming: false, overwrite: true })).toThrow(
+      /holds style_v1\.safetensors, which lora did not write and this run would replace/,
+    );
+  });
+
+  it('refuses a fresh run into an earlier run, naming --resume and --overwrite and the files that stay', () => {
+    const dir = fresh();
+    prepareRunFolder(dir, llm, { resuming: false, overwrite: false });
+    writeFileSync(join(dir, 'adapter_model.safetensors'), 'x');
+    writeFileSync(join(dir, 'notes.txt'), 'mine');
+    expect(() => prepareRunFolder(dir, llm, { resuming: false, overwrite: false })).toThrow(
+      /holds an earlier run \(adapter_model\.safetensors\).*--resume auto.*--overwrite .*deletes only what lora wrote there; notes\.txt stay/,
+    );
+    prepareRunFolder(dir, llm, { resuming: true, overwrite: false });
+    prepareRunFolder(dir, llm, { resuming: false, overwrite: true });
+    expect(readFileSync(join(dir, 'adapter_model.safetensors'), 'utf8')).toBe('x');
+  });
+
+  it('is not blocked by what a failed start left (graphs, cache, an empty checkpoints folder, the config)', () => {
+    const dir = fresh();
+    prepareRunFolder(dir, llm, { resuming: false, overwrite: false });
+    for (const folder of ['graphs', 'cache/tokens', 'checkpoints'])
+      mkdirSync(join(dir, folder), { recursive: true });
+    writeFileSync(join(dir, 'config.yaml'), 'x');
+    expect(() => prepareRunFolder(dir, llm, { resuming: false, overwrite: false })).not.toThrow();
   });
 });
 
@@ -45,15 +111,38 @@ describe('clearEarlierRun', () => {
       'logs/events.out.tfevents.1',
       'cache/tokens/a.bin',
       'notes.txt',
+      // Named like an adapter, but the manifest does not list it: lora did not write it.
+      'base_model.safetensors',
     ])
       writeFileSync(join(dir, file), 'x');
+    claimEntries(dir, [
+      'checkpoints',
+      'logs',
+      'cache',
+      'adapter_model.safetensors',
+      'adapter_config.json',
+      'style_v1.safetensors',
+      'config.yaml',
+      'runs.jsonl',
+      'metrics.jsonl',
+      'loss.png',
+      'loss.svg',
+    ]);
     return dir;
   }
   const listing = (dir: string) =>
     readdirSync(dir, { recursive: true, encoding: 'utf8' })
       .map((path) => path.replaceAll('\\', '/'))
       .sort();
-  const kept = ['cache', 'cache/tokens', 'cache/tokens/a.bin', 'config.yaml', 'notes.txt'];
+  const kept = [
+    'base_model.safetensors',
+    'cache',
+    'cache/tokens',
+    'cache/tokens/a.bin',
+    'config.yaml',
+    MANIFEST_FILE,
+    'notes.txt',
+  ].sort();
 
   // config.yaml stays for stampRun to replace atomically.
   it.each([
@@ -81,7 +170,7 @@ describe('stampRun and RunRecorder', () => {
       '/c/x.yaml',
     );
     const startedAt = new Date('2026-11-30T10:00:00Z');
-    prepareRunFolder(dir, { resuming: false, overwrite: false });
+    prepareRunFolder(dir, config, { resuming: false, overwrite: false });
     stampRun(dir, config, { startedAt, version: '1.2.3' });
     stampRun(dir, config, { startedAt, version: '1.2.3', resumedFrom: '/o/checkpoints/step-2' });
     expect(readFileSync(join(dir, 'config.yaml'), 'utf8')).toMatch(

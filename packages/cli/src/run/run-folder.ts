@@ -14,6 +14,7 @@ import { stringifyConfig } from '@lora/config';
 import { CliError } from '../cli-error.ts';
 import { seeTroubleshooting } from '../troubleshooting.ts';
 import { type LossPoint, writeLossPlot } from './loss-plot.ts';
+import { LOCK_FILE } from './run-lock.ts';
 import { TensorBoardWriter } from './tensorboard.ts';
 
 /** Files a run folder holds besides the adapter and checkpoints. */
@@ -28,44 +29,129 @@ export const RUN_FILES = {
 export interface PrepareOptions {
   /** Continuing from a checkpoint: the folder is expected to hold an earlier run. */
   resuming: boolean;
-  /** Start afresh in a non-empty folder (its earlier run is cleared once the new one starts). */
+  /** Start afresh in a folder of an earlier run (its outputs are cleared once the new one starts). */
   overwrite: boolean;
 }
 
 /**
- * Makes `outputDir` ready for a run. A fresh run into a folder that already holds files refuses,
- * so an earlier adapter is never mixed up with (or overwritten by) a new one by accident. Nothing
- * is deleted here: with `overwrite` the earlier run stays until the new one has started
- * (`clearEarlierRun`), so an attempt that fails while loading leaves it intact and resumable.
+ * Every run folder lists, in this file, the top-level entries lora created there. `--overwrite`
+ * deletes those and nothing else, so a model, other LoRAs or notes of the user's own survive.
  */
-export function prepareRunFolder(outputDir: string, { resuming, overwrite }: PrepareOptions): void {
-  const existing = existsSync(outputDir) ? readdirSync(outputDir) : [];
-  if (existing.length > 0 && !resuming && !overwrite) {
-    throw new CliError(
-      'E_OUTPUT_NOT_EMPTY',
-      `The output folder ${outputDir} already holds files (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''}). ` +
-        `Continue that run with --resume auto, choose another output_dir, or pass --overwrite to start afresh. ${seeTroubleshooting('outputFolderNotEmpty')}.`,
-    );
-  }
-  mkdirSync(outputDir, { recursive: true });
+export const MANIFEST_FILE = 'lora-run.json';
+
+/** Entries a run of `config` may create at the top of its folder (the backend's working folders included). */
+export function runOutputNames(config: LoraConfig): string[] {
+  const adapters =
+    config.task === 'sd'
+      ? [`${config.output_name}.safetensors`]
+      : ['adapter_model.safetensors', 'adapter_config.json'];
+  return [
+    RUN_FILES.config,
+    RUN_FILES.metrics,
+    RUN_FILES.runs,
+    RUN_FILES.logs,
+    `${RUN_FILES.plot}.png`,
+    `${RUN_FILES.plot}.svg`,
+    'checkpoints',
+    'graphs',
+    'cache',
+    ...adapters,
+  ];
 }
 
-/** What a run writes into its folder besides the adapters (`*.safetensors`) and `config.yaml` (which `stampRun` replaces). */
-const RUN_OUTPUTS = new Set<string>([
-  RUN_FILES.metrics,
-  RUN_FILES.runs,
-  RUN_FILES.logs,
-  `${RUN_FILES.plot}.png`,
-  `${RUN_FILES.plot}.svg`,
-  'checkpoints',
-  'adapter_config.json',
-]);
+/** The entries the manifest lists (none when the folder has no manifest). */
+export function readManifest(outputDir: string): Set<string> {
+  const path = join(outputDir, MANIFEST_FILE);
+  if (!existsSync(path)) return new Set();
+  try {
+    const { entries } = JSON.parse(readFileSync(path, 'utf8')) as { entries?: unknown };
+    if (Array.isArray(entries) && entries.every((e) => typeof e === 'string' && isPlainName(e)))
+      return new Set(entries as string[]);
+  } catch {
+    // fall through
+  }
+  throw new CliError(
+    'E_OUTPUT_FOREIGN',
+    `${path} is not the run list lora writes; lora will not clear a folder it cannot tell its own files in. Choose another output_dir.`,
+  );
+}
+
+/** Adds `entries` to the manifest, atomically. */
+export function claimEntries(outputDir: string, entries: Iterable<string>): void {
+  const listed = readManifest(outputDir);
+  const before = listed.size;
+  for (const entry of entries) listed.add(entry);
+  if (listed.size === before && existsSync(join(outputDir, MANIFEST_FILE))) return;
+  writeAtomically(
+    join(outputDir, MANIFEST_FILE),
+    `${JSON.stringify({ written_by: 'lora', entries: [...listed].sort() }, null, 2)}\n`,
+  );
+}
+
+/** A top-level name: no separators, not `.` or `..`. */
+const isPlainName = (name: string) => name !== '' && name !== '.' && name !== '..' && !/[/\\\0]/.test(name);
 
 /**
- * Deletes an earlier run's outputs (`--overwrite`), for a new run that has started: adapters,
- * checkpoints, metrics, logs, the loss plot and the run history. Caches (`cache/`), the backend's
- * working files and files of the user's own stay, as does every path in `keep` (outputs the new
- * run already wrote, e.g. a checkpoint saved by a Ctrl-C before its first step).
+ * Makes `outputDir` ready for a run (the folder exists and is locked, see `run-lock.ts`) and
+ * claims the entries the run will create. Refused:
+ * - a folder with files lora did not write and no manifest (a model folder, ComfyUI's
+ *   `models/loras`): lora neither writes beside them nor clears them;
+ * - a run whose outputs would replace a file lora did not write;
+ * - a fresh run into an earlier run's folder (checkpoints, an adapter, metrics) without
+ *   `--resume` or `--overwrite`. Leftovers of a start that failed (`graphs/`, `cache/`) are not
+ *   an earlier run.
+ * Nothing is deleted here: with `overwrite` the earlier run stays until the new one has started
+ * (`clearEarlierRun`), so an attempt that fails while loading leaves it intact and resumable.
+ */
+export function prepareRunFolder(
+  outputDir: string,
+  config: LoraConfig,
+  { resuming, overwrite }: PrepareOptions,
+): void {
+  const ours = readManifest(outputDir);
+  const entries = readdirSync(outputDir).filter((e) => e !== MANIFEST_FILE && e !== LOCK_FILE);
+  const foreign = entries.filter((e) => !ours.has(e));
+  const names = runOutputNames(config);
+  const list = (items: readonly string[]) =>
+    `${items.slice(0, 3).join(', ')}${items.length > 3 ? ', …' : ''}`;
+  if (ours.size === 0 && foreign.length > 0) {
+    throw new CliError(
+      'E_OUTPUT_FOREIGN',
+      `The output folder ${outputDir} holds files lora did not write (${list(foreign)}). lora trains into an empty folder or one of its own run folders, and never deletes or replaces files it did not write. ` +
+        `Choose a new output_dir (such as output/${config.output_name}); copy the adapter where you need it afterwards. ${seeTroubleshooting('outputFolderNotEmpty')}.`,
+    );
+  }
+  const clobbered = foreign.filter((e) => names.includes(e));
+  if (clobbered.length > 0) {
+    throw new CliError(
+      'E_OUTPUT_FOREIGN',
+      `The output folder ${outputDir} holds ${list(clobbered)}, which lora did not write and this run would replace. Move ${clobbered.length === 1 ? 'it' : 'them'} away or choose another output_dir. ${seeTroubleshooting('outputFolderNotEmpty')}.`,
+    );
+  }
+  const earlier = [...ours].filter((e) => entries.includes(e) && isResult(outputDir, e));
+  if (earlier.length > 0 && !resuming && !overwrite) {
+    throw new CliError(
+      'E_OUTPUT_NOT_EMPTY',
+      `The output folder ${outputDir} holds an earlier run (${list(earlier)}). ` +
+        `Continue it with --resume auto, choose another output_dir, or pass --overwrite to start afresh (it deletes only what lora wrote there${foreign.length > 0 ? `; ${list(foreign)} stay` : ''}). ${seeTroubleshooting('outputFolderNotEmpty')}.`,
+    );
+  }
+  claimEntries(outputDir, names);
+}
+
+/** Whether `entry` holds a result of an earlier run, as opposed to working files a failed start left. */
+function isResult(outputDir: string, entry: string): boolean {
+  if (entry === 'graphs' || entry === 'cache' || entry === RUN_FILES.config || entry === RUN_FILES.runs)
+    return false;
+  if (entry === 'checkpoints') return readdirSync(join(outputDir, entry)).length > 0;
+  return true;
+}
+
+/**
+ * Deletes an earlier run's outputs (`--overwrite`), for a new run that has started: the entries
+ * the manifest lists, except caches (`cache/`, reused by content), the backend's working graphs
+ * and every path in `keep` (outputs the new run already wrote, e.g. a checkpoint saved by a
+ * Ctrl-C before its first step). Files lora did not write are never touched.
  */
 export function clearEarlierRun(outputDir: string, keep: readonly string[] = []): void {
   const kept = new Set(keep.map((path) => resolve(path)));
@@ -78,9 +164,17 @@ export function clearEarlierRun(outputDir: string, keep: readonly string[] = [])
     }
     rmSync(path, { recursive: true, force: true });
   };
+  const ours = readManifest(outputDir);
   for (const entry of readdirSync(outputDir)) {
-    if (RUN_OUTPUTS.has(entry) || entry.endsWith('.safetensors')) clear(resolve(outputDir, entry));
+    if (ours.has(entry) && entry !== 'cache' && entry !== 'graphs' && entry !== RUN_FILES.config)
+      clear(resolve(outputDir, entry));
   }
+}
+
+/** `text` into `path` through a temporary file and a rename, so no reader sees half of it. */
+function writeAtomically(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
 }
 
 export interface RunStamp {
@@ -92,9 +186,7 @@ export interface RunStamp {
 /** Writes the resolved config snapshot (atomically) and appends the run to `runs.jsonl`. */
 export function stampRun(outputDir: string, config: LoraConfig, stamp: RunStamp): void {
   const header = `# lora ${stamp.version}, run started ${stamp.startedAt.toISOString()}${stamp.resumedFrom ? `, resumed from ${stamp.resumedFrom}` : ''}\n`;
-  const path = join(outputDir, RUN_FILES.config);
-  writeFileSync(`${path}.tmp`, header + stringifyConfig(config));
-  renameSync(`${path}.tmp`, path);
+  writeAtomically(join(outputDir, RUN_FILES.config), header + stringifyConfig(config));
   appendFileSync(
     join(outputDir, RUN_FILES.runs),
     `${JSON.stringify({ started_at: stamp.startedAt.toISOString(), version: stamp.version, resumed_from: stamp.resumedFrom ?? null })}\n`,
