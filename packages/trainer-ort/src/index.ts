@@ -104,7 +104,14 @@ export {
   type NormOptions,
   resizeNearest,
 } from './graph/ops/nn.ts';
-export { logSoftmax, reduceMax, reduceMean, reduceSum, softmax } from './graph/ops/reduce.ts';
+export {
+  logSoftmax,
+  reduceLogSumExp,
+  reduceMax,
+  reduceMean,
+  reduceSum,
+  softmax,
+} from './graph/ops/reduce.ts';
 export { type Dim, formatShape, type Shape } from './graph/shape.ts';
 export {
   type CaptionParts,

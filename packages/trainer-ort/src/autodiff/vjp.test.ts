@@ -30,7 +30,14 @@ import {
 } from '../graph/ops/layout.ts';
 import { gemm, matmul } from '../graph/ops/linalg.ts';
 import { conv, groupNorm, layerNorm, resizeNearest } from '../graph/ops/nn.ts';
-import { logSoftmax, reduceMax, reduceMean, reduceSum, softmax } from '../graph/ops/reduce.ts';
+import {
+  logSoftmax,
+  reduceLogSumExp,
+  reduceMax,
+  reduceMean,
+  reduceSum,
+  softmax,
+} from '../graph/ops/reduce.ts';
 import {
   checkGradients,
   GRADCHECK_TOLERANCE,
@@ -159,10 +166,16 @@ const primitives: GradCheckCase[] = [
     build: ({ x }) => softmax(x!, 1),
   },
   {
-    name: 'LogSoftmax',
+    name: 'LogSoftmax (x − ReduceLogSumExp)',
     dtype: 'float64',
     inputs: { x: { shape: [2, 5] } },
     build: ({ x }) => logSoftmax(x!),
+  },
+  {
+    name: 'ReduceLogSumExp axes 0, 2',
+    dtype: 'float64',
+    inputs: { x: { shape: [2, 3, 4] } },
+    build: ({ x }) => reduceLogSumExp(x!, [0, 2]),
   },
   {
     name: 'ReduceSum',

@@ -393,8 +393,10 @@ export const VJP: Readonly<Record<string, VjpRule>> = {
       return mul(y, sub(c.grad, reduceSum(mul(c.grad, y), [axis], true)));
     },
   ],
-  LogSoftmax: [
-    (c) => sub(c.grad, mul(exp(c.outputs[0]!), reduceSum(c.grad, [intAttr(c.node, 'axis', -1)], true))),
+  // d/dx log Σ exp x = softmax(x) = exp(x − the output), along the reduced axes.
+  ReduceLogSumExp: [
+    (c) => mul(expandAs(keptGrad(c, c.grad), input(c, 0)), exp(sub(input(c, 0), keptGrad(c, c.outputs[0]!)))),
+    null,
   ],
   ReduceSum: [(c) => expandAs(keptGrad(c, c.grad), input(c, 0)), null],
   ReduceMean: [

@@ -19,7 +19,7 @@ import * as E from './elementwise.ts';
 import * as L from './layout.ts';
 import { gemm, matmul } from './linalg.ts';
 import * as N from './nn.ts';
-import { logSoftmax, reduceMax, reduceMean, reduceSum, softmax } from './reduce.ts';
+import { logSoftmax, reduceLogSumExp, reduceMax, reduceMean, reduceSum, softmax } from './reduce.ts';
 
 const g = () => new Graph('t');
 const f32 = (graph: Graph, name: string, shape: Shape) => graph.input(name, 'float32', shape);
@@ -60,6 +60,7 @@ describe('op builders infer shapes and types', () => {
     ['ReduceMax all', (t) => reduceMax(f32(t, 'a', [2, 3])), []],
     ['Softmax', (t) => softmax(f32(t, 'a', [2, 3])), [2, 3]],
     ['LogSoftmax', (t) => logSoftmax(f32(t, 'a', [2, 3]), 0), [2, 3]],
+    ['ReduceLogSumExp', (t) => reduceLogSumExp(f32(t, 'a', [2, 3, 4]), [1], true), [2, 1, 4]],
     [
       'Reshape 0 and -1',
       (t) => L.reshape(f32(t, 'a', ['b', 'seq', 768]), [0, 0, 12, -1]),

@@ -1,5 +1,6 @@
 import { attr, type Tensor } from '../graph.ts';
 import { int64s, normalizeAxes, normalizeAxis, requireFloat } from './common.ts';
+import { sub } from './elementwise.ts';
 
 function reduce(op: string, x: Tensor, axes: readonly number[] | undefined, keepDims: boolean): Tensor {
   const graph = x.graph;
@@ -20,6 +21,9 @@ export const reduceMean = (x: Tensor, axes?: readonly number[], keepDims = false
   reduce('ReduceMean', x, axes, keepDims);
 export const reduceMax = (x: Tensor, axes?: readonly number[], keepDims = false): Tensor =>
   reduce('ReduceMax', x, axes, keepDims);
+/** log Σ exp over `axes` (all when omitted), computed stably by onnxruntime. */
+export const reduceLogSumExp = (x: Tensor, axes?: readonly number[], keepDims = false): Tensor =>
+  reduce('ReduceLogSumExp', x, axes, keepDims);
 
 function softmaxLike(op: string, x: Tensor, axis: number): Tensor {
   requireFloat(x.graph, op, x);
@@ -29,4 +33,14 @@ function softmaxLike(op: string, x: Tensor, axis: number): Tensor {
 
 /** Softmax along one axis (opset ≥ 13 semantics: only that axis is normalised). */
 export const softmax = (x: Tensor, axis = -1): Tensor => softmaxLike('Softmax', x, axis);
-export const logSoftmax = (x: Tensor, axis = -1): Tensor => softmaxLike('LogSoftmax', x, axis);
+
+/**
+ * log softmax along one axis, as x − log Σ exp x: onnxruntime's WebGPU provider has no LogSoftmax
+ * kernel (the node would run on the CPU, sending the logits to the host and back every step), but
+ * it has ReduceLogSumExp, and so does every other provider.
+ */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  requireFloat(x.graph, 'LogSoftmax', x);
+  const a = normalizeAxis(x.graph, 'LogSoftmax', axis, x.rank);
+  return sub(x, reduceLogSumExp(x, [a], true));
+}
