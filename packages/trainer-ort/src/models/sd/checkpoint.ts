@@ -13,6 +13,7 @@ import {
   type SafetensorsHeader,
   type TensorInfo,
 } from '@lora/safetensors';
+import type { DType } from '../../graph/dtype.ts';
 import type { Graph, Tensor } from '../../graph/graph.ts';
 import { cast } from '../../graph/ops/elementwise.ts';
 import { reshape } from '../../graph/ops/layout.ts';
@@ -118,14 +119,21 @@ export class SdCheckpoint {
    * The float32 weight `key` (diffusers name) of `component`, checked against `shape`. Asking
    * twice in one graph gives the same tensor.
    */
-  weight(graph: Graph, component: SdComponent, key: string, shape: readonly number[]): Tensor {
+  /** Tensor `key` of `component` as a graph initializer, cast from its stored type to `dtype`. */
+  weight(
+    graph: Graph,
+    component: SdComponent,
+    key: string,
+    shape: readonly number[],
+    dtype: DType = 'float32',
+  ): Tensor {
     let cache = this.perGraph.get(graph);
     if (!cache) {
       cache = new Map();
       this.perGraph.set(graph, cache);
     }
     const name = `${component}.${key}`;
-    const cached = cache.get(name);
+    const cached = cache.get(`${name}:${dtype}`);
     if (cached) return cached;
     const entry = this.entries.get(component)!.get(key);
     if (!entry) {
@@ -149,10 +157,10 @@ export class SdCheckpoint {
         `${file.path}: '${stored}' is ${info.dtype}; model weights must be F32, F16 or BF16`,
       );
     }
-    let tensor = cast(safetensorsWeight(graph, file, stored, name), 'float32');
+    let tensor = cast(safetensorsWeight(graph, file, stored, name), dtype);
     if (info.shape.join(',') !== shape.join(',')) tensor = reshape(tensor, shape);
     this.used.add(entry);
-    cache.set(name, tensor);
+    cache.set(`${name}:${dtype}`, tensor);
     return tensor;
   }
 

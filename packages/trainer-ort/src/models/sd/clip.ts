@@ -43,15 +43,19 @@ export function buildClipTextEncoder(
   }
   const { hiddenSize: d, layerNormEpsilon: eps } = config;
   const { checkpoint, component } = ctx;
-  const tokenTable = checkpoint.weight(graph, component, 'text_model.embeddings.token_embedding.weight', [
-    config.vocabSize,
-    d,
-  ]);
+  const tokenTable = checkpoint.weight(
+    graph,
+    component,
+    'text_model.embeddings.token_embedding.weight',
+    [config.vocabSize, d],
+    ctx.dtype,
+  );
   const positionTable = checkpoint.weight(
     graph,
     component,
     'text_model.embeddings.position_embedding.weight',
     [config.maxPositions, d],
+    ctx.dtype,
   );
   let x = add(gather(tokenTable, inputIds), slice(positionTable, { starts: [0], ends: [tokens], axes: [0] }));
   for (let layer = 0; layer <= config.numLayers - clipSkip; layer++) {

@@ -3,6 +3,7 @@
  * multi-head attention), each reading its weights by diffusers module path and, where the LoRA
  * plan says so, wrapped in a LoRA layer named after that path.
  */
+import type { DType } from '../../graph/dtype.ts';
 import type { Tensor } from '../../graph/graph.ts';
 import { scaledDotProductAttention, silu } from '../../graph/ops/composite.ts';
 import { add } from '../../graph/ops/elementwise.ts';
@@ -55,10 +56,12 @@ export interface ModelContext {
   readonly checkpoint: SdCheckpoint;
   readonly component: SdComponent;
   readonly lora?: LoraPlan;
+  /** The type the module computes in (its weights are cast to it); default float32. */
+  readonly dtype?: DType;
 }
 
 const weight = (ctx: ModelContext, x: Tensor, key: string, shape: readonly number[]) =>
-  ctx.checkpoint.weight(x.graph, ctx.component, key, shape);
+  ctx.checkpoint.weight(x.graph, ctx.component, key, shape, ctx.dtype);
 
 const staticDim = (x: Tensor, axis: number, what: string): number => {
   const d = x.shape[axis];

@@ -6,6 +6,7 @@
  * optimizer step are the training loop's job.
  */
 import type { PredictionType } from '@lora/config';
+import type { DType } from '../../graph/dtype.ts';
 import type { Graph, Tensor } from '../../graph/graph.ts';
 import { add, cast, div, mul, sqrt, sub } from '../../graph/ops/elementwise.ts';
 import { gather, reshape, shapeOf } from '../../graph/ops/layout.ts';
@@ -60,6 +61,11 @@ export interface SdLossOptions {
   /** ᾱ_t indexed by timestep; default `scaledLinearAlphasCumprod()`. */
   alphasCumprod?: Float32Array;
   lora: SdLoraTargets;
+  /**
+   * The type the text encoder and the UNet compute in (mixed precision: float16 on a GPU); the
+   * noise schedule and the loss stay float32. Default float32.
+   */
+  computeDtype?: DType;
 }
 
 /** Graph input names of the loss graph. */
@@ -88,11 +94,13 @@ export interface SdLoss extends MicroBatchLoss {
  * Declares the micro-batch inputs on `graph` and builds the loss. Inputs (see `SD_LOSS_INPUTS`):
  * `latents [b, c, h, w]` (already scaled), `timesteps [b]` int64, `noise [b, c, h, w]`,
  * `input_ids [b, tokens]` int64 or `encoder_hidden_states [b, tokens, d]`, `loss_weights [b]`;
- * the LoRA parameters are inputs too. Computes in float32; declares no graph outputs.
+ * the LoRA parameters are inputs too. The text encoder and the UNet compute in
+ * `computeDtype`, the rest in float32; declares no graph outputs.
  */
 export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdLossOptions): SdLoss {
   const { unet, textEncoder } = checkpoint.config;
   const { lora } = options;
+  const dtype = options.computeDtype ?? 'float32';
   if (options.text === 'states' && (lora.textEncoder?.length ?? 0) > 0) {
     throw new ModelError(
       'E_MODEL_CONFIG',
@@ -117,17 +125,21 @@ export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdL
       group: TEXT_ENCODER_PARAMETER_GROUP,
     });
     states = graph.scope('text_encoder', () =>
-      buildClipTextEncoder({ checkpoint, component: 'text_encoder', lora: plan }, textEncoder, inputIds, {
-        clipSkip: options.clipSkip ?? 1,
-      }),
+      buildClipTextEncoder(
+        { checkpoint, component: 'text_encoder', lora: plan, dtype },
+        textEncoder,
+        inputIds,
+        {
+          clipSkip: options.clipSkip ?? 1,
+        },
+      ),
     );
     textModules = plan.modules;
   } else {
-    states = graph.input(SD_LOSS_INPUTS.encoderHiddenStates, 'float32', [
-      batch,
-      tokens,
-      unet.crossAttentionDim,
-    ]);
+    states = cast(
+      graph.input(SD_LOSS_INPUTS.encoderHiddenStates, 'float32', [batch, tokens, unet.crossAttentionDim]),
+      dtype,
+    );
   }
   const weights = graph.input(SD_LOSS_INPUTS.lossWeights, 'float32', [batch]);
 
@@ -139,8 +151,17 @@ export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdL
   const noisy = graph.scope('add_noise', () => add(mul(signal, latents), mul(noiseLevel, noise)));
 
   const unetPlan = new LoraPlan('unet', unetTargets, loraOptions);
-  const prediction = graph.scope('unet', () =>
-    buildUnet({ checkpoint, component: 'unet', lora: unetPlan }, unet, noisy, timesteps, states),
+  const prediction = cast(
+    graph.scope('unet', () =>
+      buildUnet(
+        { checkpoint, component: 'unet', lora: unetPlan, dtype },
+        unet,
+        cast(noisy, dtype),
+        timesteps,
+        states,
+      ),
+    ),
+    'float32',
   );
   // v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀ (diffusers get_velocity).
   const target = options.prediction === 'epsilon' ? noise : sub(mul(signal, noise), mul(noiseLevel, latents));

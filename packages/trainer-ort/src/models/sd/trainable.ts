@@ -52,7 +52,7 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
   }
 
   /** Builds the loss for latents of the size `shapeKey` names (`<height>x<width>`). */
-  build(graph: Graph, { shapeKey }: BuildOptions): MicroBatchLoss {
+  build(graph: Graph, { shapeKey, computeDtype }: BuildOptions): MicroBatchLoss {
     const size = SHAPE_KEY.exec(shapeKey ?? '');
     if (!size) {
       throw new ModelError(
@@ -60,10 +60,11 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
         `SdTrainableModel.build needs the latent size as shapeKey ('<height>x<width>', e.g. '64x64'), got ${shapeKey ?? 'none'}`,
       );
     }
-    // The loss computes in float32 whatever the loop's compute type (see loss.ts).
+    // The text encoder and the UNet compute in the loop's type; the noise and the loss in float32 (see loss.ts).
     const { minSnrGamma: _, initial, ...lossOptions } = this.options;
     const loss = buildSdLoss(graph, this.checkpoint, {
       ...lossOptions,
+      computeDtype,
       latentSize: [Number(size[1]), Number(size[2])],
       alphasCumprod: this.alphasCumprod,
       text: 'ids',

@@ -103,7 +103,7 @@ export function buildUnet(
   const norm = { groups: config.normGroups, epsilon: config.normEpsilon };
   const embedDim = 4 * channels[0]!;
   const tembAct = graph.scope('time_embedding', () => {
-    const t = timestepEmbedding(timesteps, channels[0]!);
+    const t = cast(timestepEmbedding(timesteps, channels[0]!), ctx.dtype ?? 'float32');
     const hidden = silu(linear(ctx, t, 'time_embedding.linear_1', embedDim));
     return silu(linear(ctx, hidden, 'time_embedding.linear_2', embedDim));
   });
