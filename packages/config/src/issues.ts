@@ -127,7 +127,8 @@ function typeHint(issue: z.core.$ZodIssueInvalidType): string {
 
 const FORMAT_MESSAGES: Record<string, string> = {
   backend: 'must be `ort` or an npm package name',
-  output_name: 'must be a file name, without / or \\',
+  output_name:
+    'must be a file name without extension: 1–200 characters, no / \\ or control characters (NUL, newline), not . or ..',
   caption_extension: 'must start with a dot, like ".txt"',
 };
 

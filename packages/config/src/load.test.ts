@@ -244,6 +244,17 @@ describe('error kinds, each with its line and column', () => {
       20,
       'start with a dot',
     ],
+    ['output_name ..', "output_name: '..'", 'invalid_value', ['output_name'], 4, 14, 'not . or ..'],
+    [
+      'output_name with a NUL',
+      'output_name: "a\\0b"',
+      'invalid_value',
+      ['output_name'],
+      4,
+      14,
+      'control characters',
+    ],
+    ['output_name with a separator', 'output_name: a/b', 'invalid_value', ['output_name'], 4, 14, 'no / \\'],
     [
       'out of range: empty list',
       'target_modules: []',

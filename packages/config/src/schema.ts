@@ -27,6 +27,14 @@ export const LR_SCHEDULERS = [
 ] as const;
 export const OPTIMIZERS = ['adamw'] as const;
 export const MIXED_PRECISIONS = ['auto', 'fp16', 'bf16', 'no'] as const;
+
+/**
+ * A file name on every OS: no separators, NUL or other control characters (they end a path in C
+ * APIs or break shells), not `.` or `..` (a hidden `..safetensors`), at most 200 characters so
+ * `<name>.safetensors` fits the 255-byte name limit with room for multi-byte characters.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses.
+const OUTPUT_NAME = /^(?!\.{1,2}$)[^/\\\u0000-\u001f\u007f]{1,200}$/;
 export const DEVICES = ['auto', 'cuda', 'webgpu', 'cpu'] as const;
 export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
 
@@ -86,11 +94,10 @@ const fields = {
   output_dir: path.meta({
     description: 'The run folder: adapter, config snapshot, logs, metrics and checkpoints go here.',
   }),
-  output_name: z
-    .string()
-    .regex(/^[^/\\]+$/)
-    .optional()
-    .meta({ description: 'The adapter file name without extension (also `ss_output_name`).' }),
+  output_name: z.string().regex(OUTPUT_NAME).optional().meta({
+    description:
+      "SD: the adapter's file name without extension (also `ss_output_name`). LLM runs write PEFT's fixed names (`adapter_model.safetensors`, `adapter_config.json`), which PEFT's `from_pretrained` looks for, so output_name only titles the loss plot there.",
+  }),
   // LoRA
   lora_rank: z.int().min(1).max(MAX_LORA_RANK).optional().meta({
     description: 'The rank r of each LoRA update (kohya `network_dim`); 8–16 suits a style.',

@@ -22,6 +22,17 @@ describe('parseLoraSpec', () => {
   it('rejects a strength with nothing before it', () => {
     expect(() => parseLoraSpec(':0.5')).toThrow(/is not <file>\[:<strength>\]/);
   });
+
+  it.each([
+    ['style.safetensors:1e300', /strength 1e\+300 is outside −10 to 10/],
+    ['style.safetensors:-11', /strength -11 is outside −10 to 10/],
+    ['style.safetensors:abc', /the strength "abc" is not a number; write it as style\.safetensors:0\.7/],
+    ['style.safetensors:', /the strength "" is not a number/],
+  ])('rejects %s with its own message', (spec, message) => {
+    expect(() => parseLoraSpec(spec)).toThrow(
+      expect.objectContaining({ code: 'E_USAGE', message: expect.stringMatching(message) }),
+    );
+  });
 });
 
 /** W + Σ multiplier · (alpha / rank) · up @ down, computed directly. */

@@ -29,15 +29,37 @@ export interface MergeCommandReport {
 /** A trailing `:<number>` is the strength; `C:\lora.safetensors` or `a:b.safetensors` stay paths. */
 const STRENGTH = /:([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)$/i;
 
+/**
+ * The largest strength taken: A1111 users work within ±2, beyond ±10 a LoRA swamps the base, and
+ * a huge one (`:1e300`) would write infinities into the merged weights.
+ */
+export const MAX_MERGE_STRENGTH = 10;
+
 /** `a.safetensors:0.7` → { path: 'a.safetensors', multiplier: 0.7 }; no suffix means 1. */
 export function parseLoraSpec(spec: string): LoraSpec {
   const match = STRENGTH.exec(spec);
+  if (!match) {
+    // `style.safetensors:abc`: a strength that is not a number, rather than a file of that name.
+    const typo = /^(.+\.safetensors):([^:/\\]*)$/i.exec(spec);
+    if (typo) {
+      throw new CliError(
+        'E_USAGE',
+        `--lora "${spec}": the strength "${typo[2]}" is not a number; write it as ${typo[1]}:0.7.`,
+      );
+    }
+  }
   const path = match ? spec.slice(0, match.index) : spec;
   const multiplier = match ? Number(match[1]) : 1;
   if (path === '' || !Number.isFinite(multiplier)) {
     throw new CliError(
       'E_USAGE',
       `--lora "${spec}" is not <file>[:<strength>], e.g. --lora style.safetensors:0.7.`,
+    );
+  }
+  if (Math.abs(multiplier) > MAX_MERGE_STRENGTH) {
+    throw new CliError(
+      'E_USAGE',
+      `--lora "${spec}": strength ${multiplier} is outside −${MAX_MERGE_STRENGTH} to ${MAX_MERGE_STRENGTH}; A1111 users merge at 0.3–1.5, and much more overflows the merged weights.`,
     );
   }
   return { path, multiplier };
