@@ -1,4 +1,4 @@
-import { copyFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkDataset, type DatasetReport } from './check.ts';
@@ -99,6 +99,21 @@ describe('scanImageFolders', () => {
         code: 'unreadable-caption',
         path: join(dir, 'a.txt'),
         reason: expect.stringMatching(/MAX_CAPTION_BYTES/),
+      }),
+    ]);
+  });
+
+  it('reports a caption file that is not UTF-8 (Latin-1) with line and byte, and uses the image without it', async () => {
+    const dir = join(await tempDir(), '2_latin');
+    await writeImage(join(dir, 'a.png'), { width: 8, height: 8 });
+    await writeFile(join(dir, 'a.txt'), Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+    const { images, findings } = await scanImageFolders({ dirs: [dir] });
+    expect(images[0]).toMatchObject({ caption: null, repeats: 2 });
+    expect(findings).toEqual([
+      expect.objectContaining({
+        code: 'unreadable-caption',
+        path: join(dir, 'a.txt'),
+        reason: expect.stringMatching(/is not UTF-8 at line 1, byte 3/),
       }),
     ]);
   });

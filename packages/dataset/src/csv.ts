@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { CsvError, parse } from 'csv-parse';
 import { DatasetError } from './errors.ts';
+import { utf8Checked } from './utf8.ts';
 
 /**
  * Longest CSV field accepted. A missing closing quote makes the parser swallow the rest of the
@@ -21,7 +22,8 @@ export interface CsvRecord {
  */
 export async function* readCsvRecords(path: string): AsyncGenerator<CsvRecord> {
   const source = createReadStream(path);
-  const parser = source.pipe(
+  const checked = source.pipe(utf8Checked(path));
+  const parser = checked.pipe(
     parse({
       bom: true,
       info: true,
@@ -33,6 +35,7 @@ export async function* readCsvRecords(path: string): AsyncGenerator<CsvRecord> {
   // `pipe` does not forward errors: an unreadable file would be an unhandled 'error' event that
   // ends the process. Passing it to the parser makes the loop below throw it instead.
   source.on('error', (error) => parser.destroy(error));
+  checked.on('error', (error) => parser.destroy(error));
   try {
     for await (const row of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
       yield { fields: row.record, line: row.info.lines };

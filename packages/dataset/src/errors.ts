@@ -4,6 +4,8 @@ export type DatasetErrorCode =
   | 'NOT_FOUND'
   | 'INVALID_CSV'
   | 'INVALID_RECORD'
+  /** A text file that is not UTF-8 (the message names the line and byte). */
+  | 'INVALID_ENCODING'
   | 'UNKNOWN_FORMAT'
   | 'IMAGE_DECODE'
   | 'TOKENIZER'

@@ -5,6 +5,7 @@ import { DatasetError } from './errors.ts';
 import type { Finding } from './findings.ts';
 import { isImagePath } from './image-io.ts';
 import { readMetadataCsv } from './metadata-csv.ts';
+import { findInvalidUtf8 } from './utf8.ts';
 
 /** Deepest folder nesting scanned; deeper trees are almost certainly a link loop or a mistake. */
 export const MAX_SCAN_DEPTH = 32;
@@ -116,6 +117,12 @@ async function readSidecar(path: string): Promise<{ text: string } | { problem: 
   if (bytes.length > MAX_CAPTION_BYTES) {
     return {
       problem: `is ${bytes.length} bytes, above MAX_CAPTION_BYTES (${MAX_CAPTION_BYTES}); is it really a caption?`,
+    };
+  }
+  const problem = findInvalidUtf8(bytes);
+  if (problem) {
+    return {
+      problem: `is not UTF-8 at line ${problem.line}, byte ${problem.offset}; save it as UTF-8 so no character is trained on as "\uFFFD"`,
     };
   }
   return { text: bytes.toString('utf8').replace(/^\uFEFF/, '') };

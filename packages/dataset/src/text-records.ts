@@ -4,6 +4,7 @@ import { extname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { readCsvRecords } from './csv.ts';
 import { DatasetError } from './errors.ts';
+import { findInvalidUtf8, invalidUtf8Error, utf8Checked } from './utf8.ts';
 
 /**
  * Largest `.json` array file parsed whole (a JSON array cannot be streamed record by record
@@ -118,8 +119,12 @@ export async function* readTextRecords(
     }
     let parsed: unknown;
     try {
-      parsed = JSON.parse((await readFile(path, 'utf8')).replace(/^\uFEFF/, ''));
+      const bytes = await readFile(path);
+      const problem = findInvalidUtf8(bytes);
+      if (problem) throw invalidUtf8Error(path, problem);
+      parsed = JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
     } catch (error) {
+      if (DatasetError.isInstance(error)) throw error;
       throw new DatasetError('INVALID_RECORD', `${path}: not valid JSON (${(error as Error).message}).`, {
         path,
         cause: error,
@@ -142,7 +147,10 @@ export async function* readTextRecords(
     }
     return;
   }
-  const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
+  const source = createReadStream(path);
+  const checked = source.pipe(utf8Checked(path));
+  source.on('error', (error) => checked.destroy(error));
+  const lines = createInterface({ input: checked, crlfDelay: Number.POSITIVE_INFINITY });
   let line = 0;
   try {
     for await (const raw of lines) {
