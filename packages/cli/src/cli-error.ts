@@ -12,6 +12,7 @@ export type CliErrorCode =
   | 'E_OUTPUT_IN_MODEL'
   | 'E_OUTPUT_UNWRITABLE'
   | 'E_RUN_LOCKED'
+  | 'E_WRITE_FAILED'
   | 'E_BACKEND_NOT_FOUND'
   | 'E_BACKEND_INVALID';
 

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { CliError, EXIT_FAILURE } from './cli-error.ts';
 
 /** Refuses to replace `paths` that exist unless the user passed --overwrite. */
@@ -22,5 +22,78 @@ export function requireExisting(paths: readonly string[]): void {
       `${missing.join(' and ')} ${missing.length === 1 ? 'does' : 'do'} not exist; check the path${missing.length === 1 ? '' : 's'}.`,
       EXIT_FAILURE,
     );
+  }
+}
+
+/** What a failed write means for the user, by the system's error code. */
+const WRITE_PROBLEMS: Readonly<Record<string, string>> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EIO: 'an I/O error (a failing disk or a network mount that went away)',
+  EFBIG: 'the file is larger than this system allows',
+};
+
+/** Whether `error` is a failed write that says something about the disk, not about the input. */
+export function isDiskProblem(error: unknown): error is NodeJS.ErrnoException {
+  return (
+    error instanceof Error &&
+    'code' in error &&
+    typeof error.code === 'string' &&
+    error.code in WRITE_PROBLEMS
+  );
+}
+
+/** `writing <path> failed: <what it means> (<code>)`. */
+export function describeWriteFailure(error: NodeJS.ErrnoException, fallbackPath?: string): string {
+  const path = error.path ?? fallbackPath;
+  return `writing ${path ?? 'a file'} failed: ${WRITE_PROBLEMS[error.code!] ?? error.message} (${error.code})`;
+}
+
+/** A failed write of `path` as the error to throw: `E_WRITE_FAILED` naming the file when the disk is at fault. */
+function failedWrite(path: string, error: unknown): unknown {
+  return isDiskProblem(error)
+    ? new CliError('E_WRITE_FAILED', describeWriteFailure(error, path), EXIT_FAILURE)
+    : error;
+}
+
+/**
+ * Writes `path` through `<path>.tmp` and a rename, so a reader never sees half of it; when the
+ * write fails the temporary file goes too, and the error names `path`.
+ */
+export async function writeAtomically(
+  path: string,
+  write: (temporary: string) => void | Promise<void>,
+): Promise<void> {
+  const temporary = `${path}.tmp`;
+  try {
+    await write(temporary);
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw failedWrite(path, error);
+  }
+}
+
+/** `writeAtomically` for text, synchronously. */
+export function writeTextAtomically(path: string, text: string): void {
+  const temporary = `${path}.tmp`;
+  try {
+    writeFileSync(temporary, text);
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw failedWrite(path, error);
+  }
+}
+
+/** Appends `text` to `path`; a failed write names the file. */
+export function appendText(path: string, text: string): void {
+  try {
+    appendFileSync(path, text);
+  } catch (error) {
+    throw failedWrite(path, error);
   }
 }

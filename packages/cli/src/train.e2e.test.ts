@@ -1,7 +1,17 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -345,5 +355,82 @@ describe('lora train keeps the files of the user and one run per folder (built b
     expect(files).toEqual(expect.arrayContaining(['adapter_model.safetensors', 'metrics.jsonl']));
     expect(files).not.toContain('graphs');
     expect(metricsOf('piped')).toHaveLength(30);
+  });
+});
+
+/** A 6 MiB tmpfs, when this process may mount one (root in CI); else why not. */
+function smallDisk(): { folder: string; unmount: () => void } | { reason: string } {
+  const folder = tempDir('lora-small-disk-');
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', folder], { encoding: 'utf8' });
+  if (mounted.status !== 0)
+    return { reason: `cannot mount a tmpfs here (${mounted.stderr.trim() || mounted.error?.message})` };
+  return { folder, unmount: () => spawnSync('umount', [folder]) };
+}
+
+describe('lora train on a full disk (built binary)', { timeout: 120_000 }, () => {
+  const disk = smallDisk();
+  if ('reason' in disk) console.warn(`disk-full test skipped: ${disk.reason}`);
+
+  it.skipIf('reason' in disk)(
+    'names the file, the last complete checkpoint and the resume command; leaves no temporary file; resumes once there is room',
+    () => {
+      if ('reason' in disk) return;
+      try {
+        // The demo model, its data and the run on the same 6 MiB disk: a second checkpoint (1.6 MiB) does not fit beside the first.
+        cpSync(join(cwd, 'demo'), join(disk.folder, 'demo'), {
+          recursive: true,
+          filter: (path) => !path.includes(`${sep}output`),
+        });
+        const args = [
+          '--set',
+          'max_steps=40',
+          '--set',
+          'save_every_n_steps=5',
+          '--set',
+          'keep_last_n_checkpoints=1',
+        ];
+        const run = spawnSync(process.execPath, [bin, 'train', '--config', config, ...args], {
+          cwd: disk.folder,
+          encoding: 'utf8',
+          env,
+        });
+        expect(run.status).toBe(1);
+        expect(run.stderr).toMatch(
+          /^lora: writing .*checkpoints.*\.safetensors failed: the disk is full \(ENOSPC\)\. The last complete checkpoint is .*checkpoints\/step-5: training up to it is safe .*continue with: lora train --config .* --resume auto\. See .*#disk-full-or-not-writable\. \[ENOSPC\]\n$/,
+        );
+        const output = join(disk.folder, 'demo', 'output', 'tiny_llama_demo');
+        const leftovers = readdirSync(output, { recursive: true, encoding: 'utf8' }).filter((p) =>
+          p.includes('.tmp'),
+        );
+        expect(leftovers).toEqual([]);
+        expect(readdirSync(join(output, 'checkpoints'))).toEqual(['step-5']);
+        // The run continues from step 5 (to 5 steps, so that its adapter is all it still writes).
+        const resumed = spawnSync(
+          process.execPath,
+          [bin, 'train', '--config', config, ...args, '--set', 'max_steps=5', '--resume', 'auto'],
+          { cwd: disk.folder, encoding: 'utf8', env },
+        );
+        expect(resumed.stderr).toBe('');
+        expect(resumed.stdout).toMatch(/resuming from .*step-5/);
+        expect(resumed.status).toBe(0);
+        expect(existsSync(join(output, 'adapter_model.safetensors'))).toBe(true);
+      } finally {
+        disk.unmount();
+      }
+    },
+  );
+
+  it('a record that cannot be written (its file on a full device) is a warning naming it; training goes on, no .tmp is left', () => {
+    const name = 'records-full';
+    expect(lora(...trainArgs(name, '--set', 'max_steps=2')).status).toBe(0);
+    // The loss plot is written through loss.svg.tmp: on /dev/full every write is a real ENOSPC.
+    symlinkSync('/dev/full', join(outputOf(name), 'loss.svg.tmp'));
+    const resumed = lora(...trainArgs(name, '--set', 'max_steps=4', '--resume', 'auto'));
+    expect(resumed.status).toBe(0);
+    expect(resumed.stdout).toMatch(
+      /^warning: the run folder's records stopped being written: writing .*loss\.svg failed: the disk is full \(ENOSPC\)$/m,
+    );
+    expect(existsSync(join(outputOf(name), 'checkpoints', 'step-4'))).toBe(true);
+    expect(readdirSync(outputOf(name)).filter((entry) => entry.endsWith('.tmp'))).toEqual([]);
   });
 });

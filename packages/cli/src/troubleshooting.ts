@@ -13,6 +13,7 @@ export const TROUBLESHOOTING_SECTIONS = {
   imagesSkipped: 'images-skipped',
   resumeFoundNothing: 'resume-found-nothing',
   outputFolderNotEmpty: 'output-folder-not-empty',
+  diskFull: 'disk-full-or-not-writable',
 } as const;
 
 export type TroubleshootingSection = keyof typeof TROUBLESHOOTING_SECTIONS;

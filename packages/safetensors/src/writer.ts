@@ -146,6 +146,8 @@ export async function writeSafetensors(
   } catch (error) {
     await handle.close().catch(() => {});
     await rm(temporary, { force: true });
+    // A write through the handle fails without a path (ENOSPC, EIO): name the file it was for.
+    if (error instanceof Error && 'code' in error && !('path' in error)) Object.assign(error, { path });
     throw error;
   }
 }

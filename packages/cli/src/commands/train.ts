@@ -15,6 +15,7 @@ import {
   type TrainingResult,
 } from '@lora/config';
 import { CliError, EXIT_FAILURE } from '../cli-error.ts';
+import { describeWriteFailure, isDiskProblem } from '../files.ts';
 import { print } from '../format.ts';
 import { listOption } from '../options.ts';
 import { displayPath } from '../paths.ts';
@@ -143,12 +144,25 @@ async function trainLocked(
     // Never started (a wrong model folder, bad data): leave no run folder that the next attempt must --overwrite.
     if (folder.wasEmpty && !tracker.started) await removeRunFiles(outputDir, folder.existed);
     else recordNewEntries(outputDir, before);
+    if (isDiskProblem(failure)) throw diskFailure(failure, tracker, resumeCommand(configPath, sets));
     throw withTroubleshooting(failure);
   }
   recordNewEntries(outputDir, before);
   print(summary(result, config, resumeCommand(configPath, sets), tracker));
   if (result.stopped !== 'aborted') return 0;
   return stoppedBy === undefined ? EXIT_INTERRUPTED : 128 + (osConstants.signals[stoppedBy] ?? 2);
+}
+
+/** A full or failing disk: which file, what is safe, and how to continue once there is room. */
+function diskFailure(error: NodeJS.ErrnoException, tracker: RunTracker, continueWith: string): TrainError {
+  const safe = tracker.lastCheckpoint
+    ? `The last complete checkpoint is ${displayPath(tracker.lastCheckpoint)}: training up to it is safe`
+    : 'No checkpoint was saved in this run yet';
+  return new TrainError(
+    error.code!,
+    `${describeWriteFailure(error)}. ${safe} (a half-written checkpoint or file is never left under its final name). Free space or fix the disk, then continue with: ${continueWith}. ${seeTroubleshooting('diskFull')}.`,
+    { cause: error },
+  );
 }
 
 /** Whatever the backend wrote beyond the names claimed up front joins the manifest. */

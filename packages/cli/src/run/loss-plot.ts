@@ -1,5 +1,6 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import sharp from 'sharp';
+import { writeAtomically } from '../files.ts';
 
 export interface LossPoint {
   step: number;
@@ -84,8 +85,8 @@ export async function writeLossPlot(
   title: string,
 ): Promise<void> {
   const svg = lossPlotSvg(points, title);
-  writeFileSync(`${base}.svg.tmp`, svg);
-  renameSync(`${base}.svg.tmp`, `${base}.svg`);
-  await sharp(Buffer.from(svg)).png().toFile(`${base}.png.tmp`);
-  renameSync(`${base}.png.tmp`, `${base}.png`);
+  await writeAtomically(`${base}.svg`, (temporary) => writeFileSync(temporary, svg));
+  await writeAtomically(`${base}.png`, async (temporary) => {
+    await sharp(Buffer.from(svg)).png().toFile(temporary);
+  });
 }

@@ -12,6 +12,7 @@ import { join, resolve, sep } from 'node:path';
 import type { LoraConfig, TrainerEvent } from '@lora/config';
 import { stringifyConfig } from '@lora/config';
 import { CliError } from '../cli-error.ts';
+import { appendText, writeTextAtomically } from '../files.ts';
 import { seeTroubleshooting } from '../troubleshooting.ts';
 import { type LossPoint, writeLossPlot } from './loss-plot.ts';
 import { LOCK_FILE } from './run-lock.ts';
@@ -82,7 +83,7 @@ export function claimEntries(outputDir: string, entries: Iterable<string>): void
   const before = listed.size;
   for (const entry of entries) listed.add(entry);
   if (listed.size === before && existsSync(join(outputDir, MANIFEST_FILE))) return;
-  writeAtomically(
+  writeTextAtomically(
     join(outputDir, MANIFEST_FILE),
     `${JSON.stringify({ written_by: 'lora', entries: [...listed].sort() }, null, 2)}\n`,
   );
@@ -171,12 +172,6 @@ export function clearEarlierRun(outputDir: string, keep: readonly string[] = [])
   }
 }
 
-/** `text` into `path` through a temporary file and a rename, so no reader sees half of it. */
-function writeAtomically(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text);
-  renameSync(`${path}.tmp`, path);
-}
-
 export interface RunStamp {
   startedAt: Date;
   version: string;
@@ -186,8 +181,8 @@ export interface RunStamp {
 /** Writes the resolved config snapshot (atomically) and appends the run to `runs.jsonl`. */
 export function stampRun(outputDir: string, config: LoraConfig, stamp: RunStamp): void {
   const header = `# lora ${stamp.version}, run started ${stamp.startedAt.toISOString()}${stamp.resumedFrom ? `, resumed from ${stamp.resumedFrom}` : ''}\n`;
-  writeAtomically(join(outputDir, RUN_FILES.config), header + stringifyConfig(config));
-  appendFileSync(
+  writeTextAtomically(join(outputDir, RUN_FILES.config), header + stringifyConfig(config));
+  appendText(
     join(outputDir, RUN_FILES.runs),
     `${JSON.stringify({ started_at: stamp.startedAt.toISOString(), version: stamp.version, resumed_from: stamp.resumedFrom ?? null })}\n`,
   );
@@ -222,7 +217,7 @@ export class RunRecorder {
       case 'step': {
         if (!this.continued) this.continueHistory(event.step);
         const { type: _, ...metrics } = event;
-        appendFileSync(join(this.outputDir, RUN_FILES.metrics), `${JSON.stringify(metrics)}\n`);
+        appendText(join(this.outputDir, RUN_FILES.metrics), `${JSON.stringify(metrics)}\n`);
         this.points.push({ step: event.step, loss: event.loss });
         this.epochLossSum += event.loss;
         this.epochSteps += 1;
@@ -263,8 +258,7 @@ export class RunRecorder {
       if (point && point.step < firstStep) kept.push({ line, point });
     }
     if (kept.length !== lines.filter((line) => line !== '').length) {
-      writeFileSync(`${path}.tmp`, kept.map(({ line }) => `${line}\n`).join(''));
-      renameSync(`${path}.tmp`, path);
+      writeTextAtomically(path, kept.map(({ line }) => `${line}\n`).join(''));
     }
     this.points.push(...kept.map(({ point }) => point));
   }

@@ -62,11 +62,16 @@ export class RunTracker {
         this.progress.log(`warning: ${this.wordWarning(event.code, event.message)}`);
         break;
       case 'checkpoint':
+        this.lastCheckpoint = event.path;
+        break;
       case 'done':
         break;
     }
     this.record(event);
   }
+
+  /** The newest checkpoint this run saved, if it saved one. */
+  lastCheckpoint: string | undefined;
 
   /** Whether the backend started the run (and the run folder was opened for it). */
   get started(): boolean {
