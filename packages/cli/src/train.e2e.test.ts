@@ -3,6 +3,7 @@ import {
   cpSync,
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -366,6 +367,25 @@ function smallDisk(): { folder: string; unmount: () => void } | { reason: string
     return { reason: `cannot mount a tmpfs here (${mounted.stderr.trim() || mounted.error?.message})` };
   return { folder, unmount: () => spawnSync('umount', [folder]) };
 }
+
+describe.runIf(process.platform === 'linux' && existsSync('/dev/shm'))(
+  'lora train across filesystems (built binary)',
+  () => {
+    it('trains into an output_dir on another filesystem than the model (/dev/shm), reading the weights in place', () => {
+      const output = mkdtempSync('/dev/shm/lora-run-');
+      try {
+        const run = lora(...trainArgs('x', '--set', `output_dir=${output}`, '--set', 'max_steps=3'));
+        expect(run.stderr).toBe('');
+        expect(run.status).toBe(0);
+        expect(readdirSync(output)).toEqual(
+          expect.arrayContaining(['adapter_model.safetensors', 'checkpoints']),
+        );
+      } finally {
+        rmSync(output, { recursive: true, force: true });
+      }
+    });
+  },
+);
 
 describe('lora train on a full disk (built binary)', { timeout: 120_000 }, () => {
   const disk = smallDisk();

@@ -198,7 +198,7 @@ function explainLoopError(error: unknown, config: LlmConfig): unknown {
   if (TrainerOrtError.isInstance(error) && error.code === 'EXTERNAL_DATA_CROSS_DEVICE') {
     return new TrainerOrtError(
       error.code,
-      `output_dir ${config.output_dir} is on another filesystem than base_model ${config.base_model}: training reads the weights through a hard link in the run folder, which needs one filesystem. Put output_dir on the model's filesystem (or move the model)`,
+      `training cannot reach the weights of base_model ${config.base_model} from output_dir ${config.output_dir}: ${error.message}. Put output_dir on the model's drive (or move the model)`,
       { cause: error },
     );
   }

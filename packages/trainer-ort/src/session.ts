@@ -3,6 +3,7 @@
  * tensors in and out, disposal. Everything else in the package speaks `HostTensor`.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { env, InferenceSession, listSupportedBackends, Tensor } from 'onnxruntime-node';
@@ -10,6 +11,7 @@ import type { ConcreteDevice } from './device.ts';
 import { TrainerOrtError } from './errors.ts';
 import type { DType } from './graph/dtype.ts';
 import { Graph } from './graph/graph.ts';
+import { DATA_ROOT_SUFFIX } from './graph/model-file.ts';
 import { serializeModel } from './graph/onnx.ts';
 import { add } from './graph/ops/elementwise.ts';
 
@@ -138,12 +140,17 @@ export class Session {
       );
     }
     try {
-      return new Session(
-        await InferenceSession.create(modelPath, sessionOptions(device, options)),
-        device,
-        modelPath,
-        new Set(kept),
-      );
+      // A model whose weights sit on another filesystem names their folder in a sidecar (model-file.ts).
+      const dataRoot = await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8').catch(() => undefined);
+      const settings = sessionOptions(device, options);
+      const inner =
+        dataRoot === undefined
+          ? await InferenceSession.create(modelPath, settings)
+          : await InferenceSession.create(await readFile(modelPath), {
+              ...settings,
+              extra: { session: { model_external_initializers_file_folder_path: dataRoot } },
+            });
+      return new Session(inner, device, modelPath, new Set(kept));
     } catch (error) {
       if (device !== 'cpu') {
         throw new TrainerOrtError(

@@ -1,13 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TrainerOrtError } from '../errors.ts';
 import { Session } from '../session.ts';
 import { valuesOf } from '../testing.ts';
 import { Graph } from './graph.ts';
-import { writeModel } from './model-file.ts';
+import { DATA_ROOT_SUFFIX, writeModel } from './model-file.ts';
 import { add } from './ops/elementwise.ts';
 
 let root: string;
@@ -135,12 +134,27 @@ describe('writeModel', () => {
       await rm(shm, { recursive: true, force: true });
     });
 
-    it('refuses to copy silently and says what to do', async () => {
-      const weights = await weightsFile(join(root, 'h', 'w.bin'), [1, 2]);
-      const error = await writeModel(graphReading(weights), join(shm, 'run')).catch((e: unknown) => e);
-      expect(TrainerOrtError.isInstance(error) && error.code).toBe('EXTERNAL_DATA_CROSS_DEVICE');
-      expect((error as Error).message).toMatch(/same filesystem as the model.*copyExternalData: true/);
-      expect(existsSync(join(shm, 'run', 'w.bin'))).toBe(false);
+    it('reads weights on another filesystem in place: no link, no copy, their folder in the sidecar', async () => {
+      const a = await weightsFile(join(root, 'h', 'models', 'a.bin'), [1, 2]);
+      const b = await weightsFile(join(root, 'h', 'other', 'b.bin'), [10, 20]);
+      const modelPath = await writeModel(graphReading(a, b), join(shm, 'run'));
+      expect((await readdir(join(shm, 'run'))).sort()).toEqual([
+        'model.onnx',
+        `model.onnx${DATA_ROOT_SUFFIX}`,
+      ]);
+      expect(await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8')).toBe(await realpath(join(root, 'h')));
+      // From another working directory too: the sidecar, not the cwd, says where the weights are.
+      const cwd = process.cwd();
+      process.chdir(tmpdir());
+      try {
+        expect(await run(modelPath)).toEqual([11, 22]);
+      } finally {
+        process.chdir(cwd);
+      }
+      // Written again with the weights beside it, the model drops the sidecar.
+      const near = await weightsFile(join(shm, 'run', 'c.bin'), [3, 4]);
+      expect(await run(await writeModel(graphReading(near), join(shm, 'run')))).toEqual([3, 4]);
+      expect(existsSync(`${modelPath}${DATA_ROOT_SUFFIX}`)).toBe(false);
     });
 
     it('copies when asked, and says so', async () => {

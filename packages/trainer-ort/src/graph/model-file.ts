@@ -1,5 +1,5 @@
-import { copyFile, link, lstat, mkdir, realpath, rename, stat, writeFile } from 'node:fs/promises';
-import { basename, extname, join, relative, sep } from 'node:path';
+import { copyFile, link, lstat, mkdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, join, relative, sep } from 'node:path';
 import { TrainerOrtError } from '../errors.ts';
 import type { Graph } from './graph.ts';
 import { serializeModel } from './onnx.ts';
@@ -17,12 +17,23 @@ export interface WriteModelOptions {
 }
 
 /**
+ * The sidecar of a model whose external data sits on another filesystem: `<model>.data-root`
+ * holds the folder its locations are relative to, and `Session.create` loads such a model from
+ * its bytes with that folder as onnxruntime's external-data folder
+ * (`session.model_external_initializers_file_folder_path`).
+ */
+export const DATA_ROOT_SUFFIX = '.data-root';
+
+/**
  * Writes `graph` as `<folder>/<fileName>` and makes every external-data file reachable from it.
  *
  * onnxruntime resolves external data relative to the model file and refuses paths that leave its
  * folder, symbolic links included. Files already inside the folder are referenced in place;
  * others are hard-linked next to the model (no bytes copied), under their base name (`-2`, `-3`
- * … when two files share one). Returns the model file's path.
+ * … when two files share one). A weights file on another filesystem cannot be hard-linked: then
+ * every location is written relative to the folder that holds all the weights files, named in
+ * the `DATA_ROOT_SUFFIX` sidecar (nothing linked, nothing copied), unless `copyExternalData` asks
+ * for copies. Returns the model file's path.
  */
 export async function writeModel(
   graph: Graph,
@@ -31,23 +42,36 @@ export async function writeModel(
 ): Promise<string> {
   await mkdir(folder, { recursive: true });
   const root = await realpath(folder);
-  const locations = new Map<string, string>();
-  const taken = new Set<string>();
+  const target = join(root, options.fileName ?? 'model.onnx');
+  const sources = new Map<string, string>();
   for (const data of graph.initializers.values()) {
-    if (data.kind !== 'external' || locations.has(data.path)) continue;
+    if (data.kind !== 'external' || sources.has(data.path)) continue;
     const source = await realpath(data.path).catch((error: unknown) => {
       throw new TrainerOrtError('EXTERNAL_DATA_INVALID', `external data file ${data.path} cannot be read`, {
         cause: error,
       });
     });
+    sources.set(data.path, source);
+  }
+  const device = (await stat(root)).dev;
+  const far = await Promise.all([...sources.values()].map(async (s) => (await stat(s)).dev !== device));
+  const dataRoot =
+    far.some(Boolean) && !options.copyExternalData ? commonFolder([...sources.values()]) : undefined;
+  const locations = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const [path, source] of sources) {
+    if (dataRoot !== undefined) {
+      locations.set(path, relative(dataRoot, source).split(sep).join('/'));
+      continue;
+    }
     const inside = relative(root, source);
     if (!inside.startsWith('..') && !inside.startsWith(sep)) {
-      locations.set(data.path, inside.split(sep).join('/'));
+      locations.set(path, inside.split(sep).join('/'));
       continue;
     }
     const name = uniqueName(basename(source), taken);
     await linkInto(source, join(root, name), options);
-    locations.set(data.path, name);
+    locations.set(path, name);
   }
   for (const [tensor, data] of graph.initializers) {
     if (data.kind !== 'external') continue;
@@ -60,10 +84,31 @@ export async function writeModel(
     }
   }
   const bytes = serializeModel(graph, { externalLocation: (path) => locations.get(path)! });
-  const target = join(root, options.fileName ?? 'model.onnx');
   await writeFile(`${target}.partial`, bytes);
   await rename(`${target}.partial`, target);
+  const sidecar = `${target}${DATA_ROOT_SUFFIX}`;
+  if (dataRoot === undefined) await rm(sidecar, { force: true });
+  else {
+    await writeFile(`${sidecar}.partial`, dataRoot);
+    await rename(`${sidecar}.partial`, sidecar);
+  }
   return target;
+}
+
+/** The deepest folder that holds every path (`/` at worst on POSIX; none across Windows drives). */
+function commonFolder(paths: readonly string[]): string {
+  let common = dirname(paths[0]!);
+  while (!paths.every((p) => p.startsWith(common.endsWith(sep) ? common : `${common}${sep}`))) {
+    const parent = dirname(common);
+    if (parent === common) {
+      throw new TrainerOrtError(
+        'EXTERNAL_DATA_CROSS_DEVICE',
+        `the weights files ${paths.join(', ')} share no folder (different drives) and cannot be hard-linked into the run folder; put them on one drive, or allow copies (copyExternalData: true)`,
+      );
+    }
+    common = parent;
+  }
+  return common;
 }
 
 function uniqueName(name: string, taken: Set<string>): string {
