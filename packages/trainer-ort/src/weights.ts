@@ -1,5 +1,10 @@
 import { resolve } from 'node:path';
-import type { SafetensorsHeader } from '@lora/safetensors';
+import {
+  openSafetensors,
+  SafetensorsError,
+  type SafetensorsFile,
+  type SafetensorsHeader,
+} from '@lora/safetensors';
 import { TrainerOrtError } from './errors.ts';
 import type { DType } from './graph/dtype.ts';
 import type { Graph, Tensor } from './graph/graph.ts';
@@ -44,4 +49,19 @@ export function safetensorsWeight(
     offset: file.dataStart + info.byteOffset,
     length: info.byteLength,
   });
+}
+
+/**
+ * `openSafetensors`, with the file's path in front of a header problem's message ("file is 6
+ * bytes" says nothing about which of a model's files is not safetensors); the code stays.
+ */
+export async function openWeightsFile(path: string): Promise<SafetensorsFile> {
+  try {
+    return await openSafetensors(path);
+  } catch (error) {
+    if (!SafetensorsError.isInstance(error) || error.message.includes(path)) throw error;
+    throw new SafetensorsError(error.code, `${path}: ${error.message}; is it a .safetensors file?`, {
+      cause: error,
+    });
+  }
 }

@@ -1081,7 +1081,10 @@ async function readChildLog(logFile) {
       }
       listing = undefined;
       const plain = line.replace(ANSI, '');
-      if (INTERESTING.test(plain) && !/\[(V|I):onnxruntime|Removing initializer/.test(plain)) {
+      if (
+        INTERESTING.test(plain) &&
+        !/\[(V|I):onnxruntime|Removing initializer|Some nodes were not assigned/.test(plain)
+      ) {
         interesting.push(plain.slice(0, 400));
         if (interesting.length > 20) interesting.shift();
       }

@@ -6,7 +6,7 @@
  */
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CliError } from '../cli-error.ts';
 
 export const LOCK_FILE = 'lora.lock';
@@ -81,8 +81,13 @@ function isAlive(pid: number): boolean {
 }
 
 function lockFailed(path: string, error: unknown): CliError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason =
+    code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+      ? 'the output folder is not writable (read-only, or owned by another user)'
+      : (error as Error).message;
   return new CliError(
-    'E_RUN_LOCKED',
-    `could not create the run lock ${path}: ${(error as Error).message}; check that the output folder is writable`,
+    'E_OUTPUT_UNWRITABLE',
+    `cannot write in ${dirname(path)}: ${reason}. Choose an output_dir you can write to.`,
   );
 }

@@ -6,7 +6,8 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { openSafetensors, openShardedSafetensors, type ShardedTensorInfo } from '@lora/safetensors';
+import { openShardedSafetensors, type ShardedTensorInfo } from '@lora/safetensors';
+import { openWeightsFile } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
 import { type LlamaSpec, parseLlamaConfig } from './config.ts';
 import { llamaTensorShapes } from './weights.ts';
@@ -89,7 +90,7 @@ async function readHeaders(root: string): Promise<Map<string, ShardedTensorInfo>
       `${root} has neither model.safetensors nor model.safetensors.index.json; PyTorch .bin weights are not read (save the model with safe_serialization=True)`,
     );
   }
-  const file = await openSafetensors(single);
+  const file = await openWeightsFile(single);
   await file.close();
   return new Map(
     [...file.tensors].map(([name, info]) => [name, { ...info, path: file.path, dataStart: file.dataStart }]),

@@ -148,6 +148,15 @@ describe('a diffusers folder', () => {
     await rm(join(root, 'vae', 'diffusion_pytorch_model.fp16.safetensors'));
     await expect(openSdCheckpoint(root)).rejects.toThrow(/no-vae\/vae has none of diffusion_pytorch_model/);
   });
+
+  it('names the file that is not safetensors (a text file as base_model), keeping the code', async () => {
+    const path = join(folder, 'notes.safetensors');
+    await writeFile(path, 'hello\n');
+    await expect(openSdCheckpoint(path)).rejects.toMatchObject({
+      code: 'E_HEADER_TOO_SMALL',
+      message: expect.stringMatching(/notes\.safetensors: file is 6 bytes; .*is it a \.safetensors file\?/),
+    });
+  });
 });
 
 describe('checkpoint errors name the file, the key and what to do', () => {

@@ -7,17 +7,12 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  openSafetensors,
-  type SafetensorsFile,
-  type SafetensorsHeader,
-  type TensorInfo,
-} from '@lora/safetensors';
+import type { SafetensorsFile, SafetensorsHeader, TensorInfo } from '@lora/safetensors';
 import type { DType } from '../../graph/dtype.ts';
 import type { Graph, Tensor } from '../../graph/graph.ts';
 import { cast } from '../../graph/ops/elementwise.ts';
 import { reshape } from '../../graph/ops/layout.ts';
-import { safetensorsWeight } from '../../weights.ts';
+import { openWeightsFile, safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, SD15, type SdModelConfig } from './config.ts';
 import {
@@ -217,7 +212,7 @@ export interface OpenedSdCheckpoint {
  */
 export async function openSdCheckpoint(path: string, config?: SdModelConfig): Promise<OpenedSdCheckpoint> {
   if (!(await stat(path)).isDirectory()) {
-    const file = await openSafetensors(path);
+    const file = await openWeightsFile(path);
     return { checkpoint: SdCheckpoint.fromSingleFile(file, config), close: () => file.close() };
   }
   const opened: SafetensorsFile[] = [];
@@ -228,7 +223,7 @@ export async function openSdCheckpoint(path: string, config?: SdModelConfig): Pr
     const files = {} as Record<SdComponent, WeightFile>;
     for (const component of COMPONENTS) {
       const name = await firstExisting(join(path, component), DIFFUSERS_FILES[component]);
-      const file = await openSafetensors(join(path, component, name));
+      const file = await openWeightsFile(join(path, component, name));
       opened.push(file);
       files[component] = file;
     }
