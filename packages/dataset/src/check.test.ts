@@ -1,4 +1,4 @@
-import { copyFile, writeFile } from 'node:fs/promises';
+import { copyFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkDataset, type DatasetReport } from './check.ts';
@@ -99,6 +99,41 @@ describe('scanImageFolders', () => {
         code: 'unreadable-caption',
         path: join(dir, 'a.txt'),
         reason: expect.stringMatching(/MAX_CAPTION_BYTES/),
+      }),
+    ]);
+  });
+
+  it('refuses a repeat count above MAX_REPEATS before reading anything, naming the folder', async () => {
+    const dir = join(await tempDir(), 'src');
+    await writeImage(join(dir, '1000000000_big', 'a.png'), { width: 8, height: 8 });
+    await expect(scanImageFolders({ dirs: [dir] })).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+      message: expect.stringMatching(
+        /1000000000_big repeats its images 1000000000 times, above MAX_REPEATS \(10000\)/,
+      ),
+    });
+  });
+
+  it('reports symbolic links that lead out of the dataset folder, and uses what they point to', async () => {
+    const base = await tempDir();
+    const outside = join(base, 'photos');
+    await writeImage(join(outside, 'b.png'), { width: 8, height: 8 });
+    const dir = join(base, '5_style');
+    await writeImage(join(dir, 'a.png'), { width: 8, height: 8 });
+    await symlink(outside, join(dir, 'more'));
+    await symlink(join(dir, 'a.png'), join(dir, 'same.png'));
+    const { images, findings } = await scanImageFolders({ dirs: [dir], captions: 'none' });
+    expect(images.map((i) => i.path).sort()).toEqual([
+      join(dir, 'a.png'),
+      join(dir, 'more', 'b.png'),
+      join(dir, 'same.png'),
+    ]);
+    const links = findings.filter((f) => f.code === 'link-outside');
+    expect(links).toEqual([
+      expect.objectContaining({
+        severity: 'warning',
+        path: join(dir, 'more'),
+        reason: expect.stringMatching(/symbolic link to .*photos, outside the dataset folder/),
       }),
     ]);
   });

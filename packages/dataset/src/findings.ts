@@ -12,7 +12,8 @@ export type FindingCode =
   | 'exif-rotation'
   | 'multi-line-caption'
   | 'animated-image'
-  | 'no-repeat-prefix';
+  | 'no-repeat-prefix'
+  | 'link-outside';
 
 /** error: the file is skipped. warning: used, but probably not what was meant. info: FYI. */
 export type FindingSeverity = 'error' | 'warning' | 'info';

@@ -56,6 +56,7 @@ export { createRng, Rng, type RngState } from './rng.ts';
 export {
   type CaptionSource,
   MAX_CAPTION_BYTES,
+  MAX_REPEATS,
   MAX_SCAN_DEPTH,
   type ScannedImage,
   type ScanOptions,

@@ -1,6 +1,6 @@
 import type { Dirent } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, dirname, extname, join, relative, resolve } from 'node:path';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { DatasetError } from './errors.ts';
 import type { Finding } from './findings.ts';
 import { isImagePath } from './image-io.ts';
@@ -9,6 +9,12 @@ import { findInvalidUtf8 } from './utf8.ts';
 
 /** Deepest folder nesting scanned; deeper trees are almost certainly a link loop or a mistake. */
 export const MAX_SCAN_DEPTH = 32;
+
+/**
+ * Largest `N_` repeat count taken. kohya datasets use 1–100; every repeat is one entry of the
+ * epoch's sample list in memory, so `1000000000_big` would exhaust it before training starts.
+ */
+export const MAX_REPEATS = 10_000;
 
 /** Longest sidecar caption read; captions are a few hundred characters, CLIP reads 77 tokens. */
 export const MAX_CAPTION_BYTES = 64 * 1024;
@@ -47,6 +53,19 @@ export interface ScanResult {
 
 const REPEAT_FOLDER = /^(\d+)_(.+)$/;
 
+/** The repeat count of an `N_name` folder, refused above `MAX_REPEATS`. */
+function repeatsOf(count: string, path: string): number {
+  const repeats = Number(count);
+  if (repeats > MAX_REPEATS) {
+    throw new DatasetError(
+      'LIMIT_EXCEEDED',
+      `${path} repeats its images ${count} times, above MAX_REPEATS (${MAX_REPEATS}); kohya datasets use 1–100 (the N of the N_name folder).`,
+      { path },
+    );
+  }
+  return repeats;
+}
+
 interface Walked {
   images: { path: string; dataset: string; repeats: number }[];
   files: Set<string>;
@@ -54,6 +73,7 @@ interface Walked {
 }
 
 async function walk(
+  root: string,
   dir: string,
   dataset: string,
   repeats: number,
@@ -83,10 +103,11 @@ async function walk(
     if (entry.name.startsWith('.')) continue; // .cache, .DS_Store, editor files
     const path = join(dir, entry.name);
     const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await stat(path)).isDirectory());
+    if (entry.isSymbolicLink()) await reportLinkOutside(root, path, isDir, findings);
     if (isDir) {
       const match = REPEAT_FOLDER.exec(entry.name);
       if (match) {
-        await walk(path, entry.name, Number(match[1]), depth + 1, into, findings, false);
+        await walk(root, path, entry.name, repeatsOf(match[1]!, path), depth + 1, into, findings, false);
       } else {
         if (isSourceRoot) {
           findings.push({
@@ -96,7 +117,7 @@ async function walk(
             reason: `folder has no "N_" repeat prefix, so its images repeat ${repeats}× as part of "${dataset}" (kohya would ignore it).`,
           });
         }
-        await walk(path, dataset, repeats, depth + 1, into, findings, false);
+        await walk(root, path, dataset, repeats, depth + 1, into, findings, false);
       }
       continue;
     }
@@ -104,6 +125,27 @@ async function walk(
     if (entry.name.toLowerCase() === 'metadata.csv') into.metadataFiles.push(path);
     else if (isImagePath(path)) into.images.push({ path, dataset, repeats });
   }
+}
+
+/**
+ * A symbolic link that leads out of the source folder (a dataset assembled from links into a
+ * photo library, or a link to / by mistake) is used, and said: its images train as if they were
+ * inside.
+ */
+async function reportLinkOutside(
+  root: string,
+  path: string,
+  isDir: boolean,
+  findings: Finding[],
+): Promise<void> {
+  const target = await realpath(path).catch(() => undefined);
+  if (target === undefined || target === root || target.startsWith(`${root}${sep}`)) return;
+  findings.push({
+    code: 'link-outside',
+    severity: 'warning',
+    path,
+    reason: `is a symbolic link to ${target}, outside the dataset folder ${root}; ${isDir ? 'the images in it are' : 'it is'} used as if inside. Copy the files in, or remove the link, if that was not meant.`,
+  });
 }
 
 /** The sidecar's text, or why it cannot be used (an oversized file is reported, not fatal). */
@@ -156,7 +198,8 @@ export async function scanImageFolders(options: ScanOptions): Promise<ScanResult
     const root = resolve(dir);
     const rootName = basename(root);
     const match = REPEAT_FOLDER.exec(rootName);
-    await walk(root, rootName, match ? Number(match[1]) : 1, 0, walked, findings, true);
+    const real = await realpath(root).catch(() => root);
+    await walk(real, root, rootName, match ? repeatsOf(match[1]!, root) : 1, 0, walked, findings, true);
   }
 
   // Captions from every metadata.csv, keyed by the absolute image path it names.
