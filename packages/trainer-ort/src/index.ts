@@ -170,6 +170,10 @@ export {
 } from './models/llama/demo.ts';
 export { type DemoRecord, demoRecords, demoRecordsJsonl } from './models/llama/demo-data.ts';
 export { type SdBatch, SdBatchSource } from './models/sd/batches.ts';
+export { type OpenedSdCheckpoint, openSdCheckpoint } from './models/sd/checkpoint.ts';
+export { SD15, type SdModelConfig } from './models/sd/config.ts';
+export { LDM_PREFIXES } from './models/sd/keys.ts';
+export { clipTextModel, ldmUnet } from './models/sd/ldm-layout.ts';
 export { ClipTokenizer } from './models/sd/model-files.ts';
 export {
   type ShapeImagesOptions,

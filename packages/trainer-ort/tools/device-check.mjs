@@ -13,8 +13,8 @@
 //     8192, vocab 128256, tied embeddings), seq 512, batch 1 then 4, LoRA rank 16 on
 //     q/k/v/o_proj;
 //   - the SD 1.5 UNet (+ CLIP text encoder, not trained) at 512 px (64×64 latents), batch 1 then
-//     4, LoRA rank 16 on to_q/to_k/to_v/to_out (its fp16 case is skipped while the SD model
-//     builds no float16 op: it would measure the fp32 computation again);
+//     4, LoRA rank 16 on to_q/to_k/to_v/to_out (a model whose graph builds no float16 op under
+//     fp16 has that case skipped: it would measure the fp32 computation again);
 // with random weights written here, F16 for the fp16 cases and the same values as F32 for the
 // fp32 ones (so no session casts weights), through the trainer's own loop (`runTrainingLoop`,
 // with the engine it picks for the device), one child process per case. Each case prints, as
@@ -60,9 +60,7 @@ import { parseArgs } from 'node:util';
 const SELF = fileURLToPath(import.meta.url);
 const PACKAGE = join(dirname(SELF), '..');
 const DIST = pathToFileURL(join(PACKAGE, 'dist', 'index.js')).href;
-/** Lets this process import the package's TypeScript sources (what dist/ does not export). */
-const TS_HOOKS = pathToFileURL(join(PACKAGE, 'src', 'train', 'parallel', 'typescript-hooks.mjs')).href;
-const src = (path) => pathToFileURL(join(PACKAGE, 'src', path)).href;
+/** Resolves the package's own dependencies (onnxruntime-node, webgpu) as the package does. */
 const requirePackage = createRequire(join(PACKAGE, 'package.json'));
 /** Lines a child process sends to this one start with this; everything else is its own output. */
 const TAG = '@device-check ';
@@ -910,10 +908,7 @@ async function childLlama(spec) {
 
 async function childSd(spec) {
   logPlacement();
-  await import(TS_HOOKS);
-  const { openSdCheckpoint } = await import(src('models/sd/checkpoint.ts'));
-  const { SdTrainableModel } = await import(src('models/sd/trainable.ts'));
-  const { runTrainingLoop } = await import(src('train/loop.ts'));
+  const { openSdCheckpoint, SdTrainableModel, runTrainingLoop } = await import(DIST);
   const { createRng } = await import('@lora/dataset');
   const opened = await openSdCheckpoint(spec.checkpoint, spec.sdConfig);
   try {
@@ -1333,18 +1328,15 @@ async function main() {
         computesFp16,
       };
     } else {
-      await import(TS_HOOKS);
-      const [configs, keys, layout, gradientsModule, trainable, graphModule, checkpointModule, tiny] =
-        await Promise.all([
-          import(src('models/sd/config.ts')),
-          import(src('models/sd/keys.ts')),
-          import(src('models/sd/ldm-layout.ts')),
-          import(src('autodiff/gradients.ts')),
-          import(src('models/sd/trainable.ts')),
-          import(src('graph/graph.ts')),
-          import(src('models/sd/checkpoint.ts')),
-          import(src('models/sd/tiny.ts')),
-        ]);
+      const trainer = await import(DIST);
+      const configs = { SD15: trainer.SD15 };
+      const keys = { LDM_PREFIXES: trainer.LDM_PREFIXES };
+      const layout = { ldmUnet: trainer.ldmUnet, clipTextModel: trainer.clipTextModel };
+      const gradientsModule = { gradients: trainer.gradients };
+      const trainable = { SdTrainableModel: trainer.SdTrainableModel };
+      const graphModule = { Graph: trainer.Graph };
+      const checkpointModule = { openSdCheckpoint: trainer.openSdCheckpoint };
+      const tiny = { writeTinySdModel: trainer.writeTinySdModel };
       const sd15 = { ...keys, ...layout, SD15: configs.SD15, ...weightLib };
       let checkpoints;
       let sdConfig;

@@ -160,7 +160,9 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
     const sin = cast(graph.input(ropeSin, 'float32', ['seq', spec.headDim]), dtype);
 
     const embed = weight('model.embed_tokens.weight');
-    let x = cast(gather(embed, ids), dtype);
+    // int32 token ids: with int64 ones onnxruntime's WebGPU provider found no kernel for this
+    // Gather and kept the embedding table and its lookup on the CPU (ids < vocabulary size < 2³¹).
+    let x = cast(gather(embed, cast(ids, 'int32')), dtype);
     for (let layer = 0; layer < spec.numLayers; layer++) {
       x = graph.scope(`layers.${layer}`, () => {
         const attention = selfAttention(
