@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { BENCH_DIR, formatTable, machineHeader } from './lib.mjs';
 
-const SCRIPTS = ['train-step.mjs', 'preprocess.mjs', 'caption.mjs', 'safetensors.mjs'];
+const SCRIPTS = ['train-step.mjs', 'preprocess.mjs', 'caption.mjs', 'safetensors.mjs', 'webgpu-step.mjs'];
 
 function runScript(script) {
   return new Promise((resolve, reject) => {
