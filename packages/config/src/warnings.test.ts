@@ -58,6 +58,14 @@ describe('configWarnings', () => {
     ],
     ['cycles without restarts', SD, 'lr_cycles: 3', {}, 'ignored_key', 'lr_cycles'],
     [
+      'more workers than cores',
+      LLM,
+      'device: cpu\nnum_workers: 8',
+      { cores: 2 },
+      'workers_exceed_cores',
+      'num_workers',
+    ],
+    [
       'text_encoder_lr without the text encoder',
       SD,
       'text_encoder_lr: 5e-5',

@@ -12,7 +12,8 @@ export type ConfigWarningCode =
   | 'ignored_key'
   | 'module_mapping'
   | 'half_precision_on_cpu'
-  | 'high_noise_offset';
+  | 'high_noise_offset'
+  | 'workers_exceed_cores';
 
 /** Advice about a config that is valid but probably not what the user wants. */
 export interface ConfigWarning {
@@ -27,6 +28,8 @@ export interface WarningContext {
   /** Examples per epoch (images times their repeats, or text examples). */
   datasetSize?: number;
   device?: 'cuda' | 'webgpu' | 'cpu';
+  /** CPU cores this process may use (`os.availableParallelism()`). */
+  cores?: number;
 }
 
 /**
@@ -94,6 +97,12 @@ export function configWarnings(config: LoraConfig, context: WarningContext = {})
       'half_precision_on_cpu',
       'mixed_precision',
       `${config.mixed_precision} on CPU is slower than fp32 and some ops lack half-precision kernels; auto picks fp32`,
+    );
+  if (context.cores !== undefined && config.num_workers > context.cores)
+    warn(
+      'workers_exceed_cores',
+      'num_workers',
+      `num_workers ${config.num_workers} is more than this machine's ${context.cores} CPU cores: the workers share them and the run is slower than with ${context.cores}`,
     );
   ignoredKeys(config, warn);
   if (config.task === 'sd') {

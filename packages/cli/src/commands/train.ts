@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
-import { constants as osConstants } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import {
   backendModuleName,
@@ -59,7 +59,8 @@ export async function train(options: TrainOptions): Promise<number> {
     throw withSection(asResumeFlag(error, options.resume, sets), 'resumeFoundNothing');
   });
   const progress = new ProgressDisplay(process.stdout);
-  for (const warning of configWarnings(config)) progress.log(`warning: ${warning.message}`);
+  for (const warning of configWarnings(config, { cores: availableParallelism() }))
+    progress.log(`warning: ${warning.message}`);
 
   const outputDir = config.output_dir;
   const backend = await loadBackend(config.backend);
