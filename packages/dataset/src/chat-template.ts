@@ -1,5 +1,6 @@
 import { Template } from '@huggingface/jinja';
 import { DatasetError } from './errors.ts';
+import { TemplateSandbox } from './template-sandbox.ts';
 import type { ChatMessage } from './text-formats.ts';
 
 /**
@@ -34,7 +35,11 @@ export interface ChatTemplate {
   ): string;
 }
 
-function compile(source: string, name: string): ChatTemplate {
+/**
+ * A template from the model or the config renders in a `TemplateSandbox` (time, memory and output
+ * budgets); the built-in ones, which this package wrote, render in this thread.
+ */
+function compile(source: string, name: string, sandboxed: boolean): ChatTemplate {
   let template: Template;
   try {
     template = new Template(source);
@@ -47,17 +52,22 @@ function compile(source: string, name: string): ChatTemplate {
       },
     );
   }
+  let sandbox: TemplateSandbox | undefined;
   return {
     name,
     render(messages, options) {
+      const context = {
+        messages: messages.map((message) => ({ role: message.role, content: message.content })),
+        add_generation_prompt: options.addGenerationPrompt,
+        bos_token: options.bosToken ?? '',
+        eos_token: options.eosToken,
+      };
       try {
-        return template.render({
-          messages: messages.map((message) => ({ role: message.role, content: message.content })),
-          add_generation_prompt: options.addGenerationPrompt,
-          bos_token: options.bosToken ?? '',
-          eos_token: options.eosToken,
-        });
+        if (!sandboxed) return template.render(context);
+        sandbox ??= new TemplateSandbox(source, name);
+        return sandbox.render(context);
       } catch (error) {
+        if (DatasetError.isInstance(error)) throw error;
         throw new DatasetError(
           'TEMPLATE',
           `The ${name} chat template failed on a conversation with roles [${messages.map((m) => m.role).join(', ')}]: ${(error as Error).message}.`,
@@ -79,14 +89,14 @@ export function resolveChatTemplate(
   modelTemplate: string | undefined,
 ): ChatTemplate {
   if (requested !== undefined) {
-    if (isBuiltin(requested)) return compile(BUILTIN_TEMPLATES[requested], requested);
-    if (requested.includes('{{') || requested.includes('{%')) return compile(requested, 'custom');
+    if (isBuiltin(requested)) return compile(BUILTIN_TEMPLATES[requested], requested, false);
+    if (requested.includes('{{') || requested.includes('{%')) return compile(requested, 'custom', true);
     throw new DatasetError(
       'TEMPLATE',
       `Unknown chat template "${requested}"; use one of ${Object.keys(BUILTIN_TEMPLATES).join(', ')}, or Jinja source.`,
     );
   }
-  if (modelTemplate !== undefined) return compile(modelTemplate, 'model');
+  if (modelTemplate !== undefined) return compile(modelTemplate, 'model', true);
   throw new DatasetError(
     'TEMPLATE',
     `The model has no chat_template; set \`template\` to one of ${Object.keys(BUILTIN_TEMPLATES).join(', ')} (chatml suits most base models).`,

@@ -64,6 +64,11 @@ export {
   scanImageFolders,
 } from './scan.ts';
 export {
+  MAX_RENDERED_BYTES,
+  TEMPLATE_MEMORY_MB,
+  TEMPLATE_TIME_BUDGET_MS,
+} from './template-sandbox.ts';
+export {
   checkTextDataset,
   MAX_REPORTED_PROBLEMS,
   type TextDatasetReport,
