@@ -8,7 +8,7 @@ export {
   makeBucketResolutions,
   type Size,
 } from './buckets.ts';
-export { type CaptionOptions, datasetTagFrequency } from './captions.ts';
+export { type CaptionOptions, datasetTagFrequency, processCaption } from './captions.ts';
 export {
   BUILTIN_TEMPLATES,
   type BuiltinTemplateName,

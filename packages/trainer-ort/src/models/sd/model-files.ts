@@ -141,6 +141,16 @@ export class ClipTokenizer {
     return new ClipTokenizer(tokenizer, length, file);
   }
 
+  /** Tokens a caption may have: the positions less BOS and EOS (75 for SD); `encode` drops the rest. */
+  get window(): number {
+    return this.length - 2;
+  }
+
+  /** How many tokens `caption` has, before `encode` cuts it to `window`. */
+  tokenCount(caption: string): number {
+    return this.tokenizer.encode(caption, false).length;
+  }
+
   /** Token ids `[captions.length, length]`, row-major, as the text encoder's int64 input. */
   encode(captions: readonly string[]): BigInt64Array {
     const out = new BigInt64Array(captions.length * this.length).fill(BigInt(this.padId));

@@ -249,6 +249,28 @@ describe('trainSd inputs', () => {
     await expect(train({ ...sd, ...change })).rejects.toMatchObject({ code: 'E_MODEL_CONFIG', message });
   });
 
+  it('says once how many captions are longer than the text encoder window, and the longest', async () => {
+    const data = join(root, 'long-captions');
+    await writeShapeImages(data, { count: 3 });
+    const metadata = join(data, 'metadata.csv');
+    const rows = (await readFile(metadata, 'utf8')).trim().split('\n');
+    const [file] = rows[1]!.split(',');
+    rows[1] = `${file},"${Array.from({ length: 120 }, (_, i) => `tag${i}`).join(', ')}"`;
+    await writeFile(metadata, `${rows.join('\n')}\n`);
+    const sd = { ...(await config('long-captions')), train_data_dir: data, max_steps: 1 };
+    const { events } = await train(sd);
+    const long = events.filter((e) => e.type === 'warning' && e.code === 'long_captions');
+    expect(long).toEqual([
+      expect.objectContaining({
+        message: expect.stringMatching(
+          new RegExp(
+            `^1 of 3 caption\\(s\\) are longer than the text encoder's 75 tokens .*the longest, .*${file!.replace('.', '\\.')}, has \\d{3}\\)`,
+          ),
+        ),
+      }),
+    ]);
+  });
+
   it('says where to put CLIP tokenizer.json when the checkpoint has none beside it', async () => {
     const model = join(root, 'models', 'no-tokenizer');
     await writeTinySdModel(model);

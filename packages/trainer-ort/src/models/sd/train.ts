@@ -10,10 +10,12 @@ import {
   type CaptionOptions,
   checkDataset,
   createBucketSelector,
+  createRng,
   type DatasetImage,
   datasetTagFrequency,
   ImageDataset,
   type ImageDatasetOptions,
+  processCaption,
   type Size,
 } from '@lora/dataset';
 import { Graph } from '../../graph/graph.ts';
@@ -80,6 +82,7 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
     }
     const tokenizer = await ClipTokenizer.forModel(base, checkpoint.config.textEncoder.maxPositions);
     const images = await trainingImages(config, warn);
+    reportLongCaptions(images, tokenizer, warn);
     const settings = imageDatasetOptions(config);
     const dataset = new ImageDataset(images, settings);
 
@@ -191,6 +194,32 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
     await latents?.dispose();
     await opened.close();
   }
+}
+
+/**
+ * Captions longer than the text encoder's window lose their end in every step (kohya cuts them
+ * too, unless --max_token_length): said once, with how many, the longest and where.
+ */
+function reportLongCaptions(
+  images: readonly DatasetImage[],
+  tokenizer: ClipTokenizer,
+  warn: (code: string, message: string) => void,
+): void {
+  let count = 0;
+  let longest = { tokens: 0, path: '' };
+  const rng = createRng(0);
+  for (const image of images) {
+    if (!image.caption) continue;
+    const tokens = tokenizer.tokenCount(processCaption(image.caption, undefined, rng));
+    if (tokens <= tokenizer.window) continue;
+    count++;
+    if (tokens > longest.tokens) longest = { tokens, path: image.path };
+  }
+  if (count === 0) return;
+  warn(
+    'long_captions',
+    `${count} of ${images.length} caption(s) are longer than the text encoder's ${tokenizer.window} tokens and lose their end in training (the longest, ${longest.path}, has ${longest.tokens}); put what matters first (**core** tags stay first) or shorten them`,
+  );
 }
 
 /** The images of the dataset folder, with a warning for any that will be skipped. */
