@@ -1,7 +1,8 @@
 // Shared by the bench scripts: interleaved timing, medians, the Python side as a long-lived
 // worker, machine and version facts, and the result table.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -230,4 +231,78 @@ export class NodeWorker extends LineWorker {
   constructor(script, args = [], env = {}) {
     super(process.execPath, [join(BENCH_DIR, script), ...args], env);
   }
+}
+
+// The worker side of the JSON-lines protocol (a side of a comparison run as its own process).
+const input = Buffer.alloc(1 << 16);
+let pending = '';
+/** The next request, read with a blocking read of stdin; null when the harness has closed it. */
+export function nextRequest() {
+  for (;;) {
+    const newline = pending.indexOf('\n');
+    if (newline >= 0) {
+      const line = pending.slice(0, newline);
+      pending = pending.slice(newline + 1);
+      return JSON.parse(line);
+    }
+    let read;
+    try {
+      read = readSync(0, input, 0, input.length, null);
+    } catch (error) {
+      if (error.code !== 'EAGAIN') throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      continue;
+    }
+    if (read === 0) return null;
+    pending += input.toString('utf8', 0, read);
+  }
+}
+export const reply = (message) => writeSync(1, `${JSON.stringify(message)}\n`);
+
+/**
+ * A Hugging Face LLaMA folder for config `name` of llama-configs.json in `temp`: config.json,
+ * random F32 weights (N(0, 0.02²), norms 1) and `batch` × `seq` random token ids.
+ */
+export async function writeLlamaFolder(temp, name, { batch, seq }) {
+  const { writeSafetensors } = await import('../packages/safetensors/dist/index.js');
+  const { createRng } = await import('../packages/dataset/dist/index.js');
+  const config = JSON.parse(readFileSync(join(BENCH_DIR, 'llama-configs.json'), 'utf8'))[name];
+  const folder = join(temp, `llama-${name}`);
+  await mkdir(folder, { recursive: true });
+  const { hidden_size: h, intermediate_size: inner, vocab_size: vocab } = config;
+  const rng = createRng(7, name.length);
+  const normal = (shape) => ({
+    dtype: 'F32',
+    shape,
+    data: () => Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() * 0.02),
+  });
+  const ones = { dtype: 'F32', shape: [h], data: new Float32Array(h).fill(1) };
+  const tensors = new Map([
+    ['model.embed_tokens.weight', normal([vocab, h])],
+    ['model.norm.weight', ones],
+    ['lm_head.weight', normal([vocab, h])],
+  ]);
+  const linears = {
+    'self_attn.q_proj': [h, h],
+    'self_attn.k_proj': [h, h],
+    'self_attn.v_proj': [h, h],
+    'self_attn.o_proj': [h, h],
+    'mlp.gate_proj': [inner, h],
+    'mlp.up_proj': [inner, h],
+    'mlp.down_proj': [h, inner],
+  };
+  for (let layer = 0; layer < config.num_hidden_layers; layer++) {
+    const prefix = `model.layers.${layer}.`;
+    tensors.set(`${prefix}input_layernorm.weight`, ones);
+    tensors.set(`${prefix}post_attention_layernorm.weight`, ones);
+    for (const [module, shape] of Object.entries(linears))
+      tensors.set(`${prefix}${module}.weight`, normal(shape));
+  }
+  await writeSafetensors(join(folder, 'model.safetensors'), tensors, { format: 'pt' });
+  writeFileSync(join(folder, 'config.json'), JSON.stringify(config, null, 2));
+  const ids = Array.from({ length: batch }, () =>
+    Array.from({ length: seq }, () => rng.nextUint32() % vocab),
+  );
+  writeFileSync(join(folder, 'input_ids.json'), JSON.stringify(ids));
+  return folder;
 }

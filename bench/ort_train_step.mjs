@@ -12,10 +12,10 @@
 //
 // Usage: node bench/ort_train_step.mjs llama <model folder> <run folder>
 //        node bench/ort_train_step.mjs sd <tiny-sd folder> <images folder> <run folder>
-import { mkdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { log, ROOT } from './lib.mjs';
+import { log, nextRequest, ROOT, reply } from './lib.mjs';
 
 const THREADS = 2;
 const BATCH = 4;
@@ -36,30 +36,6 @@ ort.InferenceSession.create = (model, options = {}) =>
   });
 const trainer = await import('../packages/trainer-ort/dist/index.js');
 
-const input = Buffer.alloc(1 << 16);
-let pending = '';
-/** The next request, read with a blocking read of stdin; null when the harness has closed it. */
-function nextRequest() {
-  for (;;) {
-    const newline = pending.indexOf('\n');
-    if (newline >= 0) {
-      const line = pending.slice(0, newline);
-      pending = pending.slice(newline + 1);
-      return JSON.parse(line);
-    }
-    let read;
-    try {
-      read = readSync(0, input, 0, input.length, null);
-    } catch (error) {
-      if (error.code !== 'EAGAIN') throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
-      continue;
-    }
-    if (read === 0) return null;
-    pending += input.toString('utf8', 0, read);
-  }
-}
-const reply = (message) => writeSync(1, `${JSON.stringify(message)}\n`);
 const peakRss = () => process.resourceUsage().maxRSS * 1024; // Linux reports KiB
 
 /** Answers `info`, waits for the first round, and returns the loop's event callback. */

@@ -9,11 +9,9 @@
 // torch_sd_unet_step.py, and ort_train_step.mjs (the trainer's own loop).
 // Run: node bench/train-step.mjs (installs python3-torch and libopenblas0-pthread with apt when
 // missing: without OpenBLAS, Debian's torch falls back to reference BLAS, ~10× slower).
-import { readFileSync, writeFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BENCH_DIR,
   debianVersion,
   ensureDebianPackages,
   interleave,
@@ -26,6 +24,7 @@ import {
   requireBuilt,
   row,
   temporaryDir,
+  writeLlamaFolder,
 } from './lib.mjs';
 
 const BATCH = 4;
@@ -45,54 +44,10 @@ const TORCH_ENV = { OPENBLAS_NUM_THREADS: '2', OMP_WAIT_POLICY: 'PASSIVE' };
 
 ensureDebianPackages(['python3-torch', 'libopenblas0-pthread']);
 for (const pkg of ['trainer-ort', 'safetensors', 'dataset', 'config']) requireBuilt(pkg);
-const { writeSafetensors } = await import('../packages/safetensors/dist/index.js');
-const { createRng } = await import('../packages/dataset/dist/index.js');
 const { writeShapeImages, writeTinySdModel } = await import('../packages/trainer-ort/dist/index.js');
-const configs = JSON.parse(readFileSync(join(BENCH_DIR, 'llama-configs.json'), 'utf8'));
 const temp = temporaryDir('train-step');
 
 /** A Hugging Face LLaMA folder: config.json, random F32 weights (N(0, 0.02), norms 1), token ids. */
-async function writeLlamaFolder(name) {
-  const config = configs[name];
-  const folder = join(temp, `llama-${name}`);
-  await mkdir(folder, { recursive: true });
-  const { hidden_size: h, intermediate_size: inner, vocab_size: vocab } = config;
-  const rng = createRng(7, name.length);
-  const normal = (shape) => ({
-    dtype: 'F32',
-    shape,
-    data: () => Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() * 0.02),
-  });
-  const ones = { dtype: 'F32', shape: [h], data: new Float32Array(h).fill(1) };
-  const tensors = new Map([
-    ['model.embed_tokens.weight', normal([vocab, h])],
-    ['model.norm.weight', ones],
-    ['lm_head.weight', normal([vocab, h])],
-  ]);
-  const linears = {
-    'self_attn.q_proj': [h, h],
-    'self_attn.k_proj': [h, h],
-    'self_attn.v_proj': [h, h],
-    'self_attn.o_proj': [h, h],
-    'mlp.gate_proj': [inner, h],
-    'mlp.up_proj': [inner, h],
-    'mlp.down_proj': [h, inner],
-  };
-  for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-    const prefix = `model.layers.${layer}.`;
-    tensors.set(`${prefix}input_layernorm.weight`, ones);
-    tensors.set(`${prefix}post_attention_layernorm.weight`, ones);
-    for (const [module, shape] of Object.entries(linears))
-      tensors.set(`${prefix}${module}.weight`, normal(shape));
-  }
-  await writeSafetensors(join(folder, 'model.safetensors'), tensors, { format: 'pt' });
-  writeFileSync(join(folder, 'config.json'), JSON.stringify(config, null, 2));
-  const ids = Array.from({ length: BATCH }, () =>
-    Array.from({ length: SEQ }, () => rng.nextUint32() % vocab),
-  );
-  writeFileSync(join(folder, 'input_ids.json'), JSON.stringify(ids));
-  return folder;
-}
 
 /**
  * Interleaved rounds of `torch` and `ort` (each a LineWorker answering {cmd: 'run', steps}),
@@ -120,7 +75,7 @@ const rows = [];
 const notes = [];
 for (const config of LLAMA) {
   log(`llama ${config.name}: writing the model folder…`);
-  const folder = await writeLlamaFolder(config.name);
+  const folder = await writeLlamaFolder(temp, config.name, { batch: BATCH, seq: SEQ });
   const torch = new PythonWorker('torch_llama_lora_step.py', [config.name, folder], TORCH_ENV);
   const ort = new NodeWorker('ort_train_step.mjs', ['llama', folder, join(temp, `run-llama-${config.name}`)]);
   const { info, seconds, peak, last } = await compare(torch, ort, config.steps);

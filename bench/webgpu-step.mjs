@@ -13,33 +13,25 @@
 // (its native stderr loses lines on a pipe), so the timed workers do not log.
 // Run: node bench/webgpu-step.mjs (XDG_RUNTIME_DIR is set to the temp folder when unset).
 import { spawn } from 'node:child_process';
-import {
-  closeSync,
-  createReadStream,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { closeSync, createReadStream, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
-  BENCH_DIR,
   interleave,
   log,
   median,
   NodeWorker,
+  nextRequest,
   ROOT,
+  reply,
   report,
   requireBuilt,
   row,
   temporaryDir,
+  writeLlamaFolder,
 } from './lib.mjs';
 
 const THREADS = 2;
@@ -80,31 +72,6 @@ function wrapSessions(verbose) {
         : {}),
     });
 }
-
-const input = Buffer.alloc(1 << 16);
-let pending = '';
-/** The next request, read with a blocking read of stdin; null when the harness has closed it. */
-function nextRequest() {
-  for (;;) {
-    const newline = pending.indexOf('\n');
-    if (newline >= 0) {
-      const line = pending.slice(0, newline);
-      pending = pending.slice(newline + 1);
-      return JSON.parse(line);
-    }
-    let read;
-    try {
-      read = readSync(0, input, 0, input.length, null);
-    } catch (error) {
-      if (error.code !== 'EAGAIN') throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
-      continue;
-    }
-    if (read === 0) return null;
-    pending += input.toString('utf8', 0, read);
-  }
-}
-const reply = (message) => writeSync(1, `${JSON.stringify(message)}\n`);
 
 /**
  * The loop's event callback: answers `info`, then times `steps` loop steps per `run` request and
@@ -257,49 +224,6 @@ const placementText = (sessions, all = false) =>
     .map(([id, providers]) => `${id} ${providersText(providers)}`)
     .join(', ');
 
-/** A Hugging Face LLaMA folder as bench/train-step.mjs writes it: config.json, random F32 weights, token ids. */
-async function writeLlamaFolder(temp, createRng, writeSafetensors) {
-  const config = JSON.parse(readFileSync(join(BENCH_DIR, 'llama-configs.json'), 'utf8')).small;
-  const folder = join(temp, 'llama-small');
-  await mkdir(folder, { recursive: true });
-  const { hidden_size: h, intermediate_size: inner, vocab_size: vocab } = config;
-  const rng = createRng(7, 'small'.length);
-  const normal = (shape) => ({
-    dtype: 'F32',
-    shape,
-    data: () => Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() * 0.02),
-  });
-  const ones = { dtype: 'F32', shape: [h], data: new Float32Array(h).fill(1) };
-  const tensors = new Map([
-    ['model.embed_tokens.weight', normal([vocab, h])],
-    ['model.norm.weight', ones],
-    ['lm_head.weight', normal([vocab, h])],
-  ]);
-  const linears = {
-    'self_attn.q_proj': [h, h],
-    'self_attn.k_proj': [h, h],
-    'self_attn.v_proj': [h, h],
-    'self_attn.o_proj': [h, h],
-    'mlp.gate_proj': [inner, h],
-    'mlp.up_proj': [inner, h],
-    'mlp.down_proj': [h, inner],
-  };
-  for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-    const prefix = `model.layers.${layer}.`;
-    tensors.set(`${prefix}input_layernorm.weight`, ones);
-    tensors.set(`${prefix}post_attention_layernorm.weight`, ones);
-    for (const [module, shape] of Object.entries(linears))
-      tensors.set(`${prefix}${module}.weight`, normal(shape));
-  }
-  await writeSafetensors(join(folder, 'model.safetensors'), tensors, { format: 'pt' });
-  writeFileSync(join(folder, 'config.json'), JSON.stringify(config, null, 2));
-  const ids = Array.from({ length: BATCH }, () =>
-    Array.from({ length: SEQ }, () => rng.nextUint32() % vocab),
-  );
-  writeFileSync(join(folder, 'input_ids.json'), JSON.stringify(ids));
-  return folder;
-}
-
 /** Interleaved rounds of the CPU and WebGPU workers; both closed at the end. */
 async function compare(mode, paths, steps, temp) {
   const cpu = new NodeWorker('webgpu-step.mjs', ['--worker', mode, 'cpu', 'timed', ...paths('cpu')]);
@@ -325,8 +249,6 @@ async function compare(mode, paths, steps, temp) {
 
 async function harness() {
   for (const pkg of ['trainer-ort', 'safetensors', 'dataset', 'config']) requireBuilt(pkg);
-  const { writeSafetensors } = await import('../packages/safetensors/dist/index.js');
-  const { createRng } = await import('../packages/dataset/dist/index.js');
   const trainer = await import('../packages/trainer-ort/dist/index.js');
   const { adapters, problem } = await trainer.probeWebGpuAdapters();
   const adapter = adapters.find((a) => a.usedByOnnxRuntime) ?? adapters[0];
@@ -338,7 +260,7 @@ async function harness() {
   const ms = (values, steps) => `${((median(values) * 1000) / steps).toFixed(0)} ms/step`;
 
   log('llama small: writing the model folder…');
-  const folder = await writeLlamaFolder(temp, createRng, writeSafetensors);
+  const folder = await writeLlamaFolder(temp, 'small', { batch: BATCH, seq: SEQ });
   {
     const { seconds, last, nodes } = await compare(
       'llama',

@@ -7,29 +7,19 @@ import { hostBytesExchanged } from '../session.ts';
 import { describeOnWebGpu, HOOK_TIMEOUT, relativeError } from '../webgpu/testing.ts';
 import { readCheckpoint } from './checkpoint.ts';
 import { runTrainingLoop } from './loop.ts';
-import type { LoopEvent, TrainingLoopOptions } from './options.ts';
-import { type DataOptions, type MlpBatch, mlpData, mlpLoop, mlpModel, parameterBytes } from './test-model.ts';
+import type { LoopEvent } from './options.ts';
+import { type MlpOverrides, parameterBytes, referenceLoop } from './test-model.ts';
 
 const folders: string[] = [];
 afterAll(async () => {
   await Promise.all(folders.map((f) => rm(f, { recursive: true, force: true })));
 });
 
-type Overrides = Partial<TrainingLoopOptions<MlpBatch>> & { dataOptions?: Partial<DataOptions> };
+/** The loop tests' reference run, with no checkpoint but the last unless a test asks. */
+const options = (overrides: MlpOverrides = {}) =>
+  referenceLoop(folders, { checkpoints: { everySteps: 100, keepLast: 0 }, ...overrides });
 
-/** 10 examples in micro-batches of 2, two per step (the last of each epoch has one), dropout 0.1, clipping at 1. */
-async function options({ dataOptions, ...overrides }: Overrides = {}) {
-  const opts = await mlpLoop({
-    model: mlpModel({ dropout: 0.1 }),
-    data: mlpData({ examples: 10, batchSize: 2, ...dataOptions }),
-    checkpoints: { everySteps: 100, keepLast: 0 },
-    ...overrides,
-  });
-  folders.push(opts.outputDir);
-  return opts;
-}
-
-async function train(overrides: Overrides = {}) {
+async function train(overrides: MlpOverrides = {}) {
   const events: LoopEvent[] = [];
   const result = await runTrainingLoop(await options({ ...overrides, onEvent: (e) => events.push(e) }));
   return { result, steps: events.flatMap((e) => (e.type === 'step' ? [e] : [])), events };

@@ -5,30 +5,26 @@ import { Graph } from '../graph/graph.ts';
 import { hostTensor } from '../session.ts';
 import { type Checkpoint, listCheckpoints, readCheckpoint } from './checkpoint.ts';
 import { runTrainingLoop, type TrainingLoopResult } from './loop.ts';
-import type { LoopEvent, TrainingLoopOptions } from './options.ts';
+import type { LoopEvent } from './options.ts';
 import { learningRate } from './schedule.ts';
-import { type DataOptions, type MlpBatch, mlpData, mlpLoop, mlpModel, parameterBytes } from './test-model.ts';
+import {
+  type DataOptions,
+  type MlpBatch,
+  type MlpOverrides,
+  mlpData,
+  mlpModel,
+  parameterBytes,
+  referenceLoop,
+} from './test-model.ts';
 
 const folders: string[] = [];
 afterAll(async () => {
   await Promise.all(folders.map((f) => rm(f, { recursive: true, force: true })));
 });
 
-type Overrides = Partial<TrainingLoopOptions<MlpBatch>> & { dataOptions?: Partial<DataOptions> };
+const options = (overrides: MlpOverrides = {}) => referenceLoop(folders, overrides);
 
-/** The reference run: 10 examples in micro-batches of 2 (5 per epoch, the last step of each epoch has 1), dropout 0.1. */
-async function options({ dataOptions, ...overrides }: Overrides = {}) {
-  const opts = await mlpLoop({
-    model: mlpModel({ dropout: 0.1 }),
-    data: mlpData({ examples: 10, batchSize: 2, ...dataOptions }),
-    checkpoints: { everySteps: 2, keepLast: 0 },
-    ...overrides,
-  });
-  folders.push(opts.outputDir);
-  return opts;
-}
-
-async function train(overrides: Overrides = {}) {
+async function train(overrides: MlpOverrides = {}) {
   const events: LoopEvent[] = [];
   const opts = await options({ ...overrides, onEvent: (e) => events.push(e) });
   const result = await runTrainingLoop(opts);
@@ -385,7 +381,7 @@ describe('runTrainingLoop', () => {
     await expect(runTrainingLoop({ ...opts, ...change(opts.outputDir) })).rejects.toMatchObject({ code });
   });
 
-  it.each<[string, Overrides]>([
+  it.each<[string, MlpOverrides]>([
     ['both epochs and maxSteps', { epochs: 2, maxSteps: 3 }],
     ['gradientAccumulationSteps 0', { gradientAccumulationSteps: 0 }],
     ['a negative learning rate', { learningRate: -1 }],

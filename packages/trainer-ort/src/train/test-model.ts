@@ -175,3 +175,21 @@ export function mlpParallel(
     shard: shardMlpBatch,
   };
 }
+
+export type MlpOverrides = Partial<TrainingLoopOptions<MlpBatch>> & { dataOptions?: Partial<DataOptions> };
+
+/**
+ * The loop tests' reference run: 10 examples in micro-batches of 2, two per step (the last of
+ * each epoch has one), dropout 0.1, checkpoints every 2 steps; `overrides` wins. The output
+ * folder is added to `folders`, for the test file to delete.
+ */
+export async function referenceLoop(folders: string[], { dataOptions, ...overrides }: MlpOverrides = {}) {
+  const opts = await mlpLoop({
+    model: mlpModel({ dropout: 0.1 }),
+    data: mlpData({ examples: 10, batchSize: 2, ...dataOptions }),
+    checkpoints: { everySteps: 2, keepLast: 0 },
+    ...overrides,
+  });
+  folders.push(opts.outputDir);
+  return opts;
+}
