@@ -1,8 +1,16 @@
-import { appendFileSync, existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { CliError, EXIT_FAILURE } from './cli-error.ts';
 
-/** Refuses to replace `paths` that exist unless the user passed --overwrite. */
+/** Refuses to replace `paths` that exist unless the user passed --overwrite, and folders always. */
 export function refuseExisting(paths: readonly string[], overwrite: boolean | undefined): void {
+  const folder = paths.find((path) => statSync(path, { throwIfNoEntry: false })?.isDirectory());
+  if (folder !== undefined) {
+    throw new CliError(
+      'E_USAGE',
+      `${folder} is a folder; name the file to write, such as ${join(folder, `${basename(folder)}.safetensors`)}.`,
+    );
+  }
   if (overwrite) return;
   const existing = paths.filter((path) => existsSync(path));
   if (existing.length > 0) {

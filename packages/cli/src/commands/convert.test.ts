@@ -97,6 +97,25 @@ describe('convertFile', () => {
     });
   });
 
+  it('refuses an existing folder as the output, --overwrite or not, instead of EISDIR', async () => {
+    const dir = tempDir();
+    const adapter = new Map([
+      ['model.layers.0.mlp.up_proj', { down: f32([1, 2], (i) => i), up: f32([2, 1], (i) => i), alpha: 1 }],
+    ]);
+    await writeSafetensors(join(dir, 'a.safetensors'), toPeft(adapter, { baseModelNameOrPath: 'x' }).tensors);
+    mkdirSync(join(dir, 'out'));
+    for (const overwrite of [false, true]) {
+      await expect(
+        convertFile(join(dir, 'a.safetensors'), join(dir, 'out'), { to: 'peft', baseModel: 'x', overwrite }),
+      ).rejects.toMatchObject({
+        code: 'E_USAGE',
+        message: expect.stringMatching(
+          /out is a folder; name the file to write, such as .*out\/out\.safetensors/,
+        ),
+      });
+    }
+  });
+
   it('needs a base model name for PEFT when the input does not carry one', async () => {
     const dir = tempDir();
     const adapter = new Map([
