@@ -21,12 +21,35 @@ export type CaptionOptions = AugmentOptions;
 export function lintCaption(
   caption: string,
 ): { severity: FindingSeverity; message: string; span: [number, number] }[] {
-  return lint(caption).map((diagnostic) => ({
-    severity: diagnostic.severity === 'info' ? 'info' : 'warning',
-    message: `${diagnostic.code}: ${diagnostic.message}`,
-    span: diagnostic.span,
-  }));
+  const seen = new Map<string, number>();
+  const out: { severity: FindingSeverity; message: string; span: [number, number] }[] = [];
+  for (const diagnostic of lint(caption)) {
+    const count = (seen.get(diagnostic.code) ?? 0) + 1;
+    seen.set(diagnostic.code, count);
+    if (count > MAX_LINT_FINDINGS_PER_KIND) continue;
+    out.push({
+      severity: diagnostic.severity === 'info' ? 'info' : 'warning',
+      message: `${diagnostic.code}: ${diagnostic.message}`,
+      span: diagnostic.span,
+    });
+  }
+  for (const [code, count] of seen) {
+    if (count <= MAX_LINT_FINDINGS_PER_KIND) continue;
+    const first = out.find((d) => d.message.startsWith(`${code}: `))!;
+    out.push({
+      severity: first.severity,
+      message: `${code}: ${count - MAX_LINT_FINDINGS_PER_KIND} more in this caption (${count} in all; the first ${MAX_LINT_FINDINGS_PER_KIND} are listed)`,
+      span: [0, caption.length],
+    });
+  }
+  return out;
 }
+
+/**
+ * Findings of one lint kind listed per caption: a huge caption with thousands of repeated tags
+ * gets a few and a count, not a line per repeat.
+ */
+export const MAX_LINT_FINDINGS_PER_KIND = 3;
 
 /** Fails now, with a dataset error, on options `augment` would reject at the first batch. */
 export function checkCaptionOptions(options: CaptionOptions): void {

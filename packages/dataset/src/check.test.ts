@@ -138,6 +138,18 @@ describe('scanImageFolders', () => {
     ]);
   });
 
+  it('lists a few findings of each lint kind for a huge caption with thousands of repeated tags, and a count', async () => {
+    const dir = join(await tempDir(), 'huge');
+    await writeImage(join(dir, 'a.png'), { width: 8, height: 8 });
+    await writeText(join(dir, 'a.txt'), Array.from({ length: 3000 }, () => 'cat').join(', '));
+    const { findings } = await checkDataset({ dirs: [dir] });
+    const lint = findings.filter((f) => f.code === 'caption-lint');
+    expect(lint).toHaveLength(4);
+    expect(lint.at(-1)!.reason).toBe(
+      'duplicate-tag: 2996 more in this caption (2999 in all; the first 3 are listed)',
+    );
+  });
+
   it('reports a caption file that is not UTF-8 (Latin-1) with line and byte, and uses the image without it', async () => {
     const dir = join(await tempDir(), '2_latin');
     await writeImage(join(dir, 'a.png'), { width: 8, height: 8 });

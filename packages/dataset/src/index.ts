@@ -8,7 +8,12 @@ export {
   makeBucketResolutions,
   type Size,
 } from './buckets.ts';
-export { type CaptionOptions, datasetTagFrequency, processCaption } from './captions.ts';
+export {
+  type CaptionOptions,
+  datasetTagFrequency,
+  MAX_LINT_FINDINGS_PER_KIND,
+  processCaption,
+} from './captions.ts';
 export {
   BUILTIN_TEMPLATES,
   type BuiltinTemplateName,
