@@ -82,6 +82,7 @@ export interface SdConfig extends CommonConfig {
   cache_latents: boolean;
   flip_aug: boolean;
   random_crop: boolean;
+  follow_symlinks: boolean;
   caption_extension: string;
   shuffle_caption: boolean;
   keep_tokens: number;
@@ -195,6 +196,7 @@ export function resolveConfig(
     cache_latents: input.cache_latents ?? DEFAULTS.cache_latents,
     flip_aug: input.flip_aug ?? DEFAULTS.flip_aug,
     random_crop: input.random_crop ?? DEFAULTS.random_crop,
+    follow_symlinks: input.follow_symlinks ?? DEFAULTS.follow_symlinks,
     caption_extension: input.caption_extension ?? DEFAULTS.caption_extension,
     shuffle_caption: input.shuffle_caption ?? DEFAULTS.shuffle_caption,
     keep_tokens: input.keep_tokens ?? DEFAULTS.keep_tokens,

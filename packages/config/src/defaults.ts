@@ -30,6 +30,7 @@ export const DEFAULTS = {
   cache_latents: true,
   flip_aug: false,
   random_crop: false,
+  follow_symlinks: false,
   caption_extension: '.txt',
   shuffle_caption: false,
   keep_tokens: 0,

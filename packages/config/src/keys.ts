@@ -73,6 +73,7 @@ export const KEY_INFO = {
   cache_latents: { section: 'Images (sd)', task: 'sd' },
   flip_aug: { section: 'Images (sd)', task: 'sd' },
   random_crop: { section: 'Images (sd)', task: 'sd' },
+  follow_symlinks: { section: 'Images (sd)', task: 'sd' },
   caption_extension: { section: 'Captions (sd)', task: 'sd' },
   shuffle_caption: { section: 'Captions (sd)', task: 'sd' },
   keep_tokens: { section: 'Captions (sd)', task: 'sd' },

@@ -242,6 +242,11 @@ const fields = {
       'sd: crop each image to its bucket at a random place every epoch instead of centred; needs cache_latents: false.',
     default: DEFAULTS.random_crop,
   }),
+  follow_symlinks: z.boolean().optional().meta({
+    description:
+      'sd: train on images that symbolic links in the dataset folder point to outside it; off, such links are skipped and reported.',
+    default: DEFAULTS.follow_symlinks,
+  }),
   // Captions (sd)
   caption_extension: z
     .string()

@@ -114,26 +114,36 @@ describe('scanImageFolders', () => {
     });
   });
 
-  it('reports symbolic links that lead out of the dataset folder, and uses what they point to', async () => {
+  it('skips symbolic links that lead out of the dataset folder with an error finding, unless followLinksOutside', async () => {
     const base = await tempDir();
     const outside = join(base, 'photos');
     await writeImage(join(outside, 'b.png'), { width: 8, height: 8 });
     const dir = join(base, '5_style');
     await writeImage(join(dir, 'a.png'), { width: 8, height: 8 });
     await symlink(outside, join(dir, 'more'));
+    // A link that stays inside the folder is an ordinary file.
     await symlink(join(dir, 'a.png'), join(dir, 'same.png'));
-    const { images, findings } = await scanImageFolders({ dirs: [dir], captions: 'none' });
-    expect(images.map((i) => i.path).sort()).toEqual([
+    const skipped = await scanImageFolders({ dirs: [dir], captions: 'none' });
+    expect(skipped.images.map((i) => i.path).sort()).toEqual([join(dir, 'a.png'), join(dir, 'same.png')]);
+    expect(skipped.findings.filter((f) => f.code === 'link-outside')).toEqual([
+      expect.objectContaining({
+        severity: 'error',
+        path: join(dir, 'more'),
+        reason: expect.stringMatching(
+          /symbolic link to .*photos, outside the dataset folder .*skipped\. Set follow_symlinks: true/,
+        ),
+      }),
+    ]);
+    const followed = await scanImageFolders({ dirs: [dir], captions: 'none', followLinksOutside: true });
+    expect(followed.images.map((i) => i.path).sort()).toEqual([
       join(dir, 'a.png'),
       join(dir, 'more', 'b.png'),
       join(dir, 'same.png'),
     ]);
-    const links = findings.filter((f) => f.code === 'link-outside');
-    expect(links).toEqual([
+    expect(followed.findings.filter((f) => f.code === 'link-outside')).toEqual([
       expect.objectContaining({
         severity: 'warning',
-        path: join(dir, 'more'),
-        reason: expect.stringMatching(/symbolic link to .*photos, outside the dataset folder/),
+        reason: expect.stringMatching(/are used \(follow_symlinks: true\)/),
       }),
     ]);
   });

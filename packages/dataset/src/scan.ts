@@ -33,6 +33,11 @@ export interface ScanOptions {
    * `metadata` / `sidecar` = only that; `none` = no captions (and no missing-caption findings).
    */
   captions?: CaptionSource;
+  /**
+   * Use images that symbolic links lead to outside the source folder (reported either way);
+   * default false: such links are skipped.
+   */
+  followLinksOutside?: boolean;
 }
 
 export interface ScannedImage {
@@ -72,8 +77,14 @@ interface Walked {
   metadataFiles: string[];
 }
 
+/** The source folder a walk started in (its real path) and whether links may leave it. */
+interface Source {
+  root: string;
+  followLinksOutside: boolean;
+}
+
 async function walk(
-  root: string,
+  source: Source,
   dir: string,
   dataset: string,
   repeats: number,
@@ -103,11 +114,11 @@ async function walk(
     if (entry.name.startsWith('.')) continue; // .cache, .DS_Store, editor files
     const path = join(dir, entry.name);
     const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await stat(path)).isDirectory());
-    if (entry.isSymbolicLink()) await reportLinkOutside(root, path, isDir, findings);
+    if (entry.isSymbolicLink() && !(await linkAllowed(source, path, isDir, findings))) continue;
     if (isDir) {
       const match = REPEAT_FOLDER.exec(entry.name);
       if (match) {
-        await walk(root, path, entry.name, repeatsOf(match[1]!, path), depth + 1, into, findings, false);
+        await walk(source, path, entry.name, repeatsOf(match[1]!, path), depth + 1, into, findings, false);
       } else {
         if (isSourceRoot) {
           findings.push({
@@ -117,7 +128,7 @@ async function walk(
             reason: `folder has no "N_" repeat prefix, so its images repeat ${repeats}× as part of "${dataset}" (kohya would ignore it).`,
           });
         }
-        await walk(root, path, dataset, repeats, depth + 1, into, findings, false);
+        await walk(source, path, dataset, repeats, depth + 1, into, findings, false);
       }
       continue;
     }
@@ -129,23 +140,27 @@ async function walk(
 
 /**
  * A symbolic link that leads out of the source folder (a dataset assembled from links into a
- * photo library, or a link to / by mistake) is used, and said: its images train as if they were
- * inside.
+ * photo library, or a link to / by mistake) is reported; what it points to is used only with
+ * `followLinksOutside`. Whether it is used comes back.
  */
-async function reportLinkOutside(
-  root: string,
+async function linkAllowed(
+  { root, followLinksOutside }: Source,
   path: string,
   isDir: boolean,
   findings: Finding[],
-): Promise<void> {
+): Promise<boolean> {
   const target = await realpath(path).catch(() => undefined);
-  if (target === undefined || target === root || target.startsWith(`${root}${sep}`)) return;
+  if (target === undefined || target === root || target.startsWith(`${root}${sep}`)) return true;
+  const what = isDir ? 'the images in it are' : 'it is';
   findings.push({
     code: 'link-outside',
-    severity: 'warning',
+    severity: followLinksOutside ? 'warning' : 'error',
     path,
-    reason: `is a symbolic link to ${target}, outside the dataset folder ${root}; ${isDir ? 'the images in it are' : 'it is'} used as if inside. Copy the files in, or remove the link, if that was not meant.`,
+    reason: followLinksOutside
+      ? `is a symbolic link to ${target}, outside the dataset folder ${root}; ${what} used (follow_symlinks: true).`
+      : `is a symbolic link to ${target}, outside the dataset folder ${root}; ${what} skipped. Set follow_symlinks: true to train on ${isDir ? 'them' : 'it'}, or copy the files in.`,
   });
+  return followLinksOutside;
 }
 
 /** The sidecar's text, or why it cannot be used (an oversized file is reported, not fatal). */
@@ -199,7 +214,8 @@ export async function scanImageFolders(options: ScanOptions): Promise<ScanResult
     const rootName = basename(root);
     const match = REPEAT_FOLDER.exec(rootName);
     const real = await realpath(root).catch(() => root);
-    await walk(real, root, rootName, match ? repeatsOf(match[1]!, root) : 1, 0, walked, findings, true);
+    const source = { root: real, followLinksOutside: options.followLinksOutside ?? false };
+    await walk(source, root, rootName, match ? repeatsOf(match[1]!, root) : 1, 0, walked, findings, true);
   }
 
   // Captions from every metadata.csv, keyed by the absolute image path it names.

@@ -7,7 +7,7 @@ const conversation = [
 ];
 const options = { addGenerationPrompt: false, eosToken: '</s>' };
 
-describe('a chat template from the model or the config renders within budgets', () => {
+describe('a chat template from the model or the config renders within budgets', { timeout: 60_000 }, () => {
   it('renders as in this thread, many times over', () => {
     const template = resolveChatTemplate(
       "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{{ eos_token }}",

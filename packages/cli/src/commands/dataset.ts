@@ -171,6 +171,7 @@ export async function datasetCommand(
       dirs: [config.train_data_dir],
       ...(config.metadata_path === undefined ? {} : { metadataPath: config.metadata_path }),
       captionExtension: config.caption_extension,
+      followLinksOutside: config.follow_symlinks,
       resolution: config.resolution,
     },
     options.json,

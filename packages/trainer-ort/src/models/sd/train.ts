@@ -231,6 +231,7 @@ async function trainingImages(
     dirs: [config.train_data_dir],
     ...(config.metadata_path ? { metadataPath: config.metadata_path } : {}),
     captionExtension: config.caption_extension,
+    followLinksOutside: config.follow_symlinks,
     resolution: config.resolution,
   });
   const { imagesSkipped, uncaptioned } = report.summary;
