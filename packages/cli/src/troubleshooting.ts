@@ -14,6 +14,7 @@ export const TROUBLESHOOTING_SECTIONS = {
   resumeFoundNothing: 'resume-found-nothing',
   outputFolderNotEmpty: 'output-folder-not-empty',
   diskFull: 'disk-full-or-not-writable',
+  dataRefused: 'data-refused-or-cut',
 } as const;
 
 export type TroubleshootingSection = keyof typeof TROUBLESHOOTING_SECTIONS;

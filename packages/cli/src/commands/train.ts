@@ -308,6 +308,7 @@ const WARNING_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
   resume_found_nothing: 'resumeFoundNothing',
   device_fallback: 'deviceFallback',
   precision_notice: 'halfPrecision',
+  long_captions: 'dataRefused',
   nan_loss: 'nanLoss',
 };
 
@@ -319,6 +320,9 @@ const ERROR_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
   NON_FINITE_LOSS: 'nanLoss',
   CHECKPOINT_NOT_FOUND: 'resumeFoundNothing',
   DEVICE_UNAVAILABLE: 'gpuUnavailable',
+  INVALID_ENCODING: 'dataRefused',
+  TEMPLATE: 'dataRefused',
+  LIMIT_EXCEEDED: 'dataRefused',
 };
 
 /** What onnxruntime and the C++ runtime say when an allocation fails. */
