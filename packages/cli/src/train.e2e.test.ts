@@ -346,6 +346,14 @@ describe('lora train keeps the files of the user and one run per folder (built b
     expect(readdirSync(loras)).toEqual(['someone_else.safetensors']);
   });
 
+  it('an output_dir under a regular file is refused saying so, not as a missing file', () => {
+    const run = lora(...trainArgs('x', '--set', `output_dir=${config}/run`));
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(
+      /output_dir: .*demo_demo_v1\.yaml\/run.* goes through a file as if it were a folder; check the path \[invalid_value\]/,
+    );
+  });
+
   it('a reader that goes away (| head) stops the output, not the run: no stack trace, the adapter is written', async () => {
     const run = startTraining('piped', 30);
     await new Promise<void>((resolve) => run.child.stdout.once('data', () => resolve()));

@@ -529,6 +529,21 @@ describe('loadConfig', () => {
     );
   });
 
+  it('says a path that goes through a file (an output_dir under a config file) is not a missing file', async () => {
+    writeFileSync(
+      join(root, 'configs/c.yaml'),
+      'task: llm\nbase_model: models\ntrain_data: a.jsonl\noutput_dir: c.yaml/run\n',
+    );
+    writeFileSync(join(root, 'configs/a.jsonl'), '{}\n');
+    const result = await safeLoadConfig(join(root, 'configs/c.yaml'));
+    if (result.success) throw new Error('expected failure');
+    const issue = result.error.issues.find((i) => i.path[0] === 'output_dir')!;
+    expect(issue).toMatchObject({
+      code: 'invalid_value',
+      message: expect.stringMatching(/c\.yaml\/run.* goes through a file as if it were a folder/),
+    });
+  });
+
   it('checks each train_data file and --set paths against the cwd', async () => {
     writeFileSync(join(root, 'configs/a.jsonl'), '{}\n');
     writeFileSync(

@@ -272,8 +272,13 @@ async function checkPath(
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (kind === 'output' && code === 'ENOENT') return undefined;
-    if (code === 'ENOENT' || code === 'ENOTDIR')
-      return { code: 'file_not_found', path, message: `${shown} does not exist` };
+    if (code === 'ENOTDIR')
+      return {
+        code: 'invalid_value',
+        path,
+        message: `${shown} goes through a file as if it were a folder; check the path`,
+      };
+    if (code === 'ENOENT') return { code: 'file_not_found', path, message: `${shown} does not exist` };
     return { code: 'unreadable', path, message: `cannot read ${shown}: ${(error as Error).message}` };
   }
 }
