@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkDataset } from '@lora/dataset';
+import { writeTinySdModel } from '@lora/trainer-ort';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { tempDir, writeImage } from '../test-fixtures.ts';
 import { datasetCommand, formatImageReport } from './dataset.ts';
@@ -51,6 +52,26 @@ describe('dataset check', () => {
     const report = JSON.parse(out.join(''));
     expect(report).toMatchObject({ kind: 'images', summary: { imagesUsed: 1, uncaptioned: 0 } });
     expect(report.images[0]).toMatchObject({ caption: 'from kohya', captionFrom: 'sidecar', width: 512 });
+    // Without the model's tokenizer the caption length is not counted, and the report says why.
+    expect(report.longCaptions.unchecked).toMatch(/base_model .*missing-model\.safetensors cannot be read/);
+  });
+
+  it("counts the captions the model's CLIP tokenizer cuts, and names the longest", async () => {
+    const dir = tempDir();
+    await writeTinySdModel(join(dir, 'model'));
+    await writeImage(join(dir, 'data', 'a.png'), '#f00');
+    writeFileSync(join(dir, 'data', 'a.txt'), 'red, square');
+    await writeImage(join(dir, 'data', 'b.png'), '#0f0');
+    writeFileSync(join(dir, 'data', 'b.txt'), Array.from({ length: 100 }, (_, i) => `tag${i}`).join(', '));
+    writeFileSync(
+      join(dir, 'style.yaml'),
+      'base_model: ./model/tiny-sd.safetensors\ntrain_data_dir: ./data\noutput_dir: ./out\n',
+    );
+    const out = captureStdout();
+    expect(await datasetCommand('check', join(dir, 'style.yaml'), {})).toBe(0);
+    expect(out.join('')).toMatch(
+      /^captions: 1 caption longer than the text encoder's 75 tokens, cut there in training \(the longest, .*b\.png, has \d{3}\)/m,
+    );
   });
 
   it('checks the text files of an llm config', async () => {

@@ -9,6 +9,7 @@ import {
   type Finding,
   type TextDatasetReport,
 } from '@lora/dataset';
+import type { LongCaptions } from '@lora/trainer-ort';
 import { aboutFile, CliError, EXIT_FAILURE } from '../cli-error.ts';
 import { requireExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';
@@ -109,12 +110,44 @@ async function checkImages(
   target: string,
   options: Parameters<typeof checkDataset>[0],
   json: boolean | undefined,
+  baseModel?: string,
 ): Promise<number> {
   const report = await aboutFile(target, () => checkDataset(options));
-  if (json) printJson({ kind: 'images', target, ...report });
-  else print(formatImageReport(target, report));
+  const long = baseModel === undefined ? undefined : await longCaptions(baseModel, report);
+  if (json)
+    printJson({ kind: 'images', target, ...report, ...(long === undefined ? {} : { longCaptions: long }) });
+  else
+    print(
+      [formatImageReport(target, report), ...(long === undefined ? [] : [formatLongCaptions(long)])].join(
+        '\n',
+      ),
+    );
   if (report.summary.imagesUsed === 0) throw emptyImageDataset(target, report);
   return 0;
+}
+
+/**
+ * Captions the model's CLIP tokenizer cuts (a config names the model); why they were not counted
+ * when the tokenizer cannot be read (the model is not needed to check the rest).
+ */
+async function longCaptions(
+  baseModel: string,
+  report: DatasetReport,
+): Promise<LongCaptions | { unchecked: string }> {
+  try {
+    const { ClipTokenizer } = await import('@lora/trainer-ort');
+    // 77 positions: the text encoder of every SD 1.x/2.x and SDXL model.
+    const tokenizer = await ClipTokenizer.forModel(baseModel, 77);
+    return tokenizer.longCaptions(report.images);
+  } catch (error) {
+    return { unchecked: (error as Error).message };
+  }
+}
+
+function formatLongCaptions(long: LongCaptions | { unchecked: string }): string {
+  if ('unchecked' in long) return `caption length not checked: ${long.unchecked}`;
+  if (long.longest === undefined) return `captions: all within the text encoder's ${long.window} tokens`;
+  return `captions: ${plural(long.count, 'caption', 'captions')} longer than the text encoder's ${long.window} tokens, cut there in training (the longest, ${displayPath(long.longest.path)}, has ${long.longest.tokens}); put what matters first or shorten them`;
 }
 
 async function checkText(files: readonly string[], config: LlmConfig, json?: boolean) {
@@ -175,5 +208,6 @@ export async function datasetCommand(
       resolution: config.resolution,
     },
     options.json,
+    config.base_model,
   );
 }

@@ -7,7 +7,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MAX_TOKENIZER_BYTES, TextTokenizer } from '@lora/dataset';
+import { createRng, MAX_TOKENIZER_BYTES, processCaption, TextTokenizer } from '@lora/dataset';
 import { ModelError } from '../model-error.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, type SdModelConfig } from './config.ts';
 
@@ -46,6 +46,14 @@ export async function modelFolder(basePath: string): Promise<string> {
 }
 
 const CONFIG_FILES = ['unet', 'text_encoder', 'vae'] as const;
+
+export interface LongCaptions {
+  /** Tokens the text encoder reads of a caption. */
+  window: number;
+  /** Captions longer than that. */
+  count: number;
+  longest?: { path: string; tokens: number };
+}
 
 /**
  * Sizes for a single-file checkpoint from the `config.json` files beside it; `undefined` (SD 1.5
@@ -139,6 +147,24 @@ export class ClipTokenizer {
       ...(config as object),
     });
     return new ClipTokenizer(tokenizer, length, file);
+  }
+
+  /**
+   * The captions longer than `window` (markup stripped, as training reads them): how many, and
+   * the longest with its token count. Training cuts them there, as kohya does.
+   */
+  longCaptions(images: readonly { path: string; caption: string | null }[]): LongCaptions {
+    let count = 0;
+    let longest: LongCaptions['longest'];
+    const rng = createRng(0);
+    for (const { path, caption } of images) {
+      if (!caption) continue;
+      const tokens = this.tokenCount(processCaption(caption, undefined, rng));
+      if (tokens <= this.window) continue;
+      count++;
+      if (longest === undefined || tokens > longest.tokens) longest = { path, tokens };
+    }
+    return { window: this.window, count, ...(longest === undefined ? {} : { longest }) };
   }
 
   /** Tokens a caption may have: the positions less BOS and EOS (75 for SD); `encode` drops the rest. */

@@ -10,12 +10,10 @@ import {
   type CaptionOptions,
   checkDataset,
   createBucketSelector,
-  createRng,
   type DatasetImage,
   datasetTagFrequency,
   ImageDataset,
   type ImageDatasetOptions,
-  processCaption,
   type Size,
 } from '@lora/dataset';
 import { Graph } from '../../graph/graph.ts';
@@ -196,29 +194,17 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
   }
 }
 
-/**
- * Captions longer than the text encoder's window lose their end in every step (kohya cuts them
- * too, unless --max_token_length): said once, with how many, the longest and where.
- */
+/** Captions longer than the text encoder's window lose their end in every step: said once. */
 function reportLongCaptions(
   images: readonly DatasetImage[],
   tokenizer: ClipTokenizer,
   warn: (code: string, message: string) => void,
 ): void {
-  let count = 0;
-  let longest = { tokens: 0, path: '' };
-  const rng = createRng(0);
-  for (const image of images) {
-    if (!image.caption) continue;
-    const tokens = tokenizer.tokenCount(processCaption(image.caption, undefined, rng));
-    if (tokens <= tokenizer.window) continue;
-    count++;
-    if (tokens > longest.tokens) longest = { tokens, path: image.path };
-  }
-  if (count === 0) return;
+  const { count, window, longest } = tokenizer.longCaptions(images);
+  if (longest === undefined) return;
   warn(
     'long_captions',
-    `${count} of ${images.length} caption(s) are longer than the text encoder's ${tokenizer.window} tokens and lose their end in training (the longest, ${longest.path}, has ${longest.tokens}); put what matters first (**core** tags stay first) or shorten them`,
+    `${count} of ${images.length} caption(s) are longer than the text encoder's ${window} tokens and lose their end in training (the longest, ${longest.path}, has ${longest.tokens}); put what matters first (**core** tags stay first) or shorten them`,
   );
 }
 
