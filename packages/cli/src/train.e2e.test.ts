@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './test-fixtures.ts';
 
 // `lora init --demo` and `lora train` through the built binary, the way the quick start runs them.
@@ -367,10 +367,10 @@ describe('lora train keeps the files of the user and one run per folder (built b
   });
 });
 
-/** A 6 MiB tmpfs, when this process may mount one (root in CI); else why not. */
-function smallDisk(): { folder: string; unmount: () => void } | { reason: string } {
+/** A tmpfs (6 MiB, or read-only), when this process may mount one (root in CI); else why not. */
+function smallDisk(options = 'size=6m'): { folder: string; unmount: () => void } | { reason: string } {
   const folder = tempDir('lora-small-disk-');
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', folder], { encoding: 'utf8' });
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', folder], { encoding: 'utf8' });
   if (mounted.status !== 0)
     return { reason: `cannot mount a tmpfs here (${mounted.stderr.trim() || mounted.error?.message})` };
   return { folder, unmount: () => spawnSync('umount', [folder]) };
@@ -398,6 +398,11 @@ describe.runIf(process.platform === 'linux' && existsSync('/dev/shm'))(
 describe('lora train on a full disk (built binary)', { timeout: 120_000 }, () => {
   const disk = smallDisk();
   if ('reason' in disk) console.warn(`disk-full test skipped: ${disk.reason}`);
+  const readOnly = smallDisk('ro,size=1m');
+  if ('reason' in readOnly) console.warn(`read-only disk test skipped: ${readOnly.reason}`);
+  afterAll(() => {
+    for (const mounted of [disk, readOnly]) if (!('reason' in mounted)) mounted.unmount();
+  });
 
   it.skipIf('reason' in disk)(
     'names the file, the last complete checkpoint and the resume command; leaves no temporary file; resumes once there is room',
@@ -444,6 +449,24 @@ describe('lora train on a full disk (built binary)', { timeout: 120_000 }, () =>
         expect(existsSync(join(output, 'adapter_model.safetensors'))).toBe(true);
       } finally {
         disk.unmount();
+      }
+    },
+  );
+
+  it.skipIf('reason' in readOnly)(
+    'an output_dir on a read-only disk is E_OUTPUT_UNWRITABLE naming the folder',
+    () => {
+      if ('reason' in readOnly) return;
+      try {
+        for (const output of [join(readOnly.folder, 'run'), readOnly.folder]) {
+          const run = lora(...trainArgs('x', '--set', `output_dir=${output}`));
+          expect(run.status).toBe(2);
+          expect(run.stderr).toMatch(
+            / is not writable \(a read-only disk, or owned by another user\)\. Choose an output_dir you can write to\. \[E_OUTPUT_UNWRITABLE\]\n$/,
+          );
+        }
+      } finally {
+        readOnly.unmount();
       }
     },
   );

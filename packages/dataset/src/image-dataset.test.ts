@@ -40,6 +40,19 @@ describe('ImageDataset buckets and plan', () => {
     expect(dataset.stepsPerEpoch).toBe(1 + 5 + 1);
   });
 
+  it('refuses more samples per epoch than MAX_EPOCH_SAMPLES up front, with the number', () => {
+    const many = images.map((image) => ({ ...image, repeats: 10_000 }));
+    const huge = Array.from({ length: 900 }, () => many).flat();
+    expect(() => new ImageDataset(huge, base)).toThrow(
+      expect.objectContaining({
+        code: 'LIMIT_EXCEEDED',
+        message: expect.stringMatching(
+          /5400 images × their repeats make 54000000 samples per epoch, above MAX_EPOCH_SAMPLES \(50000000\)/,
+        ),
+      }),
+    );
+  });
+
   it('puts every sample in exactly once per epoch, one bucket per batch', () => {
     const dataset = new ImageDataset(images, base);
     const plan = dataset.epochPlan(0);

@@ -75,6 +75,12 @@ interface Placed {
  * each bucket is shuffled and cut into batches (the last one may be short), and the list of
  * batches is shuffled across buckets. Pixels are decoded per batch, never held for the dataset.
  */
+/**
+ * Most samples one epoch may hold: each is an entry of the epoch's shuffled sample list (about
+ * 8 bytes), so 50 million is 400 MB; kohya-sized datasets are thousands.
+ */
+export const MAX_EPOCH_SAMPLES = 50_000_000;
+
 export class ImageDataset {
   readonly images: readonly DatasetImage[];
   readonly buckets: readonly BucketInfo[];
@@ -110,6 +116,13 @@ export class ImageDataset {
     }
     this.concurrency = concurrency;
     this.decodeSlot = createLimiter(concurrency);
+    const samples = images.reduce((sum, image) => sum + image.repeats, 0);
+    if (samples > MAX_EPOCH_SAMPLES) {
+      throw new DatasetError(
+        'LIMIT_EXCEEDED',
+        `${images.length} images × their repeats make ${samples} samples per epoch, above MAX_EPOCH_SAMPLES (${MAX_EPOCH_SAMPLES}); lower the N of the N_name folders.`,
+      );
+    }
     // Validate the seed and caption options now rather than at the first batch.
     createRng(options.seed);
     if (options.caption) checkCaptionOptions(options.caption);

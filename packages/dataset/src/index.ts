@@ -35,6 +35,7 @@ export {
   type ImageBatch,
   ImageDataset,
   type ImageDatasetOptions,
+  MAX_EPOCH_SAMPLES,
   type PlannedBatch,
 } from './image-dataset.ts';
 export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES } from './image-io.ts';

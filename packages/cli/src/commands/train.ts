@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { availableParallelism, constants as osConstants } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -200,13 +200,29 @@ async function aboutFolder(outputDir: string, create: () => void): Promise<void>
     const reason =
       code === 'ENOTDIR' || code === 'EEXIST'
         ? 'a part of that path is a file, not a folder'
-        : code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
-          ? 'its parent folder is not writable (read-only, or owned by another user)'
+        : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || !writable(existingAncestor(outputDir))
+          ? `${existingAncestor(outputDir)} is not writable (a read-only disk, or owned by another user)`
           : (error as Error).message;
     throw new CliError(
       'E_OUTPUT_UNWRITABLE',
       `cannot create the output folder ${outputDir}: ${reason}. Choose an output_dir you can write to.`,
     );
+  }
+}
+
+/** The deepest folder of `path` that exists (recursive mkdir on a read-only disk says ENOENT). */
+function existingAncestor(path: string): string {
+  let folder = resolve(path);
+  while (!existsSync(folder) && dirname(folder) !== folder) folder = dirname(folder);
+  return folder;
+}
+
+function writable(folder: string): boolean {
+  try {
+    accessSync(folder, fsConstants.W_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -84,10 +84,10 @@ function lockFailed(path: string, error: unknown): CliError {
   const code = (error as NodeJS.ErrnoException).code;
   const reason =
     code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
-      ? 'the output folder is not writable (read-only, or owned by another user)'
+      ? `${dirname(path)} is not writable (a read-only disk, or owned by another user)`
       : (error as Error).message;
   return new CliError(
     'E_OUTPUT_UNWRITABLE',
-    `cannot write in ${dirname(path)}: ${reason}. Choose an output_dir you can write to.`,
+    `cannot write the run lock: ${reason}. Choose an output_dir you can write to.`,
   );
 }
