@@ -367,8 +367,8 @@ describe('lora train keeps the files of the user and one run per folder (built b
   });
 });
 
-/** A tmpfs (6 MiB, or read-only), when this process may mount one (root in CI); else why not. */
-function smallDisk(options = 'size=6m'): { folder: string; unmount: () => void } | { reason: string } {
+/** A tmpfs (5 MiB, or read-only), when this process may mount one (root in CI); else why not. */
+function smallDisk(options = 'size=5m'): { folder: string; unmount: () => void } | { reason: string } {
   const folder = tempDir('lora-small-disk-');
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', folder], { encoding: 'utf8' });
   if (mounted.status !== 0)
@@ -409,7 +409,7 @@ describe('lora train on a full disk (built binary)', { timeout: 120_000 }, () =>
     () => {
       if ('reason' in disk) return;
       try {
-        // The demo model, its data and the run on the same 6 MiB disk: a second checkpoint (1.6 MiB) does not fit beside the first.
+        // The demo model, its data and the run on the same 5 MiB disk (2.9 MiB of model, 1.6 MiB per checkpoint): a second checkpoint (1.6 MiB) does not fit beside the first.
         cpSync(join(cwd, 'demo'), join(disk.folder, 'demo'), {
           recursive: true,
           filter: (path) => !path.includes(`${sep}output`),
@@ -437,10 +437,11 @@ describe('lora train on a full disk (built binary)', { timeout: 120_000 }, () =>
         );
         expect(leftovers).toEqual([]);
         expect(readdirSync(join(output, 'checkpoints'))).toEqual(['step-5']);
-        // The run continues from step 5 (to 5 steps, so that its adapter is all it still writes).
+        // Room again (the disk grows to 8 MiB): the run continues from step 5.
+        expect(spawnSync('mount', ['-o', 'remount,size=8m', disk.folder]).status).toBe(0);
         const resumed = spawnSync(
           process.execPath,
-          [bin, 'train', '--config', config, ...args, '--set', 'max_steps=5', '--resume', 'auto'],
+          [bin, 'train', '--config', config, ...args, '--set', 'max_steps=6', '--resume', 'auto'],
           { cwd: disk.folder, encoding: 'utf8', env },
         );
         expect(resumed.stderr).toBe('');
