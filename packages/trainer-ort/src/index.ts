@@ -169,6 +169,7 @@ export {
   writeDemoModel,
 } from './models/llama/demo.ts';
 export { type DemoRecord, demoRecords, demoRecordsJsonl } from './models/llama/demo-data.ts';
+export { REAL_CONFIGS } from './models/llama/real-configs.ts';
 export { type SdBatch, SdBatchSource } from './models/sd/batches.ts';
 export { type OpenedSdCheckpoint, openSdCheckpoint } from './models/sd/checkpoint.ts';
 export { SD15, type SdModelConfig } from './models/sd/config.ts';

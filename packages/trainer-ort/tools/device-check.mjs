@@ -83,28 +83,10 @@ const { values: args } = parseArgs({
 // Sizes, budgets, peaks
 // ---------------------------------------------------------------------------------------------
 
-/** Llama-3.2-1B's config.json as published (tied embeddings, llama3 RoPE scaling). */
+/** Llama-3.2-1B's config.json as published (the package's table of real configs), weights in fp16. */
 const LLAMA_3_2_1B = {
-  architectures: ['LlamaForCausalLM'],
+  ...(await import(DIST)).REAL_CONFIGS['Llama-3.2-1B'],
   model_type: 'llama',
-  hidden_size: 2048,
-  intermediate_size: 8192,
-  num_hidden_layers: 16,
-  num_attention_heads: 32,
-  num_key_value_heads: 8,
-  head_dim: 64,
-  vocab_size: 128256,
-  rms_norm_eps: 1e-5,
-  tie_word_embeddings: true,
-  max_position_embeddings: 131072,
-  rope_theta: 500000.0,
-  rope_scaling: {
-    factor: 32.0,
-    high_freq_factor: 4.0,
-    low_freq_factor: 1.0,
-    original_max_position_embeddings: 8192,
-    rope_type: 'llama3',
-  },
   torch_dtype: 'float16',
 };
 
