@@ -1,7 +1,16 @@
 // Shared by the bench scripts: interleaved timing, medians, the Python side as a long-lived
 // worker, machine and version facts, and the result table.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -305,4 +314,39 @@ export async function writeLlamaFolder(temp, name, { batch, seq }) {
   );
   writeFileSync(join(folder, 'input_ids.json'), JSON.stringify(ids));
   return folder;
+}
+
+/**
+ * The config of the tiny-SD bench run (`trainSd` on the tiny model and shape images, batch
+ * `batch`, rank 8 on to_q/to_v, fp32, no checkpoint until the end), written to
+ * `<runFolder>/bench.yaml` and parsed.
+ */
+export async function tinySdConfig({ modelFolder, images, runFolder, batch, device }) {
+  const { parseConfig } = await import('../packages/config/dist/index.js');
+  mkdirSync(runFolder, { recursive: true });
+  const yaml = `task: sd
+base_model: ${join(modelFolder, 'tiny-sd.safetensors')}
+train_data_dir: ${images}
+output_dir: ${runFolder}
+target_modules: [to_q, to_v]
+lora_rank: 8
+lora_alpha: 8
+resolution: 64
+enable_bucket: false
+cache_latents: true
+batch_size: ${batch}
+max_steps: 1000000
+learning_rate: 0.0001
+lr_scheduler: constant
+optimizer: adamw
+weight_decay: 0.01
+max_grad_norm: 0
+seed: 0
+device: ${device}
+mixed_precision: "no"
+save_every_n_epochs: 1000000
+`;
+  const configPath = join(runFolder, 'bench.yaml');
+  writeFileSync(configPath, yaml);
+  return parseConfig(yaml, configPath);
 }

@@ -12,10 +12,10 @@
 //
 // Usage: node bench/ort_train_step.mjs llama <model folder> <run folder>
 //        node bench/ort_train_step.mjs sd <tiny-sd folder> <images folder> <run folder>
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { log, nextRequest, ROOT, reply } from './lib.mjs';
+import { log, nextRequest, ROOT, reply, tinySdConfig } from './lib.mjs';
 
 const THREADS = 2;
 const BATCH = 4;
@@ -99,33 +99,7 @@ if (mode === 'llama') {
   });
 } else if (mode === 'sd') {
   const [modelFolder, images, runFolder] = paths;
-  const { parseConfig } = await import('../packages/config/dist/index.js');
-  mkdirSync(runFolder, { recursive: true });
-  const yaml = `task: sd
-base_model: ${join(modelFolder, 'tiny-sd.safetensors')}
-train_data_dir: ${images}
-output_dir: ${runFolder}
-target_modules: [to_q, to_v]
-lora_rank: 8
-lora_alpha: 8
-resolution: 64
-enable_bucket: false
-cache_latents: true
-batch_size: ${BATCH}
-max_steps: 1000000
-learning_rate: 0.0001
-lr_scheduler: constant
-optimizer: adamw
-weight_decay: 0.01
-max_grad_norm: 0
-seed: 0
-device: cpu
-mixed_precision: "no"
-save_every_n_epochs: 1000000
-`;
-  const configPath = join(runFolder, 'bench.yaml');
-  writeFileSync(configPath, yaml);
-  const config = parseConfig(yaml, configPath);
+  const config = await tinySdConfig({ modelFolder, images, runFolder, batch: BATCH, device: 'cpu' });
   const emit = rounds({ threads: THREADS });
   const quiet = () => {};
   await trainer.trainSd({

@@ -13,7 +13,7 @@
 // (its native stderr loses lines on a pipe), so the timed workers do not log.
 // Run: node bench/webgpu-step.mjs (XDG_RUNTIME_DIR is set to the temp folder when unset).
 import { spawn } from 'node:child_process';
-import { closeSync, createReadStream, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -31,6 +31,7 @@ import {
   requireBuilt,
   row,
   temporaryDir,
+  tinySdConfig,
   writeLlamaFolder,
 } from './lib.mjs';
 
@@ -141,35 +142,10 @@ async function worker(mode, device, placementOnly, paths) {
     });
   } else {
     const [modelFolder, images, runFolder] = paths;
-    const { parseConfig } = await import('../packages/config/dist/index.js');
-    mkdirSync(runFolder, { recursive: true });
-    const yaml = `task: sd
-base_model: ${join(modelFolder, 'tiny-sd.safetensors')}
-train_data_dir: ${images}
-output_dir: ${runFolder}
-target_modules: [to_q, to_v]
-lora_rank: 8
-lora_alpha: 8
-resolution: 64
-enable_bucket: false
-cache_latents: true
-batch_size: ${BATCH}
-max_steps: 1000000
-learning_rate: 0.0001
-lr_scheduler: constant
-optimizer: adamw
-weight_decay: 0.01
-max_grad_norm: 0
-seed: 0
-device: ${device}
-mixed_precision: "no"
-save_every_n_epochs: 1000000
-`;
-    const configPath = join(runFolder, 'bench.yaml');
-    writeFileSync(configPath, yaml);
+    const config = await tinySdConfig({ modelFolder, images, runFolder, batch: BATCH, device });
     const quiet = () => {};
     await trainer.trainSd({
-      config: parseConfig(yaml, configPath),
+      config,
       outputDir: runFolder,
       signal,
       logger: { debug: quiet, info: (m) => log(`worker: ${m}`), warn: (m) => log(`worker: ${m}`) },
