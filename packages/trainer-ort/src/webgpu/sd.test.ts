@@ -6,53 +6,20 @@
  * The gradients graph in fp32 on both, and in fp16 on WebGPU (mixed precision: the text encoder
  * and the UNet in float16, LoRA weights, gradients and the loss in float32) against fp32 on the CPU.
  */
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Graph } from '../graph/graph.ts';
 import { type OpenedSdCheckpoint, openSdCheckpoint } from '../models/sd/checkpoint.ts';
 import { buildClipTextEncoder } from '../models/sd/clip.ts';
-import {
-  parseClipTextConfig,
-  parseUnetConfig,
-  parseVaeConfig,
-  type SdModelConfig,
-} from '../models/sd/config.ts';
+import { BATCH, config, FIXTURES, golden, IMAGE, LATENT, TOKENS } from '../models/sd/golden-fixture.ts';
 import { SdTrainableModel } from '../models/sd/trainable.ts';
 import { buildVaeEncoder } from '../models/sd/vae.ts';
 import { type HostTensor, hostTensor } from '../session.ts';
 import { gradName } from '../train/optimizer.ts';
 import { buildGradientsGraph, LOSS_SCALE, LOSS_SUM } from '../train/step-graphs.ts';
 import { adapter, compareOnDevices, describeOnWebGpu, HOOK_TIMEOUT, report } from './testing.ts';
-
-interface Golden {
-  unet_config: unknown;
-  text_encoder_config: unknown;
-  vae_config: unknown;
-  rank: number;
-  alpha: number;
-  input_ids: number[][];
-  timesteps: number[];
-  loss_weights: number[];
-  latents: number[];
-  noise: number[];
-  image: number[];
-  vae_noise: number[];
-  lora: Record<string, { A: number[]; B: number[] }>;
-}
-
-const FIXTURES = join(import.meta.dirname, '..', 'models', 'sd', '__fixtures__');
-const golden = JSON.parse(await readFile(join(FIXTURES, 'golden.json'), 'utf8')) as Golden;
-const config: SdModelConfig = {
-  unet: parseUnetConfig(golden.unet_config),
-  textEncoder: parseClipTextConfig(golden.text_encoder_config),
-  vae: parseVaeConfig(golden.vae_config),
-};
-const BATCH = golden.timesteps.length;
-const TOKENS = golden.input_ids[0]!.length;
-const LATENT = [BATCH, config.unet.inChannels, 8, 8];
-const IMAGE = [BATCH, config.vae.inChannels, 16, 16];
 
 const f32 = (shape: readonly number[], values: readonly number[]) =>
   hostTensor('float32', shape, Float32Array.from(values));

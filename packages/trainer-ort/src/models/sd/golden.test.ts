@@ -3,7 +3,7 @@
  * (tools/golden/sd_reference.py): forward outputs, the ε and v losses for fixed noise and
  * timesteps, and every LoRA gradient, in float32 to a relative error of 1e-4.
  */
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,56 +13,12 @@ import { writeModel } from '../../graph/model-file.ts';
 import { type HostTensor, hostTensor, Session } from '../../session.ts';
 import { type OpenedSdCheckpoint, openSdCheckpoint } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
-import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, type SdModelConfig } from './config.ts';
+import { BATCH, config, FIXTURES, golden, IMAGE, LATENT, TOKENS } from './golden-fixture.ts';
 import { buildSdLoss, scaledLinearAlphasCumprod, TEXT_ENCODER_PARAMETER_GROUP } from './loss.ts';
 import { buildUnet } from './unet.ts';
 import { buildVaeEncoder } from './vae.ts';
 
-interface LoraGolden {
-  A_shape: number[];
-  B_shape: number[];
-  A: number[];
-  B: number[];
-  A_grad: number[];
-  B_grad: number[];
-}
-
-interface Golden {
-  unet_config: unknown;
-  text_encoder_config: unknown;
-  vae_config: unknown;
-  rank: number;
-  alpha: number;
-  alphas_cumprod: number[];
-  input_ids: number[][];
-  timesteps: number[];
-  loss_weights: number[];
-  latents: number[];
-  noise: number[];
-  image: number[];
-  vae_noise: number[];
-  text_states: number[];
-  text_states_clip_skip_2: number[];
-  unet_output: number[];
-  vae_latents_mean: number[];
-  vae_latents_sample: number[];
-  loss_epsilon: number;
-  loss_v_prediction: number;
-  lora: Record<string, LoraGolden>;
-}
-
 const TOLERANCE = 1e-4;
-const FIXTURES = join(import.meta.dirname, '__fixtures__');
-const golden = JSON.parse(await readFile(join(FIXTURES, 'golden.json'), 'utf8')) as Golden;
-const config: SdModelConfig = {
-  unet: parseUnetConfig(golden.unet_config),
-  textEncoder: parseClipTextConfig(golden.text_encoder_config),
-  vae: parseVaeConfig(golden.vae_config),
-};
-const BATCH = golden.timesteps.length;
-const TOKENS = golden.input_ids[0]!.length;
-const LATENT = [BATCH, config.unet.inChannels, 8, 8];
-const IMAGE = [BATCH, config.vae.inChannels, 16, 16];
 
 /** max |actual − expected| / max |expected|. */
 function relativeError(actual: ArrayLike<number>, expected: readonly number[]): number {
