@@ -136,7 +136,7 @@ describe('lora, end to end (built binary)', { timeout: TIMEOUT }, () => {
     const unknown = lora('trian');
     expect(unknown.status).toBe(2);
     expect(unknown.stderr.trim()).toBe(
-      'lora: Unknown command "trian". Run "lora --help" for the list of commands. [E_UNKNOWN_COMMAND]',
+      'lora: Unknown command "trian" (did you mean "train"?). Run "lora --help" for the list of commands. [E_UNKNOWN_COMMAND]',
     );
     for (const command of ['init', 'dataset', 'label', 'tags', 'config', 'inspect', 'convert', 'merge']) {
       expect(ok(command, '--help'), command).toMatch(/Examples:\n\s+\$ lora /);

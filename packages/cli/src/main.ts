@@ -1,3 +1,4 @@
+import { closest } from '@lora/config';
 import { cac } from 'cac';
 import { CliError } from './cli-error.ts';
 import { registerCommands } from './commands.ts';
@@ -17,9 +18,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     // parse() has printed the help (of the command, when one was named, whatever its arguments).
     if (cli.options['help']) return 0;
     if (!cli.matchedCommand && cli.args.length > 0) {
+      const typed = String(cli.args[0]);
+      const guess = closest(
+        typed,
+        cli.commands.map((command) => command.name.split(' ')[0]!).filter((name) => name !== ''),
+      );
       throw new CliError(
         'E_UNKNOWN_COMMAND',
-        `Unknown command "${cli.args[0]}". Run "lora --help" for the list of commands.`,
+        `Unknown command "${typed}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}. Run "lora --help" for the list of commands.`,
       );
     }
     if (!cli.matchedCommand && !cli.options['version']) {

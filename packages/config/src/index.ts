@@ -62,6 +62,7 @@ export {
 } from './schema.ts';
 export { stringifyConfig } from './snapshot.ts';
 export { MAX_ALIAS_COUNT } from './source.ts';
+export { closest } from './suggest.ts';
 export { configTemplate, SCHEMA_URL } from './template.ts';
 export {
   type ConfigWarning,
