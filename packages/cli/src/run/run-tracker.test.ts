@@ -40,6 +40,23 @@ const step = (n: number, totals: object = {}): TrainerEvent =>
   }) as TrainerEvent;
 
 describe('RunTracker', () => {
+  it('prints about 20 epoch lines for a long run (every 25th of 500, and the last), every one of a short run', async () => {
+    const { written, tracker } = tracked();
+    tracker.on(step(1, { total_steps: 500, total_epochs: 500 }));
+    for (let epoch = 1; epoch <= 500; epoch++) tracker.on({ type: 'epoch_end', epoch, step: epoch, loss: 1 });
+    await tracker.settle();
+    const epochs = written
+      .filter((line) => line.startsWith('epoch '))
+      .map((line) => Number(line.split(/[ /]/)[1]));
+    expect(epochs).toEqual(Array.from({ length: 20 }, (_, i) => 25 * (i + 1)));
+    const short = tracked();
+    short.tracker.on(step(1, { total_steps: 7, total_epochs: 7 }));
+    for (let epoch = 1; epoch <= 7; epoch++)
+      short.tracker.on({ type: 'epoch_end', epoch, step: epoch, loss: 1 });
+    await short.tracker.settle();
+    expect(short.written.filter((line) => line.startsWith('epoch '))).toHaveLength(7);
+  });
+
   it('takes the run length from step events, and keeps it out of metrics.jsonl', async () => {
     const { dir, written, tracker } = tracked();
     tracker.on(step(1, { total_steps: 70, total_epochs: 7 }));

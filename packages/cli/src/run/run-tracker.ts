@@ -12,6 +12,9 @@ interface StepTotals {
  * Events that show the backend has started the run: it loaded the model and data and accepted the
  * checkpoint it resumes from. Warnings come earlier, while it may still refuse either.
  */
+/** Epoch lines a run prints at most (about; the last epoch always has one). */
+const MAX_EPOCH_LINES = 20;
+
 const STARTING_EVENTS: ReadonlySet<TrainerEvent['type']> = new Set(['step', 'checkpoint', 'done']);
 
 /**
@@ -54,9 +57,11 @@ export class RunTracker {
       }
       case 'epoch_end':
         this.lastEpochLoss = event.loss;
-        this.progress.log(
-          `epoch ${event.epoch}${this.totals ? `/${this.totals.total_epochs}` : ''}: mean loss ${event.loss.toFixed(4)}`,
-        );
+        if (this.showsEpoch(event.epoch)) {
+          this.progress.log(
+            `epoch ${event.epoch}${this.totals ? `/${this.totals.total_epochs}` : ''}: mean loss ${event.loss.toFixed(4)}`,
+          );
+        }
         break;
       case 'warning':
         this.progress.log(`warning: ${this.wordWarning(event.code, event.message)}`);
@@ -72,6 +77,16 @@ export class RunTracker {
 
   /** The newest checkpoint this run saved, if it saved one. */
   lastCheckpoint: string | undefined;
+
+  /**
+   * Epoch lines shown: all of a run of up to `MAX_EPOCH_LINES` epochs, else every k-th and the
+   * last, so a 500-epoch run prints 20 lines, not 500 (every epoch's mean stays in TensorBoard).
+   */
+  private showsEpoch(epoch: number): boolean {
+    const total = this.totals?.total_epochs;
+    if (total === undefined || total <= MAX_EPOCH_LINES) return true;
+    return epoch === total || epoch % Math.ceil(total / MAX_EPOCH_LINES) === 0;
+  }
 
   /** Whether the backend started the run (and the run folder was opened for it). */
   get started(): boolean {
