@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { tempDir, writeImage } from '../test-fixtures.ts';
-import { formatTags, mainRole, tagRows, tagStats } from './tags.ts';
+import { formatTags, mainRole, tagRows, tagStats, tags } from './tags.ts';
 
 describe('tagStats', () => {
   it('counts tags by role from a metadata.csv', async () => {
@@ -55,4 +55,22 @@ describe('tagRows and mainRole', () => {
     [{ core: 0, mood: 2, plain: 2 }, 'mood'],
     [{ core: 1, mood: 0, plain: 3 }, 'plain'],
   ] as const)('%j → %s', (counts, role) => expect(mainRole({ tag: 't', count: 3, ...counts })).toBe(role));
+});
+
+describe('lora tags --svg --png', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('says where it wrote the keyword cloud', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'metadata.csv'), 'file_name,text\na.png,"**neon**, rain"\n');
+    const out: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
+    const [svg, png] = [join(dir, 'cloud.svg'), join(dir, 'cloud.png')];
+    expect(await tags(join(dir, 'metadata.csv'), { svg, png })).toBe(0);
+    expect(out.join('')).toMatch(/^keyword cloud: .*cloud\.svg, .*cloud\.png$/m);
+    expect(existsSync(svg) && existsSync(png)).toBe(true);
+  });
 });

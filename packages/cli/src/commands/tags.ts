@@ -113,7 +113,8 @@ export function formatTags(report: TagsReport, top: number): string {
 export async function tags(source: string, options: TagsOptions): Promise<number> {
   const top = topOption(options.top);
   const report = await tagStats(source);
-  if (options.svg !== undefined || options.png !== undefined) {
+  const written = [options.svg, options.png].filter((path) => path !== undefined).map(String);
+  if (written.length > 0) {
     const cloud: CloudTag[] = report.tags
       .slice(0, top)
       .map((row) => ({ tag: row.tag, count: row.count, role: mainRole(row) }));
@@ -122,7 +123,11 @@ export async function tags(source: string, options: TagsOptions): Promise<number
       ...(options.png === undefined ? {} : { png: String(options.png) }),
     });
   }
-  if (options.json) printJson(report);
-  else print(formatTags(report, top));
+  if (options.json) printJson({ ...report, ...(written.length > 0 ? { cloud: written } : {}) });
+  else {
+    const cloud =
+      written.length > 0 ? [`keyword cloud: ${written.map((path) => displayPath(path)).join(', ')}`] : [];
+    print([formatTags(report, top), ...cloud].join('\n'));
+  }
   return 0;
 }
