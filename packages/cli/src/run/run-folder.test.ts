@@ -213,7 +213,10 @@ describe('stampRun and RunRecorder', () => {
     expect(metrics[0]).not.toHaveProperty('type');
     const [events] = readdirSync(join(dir, 'logs'));
     expect(events).toMatch(/^events\.out\.tfevents\.1796032800\./);
-    expect(readFileSync(join(dir, 'logs', events!)).length).toBeGreaterThan(100);
+    const bytes = readFileSync(join(dir, 'logs', events!));
+    expect(bytes.length).toBeGreaterThan(100);
+    for (const tag of ['loss/current', 'loss/average', 'lr', 'grad_norm'])
+      expect(bytes.includes(tag)).toBe(true);
     expect(existsSync(join(dir, 'loss.svg')) && existsSync(join(dir, 'loss.png'))).toBe(true);
   });
 });

@@ -181,7 +181,7 @@ export function stampRun(outputDir: string, config: LoraConfig, stamp: RunStamp)
 
 /**
  * Turns backend events into the run folder's human-readable records: `metrics.jsonl`, TensorBoard
- * scalars (`loss/current`, `loss/average`, `lr`) and the loss plot, redrawn at each checkpoint
+ * scalars (`loss/current`, `loss/average`, `lr`, `grad_norm`) and the loss plot, redrawn at each checkpoint
  * and at the end.
  */
 export class RunRecorder {
@@ -216,6 +216,7 @@ export class RunRecorder {
           { tag: 'loss/current', value: event.loss },
           { tag: 'loss/average', value: this.epochLossSum / this.epochSteps },
           { tag: 'lr', value: event.lr },
+          { tag: 'grad_norm', value: event.grad_norm },
         ]);
         break;
       }
