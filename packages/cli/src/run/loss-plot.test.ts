@@ -24,6 +24,16 @@ describe('loss plot', () => {
     expect(svg).toContain('run &lt;a&amp;b&gt;');
   });
 
+  it('labels the loss axis and says which line is which', () => {
+    const svg = lossPlotSvg(
+      [1, 2, 3].map((step) => ({ step, loss: 1 / step })),
+      'run',
+    );
+    expect(svg).toMatch(/<text [^>]*transform="rotate\(-90[^"]*"[^>]*>loss<\/text>/);
+    expect(svg).toContain('>loss per step</text>');
+    expect(svg).toContain('>smoothed (as TensorBoard, 0.9)</text>');
+  });
+
   it('writes an SVG and a PNG that sharp reads, and they change with the data', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'plot-'));
     await writeLossPlot(join(dir, 'a'), points, 'a');

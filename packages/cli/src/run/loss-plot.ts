@@ -10,6 +10,8 @@ export interface LossPoint {
 const WIDTH = 800;
 const HEIGHT = 400;
 const MARGIN = { left: 64, right: 16, top: 32, bottom: 40 };
+const RAW = '#9ecae1';
+const SMOOTHED = '#08519c';
 
 /** TensorBoard's debiased exponential moving average, so plots match what users see there. */
 export function smooth(values: readonly number[], weight = 0.9): number[] {
@@ -67,12 +69,22 @@ export function lossPlotSvg(points: readonly LossPoint[], title: string): string
     }
     const polyline = (values: readonly number[], style: string) =>
       `<polyline fill="none" ${style} points="${values.map((v, i) => `${x(finite[i]!.step).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`;
-    parts.push(polyline(losses, 'stroke="#9ecae1" stroke-width="1"'));
-    parts.push(polyline(smooth(losses), 'stroke="#08519c" stroke-width="2"'));
+    parts.push(polyline(losses, `stroke="${RAW}" stroke-width="1"`));
+    parts.push(polyline(smooth(losses), `stroke="${SMOOTHED}" stroke-width="2"`));
+    // The legend, top right inside the plot.
+    const lx = WIDTH - MARGIN.right - 236;
+    const ly = MARGIN.top + 14;
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 24}" y1="${ly - 4}" y2="${ly - 4}" stroke="${RAW}" stroke-width="1"/>`,
+      `<text x="${lx + 30}" y="${ly}">loss per step</text>`,
+      `<line x1="${lx}" x2="${lx + 24}" y1="${ly + 12}" y2="${ly + 12}" stroke="${SMOOTHED}" stroke-width="2"/>`,
+      `<text x="${lx + 30}" y="${ly + 16}">smoothed (as TensorBoard, 0.9)</text>`,
+    );
   }
   parts.push(
     `<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotWidth}" height="${plotHeight}" fill="none" stroke="#333"/>`,
     `<text x="${WIDTH / 2}" y="${HEIGHT - 6}" text-anchor="middle">step</text>`,
+    `<text x="14" y="${MARGIN.top + plotHeight / 2}" text-anchor="middle" transform="rotate(-90 14 ${MARGIN.top + plotHeight / 2})">loss</text>`,
     '</svg>',
   );
   return parts.join('\n');
