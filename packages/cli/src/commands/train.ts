@@ -1,4 +1,12 @@
-import { accessSync, existsSync, constants as fsConstants, mkdirSync, readdirSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  existsSync,
+  constants as fsConstants,
+  mkdirSync,
+  readdirSync,
+  rmdirSync,
+  statSync,
+} from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { availableParallelism, constants as osConstants } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -21,7 +29,6 @@ import { listOption } from '../options.ts';
 import { displayPath } from '../paths.ts';
 import { ProgressDisplay } from '../run/progress.ts';
 import {
-  claimEntries,
   clearEarlierRun,
   MANIFEST_FILE,
   prepareRunFolder,
@@ -30,7 +37,7 @@ import {
   readManifest,
   stampRun,
 } from '../run/run-folder.ts';
-import { LOCK_FILE, lockRunFolder } from '../run/run-lock.ts';
+import { lockRunFolder } from '../run/run-lock.ts';
 import { RunTracker } from '../run/run-tracker.ts';
 import { seeTroubleshooting, type TroubleshootingSection } from '../troubleshooting.ts';
 import { VERSION } from '../version.ts';
@@ -73,6 +80,8 @@ export async function train(options: TrainOptions): Promise<number> {
     return await trainLocked(options.config, options, config, sets, backend, progress, { existed, wasEmpty });
   } finally {
     unlock();
+    // A folder this run created and left empty (a start that failed) goes too; rmdir keeps one that is not empty.
+    if (!existed) rmdirIfEmpty(outputDir);
   }
 }
 
@@ -91,7 +100,6 @@ async function trainLocked(
     resuming: config.resume !== undefined,
     overwrite: options.overwrite === true,
   });
-  const before = new Set(readdirSync(outputDir));
   const startedAt = new Date();
   progress.log(
     `training ${displayPath(configPath)} into ${displayPath(outputDir)} (task ${config.task}, backend ${backend.name})`,
@@ -143,12 +151,10 @@ async function trainLocked(
   }
   if (result === undefined) {
     // Never started (a wrong model folder, bad data): leave no run folder that the next attempt must --overwrite.
-    if (folder.wasEmpty && !tracker.started) await removeRunFiles(outputDir, folder.existed);
-    else recordNewEntries(outputDir, before);
+    if (folder.wasEmpty && !tracker.started) await removeRunFiles(outputDir);
     if (isDiskProblem(failure)) throw diskFailure(failure, tracker, resumeCommand(configPath, sets));
     throw withTroubleshooting(failure);
   }
-  recordNewEntries(outputDir, before);
   print(summary(result, config, resumeCommand(configPath, sets), tracker));
   if (result.stopped !== 'aborted') return 0;
   return stoppedBy === undefined ? EXIT_INTERRUPTED : 128 + (osConstants.signals[stoppedBy] ?? 2);
@@ -166,14 +172,6 @@ function diskFailure(error: NodeJS.ErrnoException, tracker: RunTracker, continue
   );
 }
 
-/** Whatever the backend wrote beyond the names claimed up front joins the manifest. */
-function recordNewEntries(outputDir: string, before: ReadonlySet<string>): void {
-  const fresh = readdirSync(outputDir).filter(
-    (entry) => !before.has(entry) && entry !== LOCK_FILE && entry !== MANIFEST_FILE,
-  );
-  if (fresh.length > 0) claimEntries(outputDir, fresh);
-}
-
 /**
  * `output_dir` in (or, for a model folder, under) `base_model`'s folder could replace the model's
  * own files (and `--overwrite` used to delete them): refused before anything is written.
@@ -188,6 +186,14 @@ function refuseModelFolder(config: LoraConfig): void {
       'E_OUTPUT_IN_MODEL',
       `output_dir ${config.output_dir} is ${out === modelFolder ? '' : 'inside '}the folder of base_model (${displayPath(modelFolder)}); a run there could replace the model's files. Choose an output_dir outside it, such as output/${config.output_name}.`,
     );
+  }
+}
+
+function rmdirIfEmpty(folder: string): void {
+  try {
+    rmdirSync(folder);
+  } catch {
+    // not empty (a finished run), or already gone
   }
 }
 
@@ -249,17 +255,14 @@ function resumedCheckpoint(config: LoraConfig, first: TrainerEvent): string | un
 }
 
 /**
- * Empties a run folder this run found empty (of what it claimed, the manifest included), or
- * removes it when this run created it; the lock goes when the run releases it.
+ * Empties a run folder this run found empty of what the run claimed (the manifest included); the
+ * folder itself goes once the lock is released, if nothing else arrived in it (`rmdir`).
  */
-async function removeRunFiles(outputDir: string, existed: boolean): Promise<void> {
+async function removeRunFiles(outputDir: string): Promise<void> {
   const ours = readManifest(outputDir);
   for (const entry of await readdir(outputDir)) {
     if (ours.has(entry) || entry === MANIFEST_FILE)
       await rm(join(outputDir, entry), { recursive: true, force: true });
-  }
-  if (!existed && (await readdir(outputDir)).every((entry) => entry === LOCK_FILE)) {
-    await rm(outputDir, { recursive: true, force: true });
   }
 }
 

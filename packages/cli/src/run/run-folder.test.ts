@@ -83,6 +83,26 @@ describe('prepareRunFolder', () => {
     expect(readFileSync(join(dir, 'adapter_model.safetensors'), 'utf8')).toBe('x');
   });
 
+  it('adopts a run folder of an older version (no manifest, only its own names, a stamped config.yaml)', () => {
+    const dir = fresh();
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      '# lora 0.0.0, run started 2026-11-30T10:00:00.000Z\ntask: llm\n',
+    );
+    writeFileSync(join(dir, 'adapter_model.safetensors'), 'x');
+    mkdirSync(join(dir, 'checkpoints', 'step-10'), { recursive: true });
+    prepareRunFolder(dir, llm, { resuming: true, overwrite: false });
+    expect(manifest(dir)).toEqual(
+      expect.arrayContaining(['adapter_model.safetensors', 'checkpoints', 'config.yaml']),
+    );
+    // Without lora's stamp the same names are not taken for lora's.
+    const other = fresh();
+    writeFileSync(join(other, 'config.yaml'), 'someone: else\n');
+    expect(() => prepareRunFolder(other, llm, { resuming: true, overwrite: false })).toThrow(
+      /lora did not write/,
+    );
+  });
+
   it('is not blocked by what a failed start left (graphs, cache, an empty checkpoints folder, the config)', () => {
     const dir = fresh();
     prepareRunFolder(dir, llm, { resuming: false, overwrite: false });

@@ -100,10 +100,11 @@ export function prepareRunFolder(
   config: LoraConfig,
   { resuming, overwrite }: PrepareOptions,
 ): void {
+  const names = runOutputNames(config);
+  adoptEarlierRun(outputDir, names);
   const ours = readManifest(outputDir);
   const entries = readdirSync(outputDir).filter((e) => e !== MANIFEST_FILE && e !== LOCK_FILE);
   const foreign = entries.filter((e) => !ours.has(e));
-  const names = runOutputNames(config);
   const list = (items: readonly string[]) =>
     `${items.slice(0, 3).join(', ')}${items.length > 3 ? ', …' : ''}`;
   if (ours.size === 0 && foreign.length > 0) {
@@ -129,6 +130,20 @@ export function prepareRunFolder(
     );
   }
   claimEntries(outputDir, names);
+}
+
+/**
+ * A run folder written before run folders listed their files (no manifest): when everything in
+ * it is a name this run would write and its `config.yaml` carries lora's stamp, it is lora's, and
+ * the manifest is written for it, so that it can be resumed or overwritten.
+ */
+function adoptEarlierRun(outputDir: string, names: readonly string[]): void {
+  if (existsSync(join(outputDir, MANIFEST_FILE))) return;
+  const entries = readdirSync(outputDir).filter((e) => e !== LOCK_FILE);
+  if (entries.length === 0 || !entries.every((e) => names.includes(e))) return;
+  const config = join(outputDir, RUN_FILES.config);
+  if (!existsSync(config) || !readFileSync(config, 'utf8').startsWith('# lora ')) return;
+  claimEntries(outputDir, entries);
 }
 
 /** Whether `entry` holds a result of an earlier run, as opposed to working files a failed start left. */
