@@ -24,26 +24,32 @@ const State = { Idle: 0, Ready: 1, Done: 2, Failed: 3, TooLong: 4 } as const;
 /** The thread's code: renders each context it is sent into the shared buffer. */
 const WORKER = `
 const { workerData, parentPort } = require('node:worker_threads');
-const { Template } = require(workerData.jinja);
 const state = new Int32Array(workerData.shared, 0, 2);
 const bytes = new Uint8Array(workerData.shared, 8);
 const encoder = new TextEncoder();
-const template = new Template(workerData.source);
 const finish = (code, text) => {
   const { read, written } = encoder.encodeInto(text, bytes);
   state[1] = written;
   Atomics.store(state, 0, code === ${State.Done} && read < text.length ? ${State.TooLong} : code);
   Atomics.notify(state, 0);
 };
-parentPort.on('message', (context) => {
-  try {
-    finish(${State.Done}, template.render(context));
-  } catch (error) {
-    finish(${State.Failed}, String((error && error.message) || error));
-  }
-});
-Atomics.store(state, 0, ${State.Ready});
-Atomics.notify(state, 0);
+let template;
+try {
+  template = new (require(workerData.jinja).Template)(workerData.source);
+} catch (error) {
+  finish(${State.Failed}, String((error && error.message) || error));
+}
+if (template !== undefined) {
+  parentPort.on('message', (context) => {
+    try {
+      finish(${State.Done}, template.render(context));
+    } catch (error) {
+      finish(${State.Failed}, String((error && error.message) || error));
+    }
+  });
+  Atomics.store(state, 0, ${State.Ready});
+  Atomics.notify(state, 0);
+}
 `;
 
 export class TemplateSandbox {
@@ -71,6 +77,11 @@ export class TemplateSandbox {
     this.worker.on('error', () => {});
     if (Atomics.wait(this.state, 0, State.Idle, START_BUDGET_MS) === 'timed-out') {
       this.fail(`its rendering thread did not start within ${START_BUDGET_MS / 1000} s`);
+    }
+    if (Atomics.load(this.state, 0) === State.Failed) {
+      this.fail(
+        `its rendering thread could not load it (${new TextDecoder().decode(this.bytes.slice(0, this.state[1]))})`,
+      );
     }
   }
 

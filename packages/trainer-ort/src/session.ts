@@ -11,7 +11,7 @@ import type { ConcreteDevice } from './device.ts';
 import { TrainerOrtError } from './errors.ts';
 import type { DType } from './graph/dtype.ts';
 import { Graph } from './graph/graph.ts';
-import { DATA_ROOT_SUFFIX } from './graph/model-file.ts';
+import { DATA_ROOT_SUFFIX, type DataRoot, sha256 } from './graph/model-file.ts';
 import { serializeModel } from './graph/onnx.ts';
 import { add } from './graph/ops/elementwise.ts';
 
@@ -140,15 +140,14 @@ export class Session {
       );
     }
     try {
-      // A model whose weights sit on another filesystem names their folder in a sidecar (model-file.ts).
-      const dataRoot = await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8').catch(() => undefined);
       const settings = sessionOptions(device, options);
+      const dataRoot = await readDataRoot(modelPath);
       const inner =
         dataRoot === undefined
           ? await InferenceSession.create(modelPath, settings)
-          : await InferenceSession.create(await readFile(modelPath), {
+          : await InferenceSession.create(dataRoot.bytes, {
               ...settings,
-              extra: { session: { model_external_initializers_file_folder_path: dataRoot } },
+              extra: { session: { model_external_initializers_file_folder_path: dataRoot.folder } },
             });
       return new Session(inner, device, modelPath, new Set(kept));
     } catch (error) {
@@ -225,6 +224,25 @@ export class Session {
     this.disposed = true;
     await this.inner.release();
   }
+}
+
+/**
+ * The weights folder of a model whose weights sit on another filesystem (its sidecar, see
+ * model-file.ts) and the model's bytes, when the sidecar belongs to these very bytes.
+ */
+async function readDataRoot(modelPath: string): Promise<{ folder: string; bytes: Uint8Array } | undefined> {
+  const text = await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  let sidecar: Partial<DataRoot>;
+  try {
+    sidecar = JSON.parse(text) as Partial<DataRoot>;
+  } catch {
+    return undefined;
+  }
+  const bytes = await readFile(modelPath);
+  return typeof sidecar.folder === 'string' && sidecar.model === sha256(bytes)
+    ? { folder: sidecar.folder, bytes }
+    : undefined;
 }
 
 function toOrt(name: string, t: HostTensor | DeviceTensor): Tensor {

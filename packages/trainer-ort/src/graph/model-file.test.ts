@@ -142,7 +142,11 @@ describe('writeModel', () => {
         'model.onnx',
         `model.onnx${DATA_ROOT_SUFFIX}`,
       ]);
-      expect(await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8')).toBe(await realpath(join(root, 'h')));
+      const sidecar = JSON.parse(await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8'));
+      expect(sidecar).toEqual({
+        folder: await realpath(join(root, 'h')),
+        model: expect.stringMatching(/^[0-9a-f]{64}$/),
+      });
       // From another working directory too: the sidecar, not the cwd, says where the weights are.
       const cwd = process.cwd();
       process.chdir(tmpdir());
@@ -151,6 +155,12 @@ describe('writeModel', () => {
       } finally {
         process.chdir(cwd);
       }
+      // A sidecar that belongs to other model bytes (a crash between the two writes) is not used.
+      await writeFile(
+        `${modelPath}${DATA_ROOT_SUFFIX}`,
+        JSON.stringify({ ...sidecar, model: '0'.repeat(64) }),
+      );
+      await expect(run(modelPath)).rejects.toMatchObject({ code: 'SESSION_FAILED' });
       // Written again with the weights beside it, the model drops the sidecar.
       const near = await weightsFile(join(shm, 'run', 'c.bin'), [3, 4]);
       expect(await run(await writeModel(graphReading(near), join(shm, 'run')))).toEqual([3, 4]);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { copyFile, link, lstat, mkdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, sep } from 'node:path';
 import { TrainerOrtError } from '../errors.ts';
@@ -55,23 +56,20 @@ export async function writeModel(
   }
   const device = (await stat(root)).dev;
   const far = await Promise.all([...sources.values()].map(async (s) => (await stat(s)).dev !== device));
-  const dataRoot =
+  let dataRoot =
     far.some(Boolean) && !options.copyExternalData ? commonFolder([...sources.values()]) : undefined;
-  const locations = new Map<string, string>();
-  const taken = new Set<string>();
-  for (const [path, source] of sources) {
-    if (dataRoot !== undefined) {
-      locations.set(path, relative(dataRoot, source).split(sep).join('/'));
-      continue;
-    }
-    const inside = relative(root, source);
-    if (!inside.startsWith('..') && !inside.startsWith(sep)) {
-      locations.set(path, inside.split(sep).join('/'));
-      continue;
-    }
-    const name = uniqueName(basename(source), taken);
-    await linkInto(source, join(root, name), options);
-    locations.set(path, name);
+  let locations: Map<string, string>;
+  try {
+    locations =
+      dataRoot === undefined
+        ? await linkedLocations(sources, root, options)
+        : rootLocations(sources, dataRoot);
+  } catch (error) {
+    // One filesystem by st_dev, yet no hard link (two bind mounts of one disk, a filesystem
+    // without hard links): read the weights in place instead.
+    if (!TrainerOrtError.isInstance(error) || error.code !== 'EXTERNAL_DATA_CROSS_DEVICE') throw error;
+    dataRoot = commonFolder([...sources.values()]);
+    locations = rootLocations(sources, dataRoot);
   }
   for (const [tensor, data] of graph.initializers) {
     if (data.kind !== 'external') continue;
@@ -86,13 +84,52 @@ export async function writeModel(
   const bytes = serializeModel(graph, { externalLocation: (path) => locations.get(path)! });
   await writeFile(`${target}.partial`, bytes);
   await rename(`${target}.partial`, target);
+  // The sidecar names the model bytes it belongs to: a crash between the two writes leaves a
+  // sidecar that Session.create ignores, never one that sends another model's weights elsewhere.
   const sidecar = `${target}${DATA_ROOT_SUFFIX}`;
   if (dataRoot === undefined) await rm(sidecar, { force: true });
   else {
-    await writeFile(`${sidecar}.partial`, dataRoot);
+    const content: DataRoot = { folder: dataRoot, model: sha256(bytes) };
+    await writeFile(`${sidecar}.partial`, JSON.stringify(content));
     await rename(`${sidecar}.partial`, sidecar);
   }
   return target;
+}
+
+/** What a `DATA_ROOT_SUFFIX` sidecar holds. */
+export interface DataRoot {
+  /** The folder the model's external-data locations are relative to. */
+  folder: string;
+  /** SHA-256 (hex) of the model file the sidecar belongs to. */
+  model: string;
+}
+
+export const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** Locations relative to `folder`, which holds every weights file. */
+function rootLocations(sources: ReadonlyMap<string, string>, folder: string): Map<string, string> {
+  return new Map([...sources].map(([path, source]) => [path, relative(folder, source).split(sep).join('/')]));
+}
+
+/** Locations inside the model's folder: files there as they are, others hard-linked next to the model. */
+async function linkedLocations(
+  sources: ReadonlyMap<string, string>,
+  root: string,
+  options: WriteModelOptions,
+): Promise<Map<string, string>> {
+  const locations = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const [path, source] of sources) {
+    const inside = relative(root, source);
+    if (!inside.startsWith('..') && !inside.startsWith(sep)) {
+      locations.set(path, inside.split(sep).join('/'));
+      continue;
+    }
+    const name = uniqueName(basename(source), taken);
+    await linkInto(source, join(root, name), options);
+    locations.set(path, name);
+  }
+  return locations;
 }
 
 /** The deepest folder that holds every path (`/` at worst on POSIX; none across Windows drives). */

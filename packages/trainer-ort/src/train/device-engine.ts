@@ -65,17 +65,15 @@ export async function openDeviceEngine<Batch>(
       parameters.map((p) => ({ name: p.name, shape: p.shape, group: groupOf(p) })),
       settings.optimizer,
     );
-    sessions.push(
-      await open(update, 'update.onnx', stateNames.map(nextName)),
-      await open(
-        accumulateGraph(parameters),
-        'accumulate.onnx',
-        parameters.map((p) => summed(gradName(p.name))),
-      ),
-      await open(normGraph(parameters), 'norm.onnx', []),
-      await open(copyGraph(stateNames, shapes), 'upload.onnx', stateNames.map(copied)),
-      await open(copyGraph(stateNames, shapes), 'download.onnx', []),
-    );
+    const graphs: [Graph, string, readonly string[]][] = [
+      [update, 'update.onnx', stateNames.map(nextName)],
+      [accumulateGraph(parameters), 'accumulate.onnx', parameters.map((p) => summed(gradName(p.name)))],
+      [normGraph(parameters), 'norm.onnx', []],
+      [copyGraph(stateNames, shapes), 'upload.onnx', stateNames.map(copied)],
+      [copyGraph(stateNames, shapes), 'download.onnx', []],
+    ];
+    // One at a time, so that the ones opened before a failure are disposed below.
+    for (const [graph, fileName, kept] of graphs) sessions.push(await open(graph, fileName, kept));
   } catch (error) {
     await Promise.all([gradients.dispose(), ...sessions.map((s) => s.dispose())]);
     throw error;
@@ -141,10 +139,13 @@ export async function openDeviceEngine<Batch>(
         accFeeds[name] = sums.get(name)!;
         accFeeds[addend(name)] = fresh.get(name)!;
       }
-      const { device } = await accumulate.runKeeping(accFeeds);
-      disposeAll(sums.values());
-      disposeAll(fresh.values());
-      sums = renamed(device, summed, gradNames);
+      try {
+        const { device } = await accumulate.runKeeping(accFeeds);
+        disposeAll(sums.values());
+        sums = renamed(device, summed, gradNames);
+      } finally {
+        disposeAll(fresh.values());
+      }
     },
     async end() {
       const feeds = Object.fromEntries(sums ?? []);
