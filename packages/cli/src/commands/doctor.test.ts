@@ -20,8 +20,9 @@ describe('lora doctor (built binary)', { timeout: 60_000 }, () => {
   it('--json reports the runtime, the providers, CUDA, the WebGPU adapters and what auto takes', () => {
     const run = lora('--json');
     expect(run.status).toBe(0);
-    const report = JSON.parse(run.stdout) as DoctorReport;
-    expect(report.node).toBe(process.versions.node);
+    const { runtime: report, ...machine } = JSON.parse(run.stdout) as DoctorReport;
+    expect(machine.node).toBe(process.versions.node);
+    if (report === undefined) throw new Error(`no runtime report: ${machine.problem}`);
     expect(report.onnxruntime.version).toBe(ortVersion);
     expect(report.onnxruntime.providers).toEqual(
       expect.arrayContaining([
@@ -58,5 +59,22 @@ describe('lora doctor (built binary)', { timeout: 60_000 }, () => {
     expect(run.stdout).toMatch(/^CUDA: /m);
     expect(run.stdout).toMatch(/^WebGPU: \d+ adapter\(s\)/m);
     expect(run.stdout).toMatch(/^device: auto → (cpu|cuda|webgpu)/m);
+  });
+
+  it('reports an onnxruntime-node that does not load instead of failing with it', () => {
+    // A resolve hook that makes importing onnxruntime-node fail, as a broken native install does.
+    const hook = `data:text/javascript,${encodeURIComponent(
+      "import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(`export async function resolve(s, c, next) { if (s === 'onnxruntime-node') throw new Error('simulated broken binding'); return next(s, c); }`));",
+    )}`;
+    const result = spawnSync(process.execPath, ['--import', hook, bin, 'doctor', '--json'], {
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(0);
+    const report = JSON.parse(result.stdout) as DoctorReport;
+    expect(report.runtime).toBeUndefined();
+    expect(report.problem).toMatch(
+      /^onnxruntime-node did not load: simulated broken binding; reinstall @lora\/cli$/,
+    );
+    expect(report.node).toBe(process.versions.node);
   });
 });

@@ -3,24 +3,22 @@
  * Every probe is reported, never thrown: the command exists for machines where something is off.
  */
 import { cpus, freemem, totalmem } from 'node:os';
-import {
-  chooseDevice,
-  type DeviceChoice,
-  describeDevice,
-  isCudaInstalled,
-  onnxRuntimeInfo,
-  probeWebGpuAdapters,
-  type WebGpuAdapter,
-} from '@lora/trainer-ort';
-import sharp from 'sharp';
+import type { DeviceChoice, WebGpuAdapter } from '@lora/trainer-ort';
 import { formatBytes, formatTable, print, printJson } from '../format.ts';
 
+/** What a machine offers; `runtime` is absent, and `problem` says why, when onnxruntime-node does not load. */
 export interface DoctorReport {
   node: string;
   platform: string;
   cpu: { model: string; cores: number; memory: number; freeMemory: number };
-  onnxruntime: { version: string; providers: { name: string; bundled: boolean; installed: boolean }[] };
+  /** sharp's version, or why its native binary did not load. */
   sharp: string;
+  runtime?: RuntimeReport;
+  problem?: string;
+}
+
+export interface RuntimeReport {
+  onnxruntime: { version: string; providers: { name: string; bundled: boolean; installed: boolean }[] };
   cuda: {
     installed: boolean;
     /** Whether the provider ran a test graph; absent when not installed. */
@@ -48,16 +46,43 @@ export async function doctor(options: { json?: boolean } = {}): Promise<void> {
 }
 
 async function collect(): Promise<DoctorReport> {
+  const cores = cpus();
+  const machine = {
+    node: process.versions.node,
+    platform: `${process.platform}-${process.arch}`,
+    cpu: {
+      model: cores[0]?.model.trim() ?? 'unknown',
+      cores: cores.length,
+      memory: totalmem(),
+      freeMemory: freemem(),
+    },
+    sharp: await import('sharp').then(
+      ({ default: sharp }) => sharp.versions.sharp ?? 'unknown',
+      (error: unknown) => `did not load (${messageOf(error)})`,
+    ),
+  };
+  // The trainer loads onnxruntime-node's native binding: a broken install is what this command reports.
+  let runtime: RuntimeReport;
+  try {
+    runtime = await collectRuntime(await import('@lora/trainer-ort'));
+  } catch (error) {
+    return { ...machine, problem: `onnxruntime-node did not load: ${messageOf(error)}; reinstall @lora/cli` };
+  }
+  return { ...machine, runtime };
+}
+
+async function collectRuntime(trainer: typeof import('@lora/trainer-ort')): Promise<RuntimeReport> {
+  const { chooseDevice, describeDevice, isCudaInstalled, onnxRuntimeInfo, probeWebGpuAdapters } = trainer;
   const ort = onnxRuntimeInfo();
   const cudaInstalled = isCudaInstalled();
-  const cuda: DoctorReport['cuda'] = { installed: cudaInstalled, install: CUDA_STEPS };
+  const cuda: RuntimeReport['cuda'] = { installed: cudaInstalled, install: CUDA_STEPS };
   if (cudaInstalled) {
     const problem = await problemOf(chooseDevice('cuda'));
     cuda.starts = problem === undefined;
     if (problem !== undefined) cuda.problem = problem;
   }
   const probe = await probeWebGpuAdapters();
-  const webgpu: DoctorReport['webgpu'] = {
+  const webgpu: RuntimeReport['webgpu'] = {
     adapters: probe.adapters,
     ...(probe.problem === undefined ? {} : { problem: probe.problem }),
   };
@@ -67,16 +92,7 @@ async function collect(): Promise<DoctorReport> {
     if (problem !== undefined) webgpu.problem = problem;
   }
   const auto = await chooseDevice('auto');
-  const cores = cpus();
   return {
-    node: process.versions.node,
-    platform: `${process.platform}-${process.arch}`,
-    cpu: {
-      model: cores[0]?.model.trim() ?? 'unknown',
-      cores: cores.length,
-      memory: totalmem(),
-      freeMemory: freemem(),
-    },
     onnxruntime: {
       version: ort.version,
       providers: ort.providers.map((p) => ({
@@ -84,7 +100,6 @@ async function collect(): Promise<DoctorReport> {
         installed: p.bundled || (p.name === 'cuda' && cudaInstalled),
       })),
     },
-    sharp: sharp.versions.sharp ?? 'unknown',
     cuda,
     webgpu,
     auto: {
@@ -101,16 +116,26 @@ async function problemOf(choice: Promise<unknown>): Promise<string | undefined> 
     await choice;
     return undefined;
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    return messageOf(error);
   }
 }
 
-function render(r: DoctorReport): string {
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+function render(report: DoctorReport): string {
+  const head = [
+    `Node.js ${report.node} on ${report.platform}; sharp ${report.sharp}`,
+    `CPU: ${report.cpu.model}, ${report.cpu.cores} cores; memory ${formatBytes(report.cpu.memory)} (${formatBytes(report.cpu.freeMemory)} free)`,
+    '',
+  ];
+  return report.runtime === undefined
+    ? [...head, report.problem].join('\n')
+    : [...head, renderRuntime(report.runtime)].join('\n');
+}
+
+function renderRuntime(r: RuntimeReport): string {
   const yes = (flag: boolean) => (flag ? 'yes' : 'no');
   const lines = [
-    `Node.js ${r.node} on ${r.platform}; sharp ${r.sharp}`,
-    `CPU: ${r.cpu.model}, ${r.cpu.cores} cores; memory ${formatBytes(r.cpu.memory)} (${formatBytes(r.cpu.freeMemory)} free)`,
-    '',
     `onnxruntime-node ${r.onnxruntime.version}, execution providers:`,
     formatTable([
       ['provider', 'in the npm package', 'installed'],
