@@ -404,6 +404,15 @@ describe('error paths', () => {
       issues: expect.arrayContaining([expect.objectContaining({ path: ['lora_rank'], line: 4 })]),
     });
   });
+
+  it('--json puts a failure on stdout as JSON too, for the script that reads it', async () => {
+    const result = await run(['inspect', at('nope.safetensors'), '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toEqual({
+      error: { code: 'E_NOT_FOUND', message: expect.stringMatching(/nope\.safetensors does not exist/) },
+    });
+    expect(result.stderr).toMatch(/\[E_NOT_FOUND\]/);
+  });
 });
 
 describe('help', () => {

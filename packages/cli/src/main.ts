@@ -2,11 +2,15 @@ import { closest } from '@lora/config';
 import { cac } from 'cac';
 import { CliError } from './cli-error.ts';
 import { registerCommands } from './commands.ts';
+import { printJson } from './format.ts';
 import { VERSION } from './version.ts';
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  for (const stream of [process.stdout, process.stderr]) stream.on('error', ignoreClosedPipe);
+  for (const stream of [process.stdout, process.stderr]) {
+    // main() runs many times in one test process: add the listener once.
+    if (!stream.listeners('error').includes(ignoreClosedPipe)) stream.on('error', ignoreClosedPipe);
+  }
   const cli = cac('lora');
   cli.version(VERSION);
   cli.help();
@@ -35,11 +39,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     const result: unknown = await cli.runMatchedCommand();
     return typeof result === 'number' ? result : 0;
   } catch (error) {
-    return reportError(error, debug);
+    return reportError(error, debug, argv.includes('--json'));
   }
 }
 
-function reportError(error: unknown, debug: boolean): number {
+function reportError(error: unknown, debug: boolean, json: boolean): number {
+  // A script that asked for JSON reads stdout: the failure goes there too, as JSON.
+  if (json) {
+    const code =
+      error instanceof Error && 'code' in error && typeof error.code === 'string'
+        ? error.code
+        : 'E_UNEXPECTED';
+    printJson({ error: { code, message: error instanceof Error ? error.message : String(error) } });
+  }
   if (debug) {
     console.error(error);
   } else if (error instanceof Error && 'code' in error && typeof error.code === 'string') {
