@@ -49,8 +49,11 @@ export function registerCommands(cli: CAC): void {
     });
 
   cli
-    .command('dataset <action> <target>', 'Check a dataset: lora dataset check <folder|config.yaml>')
-    .usage('dataset check <folder|config.yaml> [options]')
+    .command(
+      'dataset <action> <target>',
+      'Check a dataset: lora dataset check <folder|file.jsonl|config.yaml>',
+    )
+    .usage('dataset check <folder|file.jsonl|config.yaml> [options]')
     .option('--json', JSON_HELP)
     .example('  $ lora dataset check data/style_train')
     .example('  $ lora dataset check configs/my_style_v1.yaml --json')

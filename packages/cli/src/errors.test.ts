@@ -270,7 +270,7 @@ const cases: Case[] = [
     'dataset check: a text file',
     () => ['dataset', 'check', at('notes.txt')],
     'E_USAGE',
-    /neither a folder of images nor a \.yaml config/,
+    /neither a folder of images, a \.jsonl\/\.json text dataset nor a \.yaml config/,
     2,
   ],
   [

@@ -38,11 +38,12 @@ export async function checkTextDataset(
   const report = (error: DatasetError): void => {
     if (problems.length < MAX_REPORTED_PROBLEMS) {
       const where = error.line === undefined ? (error.path ?? path) : `${error.path ?? path}:${error.line}`;
-      problems.push({
-        where,
-        ...(error.line === undefined ? {} : { line: error.line }),
-        message: error.message,
-      });
+      // The messages start with where they happened for the error that stops training; here the
+      // report names the place itself.
+      const message = error.message.startsWith(`${where}: `)
+        ? error.message.slice(where.length + 2)
+        : error.message;
+      problems.push({ where, ...(error.line === undefined ? {} : { line: error.line }), message });
     }
   };
   const onInvalid = (error: DatasetError): void => {

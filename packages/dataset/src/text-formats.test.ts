@@ -175,6 +175,8 @@ describe('checkTextDataset', () => {
       [5, true],
     ]);
     expect(report.problems[0]!.message).toMatch(/missing field "output"/);
+    // The report names the place once, in `where`, not again in front of the message.
+    for (const problem of report.problems) expect(problem.message).not.toContain('mixed.jsonl');
   });
 
   it('checks against a forced format', async () => {

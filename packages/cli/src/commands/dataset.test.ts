@@ -85,9 +85,28 @@ describe('dataset check', () => {
       'base_model: ./model\ntrain_data: ./train.jsonl\noutput_dir: ./out\n',
     );
     const out = captureStdout();
-    expect(await datasetCommand('check', join(dir, 'llm.yaml'), {})).toBe(0);
+    // One invalid record stops training: the check fails.
+    expect(await datasetCommand('check', join(dir, 'llm.yaml'), {})).toBe(1);
     expect(out.join('')).toMatch(
-      /train\.jsonl: 2 records, 1 valid, 1 invalid \(alpaca 1\)\n\s+\S+train\.jsonl:2: /,
+      /train\.jsonl: 2 records, 1 valid, 1 invalid \(alpaca 1\)\n\s+\S+train\.jsonl:2: missing field "output"/,
     );
+  });
+
+  it('checks a .jsonl file given directly, and passes when every record is valid', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'good.jsonl'), '{"instruction": "Say hi", "output": "hi"}\n{"text": "plain"}\n');
+    const out = captureStdout();
+    expect(await datasetCommand('check', join(dir, 'good.jsonl'), {})).toBe(0);
+    expect(out.join('')).toMatch(/good\.jsonl: 2 records, 2 valid, 0 invalid \(alpaca 1, text 1\)/);
+  });
+
+  it('exits 1 when some images would be skipped, 0 when all are usable', async () => {
+    const dir = tempDir();
+    await writeImage(join(dir, 'data', 'a.png'), '#f00');
+    writeFileSync(join(dir, 'data', 'a.txt'), 'red');
+    captureStdout();
+    expect(await datasetCommand('check', join(dir, 'data'), {})).toBe(0);
+    writeFileSync(join(dir, 'data', 'b.png'), 'not a png');
+    expect(await datasetCommand('check', join(dir, 'data'), {})).toBe(1);
   });
 });

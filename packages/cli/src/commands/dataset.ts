@@ -123,7 +123,8 @@ async function checkImages(
       ),
     );
   if (report.summary.imagesUsed === 0) throw emptyImageDataset(target, report);
-  return 0;
+  // Training would skip the files with errors: a script running the check should stop here.
+  return report.findings.some((finding) => finding.severity === 'error') ? EXIT_FAILURE : 0;
 }
 
 /**
@@ -150,10 +151,10 @@ function formatLongCaptions(long: LongCaptions | { unchecked: string }): string 
   return `captions: ${plural(long.count, 'caption', 'captions')} longer than the text encoder's ${long.window} tokens, cut there in training (the longest, ${displayPath(long.longest.path)}, has ${long.longest.tokens}); put what matters first or shorten them`;
 }
 
-async function checkText(files: readonly string[], config: LlmConfig, json?: boolean) {
+async function checkText(files: readonly string[], format: LlmConfig['dataset_format'], json?: boolean) {
   const reports = [];
   for (const file of files)
-    reports.push({ file, ...(await aboutFile(file, () => checkTextDataset(file, config.dataset_format))) });
+    reports.push({ file, ...(await aboutFile(file, () => checkTextDataset(file, format))) });
   if (json) printJson({ kind: 'text', files: reports });
   else print(reports.map((report) => formatTextReport(report.file, report)).join('\n'));
   if (reports.every((report) => report.valid === 0)) {
@@ -163,10 +164,17 @@ async function checkText(files: readonly string[], config: LlmConfig, json?: boo
       EXIT_FAILURE,
     );
   }
-  return 0;
+  // Training stops at the first invalid record: any is a failure of the check.
+  return reports.some((report) => report.invalid > 0) ? EXIT_FAILURE : 0;
 }
 
-/** `lora dataset check <dir|config>`: the validation report; exit 1 when nothing usable remains. */
+/** Files `lora dataset check` reads as an LLM text dataset in the format each record shows. */
+const TEXT_DATASET_EXTENSIONS = ['.jsonl', '.json'];
+
+/**
+ * `lora dataset check <dir|file.jsonl|config>`: the validation report; exit 1 when it found errors
+ * (the files training skips or stops at).
+ */
 export async function datasetCommand(
   action: string,
   target: string,
@@ -180,16 +188,18 @@ export async function datasetCommand(
   }
   const info = await aboutFile(target, () => stat(target));
   if (info.isDirectory()) return checkImages(target, { dirs: [target] }, options.json);
-  if (!['.yaml', '.yml'].includes(extname(target).toLowerCase())) {
+  const extension = extname(target).toLowerCase();
+  if (TEXT_DATASET_EXTENSIONS.includes(extension)) return checkText([target], 'auto', options.json);
+  if (!['.yaml', '.yml'].includes(extension)) {
     throw new CliError(
       'E_USAGE',
-      `${target} is neither a folder of images nor a .yaml config; pass one of them, e.g. lora dataset check data/style_train.`,
+      `${target} is neither a folder of images, a .jsonl/.json text dataset nor a .yaml config; pass one of them, e.g. lora dataset check data/style_train.`,
     );
   }
   const config = await readDatasetConfig(target);
   if (config.task === 'llm') {
     requireExisting(config.train_data);
-    return checkText(config.train_data, config, options.json);
+    return checkText(config.train_data, config.dataset_format, options.json);
   }
   if (config.metadata_path !== undefined && !existsSync(config.metadata_path)) {
     throw new CliError(
