@@ -472,6 +472,21 @@ describe('overrides (--set)', () => {
     expect(issues[0]!.file).toBe(`--set ${override}`);
     expect(issues[0]!.message).toContain(fragment);
   });
+
+  it.each([
+    ['max_steps=100', 'epochs'],
+    ['warmup_ratio=0.1', 'warmup_steps'],
+  ])('--set %s against the file says how to drop its %s', (override, inFile) => {
+    const issues = issuesOf(`${BASE}epochs: 3\nwarmup_steps: 10\n`, [override]);
+    expect(issues).toHaveLength(1);
+    expect(issues[0]!.code).toBe('conflict');
+    expect(issues[0]!.message).toContain(`add --set ${inFile}=null to drop the file's ${inFile}`);
+  });
+
+  it('gives no --set hint when both exclusive keys are in the file', () => {
+    const [issue] = issuesOf(`${BASE}epochs: 3\nmax_steps: 10\n`);
+    expect(issue!.message).toBe('set either epochs or max_steps, not both');
+  });
 });
 
 describe('loadConfig', () => {

@@ -189,12 +189,33 @@ function validate(text: string, file: string, options: LoadConfigOptions): Valid
   result.data = data;
   const checked = configSchema.safeParse(data, { reportInput: true });
   if (!checked.success) {
-    const pending = translateIssues(checked.error.issues);
+    const pending = translateIssues(checked.error.issues).map((issue) =>
+      issue.code === 'conflict' ? withDropHint(issue, overrides.sources) : issue,
+    );
     for (const issue of pending) result.failed.add(String(issue.path[0]));
     result.issues.push(...pending.map(place));
   }
   if (result.issues.length === 0 && checked.success) result.config = resolveConfig(checked.data, absolute);
   return result;
+}
+
+/** Exclusive keys where one came from `--set`: the other is in the file, and `--set` can drop it. */
+const EXCLUSIVE_KEYS: readonly (readonly [string, string])[] = [
+  ['epochs', 'max_steps'],
+  ['warmup_steps', 'warmup_ratio'],
+];
+
+function withDropHint(issue: PendingIssue, fromOverrides: ReadonlyMap<string, unknown>): PendingIssue {
+  for (const pair of EXCLUSIVE_KEYS) {
+    if (!pair.includes(String(issue.path[0]))) continue;
+    const inFile = pair.filter((key) => !fromOverrides.has(key));
+    if (inFile.length !== 1) continue;
+    return {
+      ...issue,
+      message: `${issue.message}; add --set ${inFile[0]}=null to drop the file's ${inFile[0]}`,
+    };
+  }
+  return issue;
 }
 
 function isMapping(value: unknown): value is Record<string, unknown> {
