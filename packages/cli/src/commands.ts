@@ -17,7 +17,7 @@ export function registerCommands(cli: CAC): void {
     )
     .option('--overwrite', 'Replace a config (or demo files) of the same name')
     .option('--json', JSON_HELP)
-    .example('  $ lora init my-style            # configs/my_style_style_v1.yaml, data/style_train/, models/')
+    .example('  $ lora init my-style            # configs/my_style_v1.yaml, data/style_train/, models/')
     .example('  $ lora init chatbot --task llm')
     .example('  $ lora init demo --demo && lora train --config demo/configs/demo_demo_v1.yaml')
     .action(async (folder: string | undefined, options: Options) => {

@@ -14,6 +14,8 @@ export interface KeyInfo {
   defaultText?: string;
   /** A shorter type than the one spelled out from the schema. */
   typeText?: string;
+  /** A task's template comment, where the description (written for both tasks) would mislead. */
+  templateText?: Partial<Record<'sd' | 'llm', string>>;
 }
 
 /** Facts about each key that the zod types do not carry; `satisfies` keeps it complete. */
@@ -35,8 +37,18 @@ export const KEY_INFO = {
   train_data: { section: 'Data', task: 'llm', path: 'file' },
   dataset_format: { section: 'Data', task: 'llm' },
   output_dir: { section: 'Output', path: 'output' },
-  output_name: { section: 'Output', defaultText: "output_dir's folder name" },
-  lora_rank: { section: 'LoRA' },
+  output_name: {
+    section: 'Output',
+    defaultText: "output_dir's folder name",
+    templateText: {
+      sd: "The adapter's file name without extension (also `ss_output_name` in its metadata).",
+      llm: "Titles the loss plot. The adapter keeps PEFT's fixed names (`adapter_model.safetensors`, `adapter_config.json`), which PEFT's `from_pretrained` looks for.",
+    },
+  },
+  lora_rank: {
+    section: 'LoRA',
+    templateText: { llm: 'The rank r of each LoRA update (PEFT `r`); 8–16 suits most instruction tuning.' },
+  },
   lora_alpha: { section: 'LoRA', defaultText: 'lora_rank (scale 1)' },
   lora_dropout: { section: 'LoRA' },
   target_modules: {

@@ -32,6 +32,14 @@ describe.each(['sd', 'llm'] as const)('configTemplate(%s)', (task) => {
   });
 });
 
+it("speaks of each task's own outputs in its template", () => {
+  const llm = configTemplate('llm');
+  expect(llm).not.toMatch(/ss_output_name|suits a style/);
+  expect(llm).toContain("# Titles the loss plot. The adapter keeps PEFT's fixed names");
+  expect(configTemplate('sd')).toContain('(also `ss_output_name` in its metadata)');
+  expect(configTemplate('sd')).toContain('8–16 suits a style');
+});
+
 describe('stringifyConfig', () => {
   it.each(['sd', 'llm'] as const)('round-trips a resolved %s config', (task) => {
     const config = parseConfig(configTemplate(task), '/project/configs/new.yaml', {

@@ -58,7 +58,7 @@ export function configTemplate(task: 'sd' | 'llm'): string {
     }
     const schema = keySchema(key);
     const fallback = info.defaultText ? ` Default: ${info.defaultText.replaceAll('`', '')}.` : '';
-    lines.push(...wrap(`${String(schema.description)}${fallback}`));
+    lines.push(...wrap(`${info.templateText?.[task] ?? String(schema.description)}${fallback}`));
     const example = EXAMPLES[task][key];
     if (example !== undefined) lines.push(`${key}: ${yamlValue(example)}`);
     else lines.push(schema.default === undefined ? `# ${key}:` : `# ${key}: ${yamlValue(schema.default)}`);

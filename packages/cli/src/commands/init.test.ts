@@ -9,10 +9,12 @@ import { initProject, projectName, templateForConfigsFolder } from './init.ts';
 
 describe('initProject', () => {
   it.each([
-    ['sd', 'my_style_style_v1.yaml', ['configs/', 'data/style_train/', 'models/']],
-    ['llm', 'my_style_llm_v1.yaml', ['configs/', 'data/', 'models/']],
-  ] as const)('--task %s writes %s and its folders', async (task, name, folders) => {
-    const root = join(tempDir(), 'My Style');
+    ['sd', 'My Style', 'my_style_v1.yaml', ['configs/', 'data/style_train/', 'models/']],
+    ['sd', 'neon', 'neon_style_v1.yaml', ['configs/', 'data/style_train/', 'models/']],
+    ['llm', 'My Style', 'my_style_llm_v1.yaml', ['configs/', 'data/', 'models/']],
+    ['llm', 'chat-llm', 'chat_llm_v1.yaml', ['configs/', 'data/', 'models/']],
+  ] as const)('--task %s in "%s" writes %s and its folders', async (task, folder, name, folders) => {
+    const root = join(tempDir(), folder);
     const report = await initProject(root, { task });
     expect(report.config).toBe(join(root, 'configs', name));
     expect(report.created).toEqual([...folders, `configs/${name}`, '.gitignore']);

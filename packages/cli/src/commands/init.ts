@@ -36,6 +36,12 @@ const GITIGNORE_HEADER =
 /** The part of the config name each task's template is about (its data and output folders). */
 const SUBJECT: Record<Task, string> = { sd: 'style', llm: 'llm' };
 
+/** `neon` → `neon_style`; a name that already says its subject keeps it once (`my_style`). */
+function configName(project: string, task: Task): string {
+  const subject = SUBJECT[task];
+  return project === subject || project.endsWith(`_${subject}`) ? project : `${project}_${subject}`;
+}
+
 /** A folder name as a config name part: `My LoRA-Project` → `my_lora_project`. */
 export function projectName(folder: string): string {
   const name = basename(resolve(folder))
@@ -73,7 +79,7 @@ export async function initProject(folder: string, options: InitOptions): Promise
   const project = projectName(root);
   const configPath = join(
     root,
-    options.demo ? demoConfigPath(project) : join('configs', `${project}_${SUBJECT[task]}_v1.yaml`),
+    options.demo ? demoConfigPath(project) : join('configs', `${configName(project, task)}_v1.yaml`),
   );
   const files = options.demo
     ? await demoFiles(project)
