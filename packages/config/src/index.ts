@@ -21,6 +21,7 @@ export type {
   PredictionType,
   SdConfig,
 } from './config.ts';
+export { DEFAULTS } from './defaults.ts';
 export {
   ConfigError,
   type ConfigErrorCode,

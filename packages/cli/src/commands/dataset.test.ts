@@ -104,8 +104,10 @@ describe('dataset check', () => {
     const dir = tempDir();
     await writeImage(join(dir, 'data', 'a.png'), '#f00');
     writeFileSync(join(dir, 'data', 'a.txt'), 'red');
-    captureStdout();
+    const out = captureStdout();
     expect(await datasetCommand('check', join(dir, 'data'), {})).toBe(0);
+    // Without a config, the default resolution (512) tells a small image.
+    expect(out.join('')).toMatch(/a\.png: 32x24 is smaller than the training resolution 512x512/);
     writeFileSync(join(dir, 'data', 'b.png'), 'not a png');
     expect(await datasetCommand('check', join(dir, 'data'), {})).toBe(1);
   });

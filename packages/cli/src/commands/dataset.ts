@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
-import { type LlmConfig, type LoraConfig, MAX_CONFIG_BYTES, parseConfig } from '@lora/config';
+import { DEFAULTS, type LlmConfig, type LoraConfig, MAX_CONFIG_BYTES, parseConfig } from '@lora/config';
 import {
   checkDataset,
   checkTextDataset,
@@ -187,7 +187,9 @@ export async function datasetCommand(
     );
   }
   const info = await aboutFile(target, () => stat(target));
-  if (info.isDirectory()) return checkImages(target, { dirs: [target] }, options.json);
+  // A folder alone is checked against the resolution a config gets by default.
+  if (info.isDirectory())
+    return checkImages(target, { dirs: [target], resolution: DEFAULTS.resolution }, options.json);
   const extension = extname(target).toLowerCase();
   if (TEXT_DATASET_EXTENSIONS.includes(extension)) return checkText([target], 'auto', options.json);
   if (!['.yaml', '.yml'].includes(extension)) {
