@@ -32,6 +32,14 @@ describe('format', () => {
     expect(format(text, { sort: true })).toBe(expected);
   });
 
+  it.each([
+    ['emphasis over several tags is split in place', 'a, *b, c*, **d, e**', 'a, *b*, *c*, **d**, **e**'],
+    ['attention over several tags is split in place', '(a, **b**:1.2)', '(a:1.2), (**b**:1.2)'],
+    ['mood before core stays there', '*moody* ,**city**,,rain', '*moody*, **city**, rain'],
+  ])('split: %s', (_rule, text, expected) => {
+    expect(format(text, { split: true })).toBe(expected);
+  });
+
   it('returns well-formed captions unchanged (property)', () => {
     const random = seededRandom(3);
     for (let run = 0; run < 2000; run += 1) {

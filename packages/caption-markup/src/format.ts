@@ -11,6 +11,8 @@ export interface FormatOptions {
    * each `BREAK`-separated chunk). Emphasis or attention spanning several tags is split per tag.
    */
   sort?: boolean;
+  /** Split emphasis or attention spanning several tags per tag, keeping the order (`sort` does too). */
+  split?: boolean;
 }
 
 const SORT_RANK: Record<TagRole, number> = { core: 0, plain: 1, mood: 2 };
@@ -23,11 +25,12 @@ const SORT_RANK: Record<TagRole, number> = { core: 0, plain: 1, mood: 2 };
  * @example
  * format('*moody* ,**city**,,rain') // '*moody*, **city**, rain'
  * format('*moody* ,**city**,,rain', { sort: true }) // '**city**, rain, *moody*'
+ * format('**city, rain**, *moody*', { split: true }) // '**city**, **rain**, *moody*'
  */
 export function format(input: string | Document, options: FormatOptions = {}): string {
   const document = typeof input === 'string' ? parse(input) : input;
   const writer = new CaptionWriter();
-  if (!options.sort) {
+  if (!options.sort && !options.split) {
     writeMarkup(document.children, writer);
     return writer.finish();
   }
@@ -40,7 +43,7 @@ export function format(input: string | Document, options: FormatOptions = {}): s
       writer.space();
     }
     firstChunk = false;
-    chunk.sort((a, b) => SORT_RANK[a.role] - SORT_RANK[b.role]);
+    if (options.sort) chunk.sort((a, b) => SORT_RANK[a.role] - SORT_RANK[b.role]);
     chunk.forEach((unit, index) => {
       if (index > 0) writer.comma();
       writeMarkup(unit.nodes, writer);

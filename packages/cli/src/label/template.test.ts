@@ -12,8 +12,9 @@ describe('applyTemplate', () => {
       { caption: ['rainy street', 'neon city'] },
       '**rainy street**, **neon city**, high quality, detailed',
     ],
-    // Core first, mood last, whatever the template order.
-    ['*moody*, {caption} ,  **subject**', { caption: ['cat'] }, '**subject**, cat, *moody*'],
+    // The template's order is kept (the issue: "{caption}, *calm*, photo" came out reordered).
+    ['*moody*, {caption} ,  **subject**', { caption: ['cat'] }, '*moody*, cat, **subject**'],
+    ['{caption}, *calm*, photo', { caption: ['cat'] }, 'cat, *calm*, photo'],
     ['{caption}, {caption}', { caption: ['a'] }, 'a, a'],
     // Model tags: other tags and mood tags appended when the template does not place them.
     [
@@ -24,7 +25,7 @@ describe('applyTemplate', () => {
     [
       '{mood}, **{caption}**, {tags}, masterpiece',
       { caption: ['cat'], tags: ['sofa', 'window'], mood: ['cozy'] },
-      '**cat**, sofa, window, masterpiece, *cozy*',
+      '*cozy*, **cat**, sofa, window, masterpiece',
     ],
     // Markup characters in model tags are escaped; kaomoji underscores stay.
     [

@@ -46,8 +46,9 @@ export function escapeTag(tag: string): string {
 }
 
 /**
- * The template filled in, in caption-markup's sorted canonical form: emphasis that spans several
- * tags (`**a, b**`) split per tag, as the markup lint asks, and core tags first, mood tags last.
+ * The template filled in, in caption-markup's canonical form: emphasis that spans several tags
+ * (`**a, b**`) split per tag, as the markup lint asks, in the template's order (the labeller's
+ * tags and mood, when the template has no place for them, come last).
  * Tags that the template already writes (`detailed`) are left out rather than repeated; when that
  * leaves `{caption}` empty, the first other tag takes its place, and when there is none, the
  * result is undefined: the image has nothing of its own to say.
@@ -75,5 +76,5 @@ export function applyTemplate(template: string, values: TemplateValues): string 
   for (const name of ['tags', 'mood'] as const) {
     if (!template.includes(`{${name}}`) && text[name] !== '') filled += `, ${text[name]}`;
   }
-  return format(filled, { sort: true });
+  return format(filled, { split: true });
 }
