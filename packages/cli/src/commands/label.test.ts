@@ -74,6 +74,26 @@ describe('labelImages --model none', () => {
     expect(readFileSync(join(dir, '10_neon city', 'nightMarket.txt'), 'utf8')).toBe('mine\n');
   });
 
+  it('--format txt writes .txt files for images that metadata.csv captions, and says the CSV wins', async () => {
+    const dir = await dataset();
+    writeFileSync(join(dir, 'metadata.csv'), 'file_name,text\n10_neon city/rainy_street.png,from the csv\n');
+    const report = await labelImages({ input: dir, format: 'txt', template: '{caption}' });
+    expect(report).toMatchObject({ kept: 0, inMetadata: 1 });
+    expect(readFileSync(join(dir, '10_neon city', 'rainy_street.txt'), 'utf8')).toBe(
+      'rainy street, neon city\n',
+    );
+    expect(readFileSync(join(dir, '10_neon city', 'nightMarket.txt'), 'utf8')).toBe(
+      'night market, neon city\n',
+    );
+    expect(formatLabelReport(report)).toContain(
+      'note: 1 of these images has a caption in metadata.csv too, which training reads before .txt files',
+    );
+    // The CSV is the user's: untouched.
+    expect(await csvCaptions(join(dir, 'metadata.csv'))).toEqual({
+      '10_neon city/rainy_street.png': 'from the csv',
+    });
+  });
+
   it('writes the CSV elsewhere with paths relative to it', async () => {
     const dir = await dataset();
     const output = join(tempDir(), 'captions.csv');

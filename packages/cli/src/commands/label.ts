@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
-import { stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { type MetadataRow, readMetadataCsv, scanImageFolders, writeMetadataCsv } from '@lora/dataset';
 import { aboutFile, CliError, EXIT_FAILURE } from '../cli-error.ts';
+import { writeTextAtomically } from '../files.ts';
 import { print, printJson } from '../format.ts';
 import { DEFAULT_TEMPLATE } from '../label/default-template.ts';
 import type { ClipSettings, ModelLabels, Wd14Settings } from '../label/model-labels.ts';
@@ -51,6 +52,8 @@ export interface LabelReport {
   /** Images whose existing caption was replaced (--overwrite). */
   replaced: number;
   skipped: { image: string; reason: string }[];
+  /** txt format: images written a .txt file that a metadata.csv row also captions (it wins in training). */
+  inMetadata: number;
 }
 
 /** Captions listed in the text output; --json lists all. */
@@ -209,19 +212,19 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     kept: 0,
     replaced: 0,
     skipped: [],
+    inMetadata: 0,
   };
-  const todo: { path: string; replacing: boolean }[] = [];
+  const todo: { path: string; replacing: boolean; inMetadata: boolean }[] = [];
   for (const image of scan.images) {
-    const hasCaption = image.caption !== null && image.caption !== '';
-    if (hasCaption && !options.overwrite) {
-      report.kept++;
-    } else if (format === 'txt' && image.captionFrom === 'metadata') {
-      report.skipped.push({
-        image: image.path,
-        reason: 'its metadata.csv caption wins over a .txt file; use --format csv',
-      });
-    } else {
-      todo.push({ path: image.path, replacing: hasCaption });
+    // txt format: the caption that counts is the .txt file, whatever a metadata.csv says.
+    const hasCaption =
+      format === 'txt'
+        ? existsSync(captionFileOf(image.path))
+        : image.caption !== null && image.caption !== '';
+    if (hasCaption && !options.overwrite) report.kept++;
+    else {
+      const inMetadata = format === 'txt' && image.captionFrom === 'metadata';
+      todo.push({ path: image.path, replacing: hasCaption, inMetadata });
     }
   }
   let labels: ModelLabels | undefined;
@@ -232,7 +235,7 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
       todo.map(({ path }) => path),
     );
   }
-  for (const { path, replacing } of todo) {
+  for (const { path, replacing, inMetadata } of todo) {
     let values: TemplateValues;
     if (labels === undefined) {
       const names = captionFromNames(relative(input, path), basename(input));
@@ -257,6 +260,7 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
       continue;
     }
     if (replacing) report.replaced++;
+    if (inMetadata) report.inMetadata++;
     report.written.push({ image: path, caption });
   }
 
@@ -274,12 +278,13 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     }
     if (report.written.length > 0) await writeMetadataCsv(output, rows.values());
   } else {
-    for (const { image, caption } of report.written) {
-      await writeFile(join(dirname(image), `${basename(image, extname(image))}.txt`), `${caption}\n`);
-    }
+    for (const { image, caption } of report.written)
+      writeTextAtomically(captionFileOf(image), `${caption}\n`);
   }
   return report;
 }
+
+const captionFileOf = (image: string) => join(dirname(image), `${basename(image, extname(image))}.txt`);
 
 export function formatLabelReport(report: LabelReport): string {
   const target = report.output === undefined ? '.txt files beside the images' : displayPath(report.output);
@@ -292,6 +297,13 @@ export function formatLabelReport(report: LabelReport): string {
     lines.push(`  … and ${report.written.length - SHOWN_CAPTIONS} more (--json lists all)`);
   if (report.kept > 0 && report.written.length === 0)
     lines.push('every image already has a caption; --overwrite replaces them');
+  if (report.inMetadata > 0) {
+    const count =
+      report.inMetadata === 1 ? '1 of these images has' : `${report.inMetadata} of these images have`;
+    lines.push(
+      `note: ${count} a caption in metadata.csv too, which training reads before .txt files; remove those rows (or the file) to train on the new captions`,
+    );
+  }
   if (report.skipped.length > 0) {
     lines.push(
       'skipped:',
