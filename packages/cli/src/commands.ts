@@ -13,13 +13,16 @@ export function registerCommands(cli: CAC): void {
     .option('--task <task>', 'sd (images + captions) or llm (instruction data); default sd')
     .option(
       '--demo',
-      'Also write a tiny random LLaMA, toy instructions and a config that trains in a minute on a CPU',
+      'Also write a tiny random model (LLaMA; SD with --task sd), its data and a config that trains in a minute on a CPU',
     )
     .option('--overwrite', 'Replace a config (or demo files) of the same name')
     .option('--json', JSON_HELP)
     .example('  $ lora init my-style            # configs/my_style_v1.yaml, data/style_train/, models/')
     .example('  $ lora init chatbot --task llm')
     .example('  $ lora init demo --demo && lora train --config demo/configs/demo_demo_v1.yaml')
+    .example(
+      '  $ lora init shapes --task sd --demo && lora train --config shapes/configs/shapes_demo_v1.yaml',
+    )
     .action(async (folder: string | undefined, options: Options) => {
       const { init } = await import('./commands/init.ts');
       return init(folder === undefined ? undefined : String(folder), stringOptions(options, ['task']));

@@ -1,3 +1,7 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 /** The demo's config, relative to the project folder: `lora init --demo` names it after the project. */
 export const demoConfigPath = (project: string): string => `configs/${project}_demo_v1.yaml`;
 
@@ -38,11 +42,63 @@ device: cpu
 `;
 }
 
+/** The SD demo's images: where `lora init --task sd` puts training images. */
+export const SD_DEMO_DATA_PATH = 'data/style_train';
+const SD_DEMO_MODEL = 'tiny-sd';
+
+/**
+ * The SD demo config: examples/sd-quickstart's settings for a project laid out by `lora init`, with
+ * the learning rate at the top of the range `configWarnings` accepts (alpha 2× rank makes up the
+ * rest), so the run is quiet.
+ */
+export function sdDemoConfig(): string {
+  return `# yaml-language-server: $schema=https://unpkg.com/@lora/config/schema.json
+# The lora SD demo: a LoRA on a tiny SD 1.x-architecture model with RANDOM weights, written by
+# \`lora init --task sd --demo\` into models/${SD_DEMO_MODEL}, trained on 12 generated shape images
+# captioned in ${SD_DEMO_DATA_PATH}/metadata.csv. It shows the whole pipeline (latent cache, caption
+# augmentation, min-SNR loss, the kohya .safetensors A1111 and ComfyUI load) in about a minute on a
+# CPU. The model knows nothing, so neither does the adapter.
+# For a real model see \`lora init --task sd\`, which lists every key with its default.
+# Run it with: lora train --config <this file>
+# Relative paths start at this file's folder.
+
+task: sd
+base_model: ../models/${SD_DEMO_MODEL}/${SD_DEMO_MODEL}.safetensors
+train_data_dir: ../${SD_DEMO_DATA_PATH}
+output_dir: ../output/tiny_shapes_demo
+output_name: tiny_shapes
+
+target_modules: [to_q, to_v]
+lora_rank: 8
+lora_alpha: 16
+
+resolution: 64
+enable_bucket: false
+cache_latents: true
+shuffle_caption: true
+keep_tokens: 1
+caption_tag_dropout_rate: 0.1
+min_snr_gamma: 5
+
+batch_size: 4
+max_steps: 1500
+learning_rate: 1e-3
+lr_scheduler: constant
+seed: 42
+save_every_n_epochs: 100
+
+# The demo is made for the CPU; a real model on a GPU wants device: auto.
+device: cpu
+mixed_precision: "no"
+`;
+}
+
 /**
  * Every file of the demo by its path in the project: the config, the data and the model folder
  * (`@lora/trainer-ort` generates the last two; the same bytes every time).
  */
-export async function demoFiles(project: string): Promise<Map<string, Uint8Array>> {
+export async function demoFiles(project: string, task: 'sd' | 'llm'): Promise<Map<string, Uint8Array>> {
+  if (task === 'sd') return sdDemoFiles(project);
   const { DEMO_MODEL_NAME, demoModelFiles, demoRecordsJsonl } = await import('@lora/trainer-ort');
   const text = (value: string) => new TextEncoder().encode(value);
   const files = new Map<string, Uint8Array>([
@@ -51,4 +107,29 @@ export async function demoFiles(project: string): Promise<Map<string, Uint8Array
   ]);
   for (const [name, bytes] of demoModelFiles()) files.set(`models/${DEMO_MODEL_NAME}/${name}`, bytes);
   return files;
+}
+
+async function sdDemoFiles(project: string): Promise<Map<string, Uint8Array>> {
+  const { writeShapeImages, writeTinySdModel } = await import('@lora/trainer-ort');
+  // The generators write folders; their bytes are read back so init can compare before it writes.
+  const scratch = await mkdtemp(join(tmpdir(), 'lora-sd-demo-'));
+  try {
+    await writeTinySdModel(join(scratch, 'models', SD_DEMO_MODEL), SD_DEMO_MODEL);
+    await writeShapeImages(join(scratch, SD_DEMO_DATA_PATH), { count: 12 });
+    const files = new Map([[demoConfigPath(project), new TextEncoder().encode(sdDemoConfig())]]);
+    for (const entry of await readdir(scratch, { recursive: true, withFileTypes: true })) {
+      if (!entry.isFile()) continue;
+      const path = join(entry.parentPath, entry.name);
+      files.set(
+        path
+          .slice(scratch.length + 1)
+          .split('\\')
+          .join('/'),
+        await readFile(path),
+      );
+    }
+    return files;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }

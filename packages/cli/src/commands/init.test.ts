@@ -3,7 +3,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configWarnings, loadConfig, parseConfig } from '@lora/config';
+import { checkDataset } from '@lora/dataset';
 import { describe, expect, it } from 'vitest';
+import { main } from '../main.ts';
 import { tempDir } from '../test-fixtures.ts';
 import { initProject, projectName, templateForConfigsFolder } from './init.ts';
 
@@ -121,11 +123,44 @@ describe('initProject --demo', () => {
     expect((await initProject(root, { demo: true, overwrite: true })).created).toEqual(['data/train.jsonl']);
   });
 
-  it('refuses --task sd', async () => {
-    await expect(initProject(tempDir(), { demo: true, task: 'sd' })).rejects.toMatchObject({
-      code: 'E_USAGE',
-      message: expect.stringContaining('--demo trains a tiny LLM'),
+  it('--task sd writes a tiny SD model, captioned images and a config that trains', async () => {
+    const root = join(tempDir(), 'shapes');
+    const report = await initProject(root, { demo: true, task: 'sd' });
+    expect(report.created).toEqual(
+      expect.arrayContaining([
+        'configs/shapes_demo_v1.yaml',
+        'models/tiny-sd/tiny-sd.safetensors',
+        'models/tiny-sd/tokenizer/tokenizer.json',
+        'data/style_train/metadata.csv',
+        'data/style_train/shape_11.png',
+      ]),
+    );
+    const config = await loadConfig(report.config);
+    expect(config).toMatchObject({
+      task: 'sd',
+      base_model: join(root, 'models', 'tiny-sd', 'tiny-sd.safetensors'),
+      train_data_dir: join(root, 'data', 'style_train'),
+      device: 'cpu',
     });
+    expect(configWarnings(config).filter((w) => w.code !== 'module_mapping')).toEqual([]);
+    const dataset = await checkDataset({ dirs: [join(root, 'data', 'style_train')], resolution: 64 });
+    expect(dataset.summary).toMatchObject({ imagesUsed: 12, uncaptioned: 0 });
+    expect(dataset.findings).toEqual([]);
+    // The same bytes every time: a second init has nothing to write.
+    expect((await initProject(root, { demo: true, task: 'sd' })).created).toEqual([]);
+    // It trains: two steps write a kohya adapter.
+    const output = join(root, 'output', 'two_steps');
+    const code = await main([
+      'train',
+      '--config',
+      report.config,
+      '--set',
+      `output_dir=${output}`,
+      '--set',
+      'max_steps=2',
+    ]);
+    expect(code).toBe(0);
+    expect(existsSync(join(output, 'tiny_shapes.safetensors'))).toBe(true);
   });
 
   it('is what examples/quickstart holds in git, so `lora init examples/quickstart --demo` only adds the model', async () => {

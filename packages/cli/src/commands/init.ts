@@ -12,7 +12,7 @@ export type Task = (typeof TASKS)[number];
 
 export interface InitOptions {
   task?: string;
-  /** Also write the demo: a tiny random LLaMA model, toy instructions and a config that trains on them. */
+  /** Also write the demo: a tiny random model (LLaMA; SD with task sd), its data and a config that trains on them. */
   demo?: boolean;
   overwrite?: boolean;
   json?: boolean;
@@ -72,9 +72,6 @@ export async function initProject(folder: string, options: InitOptions): Promise
       `--task must be sd or llm (got "${options.task}"): sd for images, llm for text.`,
     );
   }
-  if (options.demo && task !== 'llm') {
-    throw new CliError('E_USAGE', '--demo trains a tiny LLM (there is no sd demo yet); leave out --task sd.');
-  }
   const root = resolve(folder);
   const project = projectName(root);
   const configPath = join(
@@ -82,7 +79,7 @@ export async function initProject(folder: string, options: InitOptions): Promise
     options.demo ? demoConfigPath(project) : join('configs', `${configName(project, task)}_v1.yaml`),
   );
   const files = options.demo
-    ? await demoFiles(project)
+    ? await demoFiles(project, task)
     : new Map([
         [
           relative(root, configPath),
