@@ -44,6 +44,8 @@ describe('initProject', () => {
     expect(ignored('output/style_lora/style_lora.safetensors')).toBe(true);
     expect(ignored('configs/x_style_v1.yaml')).toBe(false);
     expect(ignored('data/style_train/metadata.csv')).toBe(false);
+    // The SD latent cache lora writes beside the images.
+    expect(ignored('data/style_train/.cache/latents/a.safetensors')).toBe(true);
   });
 
   it('adds only the missing lines to an existing .gitignore', async () => {
@@ -56,6 +58,7 @@ describe('initProject', () => {
       'node_modules',
       '/output/',
       '/models/',
+      '.cache/',
       '',
     ]);
   });

@@ -29,9 +29,9 @@ export interface InitReport {
 }
 
 /** Configs and captions belong in git; base models and runs are large and can be made again. */
-export const GITIGNORE_LINES = ['/models/', '/output/'];
+export const GITIGNORE_LINES = ['/models/', '/output/', '.cache/'];
 const GITIGNORE_HEADER =
-  '# lora: configs/ and data/**/metadata.csv are meant for version control;\n# base models and training runs are large and reproducible, so they are not.';
+  '# lora: configs/ and data/**/metadata.csv are meant for version control;\n# base models, training runs and the latent caches beside the images are large and reproducible, so they are not.';
 
 /** The part of the config name each task's template is about (its data and output folders). */
 const SUBJECT: Record<Task, string> = { sd: 'style', llm: 'llm' };
