@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
 import { CLIP_TOKENIZER_CONFIG, clipTokenizerJson, diffusersConfigJson, tinySdConfig } from './tiny.ts';
 
@@ -51,6 +51,10 @@ describe('ClipTokenizer', () => {
     ['a single file with no tokenizer/', 'lone.safetensors', /A single-file checkpoint carries no tokenizer/],
     ['a diffusers tokenizer with only vocab.json', 'slow', /vocab\.json \/ merges\.txt.*one-file form/],
   ])('says where to put tokenizer.json for %s', async (_, name, message) => {
+    // A home of its own: the real one may hold a Hugging Face cache with CLIP in it.
+    vi.stubEnv('HOME', join(root, 'empty-home'));
+    for (const key of ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME', 'XDG_CACHE_HOME'])
+      vi.stubEnv(key, '');
     const folder = join(root, `case-${name}`);
     await mkdir(join(folder, 'tokenizer'), { recursive: true });
     if (name === 'slow') await writeFile(join(folder, 'tokenizer', 'vocab.json'), '{}');
@@ -58,8 +62,10 @@ describe('ClipTokenizer', () => {
     if (name !== 'slow') await writeFile(base, '');
     await expect(ClipTokenizer.forModel(base, 77)).rejects.toThrow(message);
     await expect(ClipTokenizer.forModel(base, 77)).rejects.toThrow(
-      join(folder, 'tokenizer', 'tokenizer.json'),
+      `looked in ${join(folder, 'tokenizer')} (beside the model)`,
     );
+    await expect(ClipTokenizer.forModel(base, 77)).rejects.toThrow(`into ${join(folder, 'tokenizer')}/`);
+    vi.unstubAllEnvs();
   });
 });
 

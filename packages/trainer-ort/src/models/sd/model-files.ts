@@ -3,13 +3,15 @@
  * tokenizer. A diffusers folder holds both (a `config.json` per model, `tokenizer/`). A single-file LDM
  * checkpoint holds neither, so they are looked up beside it, in the diffusers folder layout:
  * `unet/config.json`, `text_encoder/config.json`, `vae/config.json` (all three, or none for the
- * SD 1.5 sizes) and `tokenizer/tokenizer.json`. Nothing is downloaded.
+ * SD 1.5 sizes) and `tokenizer/tokenizer.json` (or CLIP's tokenizer where the user already has it,
+ * see find-tokenizer.ts). Nothing is downloaded.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createRng, MAX_TOKENIZER_BYTES, processCaption, TextTokenizer } from '@lora/dataset';
 import { ModelError } from '../model-error.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, type SdModelConfig } from './config.ts';
+import { type TokenizerPlace, tokenizerPlaces } from './find-tokenizer.ts';
 
 const isFile = (path: string) =>
   stat(path).then(
@@ -27,6 +29,14 @@ async function readJson(path: string, limit = MAX_TOKENIZER_BYTES): Promise<unkn
   } catch (error) {
     throw new ModelError('E_MODEL_CONFIG', `${path} is not valid JSON: ${(error as Error).message}`);
   }
+}
+
+async function firstWith(
+  places: readonly TokenizerPlace[],
+  name: string,
+): Promise<TokenizerPlace | undefined> {
+  for (const place of places) if (await isFile(join(place.folder, name))) return place;
+  return undefined;
 }
 
 async function isDirectory(basePath: string): Promise<boolean> {
@@ -104,6 +114,8 @@ export class ClipTokenizer {
     readonly length: number,
     /** Where it was read from, for messages. */
     readonly source: string,
+    /** Which place that is (`beside the model`, `Hugging Face cache, <repo>`, `ComfyUI`). */
+    readonly foundIn: string,
   ) {
     if (tokenizer.bosId === undefined) {
       throw new ModelError(
@@ -122,23 +134,27 @@ export class ClipTokenizer {
   }
 
   /**
-   * Reads `tokenizer/tokenizer.json` (and `tokenizer_config.json` when present) of the model at
-   * `basePath`; a clear error says where to put CLIP's when it is missing.
+   * Reads CLIP's `tokenizer.json` (and `tokenizer_config.json` when present) from the first place
+   * that has it (`tokenizerPlaces`: beside the model, ComfyUI, the Hugging Face cache); the error,
+   * when none has, lists where it looked and where to put CLIP's.
    */
   static async forModel(basePath: string, length: number): Promise<ClipTokenizer> {
-    const dir = join(await modelFolder(basePath), 'tokenizer');
-    const file = join(dir, 'tokenizer.json');
-    if (!(await isFile(file))) {
-      const slow = await isFile(join(dir, 'vocab.json'));
+    const places = await tokenizerPlaces(await modelFolder(basePath));
+    const place = await firstWith(places, 'tokenizer.json');
+    if (place === undefined) {
+      const slow = await firstWith(places, 'vocab.json');
+      const dir = places[0]!.folder;
       throw new ModelError(
         'E_MODEL_FILES',
-        `${basePath}: no CLIP tokenizer at ${file}. ` +
+        `${basePath}: no CLIP tokenizer (tokenizer.json) found; looked ${places.map(({ folder, what }) => `in ${folder} (${what})`).join(', ')}. ` +
           (slow
-            ? 'The folder has vocab.json / merges.txt, but training reads the one-file form: '
+            ? `${slow.folder} has vocab.json / merges.txt, but training reads the one-file form: `
             : 'A single-file checkpoint carries no tokenizer: ') +
           `put tokenizer.json and tokenizer_config.json of openai/clip-vit-large-patch14 (also in the tokenizer/ folder of stable-diffusion-v1-5) into ${dir}/`,
       );
     }
+    const dir = place.folder;
+    const file = join(dir, 'tokenizer.json');
     const json = await readJson(file);
     const configPath = join(dir, 'tokenizer_config.json');
     const config = (await isFile(configPath)) ? await readJson(configPath) : {};
@@ -146,7 +162,7 @@ export class ClipTokenizer {
       ...CLIP_SPECIAL_TOKENS,
       ...(config as object),
     });
-    return new ClipTokenizer(tokenizer, length, file);
+    return new ClipTokenizer(tokenizer, length, file, place.what);
   }
 
   /**

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadConfig, type SdConfig, type TrainerEvent, type TrainingResult } from '@lora/config';
 import { checkDataset, ImageDataset } from '@lora/dataset';
 import { kohyaHashes, loraFromTensors, readSafetensors } from '@lora/safetensors';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodePng, writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { type TrainSdOptions, trainSd } from './train.ts';
 
@@ -276,9 +276,14 @@ describe('trainSd inputs', () => {
     await writeTinySdModel(model);
     await rm(join(model, 'tokenizer'), { recursive: true });
     const sd = await config('no-tokenizer');
+    // A home of its own: the real one may hold a Hugging Face cache with CLIP in it.
+    vi.stubEnv('HOME', join(root, 'empty-home'));
+    for (const name of ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME', 'XDG_CACHE_HOME'])
+      vi.stubEnv(name, '');
     await expect(train({ ...sd, base_model: join(model, 'tiny-sd.safetensors') })).rejects.toThrow(
-      /no CLIP tokenizer at .*no-tokenizer\/tokenizer\/tokenizer\.json.*openai\/clip-vit-large-patch14/,
+      /no CLIP tokenizer \(tokenizer\.json\) found; looked in .*no-tokenizer\/tokenizer \(beside the model\).*openai\/clip-vit-large-patch14/,
     );
+    vi.unstubAllEnvs();
     expect(await readdir(model)).not.toContain('tokenizer');
   });
 });

@@ -3,6 +3,7 @@
  * checkpoint + sizes + CLIP tokenizer → dataset (buckets, captions) → latents (cached on disk or
  * encoded per batch) → the training loop → the kohya (or diffusers) adapter with its metadata.
  */
+
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveTargetModules, type SdConfig, type TrainingResult, type TrainingRun } from '@lora/config';
@@ -32,6 +33,7 @@ import {
 } from './adapter.ts';
 import { SdBatchSource } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
+import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
@@ -79,6 +81,8 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
       );
     }
     const tokenizer = await ClipTokenizer.forModel(base, checkpoint.config.textEncoder.maxPositions);
+    if (tokenizer.foundIn !== BESIDE_THE_MODEL)
+      logger.info(`CLIP tokenizer: ${tokenizer.source} (${tokenizer.foundIn})`);
     const images = await trainingImages(config, warn);
     reportLongCaptions(images, tokenizer, warn);
     const settings = imageDatasetOptions(config);

@@ -1,0 +1,113 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { hfHubCaches } from './find-tokenizer.ts';
+import { ClipTokenizer } from './model-files.ts';
+import { clipTokenizerJson } from './tiny.ts';
+
+// The places a user already has CLIP's tokenizer, laid out as huggingface_hub and ComfyUI lay
+// them out, under a home folder of the test's own (the real one may hold a cache).
+
+let root: string;
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), 'find-tokenizer-'));
+  for (const name of ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME']) vi.stubEnv(name, '');
+  vi.stubEnv('XDG_CACHE_HOME', '');
+  vi.stubEnv('HOME', join(root, 'home'));
+});
+afterEach(async () => {
+  vi.unstubAllEnvs();
+  await rm(root, { recursive: true, force: true });
+});
+
+async function writeTokenizer(folder: string): Promise<void> {
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'tokenizer.json'), JSON.stringify(clipTokenizerJson(['red'])));
+}
+
+async function checkpointIn(folder: string): Promise<string> {
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'model.safetensors'), '');
+  return join(folder, 'model.safetensors');
+}
+
+/** A snapshot of `repo` in a hub cache, with refs/main naming it. */
+async function cachedRepo(cache: string, repo: string, sub = ''): Promise<string> {
+  const base = join(cache, `models--${repo.replace('/', '--')}`);
+  await mkdir(join(base, 'refs'), { recursive: true });
+  await writeFile(join(base, 'refs', 'main'), 'c0ffee\n');
+  await writeTokenizer(join(base, 'snapshots', 'c0ffee', sub));
+  // An older snapshot sorts first by name; refs/main wins.
+  await writeTokenizer(join(base, 'snapshots', '0ld', sub));
+  return join(base, 'snapshots', 'c0ffee', sub, 'tokenizer.json');
+}
+
+describe('hfHubCaches', () => {
+  it('follows huggingface_hub: HF_HUB_CACHE, HF_HOME/hub, then XDG_CACHE_HOME or ~/.cache', () => {
+    expect(hfHubCaches({ HF_HUB_CACHE: '/a', HF_HOME: '/h', XDG_CACHE_HOME: '/x' }, '/home/u')).toEqual([
+      '/a',
+      '/h/hub',
+      '/x/huggingface/hub',
+    ]);
+    expect(hfHubCaches({}, '/home/u')).toEqual(['/home/u/.cache/huggingface/hub']);
+  });
+});
+
+describe('ClipTokenizer.forModel finds CLIP where the user has it', () => {
+  it('in the default Hugging Face cache (openai/clip-vit-large-patch14, the main revision)', async () => {
+    const file = await cachedRepo(
+      join(root, 'home', '.cache', 'huggingface', 'hub'),
+      'openai/clip-vit-large-patch14',
+    );
+    const tokenizer = await ClipTokenizer.forModel(await checkpointIn(join(root, 'models')), 77);
+    expect(tokenizer.source).toBe(file);
+    expect(tokenizer.foundIn).toBe('Hugging Face cache, openai/clip-vit-large-patch14');
+  });
+
+  it("in HF_HOME's cache, in an SD 1.5 repository's tokenizer/ folder", async () => {
+    vi.stubEnv('HF_HOME', join(root, 'hf'));
+    const file = await cachedRepo(
+      join(root, 'hf', 'hub'),
+      'stable-diffusion-v1-5/stable-diffusion-v1-5',
+      'tokenizer',
+    );
+    const tokenizer = await ClipTokenizer.forModel(await checkpointIn(join(root, 'models')), 77);
+    expect(tokenizer.source).toBe(file);
+  });
+
+  it('in the ComfyUI install the checkpoint is in', async () => {
+    await writeTokenizer(join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer'));
+    const checkpoint = await checkpointIn(join(root, 'ComfyUI', 'models', 'checkpoints'));
+    const tokenizer = await ClipTokenizer.forModel(checkpoint, 77);
+    expect(tokenizer.foundIn).toBe('ComfyUI');
+  });
+
+  it('beside the model first, before any cache', async () => {
+    await cachedRepo(join(root, 'home', '.cache', 'huggingface', 'hub'), 'openai/clip-vit-large-patch14');
+    await writeTokenizer(join(root, 'models', 'tokenizer'));
+    const tokenizer = await ClipTokenizer.forModel(await checkpointIn(join(root, 'models')), 77);
+    expect(tokenizer.foundIn).toBe('beside the model');
+  });
+
+  it('lists every place it looked when none has it, and names a slow-form folder', async () => {
+    // ComfyUI ships CLIP's tokenizer as vocab.json + merges.txt only.
+    await mkdir(join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer'), { recursive: true });
+    await writeFile(join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer', 'vocab.json'), '{}');
+    const checkpoint = await checkpointIn(join(root, 'ComfyUI', 'models', 'checkpoints'));
+    const failure = ClipTokenizer.forModel(checkpoint, 77);
+    await expect(failure).rejects.toMatchObject({ code: 'E_MODEL_FILES' });
+    const message = ((await failure.catch((error) => error)) as Error).message;
+    expect(message).toContain(
+      `looked in ${join(root, 'ComfyUI', 'models', 'checkpoints', 'tokenizer')} (beside the model)`,
+    );
+    expect(message).toContain(`in ${join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer')} (ComfyUI)`);
+    expect(message).toContain(
+      `in ${join(root, 'home', '.cache', 'huggingface', 'hub')} (Hugging Face cache (no CLIP or SD 1.x repository in it))`,
+    );
+    expect(message).toContain(
+      `${join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer')} has vocab.json / merges.txt`,
+    );
+    expect(message).toMatch(/openai\/clip-vit-large-patch14 .* into .*checkpoints\/tokenizer\/$/);
+  });
+});
