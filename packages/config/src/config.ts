@@ -69,6 +69,8 @@ export interface SdConfig extends CommonConfig {
   /** Always set: `metadata_path`'s folder when only the metadata was given. */
   train_data_dir: string;
   metadata_path?: string;
+  /** The folder of CLIP's tokenizer.json; unset: found beside the model or where the user has it. */
+  tokenizer?: string;
   target_modules: (UnetModule | ClipModule)[] | typeof ALL_LINEAR;
   train_text_encoder: boolean;
   /** Defaults to learning_rate when the text encoder is trained; unused (and warned about) otherwise. */
@@ -120,7 +122,9 @@ export function resolveConfig(
 ): LoraConfig {
   const task = inferTask(input)!.task;
   const path = <K extends 'base_model' | 'output_dir'>(key: K) => absolute(key, input[key]);
-  const optionalPath = (key: 'init_adapter' | 'metadata_path' | 'train_data_dir' | 'resume') => {
+  const optionalPath = (
+    key: 'init_adapter' | 'metadata_path' | 'train_data_dir' | 'resume' | 'tokenizer',
+  ) => {
     const value = input[key];
     return value === undefined || (key === 'resume' && value === 'auto') ? value : absolute(key, value);
   };
@@ -185,6 +189,7 @@ export function resolveConfig(
     ...common,
     train_data_dir: optionalPath('train_data_dir') ?? dirname(metadata_path!),
     metadata_path,
+    tokenizer: optionalPath('tokenizer'),
     target_modules: target_modules as SdConfig['target_modules'],
     train_text_encoder,
     text_encoder_lr: input.text_encoder_lr ?? (train_text_encoder ? common.learning_rate : undefined),

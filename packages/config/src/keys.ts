@@ -27,6 +27,7 @@ export const KEY_INFO = {
   backend: { section: 'Task and model' },
   base_model: { section: 'Task and model', path: 'any' },
   init_adapter: { section: 'Task and model', path: 'any' },
+  tokenizer: { section: 'Task and model', task: 'sd', path: 'folder' },
   train_data_dir: {
     section: 'Data',
     task: 'sd',

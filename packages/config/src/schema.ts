@@ -74,6 +74,10 @@ const fields = {
     description:
       'Start from an existing LoRA adapter (kohya .safetensors or a PEFT folder) instead of zeros.',
   }),
+  tokenizer: path.optional().meta({
+    description:
+      "sd: the folder of CLIP's tokenizer.json for a single-file checkpoint. Unset: `tokenizer/` beside the model, then the ComfyUI install it sits in and the Hugging Face cache (openai/clip-vit-large-patch14 or an SD 1.5 repository).",
+  }),
   // Data
   train_data_dir: path.optional().meta({
     description: 'sd: the folder of training images (kohya `N_name` subfolders repeat images N times).',

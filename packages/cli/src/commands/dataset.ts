@@ -110,10 +110,10 @@ async function checkImages(
   target: string,
   options: Parameters<typeof checkDataset>[0],
   json: boolean | undefined,
-  baseModel?: string,
+  model?: { base: string; tokenizer: string | undefined },
 ): Promise<number> {
   const report = await aboutFile(target, () => checkDataset(options));
-  const long = baseModel === undefined ? undefined : await longCaptions(baseModel, report);
+  const long = model === undefined ? undefined : await longCaptions(model, report);
   if (json)
     printJson({ kind: 'images', target, ...report, ...(long === undefined ? {} : { longCaptions: long }) });
   else
@@ -132,13 +132,13 @@ async function checkImages(
  * when the tokenizer cannot be read (the model is not needed to check the rest).
  */
 async function longCaptions(
-  baseModel: string,
+  model: { base: string; tokenizer: string | undefined },
   report: DatasetReport,
 ): Promise<LongCaptions | { unchecked: string }> {
   try {
     const { ClipTokenizer } = await import('@lora/trainer-ort');
     // 77 positions: the text encoder of every SD 1.x/2.x and SDXL model.
-    const tokenizer = await ClipTokenizer.forModel(baseModel, 77);
+    const tokenizer = await ClipTokenizer.forModel(model.base, 77, model.tokenizer);
     return tokenizer.longCaptions(report.images);
   } catch (error) {
     return { unchecked: (error as Error).message };
@@ -220,6 +220,6 @@ export async function datasetCommand(
       resolution: config.resolution,
     },
     options.json,
-    config.base_model,
+    { base: config.base_model, tokenizer: config.tokenizer },
   );
 }

@@ -90,6 +90,21 @@ describe('ClipTokenizer.forModel finds CLIP where the user has it', () => {
     expect(tokenizer.foundIn).toBe('beside the model');
   });
 
+  it("from the config's tokenizer folder only, when it is set", async () => {
+    await cachedRepo(join(root, 'home', '.cache', 'huggingface', 'hub'), 'openai/clip-vit-large-patch14');
+    const checkpoint = await checkpointIn(join(root, 'models'));
+    await writeTokenizer(join(root, 'clip'));
+    const tokenizer = await ClipTokenizer.forModel(checkpoint, 77, join(root, 'clip'));
+    expect([tokenizer.source, tokenizer.foundIn]).toEqual([
+      join(root, 'clip', 'tokenizer.json'),
+      "the config's tokenizer",
+    ]);
+    // A folder without it fails, although the cache has one: the key says where to read.
+    await expect(ClipTokenizer.forModel(checkpoint, 77, join(root, 'models'))).rejects.toThrow(
+      `looked in ${join(root, 'models')} (the config's tokenizer).`,
+    );
+  });
+
   it('lists every place it looked when none has it, and names a slow-form folder', async () => {
     // ComfyUI ships CLIP's tokenizer as vocab.json + merges.txt only.
     await mkdir(join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer'), { recursive: true });

@@ -15,6 +15,8 @@ export interface TokenizerPlace {
 }
 
 export const BESIDE_THE_MODEL = 'beside the model';
+/** The place the config's `tokenizer` key names. */
+export const TOKENIZER_KEY = "the config's tokenizer";
 
 /** Hugging Face repositories with SD 1.x's CLIP tokenizer, and the folder of it in their snapshot. */
 const HF_REPOSITORIES: readonly (readonly [repo: string, folder: string])[] = [

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { createRng, MAX_TOKENIZER_BYTES, processCaption, TextTokenizer } from '@lora/dataset';
 import { ModelError } from '../model-error.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, type SdModelConfig } from './config.ts';
-import { type TokenizerPlace, tokenizerPlaces } from './find-tokenizer.ts';
+import { TOKENIZER_KEY, type TokenizerPlace, tokenizerPlaces } from './find-tokenizer.ts';
 
 const isFile = (path: string) =>
   stat(path).then(
@@ -134,12 +134,17 @@ export class ClipTokenizer {
   }
 
   /**
-   * Reads CLIP's `tokenizer.json` (and `tokenizer_config.json` when present) from the first place
-   * that has it (`tokenizerPlaces`: beside the model, ComfyUI, the Hugging Face cache); the error,
+   * Reads CLIP's `tokenizer.json` (and `tokenizer_config.json` when present) from `folder` (the
+   * config's `tokenizer`) or else the first place that has it (`tokenizerPlaces`: beside the
+   * model, ComfyUI, the Hugging Face cache); the error,
    * when none has, lists where it looked and where to put CLIP's.
    */
-  static async forModel(basePath: string, length: number): Promise<ClipTokenizer> {
-    const places = await tokenizerPlaces(await modelFolder(basePath));
+  static async forModel(basePath: string, length: number, folder?: string): Promise<ClipTokenizer> {
+    // The config's `tokenizer` folder is the only place looked at when it is set.
+    const places =
+      folder === undefined
+        ? await tokenizerPlaces(await modelFolder(basePath))
+        : [{ folder, what: TOKENIZER_KEY }];
     const place = await firstWith(places, 'tokenizer.json');
     if (place === undefined) {
       const slow = await firstWith(places, 'vocab.json');

@@ -80,7 +80,11 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
         `clip_skip ${config.clip_skip} skips more than the ${layers} layers of this text encoder; set clip_skip from 1 to ${layers}`,
       );
     }
-    const tokenizer = await ClipTokenizer.forModel(base, checkpoint.config.textEncoder.maxPositions);
+    const tokenizer = await ClipTokenizer.forModel(
+      base,
+      checkpoint.config.textEncoder.maxPositions,
+      config.tokenizer,
+    );
     if (tokenizer.foundIn !== BESIDE_THE_MODEL)
       logger.info(`CLIP tokenizer: ${tokenizer.source} (${tokenizer.foundIn})`);
     const images = await trainingImages(config, warn);
