@@ -412,6 +412,9 @@ describe('error paths', () => {
       error: { code: 'E_NOT_FOUND', message: expect.stringMatching(/nope\.safetensors does not exist/) },
     });
     expect(result.stderr).toMatch(/\[E_NOT_FOUND\]/);
+    // A usage error from the argument parser is one too.
+    const usage = await run(['inspect', '--json']);
+    expect(JSON.parse(usage.stdout)).toMatchObject({ error: { code: 'E_USAGE' } });
   });
 });
 

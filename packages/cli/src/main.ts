@@ -44,22 +44,19 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 function reportError(error: unknown, debug: boolean, json: boolean): number {
+  // Typed errors from the libraries and the CLI carry a code and a message written for users.
+  const code =
+    error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+  const usage = error instanceof Error && error.name === 'CACError';
   // A script that asked for JSON reads stdout: the failure goes there too, as JSON.
   if (json) {
-    const code =
-      error instanceof Error && 'code' in error && typeof error.code === 'string'
-        ? error.code
-        : 'E_UNEXPECTED';
-    printJson({ error: { code, message: error instanceof Error ? error.message : String(error) } });
+    const message = error instanceof Error ? error.message : String(error);
+    printJson({ error: { code: code ?? (usage ? 'E_USAGE' : 'E_UNEXPECTED'), message } });
   }
-  if (debug) {
-    console.error(error);
-  } else if (error instanceof Error && 'code' in error && typeof error.code === 'string') {
-    // Typed errors from the libraries and the CLI carry a code and a message written for users.
-    console.error(`lora: ${error.message} [${error.code}]`);
-  } else if (error instanceof Error && error.name === 'CACError') {
-    console.error(`lora: ${error.message}. Run "lora --help" for usage.`);
-  } else {
+  if (debug) console.error(error);
+  else if (code !== undefined) console.error(`lora: ${(error as Error).message} [${code}]`);
+  else if (usage) console.error(`lora: ${(error as Error).message}. Run "lora --help" for usage.`);
+  else {
     console.error(
       `lora: unexpected error: ${String(error)}\nRun again with --debug for details and report it.`,
     );

@@ -1,6 +1,6 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 
 /** The demo's config, relative to the project folder: `lora init --demo` names it after the project. */
 export const demoConfigPath = (project: string): string => `configs/${project}_demo_v1.yaml`;
@@ -120,13 +120,7 @@ async function sdDemoFiles(project: string): Promise<Map<string, Uint8Array>> {
     for (const entry of await readdir(scratch, { recursive: true, withFileTypes: true })) {
       if (!entry.isFile()) continue;
       const path = join(entry.parentPath, entry.name);
-      files.set(
-        path
-          .slice(scratch.length + 1)
-          .split('\\')
-          .join('/'),
-        await readFile(path),
-      );
+      files.set(relative(scratch, path).split(sep).join('/'), await readFile(path));
     }
     return files;
   } finally {
