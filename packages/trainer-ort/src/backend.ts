@@ -15,7 +15,7 @@ import {
   type TrainingRun,
 } from '@lora/config';
 import { TextDataset, TextTokenizer } from '@lora/dataset';
-import { TrainerOrtError } from './errors.ts';
+import { EngineError } from '@lora/engine';
 import {
   ADAPTER_CONFIG,
   ADAPTER_WEIGHTS,
@@ -195,8 +195,8 @@ async function announceResume(
 
 /** Loop errors that name library options get the config key a user can change instead. */
 function explainLoopError(error: unknown, config: LlmConfig): unknown {
-  if (TrainerOrtError.isInstance(error) && error.code === 'EXTERNAL_DATA_CROSS_DEVICE') {
-    return new TrainerOrtError(
+  if (EngineError.isInstance(error) && error.code === 'E_EXTERNAL_DATA_CROSS_DEVICE') {
+    return new EngineError(
       error.code,
       `training cannot reach the weights of base_model ${config.base_model} from output_dir ${config.output_dir}: ${error.message}. Put output_dir on the model's drive (or move the model)`,
       { cause: error },

@@ -2,15 +2,21 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRng } from '@lora/dataset';
+import {
+  Graph,
+  gradients,
+  type HostTensor,
+  hostTensor,
+  mseLoss,
+  mul,
+  sub,
+  tanh,
+  writeModel,
+} from '@lora/engine';
 import { fromFloat32, openSafetensors, toFloat32, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { gradients } from './autodiff/gradients.ts';
-import { Graph } from './graph/graph.ts';
-import { writeModel } from './graph/model-file.ts';
-import { mseLoss } from './graph/ops/composite.ts';
-import { mul, sub, tanh } from './graph/ops/elementwise.ts';
 import { loraLinear } from './lora.ts';
-import { type HostTensor, hostTensor, Session } from './session.ts';
+import { Session } from './session.ts';
 import { safetensorsWeight } from './weights.ts';
 
 const [IN, HIDDEN, OUT, BATCH, RANK] = [16, 32, 8, 64, 4];

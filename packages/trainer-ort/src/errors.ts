@@ -1,27 +1,7 @@
 /** What went wrong, as a string a caller can switch on. */
 export type TrainerOrtErrorCode =
-  /** Operand shapes do not fit the op (the message names the op, the shapes and the scope). */
-  | 'SHAPE_MISMATCH'
-  /** Operand element types do not fit the op. */
-  | 'DTYPE_MISMATCH'
-  /** An argument is out of range or malformed (axis, name, attribute, data length). */
+  /** An argument is out of range or malformed (session options, feeds, training options). */
   | 'INVALID_ARGUMENT'
-  /** A tensor from one graph was used in another. */
-  | 'FOREIGN_TENSOR'
-  /** A graph input, output or initializer name is used twice. */
-  | 'DUPLICATE_NAME'
-  /** Autodiff met an op with no entry in the VJP table on a path to a trainable tensor. */
-  | 'NO_GRADIENT_RULE'
-  /** The op has a VJP rule, but not for this configuration (e.g. grouped Conv weight gradient). */
-  | 'GRADIENT_UNSUPPORTED'
-  /** The serialised model would pass protobuf's 2 GiB limit. */
-  | 'MODEL_TOO_LARGE'
-  /** External data does not fit the file it points into. */
-  | 'EXTERNAL_DATA_INVALID'
-  /** The weights file is on another filesystem than the run folder, so it cannot be hard-linked. */
-  | 'EXTERNAL_DATA_CROSS_DEVICE'
-  /** A different file of the same name already sits in the run folder. */
-  | 'EXTERNAL_DATA_NAME_CLASH'
   /** The requested execution provider is not installed or has no device. */
   | 'DEVICE_UNAVAILABLE'
   /** onnxruntime refused the model. */

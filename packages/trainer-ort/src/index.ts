@@ -1,12 +1,3 @@
-export {
-  checkGradients,
-  GRADCHECK_TOLERANCE,
-  type GradCheckCase,
-  type GradCheckInput,
-  type GradCheckResult,
-} from './autodiff/gradcheck.ts';
-export { type GradientsOptions, gradients } from './autodiff/gradients.ts';
-export { type InputVjp, VJP, type VjpContext, type VjpRule } from './autodiff/vjp.ts';
 export { backend } from './backend.ts';
 export {
   type ConcreteDevice,
@@ -17,102 +8,6 @@ export {
   describeDevice,
 } from './device.ts';
 export { TrainerOrtError, type TrainerOrtErrorCode } from './errors.ts';
-export { type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';
-export {
-  type Attributes,
-  type AttributeValue,
-  attr,
-  type ConstantData,
-  type ExternalData,
-  Graph,
-  type GraphOutput,
-  type InitializerData,
-  type Node,
-  Tensor,
-} from './graph/graph.ts';
-export { type WriteModelOptions, writeModel } from './graph/model-file.ts';
-export { MAX_MODEL_BYTES, OPSET, type SerializeOptions, serializeModel } from './graph/onnx.ts';
-export type { Operand } from './graph/ops/common.ts';
-export {
-  type AttentionOptions,
-  crossEntropy,
-  gelu,
-  geluTanh,
-  mseLoss,
-  quickGelu,
-  rmsNorm,
-  rope,
-  ropeInverseFrequencies,
-  ropeTables,
-  scaledDotProductAttention,
-  silu,
-} from './graph/ops/composite.ts';
-export {
-  add,
-  and,
-  cast,
-  div,
-  equal,
-  erf,
-  exp,
-  greater,
-  identity,
-  less,
-  log,
-  mul,
-  neg,
-  not,
-  pow,
-  reciprocal,
-  rsqrt,
-  sigmoid,
-  sqrt,
-  sub,
-  tanh,
-  where,
-} from './graph/ops/elementwise.ts';
-export {
-  concat,
-  constantOfShape,
-  expand,
-  expandAs,
-  gather,
-  pad,
-  reshape,
-  reshapeAs,
-  SLICE_END,
-  type SliceSpec,
-  scatterNDAdd,
-  shapeOf,
-  slice,
-  split,
-  squeeze,
-  transpose,
-  trilu,
-  unsqueeze,
-  zerosLike,
-} from './graph/ops/layout.ts';
-export { type GemmOptions, gemm, matmul } from './graph/ops/linalg.ts';
-export {
-  type ConvOptions,
-  type ConvTransposeOptions,
-  conv,
-  convTranspose,
-  dropout,
-  groupNorm,
-  layerNorm,
-  type NormOptions,
-  resizeNearest,
-} from './graph/ops/nn.ts';
-export {
-  logSoftmax,
-  reduceLogSumExp,
-  reduceMax,
-  reduceMean,
-  reduceSum,
-  softmax,
-} from './graph/ops/reduce.ts';
-export { type Dim, formatShape, type Shape } from './graph/shape.ts';
 export {
   type CaptionParts,
   CLIP_CONTEXT_LENGTH,
@@ -185,11 +80,6 @@ export {
 export { type SdAdapterLayout, type TrainSdOptions, trainSd } from './models/sd/train.ts';
 export { SdTrainableModel, type SdTrainableOptions } from './models/sd/trainable.ts';
 export {
-  type HostArray,
-  type HostArrayOf,
-  type HostDType,
-  type HostTensor,
-  hostTensor,
   isCudaInstalled,
   onnxRuntimeInfo,
   Session,

@@ -1,11 +1,16 @@
 import { createRng } from '@lora/dataset';
+import {
+  cast,
+  Graph,
+  gradients,
+  type HostTensor,
+  hostTensor,
+  mul,
+  reduceSum,
+  type Tensor,
+} from '@lora/engine';
 import { describe, expect, it } from 'vitest';
-import { gradients } from './autodiff/gradients.ts';
-import { Graph, type Tensor } from './graph/graph.ts';
-import { cast, mul } from './graph/ops/elementwise.ts';
-import { reduceSum } from './graph/ops/reduce.ts';
 import { LORA_DROPOUT_SEED, type LoraLayer, loraConv, loraDropout, loraLinear } from './lora.ts';
-import { type HostTensor, hostTensor } from './session.ts';
 import { runGraph, valuesOf } from './testing.ts';
 
 const rng = createRng(3);
@@ -126,7 +131,7 @@ describe('loraLinear', () => {
         alpha: 1,
         group: 'a b',
       }),
-    ).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    ).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
   });
 
   it.each([0, 1.5])('refuses rank %d', (rank) => {
@@ -136,7 +141,7 @@ describe('loraLinear', () => {
         rank,
         alpha: 1,
       }),
-    ).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    ).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
   });
 });
 
@@ -201,7 +206,7 @@ describe('loraConv', () => {
     const make = (x: Tensor) =>
       loraConv(x, graph.input('w', 'float32', [4, 2, 1, 1]), 'c', { rank: 1, alpha: 1 }, { group: 2 });
     expect(() => make(graph.input('x', 'float32', [1, 4, 2, 2]))).toThrow(
-      expect.objectContaining({ code: 'SHAPE_MISMATCH' }),
+      expect.objectContaining({ code: 'E_SHAPE_MISMATCH' }),
     );
   });
 });

@@ -5,11 +5,22 @@
  * feeds them each step in float32 (master weights) and the graph casts them to the compute type.
  */
 import { createRng } from '@lora/dataset';
-import { attr, type Tensor } from './graph/graph.ts';
-import { add, cast, less, mul, not, where } from './graph/ops/elementwise.ts';
-import { reshapeWith, shapeOf, transpose } from './graph/ops/layout.ts';
-import { matmul } from './graph/ops/linalg.ts';
-import { type ConvOptions, conv } from './graph/ops/nn.ts';
+import {
+  add,
+  attr,
+  type ConvOptions,
+  cast,
+  conv,
+  less,
+  matmul,
+  mul,
+  not,
+  reshapeWith,
+  shapeOf,
+  type Tensor,
+  transpose,
+  where,
+} from '@lora/engine';
 
 export interface LoraOptions {
   rank: number;
@@ -88,7 +99,7 @@ function parameter(
 }
 
 function checkOptions(x: Tensor, name: string, options: LoraOptions): void {
-  const fail = (message: string) => x.graph.error('INVALID_ARGUMENT', `LoRA '${name}'`, message);
+  const fail = (message: string) => x.graph.error('E_INVALID_ARGUMENT', `LoRA '${name}'`, message);
   if (!Number.isInteger(options.rank) || options.rank < 1) {
     throw fail(`rank must be a positive integer, got ${options.rank}`);
   }
@@ -168,7 +179,11 @@ export function loraLinear(
   checkOptions(x, name, options);
   const [outFeatures, inFeatures] = weight.shape;
   if (weight.rank !== 2 || typeof outFeatures !== 'number' || typeof inFeatures !== 'number') {
-    throw x.graph.error('SHAPE_MISMATCH', `LoRA '${name}'`, `weight must be static [out, in], got ${weight}`);
+    throw x.graph.error(
+      'E_SHAPE_MISMATCH',
+      `LoRA '${name}'`,
+      `weight must be static [out, in], got ${weight}`,
+    );
   }
   const { rank } = options;
   const down = parameter(
@@ -215,7 +230,7 @@ export function loraConv(
     (convOptions.group ?? 1) !== 1
   ) {
     throw x.graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       `LoRA '${name}'`,
       `weight must be static [out, in, k…] of an ungrouped conv, got ${weight}`,
     );

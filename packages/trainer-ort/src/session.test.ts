@@ -2,11 +2,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { add, Graph, hostTensor, mul, writeModel } from '@lora/engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Graph } from './graph/graph.ts';
-import { writeModel } from './graph/model-file.ts';
-import { add, mul } from './graph/ops/elementwise.ts';
-import { hostTensor, isCudaInstalled, Session } from './session.ts';
+import { isCudaInstalled, Session } from './session.ts';
 
 let folder: string;
 let modelPath: string;

@@ -3,49 +3,20 @@
  * tensors in and out, disposal. Everything else in the package speaks `HostTensor`.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import {
+  add,
+  Graph,
+  type HostArray,
+  type HostDType,
+  type HostTensor,
+  readDataRoot,
+  serializeModel,
+} from '@lora/engine';
 import { env, InferenceSession, listSupportedBackends, Tensor } from 'onnxruntime-node';
 import type { ConcreteDevice } from './device.ts';
 import { TrainerOrtError } from './errors.ts';
-import type { DType } from './graph/dtype.ts';
-import { Graph } from './graph/graph.ts';
-import { DATA_ROOT_SUFFIX, type DataRoot, sha256 } from './graph/model-file.ts';
-import { serializeModel } from './graph/onnx.ts';
-import { add } from './graph/ops/elementwise.ts';
-
-/** Element types that cross the JS boundary (bfloat16 has no JS tensor type: cast inside the graph). */
-export type HostDType = Exclude<DType, 'bfloat16'>;
-
-export interface HostArrayOf {
-  float32: Float32Array;
-  float64: Float64Array;
-  /** IEEE half bits. */
-  float16: Uint16Array;
-  int64: BigInt64Array;
-  int32: Int32Array;
-  int8: Int8Array;
-  uint8: Uint8Array;
-  /** 0 or 1 per element. */
-  bool: Uint8Array;
-}
-
-export type HostArray = HostArrayOf[HostDType];
-
-export interface HostTensor<T extends HostDType = HostDType> {
-  readonly dtype: T;
-  readonly shape: readonly number[];
-  readonly data: HostArrayOf[T];
-}
-
-export function hostTensor<T extends HostDType>(
-  dtype: T,
-  shape: readonly number[],
-  data: HostArrayOf[T],
-): HostTensor<T> {
-  return { dtype, shape, data };
-}
 
 /**
  * A tensor that stays in GPU memory between sessions (WebGPU only: onnxruntime-node 1.30 binds
@@ -224,25 +195,6 @@ export class Session {
     this.disposed = true;
     await this.inner.release();
   }
-}
-
-/**
- * The weights folder of a model whose weights sit on another filesystem (its sidecar, see
- * model-file.ts) and the model's bytes, when the sidecar belongs to these very bytes.
- */
-async function readDataRoot(modelPath: string): Promise<{ folder: string; bytes: Uint8Array } | undefined> {
-  const text = await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  let sidecar: Partial<DataRoot>;
-  try {
-    sidecar = JSON.parse(text) as Partial<DataRoot>;
-  } catch {
-    return undefined;
-  }
-  const bytes = await readFile(modelPath);
-  return typeof sidecar.folder === 'string' && sidecar.model === sha256(bytes)
-    ? { folder: sidecar.folder, bytes }
-    : undefined;
 }
 
 function toOrt(name: string, t: HostTensor | DeviceTensor): Tensor {

@@ -6,9 +6,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Graph } from './graph/graph.ts';
-import { writeModel } from './graph/model-file.ts';
-import { type HostTensor, Session } from './session.ts';
+import type { Graph } from '@lora/engine';
+import { type HostTensor, writeModel } from '@lora/engine';
+import { Session } from './session.ts';
 
 export async function runGraph(
   graph: Graph,

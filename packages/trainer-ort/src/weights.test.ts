@@ -1,10 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cast, Graph } from '@lora/engine';
 import { fromFloat32, openSafetensors, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Graph } from './graph/graph.ts';
-import { cast } from './graph/ops/elementwise.ts';
 import { runGraph, valuesOf } from './testing.ts';
 import { safetensorsWeight } from './weights.ts';
 

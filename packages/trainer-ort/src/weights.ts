@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { DType, Graph, Tensor } from '@lora/engine';
 import {
   openSafetensors,
   SafetensorsError,
@@ -6,8 +7,6 @@ import {
   type SafetensorsHeader,
 } from '@lora/safetensors';
 import { TrainerOrtError } from './errors.ts';
-import type { DType } from './graph/dtype.ts';
-import type { Graph, Tensor } from './graph/graph.ts';
 
 /** safetensors dtype names → graph element types (the ones onnxruntime can hold). */
 const FROM_SAFETENSORS: Readonly<Record<string, DType>> = {

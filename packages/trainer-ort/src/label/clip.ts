@@ -1,8 +1,9 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLIP_IMAGE_SIZE, type ClipImageOptions, prepareClipImage, TextTokenizer } from '@lora/dataset';
+import { type HostTensor, hostTensor } from '@lora/engine';
 import { TrainerOrtError } from '../errors.ts';
-import { type HostTensor, hostTensor, type Session } from '../session.ts';
+import type { Session } from '../session.ts';
 import {
   checkBatchSize,
   checkModelFile,

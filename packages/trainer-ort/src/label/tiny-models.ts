@@ -1,12 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLIP_IMAGE_SIZE, TAGGER_IMAGE_SIZE } from '@lora/dataset';
-import { Graph } from '../graph/graph.ts';
-import { writeModel } from '../graph/model-file.ts';
-import { add, mul, sigmoid } from '../graph/ops/elementwise.ts';
-import { gather } from '../graph/ops/layout.ts';
-import { matmul } from '../graph/ops/linalg.ts';
-import { reduceMean, reduceSum } from '../graph/ops/reduce.ts';
+import { add, Graph, gather, matmul, mul, reduceMean, reduceSum, sigmoid, writeModel } from '@lora/engine';
 
 // Tiny stand-ins for the real labelling models: the same input and output names, shapes and
 // files, with hand-set weights that respond to an image's colour and brightness. Tests and demos

@@ -1,6 +1,7 @@
 import { prepareTaggerImage, TAGGER_IMAGE_SIZE } from '@lora/dataset';
+import { type HostTensor, hostTensor } from '@lora/engine';
 import { TrainerOrtError } from '../errors.ts';
-import { type HostTensor, hostTensor, type Session } from '../session.ts';
+import type { Session } from '../session.ts';
 import {
   checkBatchSize,
   checkModelFile,

@@ -7,12 +7,9 @@
  * result. The CUDA provider has no such binding in Node.js, so CUDA runs keep the host engine.
  */
 import { join } from 'node:path';
-import { Graph } from '../graph/graph.ts';
-import { writeModel } from '../graph/model-file.ts';
-import { add, identity, mul } from '../graph/ops/elementwise.ts';
-import { reduceSum } from '../graph/ops/reduce.ts';
+import { add, Graph, type HostTensor, hostTensor, identity, mul, reduceSum, writeModel } from '@lora/engine';
 import { LORA_DROPOUT_SEED } from '../lora.ts';
-import { type DeviceTensor, type HostTensor, hostTensor, Session } from '../session.ts';
+import { type DeviceTensor, Session } from '../session.ts';
 import { dropoutSeedFeed, type GradientEngine, type LocalEngineSettings, type StepSums } from './engine.ts';
 import { GradientSessions } from './gradient-sessions.ts';
 import type { TrainState } from './host-state.ts';

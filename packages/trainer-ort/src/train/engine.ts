@@ -8,8 +8,9 @@
  */
 import { join } from 'node:path';
 import { createRng } from '@lora/dataset';
+import { type HostTensor, hostTensor } from '@lora/engine';
 import { LORA_DROPOUT_SEED } from '../lora.ts';
-import { type HostTensor, hostTensor, type Session } from '../session.ts';
+import type { Session } from '../session.ts';
 import { GradientSessions } from './gradient-sessions.ts';
 import { GradientSum } from './gradient-sum.ts';
 import { HostState, type TrainState } from './host-state.ts';

@@ -1,5 +1,5 @@
+import type { HostTensor } from '@lora/engine';
 import { TrainerOrtError } from '../errors.ts';
-import type { HostTensor } from '../session.ts';
 import { gradName } from './optimizer.ts';
 import { LOSS_SUM, LOSS_WEIGHT } from './step-graphs.ts';
 

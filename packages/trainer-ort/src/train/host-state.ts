@@ -3,7 +3,8 @@
  * data-parallel runs keep them: every step feeds the values to the gradients graph and runs the
  * update graph on the CPU with the step's float32 sums.
  */
-import { type HostTensor, hostTensor, type Session } from '../session.ts';
+import { type HostTensor, hostTensor } from '@lora/engine';
+import type { Session } from '../session.ts';
 import type { GradientSum } from './gradient-sum.ts';
 import { gradName, nextName, slotName } from './optimizer.ts';
 import type { TrainedParameter } from './step-graphs.ts';

@@ -1,8 +1,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Graph, hostTensor } from '@lora/engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Graph } from '../graph/graph.ts';
-import { hostTensor } from '../session.ts';
 import { type Checkpoint, listCheckpoints, readCheckpoint } from './checkpoint.ts';
 import { runTrainingLoop, type TrainingLoopResult } from './loop.ts';
 import type { LoopEvent } from './options.ts';

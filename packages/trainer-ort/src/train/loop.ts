@@ -15,10 +15,10 @@
  * its first micro-batch is loaded before the engine opens, to choose the graph built first.
  */
 
+import { type HostTensor, hostTensor } from '@lora/engine';
 import { chooseDevice } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
 import { DEFAULT_PARAMETER_GROUP } from '../lora.ts';
-import { type HostTensor, hostTensor } from '../session.ts';
 import {
   type Checkpoint,
   type CheckpointMeta,

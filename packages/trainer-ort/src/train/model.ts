@@ -1,7 +1,5 @@
-import type { DType } from '../graph/dtype.ts';
-import type { Graph, Tensor } from '../graph/graph.ts';
+import type { DType, Graph, HostTensor, Tensor } from '@lora/engine';
 import type { LoraParameter } from '../lora.ts';
-import type { HostTensor } from '../session.ts';
 
 /** What a model's micro-batch graph computes. */
 export interface MicroBatchLoss {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { hostTensor } from '@lora/engine';
 import { describe, expect, it } from 'vitest';
-import { hostTensor } from '../session.ts';
 import { runGraph } from '../testing.ts';
 import { buildUpdateGraph, type OptimizerOptions, updateScalars } from './optimizer.ts';
 

@@ -4,9 +4,7 @@
  * `AdamW` and `SGD` operation by operation (including `lerp` for the first moment), so the
  * float32 results match `torch.optim` to the last bit or two.
  */
-import { Graph, type Tensor } from '../graph/graph.ts';
-import { add, div, mul, sqrt, sub } from '../graph/ops/elementwise.ts';
-import { type HostTensor, hostTensor } from '../session.ts';
+import { add, div, Graph, type HostTensor, hostTensor, mul, sqrt, sub, type Tensor } from '@lora/engine';
 
 export type OptimizerOptions =
   | {

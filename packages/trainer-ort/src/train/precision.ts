@@ -4,8 +4,8 @@
  * loss is multiplied by a dynamic scale before differentiation (PyTorch `GradScaler`'s rule).
  */
 import { type MixedPrecision, resolveMixedPrecision } from '@lora/config';
+import type { DType } from '@lora/engine';
 import type { DeviceChoice } from '../device.ts';
-import type { DType } from '../graph/dtype.ts';
 
 export type Precision = 'fp16' | 'bf16' | 'fp32';
 

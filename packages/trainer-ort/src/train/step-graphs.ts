@@ -9,12 +9,9 @@
  *   (`device-engine.ts`), which keeps the state in GPU memory.
  */
 import type { MixedPrecision } from '@lora/config';
-import { gradients } from '../autodiff/gradients.ts';
+import { Graph, gradients, mul, writeModel } from '@lora/engine';
 import { chooseDevice, type Device } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
-import { Graph } from '../graph/graph.ts';
-import { writeModel } from '../graph/model-file.ts';
-import { mul } from '../graph/ops/elementwise.ts';
 import { DEFAULT_PARAMETER_GROUP, LORA_DROPOUT_SEED, type LoraParameter } from '../lora.ts';
 import { Session } from '../session.ts';
 import type { TrainableModel } from './model.ts';

@@ -6,11 +6,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type HostTensor, hostTensor } from '@lora/engine';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openLlamaCheckpoint } from '../models/llama/checkpoint.ts';
 import { type LlamaBatch, LlamaModel } from '../models/llama/model.ts';
 import { byParameter, fixtureFolder, goldenBatch, readGolden } from '../models/llama/testing.ts';
-import { type HostTensor, hostTensor } from '../session.ts';
 import { runTrainingLoop } from '../train/loop.ts';
 import { gradName } from '../train/optimizer.ts';
 import { buildGradientsGraph, LOSS_SCALE, LOSS_SUM, LOSS_WEIGHT } from '../train/step-graphs.ts';

@@ -9,14 +9,13 @@
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Graph, type HostTensor, hostTensor } from '@lora/engine';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Graph } from '../graph/graph.ts';
 import { type OpenedSdCheckpoint, openSdCheckpoint } from '../models/sd/checkpoint.ts';
 import { buildClipTextEncoder } from '../models/sd/clip.ts';
 import { BATCH, config, FIXTURES, golden, IMAGE, LATENT, TOKENS } from '../models/sd/golden-fixture.ts';
 import { SdTrainableModel } from '../models/sd/trainable.ts';
 import { buildVaeEncoder } from '../models/sd/vae.ts';
-import { type HostTensor, hostTensor } from '../session.ts';
 import { gradName } from '../train/optimizer.ts';
 import { buildGradientsGraph, LOSS_SCALE, LOSS_SUM } from '../train/step-graphs.ts';
 import { adapter, compareOnDevices, describeOnWebGpu, HOOK_TIMEOUT, report } from './testing.ts';

@@ -9,10 +9,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Graph } from '@lora/engine';
+import { type HostTensor, writeModel } from '@lora/engine';
 import { describe, expect, it } from 'vitest';
-import type { Graph } from '../graph/graph.ts';
-import { writeModel } from '../graph/model-file.ts';
-import { type HostTensor, Session } from '../session.ts';
+import { Session } from '../session.ts';
 import { probeWebGpuAdapters, type WebGpuAdapter } from '../webgpu-adapters.ts';
 
 /** Hooks of these tests build graphs and compile shaders on a software GPU: give them the tests' limit. */

@@ -7,13 +7,11 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Graph, gradients, type HostTensor, writeModel } from '@lora/engine';
 import { readSafetensors, toFloat32 } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gradients } from '../../autodiff/gradients.ts';
-import { Graph } from '../../graph/graph.ts';
-import { writeModel } from '../../graph/model-file.ts';
 import type { LoraParameter } from '../../lora.ts';
-import { type HostTensor, Session } from '../../session.ts';
+import { Session } from '../../session.ts';
 import { valuesOf } from '../../testing.ts';
 import { runTrainingLoop } from '../../train/loop.ts';
 import { ADAPTER_WEIGHTS, writeLlamaAdapter } from './adapter.ts';

@@ -1,10 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Graph, type HostTensor, writeModel } from '@lora/engine';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Graph } from '../../graph/graph.ts';
-import { writeModel } from '../../graph/model-file.ts';
-import { type HostTensor, Session } from '../../session.ts';
+import { Session } from '../../session.ts';
 import { valuesOf } from '../../testing.ts';
 import { ModelError } from '../model-error.ts';
 import { type LlamaCheckpoint, openLlamaCheckpoint } from './checkpoint.ts';

@@ -7,14 +7,25 @@
  * needs no index arithmetic.
  */
 import type { TextBatch } from '@lora/dataset';
-import type { Graph, Tensor } from '../../graph/graph.ts';
-import { rmsNorm, rope, silu } from '../../graph/ops/composite.ts';
-import { add, cast, mul, neg } from '../../graph/ops/elementwise.ts';
-import { gather, reshape, transpose, unsqueeze } from '../../graph/ops/layout.ts';
-import { matmul } from '../../graph/ops/linalg.ts';
-import { logSoftmax, reduceSum, softmax } from '../../graph/ops/reduce.ts';
+import type { Graph, HostTensor, Tensor } from '@lora/engine';
+import {
+  add,
+  cast,
+  gather,
+  logSoftmax,
+  matmul,
+  mul,
+  neg,
+  reduceSum,
+  reshape,
+  rmsNorm,
+  rope,
+  silu,
+  softmax,
+  transpose,
+  unsqueeze,
+} from '@lora/engine';
 import { type LoraParameter, loraLinear } from '../../lora.ts';
-import type { HostTensor } from '../../session.ts';
 import type { BuildOptions, MicroBatchLoss, TrainableModel } from '../../train/model.ts';
 import { safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';

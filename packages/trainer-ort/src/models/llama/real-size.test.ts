@@ -8,9 +8,8 @@
 import { mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Graph, gradients } from '@lora/engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gradients } from '../../autodiff/gradients.ts';
-import { Graph } from '../../graph/graph.ts';
 import { openLlamaCheckpoint } from './checkpoint.ts';
 import { parseLlamaConfig } from './config.ts';
 import { LlamaModel } from './model.ts';

@@ -2,10 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { DType } from '../../graph/dtype.ts';
-import { Graph } from '../../graph/graph.ts';
-import { cast } from '../../graph/ops/elementwise.ts';
-import type { HostTensor } from '../../session.ts';
+import type { DType, HostTensor } from '@lora/engine';
+import { cast, Graph } from '@lora/engine';
 import { runGraph, valuesOf } from '../../testing.ts';
 import type { LlamaBatch, LlamaModel } from './model.ts';
 import type { LlamaLinearModule } from './weights.ts';

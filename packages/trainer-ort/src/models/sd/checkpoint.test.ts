@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EngineError, Graph, hostTensor, writeModel } from '@lora/engine';
 import {
   convertDtype,
   openSafetensors,
@@ -10,10 +11,7 @@ import {
   writeSafetensors,
 } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TrainerOrtError } from '../../errors.ts';
-import { Graph } from '../../graph/graph.ts';
-import { writeModel } from '../../graph/model-file.ts';
-import { hostTensor, Session } from '../../session.ts';
+import { Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
 import { openSdCheckpoint, SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
@@ -269,7 +267,7 @@ describe('checkpoint errors name the file, the key and what to do', () => {
     } catch (e) {
       error = e;
     }
-    expect(TrainerOrtError.isInstance(error)).toBe(true);
+    expect(EngineError.isInstance(error)).toBe(true);
     expect((error as Error).message).toMatch(/clipSkip must be an integer from 1 to 12/);
   });
 });

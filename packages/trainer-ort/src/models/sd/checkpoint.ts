@@ -7,11 +7,9 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { DType, Graph, Tensor } from '@lora/engine';
+import { cast, reshape } from '@lora/engine';
 import type { SafetensorsFile, SafetensorsHeader, TensorInfo } from '@lora/safetensors';
-import type { DType } from '../../graph/dtype.ts';
-import type { Graph, Tensor } from '../../graph/graph.ts';
-import { cast } from '../../graph/ops/elementwise.ts';
-import { reshape } from '../../graph/ops/layout.ts';
 import { openWeightsFile, safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, SD15, type SdModelConfig } from './config.ts';

@@ -2,10 +2,8 @@
  * The CLIP ViT-L/14 text encoder as transformers' CLIPTextModel builds it: token + position
  * embeddings, pre-norm layers with causal self-attention and a QuickGELU MLP, final layer norm.
  */
-import type { Tensor } from '../../graph/graph.ts';
-import { quickGelu } from '../../graph/ops/composite.ts';
-import { add } from '../../graph/ops/elementwise.ts';
-import { gather, slice } from '../../graph/ops/layout.ts';
+import type { Tensor } from '@lora/engine';
+import { add, gather, quickGelu, slice } from '@lora/engine';
 import type { ClipTextConfig } from './config.ts';
 import { layerNormLayer, linear, type ModelContext, multiHeadAttention } from './layers.ts';
 
@@ -28,7 +26,7 @@ export function buildClipTextEncoder(
   const clipSkip = options.clipSkip ?? 1;
   if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > config.numLayers) {
     throw graph.error(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       'CLIP text encoder',
       `clipSkip must be an integer from 1 to ${config.numLayers}, got ${clipSkip}`,
     );
@@ -36,7 +34,7 @@ export function buildClipTextEncoder(
   const tokens = inputIds.shape[1];
   if (inputIds.rank !== 2 || typeof tokens !== 'number' || tokens > config.maxPositions) {
     throw graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'CLIP text encoder',
       `input ids ${inputIds} must be [batch, tokens] with static tokens ≤ ${config.maxPositions}`,
     );

@@ -6,11 +6,9 @@
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Graph, gradients, type HostTensor, hostTensor, type Tensor, writeModel } from '@lora/engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gradients } from '../../autodiff/gradients.ts';
-import { Graph, type Tensor } from '../../graph/graph.ts';
-import { writeModel } from '../../graph/model-file.ts';
-import { type HostTensor, hostTensor, Session } from '../../session.ts';
+import { Session } from '../../session.ts';
 import { type OpenedSdCheckpoint, openSdCheckpoint } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
 import { BATCH, config, FIXTURES, golden, IMAGE, LATENT, TOKENS } from './golden-fixture.ts';

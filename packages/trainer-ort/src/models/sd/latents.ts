@@ -19,10 +19,9 @@ import {
   ImageDataset,
   type Size,
 } from '@lora/dataset';
+import { Graph, hostTensor, writeModel } from '@lora/engine';
 import { chooseDevice, type Device } from '../../device.ts';
-import { Graph } from '../../graph/graph.ts';
-import { writeModel } from '../../graph/model-file.ts';
-import { hostTensor, Session } from '../../session.ts';
+import { Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import { buildVaeEncoder } from './vae.ts';

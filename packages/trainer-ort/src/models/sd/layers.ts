@@ -3,13 +3,20 @@
  * multi-head attention), each reading its weights by diffusers module path and, where the LoRA
  * plan says so, wrapped in a LoRA layer named after that path.
  */
-import type { DType } from '../../graph/dtype.ts';
-import type { Tensor } from '../../graph/graph.ts';
-import { scaledDotProductAttention, silu } from '../../graph/ops/composite.ts';
-import { add } from '../../graph/ops/elementwise.ts';
-import { reshape, transpose, unsqueeze } from '../../graph/ops/layout.ts';
-import { matmul } from '../../graph/ops/linalg.ts';
-import { type ConvOptions, conv, groupNorm, layerNorm } from '../../graph/ops/nn.ts';
+import type { DType, Tensor } from '@lora/engine';
+import {
+  add,
+  type ConvOptions,
+  conv,
+  groupNorm,
+  layerNorm,
+  matmul,
+  reshape,
+  scaledDotProductAttention,
+  silu,
+  transpose,
+  unsqueeze,
+} from '@lora/engine';
 import { type LoraLayer, type LoraOptions, loraConv, loraLinear } from '../../lora.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import type { SdComponent } from './keys.ts';
@@ -66,7 +73,7 @@ const weight = (ctx: ModelContext, x: Tensor, key: string, shape: readonly numbe
 const staticDim = (x: Tensor, axis: number, what: string): number => {
   const d = x.shape[axis];
   if (typeof d !== 'number') {
-    throw x.graph.error('SHAPE_MISMATCH', what, `dim ${axis} of ${x} must be static`);
+    throw x.graph.error('E_SHAPE_MISMATCH', what, `dim ${axis} of ${x} must be static`);
   }
   return d;
 };

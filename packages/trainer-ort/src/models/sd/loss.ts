@@ -6,12 +6,20 @@
  * optimizer step are the training loop's job.
  */
 import type { PredictionType } from '@lora/config';
-import type { DType } from '../../graph/dtype.ts';
-import type { Graph, Tensor } from '../../graph/graph.ts';
-import { add, cast, div, mul, sqrt, sub } from '../../graph/ops/elementwise.ts';
-import { gather, reshape, shapeOf } from '../../graph/ops/layout.ts';
-import { reduceMean, reduceSum } from '../../graph/ops/reduce.ts';
-import type { Dim } from '../../graph/shape.ts';
+import type { Dim, DType, Graph, Tensor } from '@lora/engine';
+import {
+  add,
+  cast,
+  div,
+  gather,
+  mul,
+  reduceMean,
+  reduceSum,
+  reshape,
+  shapeOf,
+  sqrt,
+  sub,
+} from '@lora/engine';
 import type { LoraOptions } from '../../lora.ts';
 import type { MicroBatchLoss } from '../../train/model.ts';
 import { ModelError } from '../model-error.ts';

@@ -4,11 +4,10 @@
  * VAE-encoder tensor must be consumed, the graphs must build, and the LoRA module names must be
  * kohya's list for SD 1.5.
  */
+
+import { Graph, gradients, serializeModel } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { gradients } from '../../autodiff/gradients.ts';
-import { Graph } from '../../graph/graph.ts';
-import { serializeModel } from '../../graph/onnx.ts';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SD15 } from './config.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';

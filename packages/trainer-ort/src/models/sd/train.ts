@@ -17,7 +17,7 @@ import {
   type ImageDatasetOptions,
   type Size,
 } from '@lora/dataset';
-import { Graph } from '../../graph/graph.ts';
+import { Graph } from '@lora/engine';
 import { runTrainingLoop } from '../../train/loop.ts';
 import { loopSettingsFromConfig } from '../../train/options.ts';
 import { announceRunDevice } from '../../train/run-device.ts';

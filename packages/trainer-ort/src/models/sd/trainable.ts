@@ -6,9 +6,9 @@
  * The UNet's spatial sizes are static, so the model is multi-shape: each aspect bucket's latent
  * size is a shape key (`<height>x<width>`, e.g. `8x16`), and the loop builds one graph per key.
  */
-import type { Graph } from '../../graph/graph.ts';
+import type { Graph } from '@lora/engine';
+import { type HostTensor, hostTensor } from '@lora/engine';
 import type { LoraParameter } from '../../lora.ts';
-import { type HostTensor, hostTensor } from '../../session.ts';
 import type { BuildOptions, MicroBatchLoss, TrainableModel } from '../../train/model.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdBatch } from './batches.ts';

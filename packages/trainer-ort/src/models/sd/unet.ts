@@ -5,11 +5,8 @@
  * the text states, GEGLU feed-forward, 1×1 proj_out), strided-conv downsampling, nearest ×2
  * upsampling and skip connections.
  */
-import type { Tensor } from '../../graph/graph.ts';
-import { gelu, silu } from '../../graph/ops/composite.ts';
-import { add, cast, mul } from '../../graph/ops/elementwise.ts';
-import { concat, reshape, split, transpose } from '../../graph/ops/layout.ts';
-import { resizeNearest } from '../../graph/ops/nn.ts';
+import type { Tensor } from '@lora/engine';
+import { add, cast, concat, gelu, mul, reshape, resizeNearest, silu, split, transpose } from '@lora/engine';
 import type { UnetConfig } from './config.ts';
 import {
   conv2d,
@@ -95,7 +92,7 @@ export function buildUnet(
   const factor = 2 ** (levels - 1);
   if (typeof height !== 'number' || typeof width !== 'number' || height % factor || width % factor) {
     throw graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'UNet',
       `sample ${sample} needs static height and width divisible by ${factor}`,
     );

@@ -3,10 +3,8 @@
  * latents the UNet trains on: the posterior mean, or a sample with caller-given noise, times the
  * scaling factor (0.18215 for SD 1.x). Forward only: latents are computed once and cached.
  */
-import type { Tensor } from '../../graph/graph.ts';
-import { silu } from '../../graph/ops/composite.ts';
-import { add, exp, mul } from '../../graph/ops/elementwise.ts';
-import { reshape, split, transpose } from '../../graph/ops/layout.ts';
+import type { Tensor } from '@lora/engine';
+import { add, exp, mul, reshape, silu, split, transpose } from '@lora/engine';
 import type { VaeEncoderConfig } from './config.ts';
 import { conv2d, groupNormLayer, type ModelContext, multiHeadAttention, resnetBlock } from './layers.ts';
 
@@ -48,7 +46,7 @@ export function buildVaeEncoder(
   const [, , height, width] = image.shape;
   if (typeof height !== 'number' || typeof width !== 'number' || height % factor || width % factor) {
     throw graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'VAE encoder',
       `image ${image} needs static height and width divisible by ${factor}`,
     );

@@ -6,8 +6,8 @@ import {
   type GradCheckCase,
   type GradCheckResult,
 } from '../../autodiff/gradcheck.ts';
-import { hostTensor } from '../../session.ts';
-import { runGraph, valuesOf } from '../../testing.ts';
+import { hostTensor } from '../../host-tensor.ts';
+import { loadGraph, runGraph, valuesOf } from '../../testing.ts';
 import { Graph, type Tensor } from '../graph.ts';
 import {
   crossEntropy,
@@ -242,7 +242,7 @@ const results: GradCheckResult[] = [];
 
 describe('composites against central finite differences', () => {
   it.each(composites.map((c) => [c.name, c] as const))('%s', async (_, spec) => {
-    const result = await checkGradients(spec);
+    const result = await checkGradients(spec, loadGraph);
     results.push(result);
     expect(result.maxRelError).toBeLessThan(GRADCHECK_TOLERANCE[spec.dtype]);
   });

@@ -173,7 +173,7 @@ function convWeightGrad(ctx: VjpContext): Tensor {
   const { node, grad } = ctx;
   if (intAttr(node, 'group', 1) !== 1) {
     throw x.graph.error(
-      'GRADIENT_UNSUPPORTED',
+      'E_GRADIENT_UNSUPPORTED',
       `Conv ${node.name}`,
       'weight gradient of a grouped convolution',
     );
@@ -194,7 +194,7 @@ function convWeightGrad(ctx: VjpContext): Tensor {
   });
   if (spatial.some((d, i) => d !== kernel[i]) && !isStaticShape(x.shape)) {
     throw x.graph.error(
-      'GRADIENT_UNSUPPORTED',
+      'E_GRADIENT_UNSUPPORTED',
       `Conv ${node.name}`,
       'strided weight gradient needs static spatial dims',
     );
@@ -223,7 +223,7 @@ function convInputGrad(ctx: VjpContext): Tensor {
     const [h, ho] = [x.shape[i + 2]!, grad.shape[i + 2]!];
     if (typeof h !== 'number' || typeof ho !== 'number') {
       throw x.graph.error(
-        'GRADIENT_UNSUPPORTED',
+        'E_GRADIENT_UNSUPPORTED',
         `Conv ${node.name}`,
         'strided input gradient needs static spatial dims',
       );
@@ -249,7 +249,7 @@ function sliceGrad(ctx: VjpContext): Tensor {
     const dim = x.shape[axis]!;
     if (step !== 1)
       throw x.graph.error(
-        'GRADIENT_UNSUPPORTED',
+        'E_GRADIENT_UNSUPPORTED',
         `Slice ${ctx.node.name}`,
         'gradient of a slice with step ≠ 1',
       );

@@ -1,6 +1,7 @@
 import { isAbsolute } from 'node:path';
-import { TrainerOrtError, type TrainerOrtErrorCode } from '../errors.ts';
+import { EngineError, type EngineErrorCode } from '../errors.ts';
 import { BYTES_PER_ELEMENT, type DType, encodeValues } from './dtype.ts';
+import { OPSETS, type OpDomain } from './opsets.ts';
 import { type Dim, formatShape, type Shape, staticSize } from './shape.ts';
 
 /** Raw little-endian tensor bytes with their type and static shape. */
@@ -31,6 +32,8 @@ export const attr = {
 };
 
 export interface Node {
+  /** The operator set; `''` is ONNX's default domain. */
+  readonly domain: OpDomain;
   readonly opType: string;
   readonly name: string;
   /** `undefined` marks an omitted optional input. */
@@ -80,7 +83,7 @@ const NAME_PATTERN = /^[\w.:/[\]-]+$/;
 
 /**
  * An ONNX graph under construction. Op builders (`matmul`, `add`, …) append nodes to the graph
- * of their operands, infer output shapes, and throw `TrainerOrtError`s that name the op, the
+ * of their operands, infer output shapes, and throw `EngineError`s that name the op, the
  * shapes and the current scope.
  */
 export class Graph {
@@ -124,14 +127,14 @@ export class Graph {
     const length = data instanceof Uint8Array ? data.byteLength : data.length;
     if (length !== expected) {
       throw this.error(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         `initializer '${name}'`,
         `${dtype}${formatShape(shape)} needs ${expected} bytes, got ${length}`,
       );
     }
     if (!(data instanceof Uint8Array) && (!isAbsolute(data.path) || data.offset < 0)) {
       throw this.error(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         `initializer '${name}'`,
         `external data needs an absolute path and an offset ≥ 0, got '${data.path}' at ${data.offset}`,
       );
@@ -153,7 +156,7 @@ export class Graph {
     const size = staticSize(shape);
     if (size !== values.length) {
       throw this.error(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         'constant',
         `${values.length} values for shape ${formatShape(shape)}`,
       );
@@ -174,7 +177,7 @@ export class Graph {
   output(tensor: Tensor, name = tensor.name): Tensor {
     this.own(tensor, 'output');
     if (this.outputs.some((o) => o.name === name)) {
-      throw this.error('DUPLICATE_NAME', 'output', `graph output '${name}' is declared twice`);
+      throw this.error('E_DUPLICATE_NAME', 'output', `graph output '${name}' is declared twice`);
     }
     let out = tensor;
     if (name !== tensor.name || this.inputs.includes(tensor) || this.initializers.has(tensor)) {
@@ -188,7 +191,7 @@ export class Graph {
 
   /**
    * Appends a node. Op builders call this after checking their operands; `names` fixes output
-   * names (default: derived from the node name).
+   * names (default: derived from the node name); `domain` puts the op in another operator set.
    */
   addNode(
     opType: string,
@@ -196,11 +199,21 @@ export class Graph {
     outputs: readonly { dtype: DType; shape: Shape }[],
     attributes: Attributes = {},
     names?: readonly string[],
+    domain: OpDomain = '',
   ): Tensor[] {
+    if (!Object.hasOwn(OPSETS, domain)) {
+      throw this.error(
+        'E_INVALID_ARGUMENT',
+        opType,
+        `domain '${domain}' is not one of the operator sets a model imports (${Object.keys(OPSETS)
+          .map((d) => `'${d}'`)
+          .join(', ')})`,
+      );
+    }
     for (const input of inputs) if (input) this.own(input, opType);
     const nodeName = this.freshName(opType);
     const tensors: Tensor[] = [];
-    const node: Node = { opType, name: nodeName, inputs: [...inputs], outputs: tensors, attributes };
+    const node: Node = { domain, opType, name: nodeName, inputs: [...inputs], outputs: tensors, attributes };
     outputs.forEach((o, i) => {
       const name = names?.[i] ?? (outputs.length === 1 ? nodeName : `${nodeName}:${i}`);
       tensors.push(new Tensor(this, this.claim(name), o.dtype, o.shape, node));
@@ -210,15 +223,15 @@ export class Graph {
   }
 
   /** An error whose message names the op and the scope it was built in. */
-  error(code: TrainerOrtErrorCode, op: string, message: string): TrainerOrtError {
+  error(code: EngineErrorCode, op: string, message: string): EngineError {
     const where = this.scopeName ? ` in '${this.scopeName}'` : '';
-    return new TrainerOrtError(code, `${op}${where} (graph '${this.name}'): ${message}`);
+    return new EngineError(code, `${op}${where} (graph '${this.name}'): ${message}`);
   }
 
   own(tensor: Tensor, op: string): void {
     if (tensor.graph !== this) {
       throw this.error(
-        'FOREIGN_TENSOR',
+        'E_FOREIGN_TENSOR',
         op,
         `tensor '${tensor.name}' belongs to graph '${tensor.graph.name}'; build each graph from its own inputs`,
       );
@@ -236,13 +249,13 @@ export class Graph {
   private claim(name: string): string {
     if (!NAME_PATTERN.test(name)) {
       throw this.error(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         'name',
         `'${name}' is not a usable tensor name (letters, digits, _.:/[]-)`,
       );
     }
     if (this.names.has(name))
-      throw this.error('DUPLICATE_NAME', 'name', `'${name}' is already used in this graph`);
+      throw this.error('E_DUPLICATE_NAME', 'name', `'${name}' is already used in this graph`);
     this.names.add(name);
     return name;
   }
@@ -253,7 +266,7 @@ function checkShape(graph: Graph, name: string, shape: Shape): Dim[] {
     const ok = typeof d === 'number' ? Number.isInteger(d) && d >= 0 : /^[A-Za-z_][\w*]*$/.test(d);
     if (!ok)
       throw graph.error(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         `'${name}'`,
         `bad dim ${JSON.stringify(d)} in ${formatShape(shape)}`,
       );

@@ -2,6 +2,7 @@ import { isFloat } from '../graph/dtype.ts';
 import type { Node, Tensor } from '../graph/graph.ts';
 import { add } from '../graph/ops/elementwise.ts';
 import { expandAs, zerosLike } from '../graph/ops/layout.ts';
+import { opKey } from '../graph/opsets.ts';
 import { formatShape, isStaticShape, sameShape } from '../graph/shape.ts';
 import { VJP, type VjpContext } from './vjp.ts';
 
@@ -21,7 +22,7 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
   for (const t of wrt) {
     graph.own(t, 'gradients');
     if (!isFloat(t.dtype))
-      throw graph.error('DTYPE_MISMATCH', 'gradients', `cannot differentiate toward ${t}`);
+      throw graph.error('E_DTYPE_MISMATCH', 'gradients', `cannot differentiate toward ${t}`);
   }
   const nodes = [...graph.nodes];
 
@@ -64,11 +65,11 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
     if (targets.length === 0) continue;
     graph.scope(`grad:${node.name}`, () => {
       const ctx = context(node, node.outputs.map(total));
-      const rule = VJP[node.opType];
+      const rule = VJP[opKey(node)];
       if (!rule) {
         throw graph.error(
-          'NO_GRADIENT_RULE',
-          `${node.opType} ${node.name}`,
+          'E_NO_GRADIENT_RULE',
+          `${opKey(node)} ${node.name}`,
           'it lies between a trainable tensor and the loss but has no entry in the VJP table',
         );
       }
@@ -77,7 +78,7 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
         const vjp = typeof rule === 'function' ? rule(i) : rule[i];
         if (!vjp) {
           throw graph.error(
-            'GRADIENT_UNSUPPORTED',
+            'E_GRADIENT_UNSUPPORTED',
             `${node.opType} ${node.name}`,
             `input ${i} (${input}) carries no gradient`,
           );
@@ -101,7 +102,11 @@ function context(node: Node, grads: readonly (Tensor | undefined)[]): VjpContext
     get grad() {
       const g = grads[0];
       if (!g)
-        throw node.outputs[0]!.graph.error('GRADIENT_UNSUPPORTED', node.name, 'no gradient reaches output 0');
+        throw node.outputs[0]!.graph.error(
+          'E_GRADIENT_UNSUPPORTED',
+          node.name,
+          'no gradient reaches output 0',
+        );
       return g;
     },
     shared<T>(key: string, make: () => T): T {
@@ -121,7 +126,7 @@ function checkGradient(node: Node, input: Tensor, g: Tensor): void {
   const shapesKnown = isStaticShape(g.shape) && isStaticShape(input.shape);
   if (g.dtype !== input.dtype || (shapesKnown && !sameShape(g.shape, input.shape))) {
     throw input.graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       `VJP of ${node.opType}`,
       `gradient ${g.dtype}${formatShape(g.shape)} does not match input ${input}`,
     );

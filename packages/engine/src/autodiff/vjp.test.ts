@@ -38,6 +38,7 @@ import {
   reduceSum,
   softmax,
 } from '../graph/ops/reduce.ts';
+import { loadGraph } from '../testing.ts';
 import {
   checkGradients,
   GRADCHECK_TOLERANCE,
@@ -304,7 +305,7 @@ const primitives: GradCheckCase[] = [
 
 describe('VJP rules against central finite differences', () => {
   it.each(primitives.map((c) => [c.name, c] as const))('%s', async (_, spec) => {
-    const result = await checkGradients(spec);
+    const result = await checkGradients(spec, loadGraph);
     results.push(result);
     expect(result.checked).toBeGreaterThan(0);
     expect(result.maxRelError).toBeLessThan(GRADCHECK_TOLERANCE[spec.dtype]);

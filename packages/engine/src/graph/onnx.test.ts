@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { hostTensor } from '../session.ts';
+import { hostTensor } from '../host-tensor.ts';
 import { runGraph, valuesOf } from '../testing.ts';
 import { Graph } from './graph.ts';
-import { OPSET, serializeModel } from './onnx.ts';
+import { serializeModel } from './onnx.ts';
 import { add } from './ops/elementwise.ts';
 import { reshape } from './ops/layout.ts';
+import { OPSET } from './opsets.ts';
 import { ProtoWriter } from './protobuf.ts';
 
 /** Just enough protobuf decoding to inspect what the serialiser wrote: field → raw values. */
@@ -113,5 +114,34 @@ describe('serializeModel', () => {
     const out = await runGraph(g, { x: hostTensor('float32', [2, 3], Float32Array.of(0, 1, 2, 3, 4, 5)) });
     expect(out['y']!.shape).toEqual([6]);
     expect(valuesOf(out['y'])).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('writes a contrib-domain node with its domain and opset import, and onnxruntime runs it', async () => {
+    const g = new Graph('contrib');
+    const x = g.input('x', 'float32', [3]);
+    const [y] = g.addNode('Gelu', [x], [{ dtype: 'float32', shape: [3] }], {}, undefined, 'com.microsoft');
+    g.output(y!, 'y');
+    const written = decode(serializeModel(g));
+    const opsets = (written.get(8) ?? []).map(sub).map((o) => [text(o.get(1)?.[0]), o.get(2)?.[0]]);
+    expect(opsets).toEqual([
+      ['', BigInt(OPSET)],
+      ['com.microsoft', 1n],
+    ]);
+    const nodes = (sub(written.get(7)?.[0]).get(1) ?? []).map(sub);
+    expect(nodes.map((n) => text(n.get(7)?.[0] ?? new Uint8Array()))).toEqual(['com.microsoft', '']);
+    const out = await runGraph(g, { x: hostTensor('float32', [3], Float32Array.of(-1, 0, 2)) });
+    // Exact GELU, x·Φ(x): Φ(−1) = 0.158655, Φ(2) = 0.977250.
+    const expected = [-0.158655, 0, 1.9545];
+    valuesOf(out['y']).forEach((v, i) => {
+      expect(v).toBeCloseTo(expected[i]!, 4);
+    });
+  });
+
+  it('refuses an operator set models do not import', () => {
+    const g = new Graph();
+    const x = g.input('x', 'float32', [3]);
+    expect(() =>
+      g.addNode('Gelu', [x], [{ dtype: 'float32', shape: [3] }], {}, undefined, 'org.example' as never),
+    ).toThrow(/domain 'org.example' is not one of the operator sets/);
   });
 });

@@ -3,12 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { Graph, type Tensor } from '../graph/graph.ts';
 import { crossEntropy, gelu, rmsNorm, scaledDotProductAttention, silu } from '../graph/ops/composite.ts';
 import { add, cast, mul, tanh } from '../graph/ops/elementwise.ts';
-import { concat, reshape, slice } from '../graph/ops/layout.ts';
+import { concat, reshape, slice, transpose } from '../graph/ops/layout.ts';
 import { matmul } from '../graph/ops/linalg.ts';
 import { conv, dropout, groupNorm, layerNorm, resizeNearest } from '../graph/ops/nn.ts';
 import { reduceMean, reduceSum } from '../graph/ops/reduce.ts';
-import { loraLinear } from '../lora.ts';
-import { hostTensor } from '../session.ts';
+import { hostTensor } from '../host-tensor.ts';
 import { runGraph, valuesOf } from '../testing.ts';
 import { gradients } from './gradients.ts';
 
@@ -22,10 +21,15 @@ describe('gradients', () => {
     const w1 = graph.initializer('w1', 'float32', [8, 4], new Uint8Array(128));
     const w2 = graph.initializer('w2', 'float32', [3, 8], new Uint8Array(96));
     const hidden = graph.scope('fc1', () => tanh(matmul(x, reshape(w1, [4, 8]))));
-    const layer = loraLinear(hidden, w2, 'fc2', { rank: 2, alpha: 2 });
-    const loss = reduceSum(layer.output);
+    // A LoRA branch around the frozen fc2: trainable down [2, 8] and up [3, 2].
+    const down = graph.input('down', 'float32', [2, 8]);
+    const up = graph.input('up', 'float32', [3, 2]);
+    const output = graph.scope('fc2', () =>
+      add(matmul(hidden, transpose(w2)), matmul(matmul(hidden, transpose(down)), transpose(up))),
+    );
+    const loss = reduceSum(output);
     const forward = graph.nodes.length;
-    gradients(loss, [layer.down.tensor, layer.up.tensor]);
+    gradients(loss, [down, up]);
     const backward = graph.nodes.slice(forward);
     const differentiated = new Set(
       backward.map(
@@ -91,13 +95,27 @@ describe('gradients', () => {
     [
       'an op without a rule',
       (x) => x.graph.addNode('Cos', [x], [{ dtype: x.dtype, shape: x.shape }])[0]!,
-      'NO_GRADIENT_RULE',
+      'E_NO_GRADIENT_RULE',
       /Cos Cos_\d+.*no entry in the VJP table/,
+    ],
+    [
+      'a contrib op whose default-domain namesake has a rule',
+      (x) =>
+        x.graph.addNode(
+          'Sigmoid',
+          [x],
+          [{ dtype: x.dtype, shape: x.shape }],
+          {},
+          undefined,
+          'com.microsoft',
+        )[0]!,
+      'E_NO_GRADIENT_RULE',
+      /com\.microsoft\.Sigmoid Sigmoid_\d+.*no entry in the VJP table/,
     ],
     [
       'a strided slice',
       (x) => slice(x, { starts: [0], ends: [4], steps: [2] }),
-      'GRADIENT_UNSUPPORTED',
+      'E_GRADIENT_UNSUPPORTED',
       /step ≠ 1/,
     ],
   ])('refuses %s on the path', (_, op, code, message) => {

@@ -50,16 +50,16 @@ function checkConvOperands(
   requireFloat(graph, op, x);
   requireRank(graph, op, x, [3, 5]);
   if (w.rank !== x.rank)
-    throw graph.error('SHAPE_MISMATCH', op, `weight rank must equal input rank: ${describe(x, w)}`);
+    throw graph.error('E_SHAPE_MISMATCH', op, `weight rank must equal input rank: ${describe(x, w)}`);
   const kernel = w.shape.slice(2);
   if (!kernel.every((k): k is number => typeof k === 'number')) {
-    throw graph.error('SHAPE_MISMATCH', op, `kernel dims must be static: ${describe(w)}`);
+    throw graph.error('E_SHAPE_MISMATCH', op, `kernel dims must be static: ${describe(w)}`);
   }
   const spatial = x.rank - 2;
   const { strides, pads, dilations } = geometry;
   if (strides.length !== spatial || dilations.length !== spatial || pads.length !== 2 * spatial) {
     throw graph.error(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       op,
       `strides/dilations need ${spatial} entries and pads ${2 * spatial}`,
     );
@@ -94,13 +94,13 @@ export function conv(x: Tensor, w: Tensor, b?: Tensor, options: ConvOptions = {}
     w.shape[1] * geometry.group !== channels
   ) {
     throw graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'Conv',
       `input channels ≠ weight channels × group ${geometry.group}: ${describe(x, w)}`,
     );
   }
   if (b && (b.rank !== 1 || !dimsEqual(b.shape[0], w.shape[0]))) {
-    throw graph.error('SHAPE_MISMATCH', 'Conv', `bias must be [${w.shape[0]}]: ${describe(b)}`);
+    throw graph.error('E_SHAPE_MISMATCH', 'Conv', `bias must be [${w.shape[0]}]: ${describe(b)}`);
   }
   const { strides, pads, dilations } = geometry;
   const spatial = kernel.map((k, i) =>
@@ -121,7 +121,11 @@ export function convTranspose(x: Tensor, w: Tensor, options: ConvTransposeOption
   const geometry = convGeometry(x.rank - 2, options);
   const kernel = checkConvOperands('ConvTranspose', x, w, undefined, geometry);
   if (!dimsEqual(x.shape[1], w.shape[0])) {
-    throw graph.error('SHAPE_MISMATCH', 'ConvTranspose', `input channels ≠ weight dim 0: ${describe(x, w)}`);
+    throw graph.error(
+      'E_SHAPE_MISMATCH',
+      'ConvTranspose',
+      `input channels ≠ weight dim 0: ${describe(x, w)}`,
+    );
   }
   const outputPadding = [...(options.outputPadding ?? kernel.map(() => 0))];
   const { strides, pads, dilations, group } = geometry;
@@ -142,7 +146,7 @@ export function resizeNearest(x: Tensor, factor: number): Tensor {
   const graph = x.graph;
   requireRank(graph, 'Resize', x, [3, 5]);
   if (!Number.isInteger(factor) || factor < 1) {
-    throw graph.error('INVALID_ARGUMENT', 'Resize', `factor must be a positive integer, got ${factor}`);
+    throw graph.error('E_INVALID_ARGUMENT', 'Resize', `factor must be a positive integer, got ${factor}`);
   }
   const scales = graph.constant(
     x.shape.map((_, i) => (i < 2 ? 1 : factor)),
@@ -176,7 +180,7 @@ export function layerNorm(
   for (const p of bias ? [scale, bias] : [scale]) {
     if (p.rank !== normalized.length || !p.shape.every((d, i) => dimsEqual(d, normalized[i]))) {
       throw graph.error(
-        'SHAPE_MISMATCH',
+        'E_SHAPE_MISMATCH',
         'LayerNormalization',
         `scale/bias must be [${normalized.join(', ')}]: ${describe(p)}`,
       );
@@ -205,7 +209,7 @@ export function groupNorm(
   const channels = x.shape[1];
   if (typeof channels !== 'number' || channels % groups !== 0) {
     throw graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'GroupNormalization',
       `channels of ${describe(x)} must be a multiple of ${groups}`,
     );
@@ -213,7 +217,7 @@ export function groupNorm(
   for (const p of [scale, bias]) {
     if (p.rank !== 1 || p.shape[0] !== channels) {
       throw graph.error(
-        'SHAPE_MISMATCH',
+        'E_SHAPE_MISMATCH',
         'GroupNormalization',
         `scale/bias must be [${channels}]: ${describe(p)}`,
       );
@@ -235,7 +239,7 @@ export function dropout(x: Tensor, ratio: number, seed?: number): { output: Tens
   const graph = x.graph;
   requireFloat(graph, 'Dropout', x);
   if (!(ratio >= 0 && ratio < 1))
-    throw graph.error('INVALID_ARGUMENT', 'Dropout', `ratio must be in [0, 1), got ${ratio}`);
+    throw graph.error('E_INVALID_ARGUMENT', 'Dropout', `ratio must be in [0, 1), got ${ratio}`);
   const inputs = [x, graph.scalar(ratio, x.dtype), graph.constant([1], 'bool', [])];
   const [output, mask] = graph.addNode(
     'Dropout',

@@ -89,7 +89,7 @@ export function ropeTables(
 export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const d = x.shape[x.rank - 1];
   if (typeof d !== 'number' || d % 2 !== 0) {
-    throw x.graph.error('SHAPE_MISMATCH', 'RoPE', `last dim must be static and even: ${describe(x)}`);
+    throw x.graph.error('E_SHAPE_MISMATCH', 'RoPE', `last dim must be static and even: ${describe(x)}`);
   }
   const x1 = slice(x, { starts: [0], ends: [d / 2], axes: [-1] });
   const x2 = slice(x, { starts: [d / 2], ends: [SLICE_END], axes: [-1] });
@@ -115,7 +115,7 @@ export function scaledDotProductAttention(
   const graph = q.graph;
   const d = q.shape[q.rank - 1];
   if (!dimsEqual(d, k.shape[k.rank - 1]) || typeof d !== 'number') {
-    throw graph.error('SHAPE_MISMATCH', 'Attention', `q and k need one static head dim: ${describe(q, k)}`);
+    throw graph.error('E_SHAPE_MISMATCH', 'Attention', `q and k need one static head dim: ${describe(q, k)}`);
   }
   const perm = [...k.shape.keys()];
   perm.splice(-2, 2, k.rank - 1, k.rank - 2);
@@ -141,7 +141,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex = -100)
   const vocab = logits.shape[logits.rank - 1];
   if (typeof vocab !== 'number' || labels.rank !== logits.rank - 1) {
     throw graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'CrossEntropy',
       `needs logits [..., V] with static V and labels [...]: ${describe(logits, labels)}`,
     );

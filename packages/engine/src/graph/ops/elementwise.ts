@@ -11,7 +11,7 @@ function binary(op: string, a: Operand, b: Operand, outDtype?: DType): Tensor {
   requireSameDtype(graph, op, [x, y]);
   const shape = broadcastShapes(x.shape, y.shape);
   if (typeof shape === 'string')
-    throw graph.error('SHAPE_MISMATCH', op, `cannot broadcast ${describe(x, y)}: ${shape}`);
+    throw graph.error('E_SHAPE_MISMATCH', op, `cannot broadcast ${describe(x, y)}: ${shape}`);
   return graph.addNode(op, [x, y], [{ dtype: outDtype ?? dtype, shape }])[0]!;
 }
 
@@ -40,7 +40,7 @@ export const tanh = (x: Tensor): Tensor => unary('Tanh', x);
 export const sigmoid = (x: Tensor): Tensor => unary('Sigmoid', x);
 export const erf = (x: Tensor): Tensor => unary('Erf', x);
 export const not = (x: Tensor): Tensor => {
-  if (x.dtype !== 'bool') throw x.graph.error('DTYPE_MISMATCH', 'Not', `needs a bool tensor, got ${x}`);
+  if (x.dtype !== 'bool') throw x.graph.error('E_DTYPE_MISMATCH', 'Not', `needs a bool tensor, got ${x}`);
   return unary('Not', x, false);
 };
 export const identity = (x: Tensor): Tensor => unary('Identity', x, false);
@@ -49,16 +49,16 @@ export const identity = (x: Tensor): Tensor => unary('Identity', x, false);
 export function where(condition: Tensor, a: Operand, b: Operand): Tensor {
   const graph = condition.graph;
   if (condition.dtype !== 'bool')
-    throw graph.error('DTYPE_MISMATCH', 'Where', `condition must be bool, got ${condition}`);
+    throw graph.error('E_DTYPE_MISMATCH', 'Where', `condition must be bool, got ${condition}`);
   const dtype = typeof a === 'number' ? (typeof b === 'number' ? undefined : b.dtype) : a.dtype;
-  if (dtype === undefined) throw graph.error('INVALID_ARGUMENT', 'Where', 'one branch must be a tensor');
+  if (dtype === undefined) throw graph.error('E_INVALID_ARGUMENT', 'Where', 'one branch must be a tensor');
   const x = asTensor(graph, a, dtype);
   const y = asTensor(graph, b, dtype);
   requireSameDtype(graph, 'Where', [x, y]);
   const xy = broadcastShapes(x.shape, y.shape);
   const shape = typeof xy === 'string' ? xy : broadcastShapes(condition.shape, xy);
   if (typeof shape === 'string') {
-    throw graph.error('SHAPE_MISMATCH', 'Where', `cannot broadcast ${describe(condition, x, y)}: ${shape}`);
+    throw graph.error('E_SHAPE_MISMATCH', 'Where', `cannot broadcast ${describe(condition, x, y)}: ${shape}`);
   }
   return graph.addNode('Where', [condition, x, y], [{ dtype, shape }])[0]!;
 }

@@ -11,11 +11,15 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   requireRank(graph, 'MatMul', b, [2, Number.POSITIVE_INFINITY]);
   const k = a.shape[a.rank - 1];
   if (!dimsEqual(k, b.shape[b.rank - 2])) {
-    throw graph.error('SHAPE_MISMATCH', 'MatMul', `inner dims differ: ${describe(a, b)}`);
+    throw graph.error('E_SHAPE_MISMATCH', 'MatMul', `inner dims differ: ${describe(a, b)}`);
   }
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
   if (typeof batch === 'string') {
-    throw graph.error('SHAPE_MISMATCH', 'MatMul', `batch dims do not broadcast: ${describe(a, b)}: ${batch}`);
+    throw graph.error(
+      'E_SHAPE_MISMATCH',
+      'MatMul',
+      `batch dims do not broadcast: ${describe(a, b)}: ${batch}`,
+    );
   }
   const shape = [...batch, a.shape[a.rank - 2]!, b.shape[b.rank - 1]!];
   return graph.addNode('MatMul', [a, b], [{ dtype: a.dtype, shape }])[0]!;
@@ -40,7 +44,7 @@ export function gemm(a: Tensor, b: Tensor, c?: Tensor, options: GemmOptions = {}
   const [k2, n] = transB ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
   if (!dimsEqual(k, k2)) {
     throw graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'Gemm',
       `inner dims differ (transA=${transA}, transB=${transB}): ${describe(a, b)}`,
     );
@@ -48,7 +52,7 @@ export function gemm(a: Tensor, b: Tensor, c?: Tensor, options: GemmOptions = {}
   if (c) {
     const out = broadcastShapes([m, n], c.shape);
     if (typeof out === 'string' || out.length !== 2 || out[0] !== m || out[1] !== n) {
-      throw graph.error('SHAPE_MISMATCH', 'Gemm', `c must broadcast to [${m}, ${n}]: ${describe(c)}`);
+      throw graph.error('E_SHAPE_MISMATCH', 'Gemm', `c must broadcast to [${m}, ${n}]: ${describe(c)}`);
     }
   }
   const attributes = {

@@ -3,17 +3,12 @@
  * random `r`, asks autodiff for d loss / d input, and compares every element with the central
  * difference (loss(x + h) − loss(x − h)) / 2h. Used by this package's tests and by model tests.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createRng } from '@lora/dataset';
 import type { DType } from '../graph/dtype.ts';
 import { Graph, type Tensor } from '../graph/graph.ts';
-import { writeModel } from '../graph/model-file.ts';
 import { cast, mul } from '../graph/ops/elementwise.ts';
 import { reduceSum } from '../graph/ops/reduce.ts';
 import { isStaticShape, staticSize } from '../graph/shape.ts';
-import { type HostTensor, Session } from '../session.ts';
+import type { GraphLoader, HostTensor } from '../host-tensor.ts';
 import { gradients } from './gradients.ts';
 
 export type CheckDType = 'float64' | 'float32';
@@ -55,8 +50,16 @@ export interface GradCheckResult {
   checked: number;
 }
 
-export async function checkGradients(spec: GradCheckCase, seed = 1): Promise<GradCheckResult> {
-  const rng = createRng(seed);
+/**
+ * Checks `spec` on the runtime `load` prepares graphs for (which should not fuse ops: the check
+ * is of this package's rules, not of a runtime's rewrites, some of which are float32-only).
+ */
+export async function checkGradients(
+  spec: GradCheckCase,
+  load: GraphLoader,
+  seed = 1,
+): Promise<GradCheckResult> {
+  const rng = testValues(seed);
   const graph = new Graph(spec.name.replace(/\W+/g, '_'));
   const tensors: Record<string, Tensor> = {};
   const feeds: Record<string, HostTensor> = {};
@@ -87,13 +90,7 @@ export async function checkGradients(spec: GradCheckCase, seed = 1): Promise<Gra
     graph.output(g, `grad_${trainable[i]}`);
   });
 
-  const folder = await mkdtemp(join(tmpdir(), 'gradcheck-'));
-  // `basic`: check this package's rules, not onnxruntime's fusions (some are float32-only).
-  const session = await Session.create(await writeModel(graph, folder), {
-    device: 'cpu',
-    threads: 1,
-    optimization: 'basic',
-  });
+  const session = await load(graph);
   try {
     const analytic = await session.run(feeds);
     const lossAt = async (name: string, index: number, delta: number): Promise<number> => {
@@ -125,8 +122,21 @@ export async function checkGradients(spec: GradCheckCase, seed = 1): Promise<Gra
     return { name: spec.name, dtype: spec.dtype, maxRelError: worstDiff / Math.max(largest, 1e-12), checked };
   } finally {
     await session.dispose();
-    await rm(folder, { recursive: true, force: true });
   }
+}
+
+/** mulberry32: a small seeded generator of test values in [0, 1), the same on every platform. */
+function testValues(seed: number): { next(): number } {
+  let state = seed >>> 0;
+  return {
+    next() {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    },
+  };
 }
 
 function hostData(dtype: DType, shape: readonly number[], values: readonly number[]): HostTensor {

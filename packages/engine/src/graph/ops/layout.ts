@@ -13,7 +13,7 @@ export const SLICE_END = Number.MAX_SAFE_INTEGER;
 export function reshape(x: Tensor, target: readonly number[]): Tensor {
   const graph = x.graph;
   const fail = (why: string) =>
-    graph.error('SHAPE_MISMATCH', 'Reshape', `${describe(x)} → [${target.join(', ')}]: ${why}`);
+    graph.error('E_SHAPE_MISMATCH', 'Reshape', `${describe(x)} → [${target.join(', ')}]: ${why}`);
   const dims: (Dim | undefined)[] = target.map((t, i) => {
     if (t === 0) {
       const d = x.shape[i];
@@ -45,7 +45,7 @@ export function shapeOf(x: Tensor, start = 0, end = x.rank): Tensor {
 /** Reshape `x` to the shape of `like` (same element count). */
 export function reshapeAs(x: Tensor, like: Tensor): Tensor {
   if (isStaticShape(x.shape) && isStaticShape(like.shape) && divideDims(x.shape, like.shape) !== 1) {
-    throw x.graph.error('SHAPE_MISMATCH', 'Reshape', `element counts differ: ${describe(x, like)}`);
+    throw x.graph.error('E_SHAPE_MISMATCH', 'Reshape', `element counts differ: ${describe(x, like)}`);
   }
   return reshapeWith(x, shapeOf(like), like.shape);
 }
@@ -62,7 +62,7 @@ export function transpose(
   const sorted = [...perm].sort((a, b) => a - b);
   if (perm.length !== x.rank || sorted.some((p, i) => p !== i)) {
     throw x.graph.error(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       'Transpose',
       `perm [${perm.join(', ')}] is not a permutation for ${describe(x)}`,
     );
@@ -79,7 +79,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   const a = normalizeAxis(graph, 'Concat', axis, first.rank);
   for (const x of xs) {
     if (x.rank !== first.rank || x.shape.some((d, i) => i !== a && !dimsEqual(d, first.shape[i]))) {
-      throw graph.error('SHAPE_MISMATCH', 'Concat', `dims other than axis ${a} differ: ${describe(...xs)}`);
+      throw graph.error('E_SHAPE_MISMATCH', 'Concat', `dims other than axis ${a} differ: ${describe(...xs)}`);
     }
   }
   const parts = xs.map((x) => x.shape[a]!);
@@ -97,7 +97,7 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
   const dim = x.shape[a]!;
   if (sizes.some((s) => !Number.isInteger(s) || s < 0) || (typeof dim === 'number' && total !== dim)) {
     throw x.graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'Split',
       `sizes [${sizes.join(', ')}] do not add up to dim ${a} of ${describe(x)}`,
     );
@@ -151,7 +151,7 @@ export function slice(x: Tensor, spec: SliceSpec): Tensor {
     steps.length !== axes.length
   ) {
     throw graph.error(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       'Slice',
       'starts, ends, axes and steps must have one entry per sliced axis',
     );
@@ -159,14 +159,14 @@ export function slice(x: Tensor, spec: SliceSpec): Tensor {
   const shape = [...x.shape];
   axes.forEach((axis, i) => {
     const [start, end, step] = [spec.starts[i]!, spec.ends[i]!, steps[i]!];
-    if (step === 0) throw graph.error('INVALID_ARGUMENT', 'Slice', 'step 0');
+    if (step === 0) throw graph.error('E_INVALID_ARGUMENT', 'Slice', 'step 0');
     const dim = x.shape[axis]!;
     const size =
       sliceBounds(dim, start, end, step)?.size ??
       (step === 1 ? namedSliceDim(dim as string, start, end) : undefined);
     if (size === undefined) {
       throw graph.error(
-        'SHAPE_MISMATCH',
+        'E_SHAPE_MISMATCH',
         'Slice',
         `axis ${axis} of ${describe(x)} is named; slice it with step 1, start ≥ 0 and a negative end or SLICE_END`,
       );
@@ -187,7 +187,7 @@ export function slice(x: Tensor, spec: SliceSpec): Tensor {
 export function gather(x: Tensor, indices: Tensor, axis = 0): Tensor {
   const graph = x.graph;
   if (indices.dtype !== 'int64' && indices.dtype !== 'int32') {
-    throw graph.error('DTYPE_MISMATCH', 'Gather', `indices must be int64 or int32, got ${indices}`);
+    throw graph.error('E_DTYPE_MISMATCH', 'Gather', `indices must be int64 or int32, got ${indices}`);
   }
   const a = normalizeAxis(graph, 'Gather', axis, x.rank);
   const shape = [...x.shape.slice(0, a), ...indices.shape, ...x.shape.slice(a + 1)];
@@ -208,7 +208,7 @@ export function squeeze(x: Tensor, axes: readonly number[]): Tensor {
   const normalized = normalizeAxes(x.graph, 'Squeeze', axes, x.rank);
   for (const a of normalized) {
     if (x.shape[a] !== 1)
-      throw x.graph.error('SHAPE_MISMATCH', 'Squeeze', `dim ${a} of ${describe(x)} is not 1`);
+      throw x.graph.error('E_SHAPE_MISMATCH', 'Squeeze', `dim ${a} of ${describe(x)} is not 1`);
   }
   const shape = x.shape.filter((_, i) => !normalized.includes(i));
   return x.graph.addNode('Squeeze', [x, int64s(x.graph, normalized)], [{ dtype: x.dtype, shape }])[0]!;
@@ -228,7 +228,7 @@ function expandWith(x: Tensor, shapeTensor: Tensor, target: Shape): Tensor {
   const shape = broadcastShapes(x.shape, target);
   if (typeof shape === 'string') {
     throw x.graph.error(
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       'Expand',
       `cannot broadcast ${describe(x)} to ${formatShape(target)}: ${shape}`,
     );
@@ -259,17 +259,17 @@ export function pad(x: Tensor, pads: readonly number[] | Tensor, shape?: Shape):
   if (Array.isArray(pads)) {
     const p = pads as readonly number[];
     if (p.length !== 2 * x.rank)
-      throw graph.error('INVALID_ARGUMENT', 'Pad', `needs ${2 * x.rank} pads for ${describe(x)}`);
+      throw graph.error('E_INVALID_ARGUMENT', 'Pad', `needs ${2 * x.rank} pads for ${describe(x)}`);
     out = x.shape.map((d, i) => {
       const grow = p[i]! + p[i + x.rank]!;
       if (grow === 0) return d;
       if (typeof d !== 'number')
-        throw graph.error('SHAPE_MISMATCH', 'Pad', `cannot pad named dim ${i} of ${describe(x)}`);
+        throw graph.error('E_SHAPE_MISMATCH', 'Pad', `cannot pad named dim ${i} of ${describe(x)}`);
       return d + grow;
     });
     padsTensor = int64s(graph, p);
   } else {
-    if (!shape) throw graph.error('INVALID_ARGUMENT', 'Pad', 'runtime pads need the result shape');
+    if (!shape) throw graph.error('E_INVALID_ARGUMENT', 'Pad', 'runtime pads need the result shape');
     out = shape;
     padsTensor = pads as Tensor;
   }

@@ -1,7 +1,18 @@
 import { createHash } from 'node:crypto';
-import { copyFile, link, lstat, mkdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, sep } from 'node:path';
-import { TrainerOrtError } from '../errors.ts';
+import { EngineError } from '../errors.ts';
 import type { Graph } from './graph.ts';
 import { serializeModel } from './onnx.ts';
 
@@ -48,7 +59,7 @@ export async function writeModel(
   for (const data of graph.initializers.values()) {
     if (data.kind !== 'external' || sources.has(data.path)) continue;
     const source = await realpath(data.path).catch((error: unknown) => {
-      throw new TrainerOrtError('EXTERNAL_DATA_INVALID', `external data file ${data.path} cannot be read`, {
+      throw new EngineError('E_EXTERNAL_DATA_INVALID', `external data file ${data.path} cannot be read`, {
         cause: error,
       });
     });
@@ -67,7 +78,7 @@ export async function writeModel(
   } catch (error) {
     // One filesystem by st_dev, yet no hard link (two bind mounts of one disk, a filesystem
     // without hard links): read the weights in place instead.
-    if (!TrainerOrtError.isInstance(error) || error.code !== 'EXTERNAL_DATA_CROSS_DEVICE') throw error;
+    if (!EngineError.isInstance(error) || error.code !== 'E_EXTERNAL_DATA_CROSS_DEVICE') throw error;
     dataRoot = commonFolder([...sources.values()]);
     locations = rootLocations(sources, dataRoot);
   }
@@ -75,8 +86,8 @@ export async function writeModel(
     if (data.kind !== 'external') continue;
     const { size } = await stat(data.path);
     if (data.offset + data.length > size) {
-      throw new TrainerOrtError(
-        'EXTERNAL_DATA_INVALID',
+      throw new EngineError(
+        'E_EXTERNAL_DATA_INVALID',
         `initializer '${tensor.name}' reads bytes ${data.offset}–${data.offset + data.length} of ${data.path}, which has ${size}`,
       );
     }
@@ -138,8 +149,8 @@ function commonFolder(paths: readonly string[]): string {
   while (!paths.every((p) => p.startsWith(common.endsWith(sep) ? common : `${common}${sep}`))) {
     const parent = dirname(common);
     if (parent === common) {
-      throw new TrainerOrtError(
-        'EXTERNAL_DATA_CROSS_DEVICE',
+      throw new EngineError(
+        'E_EXTERNAL_DATA_CROSS_DEVICE',
         `the weights files ${paths.join(', ')} share no folder (different drives) and cannot be hard-linked into the run folder; put them on one drive, or allow copies (copyExternalData: true)`,
       );
     }
@@ -166,8 +177,8 @@ async function linkInto(source: string, target: string, options: WriteModelOptio
   if (existing) {
     const wanted = await stat(source);
     if (existing.ino === wanted.ino && existing.dev === wanted.dev) return;
-    throw new TrainerOrtError(
-      'EXTERNAL_DATA_NAME_CLASH',
+    throw new EngineError(
+      'E_EXTERNAL_DATA_NAME_CLASH',
       `${target} exists and is not ${source}; remove it or write the model to another folder`,
     );
   }
@@ -177,8 +188,8 @@ async function linkInto(source: string, target: string, options: WriteModelOptio
     const code = (error as NodeJS.ErrnoException).code ?? '';
     if (!NO_HARD_LINK.has(code)) throw error;
     if (!options.copyExternalData) {
-      throw new TrainerOrtError(
-        'EXTERNAL_DATA_CROSS_DEVICE',
+      throw new EngineError(
+        'E_EXTERNAL_DATA_CROSS_DEVICE',
         `cannot hard-link ${source} into ${target} (${code}): onnxruntime only reads external data inside the ` +
           'model folder and refuses symbolic links. Put the output folder on the same filesystem as the model, ' +
           'or allow a full copy of the weights file (copyExternalData: true)',
@@ -188,4 +199,24 @@ async function linkInto(source: string, target: string, options: WriteModelOptio
     options.onNotice?.(`copying ${source} into ${target}: it cannot be hard-linked (${code})`);
     await copyFile(source, target);
   }
+}
+
+/**
+ * The weights folder of a model whose weights sit on another filesystem (its sidecar) and the model's bytes, when the sidecar belongs to these very bytes.
+ */
+export async function readDataRoot(
+  modelPath: string,
+): Promise<{ folder: string; bytes: Uint8Array } | undefined> {
+  const text = await readFile(`${modelPath}${DATA_ROOT_SUFFIX}`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  let sidecar: Partial<DataRoot>;
+  try {
+    sidecar = JSON.parse(text) as Partial<DataRoot>;
+  } catch {
+    return undefined;
+  }
+  const bytes = await readFile(modelPath);
+  return typeof sidecar.folder === 'string' && sidecar.model === sha256(bytes)
+    ? { folder: sidecar.folder, bytes }
+    : undefined;
 }

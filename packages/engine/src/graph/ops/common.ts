@@ -17,7 +17,7 @@ export function asTensor(graph: Graph, value: Operand, dtype: DType): Tensor {
 /** `axis` in [-rank, rank) mapped to [0, rank). */
 export function normalizeAxis(graph: Graph, op: string, axis: number, rank: number): number {
   if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
-    throw graph.error('INVALID_ARGUMENT', op, `axis ${axis} is out of range for rank ${rank}`);
+    throw graph.error('E_INVALID_ARGUMENT', op, `axis ${axis} is out of range for rank ${rank}`);
   }
   return axis < 0 ? axis + rank : axis;
 }
@@ -26,7 +26,7 @@ export function normalizeAxis(graph: Graph, op: string, axis: number, rank: numb
 export function normalizeAxes(graph: Graph, op: string, axes: readonly number[], rank: number): number[] {
   const out = [...new Set(axes.map((a) => normalizeAxis(graph, op, a, rank)))].sort((a, b) => a - b);
   if (out.length !== axes.length)
-    throw graph.error('INVALID_ARGUMENT', op, `repeated axis in [${axes.join(', ')}]`);
+    throw graph.error('E_INVALID_ARGUMENT', op, `repeated axis in [${axes.join(', ')}]`);
   return out;
 }
 
@@ -46,7 +46,7 @@ export function constantValues(tensor: Tensor, op: string): number[] {
   const reader = data && readers[data.dtype];
   if (!data || !reader) {
     throw tensor.graph.error(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       op,
       `'${tensor.name}' must be a constant (int64, int32, float32, float64)`,
     );
@@ -62,7 +62,7 @@ export function requireSameDtype(graph: Graph, op: string, tensors: readonly Ten
   const dtype = tensors[0]!.dtype;
   if (tensors.some((t) => t.dtype !== dtype)) {
     throw graph.error(
-      'DTYPE_MISMATCH',
+      'E_DTYPE_MISMATCH',
       op,
       `operands must share one element type, got ${tensors.map((t) => t.dtype).join(', ')}; cast first`,
     );
@@ -72,7 +72,7 @@ export function requireSameDtype(graph: Graph, op: string, tensors: readonly Ten
 
 export function requireFloat(graph: Graph, op: string, tensor: Tensor): void {
   if (!isFloat(tensor.dtype)) {
-    throw graph.error('DTYPE_MISMATCH', op, `needs a floating-point tensor, got ${tensor}`);
+    throw graph.error('E_DTYPE_MISMATCH', op, `needs a floating-point tensor, got ${tensor}`);
   }
 }
 
@@ -80,7 +80,11 @@ export function requireRank(graph: Graph, op: string, tensor: Tensor, rank: numb
   const [lo, hi] = typeof rank === 'number' ? [rank, rank] : rank;
   if (tensor.rank < lo || tensor.rank > hi) {
     const want = lo === hi ? `rank ${lo}` : `rank ${lo}–${hi}`;
-    throw graph.error('SHAPE_MISMATCH', op, `needs ${want}, got ${tensor.name} ${formatShape(tensor.shape)}`);
+    throw graph.error(
+      'E_SHAPE_MISMATCH',
+      op,
+      `needs ${want}, got ${tensor.name} ${formatShape(tensor.shape)}`,
+    );
   }
 }
 

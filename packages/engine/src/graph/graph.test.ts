@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TrainerOrtError } from '../errors.ts';
+import { EngineError } from '../errors.ts';
 import { runGraph, valuesOf } from '../testing.ts';
 import { fromFloat16Bits, toBFloat16Bits, toFloat16Bits } from './dtype.ts';
 import { Graph } from './graph.ts';
@@ -10,7 +10,7 @@ const codeOf = (build: () => unknown): string | undefined => {
   try {
     build();
   } catch (error) {
-    return TrainerOrtError.isInstance(error) ? error.code : 'not a TrainerOrtError';
+    return EngineError.isInstance(error) ? error.code : 'not an EngineError';
   }
   return undefined;
 };
@@ -28,40 +28,40 @@ describe('Graph', () => {
     [
       'a duplicate input name',
       (g) => [g.input('x', 'float32', [1]), g.input('x', 'float32', [1])],
-      'DUPLICATE_NAME',
+      'E_DUPLICATE_NAME',
     ],
     [
       'a duplicate output name',
       (g) => [g.output(g.input('x', 'float32', [1]), 'y'), g.output(g.input('z', 'float32', [1]), 'y')],
-      'DUPLICATE_NAME',
+      'E_DUPLICATE_NAME',
     ],
-    ['an unusable name', (g) => g.input('x y', 'float32', [1]), 'INVALID_ARGUMENT'],
-    ['a negative dim', (g) => g.input('x', 'float32', [-1]), 'INVALID_ARGUMENT'],
-    ['a dim name with spaces', (g) => g.input('x', 'float32', ['a b']), 'INVALID_ARGUMENT'],
+    ['an unusable name', (g) => g.input('x y', 'float32', [1]), 'E_INVALID_ARGUMENT'],
+    ['a negative dim', (g) => g.input('x', 'float32', [-1]), 'E_INVALID_ARGUMENT'],
+    ['a dim name with spaces', (g) => g.input('x', 'float32', ['a b']), 'E_INVALID_ARGUMENT'],
     [
       'initializer bytes of the wrong length',
       (g) => g.initializer('w', 'float16', [2, 2], new Uint8Array(6)),
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
     ],
     [
       'a relative external path',
       (g) => g.initializer('w', 'float32', [1], { path: 'w.bin', offset: 0, length: 4 }),
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
     ],
     [
       'an external length that does not fit the shape',
       (g) => g.initializer('w', 'float32', [2], { path: '/w.bin', offset: 0, length: 4 }),
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
     ],
     [
       'a tensor of another graph',
       (g) => add(g.input('x', 'float32', [1]), new Graph('other').input('y', 'float32', [1])),
-      'FOREIGN_TENSOR',
+      'E_FOREIGN_TENSOR',
     ],
     [
       'constant values that do not fill the shape',
       (g) => g.constant([1, 2, 3], 'float32', [2, 2]),
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
     ],
   ])('refuses %s', (_, build, code) => {
     expect(codeOf(() => build(new Graph()))).toBe(code);

@@ -1,13 +1,10 @@
 import { basename } from 'node:path';
 import { ONNX_DTYPE } from './dtype.ts';
 import type { AttributeValue, ConstantData, Graph, Tensor } from './graph.ts';
+import { OPSETS, type OpDomain } from './opsets.ts';
 import { ProtoWriter } from './protobuf.ts';
 
-/**
- * One opset for every graph: 21 is the first with the per-channel GroupNormalization, and
- * onnxruntime 1.30 implements all ops used here at 21. IR version 10 is the one that goes with it.
- */
-export const OPSET = 21;
+/** The IR version that goes with opset 21 (see `OPSETS`). */
 const IR_VERSION = 10;
 
 /** Protobuf messages cannot exceed 2 GiB; weights that big must be external data. */
@@ -22,7 +19,7 @@ export interface SerializeOptions {
 // Field numbers from onnx/onnx.proto3.
 const MODEL = { irVersion: 1, producerName: 2, graph: 7, opsetImport: 8 } as const;
 const GRAPH = { node: 1, name: 2, initializer: 5, input: 11, output: 12 } as const;
-const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5 } as const;
+const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5, domain: 7 } as const;
 const ATTRIBUTE = { name: 1, f: 2, i: 3, s: 4, t: 5, floats: 7, ints: 8, type: 20 } as const;
 const ATTRIBUTE_TYPE = { float: 1, int: 2, string: 3, tensor: 4, floats: 6, ints: 7 } as const;
 const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9, externalData: 13, dataLocation: 14 } as const;
@@ -37,6 +34,7 @@ export function serializeModel(graph: Graph, options: SerializeOptions = {}): Ui
     for (const input of node.inputs) n.string(NODE.input, input?.name ?? '');
     for (const output of node.outputs) n.string(NODE.output, output.name);
     n.string(NODE.name, node.name).string(NODE.opType, node.opType);
+    if (node.domain !== '') n.string(NODE.domain, node.domain);
     for (const [name, value] of Object.entries(node.attributes))
       n.message(NODE.attribute, attribute(name, value));
     g.message(GRAPH.node, n);
@@ -62,12 +60,14 @@ export function serializeModel(graph: Graph, options: SerializeOptions = {}): Ui
 
   const model = new ProtoWriter()
     .int(MODEL.irVersion, IR_VERSION)
-    .string(MODEL.producerName, options.producerName ?? '@lora/trainer-ort')
-    .message(MODEL.graph, g)
-    .message(MODEL.opsetImport, new ProtoWriter().string(1, '').int(2, OPSET));
+    .string(MODEL.producerName, options.producerName ?? '@lora/engine')
+    .message(MODEL.graph, g);
+  for (const domain of new Set<OpDomain>(['', ...graph.nodes.map((node) => node.domain)])) {
+    model.message(MODEL.opsetImport, new ProtoWriter().string(1, domain).int(2, OPSETS[domain]));
+  }
   if (model.length > MAX_MODEL_BYTES) {
     throw graph.error(
-      'MODEL_TOO_LARGE',
+      'E_MODEL_TOO_LARGE',
       'serialize',
       `the model is ${model.length} bytes, over protobuf's 2 GiB limit; store large weights as external data`,
     );

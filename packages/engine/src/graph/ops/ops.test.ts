@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TrainerOrtError } from '../../errors.ts';
+import { EngineError } from '../../errors.ts';
 import { Graph, type Tensor } from '../graph.ts';
 import type { Shape } from '../shape.ts';
 import {
@@ -189,113 +189,123 @@ describe('op builders refuse mismatches with errors that name the op, the shapes
     [
       'MatMul inner dims',
       (t) => matmul(f32(t, 'a', [2, 3]), f32(t, 'b', [4, 5])),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /MatMul in 'block\.0'.*inner dims differ: a \[2, 3\], b \[4, 5\]/,
     ],
     [
       'Add broadcast',
       (t) => E.add(f32(t, 'a', [2, 3]), f32(t, 'b', [4])),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /Add in 'block\.0'.*cannot broadcast a \[2, 3\], b \[4\]/,
     ],
     [
       'named dims never broadcast',
       (t) => E.add(f32(t, 'a', ['s']), f32(t, 'b', ['t'])),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /s in one operand and t/,
     ],
     [
       'dtype mix',
       (t) => E.add(f32(t, 'a', [2]), t.input('b', 'float16', [2])),
-      'DTYPE_MISMATCH',
+      'E_DTYPE_MISMATCH',
       /float32, float16; cast first/,
     ],
     [
       'Reshape count',
       (t) => L.reshape(f32(t, 'a', [2, 3]), [4, -1]),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /Reshape.*element counts/,
     ],
-    ['Reshape two -1', (t) => L.reshape(f32(t, 'a', [2, 3]), [-1, -1]), 'SHAPE_MISMATCH', /more than one -1/],
+    [
+      'Reshape two -1',
+      (t) => L.reshape(f32(t, 'a', [2, 3]), [-1, -1]),
+      'E_SHAPE_MISMATCH',
+      /more than one -1/,
+    ],
     [
       'Transpose perm',
       (t) => L.transpose(f32(t, 'a', [2, 3]), [0, 0]),
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       /not a permutation/,
     ],
     [
       'axis range',
       (t) => softmax(f32(t, 'a', [2, 3]), 2),
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       /axis 2 is out of range for rank 2/,
     ],
     [
       'Squeeze non-1',
       (t) => L.squeeze(f32(t, 'a', [2, 3]), [0]),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /dim 0 of a \[2, 3\] is not 1/,
     ],
-    ['Split sizes', (t) => L.split(f32(t, 'a', [5]), [2, 2], 0), 'SHAPE_MISMATCH', /do not add up/],
+    ['Split sizes', (t) => L.split(f32(t, 'a', [5]), [2, 2], 0), 'E_SHAPE_MISMATCH', /do not add up/],
     [
       'Slice named with positive end',
       (t) => L.slice(f32(t, 'a', ['s']), { starts: [0], ends: [3] }),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /named/,
     ],
     [
       'Concat dims',
       (t) => L.concat([f32(t, 'a', [2, 3]), f32(t, 'b', [3, 3])], 1),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /dims other than axis 1 differ/,
     ],
     [
       'Gather float indices',
       (t) => L.gather(f32(t, 'a', [2]), f32(t, 'i', [1])),
-      'DTYPE_MISMATCH',
+      'E_DTYPE_MISMATCH',
       /indices must be int64/,
     ],
     [
       'Conv channels',
       (t) => N.conv(f32(t, 'x', [1, 3, 4, 4]), f32(t, 'w', [8, 2, 3, 3])),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /input channels/,
     ],
     [
       'GroupNorm groups',
       (t) => N.groupNorm(f32(t, 'x', [1, 6, 2]), f32(t, 's', [6]), f32(t, 'b', [6]), 4),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /multiple of 4/,
     ],
     [
       'LayerNorm scale',
       (t) => N.layerNorm(f32(t, 'x', [2, 4]), f32(t, 's', [3])),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /scale\/bias must be \[4\]/,
     ],
-    ['Dropout ratio', (t) => N.dropout(f32(t, 'x', [2]), 1), 'INVALID_ARGUMENT', /ratio must be in \[0, 1\)/],
+    [
+      'Dropout ratio',
+      (t) => N.dropout(f32(t, 'x', [2]), 1),
+      'E_INVALID_ARGUMENT',
+      /ratio must be in \[0, 1\)/,
+    ],
     [
       'Resize factor',
       (t) => N.resizeNearest(f32(t, 'x', [1, 1, 2, 2]), 1.5),
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       /positive integer/,
     ],
     [
       'Where condition',
       (t) => E.where(f32(t, 'c', [2]), 1, f32(t, 'a', [2])),
-      'DTYPE_MISMATCH',
+      'E_DTYPE_MISMATCH',
       /condition must be bool/,
     ],
-    ['sqrt of ints', (t) => E.sqrt(t.input('i', 'int64', [2])), 'DTYPE_MISMATCH', /floating-point/],
+    ['sqrt of ints', (t) => E.sqrt(t.input('i', 'int64', [2])), 'E_DTYPE_MISMATCH', /floating-point/],
     [
       'RoPE odd dim',
       (t) => rope(f32(t, 'x', [2, 3]), f32(t, 'c', [3]), f32(t, 's', [3])),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /static and even/,
     ],
     [
       'crossEntropy dynamic vocab',
       (t) => crossEntropy(f32(t, 'z', [2, 'v']), t.input('y', 'int64', [2])),
-      'SHAPE_MISMATCH',
+      'E_SHAPE_MISMATCH',
       /static V/,
     ],
   ])('%s', (_, build, code, message) => {
@@ -310,8 +320,8 @@ describe('op builders refuse mismatches with errors that name the op, the shapes
         }
       }),
     );
-    expect(TrainerOrtError.isInstance(error)).toBe(true);
-    expect((error as TrainerOrtError).code).toBe(code);
+    expect(EngineError.isInstance(error)).toBe(true);
+    expect((error as EngineError).code).toBe(code);
     expect((error as Error).message).toMatch(message);
     expect((error as Error).message).toContain("in 'block.0'");
   });
