@@ -5,7 +5,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { toKohya, writeSafetensors } from '@lora/safetensors';
+import { toKohya } from '@lora/adapters';
+import { writeSafetensors } from '@lora/safetensors';
 import { writeTinyClip, writeTinyTagger } from '@lora/trainer-ort';
 import sharp from 'sharp';
 

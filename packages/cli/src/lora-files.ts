@@ -7,9 +7,8 @@ import {
   type LoraLayout,
   loraFromTensors,
   type PeftAdapterConfig,
-  readSafetensors,
-  type TensorData,
-} from '@lora/safetensors';
+} from '@lora/adapters';
+import { readSafetensors, type TensorData } from '@lora/safetensors';
 import { aboutFile, CliError, EXIT_FAILURE } from './cli-error.ts';
 
 /**

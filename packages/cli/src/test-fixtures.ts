@@ -1,7 +1,8 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type LoraAdapter, type TensorData, toKohya, writeSafetensors } from '@lora/safetensors';
+import { type LoraAdapter, toKohya } from '@lora/adapters';
+import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import sharp from 'sharp';
 
 // Small generated inputs shared by the CLI tests: images, a base checkpoint and LoRAs.

@@ -47,10 +47,6 @@ export type SafetensorsErrorCode =
   | 'E_UNSUPPORTED_CONVERSION'
   /** `model.safetensors.index.json` is malformed or disagrees with its shards. */
   | 'E_INVALID_INDEX'
-  /** LoRA tensors that do not form down/up pairs in a known layout. */
-  | 'E_INVALID_LORA'
-  /** A LoRA module that has no matching weight in the base checkpoint, or mismatched shapes. */
-  | 'E_MERGE_MISMATCH'
   /** The file handle was used after `close()`. */
   | 'E_CLOSED';
 

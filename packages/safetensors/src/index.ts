@@ -16,21 +16,6 @@ export {
   safeParseHeader,
   type TensorInfo,
 } from './header.ts';
-export type { LoraAdapter, LoraModule } from './lora/adapter.ts';
-export { diffusersUnetToLdm, ldmUnetLayout, SD_UNET_LAYOUT, type UnetLayout } from './lora/base-keys.ts';
-export { fromDiffusers, toDiffusers } from './lora/diffusers.ts';
-export { type FromKohyaOptions, fromKohya, toKohya } from './lora/kohya.ts';
-export {
-  type KohyaHashes,
-  kohyaHashes,
-  kohyaMetadata,
-  type PythonValue,
-  pythonFloat,
-} from './lora/kohya-metadata.ts';
-export { detectLoraLayout, type LoraLayout, loraFromTensors, type ReadLoraOptions } from './lora/layout.ts';
-export { type MergeOptions, type MergeReport, mergeLora } from './lora/merge.ts';
-export { flattenPath, unflattenPath } from './lora/names.ts';
-export { fromPeft, type PeftAdapterConfig, type ToPeftOptions, toPeft } from './lora/peft.ts';
 export {
   deserialize,
   openSafetensors,
@@ -45,9 +30,11 @@ export {
   type ShardedTensorInfo,
 } from './sharded.ts';
 export {
+  planWrite,
   serialize,
   type TensorData,
   type TensorMap,
   type WritableTensor,
+  type WritePlan,
   writeSafetensors,
 } from './writer.ts';

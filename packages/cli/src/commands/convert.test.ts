@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors, toPeft, writeSafetensors } from '@lora/safetensors';
+import { toPeft } from '@lora/adapters';
+import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { f32, floats, tempDir, writeKohyaLora } from '../test-fixtures.ts';
 import { convertFile } from './convert.ts';

@@ -1,14 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import {
-  kohyaHashes,
-  type LoraLayout,
-  type TensorData,
-  toDiffusers,
-  toKohya,
-  toPeft,
-  writeSafetensors,
-} from '@lora/safetensors';
+import { kohyaHashes, type LoraLayout, toDiffusers, toKohya, toPeft } from '@lora/adapters';
+import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import { CliError } from '../cli-error.ts';
 import { refuseExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';

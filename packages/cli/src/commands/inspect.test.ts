@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kohyaMetadata, pythonFloat, toPeft, writeSafetensors } from '@lora/safetensors';
+import { kohyaMetadata, pythonFloat, toPeft } from '@lora/adapters';
+import { writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { f32, tempDir, writeBase, writeKohyaLora } from '../test-fixtures.ts';
 import { describeCheckpoint, formatInspect, inspectFile, topTags, trainingMetadata } from './inspect.ts';

@@ -1,4 +1,5 @@
-import { type LoraLayout, openSafetensors } from '@lora/safetensors';
+import type { LoraLayout } from '@lora/adapters';
+import { openSafetensors } from '@lora/safetensors';
 import { aboutFile } from '../cli-error.ts';
 import { formatBytes, formatCount, formatTable, print, printJson, truncate } from '../format.ts';
 import { loraInput, loraLayoutOf, MAX_ADAPTER_BYTES, readAdapterFile } from '../lora-files.ts';

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type LoraAdapter, readSafetensors, toPeft, writeSafetensors } from '@lora/safetensors';
+import { type LoraAdapter, toPeft } from '@lora/adapters';
+import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { f32, floats, tempDir, UNET_MODULES, WIDTH, writeBase, writeKohyaLora } from '../test-fixtures.ts';
 import { mergeFiles, parseLoraSpec } from './merge.ts';

@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { mergeLora, SafetensorsError } from '@lora/safetensors';
+import { AdapterError, mergeLora } from '@lora/adapters';
 import { aboutFile, CliError, FileError } from '../cli-error.ts';
 import { refuseExisting, requireExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';
@@ -116,7 +116,7 @@ export async function mergeFiles(options: MergeCommandOptions): Promise<MergeCom
           // The temporary file means nothing to the user: name the base it came from.
           error.message = error.message.replaceAll(partial, `${base} (after the LoRAs before it)`);
           // A module that fits no weight is about the pair: name the LoRA, and the base if not yet named.
-          if (error instanceof SafetensorsError && error.code === 'E_MERGE_MISMATCH') {
+          if (AdapterError.isInstance(error) && error.code === 'E_MERGE_MISMATCH') {
             const pair = error.message.includes(base) ? lora.path : `${lora.path} does not fit ${base}`;
             throw new FileError(error.code, `${pair}: ${error.message}`, { cause: error });
           }

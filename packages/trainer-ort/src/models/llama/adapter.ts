@@ -7,16 +7,8 @@
  */
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import {
-  fromPeft,
-  type LoraAdapter,
-  type PeftAdapterConfig,
-  readSafetensors,
-  type TensorData,
-  toFloat32,
-  toPeft,
-  writeSafetensors,
-} from '@lora/safetensors';
+import { fromPeft, type LoraAdapter, type PeftAdapterConfig, toPeft } from '@lora/adapters';
+import { readSafetensors, type TensorData, toFloat32, writeSafetensors } from '@lora/safetensors';
 import { ModelError } from '../model-error.ts';
 import type { LlamaSpec } from './config.ts';
 import { type LlamaLoraOptions, llamaLoraShapes } from './model.ts';

@@ -6,7 +6,6 @@
  * earlier adapter back as starting values (`init_adapter`).
  */
 import { basename, join } from 'node:path';
-import type { SdConfig } from '@lora/config';
 import {
   kohyaHashes,
   kohyaMetadata,
@@ -15,13 +14,11 @@ import {
   loraFromTensors,
   type PythonValue,
   pythonFloat,
-  readSafetensors,
-  type TensorData,
   toDiffusers,
-  toFloat32,
   toKohya,
-  writeSafetensors,
-} from '@lora/safetensors';
+} from '@lora/adapters';
+import type { SdConfig } from '@lora/config';
+import { readSafetensors, type TensorData, toFloat32, writeSafetensors } from '@lora/safetensors';
 import type { LoraParameter } from '../../lora.ts';
 import { ModelError } from '../model-error.ts';
 

@@ -7,9 +7,10 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { kohyaHashes, loraFromTensors } from '@lora/adapters';
 import { loadConfig, type SdConfig, type TrainerEvent, type TrainingResult } from '@lora/config';
 import { checkDataset, ImageDataset } from '@lora/dataset';
-import { kohyaHashes, loraFromTensors, readSafetensors } from '@lora/safetensors';
+import { readSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodePng, writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { type TrainSdOptions, trainSd } from './train.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
+import { serialize, type TensorData } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { serialize, type TensorData } from '../writer.ts';
 import { kohyaHashes, kohyaMetadata, pythonFloat } from './kohya-metadata.ts';
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');

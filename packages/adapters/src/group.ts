@@ -1,6 +1,6 @@
-import { SafetensorsError } from '../errors.ts';
-import type { TensorData } from '../writer.ts';
+import type { TensorData } from '@lora/safetensors';
 import { type LoraModule, scalarOf } from './adapter.ts';
+import { AdapterError } from './errors.ts';
 
 export type Role = 'down' | 'up' | 'alpha';
 
@@ -18,7 +18,7 @@ export function groupModules(
   for (const [key, tensor] of tensors) {
     const match = suffixes.find(([suffix]) => key.endsWith(suffix) && key.length > suffix.length);
     if (match === undefined) {
-      throw new SafetensorsError(
+      throw new AdapterError(
         'E_INVALID_LORA',
         `${JSON.stringify(key)} is not a ${layout} LoRA key (expected names ending in ${suffixes.map(([s]) => s).join(', ')})`,
       );
@@ -27,7 +27,7 @@ export function groupModules(
     const name = key.slice(0, -suffix.length);
     const entry = parts.get(name) ?? {};
     if (entry[role] !== undefined) {
-      throw new SafetensorsError('E_INVALID_LORA', `module ${JSON.stringify(name)} has two ${role} tensors`);
+      throw new AdapterError('E_INVALID_LORA', `module ${JSON.stringify(name)} has two ${role} tensors`);
     }
     entry[role] = tensor;
     parts.set(name, entry);
@@ -35,7 +35,7 @@ export function groupModules(
   const modules = new Map<string, LoraModule>();
   for (const [name, { down, up, alpha }] of parts) {
     if (down === undefined || up === undefined) {
-      throw new SafetensorsError(
+      throw new AdapterError(
         'E_INVALID_LORA',
         `module ${JSON.stringify(name)} has no ${down === undefined ? 'down (A)' : 'up (B)'} weight`,
       );
@@ -54,7 +54,7 @@ export function checkShapes(name: string, down: TensorData, up: TensorData): voi
     up.shape[1] === rank &&
     (up.shape.length === 2 || (up.shape.length === 4 && up.shape[2] === 1 && up.shape[3] === 1));
   if (rank === undefined || rank === 0 || (down.shape.length !== 2 && down.shape.length !== 4) || !upOk) {
-    throw new SafetensorsError(
+    throw new AdapterError(
       'E_INVALID_LORA',
       `module ${JSON.stringify(name)} has down [${down.shape.join(', ')}] and up [${up.shape.join(', ')}]; ` +
         'expected down [r, in] or [r, in, k, k] and up [out, r] or [out, r, 1, 1]',

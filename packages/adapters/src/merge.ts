@@ -1,15 +1,19 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fromFloat32, toFloat32 } from '../convert.ts';
-import type { Dtype } from '../dtype.ts';
-import { SafetensorsError } from '../errors.ts';
-import type { TensorInfo } from '../header.ts';
-import { openSafetensors, readSafetensors } from '../reader.ts';
-import { openShardedSafetensors } from '../sharded.ts';
-import { type WritableTensor, writeSafetensors } from '../writer.ts';
+import type { Dtype, TensorInfo } from '@lora/safetensors';
+import {
+  fromFloat32,
+  openSafetensors,
+  openShardedSafetensors,
+  readSafetensors,
+  toFloat32,
+  type WritableTensor,
+  writeSafetensors,
+} from '@lora/safetensors';
 import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
 import { createKeyResolver } from './base-keys.ts';
+import { AdapterError } from './errors.ts';
 import { loraFromTensors } from './layout.ts';
 import type { PeftAdapterConfig } from './peft.ts';
 
@@ -53,14 +57,14 @@ export async function mergeLora(
       const key = resolve(path);
       if (key === undefined || !source.tensors.has(key)) unmatched.push(path);
       else if (targets.has(key)) {
-        throw new SafetensorsError(
+        throw new AdapterError(
           'E_MERGE_MISMATCH',
           `modules ${targets.get(key)![0]} and ${path} both target ${key} in ${base}; a LoRA holds one module per weight, so check the LoRA file`,
         );
       } else targets.set(key, [path, module]);
     }
     if (unmatched.length > 0) {
-      throw new SafetensorsError(
+      throw new AdapterError(
         'E_MERGE_MISMATCH',
         `${unmatched.length} LoRA module(s) have no weight in ${base}, e.g. ${unmatched.slice(0, 3).join(', ')}; ` +
           'check that the LoRA was trained on this base model (same architecture and block layout: an SD 1.5 LoRA ' +
@@ -112,7 +116,7 @@ function applyModule(
   const inner = down.length / rank;
   const elements = info.shape.reduce((product, dim) => product * dim, 1);
   if (info.shape[0] !== out || elements !== out * inner) {
-    throw new SafetensorsError(
+    throw new AdapterError(
       'E_MERGE_MISMATCH',
       `${name} is [${info.shape.join(', ')}] but the LoRA update is [${out}, ${module.down.shape.slice(1).join(', ')}]`,
     );
@@ -124,7 +128,7 @@ function applyModule(
     return bytes;
   }
   if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
-    throw new SafetensorsError(
+    throw new AdapterError(
       'E_MERGE_MISMATCH',
       `${name} is ${info.dtype}; only float weights can take a LoRA`,
     );

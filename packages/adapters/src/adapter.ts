@@ -1,7 +1,6 @@
-import { fromFloat32, toFloat32 } from '../convert.ts';
-import type { Dtype } from '../dtype.ts';
-import { SafetensorsError } from '../errors.ts';
-import type { TensorData } from '../writer.ts';
+import type { Dtype, TensorData } from '@lora/safetensors';
+import { fromFloat32, toFloat32 } from '@lora/safetensors';
+import { AdapterError } from './errors.ts';
 
 /**
  * One LoRA module: `W' = W + multiplier · (alpha / rank) · up @ down`, with rank = down's
@@ -48,7 +47,7 @@ export function scalarOf(name: string, tensor: TensorData): number {
       if (bytes.length === 4) return new Int32Array(bytes.buffer)[0]!;
       break;
   }
-  throw new SafetensorsError(
+  throw new AdapterError(
     'E_INVALID_LORA',
     `${name} should be one float (the LoRA alpha) but is ${tensor.dtype} [${tensor.shape.join(', ')}]`,
   );
@@ -75,7 +74,7 @@ export function scaledTensor(name: string, tensor: TensorData, factor: number): 
     return { ...tensor, data: values };
   }
   if (tensor.dtype !== 'F32' && tensor.dtype !== 'F16' && tensor.dtype !== 'BF16') {
-    throw new SafetensorsError(
+    throw new AdapterError(
       'E_INVALID_LORA',
       `${name} is ${tensor.dtype}; a LoRA weight must be F64, F32, F16 or BF16 to be scaled`,
     );

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { planWrite, type TensorData, type TensorMap } from '../writer.ts';
+import { planWrite, type TensorData, type TensorMap } from '@lora/safetensors';
 
 /** sd-scripts' legacy hash reads 64 KiB starting 1 MiB into the file (`addnet_hash_legacy`). */
 const LEGACY_START = 0x100000;

@@ -1,10 +1,14 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  fromFloat32,
+  readSafetensors,
+  type TensorData,
+  toFloat32,
+  writeSafetensors,
+} from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromFloat32, toFloat32 } from '../convert.ts';
-import { readSafetensors } from '../reader.ts';
-import { type TensorData, writeSafetensors } from '../writer.ts';
 import { toKohya } from './kohya.ts';
 import { mergeLora } from './merge.ts';
 import { toPeft } from './peft.ts';

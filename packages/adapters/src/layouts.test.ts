@@ -1,8 +1,6 @@
+import type { Dtype } from '@lora/safetensors';
+import { deserialize, fromFloat32, serialize, type TensorData, toFloat32 } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { fromFloat32, toFloat32 } from '../convert.ts';
-import type { Dtype } from '../dtype.ts';
-import { deserialize } from '../reader.ts';
-import { serialize, type TensorData } from '../writer.ts';
 import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
 import { fromDiffusers, toDiffusers } from './diffusers.ts';
 import { fromKohya, toKohya } from './kohya.ts';

@@ -1,4 +1,4 @@
-import type { TensorData } from '../writer.ts';
+import type { TensorData } from '@lora/safetensors';
 import { type LoraAdapter, rankOf, scaledTensor } from './adapter.ts';
 import { groupModules, type Role } from './group.ts';
 

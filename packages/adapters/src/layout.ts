@@ -1,7 +1,7 @@
-import { SafetensorsError } from '../errors.ts';
-import type { TensorData } from '../writer.ts';
+import type { TensorData } from '@lora/safetensors';
 import type { LoraAdapter } from './adapter.ts';
 import { fromDiffusers } from './diffusers.ts';
+import { AdapterError } from './errors.ts';
 import { type FromKohyaOptions, fromKohya } from './kohya.ts';
 import { fromPeft, type PeftAdapterConfig } from './peft.ts';
 
@@ -16,7 +16,7 @@ export function detectLoraLayout(names: Iterable<string>): LoraLayout {
     if (name.startsWith('base_model.model.')) return 'peft';
     if (/\.(lora\.|lora_linear_layer\.|lora_[AB]\.|processor\.)/.test(name)) return 'diffusers';
   }
-  throw new SafetensorsError(
+  throw new AdapterError(
     'E_INVALID_LORA',
     first === undefined ? 'the file has no tensors' : `${JSON.stringify(first)} matches no known LoRA layout`,
   );

@@ -1,6 +1,6 @@
-import { SafetensorsError } from '../errors.ts';
-import type { TensorData } from '../writer.ts';
+import type { TensorData } from '@lora/safetensors';
 import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
+import { AdapterError } from './errors.ts';
 import { groupModules, type Role } from './group.ts';
 
 /** PEFT state-dict keys always start with this (`developer_guides/checkpoint.md`). */
@@ -38,7 +38,7 @@ export function fromPeft(tensors: ReadonlyMap<string, TensorData>, config?: Peft
   const patterns = Object.entries(config?.alpha_pattern ?? {});
   for (const [name, module] of groupModules(tensors, SUFFIXES, 'PEFT')) {
     if (!name.startsWith(PREFIX)) {
-      throw new SafetensorsError(
+      throw new AdapterError(
         'E_INVALID_LORA',
         `PEFT key ${JSON.stringify(name)} does not start with "${PREFIX}"`,
       );
@@ -70,7 +70,7 @@ export function toPeft(
 ): { tensors: Map<string, TensorData>; config: PeftAdapterConfig } {
   const sd = [...adapter.keys()].find((path) => SD_COMPONENT.test(path));
   if (sd !== undefined) {
-    throw new SafetensorsError(
+    throw new AdapterError(
       'E_INVALID_LORA',
       `${sd} is a Stable Diffusion module; PEFT files describe transformers models (task_type, ` +
         'base_model.model. keys) and no UNet or text-encoder loader reads them: write the kohya ' +
@@ -113,7 +113,7 @@ function patternValue(patterns: ReadonlyArray<[string, number]>, path: string): 
     try {
       pattern = new RegExp(`^(?:.*\\.)?(?:${key})$`);
     } catch (cause) {
-      throw new SafetensorsError(
+      throw new AdapterError(
         'E_INVALID_LORA',
         `alpha_pattern key ${JSON.stringify(key)} is not a valid pattern`,
         {

@@ -1,6 +1,6 @@
-import { SafetensorsError } from '../errors.ts';
-import type { TensorData } from '../writer.ts';
+import type { TensorData } from '@lora/safetensors';
 import { type LoraAdapter, type LoraModule, scalarTensor } from './adapter.ts';
+import { AdapterError } from './errors.ts';
 import { groupModules, type Role } from './group.ts';
 import { flattenedIndex, flattenPath, unflattenPath } from './names.ts';
 
@@ -41,7 +41,7 @@ export function fromKohya(
   for (const [name, module] of groupModules(tensors, SUFFIXES, 'kohya')) {
     const prefix = PREFIXES.find(([kohya]) => name.startsWith(`${kohya}_`));
     if (prefix === undefined) {
-      throw new SafetensorsError(
+      throw new AdapterError(
         'E_INVALID_LORA',
         `kohya module ${JSON.stringify(name)} starts with none of lora_unet_, lora_te_, lora_te1_, lora_te2_`,
       );
@@ -65,7 +65,7 @@ export function toKohya(adapter: LoraAdapter): Map<string, TensorData> {
     const dot = path.indexOf('.');
     const prefix = kohyaPrefix(path.slice(0, dot), hasSecondEncoder);
     if (prefix === undefined || dot < 0) {
-      throw new SafetensorsError(
+      throw new AdapterError(
         'E_INVALID_LORA',
         `module ${JSON.stringify(path)} has no kohya form: kohya keys exist for paths starting with unet., text_encoder. or text_encoder_2.`,
       );
