@@ -1,4 +1,5 @@
 import { defineConfig } from 'tsdown';
 import { baseConfig } from '../../tsdown.config.ts';
 
-export default defineConfig(baseConfig);
+// `@lora/engine/testing` runs graphs on onnxruntime in other packages' tests.
+export default defineConfig({ ...baseConfig, entry: ['src/index.ts', 'src/testing.ts'] });

@@ -1,15 +1,18 @@
 import type { Dtype, TensorData } from '@lora/safetensors';
 import { fromFloat32, toFloat32 } from '@lora/safetensors';
 import { AdapterError } from './errors.ts';
+import { type VariantId, variantOf } from './variants/registry.ts';
 
 /**
- * One LoRA module: `W' = W + multiplier · (alpha / rank) · up @ down`, with rank = down's
- * first dimension. Linear: down `[rank, in]`, up `[out, rank]`. Conv: down `[rank, in, k, k]`,
- * up `[out, rank, 1, 1]`. The bytes stay in their file dtype, so conversions are lossless.
+ * One adapted module: a variant's tensors by role (LoRA: down `[rank, in]` and up `[out, rank]`,
+ * or `[rank, in, k, k]` and `[out, rank, 1, 1]` for a convolution; DoRA adds its magnitude) and
+ * alpha, with scale = alpha / rank (an rsLoRA module's alpha is stored as alpha · √rank, as
+ * LyCORIS does, so the file formula holds). The bytes stay in their file dtype, so conversions
+ * are lossless. The variant's module (`variants/`) says what the tensors mean.
  */
 export interface LoraModule {
-  readonly down: TensorData;
-  readonly up: TensorData;
+  readonly variant: VariantId;
+  readonly tensors: Readonly<Record<string, TensorData>>;
   readonly alpha: number;
 }
 
@@ -22,8 +25,13 @@ export interface LoraModule {
  */
 export type LoraAdapter = ReadonlyMap<string, LoraModule>;
 
+/** A plain LoRA module: down, up and alpha. */
+export function loraModule(down: TensorData, up: TensorData, alpha: number): LoraModule {
+  return { variant: 'lora', tensors: { down, up }, alpha };
+}
+
 export function rankOf(module: LoraModule): number {
-  return module.down.shape[0] ?? 0;
+  return variantOf(module.variant).rank(module.tensors);
 }
 
 /** A 0-rank (or one-element) tensor's value; alphas are stored this way. */

@@ -1,17 +1,14 @@
 import type { TensorData } from '@lora/safetensors';
 import { type LoraAdapter, rankOf, scaledTensor } from './adapter.ts';
-import { groupModules, type Role } from './group.ts';
+import { groupModules, layoutSuffixes, moduleKeys } from './group.ts';
 
-/** Every form the diffusers loader accepts (`lora_conversion_utils.py`, `PEFT_TO_DIFFUSERS`). */
-const SUFFIXES: ReadonlyArray<readonly [string, Role]> = [
-  ['.lora.down.weight', 'down'],
-  ['.lora.up.weight', 'up'],
+/** The other forms the diffusers loader accepts (`lora_conversion_utils.py`, `PEFT_TO_DIFFUSERS`). */
+const SUFFIXES = layoutSuffixes('diffusers', [
   ['.lora_linear_layer.down.weight', 'down'],
   ['.lora_linear_layer.up.weight', 'up'],
   ['.lora_A.weight', 'down'],
   ['.lora_B.weight', 'up'],
-  ['.alpha', 'alpha'],
-];
+]);
 
 /** The old attention-processor form: `….attn1.processor.to_q_lora.down.weight`. */
 const PROCESSOR = /\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$/;
@@ -33,7 +30,7 @@ export function fromDiffusers(tensors: ReadonlyMap<string, TensorData>): LoraAda
       tensor,
     );
   }
-  return groupModules(normalised, SUFFIXES, 'diffusers');
+  return groupModules(normalised, 'diffusers', SUFFIXES);
 }
 
 /**
@@ -46,9 +43,9 @@ export function toDiffusers(adapter: LoraAdapter): Map<string, TensorData> {
   const out = new Map<string, TensorData>();
   for (const [path, module] of adapter) {
     const scale = module.alpha / rankOf(module);
-    const upName = `${path}.lora.up.weight`;
-    out.set(`${path}.lora.down.weight`, module.down);
-    out.set(upName, scale === 1 ? module.up : scaledTensor(upName, module.up, scale));
+    for (const [key, tensor] of moduleKeys(path, module, 'diffusers')) {
+      out.set(key, scale !== 1 && key.endsWith('.up.weight') ? scaledTensor(key, tensor, scale) : tensor);
+    }
   }
   return out;
 }

@@ -1,20 +1,34 @@
 import type { TensorData } from '@lora/safetensors';
 import { type LoraModule, scalarOf } from './adapter.ts';
 import { AdapterError } from './errors.ts';
+import { VARIANTS, type VariantId } from './variants/registry.ts';
+import type { LoraLayout } from './variants/variant.ts';
 
-export type Role = 'down' | 'up' | 'alpha';
+/** A key suffix and the role it names; `alpha` is every variant's scalar. */
+export type Suffix = readonly [suffix: string, role: string];
+
+/** Every suffix the variants use in `layout`, plus `.alpha` where the layout stores one, longest first. */
+export function layoutSuffixes(layout: LoraLayout, extra: readonly Suffix[] = []): Suffix[] {
+  const suffixes = new Map<string, string>(extra.map(([suffix, role]) => [suffix, role]));
+  for (const variant of Object.values(VARIANTS)) {
+    for (const [role, suffix] of Object.entries(variant.keys[layout] ?? {})) suffixes.set(suffix, role);
+  }
+  if (layout !== 'peft') suffixes.set('.alpha', 'alpha');
+  return [...suffixes].sort(([a], [b]) => b.length - a.length);
+}
 
 /**
- * Groups `<module><suffix>` keys into modules, checking that each has a down and an up weight
- * of compatible shapes. A module without alpha gets alpha = rank (scale 1), the convention of
+ * Groups `<module><suffix>` keys into modules, tells each module's variant from the roles it has
+ * (LoRA: down and up; DoRA: also a magnitude), brings layout-specific shapes to the canonical
+ * ones, and checks them. A module without alpha gets alpha = rank (scale 1), the convention of
  * every layout that omits it.
  */
 export function groupModules(
   tensors: ReadonlyMap<string, TensorData>,
-  suffixes: ReadonlyArray<readonly [string, Role]>,
-  layout: string,
+  layout: LoraLayout,
+  suffixes: readonly Suffix[] = layoutSuffixes(layout),
 ): Map<string, LoraModule> {
-  const parts = new Map<string, Partial<Record<Role, TensorData>>>();
+  const parts = new Map<string, Record<string, TensorData>>();
   for (const [key, tensor] of tensors) {
     const match = suffixes.find(([suffix]) => key.endsWith(suffix) && key.length > suffix.length);
     if (match === undefined) {
@@ -33,31 +47,63 @@ export function groupModules(
     parts.set(name, entry);
   }
   const modules = new Map<string, LoraModule>();
-  for (const [name, { down, up, alpha }] of parts) {
-    if (down === undefined || up === undefined) {
-      throw new AdapterError(
-        'E_INVALID_LORA',
-        `module ${JSON.stringify(name)} has no ${down === undefined ? 'down (A)' : 'up (B)'} weight`,
-      );
-    }
-    checkShapes(name, down, up);
-    const rank = down.shape[0]!;
-    modules.set(name, { down, up, alpha: alpha === undefined ? rank : scalarOf(`${name} alpha`, alpha) });
+  for (const [name, { alpha, ...found }] of parts) {
+    const id = variantWithRoles(name, Object.keys(found));
+    const variant = VARIANTS[id];
+    const roles = Object.fromEntries(
+      variant.roles.map((role) => {
+        const tensor = found[role]!;
+        const shape = variant.reshapeFor?.(layout, role, tensor.shape, 'read') ?? tensor.shape;
+        return [role, shape === tensor.shape ? tensor : { ...tensor, shape }];
+      }),
+    );
+    variant.checkShapes(name, roles);
+    const rank = variant.rank(roles);
+    modules.set(name, {
+      variant: id,
+      tensors: roles,
+      alpha: alpha === undefined ? rank : scalarOf(`${name} alpha`, alpha),
+    });
   }
   return modules;
 }
 
-/** down `[r, in]` or `[r, in, k, k]`; up `[out, r]` or `[out, r, 1, 1]`. */
-export function checkShapes(name: string, down: TensorData, up: TensorData): void {
-  const rank = down.shape[0];
-  const upOk =
-    up.shape[1] === rank &&
-    (up.shape.length === 2 || (up.shape.length === 4 && up.shape[2] === 1 && up.shape[3] === 1));
-  if (rank === undefined || rank === 0 || (down.shape.length !== 2 && down.shape.length !== 4) || !upOk) {
+/** The variant whose roles are exactly `roles`. */
+function variantWithRoles(name: string, roles: readonly string[]): VariantId {
+  const found = new Set(roles);
+  const match = (Object.keys(VARIANTS) as VariantId[]).find((id) => {
+    const wanted = VARIANTS[id].roles;
+    return wanted.length === found.size && wanted.every((role) => found.has(role));
+  });
+  if (match !== undefined) return match;
+  const missing = (['down', 'up'] as const).find((role) => !found.has(role));
+  throw new AdapterError(
+    'E_INVALID_LORA',
+    missing === undefined
+      ? `module ${JSON.stringify(name)} has ${roles.join(', ')}, which no variant (${Object.values(VARIANTS)
+          .map((v) => `${v.id}: ${v.roles.join(' + ')}`)
+          .join('; ')}) is made of`
+      : `module ${JSON.stringify(name)} has no ${missing === 'down' ? 'down (A)' : 'up (B)'} weight`,
+  );
+}
+
+/** The keys a module is written with in `layout`: the variant's suffix for each role. */
+export function moduleKeys(
+  name: string,
+  module: LoraModule,
+  layout: LoraLayout,
+): Array<[key: string, tensor: TensorData]> {
+  const variant = VARIANTS[module.variant];
+  const suffixes = variant.keys[layout];
+  if (suffixes === undefined) {
     throw new AdapterError(
       'E_INVALID_LORA',
-      `module ${JSON.stringify(name)} has down [${down.shape.join(', ')}] and up [${up.shape.join(', ')}]; ` +
-        'expected down [r, in] or [r, in, k, k] and up [out, r] or [out, r, 1, 1]',
+      `${name} is a ${variant.id} module, which has no ${layout} form (it has: ${Object.keys(variant.keys).join(', ')})`,
     );
   }
+  return variant.roles.map((role) => {
+    const tensor = module.tensors[role]!;
+    const shape = variant.reshapeFor?.(layout, role, tensor.shape, 'write') ?? tensor.shape;
+    return [`${name}${suffixes[role]}`, shape === tensor.shape ? tensor : { ...tensor, shape }];
+  });
 }

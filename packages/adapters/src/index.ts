@@ -1,4 +1,4 @@
-export type { LoraAdapter, LoraModule } from './adapter.ts';
+export { type LoraAdapter, type LoraModule, loraModule, rankOf } from './adapter.ts';
 export { diffusersUnetToLdm, ldmUnetLayout, SD_UNET_LAYOUT, type UnetLayout } from './base-keys.ts';
 export { fromDiffusers, toDiffusers } from './diffusers.ts';
 export { AdapterError, type AdapterErrorCode } from './errors.ts';
@@ -10,7 +10,30 @@ export {
   type PythonValue,
   pythonFloat,
 } from './kohya-metadata.ts';
-export { detectLoraLayout, type LoraLayout, loraFromTensors, type ReadLoraOptions } from './layout.ts';
+export { detectLoraLayout, loraFromTensors, type ReadLoraOptions } from './layout.ts';
 export { type MergeOptions, type MergeReport, mergeLora } from './merge.ts';
 export { flattenPath, unflattenPath } from './names.ts';
 export { fromPeft, type PeftAdapterConfig, type ToPeftOptions, toPeft } from './peft.ts';
+export { LORA_DROPOUT_SEED, loraDropout, nameKey } from './variants/dropout.ts';
+export {
+  type AdaptedLayer,
+  type AdaptedParameter,
+  type AdaptOptions,
+  adapterFromParameters,
+  adaptLayer,
+  parameterName,
+  parameterValues,
+  splitParameterName,
+} from './variants/layer.ts';
+export { scaleOf } from './variants/low-rank.ts';
+export { VARIANTS, type VariantId, variantOf } from './variants/registry.ts';
+export type {
+  Init,
+  LayerInputs,
+  LoraLayout,
+  ModuleValues,
+  NetworkOptions,
+  NormAxis,
+  ParameterSpec,
+  Variant,
+} from './variants/variant.ts';

@@ -1,7 +1,7 @@
 import type { TensorData } from '@lora/safetensors';
 import { type LoraAdapter, type LoraModule, scalarTensor } from './adapter.ts';
 import { AdapterError } from './errors.ts';
-import { groupModules, type Role } from './group.ts';
+import { groupModules, moduleKeys } from './group.ts';
 import { flattenedIndex, flattenPath, unflattenPath } from './names.ts';
 
 /** kohya prefix ↔ component of the internal module path (sd-scripts `networks/lora.py`). */
@@ -11,12 +11,6 @@ const PREFIXES = [
   ['lora_te2', 'text_encoder_2'],
   ['lora_te', 'text_encoder'],
 ] as const;
-
-const SUFFIXES: ReadonlyArray<readonly [string, Role]> = [
-  ['.lora_down.weight', 'down'],
-  ['.lora_up.weight', 'up'],
-  ['.alpha', 'alpha'],
-];
 
 export interface FromKohyaOptions {
   /**
@@ -28,9 +22,9 @@ export interface FromKohyaOptions {
 }
 
 /**
- * Reads kohya keys (`lora_unet_…`, `lora_te_…`, `lora_te1_…` / `lora_te2_…` with
- * `.lora_down.weight`, `.lora_up.weight`, `.alpha`). A module without `.alpha` gets
- * alpha = rank (scale 1), as sd-scripts does for old files.
+ * Reads kohya keys (`lora_unet_…`, `lora_te_…`, `lora_te1_…` / `lora_te2_…` with each variant's
+ * suffixes: `.lora_down.weight`, `.lora_up.weight`, DoRA's `.dora_scale`, and `.alpha`). A module
+ * without `.alpha` gets alpha = rank (scale 1), as sd-scripts does for old files.
  */
 export function fromKohya(
   tensors: ReadonlyMap<string, TensorData>,
@@ -38,7 +32,7 @@ export function fromKohya(
 ): LoraAdapter {
   const known = options.modulePaths === undefined ? undefined : flattenedIndex(options.modulePaths);
   const adapter = new Map<string, LoraModule>();
-  for (const [name, module] of groupModules(tensors, SUFFIXES, 'kohya')) {
+  for (const [name, module] of groupModules(tensors, 'kohya')) {
     const prefix = PREFIXES.find(([kohya]) => name.startsWith(`${kohya}_`));
     if (prefix === undefined) {
       throw new AdapterError(
@@ -56,7 +50,7 @@ export function fromKohya(
 
 /**
  * Writes kohya keys, always with `.alpha` (A1111 and ComfyUI use scale 1 when it is missing),
- * saved in the dtype of the module's down weight as sd-scripts does.
+ * saved in the dtype of the module's first tensor (LoRA's down weight) as sd-scripts does.
  */
 export function toKohya(adapter: LoraAdapter): Map<string, TensorData> {
   const hasSecondEncoder = [...adapter.keys()].some((path) => path.startsWith('text_encoder_2.'));
@@ -71,9 +65,9 @@ export function toKohya(adapter: LoraAdapter): Map<string, TensorData> {
       );
     }
     const name = `${prefix}_${flattenPath(path.slice(dot + 1))}`;
-    out.set(`${name}.lora_down.weight`, module.down);
-    out.set(`${name}.lora_up.weight`, module.up);
-    out.set(`${name}.alpha`, scalarTensor(module.alpha, module.down.dtype));
+    const keys = moduleKeys(name, module, 'kohya');
+    for (const [key, tensor] of keys) out.set(key, tensor);
+    out.set(`${name}.alpha`, scalarTensor(module.alpha, keys[0]![1].dtype));
   }
   return out;
 }

@@ -4,8 +4,7 @@ import { fromDiffusers } from './diffusers.ts';
 import { AdapterError } from './errors.ts';
 import { type FromKohyaOptions, fromKohya } from './kohya.ts';
 import { fromPeft, type PeftAdapterConfig } from './peft.ts';
-
-export type LoraLayout = 'kohya' | 'diffusers' | 'peft';
+import type { LoraLayout } from './variants/variant.ts';
 
 /** Which layout a LoRA state dict uses, from its key names. */
 export function detectLoraLayout(names: Iterable<string>): LoraLayout {

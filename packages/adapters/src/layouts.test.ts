@@ -1,7 +1,7 @@
 import type { Dtype } from '@lora/safetensors';
 import { deserialize, fromFloat32, serialize, type TensorData, toFloat32 } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
+import { type LoraAdapter, type LoraModule, loraModule, rankOf } from './adapter.ts';
 import { fromDiffusers, toDiffusers } from './diffusers.ts';
 import { fromKohya, toKohya } from './kohya.ts';
 import { detectLoraLayout } from './layout.ts';
@@ -15,8 +15,8 @@ function tensor(shape: number[], dtype: Dtype = 'F16'): TensorData {
 }
 function module(rank: number, input: number, output: number, alpha: number, kernel = 0): LoraModule {
   return kernel === 0
-    ? { down: tensor([rank, input]), up: tensor([output, rank]), alpha }
-    : { down: tensor([rank, input, kernel, kernel]), up: tensor([output, rank, 1, 1]), alpha };
+    ? loraModule(tensor([rank, input]), tensor([output, rank]), alpha)
+    : loraModule(tensor([rank, input, kernel, kernel]), tensor([output, rank, 1, 1]), alpha);
 }
 
 const SD: LoraAdapter = new Map([
@@ -32,12 +32,15 @@ const SD: LoraAdapter = new Map([
 
 const bytesOf = (data: ArrayBufferView) => [...new Uint8Array(data.buffer, data.byteOffset, data.byteLength)];
 const plain = (adapter: LoraAdapter) =>
-  [...adapter].map(([path, { down, up, alpha }]) => [
+  [...adapter].map(([path, { variant, tensors, alpha }]) => [
     path,
-    { down: { ...down, data: bytesOf(down.data) }, up: { ...up, data: bytesOf(up.data) }, alpha },
+    variant,
+    Object.entries(tensors).map(([role, t]) => [role, { ...t, data: bytesOf(t.data) }]),
+    alpha,
   ]);
 /** The module's weight update (alpha / rank) · up @ down, flattened, in float64. */
-function update({ down, up, alpha }: LoraModule): number[] {
+function update({ tensors, alpha }: LoraModule): number[] {
+  const { down, up } = tensors as Record<'down' | 'up', TensorData>;
   const floats = (t: TensorData) =>
     toFloat32(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), t.dtype);
   const d = floats(down);
@@ -87,7 +90,7 @@ describe('kohya layout', () => {
   });
 
   it('gives a module without alpha alpha = rank, as sd-scripts does for old files', () => {
-    const { down, up } = module(4, 8, 8, 1);
+    const { down, up } = module(4, 8, 8, 1).tensors as Record<'down' | 'up', TensorData>;
     const adapter = fromKohya(
       new Map([
         ['lora_unet_mid_block_attentions_0_proj_out.lora_down.weight', down],
@@ -181,7 +184,7 @@ describe('diffusers layout', () => {
     for (const [path, module] of SD) {
       const got = back.get(path)!;
       expect(got.alpha, path).toBe(rankOf(got));
-      expect(bytesOf(got.down.data), path).toEqual(bytesOf(module.down.data));
+      expect(bytesOf(got.tensors.down!.data), path).toEqual(bytesOf(module.tensors.down!.data));
       const want = update(module);
       const have = update(got);
       // The scaled up weight is rounded to float16 once: relative error ≤ 2^-11 per element.
@@ -189,7 +192,7 @@ describe('diffusers layout', () => {
     }
     // alpha = rank: nothing to bake, the bytes travel unchanged.
     const same = 'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0';
-    expect(bytesOf(back.get(same)!.up.data)).toEqual(bytesOf(SD.get(same)!.up.data));
+    expect(bytesOf(back.get(same)!.tensors.up!.data)).toEqual(bytesOf(SD.get(same)!.tensors.up!.data));
   });
 
   it.each([
@@ -202,14 +205,16 @@ describe('diffusers layout', () => {
         ? { dtype, shape: [2, 1], data: new Float64Array(values) }
         : { dtype, shape: [2, 1], data: fromFloat32(new Float32Array(values), dtype) };
     const down: TensorData = { dtype: 'F32', shape: [1, 2], data: new Float32Array([1, 1]) };
-    const written = toDiffusers(new Map([['unet.a', { down, up, alpha }]])).get('unet.a.lora.up.weight')!;
+    const written = toDiffusers(new Map([['unet.a', loraModule(down, up, alpha)]])).get(
+      'unet.a.lora.up.weight',
+    )!;
     expect(written.dtype).toBe(dtype);
     const bytes = new Uint8Array(written.data.buffer, written.data.byteOffset, written.data.byteLength);
     expect([...toFloat32(bytes, dtype)]).toEqual(want);
   });
 
   it('still reads an .alpha written by older converters', () => {
-    const { down, up } = module(4, 8, 8, 4);
+    const { down, up } = module(4, 8, 8, 4).tensors as Record<'down' | 'up', TensorData>;
     const adapter = fromDiffusers(
       new Map([
         ['unet.mid_block.attentions.0.proj_in.lora.down.weight', down],
@@ -224,7 +229,7 @@ describe('diffusers layout', () => {
   });
 
   it('reads the lora_A/B, lora_linear_layer and old processor forms', () => {
-    const { down, up } = module(2, 4, 4, 2);
+    const { down, up } = module(2, 4, 4, 2).tensors as Record<'down' | 'up', TensorData>;
     const adapter = fromDiffusers(
       new Map([
         ['unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora.down.weight', down],
@@ -316,6 +321,67 @@ describe('detectLoraLayout', () => {
   it('rejects names of no known layout', () => {
     expect(() => detectLoraLayout(['model.embed.weight'])).toThrow(
       expect.objectContaining({ code: 'E_INVALID_LORA' }),
+    );
+  });
+});
+
+describe('DoRA modules', () => {
+  const dora = (magnitude: number[], kernel = 0): LoraModule => {
+    const { tensors } = module(2, 4, 3, 2, kernel);
+    return { variant: 'dora', tensors: { ...tensors, magnitude: tensor(magnitude) }, alpha: 2 };
+  };
+  const perInput = dora([1, 4]);
+  const perOutput = dora([3, 1]);
+
+  it('write dora_scale beside lora_down / lora_up in kohya keys (as LyCORIS does) and read back as DoRA', () => {
+    const adapter = new Map([
+      ['unet.mid_block.attentions.0.proj_in', perInput],
+      ['unet.down_blocks.0.resnets.0.conv1', dora([1, 4, 1, 1], 3)],
+    ]);
+    const keys = toKohya(adapter);
+    expect([...keys.keys()].filter((k) => k.includes('proj_in'))).toEqual([
+      'lora_unet_mid_block_attentions_0_proj_in.lora_down.weight',
+      'lora_unet_mid_block_attentions_0_proj_in.lora_up.weight',
+      'lora_unet_mid_block_attentions_0_proj_in.dora_scale',
+      'lora_unet_mid_block_attentions_0_proj_in.alpha',
+    ]);
+    expect(plain(fromKohya(keys))).toEqual(plain(adapter));
+  });
+
+  it("write PEFT's lora_magnitude_vector as [out] with use_dora, and read it back per output row", () => {
+    const adapter = new Map([['model.layers.0.self_attn.q_proj', perOutput]]);
+    const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'm' });
+    expect(
+      tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector')?.shape,
+    ).toEqual([3]);
+    expect(config).toMatchObject({ peft_type: 'LORA', use_dora: true });
+    expect(plain(fromPeft(tensors, config))).toEqual(plain(adapter));
+  });
+
+  it('refuse the layouts that cannot hold them, saying which can', () => {
+    const sdInput = new Map([['model.layers.0.mlp.up_proj', perInput]]);
+    expect(() => toPeft(sdInput, { baseModelNameOrPath: 'm' })).toThrow(/per input column .* kohya layout/);
+    expect(() => toDiffusers(new Map([['unet.a', perOutput]]))).toThrow(
+      /dora module, which has no diffusers form/,
+    );
+  });
+
+  it('refuse a magnitude that fits neither axis of the weight', () => {
+    const keys = toKohya(new Map([['unet.a', perInput]]));
+    keys.set('lora_unet_a.dora_scale', tensor([2, 2]));
+    expect(() => fromKohya(keys)).toThrow(/DoRA magnitude of \[2, 2\].*expected \[3, 1\].*or \[1, 4\]/);
+  });
+
+  it('write rsLoRA to PEFT as use_rslora with the alpha the user set', () => {
+    const module = loraModule(tensor([8, 4]), tensor([4, 8]), 16 * Math.sqrt(8));
+    const { config, tensors } = toPeft(new Map([['model.layers.0.self_attn.q_proj', module]]), {
+      baseModelNameOrPath: 'm',
+      rslora: true,
+    });
+    expect(config).toMatchObject({ r: 8, lora_alpha: 16, use_rslora: true });
+    expect(fromPeft(tensors, config).get('model.layers.0.self_attn.q_proj')?.alpha).toBeCloseTo(
+      16 * Math.sqrt(8),
+      12,
     );
   });
 });

@@ -9,6 +9,7 @@ import {
   writeSafetensors,
 } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loraModule } from './adapter.ts';
 import { toKohya } from './kohya.ts';
 import { mergeLora } from './merge.ts';
 import { toPeft } from './peft.ts';
@@ -66,17 +67,11 @@ describe('mergeLora', () => {
     const lora = new Map([
       [
         'unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q',
-        { down: f32([2, 5], 5), up: f32([6, 2], 6), alpha: 1 },
+        loraModule(f32([2, 5], 5), f32([6, 2], 6), 1),
       ],
-      [
-        'unet.down_blocks.0.resnets.0.conv1',
-        { down: f32([2, 3, 3, 3], 7), up: f32([4, 2, 1, 1], 8), alpha: 4 },
-      ],
-      ['unet.mid_block.attentions.0.proj_in', { down: f32([1, 4], 9), up: f32([4, 1], 10), alpha: 0.5 }],
-      [
-        'text_encoder.text_model.encoder.layers.0.mlp.fc1',
-        { down: f32([2, 2], 11), up: f32([3, 2], 12), alpha: 2 },
-      ],
+      ['unet.down_blocks.0.resnets.0.conv1', loraModule(f32([2, 3, 3, 3], 7), f32([4, 2, 1, 1], 8), 4)],
+      ['unet.mid_block.attentions.0.proj_in', loraModule(f32([1, 4], 9), f32([4, 1], 10), 0.5)],
+      ['text_encoder.text_model.encoder.layers.0.mlp.fc1', loraModule(f32([2, 2], 11), f32([3, 2], 12), 2)],
     ]);
     const loraPath = join(dir, 'lora.safetensors');
     await writeSafetensors(loraPath, toKohya(lora));
@@ -88,11 +83,11 @@ describe('mergeLora', () => {
     expect((await readSafetensors(output)).metadata).toEqual({ format: 'pt' });
     for (const [path, module] of lora) {
       const key = [...report].find(([, p]) => p === path)![0];
-      const rank = module.down.shape[0]!;
+      const rank = module.tensors.down!.shape[0]!;
       const want = expected(
         floats(base.get(key)!),
-        floats(module.up),
-        floats(module.down),
+        floats(module.tensors.up!),
+        floats(module.tensors.down!),
         rank,
         (0.75 * module.alpha) / rank,
       );
@@ -114,7 +109,7 @@ describe('mergeLora', () => {
       },
     });
     const adapter = new Map([
-      ['model.layers.0.self_attn.q_proj', { down: f32([2, 4], 2), up: f32([4, 2], 3), alpha: 8 }],
+      ['model.layers.0.self_attn.q_proj', loraModule(f32([2, 4], 2), f32([4, 2], 3), 8)],
     ]);
     const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'x' });
     const peftDir = await mkdtemp(join(dir, 'peft-'));
@@ -154,14 +149,11 @@ describe('mergeLora', () => {
     ]);
     const basePath = join(dir, 'tiny-ldm.safetensors');
     await writeSafetensors(basePath, base);
-    const module = (seed: number) => ({ down: f32([1, 4], seed), up: f32([4, 1], seed + 1), alpha: 1 });
+    const module = (seed: number) => loraModule(f32([1, 4], seed), f32([4, 1], seed + 1), 1);
     const lora = new Map([
       ['unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q', module(20)],
       ['unet.up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q', module(22)],
-      [
-        'unet.up_blocks.0.upsamplers.0.conv',
-        { down: f32([1, 4, 3, 3], 24), up: f32([4, 1, 1, 1], 25), alpha: 1 },
-      ],
+      ['unet.up_blocks.0.upsamplers.0.conv', loraModule(f32([1, 4, 3, 3], 24), f32([4, 1, 1, 1], 25), 1)],
     ]);
     const report = await mergeLora(basePath, lora, { output: join(dir, 'tiny-merged.safetensors') });
     expect(Object.fromEntries(report)).toEqual({
@@ -175,7 +167,7 @@ describe('mergeLora', () => {
     const basePath = join(dir, 'lonely.safetensors');
     await writeSafetensors(basePath, { 'other.weight': f32([2, 2], 1) });
     const lora = new Map([
-      ['unet.mid_block.attentions.0.proj_out', { down: f32([1, 2], 2), up: f32([2, 1], 3), alpha: 1 }],
+      ['unet.mid_block.attentions.0.proj_out', loraModule(f32([1, 2], 2), f32([2, 1], 3), 1)],
     ]);
     const output = join(dir, 'never.safetensors');
     await expect(mergeLora(basePath, lora, { output })).rejects.toThrow(
@@ -188,7 +180,7 @@ describe('mergeLora', () => {
   it('refuses a module whose update does not fit the weight', async () => {
     const basePath = join(dir, 'shape.safetensors');
     await writeSafetensors(basePath, { 'a.weight': f32([3, 3], 1) });
-    const lora = new Map([['a', { down: f32([1, 2], 2), up: f32([3, 1], 3), alpha: 1 }]]);
+    const lora = new Map([['a', loraModule(f32([1, 2], 2), f32([3, 1], 3), 1)]]);
     await expect(mergeLora(basePath, lora, { output: join(dir, 'x.safetensors') })).rejects.toMatchObject({
       code: 'E_MERGE_MISMATCH',
     });

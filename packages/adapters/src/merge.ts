@@ -16,11 +16,12 @@ import { createKeyResolver } from './base-keys.ts';
 import { AdapterError } from './errors.ts';
 import { loraFromTensors } from './layout.ts';
 import type { PeftAdapterConfig } from './peft.ts';
+import { variantOf } from './variants/registry.ts';
 
 export interface MergeOptions {
   /** Path of the merged checkpoint (written atomically; may equal the base path). */
   readonly output: string;
-  /** Strength; the update is `multiplier · (alpha / rank) · up @ down`. Default 1. */
+  /** Strength: `W + multiplier · (W' − W)`, W' the module's adapted weight (LoRA: `W + (alpha / rank) · up @ down`). Default 1. */
   readonly multiplier?: number;
   /**
    * Base weight key for a LoRA module path. By default: the path itself, without its
@@ -34,7 +35,7 @@ export interface MergeOptions {
 export type MergeReport = ReadonlyMap<string, string>;
 
 /**
- * Writes `base` with every LoRA module merged in: `W + multiplier · (alpha / rank) · up @ down`
+ * Writes `base` with every LoRA module merged in, by its variant's formula (LoRA: `W + multiplier · (alpha / rank) · up @ down`)
  * for linear layers and convolutions (k×k down with 1×1 up). Tensor by tensor, so memory holds
  * one base tensor at a time; each keeps its dtype (F16 / BF16 / F32 rounded to nearest even).
  * `base` is a `.safetensors` file or a sharded `….index.json`; `lora` is an adapter or a LoRA
@@ -109,22 +110,25 @@ function applyModule(
   module: LoraModule,
   multiplier: number,
 ): Uint8Array {
-  const rank = rankOf(module);
-  const out = module.up.shape[0]!;
-  const up = floats(module.up.data, module.up.dtype);
-  const down = floats(module.down.data, module.down.dtype);
-  const inner = down.length / rank;
+  const variant = variantOf(module.variant);
+  const update = variant.weightShape(module.tensors);
   const elements = info.shape.reduce((product, dim) => product * dim, 1);
-  if (info.shape[0] !== out || elements !== out * inner) {
+  if (info.shape[0] !== update[0] || elements !== update.reduce((product, dim) => product * dim, 1)) {
     throw new AdapterError(
       'E_MERGE_MISMATCH',
-      `${name} is [${info.shape.join(', ')}] but the LoRA update is [${out}, ${module.down.shape.slice(1).join(', ')}]`,
+      `${name} is [${info.shape.join(', ')}] but the LoRA update is [${update.join(', ')}]`,
     );
   }
-  const coefficient = multiplier * (module.alpha / rank);
+  const values = Object.fromEntries(
+    Object.entries(module.tensors).map(([role, t]) => [
+      role,
+      { shape: t.shape, data: floats(t.data, t.dtype) },
+    ]),
+  );
+  const scale = module.alpha / rankOf(module);
   if (info.dtype === 'F64') {
     const weight = new Float64Array(bytes.buffer, bytes.byteOffset, elements);
-    addProduct(weight, up, down, out, rank, inner, coefficient);
+    variant.merge(weight, info.shape, values, scale, multiplier);
     return bytes;
   }
   if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
@@ -134,31 +138,10 @@ function applyModule(
     );
   }
   const weight = toFloat32(bytes, info.dtype);
-  addProduct(weight, up, down, out, rank, inner, coefficient);
+  variant.merge(weight, info.shape, values, scale, multiplier);
   return fromFloat32(weight, info.dtype);
 }
 
 function floats(data: ArrayBufferView, dtype: Dtype): Float32Array {
   return toFloat32(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dtype);
-}
-
-/** weight[o, k] += coefficient · Σ_r up[o, r] · down[r, k], row by row for cache locality. */
-function addProduct(
-  weight: Float32Array | Float64Array,
-  up: Float32Array,
-  down: Float32Array,
-  out: number,
-  rank: number,
-  inner: number,
-  coefficient: number,
-): void {
-  for (let o = 0; o < out; o++) {
-    const row = o * inner;
-    for (let r = 0; r < rank; r++) {
-      const scale = coefficient * up[o * rank + r]!;
-      if (scale === 0) continue;
-      const from = r * inner;
-      for (let k = 0; k < inner; k++) weight[row + k]! += scale * down[from + k]!;
-    }
-  }
 }

@@ -1,18 +1,14 @@
 import type { TensorData } from '@lora/safetensors';
 import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
 import { AdapterError } from './errors.ts';
-import { groupModules, type Role } from './group.ts';
+import { groupModules, moduleKeys } from './group.ts';
+import { VARIANTS } from './variants/registry.ts';
 
 /** PEFT state-dict keys always start with this (`developer_guides/checkpoint.md`). */
 const PREFIX = 'base_model.model.';
 
 /** The components of a Stable Diffusion adapter's module paths (`LoraAdapter`). */
 const SD_COMPONENT = /^(unet|text_encoder|text_encoder_2)\./;
-
-const SUFFIXES: ReadonlyArray<readonly [string, Role]> = [
-  ['.lora_A.weight', 'down'],
-  ['.lora_B.weight', 'up'],
-];
 
 /** The `adapter_config.json` fields this package reads and writes; others pass through. */
 export interface PeftAdapterConfig {
@@ -36,7 +32,7 @@ export interface PeftAdapterConfig {
 export function fromPeft(tensors: ReadonlyMap<string, TensorData>, config?: PeftAdapterConfig): LoraAdapter {
   const adapter = new Map<string, LoraModule>();
   const patterns = Object.entries(config?.alpha_pattern ?? {});
-  for (const [name, module] of groupModules(tensors, SUFFIXES, 'PEFT')) {
+  for (const [name, module] of groupModules(tensors, 'peft')) {
     if (!name.startsWith(PREFIX)) {
       throw new AdapterError(
         'E_INVALID_LORA',
@@ -56,6 +52,17 @@ export interface ToPeftOptions {
   readonly baseModelNameOrPath: string;
   /** Default `CAUSAL_LM`. */
   readonly taskType?: string;
+  /** Write `use_rslora: true`, with each module's alpha as PEFT's `lora_alpha` for alpha / √r. */
+  readonly rslora?: boolean;
+}
+
+/**
+ * PEFT's `lora_alpha` for a module: with rsLoRA the stored alpha (alpha · √r) over √r, kept to 12
+ * significant digits so that the alpha the user set comes back exactly (16 · √8 / √8 is not 16 in
+ * binary floating point).
+ */
+function peftAlpha(module: LoraModule, rslora: boolean): number {
+  return rslora ? Number((module.alpha / Math.sqrt(rankOf(module))).toPrecision(12)) : module.alpha;
 }
 
 /**
@@ -79,16 +86,18 @@ export function toPeft(
   }
   const tensors = new Map<string, TensorData>();
   const rank = mostCommon([...adapter.values()].map(rankOf)) ?? 8;
-  const alpha = mostCommon([...adapter.values()].map((module) => module.alpha)) ?? rank;
+  const rslora = options.rslora === true;
+  const alpha = mostCommon([...adapter.values()].map((module) => peftAlpha(module, rslora))) ?? rank;
   const rankPattern: Record<string, number> = {};
   const alphaPattern: Record<string, number> = {};
   const targets = new Set<string>();
+  const variantFields: Record<string, unknown> = {};
   for (const [path, module] of adapter) {
-    tensors.set(`${PREFIX}${path}.lora_A.weight`, module.down);
-    tensors.set(`${PREFIX}${path}.lora_B.weight`, module.up);
+    for (const [key, tensor] of moduleKeys(`${PREFIX}${path}`, module, 'peft')) tensors.set(key, tensor);
+    Object.assign(variantFields, VARIANTS[module.variant].peftConfig);
     const key = escapeRegExp(path);
     if (rankOf(module) !== rank) rankPattern[key] = rankOf(module);
-    if (module.alpha !== alpha) alphaPattern[key] = module.alpha;
+    if (peftAlpha(module, rslora) !== alpha) alphaPattern[key] = peftAlpha(module, rslora);
     targets.add(leafName(path));
   }
   const config: PeftAdapterConfig = {
@@ -100,6 +109,8 @@ export function toPeft(
     target_modules: [...targets].sort(),
     ...(Object.keys(rankPattern).length > 0 ? { rank_pattern: rankPattern } : {}),
     ...(Object.keys(alphaPattern).length > 0 ? { alpha_pattern: alphaPattern } : {}),
+    ...variantFields,
+    ...(rslora ? { use_rslora: true } : {}),
   };
   return { tensors, config };
 }

@@ -122,7 +122,7 @@ describe('lora, end to end (built binary)', { timeout: TIMEOUT }, () => {
     const merged = await readSafetensors(join(cwd, 'merged.safetensors'));
     const key = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight';
     const module = adapter.get('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q')!;
-    const [down, up] = [floats(module.down), floats(module.up)];
+    const [down, up] = [floats(module.tensors.down!), floats(module.tensors.up!)];
     // One element by hand: W[0,0] + 0.5 · (alpha 1 / rank 2) · Σ_r up[0,r] · down[r,0].
     const want = floats(baseTensors[key]!)[0]! + 0.5 * 0.5 * (up[0]! * down[0]! + up[1]! * down[8]!);
     expect(floats(merged.tensors.get(key)!)[0]).toBeCloseTo(want, 6);

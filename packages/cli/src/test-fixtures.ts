@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type LoraAdapter, toKohya } from '@lora/adapters';
+import { type LoraAdapter, loraModule, toKohya } from '@lora/adapters';
 import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import sharp from 'sharp';
 
@@ -47,11 +47,11 @@ export function adapter(seed: number, alpha = 1): LoraAdapter {
   return new Map(
     UNET_MODULES.map((module, m) => [
       module,
-      {
-        down: f32([2, WIDTH], (i) => Math.sin(seed + m + i) / 4),
-        up: f32([WIDTH, 2], (i) => Math.cos(seed * 2 + m + i) / 4),
+      loraModule(
+        f32([2, WIDTH], (i) => Math.sin(seed + m + i) / 4),
+        f32([WIDTH, 2], (i) => Math.cos(seed * 2 + m + i) / 4),
         alpha,
-      },
+      ),
     ]),
   );
 }

@@ -8,6 +8,7 @@ import type {
   DEVICES,
   LR_SCHEDULERS,
   MIXED_PRECISIONS,
+  NETWORKS,
   OPTIMIZERS,
   PREDICTION_TYPES,
 } from './schema.ts';
@@ -16,6 +17,7 @@ export type MixedPrecision = (typeof MIXED_PRECISIONS)[number];
 export type Device = (typeof DEVICES)[number];
 export type LrScheduler = (typeof LR_SCHEDULERS)[number];
 export type Optimizer = (typeof OPTIMIZERS)[number];
+export type Network = (typeof NETWORKS)[number];
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 export type PredictionType = (typeof PREDICTION_TYPES)[number];
 
@@ -26,7 +28,9 @@ export interface CommonConfig {
   init_adapter?: string;
   output_dir: string;
   output_name: string;
+  network: Network;
   lora_rank: number;
+  use_rslora: boolean;
   lora_alpha: number;
   lora_dropout: number;
   batch_size: number;
@@ -139,7 +143,9 @@ export function resolveConfig(
     init_adapter: optionalPath('init_adapter'),
     output_dir,
     output_name: input.output_name ?? basename(output_dir),
+    network: input.network ?? DEFAULTS.network,
     lora_rank,
+    use_rslora: input.use_rslora ?? DEFAULTS.use_rslora,
     lora_alpha: input.lora_alpha ?? lora_rank,
     lora_dropout: input.lora_dropout ?? DEFAULTS.lora_dropout,
     batch_size: input.batch_size ?? DEFAULTS.batch_size,

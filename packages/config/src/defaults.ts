@@ -5,7 +5,9 @@
 export const DEFAULTS = {
   backend: 'ort',
   dataset_format: 'auto',
+  network: 'lora',
   lora_rank: 16,
+  use_rslora: false,
   lora_dropout: 0,
   train_text_encoder: false,
   batch_size: 1,

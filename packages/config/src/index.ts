@@ -17,6 +17,7 @@ export type {
   LoraConfig,
   LrScheduler,
   MixedPrecision,
+  Network,
   Optimizer,
   PredictionType,
   SdConfig,
@@ -60,6 +61,7 @@ export {
   MAX_LORA_RANK,
   MAX_RESOLUTION,
   MAX_SEQ_LEN,
+  NETWORKS,
 } from './schema.ts';
 export { stringifyConfig } from './snapshot.ts';
 export { MAX_ALIAS_COUNT } from './source.ts';

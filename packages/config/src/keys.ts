@@ -51,6 +51,8 @@ export const KEY_INFO = {
     templateText: { llm: 'The rank r of each LoRA update (PEFT `r`); 8–16 suits most instruction tuning.' },
   },
   lora_alpha: { section: 'LoRA', defaultText: 'lora_rank (scale 1)' },
+  network: { section: 'LoRA' },
+  use_rslora: { section: 'LoRA' },
   lora_dropout: { section: 'LoRA' },
   target_modules: {
     section: 'LoRA',

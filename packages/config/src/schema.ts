@@ -26,6 +26,8 @@ export const LR_SCHEDULERS = [
   'cosine_with_restarts',
 ] as const;
 export const OPTIMIZERS = ['adamw'] as const;
+/** The LoRA variants (`@lora/adapters`' registry; a trainer test keeps the two lists equal). */
+export const NETWORKS = ['lora', 'dora'] as const;
 export const MIXED_PRECISIONS = ['auto', 'fp16', 'bf16', 'no'] as const;
 
 /**
@@ -103,12 +105,22 @@ const fields = {
       "SD: the adapter's file name without extension (also `ss_output_name`). LLM runs write PEFT's fixed names (`adapter_model.safetensors`, `adapter_config.json`), which PEFT's `from_pretrained` looks for, so output_name only titles the loss plot there.",
   }),
   // LoRA
+  network: z.enum(NETWORKS).optional().meta({
+    description:
+      'The LoRA variant: `lora`, or `dora` (weight-decomposed: a trained magnitude per channel, PEFT `use_dora`; SD files carry `dora_scale` as LyCORIS writes it, which A1111 and ComfyUI load).',
+    default: DEFAULTS.network,
+  }),
   lora_rank: z.int().min(1).max(MAX_LORA_RANK).optional().meta({
     description: 'The rank r of each LoRA update (kohya `network_dim`); 8–16 suits a style.',
     default: DEFAULTS.lora_rank,
   }),
   lora_alpha: z.number().gt(0).optional().meta({
     description: 'Scale numerator: updates are multiplied by alpha / rank (kohya `network_alpha`).',
+  }),
+  use_rslora: z.boolean().optional().meta({
+    description:
+      'rsLoRA: scale updates by alpha / √rank instead of alpha / rank, which keeps high ranks learning (PEFT `use_rslora`).',
+    default: DEFAULTS.use_rslora,
   }),
   lora_dropout: z.number().min(0).lt(1).optional().meta({
     description: 'Dropout on the LoRA branch input during training.',

@@ -5,7 +5,7 @@ export {
   type GradCheckInput,
   type GradCheckResult,
 } from './autodiff/gradcheck.ts';
-export { type GradientsOptions, gradients } from './autodiff/gradients.ts';
+export { type GradientsOptions, gradients, stopGradient } from './autodiff/gradients.ts';
 export { type InputVjp, VJP, type VjpContext, type VjpRule } from './autodiff/vjp.ts';
 export { EngineError, type EngineErrorCode } from './errors.ts';
 export { type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';

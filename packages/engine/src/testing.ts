@@ -1,5 +1,6 @@
 /**
- * Test helper (not exported): runs graphs on onnxruntime's CPU provider, a dev dependency only.
+ * `@lora/engine/testing`: runs graphs on onnxruntime's CPU provider, for tests (it needs
+ * onnxruntime-node, an optional peer dependency; the main entry imports no runtime).
  * Optimisation stays `basic` so tests see this package's graph, not onnxruntime's fusions
  * (which, for one, turn x·sigmoid(x) into a float32-only QuickGelu).
  */

@@ -6,6 +6,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { VARIANTS } from '@lora/adapters';
 import {
   configWarnings,
   type LlmConfig,
@@ -78,6 +79,8 @@ async function trainLlm(run: TrainingRun, config: LlmConfig): Promise<TrainingRe
 
     const lora: LlamaLoraOptions = {
       targetModules: config.target_modules,
+      network: config.network,
+      ...(config.use_rslora ? { rslora: true } : {}),
       rank: config.lora_rank,
       alpha: config.lora_alpha,
       dropout: config.lora_dropout,
@@ -88,10 +91,13 @@ async function trainLlm(run: TrainingRun, config: LlmConfig): Promise<TrainingRe
       logger.info(`starting from the adapter ${config.init_adapter}`);
     }
     const model = new LlamaModel(checkpoint, lora);
-    const trained = [...model.loraShapes().values()].reduce((sum, [a, b]) => sum + a! * b!, 0);
+    const trained = [...model.loraShapes().values()].reduce(
+      (sum, shape) => sum + shape.reduce((a, b) => a * b, 1),
+      0,
+    );
     logger.info(
       `model: ${spec.architecture}, ${spec.numLayers} layers, hidden ${spec.hiddenSize}, vocabulary ${spec.vocabSize}; ` +
-        `LoRA rank ${config.lora_rank} on ${model.targets.join(', ')}: ${trained.toLocaleString('en-US')} trainable parameters`,
+        `${VARIANTS[config.network].name}${config.use_rslora ? ' (rsLoRA scale)' : ''} rank ${config.lora_rank} on ${model.targets.join(', ')}: ${trained.toLocaleString('en-US')} trainable parameters`,
     );
 
     const settings = loopSettingsFromConfig(config);

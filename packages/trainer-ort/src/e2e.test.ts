@@ -15,7 +15,7 @@ import {
 } from '@lora/engine';
 import { fromFloat32, openSafetensors, toFloat32, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loraLinear } from './lora.ts';
+import { loraLayer } from './lora.ts';
 import { Session } from './session.ts';
 import { safetensorsWeight } from './weights.ts';
 
@@ -73,14 +73,14 @@ it('fits a low-rank target with LoRA on a frozen 2-layer MLP read from safetenso
   const wanted = graph.input('target', 'float32', ['batch', OUT]);
   const lr = graph.input('lr', 'float32', []);
   const options = { rank: RANK, alpha: 2 * RANK, seed: 1 };
-  const fc1 = loraLinear(input, safetensorsWeight(graph, file, 'fc1.weight'), 'fc1', options);
-  const fc2 = loraLinear(tanh(fc1.output), safetensorsWeight(graph, file, 'fc2.weight'), 'fc2', {
+  const fc1 = loraLayer(input, safetensorsWeight(graph, file, 'fc1.weight'), 'fc1', options);
+  const fc2 = loraLayer(tanh(fc1.output), safetensorsWeight(graph, file, 'fc2.weight'), 'fc2', {
     ...options,
     seed: 2,
   });
   await file.close();
   const loss = graph.output(mseLoss(fc2.output, wanted), 'loss');
-  const params = [fc1.down, fc1.up, fc2.down, fc2.up];
+  const params = [...fc1.parameters, ...fc2.parameters];
   const grads = gradients(
     loss,
     params.map((p) => p.tensor),

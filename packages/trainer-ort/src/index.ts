@@ -50,12 +50,10 @@ export {
 } from './label/index.ts';
 export {
   DEFAULT_PARAMETER_GROUP,
-  LORA_DROPOUT_SEED,
   type LoraLayer,
   type LoraOptions,
   type LoraParameter,
-  loraConv,
-  loraLinear,
+  loraLayer,
 } from './lora.ts';
 export {
   DEMO_MODEL_NAME,

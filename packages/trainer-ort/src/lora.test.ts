@@ -1,5 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LORA_DROPOUT_SEED, loraDropout, VARIANTS } from '@lora/adapters';
+import { NETWORKS } from '@lora/config';
 import { createRng } from '@lora/dataset';
 import {
+  type ConvOptions,
   cast,
   Graph,
   gradients,
@@ -7,18 +13,39 @@ import {
   hostTensor,
   mul,
   reduceSum,
+  reshape,
   type Tensor,
+  toFloat16Bits,
+  writeModel,
 } from '@lora/engine';
+import { openSafetensors, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { LORA_DROPOUT_SEED, type LoraLayer, loraConv, loraDropout, loraLinear } from './lora.ts';
+import { type LoraLayer, type LoraOptions, loraLayer } from './lora.ts';
 import { runGraph, valuesOf } from './testing.ts';
+import { safetensorsWeight } from './weights.ts';
 
 const rng = createRng(3);
 const random = (n: number) => Float32Array.from({ length: n }, () => -1 + 2 * rng.next());
 const f32 = (shape: number[], data: Float32Array) => hostTensor('float32', shape, data);
 
+/** A LoRA layer with its down (A) and up (B) parameters by name. */
+function withRoles(layer: LoraLayer) {
+  const [down, up] = layer.parameters;
+  return { ...layer, down: down!, up: up! };
+}
+const loraLinear = (x: Tensor, w: Tensor, name: string, options: LoraOptions, bias?: Tensor) =>
+  withRoles(loraLayer(x, w, name, options, bias ? { bias } : {}));
+const loraConv = (
+  x: Tensor,
+  w: Tensor,
+  name: string,
+  options: LoraOptions,
+  conv: ConvOptions,
+  bias?: Tensor,
+) => withRoles(loraLayer(x, w, name, options, { conv, ...(bias ? { bias } : {}) }));
+
 /** Feeds for a layer's parameters: A as initialised, B random (so the LoRA branch is not zero). */
-function parameterFeeds(layer: LoraLayer, up: Float32Array): Record<string, HostTensor> {
+function parameterFeeds(layer: ReturnType<typeof withRoles>, up: Float32Array): Record<string, HostTensor> {
   return {
     [layer.down.name]: f32([...layer.down.shape], layer.down.initial),
     [layer.up.name]: f32([...layer.up.shape], up),
@@ -266,4 +293,54 @@ describe('loraDropout', () => {
       expect(g).toBe(ys[i] === 0 ? 0 : 2);
     });
   });
+});
+
+describe('variants', () => {
+  it('the config offers exactly the registered variants', () => {
+    expect([...NETWORKS].sort()).toEqual(Object.keys(VARIANTS).sort());
+  });
+
+  it.each(['output', 'input'] as const)(
+    "starts DoRA's magnitude at the norm (per %s) of the frozen F16 weight, read through casts and reshapes",
+    async (normAxis) => {
+      const folder = await mkdtemp(join(tmpdir(), 'dora-init-'));
+      try {
+        const w = [3, 4, 0, 1, -2, 2, 6, -3, 0, 8, 0, 0];
+        const file = join(folder, 'w.safetensors');
+        const half = new Uint16Array(w.map((v) => toFloat16Bits(v)));
+        await writeSafetensors(
+          file,
+          new Map([['proj.weight', { dtype: 'F16', shape: [3, 4, 1, 1], data: half }]]),
+        );
+        const graph = new Graph();
+        const weight = reshape(
+          cast(safetensorsWeight(graph, await openSafetensors(file), 'proj.weight'), 'float32'),
+          [3, 4],
+        );
+        const layer = loraLayer(graph.input('x', 'float32', [1, 4]), weight, 'proj', {
+          network: 'dora',
+          rank: 2,
+          alpha: 2,
+          normAxis,
+        });
+        const [down, up, magnitude] = layer.parameters;
+        expect([down!.name, up!.name, magnitude!.name]).toEqual([
+          'proj.lora_A.weight',
+          'proj.lora_B.weight',
+          'proj.lora_magnitude_vector',
+        ]);
+        const rows = [0, 1, 2].map((o) => w.slice(o * 4, o * 4 + 4));
+        const expected =
+          normAxis === 'output'
+            ? rows.map((row) => Math.hypot(...row))
+            : [0, 1, 2, 3].map((j) => Math.hypot(...rows.map((row) => row[j]!)));
+        expect(magnitude!.shape).toEqual(normAxis === 'output' ? [3, 1] : [1, 4]);
+        expect([...magnitude!.initial]).toEqual(expected.map(Math.fround));
+        expect(up!.initial.every((v) => v === 0)).toBe(true);
+        await writeModel(graph, folder);
+      } finally {
+        await rm(folder, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -1,10 +1,13 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { DType, Graph, Tensor } from '@lora/engine';
 import {
+  type Dtype,
   openSafetensors,
   SafetensorsError,
   type SafetensorsFile,
   type SafetensorsHeader,
+  toFloat32,
 } from '@lora/safetensors';
 import { TrainerOrtError } from './errors.ts';
 
@@ -20,6 +23,44 @@ const FROM_SAFETENSORS: Readonly<Record<string, DType>> = {
   U8: 'uint8',
   BOOL: 'bool',
 };
+
+/** Graph float types → the safetensors dtype of the same bytes. */
+const TO_SAFETENSORS: Readonly<Partial<Record<DType, Dtype>>> = {
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  float64: 'F64',
+};
+
+/** Ops that keep a frozen weight's values and element order. */
+const VALUE_PRESERVING = new Set(['Cast', 'Reshape', 'Identity']);
+
+/**
+ * The values of a frozen weight as float32, read from the initializer behind it (through casts
+ * and reshapes, as checkpoints declare weights): what a variant's `weight-norm` start needs.
+ * Reads the bytes from the file now, synchronously, once per adapted layer.
+ */
+export function frozenValues(weight: Tensor): Float32Array {
+  let source = weight;
+  while (source.producer && VALUE_PRESERVING.has(source.producer.opType)) source = source.producer.inputs[0]!;
+  const data = source.graph.initializers.get(source);
+  const dtype = TO_SAFETENSORS[source.dtype];
+  if (!data || !dtype) {
+    throw new TrainerOrtError(
+      'INVALID_ARGUMENT',
+      `${weight.name} is not a frozen float weight, so its values cannot start a LoRA variant`,
+    );
+  }
+  if (data.kind === 'inline') return toFloat32(data.bytes, dtype);
+  const bytes = new Uint8Array(data.length);
+  const fd = openSync(data.path, 'r');
+  try {
+    readSync(fd, bytes, 0, data.length, data.offset);
+  } finally {
+    closeSync(fd);
+  }
+  return toFloat32(bytes, dtype);
+}
 
 /**
  * A frozen weight read in place from a safetensors file: an external-data initializer at

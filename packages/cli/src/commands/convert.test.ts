@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { toPeft } from '@lora/adapters';
+import { loraModule, toPeft } from '@lora/adapters';
 import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { f32, floats, tempDir, writeKohyaLora } from '../test-fixtures.ts';
@@ -34,10 +34,10 @@ describe('convertFile', () => {
     for (const [path, module] of lora) {
       const name = `lora_unet_${path.slice('unet.'.length).replaceAll('.', '_')}`;
       expect([...floats(back.tensors.get(`${name}.alpha`)!)]).toEqual([2]);
-      expect(floats(back.tensors.get(`${name}.lora_down.weight`)!)).toEqual(floats(module.down));
+      expect(floats(back.tensors.get(`${name}.lora_down.weight`)!)).toEqual(floats(module.tensors.down!));
       // alpha / rank = 0.5, a power of two: the baked weights are exact.
       expect([...floats(back.tensors.get(`${name}.lora_up.weight`)!)]).toEqual(
-        [...floats(module.up)].map((value) => value * 0.5),
+        [...floats(module.tensors.up!)].map((value) => value * 0.5),
       );
     }
   });
@@ -63,7 +63,11 @@ describe('convertFile', () => {
     const adapter = new Map([
       [
         'model.layers.0.self_attn.q_proj',
-        { down: f32([2, 4], (i) => i), up: f32([4, 2], (i) => -i), alpha: 8 },
+        loraModule(
+          f32([2, 4], (i) => i),
+          f32([4, 2], (i) => -i),
+          8,
+        ),
       ],
     ]);
     const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'meta-llama/Llama-3.2-1B' });
@@ -82,7 +86,7 @@ describe('convertFile', () => {
     const out = await readSafetensors(join(dir, 'out', 'adapter_model.safetensors'));
     expect(
       floats(out.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')!),
-    ).toEqual(floats(adapter.get('model.layers.0.self_attn.q_proj')!.up));
+    ).toEqual(floats(adapter.get('model.layers.0.self_attn.q_proj')!.tensors.up!));
   });
 
   it('says a folder without adapter_model.safetensors is no LoRA input, instead of EISDIR', async () => {
@@ -101,7 +105,14 @@ describe('convertFile', () => {
   it('refuses an existing folder as the output, --overwrite or not, instead of EISDIR', async () => {
     const dir = tempDir();
     const adapter = new Map([
-      ['model.layers.0.mlp.up_proj', { down: f32([1, 2], (i) => i), up: f32([2, 1], (i) => i), alpha: 1 }],
+      [
+        'model.layers.0.mlp.up_proj',
+        loraModule(
+          f32([1, 2], (i) => i),
+          f32([2, 1], (i) => i),
+          1,
+        ),
+      ],
     ]);
     await writeSafetensors(join(dir, 'a.safetensors'), toPeft(adapter, { baseModelNameOrPath: 'x' }).tensors);
     mkdirSync(join(dir, 'out'));
@@ -120,7 +131,14 @@ describe('convertFile', () => {
   it('needs a base model name for PEFT when the input does not carry one', async () => {
     const dir = tempDir();
     const adapter = new Map([
-      ['model.layers.0.mlp.up_proj', { down: f32([1, 2], (i) => i), up: f32([2, 1], (i) => i), alpha: 1 }],
+      [
+        'model.layers.0.mlp.up_proj',
+        loraModule(
+          f32([1, 2], (i) => i),
+          f32([2, 1], (i) => i),
+          1,
+        ),
+      ],
     ]);
     // A PEFT file without its adapter_config.json: no base_model_name_or_path to carry over.
     await writeSafetensors(join(dir, 'a.safetensors'), toPeft(adapter, { baseModelNameOrPath: 'x' }).tensors);

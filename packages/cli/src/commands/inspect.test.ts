@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kohyaMetadata, pythonFloat, toPeft } from '@lora/adapters';
+import { kohyaMetadata, loraModule, pythonFloat, toPeft } from '@lora/adapters';
 import { writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { f32, tempDir, writeBase, writeKohyaLora } from '../test-fixtures.ts';
@@ -74,7 +74,11 @@ describe('inspectFile inputs', () => {
     const adapter = new Map([
       [
         'model.layers.0.self_attn.q_proj',
-        { down: f32([2, 4], (i) => i), up: f32([4, 2], (i) => i), alpha: 16 },
+        loraModule(
+          f32([2, 4], (i) => i),
+          f32([4, 2], (i) => i),
+          16,
+        ),
       ],
     ]);
     const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'x' });

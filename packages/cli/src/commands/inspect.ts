@@ -1,4 +1,4 @@
-import type { LoraLayout } from '@lora/adapters';
+import { type LoraLayout, rankOf, VARIANTS } from '@lora/adapters';
 import { openSafetensors } from '@lora/safetensors';
 import { aboutFile } from '../cli-error.ts';
 import { formatBytes, formatCount, formatTable, print, printJson, truncate } from '../format.ts';
@@ -20,6 +20,8 @@ export interface TensorRow {
 export interface LoraSummary {
   modules: number;
   /** rank → modules with that rank. */
+  /** Modules per variant (`LoRA`, `DoRA`). */
+  variants: Record<string, number>;
   ranks: Record<string, number>;
   /** alpha → modules with that alpha. */
   alphas: Record<string, number>;
@@ -175,7 +177,8 @@ export async function inspectFile(input: string): Promise<InspectReport> {
     const modules = [...adapter];
     report.lora = {
       modules: modules.length,
-      ranks: countBy(modules.map(([, module]) => String(module.down.shape[0]))),
+      variants: countBy(modules.map(([, module]) => VARIANTS[module.variant].name)),
+      ranks: countBy(modules.map(([, module]) => String(rankOf(module)))),
       alphas: countBy(modules.map(([, module]) => String(module.alpha))),
       components: countBy(modules.map(([modulePath]) => modulePath.split('.')[0]!)),
     };
@@ -202,6 +205,7 @@ export function formatInspect(report: InspectReport, tensorRows = DEFAULT_TENSOR
   if (report.lora) {
     lines.push(
       `modules: ${report.lora.modules} (${listCounts(report.lora.components)})`,
+      `variant: ${listCounts(report.lora.variants)}`,
       `rank: ${listCounts(report.lora.ranks)}`,
       `alpha: ${listCounts(report.lora.alphas)}`,
     );

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type LoraAdapter, toPeft } from '@lora/adapters';
-import { readSafetensors, writeSafetensors } from '@lora/safetensors';
+import { type LoraAdapter, loraModule, toPeft } from '@lora/adapters';
+import { readSafetensors, type TensorData, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { f32, floats, tempDir, UNET_MODULES, WIDTH, writeBase, writeKohyaLora } from '../test-fixtures.ts';
 import { mergeFiles, parseLoraSpec } from './merge.ts';
@@ -40,7 +40,8 @@ describe('parseLoraSpec', () => {
 function expected(base: Float32Array, loras: [LoraAdapter, number][], module: string): Float32Array {
   const out = Float32Array.from(base);
   for (const [lora, multiplier] of loras) {
-    const { down, up, alpha } = lora.get(module)!;
+    const { tensors, alpha } = lora.get(module)!;
+    const { down, up } = tensors as Record<'down' | 'up', TensorData>;
     const d = floats(down);
     const u = floats(up);
     const rank = down.shape[0]!;
@@ -207,7 +208,16 @@ describe('mergeFiles', () => {
     const dir = tempDir();
     const weight = 'model.layers.0.self_attn.q_proj';
     await writeSafetensors(join(dir, 'llm.safetensors'), { [`${weight}.weight`]: f32([2, 2], () => 1) });
-    const adapter = new Map([[weight, { down: f32([1, 2], () => 1), up: f32([2, 1], () => 1), alpha: 4 }]]);
+    const adapter = new Map([
+      [
+        weight,
+        loraModule(
+          f32([1, 2], () => 1),
+          f32([2, 1], () => 1),
+          4,
+        ),
+      ],
+    ]);
     const { tensors, config } = toPeft(adapter, { baseModelNameOrPath: 'x' });
     mkdirSync(join(dir, 'adapter'));
     await writeSafetensors(join(dir, 'adapter', 'adapter_model.safetensors'), tensors);

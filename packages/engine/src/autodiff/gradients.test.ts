@@ -9,7 +9,7 @@ import { conv, dropout, groupNorm, layerNorm, resizeNearest } from '../graph/ops
 import { reduceMean, reduceSum } from '../graph/ops/reduce.ts';
 import { hostTensor } from '../host-tensor.ts';
 import { runGraph, valuesOf } from '../testing.ts';
-import { gradients } from './gradients.ts';
+import { gradients, stopGradient } from './gradients.ts';
 
 const f64 = (values: number[], shape = [values.length]) =>
   hostTensor('float64', shape, Float64Array.from(values));
@@ -43,6 +43,18 @@ describe('gradients', () => {
     expect([...differentiated].some((name) => name?.startsWith('fc1'))).toBe(false);
     // d hidden·Aᵀ / dA, d (hidden·Aᵀ)·Bᵀ / dB and / d(hidden·Aᵀ); nothing for the frozen fc2 weight or fc1.
     expect(backward.filter((n) => n.opType === 'MatMul')).toHaveLength(3);
+  });
+
+  it('treats a stopGradient value as a constant: d(x·stop(x))/dx = x, not 2x', async () => {
+    const graph = new Graph();
+    const x = graph.input('x', 'float64', [3]);
+    const loss = reduceSum(mul(x, stopGradient(x)));
+    const [dx] = gradients(loss, [x]);
+    graph.output(dx!, 'dx');
+    graph.output(loss, 'loss');
+    const out = await runGraph(graph, { x: f64([1, -2, 3]) });
+    expect(valuesOf(out['dx'])).toEqual([1, -2, 3]);
+    expect(valuesOf(out['loss'])).toEqual([14]);
   });
 
   it('sums the gradients of a tensor used several times', async () => {

@@ -6,6 +6,16 @@ import { opKey } from '../graph/opsets.ts';
 import { formatShape, isStaticShape, sameShape } from '../graph/shape.ts';
 import { VJP, type VjpContext } from './vjp.ts';
 
+/**
+ * `x`'s value, as a constant to autodiff: no gradient flows back through it (PyTorch's
+ * `detach()`). DoRA uses it for the weight norm, as its paper and PEFT do.
+ */
+export function stopGradient(x: Tensor): Tensor {
+  const [out] = x.graph.addNode('Identity', [x], [{ dtype: x.dtype, shape: x.shape }]);
+  x.graph.gradientStops.add(out!.producer!);
+  return out!;
+}
+
 export interface GradientsOptions {
   /** The gradient of `loss` to start from; default ones (d loss / d loss). */
   seed?: Tensor;
@@ -29,6 +39,7 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
   // Tensors that depend on a wrt tensor through floating-point values.
   const dependent = new Set<Tensor>(wrt);
   for (const node of nodes) {
+    if (graph.gradientStops.has(node)) continue;
     if (node.inputs.some((i) => i && dependent.has(i))) {
       for (const o of node.outputs) if (isFloat(o.dtype)) dependent.add(o);
     }

@@ -91,6 +91,8 @@ export class Graph {
   readonly inputs: Tensor[] = [];
   readonly outputs: GraphOutput[] = [];
   readonly initializers = new Map<Tensor, InitializerData>();
+  /** Nodes autodiff treats as constants (`stopGradient`): no gradient flows through them. */
+  readonly gradientStops = new Set<Node>();
   /** Small constant values, kept so builders and VJP rules can read them back (e.g. Reshape targets). */
   readonly constants = new Map<Tensor, ConstantData>();
   private readonly names = new Set<string>();

@@ -7,8 +7,8 @@
  * result. The CUDA provider has no such binding in Node.js, so CUDA runs keep the host engine.
  */
 import { join } from 'node:path';
+import { LORA_DROPOUT_SEED } from '@lora/adapters';
 import { add, Graph, type HostTensor, hostTensor, identity, mul, reduceSum, writeModel } from '@lora/engine';
-import { LORA_DROPOUT_SEED } from '../lora.ts';
 import { type DeviceTensor, Session } from '../session.ts';
 import { dropoutSeedFeed, type GradientEngine, type LocalEngineSettings, type StepSums } from './engine.ts';
 import { GradientSessions } from './gradient-sessions.ts';

@@ -7,9 +7,9 @@
  * the gradient norm, and `update` with the scalars the loop decides (learning rates, clipping).
  */
 import { join } from 'node:path';
+import { LORA_DROPOUT_SEED } from '@lora/adapters';
 import { createRng } from '@lora/dataset';
 import { type HostTensor, hostTensor } from '@lora/engine';
-import { LORA_DROPOUT_SEED } from '../lora.ts';
 import type { Session } from '../session.ts';
 import { GradientSessions } from './gradient-sessions.ts';
 import { GradientSum } from './gradient-sum.ts';

@@ -8,11 +8,13 @@
  *   on the host (CPU and CUDA runs, data-parallel runs), on the device for the WebGPU engine
  *   (`device-engine.ts`), which keeps the state in GPU memory.
  */
+
+import { LORA_DROPOUT_SEED } from '@lora/adapters';
 import type { MixedPrecision } from '@lora/config';
 import { Graph, gradients, mul, writeModel } from '@lora/engine';
 import { chooseDevice, type Device } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
-import { DEFAULT_PARAMETER_GROUP, LORA_DROPOUT_SEED, type LoraParameter } from '../lora.ts';
+import { DEFAULT_PARAMETER_GROUP, type LoraParameter } from '../lora.ts';
 import { Session } from '../session.ts';
 import type { TrainableModel } from './model.ts';
 import { buildUpdateGraph, gradName, type OptimizerOptions } from './optimizer.ts';
@@ -56,7 +58,7 @@ export function buildGradientsGraph<Batch>(
     if (names.has(p.name)) throw contractError(`parameter '${p.name}' is listed twice`);
     names.add(p.name);
     if (!graph.inputs.includes(p.tensor) || p.tensor.dtype !== 'float32') {
-      throw contractError(`parameter '${p.name}' must be a float32 input of the graph (see loraLinear)`);
+      throw contractError(`parameter '${p.name}' must be a float32 input of the graph (see loraLayer)`);
     }
   }
   const scale = graph.input(LOSS_SCALE, 'float32', []);

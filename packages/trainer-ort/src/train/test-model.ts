@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createRng } from '@lora/dataset';
 import type { Graph } from '@lora/engine';
 import { cast, hostTensor, mul, reduceSum, sub, tanh } from '@lora/engine';
-import { loraLinear } from '../lora.ts';
+import { loraLayer } from '../lora.ts';
 import type { BatchSource } from './data.ts';
 import type { TrainableModel } from './model.ts';
 import type { TrainingLoopOptions } from './options.ts';
@@ -55,8 +55,8 @@ export function mlpModel(options: MlpOptions = {}): TrainableModel<MlpBatch> {
         seed: options.loraSeed ?? 7,
         ...(options.dropout ? { dropout: options.dropout } : {}),
       };
-      const fc1 = loraLinear(cast(x, computeDtype), graph.constant(w1, 'float32', [HIDDEN, IN]), 'fc1', lora);
-      const fc2 = loraLinear(tanh(fc1.output), graph.constant(w2, 'float32', [OUT, HIDDEN]), 'fc2', {
+      const fc1 = loraLayer(cast(x, computeDtype), graph.constant(w1, 'float32', [HIDDEN, IN]), 'fc1', lora);
+      const fc2 = loraLayer(tanh(fc1.output), graph.constant(w2, 'float32', [OUT, HIDDEN]), 'fc2', {
         ...lora,
         ...(options.secondGroup ? { group: options.secondGroup } : {}),
       });
@@ -64,7 +64,7 @@ export function mlpModel(options: MlpOptions = {}): TrainableModel<MlpBatch> {
       return {
         lossSum: reduceSum(mul(diff, diff)),
         weight,
-        parameters: [fc1.down, fc1.up, fc2.down, fc2.up],
+        parameters: [...fc1.parameters, ...fc2.parameters],
       };
     },
     feeds: (batch) => ({

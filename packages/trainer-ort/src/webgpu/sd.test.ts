@@ -65,8 +65,9 @@ function gradientFeeds(model: SdTrainableModel, scale: number): Record<string, H
   };
   for (const m of model.modules) {
     const values = golden.lora[`${m.component}.${m.path}`]!;
-    feeds[m.layer.down.name] = f32(m.layer.down.shape, values.A);
-    feeds[m.layer.up.name] = f32(m.layer.up.shape, values.B);
+    const [down, up] = m.layer.parameters;
+    feeds[down!.name] = f32(down!.shape, values.A);
+    feeds[up!.name] = f32(up!.shape, values.B);
   }
   return feeds;
 }

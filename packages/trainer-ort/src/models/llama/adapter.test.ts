@@ -64,7 +64,9 @@ describe('writeLlamaAdapter', () => {
       }),
     ).rejects.toMatchObject({
       code: 'E_MODEL_ADAPTER',
-      message: expect.stringMatching(/model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight is missing/),
+      message: expect.stringMatching(
+        /model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight has no trained value/,
+      ),
     });
   });
 });
@@ -94,9 +96,14 @@ describe('readLlamaAdapter (init_adapter)', () => {
       'a different rank',
       () => written,
       { ...lora, rank: 8 },
-      /has rank 4 at model\.layers\.0\.[a-z_.]+; set lora_rank: 4/,
+      /: model\.layers\.0\.[a-z_.]+ has rank 4; set lora_rank: 4/,
     ],
-    ['a different alpha', () => written, { ...lora, alpha: 16 }, /has alpha 8 at .*; set lora_alpha: 8/],
+    [
+      'a different alpha',
+      () => written,
+      { ...lora, alpha: 16 },
+      /: model\.layers\.0\.[a-z_.]+ has alpha 8; set lora_alpha: 8/,
+    ],
     [
       'modules target_modules leaves out',
       () => written,
@@ -147,7 +154,7 @@ describe('readLlamaAdapter (init_adapter)', () => {
     const mistral = await openLlamaCheckpoint(fixtureFolder('mistral'));
     await expect(readLlamaAdapter(qv, mistral.spec, qvLora)).rejects.toMatchObject({
       message: expect.stringMatching(
-        /q_proj\.lora_B\.weight of shape \[32, 4\], but this model needs \[64, 4\]; was it trained on another base model\?/,
+        /q_proj up is \[32, 4\], this model needs \[64, 4\]; was it trained on another base model\?/,
       ),
     });
   });

@@ -7,8 +7,17 @@
  */
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fromPeft, type LoraAdapter, type PeftAdapterConfig, toPeft } from '@lora/adapters';
-import { readSafetensors, type TensorData, toFloat32, writeSafetensors } from '@lora/safetensors';
+import {
+  AdapterError,
+  adapterFromParameters,
+  fromPeft,
+  type LoraAdapter,
+  type PeftAdapterConfig,
+  parameterValues,
+  splitParameterName,
+  toPeft,
+} from '@lora/adapters';
+import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import { ModelError } from '../model-error.ts';
 import type { LlamaSpec } from './config.ts';
 import { type LlamaLoraOptions, llamaLoraShapes } from './model.ts';
@@ -19,49 +28,41 @@ export const ADAPTER_CONFIG = 'adapter_config.json';
 /** Real adapter configs are under 2 KB; a larger file is refused unparsed. */
 export const MAX_ADAPTER_CONFIG_BYTES = 1 << 20;
 
-const A = '.lora_A.weight';
-const B = '.lora_B.weight';
-
 export interface WriteLlamaAdapterOptions {
   /** Written as `base_model_name_or_path`: a Hub id or the model folder. */
   baseModelNameOrPath: string;
 }
 
 /**
- * Writes the trained LoRA `values` (by parameter name, float32) into `folder` as a PEFT
- * adapter. Every parameter of `lora` on `spec` must be present with its full shape.
+ * Writes the trained `values` (by parameter name, float32) into `folder` as a PEFT adapter, with
+ * `use_dora` / `use_rslora` as PEFT writes them. Every parameter of `lora` on `spec` must be
+ * present with its full shape.
  */
 export async function writeLlamaAdapter(
   folder: string,
   spec: LlamaSpec,
-  lora: Pick<LlamaLoraOptions, 'targetModules' | 'rank' | 'alpha' | 'dropout'>,
+  lora: Pick<LlamaLoraOptions, 'targetModules' | 'network' | 'rank' | 'alpha' | 'rslora' | 'dropout'>,
   values: ReadonlyMap<string, Float32Array>,
   options: WriteLlamaAdapterOptions,
 ): Promise<void> {
-  const shapes = llamaLoraShapes(spec, lora.targetModules, lora.rank);
-  const tensor = (name: string): TensorData => {
-    const shape = shapes.get(name)!;
-    const data = values.get(name);
-    const size = shape[0]! * shape[1]!;
-    if (data?.length !== size) {
-      throw new ModelError(
-        'E_MODEL_ADAPTER',
-        `adapter value ${name} ${data ? `has ${data.length} values` : 'is missing'}; its shape [${shape.join(', ')}] needs ${size}`,
-      );
-    }
-    return { dtype: 'F32', shape, data };
-  };
-  const adapter = new Map(
-    [...shapes.keys()]
-      .filter((name) => name.endsWith(A))
-      .map((name) => {
-        const path = name.slice(0, -A.length);
-        return [path, { down: tensor(name), up: tensor(`${path}${B}`), alpha: lora.alpha }] as const;
-      }),
-  );
+  const shapes = llamaLoraShapes(spec, lora);
+  let adapter: LoraAdapter;
+  try {
+    adapter = adapterFromParameters(
+      [...shapes].map(([name, shape]) => ({ name, shape })),
+      values,
+      networkOf(lora),
+    );
+  } catch (error) {
+    throw new ModelError(
+      'E_MODEL_ADAPTER',
+      `the trained adapter cannot be written: ${(error as Error).message}`,
+    );
+  }
   const { tensors, config } = toPeft(adapter, {
     baseModelNameOrPath: options.baseModelNameOrPath,
     taskType: 'CAUSAL_LM',
+    ...(lora.rslora ? { rslora: true } : {}),
   });
   await writeSafetensors(join(folder, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
   const full = { ...config, lora_dropout: lora.dropout ?? 0, bias: 'none' };
@@ -69,6 +70,14 @@ export async function writeLlamaAdapter(
   await writeFile(`${target}.partial`, `${JSON.stringify(full, null, 2)}\n`);
   await rename(`${target}.partial`, target);
 }
+
+/** The variant settings files are written and read with. */
+const networkOf = (lora: Pick<LlamaLoraOptions, 'network' | 'rank' | 'alpha' | 'rslora'>) => ({
+  network: lora.network ?? 'lora',
+  rank: lora.rank,
+  alpha: lora.alpha,
+  ...(lora.rslora ? { rslora: true } : {}),
+});
 
 /**
  * Reads a PEFT adapter (its folder, or its `adapter_model.safetensors` with `adapter_config.json`
@@ -78,7 +87,7 @@ export async function writeLlamaAdapter(
 export async function readLlamaAdapter(
   path: string,
   spec: LlamaSpec,
-  lora: Pick<LlamaLoraOptions, 'targetModules' | 'rank' | 'alpha'>,
+  lora: Pick<LlamaLoraOptions, 'targetModules' | 'network' | 'rank' | 'alpha' | 'rslora'>,
 ): Promise<Map<string, Float32Array>> {
   const found = await stat(path).catch(() => undefined);
   if (!found) {
@@ -101,8 +110,9 @@ export async function readLlamaAdapter(
     throw fail(`is not a PEFT LoRA: ${(error as Error).message}`);
   }
 
-  const shapes = llamaLoraShapes(spec, lora.targetModules, lora.rank);
-  const expected = [...shapes.keys()].filter((n) => n.endsWith(A)).map((n) => n.slice(0, -A.length));
+  const shapes = llamaLoraShapes(spec, lora);
+  const network = lora.network ?? 'lora';
+  const expected = [...new Set([...shapes.keys()].map((name) => splitParameterName(name, network)!.path))];
   const extra = [...adapter.keys()].filter((module) => !expected.includes(module));
   if (extra.length > 0) {
     throw fail(
@@ -115,31 +125,16 @@ export async function readLlamaAdapter(
       `has no weights for ${leaves(missing)} (e.g. ${missing[0]}); set target_modules to the adapter's (${leaves([...adapter.keys()])})`,
     );
   }
-  const values = new Map<string, Float32Array>();
-  for (const [module, { down, up, alpha }] of adapter) {
-    const rank = down.shape[0];
-    if (rank !== lora.rank) throw fail(`has rank ${rank} at ${module}; set lora_rank: ${rank}`);
-    if (alpha !== lora.alpha) throw fail(`has alpha ${alpha} at ${module}; set lora_alpha: ${alpha}`);
-    for (const [suffix, tensor] of [
-      [A, down],
-      [B, up],
-    ] as const) {
-      const name = `${module}${suffix}`;
-      const shape = shapes.get(name)!;
-      if (tensor.shape.join() !== shape.join()) {
-        throw fail(
-          `has ${name} of shape [${tensor.shape.join(', ')}], but this model needs [${shape.join(', ')}]; was it trained on another base model?`,
-        );
-      }
-      const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
-      try {
-        values.set(name, toFloat32(bytes, tensor.dtype));
-      } catch {
-        throw fail(`stores ${name} as ${tensor.dtype}; LoRA weights must be F32, F16, BF16 or F64`);
-      }
-    }
+  try {
+    return parameterValues(
+      adapter,
+      [...shapes].map(([name, shape]) => ({ name, shape })),
+      networkOf(lora),
+    );
+  } catch (error) {
+    if (!AdapterError.isInstance(error)) throw error;
+    throw new ModelError('E_MODEL_ADAPTER', `init adapter ${weightsPath}: ${error.message}`);
   }
-  return values;
 }
 
 /** The distinct module names (`q_proj`, …) of module paths, sorted. */

@@ -6,6 +6,8 @@
  * positions come from the host: they depend only on the batch's shape and masks, so the graph
  * needs no index arithmetic.
  */
+
+import { parameterName, VARIANTS } from '@lora/adapters';
 import type { TextBatch } from '@lora/dataset';
 import type { Graph, HostTensor, Tensor } from '@lora/engine';
 import {
@@ -25,7 +27,7 @@ import {
   transpose,
   unsqueeze,
 } from '@lora/engine';
-import { type LoraParameter, loraLinear } from '../../lora.ts';
+import { type LoraOptions, type LoraParameter, loraLayer } from '../../lora.ts';
 import type { BuildOptions, MicroBatchLoss, TrainableModel } from '../../train/model.ts';
 import { safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
@@ -36,14 +38,9 @@ import { LLAMA_LINEAR_MODULES, type LlamaLinearModule, linearModulePath, linearS
 /** What one micro-batch needs: right-padded token ids, labels (-100: not learned) and the padding mask. */
 export type LlamaBatch = Pick<TextBatch, 'batchSize' | 'seqLen' | 'inputIds' | 'labels' | 'attentionMask'>;
 
-export interface LlamaLoraOptions {
+export interface LlamaLoraOptions extends Omit<LoraOptions, 'group' | 'normAxis'> {
   /** PEFT names of the linear modules that get LoRA in every layer, or `all-linear` (all seven). */
   targetModules: readonly LlamaLinearModule[] | 'all-linear';
-  rank: number;
-  alpha: number;
-  dropout?: number;
-  /** The run's seed: the `A` matrices' initial values and the dropout masks derive from it (see `loraLinear`). */
-  seed?: number;
   /** Start values by parameter name (e.g. from an `init_adapter`); others start as LoRA does. */
   initial?: ReadonlyMap<string, Float32Array>;
 }
@@ -89,22 +86,23 @@ export function resolveLlamaTargets(targetModules: LlamaLoraOptions['targetModul
 }
 
 /**
- * Every LoRA parameter the model trains with its shape, by PEFT name
- * (`model.layers.N.self_attn.q_proj.lora_A.weight` `[r, in]`, `….lora_B.weight` `[out, r]`).
+ * Every trainable tensor the model has with its shape, by PEFT name, as the variant declares
+ * them (LoRA: `model.layers.N.self_attn.q_proj.lora_A.weight` `[r, in]`, `….lora_B.weight`
+ * `[out, r]`; DoRA adds `….lora_magnitude_vector`).
  */
 export function llamaLoraShapes(
   spec: LlamaSpec,
-  targetModules: LlamaLoraOptions['targetModules'],
-  rank: number,
+  lora: Pick<LlamaLoraOptions, 'targetModules' | 'network' | 'rank' | 'alpha'>,
 ): Map<string, number[]> {
   const shapes = new Map<string, number[]>();
-  const targets = resolveLlamaTargets(targetModules);
+  const targets = resolveLlamaTargets(lora.targetModules);
+  const network = lora.network ?? 'lora';
   for (let layer = 0; layer < spec.numLayers; layer++) {
     for (const module of targets) {
       const path = linearModulePath(layer, module);
-      const [out, inFeatures] = linearShape(spec, module);
-      shapes.set(`${path}.lora_A.weight`, [rank, inFeatures]);
-      shapes.set(`${path}.lora_B.weight`, [out, rank]);
+      for (const p of VARIANTS[network].parameters(linearShape(spec, module), lora)) {
+        shapes.set(parameterName(path, network, p.role), [...p.shape]);
+      }
     }
   }
   return shapes;
@@ -125,7 +123,7 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
 
   /** Every LoRA parameter with its shape, by PEFT name, in graph order. */
   loraShapes(): Map<string, number[]> {
-    return llamaLoraShapes(this.spec, this.targets, this.lora.rank);
+    return llamaLoraShapes(this.spec, { ...this.lora, targetModules: this.targets });
   }
 
   build(graph: Graph, { computeDtype: dtype }: BuildOptions): LlamaGraph {
@@ -151,15 +149,9 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
         const y = matmul(x, transpose(cast(w, x.dtype)));
         return bias ? add(y, cast(bias, x.dtype)) : y;
       }
-      const { rank, alpha, dropout, seed } = lora;
-      const options = {
-        rank,
-        alpha,
-        ...(dropout ? { dropout } : {}),
-        ...(seed === undefined ? {} : { seed }),
-      };
-      const layerOut = loraLinear(x, w, path, options, bias);
-      parameters.push(this.startValue(layerOut.down), this.startValue(layerOut.up));
+      const { targetModules: _, initial: __, ...options } = lora;
+      const layerOut = loraLayer(x, w, path, options, bias ? { bias } : {});
+      parameters.push(...layerOut.parameters.map((p) => this.startValue(p)));
       return layerOut.output;
     };
 

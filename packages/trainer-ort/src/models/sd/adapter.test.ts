@@ -15,6 +15,7 @@ const parameters = (rank: number) =>
     { name: `${path}.lora_A.weight`, shape: [rank, 8] },
     { name: `${path}.lora_B.weight`, shape: [8, rank] },
   ]);
+const network = (rank: number, alpha: number) => ({ network: 'lora' as const, rank, alpha });
 const rng = createRng(5);
 const values = new Map(
   parameters(2).map((p) => [
@@ -27,7 +28,7 @@ let folder: string;
 let kohya: string;
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'sd-adapter-'));
-  kohya = await writeSdAdapter(folder, sdLoraAdapter(parameters(2), values, 1), {
+  kohya = await writeSdAdapter(folder, sdLoraAdapter(parameters(2), values, network(2, 1)), {
     layout: 'kohya',
     outputName: 'style',
     metadata: { ss_network_dim: '2' },
@@ -50,20 +51,26 @@ describe('SD adapter files', () => {
   });
 
   it('reads its own file back as starting values (init_adapter)', async () => {
-    const read = await readSdInitAdapter(kohya, parameters(2), 1);
+    const read = await readSdInitAdapter(kohya, parameters(2), network(2, 1));
     expect([...read.keys()]).toEqual([...values.keys()]);
     for (const [name, v] of values) expect(read.get(name)).toEqual(v);
   });
 
   it.each([
-    ['another alpha', parameters(2), 4, /alpha 1; set lora_alpha: 1/],
-    ['another rank', parameters(4), 1, /is \[2, 8\], this run needs \[4, 8\]; set lora_rank: 2/],
-    ['other modules', parameters(2).slice(0, 2), 1, /1 extra, e\.g\. text_encoder\.text_model/],
-  ])('refuses an init_adapter with %s, naming the setting', async (_, params, alpha, message) => {
-    await expect(readSdInitAdapter(kohya, params, alpha)).rejects.toThrow(message);
+    ['another alpha', parameters(2), network(2, 4), /alpha 1; set lora_alpha: 1/],
+    ['another rank', parameters(4), network(4, 1), /has rank 2; set lora_rank: 2/],
+    [
+      'another variant',
+      parameters(2),
+      { ...network(2, 1), network: 'dora' as const },
+      /no module for .*lora_magnitude_vector|is a lora module; set network: lora/,
+    ],
+    ['other modules', parameters(2).slice(0, 2), network(2, 1), /1 extra, e\.g\. text_encoder\.text_model/],
+  ])('refuses an init_adapter with %s, naming the setting', async (_, params, settings, message) => {
+    await expect(readSdInitAdapter(kohya, params, settings)).rejects.toThrow(message);
   });
 
   it('refuses to write a module without trained values', () => {
-    expect(() => sdLoraAdapter(parameters(2), new Map(), 1)).toThrow(/has no trained value/);
+    expect(() => sdLoraAdapter(parameters(2), new Map(), network(2, 1))).toThrow(/has no trained value/);
   });
 });

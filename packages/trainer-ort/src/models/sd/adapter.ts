@@ -7,18 +7,23 @@
  */
 import { basename, join } from 'node:path';
 import {
+  AdapterError,
+  type AdaptOptions,
+  adapterFromParameters,
   kohyaHashes,
   kohyaMetadata,
   type LoraAdapter,
-  type LoraModule,
   loraFromTensors,
   type PythonValue,
+  parameterValues,
   pythonFloat,
+  splitParameterName,
   toDiffusers,
   toKohya,
+  VARIANTS,
 } from '@lora/adapters';
 import type { SdConfig } from '@lora/config';
-import { readSafetensors, type TensorData, toFloat32, writeSafetensors } from '@lora/safetensors';
+import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import type { LoraParameter } from '../../lora.ts';
 import { ModelError } from '../model-error.ts';
 
@@ -27,41 +32,46 @@ export type SdAdapterLayout = 'kohya' | 'diffusers';
 /** diffusers' file name for an SD LoRA (`LORA_WEIGHT_NAME_SAFE`). */
 export const DIFFUSERS_LORA_FILE = 'pytorch_lora_weights.safetensors';
 
-const DOWN = '.lora_A.weight';
-const UP = '.lora_B.weight';
-
-/** `unet.<path>.lora_A.weight` → `unet.<path>`: LoRA parameter names are the adapter's module paths. */
-function modulePath(name: string): { path: string; role: 'down' | 'up' } | undefined {
-  if (name.endsWith(DOWN)) return { path: name.slice(0, -DOWN.length), role: 'down' };
-  if (name.endsWith(UP)) return { path: name.slice(0, -UP.length), role: 'up' };
-  return undefined;
-}
+/** What the adapter's modules are: the variant and its settings. */
+export type SdNetwork = Pick<AdaptOptions, 'network' | 'rank' | 'alpha' | 'rslora'>;
 
 /** The trained values (float32, by parameter name) as a layout-independent adapter. */
 export function sdLoraAdapter(
   parameters: readonly Pick<LoraParameter, 'name' | 'shape'>[],
   values: ReadonlyMap<string, { readonly data: Float32Array } | Float32Array>,
-  alpha: number,
+  network: SdNetwork,
 ): LoraAdapter {
-  const parts = new Map<string, Partial<Record<'down' | 'up', TensorData>>>();
-  for (const p of parameters) {
-    const where = modulePath(p.name);
-    const value = values.get(p.name);
-    const data = value instanceof Float32Array ? value : value?.data;
-    if (!where || !data) {
-      throw new ModelError('E_MODEL_ADAPTER', `LoRA parameter ${p.name} has no trained value to write`);
-    }
-    const module = parts.get(where.path) ?? {};
-    module[where.role] = { dtype: 'F32', shape: p.shape, data };
-    parts.set(where.path, module);
+  const data = new Map<string, Float32Array>();
+  for (const [name, value] of values) data.set(name, value instanceof Float32Array ? value : value.data);
+  try {
+    return adapterFromParameters(parameters, data, network);
+  } catch (error) {
+    throw new ModelError(
+      'E_MODEL_ADAPTER',
+      `the trained adapter cannot be written: ${(error as Error).message}`,
+    );
   }
-  const adapter = new Map<string, LoraModule>();
-  for (const [path, { down, up }] of parts) {
-    if (!down || !up)
-      throw new ModelError('E_MODEL_ADAPTER', `LoRA module ${path} lacks its down or up weight`);
-    adapter.set(path, { down, up, alpha });
-  }
-  return adapter;
+}
+
+/**
+ * The adapter with each DoRA magnitude in the rank of the weight it scales in the checkpoint:
+ * A1111 and ComfyUI divide `dora_scale` by a norm shaped like that weight, so a 1×1 convolution
+ * (`proj_in` / `proj_out` of SD 1.x, trained here as a linear layer) needs `[1, in, 1, 1]`, not
+ * `[1, in]` (which broadcasts into a wrong shape there).
+ */
+export function magnitudesAsStored(
+  adapter: LoraAdapter,
+  storedShape: (modulePath: string) => readonly number[] | undefined,
+): LoraAdapter {
+  return new Map(
+    [...adapter].map(([path, module]) => {
+      const magnitude = module.tensors['magnitude'];
+      const rank = storedShape(path)?.length ?? 0;
+      if (!magnitude || rank <= magnitude.shape.length) return [path, module];
+      const shape = [...magnitude.shape, ...new Array<number>(rank - magnitude.shape.length).fill(1)];
+      return [path, { ...module, tensors: { ...module.tensors, magnitude: { ...magnitude, shape } } }];
+    }),
+  );
 }
 
 /**
@@ -123,11 +133,23 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
     value === undefined || value === 0 ? null : pythonFloat(value);
   const textEncoderLr = config.train_text_encoder ? (config.text_encoder_lr ?? config.learning_rate) : null;
   const [beta1, beta2] = config.betas;
+  const network = VARIANTS[config.network].kohyaNetwork({
+    rank: config.lora_rank,
+    alpha: config.lora_alpha,
+    // SD runs keep DoRA's magnitudes per input column (see train.ts).
+    normAxis: 'input',
+  });
+  // sd-scripts adds the dropout to network args for LyCORIS (`null` when unset).
+  const networkArgs = network.args && { ...network.args, dropout: optional(config.lora_dropout) };
   const values: Record<string, PythonValue> = {
     ss_output_name: config.output_name,
-    ss_network_module: 'networks.lora',
+    ss_network_module: network.module,
+    ...(networkArgs ? { ss_network_args: networkArgs } : {}),
     ss_network_dim: config.lora_rank,
-    ss_network_alpha: pythonFloat(config.lora_alpha),
+    // rsLoRA files store alpha · √rank, so alpha / rank gives the scale trained with (as LyCORIS writes it).
+    ss_network_alpha: pythonFloat(
+      config.use_rslora ? config.lora_alpha * Math.sqrt(config.lora_rank) : config.lora_alpha,
+    ),
     ss_network_dropout: optional(config.lora_dropout),
     ss_base_model_version: 'sd_v1',
     ss_v2: false,
@@ -181,18 +203,18 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
 
 /**
  * Starting values for `parameters` from an earlier SD LoRA (kohya, diffusers or PEFT keys). The
- * file must hold exactly the modules being trained, with their shapes and `lora_alpha`; the
- * message says which setting to change when it does not.
+ * file must hold exactly the modules being trained, of the same variant, with their shapes and
+ * alpha; the message says which setting to change when it does not.
  */
 export async function readSdInitAdapter(
   path: string,
   parameters: readonly Pick<LoraParameter, 'name' | 'shape'>[],
-  alpha: number,
+  network: SdNetwork,
 ): Promise<Map<string, Float32Array>> {
   const { tensors } = await readSafetensors(path);
-  const modules = new Set(parameters.map((p) => modulePath(p.name)?.path).filter((p) => p !== undefined));
-  const adapter = loraFromTensors(tensors, { modulePaths: modules });
+  const modules = new Set(parameters.map((p) => splitParameterName(p.name, network.network)?.path ?? p.name));
   const fail = (message: string) => new ModelError('E_MODEL_ADAPTER', `init_adapter ${path}: ${message}`);
+  const adapter = loraFromTensors(tensors, { modulePaths: modules });
   const missing = [...modules].filter((m) => !adapter.has(m));
   const extra = [...adapter.keys()].filter((m) => !modules.has(m));
   if (missing.length > 0 || extra.length > 0) {
@@ -201,21 +223,10 @@ export async function readSdInitAdapter(
         `${extra.length} extra, e.g. ${extra[0] ?? '-'}); set target_modules and train_text_encoder as they were`,
     );
   }
-  const values = new Map<string, Float32Array>();
-  for (const p of parameters) {
-    const where = modulePath(p.name)!;
-    const module = adapter.get(where.path)!;
-    if (Math.abs(module.alpha - alpha) > 1e-6 * Math.max(1, alpha)) {
-      throw fail(`${where.path} has alpha ${module.alpha}; set lora_alpha: ${module.alpha}`);
-    }
-    const tensor = module[where.role];
-    if (tensor.shape.join(',') !== p.shape.join(',')) {
-      throw fail(
-        `${where.path} ${where.role} is [${tensor.shape.join(', ')}], this run needs [${p.shape.join(', ')}]; set lora_rank: ${module.down.shape[0]}`,
-      );
-    }
-    const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
-    values.set(p.name, toFloat32(bytes, tensor.dtype));
+  try {
+    return parameterValues(adapter, parameters, network);
+  } catch (error) {
+    if (!AdapterError.isInstance(error)) throw error;
+    throw fail(error.message);
   }
-  return values;
 }

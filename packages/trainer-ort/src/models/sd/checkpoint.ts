@@ -108,6 +108,11 @@ export class SdCheckpoint {
     return this.entries.get(component)!.has(key);
   }
 
+  /** The shape a weight has in the file (`proj_in` is a 1×1 convolution in SD 1.x single files). */
+  storedShape(component: SdComponent, key: string): readonly number[] | undefined {
+    return this.entries.get(component)!.get(key)?.info.shape;
+  }
+
   /**
    * The float32 weight `key` (diffusers name) of `component`, checked against `shape`. Asking
    * twice in one graph gives the same tensor.

@@ -134,9 +134,10 @@ describe('tiny SD models match the PyTorch reference', () => {
       expect(modules.toSorted()).toEqual(Object.keys(golden.lora).toSorted());
       const params: [Tensor, number[], number[]][] = built.lora.flatMap((m) => {
         const g = golden.lora[`${m.component}.${m.path}`]!;
+        const [down, up] = m.layer.parameters;
         return [
-          [m.layer.down.tensor, g.A, g.A_grad],
-          [m.layer.up.tensor, g.B, g.B_grad],
+          [down!.tensor, g.A, g.A_grad],
+          [up!.tensor, g.B, g.B_grad],
         ];
       });
       if (check) {

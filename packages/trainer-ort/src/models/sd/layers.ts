@@ -17,7 +17,7 @@ import {
   transpose,
   unsqueeze,
 } from '@lora/engine';
-import { type LoraLayer, type LoraOptions, loraConv, loraLinear } from '../../lora.ts';
+import { type LoraLayer, type LoraOptions, loraLayer } from '../../lora.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import type { SdComponent } from './keys.ts';
 
@@ -85,7 +85,7 @@ export function linear(ctx: ModelContext, x: Tensor, path: string, out: number, 
   const b = bias ? weight(ctx, x, `${path}.bias`, [out]) : undefined;
   const plan = ctx.lora;
   if (plan?.wants(path)) {
-    const layer = loraLinear(x, w, `${plan.component}.${path}`, plan.options, b);
+    const layer = loraLayer(x, w, `${plan.component}.${path}`, plan.options, b ? { bias: b } : {});
     plan.record(path, layer);
     return layer.output;
   }
@@ -107,7 +107,7 @@ export function conv2d(
   const b = weight(ctx, x, `${path}.bias`, [out]);
   const plan = ctx.lora;
   if (plan?.wants(path)) {
-    const layer = loraConv(x, w, `${plan.component}.${path}`, plan.options, options, b);
+    const layer = loraLayer(x, w, `${plan.component}.${path}`, plan.options, { bias: b, conv: options });
     plan.record(path, layer);
     return layer.output;
   }

@@ -178,7 +178,7 @@ export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdL
     const lossSum = reduceSum(mul(reduceMean(mul(diff, diff), [1, 2, 3]), weights));
     const weight = reshape(cast(shapeOf(latents, 0, 1), 'float32'), []);
     const lora = [...textModules, ...unetPlan.modules];
-    const parameters = lora.flatMap((m) => [m.layer.down, m.layer.up]);
+    const parameters = lora.flatMap((m) => m.layer.parameters);
     return { lossSum, weight, loss: div(lossSum, weight), parameters, lora };
   });
 }

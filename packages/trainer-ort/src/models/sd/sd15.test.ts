@@ -5,11 +5,14 @@
  * kohya's list for SD 1.5.
  */
 
+import { toKohya } from '@lora/adapters';
 import { Graph, gradients, serializeModel } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
+import { magnitudesAsStored, sdLoraAdapter } from './adapter.ts';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SD15 } from './config.ts';
+import type { SdComponent } from './keys.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
 import { buildSdLoss } from './loss.ts';
 import { buildVaeEncoder } from './vae.ts';
@@ -136,7 +139,7 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
     expect(serializeModel(graph).byteLength).toBeLessThan(16 * 2 ** 20);
 
     // The backward pass builds too, toward the 528 LoRA tensors only.
-    const params = built.lora.flatMap((m) => [m.layer.down, m.layer.up]);
+    const params = built.lora.flatMap((m) => m.layer.parameters);
     gradients(
       built.loss,
       params.map((p) => p.tensor),
@@ -150,4 +153,103 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
     expect(names.filter((n) => n.startsWith('lora_te_'))).toHaveLength(72);
     expect(names.toSorted()).toEqual(kohyaSd15Names().toSorted());
   });
+
+  it("writes a DoRA file whose every module A1111's and ComfyUI's loaders resolve, with shapes their formulas accept", () => {
+    const checkpoint = SdCheckpoint.fromSingleFile(header);
+    const built = buildSdLoss(new Graph('sd_loss'), checkpoint, {
+      latentSize: [8, 8],
+      text: 'ids',
+      prediction: 'epsilon',
+      lora: {
+        rank: 4,
+        alpha: 4,
+        unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
+        textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
+      },
+    });
+    // DoRA's tensors as an SD run writes them: LoRA's down and up plus a magnitude per input column.
+    const parameters = built.lora.flatMap((m) => {
+      const path = `${m.component}.${m.path}`;
+      const [down] = m.layer.parameters;
+      return [
+        ...m.layer.parameters.map((p) => ({ name: p.name, shape: p.shape })),
+        { name: `${path}.lora_magnitude_vector`, shape: [1, down!.shape[1]!] },
+      ];
+    });
+    const values = new Map(
+      parameters.map((p) => [p.name, new Float32Array(p.shape.reduce((a, b) => a * b, 1))]),
+    );
+    const adapter = magnitudesAsStored(
+      sdLoraAdapter(parameters, values, { network: 'dora', rank: 4, alpha: 4 }),
+      (path) => {
+        const dot = path.indexOf('.');
+        return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
+      },
+    );
+    const file = toKohya(adapter);
+
+    // The modules each UI knows, by its own names, with the checkpoint's weight shapes.
+    const weights = new Map<string, readonly number[]>();
+    for (const [key, info] of header.tensors) {
+      const unet = /^model\.diffusion_model\.(.+)\.weight$/.exec(key);
+      const te = /^cond_stage_model\.transformer\.(.+)\.weight$/.exec(key);
+      if (unet) weights.set(`diffusion_model_${unet[1]!.replaceAll('.', '_')}`, info.shape);
+      if (te) weights.set(`transformer_${te[1]!.replaceAll('.', '_')}`, info.shape);
+    }
+    const modules = new Map<string, Map<string, readonly number[]>>();
+    for (const [key, tensor] of file) {
+      const [, name, suffix] = /^(.+?)\.(lora_down\.weight|lora_up\.weight|dora_scale|alpha)$/.exec(key)!;
+      const entry = modules.get(name!) ?? new Map<string, readonly number[]>();
+      entry.set(suffix!, tensor.shape);
+      modules.set(name!, entry);
+    }
+    expect(modules.size).toBe(264);
+    for (const [name, tensors] of modules) {
+      const a1111 = a1111ModuleName(name);
+      const weight = weights.get(a1111);
+      expect(weight, `${name} → ${a1111}`).toBeDefined();
+      const [out, inputs] = weight as [number, number];
+      const down = tensors.get('lora_down.weight')!;
+      const up = tensors.get('lora_up.weight')!;
+      const scale = tensors.get('dora_scale')!;
+      // network_lora: down [r, in(, 1, 1)], up [out, r(, 1, 1)], reshaped to the module's kind.
+      expect([down[1], up[0]], name).toEqual([inputs, out]);
+      expect(tensors.get('alpha'), name).toEqual([]);
+      // A1111's apply_weight_decompose divides dora_scale by a norm of shape [1, in, 1…] (the
+      // weight's rank): only that exact shape broadcasts to the weight. ComfyUI reads it as per
+      // input channel because scale.shape[0] = 1 ≠ out, and multiplies the weight by it in place.
+      expect(scale, name).toEqual([1, inputs, ...weight!.slice(2).map(() => 1)]);
+      expect(scale[0] === out, name).toBe(false);
+    }
+  });
 });
+
+/** A1111's `convert_diffusers_name_to_compvis` (extensions-builtin/Lora/networks.py) for SD 1.x names. */
+function a1111ModuleName(key: string): string {
+  const resnet: Record<string, string> = {
+    conv1: 'in_layers_2',
+    conv2: 'out_layers_3',
+    norm1: 'in_layers_0',
+    norm2: 'out_layers_0',
+    time_emb_proj: 'emb_layers_1',
+    conv_shortcut: 'skip_connection',
+  };
+  const suffix = (kind: string, rest: string) => (kind === 'resnets' ? (resnet[rest] ?? rest) : rest);
+  let m = /^lora_unet_down_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)$/.exec(key);
+  if (m) {
+    const block = 1 + Number(m[1]) * 3 + Number(m[3]);
+    return `diffusion_model_input_blocks_${block}_${m[2] === 'attentions' ? 1 : 0}_${suffix(m[2]!, m[4]!)}`;
+  }
+  m = /^lora_unet_mid_block_(attentions|resnets)_(\d+)_(.+)$/.exec(key);
+  if (m) {
+    return `diffusion_model_middle_block_${m[1] === 'attentions' ? 1 : Number(m[2]) * 2}_${suffix(m[1]!, m[3]!)}`;
+  }
+  m = /^lora_unet_up_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)$/.exec(key);
+  if (m) {
+    const block = Number(m[1]) * 3 + Number(m[3]);
+    return `diffusion_model_output_blocks_${block}_${m[2] === 'attentions' ? 1 : 0}_${suffix(m[2]!, m[4]!)}`;
+  }
+  m = /^lora_te_text_model_encoder_layers_(\d+)_(.+)$/.exec(key);
+  if (m) return `transformer_text_model_encoder_layers_${m[1]}_${m[2]}`;
+  return key;
+}

@@ -130,7 +130,7 @@ describe('trainSd on the tiny model', () => {
     expect(adapter.size).toBe(KOHYA_NAMES.length);
     for (const module of adapter.values()) {
       expect(module.alpha).toBe(2);
-      expect(module.down.shape[0]).toBe(4);
+      expect(module.tensors.down?.shape[0]).toBe(4);
     }
     // B starts at zero; a trained B is not.
     const up = tensors.get(`${KOHYA_NAMES[0]}.lora_up.weight`)!.data as Float32Array;

@@ -6,6 +6,7 @@
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { VARIANTS } from '@lora/adapters';
 import { resolveTargetModules, type SdConfig, type TrainingResult, type TrainingRun } from '@lora/config';
 import {
   type CaptionOptions,
@@ -24,9 +25,11 @@ import { announceRunDevice } from '../../train/run-device.ts';
 import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
 import { ModelError } from '../model-error.ts';
 import {
+  magnitudesAsStored,
   readSdInitAdapter,
   type SdAdapterLayout,
   type SdBucketInfo,
+  type SdNetwork,
   sdLoraAdapter,
   sdTrainingMetadata,
   writeSdAdapter,
@@ -34,6 +37,7 @@ import {
 import { SdBatchSource } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
+import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
@@ -115,9 +119,10 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
       latents = new EncodedLatents(encoder);
     }
 
+    const layout = options.layout ?? 'kohya';
+    const network = sdNetwork(config, layout);
     const lora = {
-      rank: config.lora_rank,
-      alpha: config.lora_alpha,
+      ...network,
       seed: config.seed,
       ...(config.lora_dropout > 0 ? { dropout: config.lora_dropout } : {}),
       unet: targets.task === 'sd' ? targets.unet : [],
@@ -135,7 +140,7 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
           config.init_adapter,
           model,
           sdShapeKey(latentShape(dataset.buckets[0]!.bucket)),
-          config.lora_alpha,
+          network,
         )
       : undefined;
     const trained = initial ? new SdTrainableModel(checkpoint, { ...model.options, initial }) : model;
@@ -148,7 +153,7 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
     );
     logger.info(
       `sd: ${images.length} image(s) in ${dataset.buckets.length} bucket(s): ${bucketList.join(', ')}; ` +
-        `${dataset.stepsPerEpoch} micro-batch(es) per epoch; LoRA rank ${config.lora_rank} on UNet ${lora.unet.join(', ')}` +
+        `${dataset.stepsPerEpoch} micro-batch(es) per epoch; ${VARIANTS[config.network].name}${config.use_rslora ? ' (rsLoRA scale)' : ''} rank ${config.lora_rank} on UNet ${lora.unet.join(', ')}` +
         (lora.textEncoder.length > 0 ? ` and text encoder ${lora.textEncoder.join(', ')}` : ''),
     );
 
@@ -161,7 +166,7 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
       onEvent: run.emit,
     });
 
-    const parameters = trained.modules.flatMap((m) => [m.layer.down, m.layer.up]);
+    const parameters = trained.modules.flatMap((m) => m.layer.parameters);
     const stepsPerEpoch = Math.ceil(data.microBatchesPerEpoch / config.gradient_accumulation_steps);
     const metadata = sdTrainingMetadata(config, {
       startedAt,
@@ -179,11 +184,18 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
       datasetDirs: datasetDirs(images),
       bucketInfo: bucketInfo(dataset, settings),
     });
-    const adapter = await writeSdAdapter(
-      outputDir,
-      sdLoraAdapter(parameters, result.parameters, config.lora_alpha),
-      { layout: options.layout ?? 'kohya', outputName: config.output_name, metadata },
+    const trainedAdapter = magnitudesAsStored(
+      sdLoraAdapter(parameters, result.parameters, network),
+      (path) => {
+        const dot = path.indexOf('.');
+        return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
+      },
     );
+    const adapter = await writeSdAdapter(outputDir, trainedAdapter, {
+      layout,
+      outputName: config.output_name,
+      metadata,
+    });
     const done: TrainingResult = {
       stopped: result.stopped,
       step: result.step,
@@ -325,8 +337,29 @@ async function initAdapterValues(
   path: string,
   model: SdTrainableModel,
   shapeKey: string,
-  alpha: number,
+  network: SdNetwork,
 ): Promise<Map<string, Float32Array>> {
   const parameters = model.build(new Graph('parameters'), { computeDtype: 'float32', shapeKey }).parameters;
-  return readSdInitAdapter(path, parameters, alpha);
+  return readSdInitAdapter(path, parameters, network);
+}
+
+/**
+ * The variant settings of an SD run. DoRA's magnitudes are per input column, the form A1111
+ * applies (it reads `dora_scale` no other way) and ComfyUI tells by its shape; diffusers loads
+ * DoRA only through PEFT, per output row, so the diffusers layout does not take it.
+ */
+function sdNetwork(config: SdConfig, layout: SdAdapterLayout): SdNetwork & { normAxis?: 'input' } {
+  if (config.network === 'dora' && layout === 'diffusers') {
+    throw new ModelError(
+      'E_MODEL_CONFIG',
+      'network: dora cannot be written in the diffusers layout (diffusers reads DoRA only through PEFT); write the kohya layout, which A1111 and ComfyUI load',
+    );
+  }
+  return {
+    network: config.network,
+    rank: config.lora_rank,
+    alpha: config.lora_alpha,
+    ...(config.use_rslora ? { rslora: true } : {}),
+    ...(config.network === 'dora' ? { normAxis: 'input' as const } : {}),
+  };
 }

@@ -5,8 +5,8 @@
  * without losing anything the parent's last checkpoint does not have.
  */
 
+import { LORA_DROPOUT_SEED } from '@lora/adapters';
 import { type HostTensor, hostTensor } from '@lora/engine';
-import { LORA_DROPOUT_SEED } from '../../lora.ts';
 import { dropoutSeedFeed, gradientOutputs, parameterFeeds } from '../engine.ts';
 import { GradientSum } from '../gradient-sum.ts';
 import type { TrainableModel } from '../model.ts';

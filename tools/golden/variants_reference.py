@@ -1,0 +1,106 @@
+"""Golden values for @lora/adapters' LoRA variants (LoRA, rsLoRA, DoRA per output row and per
+input column; linear and 3×3 conv), from PyTorch.
+
+Run by hand (Debian: apt-get install python3-torch):
+    /usr/bin/python3 tools/golden/variants_reference.py
+Writes packages/adapters/src/variants/__fixtures__/variants.json.
+
+Written independently of the TypeScript graphs: every variant is applied as PyTorch's own
+F.linear / F.conv2d with the *merged* weight W' (DoRA: W' = m · V / ‖V‖, V = W + s·up@down, the
+norm detached as the DoRA paper's §4.3 and PEFT do), while the graphs scale activations instead.
+The loss is Σ y ⊙ R for a fixed random R; gradients are taken toward down, up and the magnitude.
+The merge cases give W + μ · (W' − W), the formula A1111 and ComfyUI apply.
+"""
+import json, math, os
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+torch.set_default_dtype(torch.float64)
+OUT = os.path.join(os.path.dirname(__file__), "../../packages/adapters/src/variants/__fixtures__/variants.json")
+
+
+def flat(t):
+    return [float(v) for v in t.detach().reshape(-1)]
+
+
+def norm(v, axis):
+    """‖V‖ per output row ([out, 1, …]) or per input column ([1, in, 1, …])."""
+    if axis == "output":
+        return v.reshape(v.shape[0], -1).norm(dim=1).reshape(v.shape[0], *[1] * (v.dim() - 1))
+    n = v.transpose(0, 1).reshape(v.shape[1], -1).norm(dim=1)
+    return n.reshape(1, v.shape[1], *[1] * (v.dim() - 2))
+
+
+def delta(down, up):
+    out, rank = up.shape[0], up.shape[1]
+    return (up.reshape(out, rank) @ down.reshape(rank, -1)).reshape(out, *down.shape[1:])
+
+
+def case(name, kind, variant, axis=None, rslora=False, rank=3, alpha=6.0):
+    if kind == "linear":
+        w_shape, x_shape = (4, 5), (2, 5)
+    else:
+        w_shape, x_shape = (4, 3, 3, 3), (1, 3, 5, 5)
+    out, inp = w_shape[0], w_shape[1]
+    kernel = list(w_shape[2:])
+    x = torch.randn(x_shape)
+    w = torch.randn(w_shape)
+    b = torch.randn(out)
+    down = torch.randn(rank, inp, *kernel, requires_grad=True)
+    up = torch.randn(out, rank, *[1] * len(kernel), requires_grad=True)
+    scale = alpha / (math.sqrt(rank) if rslora else rank)
+    v = w + scale * delta(down, up)
+    params = {"down": down, "up": up}
+    if variant == "dora":
+        # A trained magnitude: the base norm, perturbed.
+        magnitude = (norm(w, axis) * (1 + 0.1 * torch.randn(norm(w, axis).shape))).detach().requires_grad_(True)
+        params["magnitude"] = magnitude
+        adapted = v * (magnitude / norm(v, axis).detach())
+    else:
+        adapted = v
+    y = F.linear(x, adapted, b) if kind == "linear" else F.conv2d(x, adapted, b, padding=1)
+    r = torch.randn(y.shape)
+    loss = (y * r).sum()
+    loss.backward()
+    multiplier = 0.7
+    with torch.no_grad():
+        merged = w + multiplier * (adapted - w)
+        base_norm = norm(w, axis) if variant == "dora" else None
+    result = {
+        "name": name,
+        "kind": kind,
+        "variant": variant,
+        "rank": rank,
+        "alpha": alpha,
+        "rslora": rslora,
+        "x": {"shape": list(x_shape), "data": flat(x)},
+        "weight": {"shape": list(w_shape), "data": flat(w)},
+        "bias": {"shape": [out], "data": flat(b)},
+        "r": {"shape": list(y.shape), "data": flat(r)},
+        "parameters": {k: {"shape": list(p.shape), "data": flat(p)} for k, p in params.items()},
+        "y": flat(y),
+        "loss": float(loss),
+        "grads": {k: flat(p.grad) for k, p in params.items()},
+        "multiplier": multiplier,
+        "merged": flat(merged),
+    }
+    if axis:
+        result["axis"] = axis
+        result["baseNorm"] = flat(base_norm)
+    return result
+
+
+cases = [
+    case("lora linear", "linear", "lora"),
+    case("rslora linear", "linear", "lora", rslora=True),
+    case("lora conv", "conv", "lora"),
+    case("dora linear per output row", "linear", "dora", axis="output"),
+    case("dora linear per input column", "linear", "dora", axis="input"),
+    case("dora conv per output channel", "conv", "dora", axis="output"),
+    case("dora conv per input channel", "conv", "dora", axis="input"),
+    case("dora rslora linear per output row", "linear", "dora", axis="output", rslora=True),
+]
+with open(OUT, "w") as f:
+    json.dump({"torch": torch.__version__, "cases": cases}, f)
+print(f"wrote {len(cases)} cases to {os.path.normpath(OUT)}")
