@@ -1,7 +1,8 @@
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readSafetensors, toFloat32 } from '@lora/safetensors';
+import { Graph } from '@lora/engine';
+import { openSafetensors, readSafetensors, toFloat32 } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readLlamaAdapter, writeLlamaAdapter } from './adapter.ts';
 import { type LlamaCheckpoint, openLlamaCheckpoint } from './checkpoint.ts';
@@ -159,3 +160,51 @@ describe('readLlamaAdapter (init_adapter)', () => {
     });
   });
 });
+
+describe('DoRA and rsLoRA adapters', () => {
+  const dora = { ...lora, network: 'dora' as const, rslora: true };
+
+  it("write PEFT's lora_magnitude_vector [out] with use_dora and use_rslora, the base norms at the start", async () => {
+    const model = new LlamaModel(checkpoint, dora);
+    const { parameters } = forwardParameters(model);
+    const values = new Map(parameters.map((p) => [p.name, p.initial]));
+    const folder = join(scratch, 'dora');
+    await mkdir(folder);
+    await writeLlamaAdapter(folder, checkpoint.spec, dora, values, {
+      baseModelNameOrPath: 'Qwen/Qwen2-0.5B',
+    });
+    const config = JSON.parse(await readFile(join(folder, ADAPTER_CONFIG), 'utf8'));
+    expect(config).toMatchObject({ r: 4, lora_alpha: 8, use_dora: true, use_rslora: true });
+    const { tensors } = await readSafetensors(join(folder, ADAPTER_WEIGHTS));
+    expect(tensors.size).toBe(3 * 7 * 2);
+    const magnitude = tensors.get('base_model.model.model.layers.0.self_attn.k_proj.lora_magnitude_vector')!;
+    expect(magnitude.shape).toEqual([16]);
+    // Each starts at its row's norm in the checkpoint (k_proj is [16, 32]).
+    const weight = await checkpointValues('model.layers.0.self_attn.k_proj.weight');
+    expect(weight).toHaveLength(16 * 32);
+    const norms = Array.from({ length: 16 }, (_, o) => Math.hypot(...weight.slice(o * 32, o * 32 + 32)));
+    Array.from(toFloat32(magnitude.data as Uint8Array, 'F32')).forEach((v, i) => {
+      expect(v).toBeCloseTo(norms[i]!, 5);
+    });
+    // Read back as start values, and refused as plain LoRA.
+    const read = await readLlamaAdapter(folder, checkpoint.spec, dora);
+    for (const [name, value] of values) expect(read.get(name)).toEqual(value);
+    await expect(readLlamaAdapter(folder, checkpoint.spec, { ...dora, network: 'lora' })).rejects.toThrow(
+      /is a dora module; set network: dora/,
+    );
+  });
+});
+
+function forwardParameters(model: LlamaModel) {
+  return model.build(new Graph('parameters'), { computeDtype: 'float32' });
+}
+
+async function checkpointValues(name: string): Promise<Float32Array> {
+  const info = checkpoint.tensors.get(name)!;
+  const file = await openSafetensors(info.path);
+  try {
+    return toFloat32(await file.read(name), info.dtype);
+  } finally {
+    await file.close();
+  }
+}

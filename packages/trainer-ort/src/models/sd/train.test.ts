@@ -92,6 +92,8 @@ const tensorBytes = async (path: string) => {
 };
 
 /** kohya's names for to_q and to_v of the tiny UNet: one Transformer2D in down block 0, one in the mid block, two in up block 1. */
+/** The diffusers path of KOHYA_NAMES[0]. */
+const KOHYA_PATH = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q';
 const KOHYA_NAMES = [
   'down_blocks_0_attentions_0',
   'mid_block_attentions_0',
@@ -215,6 +217,41 @@ describe('trainSd on the tiny model', () => {
     );
     expect(names.some((n) => n.startsWith('lora_'))).toBe(false);
     expect(loraFromTensors(tensors).size).toBe(KOHYA_NAMES.length);
+  });
+
+  it('trains DoRA: dora_scale per input column, LyCORIS metadata, and its own file as init_adapter', async () => {
+    const sd = { ...(await config('dora')), network: 'dora' as const, use_rslora: true };
+    const { result, events } = await train({ ...sd, max_steps: 2 });
+    const losses = events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+    expect(losses.every(Number.isFinite)).toBe(true);
+    const { tensors, metadata } = await readSafetensors(result.adapter);
+    const name = KOHYA_NAMES[0]!;
+    expect(tensors.get(`${name}.dora_scale`)?.shape).toEqual([1, 32]);
+    // rsLoRA: alpha 2 over √4 is stored as 2 · √4 = 4, so A1111's alpha / rank is the trained scale.
+    expect(loraFromTensors(tensors).get(`unet.${KOHYA_PATH}`)?.alpha).toBe(4);
+    expect(metadata).toMatchObject({
+      ss_network_module: 'lycoris.kohya',
+      ss_network_args: '{"algo": "lora", "dora_wd": "True", "wd_on_output": "False", "dropout": null}',
+      ss_network_alpha: '4.0',
+    });
+    const adapter = loraFromTensors(tensors);
+    expect([...adapter.values()].every((m) => m.variant === 'dora')).toBe(true);
+    const again = await train({
+      ...sd,
+      output_dir: join(root, 'runs', 'dora-again'),
+      max_steps: 1,
+      init_adapter: result.adapter,
+    });
+    expect(again.result.stopped).toBe('completed');
+    await expect(
+      train({
+        ...sd,
+        network: 'lora',
+        output_dir: join(root, 'runs', 'dora-as-lora'),
+        max_steps: 1,
+        init_adapter: result.adapter,
+      }),
+    ).rejects.toThrow(/is a dora module; set network: dora/);
   });
 });
 
