@@ -343,14 +343,14 @@ const cases: Case[] = [
       '--tags',
       at('notes.txt'),
     ],
-    'LABEL_TAGS_INVALID',
+    'E_LABEL_TAGS_INVALID',
     /notes\.txt:1: the header needs "name" and "category" columns/,
     1,
   ],
   [
     'label: missing CLIP folder',
     () => ['label', '--input', at('images'), '--model', 'clip', '--model-path', at('no-clip')],
-    'LABEL_FILE_NOT_FOUND',
+    'E_LABEL_FILE_NOT_FOUND',
     /no-clip has no CLIP vision encoder/,
     1,
   ],
@@ -400,7 +400,7 @@ describe('error paths', () => {
     expect(result.stderr).toBe('');
     expect(JSON.parse(result.stdout)).toMatchObject({
       valid: false,
-      code: 'invalid',
+      code: 'E_CONFIG_INVALID',
       issues: expect.arrayContaining([expect.objectContaining({ path: ['lora_rank'], line: 4 })]),
     });
   });

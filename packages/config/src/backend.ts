@@ -5,6 +5,7 @@
  * config's `backend:` key (see `backendModuleName`).
  */
 import type { LoraConfig, MixedPrecision } from './config.ts';
+import type { ConfigWarningCode } from './warnings.ts';
 
 /** A trainer implementation, e.g. `@lora/trainer-ort`. */
 export interface TrainerBackend {
@@ -85,14 +86,49 @@ export interface TrainingResult {
   checkpoint?: string;
 }
 
+/**
+ * The warnings a run reports (`TrainerEvent` type `warning`), as stable identifiers: the config
+ * advice (`configWarnings`, checked again once the data and device are known) and the backend's own.
+ */
+export type WarningCode = ConfigWarningCode | BackendWarningCode;
+
+type BackendWarningCode =
+  /** resume: auto passed over a checkpoint it cannot use and tries the one before. */
+  | 'checkpoint_skipped'
+  /** Records were cut to max_seq_len. */
+  | 'dataset_truncated'
+  /** A faster device was asked for or available but not used. */
+  | 'device_fallback'
+  /** A step's micro-batches had no loss weight (no label tokens or examples): no update. */
+  | 'empty_step'
+  /** Mixed precision lowered its loss scale after an overflow. */
+  | 'loss_scale_reduced'
+  /** Worker processes were asked for, but the model cannot be rebuilt in one: training runs in this process. */
+  | 'parallel_unavailable'
+  /** Half-precision compute was chosen or refused on this device. */
+  | 'precision_notice'
+  /** Captions longer than the text encoder's window. */
+  | 'long_captions'
+  /** Images that cannot be read are skipped. */
+  | 'images_skipped'
+  /** Images without a caption train with an empty one. */
+  | 'uncaptioned_images'
+  /** The latent cache cannot be written beside the images, so it goes into the run folder. */
+  | 'latent_cache_moved'
+  /** A resumed run's data, seed or settings differ from the checkpoint's. */
+  | 'resume_data_changed'
+  | 'resume_seed_changed'
+  | 'resume_config_changed'
+  /** resume: auto found no checkpoint, so training starts at step 0. */
+  | 'resume_found_nothing';
+
 export type TrainerEvent =
   | ({ type: 'step' } & StepMetrics)
   | { type: 'epoch_end'; epoch: number; step: number /** Mean loss over the epoch. */; loss: number }
   | { type: 'checkpoint'; epoch: number; step: number /** Absolute checkpoint folder. */; path: string }
   | {
       type: 'warning';
-      /** Stable identifier, e.g. `device_fallback`, `loss_scale_reduced`, `nan_loss`. */
-      code: string;
+      code: WarningCode;
       message: string;
     }
   | ({ type: 'done' } & TrainingResult);

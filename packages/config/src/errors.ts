@@ -27,7 +27,12 @@ export interface ConfigIssue {
 }
 
 /** Why a config could not be loaded; each reason names the first step that failed. */
-export type ConfigErrorCode = 'not_found' | 'unreadable' | 'too_large' | 'syntax' | 'invalid';
+export type ConfigErrorCode =
+  | 'E_CONFIG_NOT_FOUND'
+  | 'E_CONFIG_UNREADABLE'
+  | 'E_CONFIG_TOO_LARGE'
+  | 'E_CONFIG_SYNTAX'
+  | 'E_CONFIG_INVALID';
 
 const MARKER = Symbol.for('@lora/config.ConfigError');
 

@@ -8,6 +8,7 @@ export {
   type TrainerLogger,
   type TrainingResult,
   type TrainingRun,
+  type WarningCode,
 } from './backend.ts';
 export type {
   CommonConfig,

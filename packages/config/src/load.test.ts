@@ -128,7 +128,7 @@ describe('parseConfig', () => {
     }
     expect(ConfigError.isInstance(caught)).toBe(true);
     const error = caught as ConfigError;
-    expect(error.code).toBe('invalid');
+    expect(error.code).toBe('E_CONFIG_INVALID');
     expect(error.issues.map(pick)).toEqual([
       { code: 'out_of_range', path: ['lora_rank'], line: 4, column: 12 },
       { code: 'unknown_key', path: ['network_alpha'], line: 5, column: 1 },
@@ -415,7 +415,7 @@ describe('hostile input', () => {
 
   it('refuses text over MAX_CONFIG_BYTES', () => {
     const result = safeParseConfig(`# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`, '/c/big.yaml');
-    expect(!result.success && result.error.code).toBe('too_large');
+    expect(!result.success && result.error.code).toBe('E_CONFIG_TOO_LARGE');
   });
 
   it.each(['__proto__', 'constructor'])('reports %s as an unknown key without touching prototypes', (key) => {
@@ -508,14 +508,14 @@ describe('loadConfig', () => {
     const result = await safeLoadConfig(join(root, 'nope.yaml'));
     expect(result.success).toBe(false);
     if (result.success) return;
-    expect(result.error.code).toBe('not_found');
+    expect(result.error.code).toBe('E_CONFIG_NOT_FOUND');
     expect(result.error.issues.map(pick)).toEqual([{ code: 'file_not_found', path: [], line: 1, column: 1 }]);
     expect(result.error.message).toContain('lora init');
   });
 
   it('reports a folder passed as the config', async () => {
     const result = await safeLoadConfig(root);
-    expect(!result.success && result.error.code).toBe('unreadable');
+    expect(!result.success && result.error.code).toBe('E_CONFIG_UNREADABLE');
   });
 
   it('reports every referenced input that is missing or of the wrong kind, with schema errors', async () => {

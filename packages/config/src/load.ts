@@ -84,29 +84,30 @@ async function settle(load: () => Promise<LoraConfig>): Promise<ConfigResult> {
 }
 
 async function readConfigFile(file: string): Promise<string> {
-  const fail = (code: 'not_found' | 'unreadable', message: string, cause?: unknown) => {
-    const issue = code === 'not_found' ? 'file_not_found' : 'unreadable';
+  const fail = (code: 'E_CONFIG_NOT_FOUND' | 'E_CONFIG_UNREADABLE', message: string, cause?: unknown) => {
+    const issue = code === 'E_CONFIG_NOT_FOUND' ? 'file_not_found' : 'unreadable';
     return new ConfigError(code, file, [{ code: issue, path: [], file, line: 1, column: 1, message }], {
       cause,
     });
   };
   try {
     const info = await stat(file);
-    if (info.isDirectory()) throw fail('unreadable', 'this is a folder; pass the YAML config file inside it');
+    if (info.isDirectory())
+      throw fail('E_CONFIG_UNREADABLE', 'this is a folder; pass the YAML config file inside it');
     if (info.size > MAX_CONFIG_BYTES) throw tooLarge(file);
     return await readFile(file, 'utf8');
   } catch (error) {
     if (ConfigError.isInstance(error)) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR')
-      throw fail('not_found', 'config file not found (`lora init` writes a starting point)', error);
-    throw fail('unreadable', `cannot read the config file: ${(error as Error).message}`, error);
+      throw fail('E_CONFIG_NOT_FOUND', 'config file not found (`lora init` writes a starting point)', error);
+    throw fail('E_CONFIG_UNREADABLE', `cannot read the config file: ${(error as Error).message}`, error);
   }
 }
 
 function tooLarge(file: string): ConfigError {
   const message = `larger than ${MAX_CONFIG_BYTES / 1024} KiB: this is not a config file`;
-  return new ConfigError('too_large', file, [
+  return new ConfigError('E_CONFIG_TOO_LARGE', file, [
     { code: 'too_large', path: [], file, line: 1, column: 1, message },
   ]);
 }
@@ -117,7 +118,7 @@ function configError(file: string, issues: ConfigIssue[]): ConfigError {
     const last = kept[kept.length - 1]!;
     kept.push({ ...last, path: [], message: `… and ${issues.length - MAX_ISSUES} more problems` });
   }
-  const code = issues.some((issue) => issue.code === 'syntax') ? 'syntax' : 'invalid';
+  const code = issues.some((issue) => issue.code === 'syntax') ? 'E_CONFIG_SYNTAX' : 'E_CONFIG_INVALID';
   return new ConfigError(code, file, kept);
 }
 

@@ -105,6 +105,6 @@ describe('decodeBmp', () => {
     ],
   ])('refuses %s with IMAGE_DECODE', (_name, bytes, message) => {
     expect(() => decodeBmp(bytes, 'bad.bmp')).toThrow(message);
-    expect(() => decodeBmp(bytes, 'bad.bmp')).toThrow(expect.objectContaining({ code: 'IMAGE_DECODE' }));
+    expect(() => decodeBmp(bytes, 'bad.bmp')).toThrow(expect.objectContaining({ code: 'E_IMAGE_DECODE' }));
   });
 });

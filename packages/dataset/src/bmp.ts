@@ -15,7 +15,7 @@ export interface RawImage {
 }
 
 const fail = (path: string, reason: string): DatasetError =>
-  new DatasetError('IMAGE_DECODE', `${path}: not a readable BMP (${reason}).`, { path });
+  new DatasetError('E_IMAGE_DECODE', `${path}: not a readable BMP (${reason}).`, { path });
 
 /**
  * Decodes an uncompressed Windows BMP (1/4/8-bit palette, 24-bit, 32-bit BI_RGB or BI_BITFIELDS),

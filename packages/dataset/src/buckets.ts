@@ -64,7 +64,7 @@ export function makeBucketResolutions(maxReso: Size, minSize = 256, maxSize = 10
 
 function positiveInteger(value: number, name: string): number {
   if (!Number.isInteger(value) || value <= 0) {
-    throw new DatasetError('INVALID_OPTIONS', `${name} must be a positive integer, got ${value}.`);
+    throw new DatasetError('E_INVALID_OPTIONS', `${name} must be a positive integer, got ${value}.`);
   }
   return value;
 }
@@ -94,13 +94,13 @@ export function createBucketSelector(options: BucketOptions): BucketSelector {
   const steps = positiveInteger(options.bucketResoSteps ?? 64, 'bucketResoSteps');
   if (steps % 8 !== 0) {
     throw new DatasetError(
-      'INVALID_OPTIONS',
+      'E_INVALID_OPTIONS',
       `bucketResoSteps must be a multiple of 8 (the VAE downsamples by 8), got ${steps}.`,
     );
   }
   if (maxSize < minSize || Math.min(...maxReso) < minSize || Math.max(...maxReso) > maxSize) {
     throw new DatasetError(
-      'INVALID_OPTIONS',
+      'E_INVALID_OPTIONS',
       `Bucket limits must satisfy minBucketReso (${minSize}) ≤ resolution (${maxReso.join('x')}) ≤ maxBucketReso (${maxSize}); change one of them.`,
     );
   }
@@ -137,7 +137,7 @@ export function createBucketSelector(options: BucketOptions): BucketSelector {
       const bucket: Size = [resized[0] - (resized[0] % steps), resized[1] - (resized[1] % steps)];
       if (bucket[0] === 0 || bucket[1] === 0) {
         throw new DatasetError(
-          'INVALID_OPTIONS',
+          'E_INVALID_OPTIONS',
           `An image of ${width}x${height} is narrower than bucketResoSteps (${steps}) after resizing, so it fits no bucket; crop it or turn off bucketNoUpscale.`,
         );
       }
@@ -179,7 +179,7 @@ export function cropOffset(resized: Size, bucket: Size, rng?: Rng): { left: numb
   const trimY = resized[1] - bucket[1];
   if (trimX < 0 || trimY < 0) {
     throw new DatasetError(
-      'INVALID_STATE',
+      'E_INVALID_STATE',
       `Resized size ${resized.join('x')} does not cover bucket ${bucket.join('x')}.`,
     );
   }

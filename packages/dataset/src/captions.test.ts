@@ -28,7 +28,9 @@ describe('processCaption', () => {
   });
 
   it.each([[{ tagDropout: 2 }], [{ keepTokens: -1 }]])('rejects %j as INVALID_OPTIONS', (options) => {
-    expect(() => checkCaptionOptions(options)).toThrow(expect.objectContaining({ code: 'INVALID_OPTIONS' }));
+    expect(() => checkCaptionOptions(options)).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_OPTIONS' }),
+    );
   });
 });
 

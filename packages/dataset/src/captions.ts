@@ -56,7 +56,7 @@ export function checkCaptionOptions(options: CaptionOptions): void {
   try {
     augment('', options, () => 0);
   } catch (error) {
-    throw new DatasetError('INVALID_OPTIONS', `Caption options: ${(error as Error).message}`, {
+    throw new DatasetError('E_INVALID_OPTIONS', `Caption options: ${(error as Error).message}`, {
       cause: error,
     });
   }

@@ -45,7 +45,7 @@ function compile(source: string, name: string, sandboxed: boolean): ChatTemplate
     template = new Template(source);
   } catch (error) {
     throw new DatasetError(
-      'TEMPLATE',
+      'E_TEMPLATE',
       `The ${name} chat template does not parse: ${(error as Error).message}.`,
       {
         cause: error,
@@ -69,7 +69,7 @@ function compile(source: string, name: string, sandboxed: boolean): ChatTemplate
       } catch (error) {
         if (DatasetError.isInstance(error)) throw error;
         throw new DatasetError(
-          'TEMPLATE',
+          'E_TEMPLATE',
           `The ${name} chat template failed on a conversation with roles [${messages.map((m) => m.role).join(', ')}]: ${(error as Error).message}.`,
           { cause: error },
         );
@@ -92,13 +92,13 @@ export function resolveChatTemplate(
     if (isBuiltin(requested)) return compile(BUILTIN_TEMPLATES[requested], requested, false);
     if (requested.includes('{{') || requested.includes('{%')) return compile(requested, 'custom', true);
     throw new DatasetError(
-      'TEMPLATE',
+      'E_TEMPLATE',
       `Unknown chat template "${requested}"; use one of ${Object.keys(BUILTIN_TEMPLATES).join(', ')}, or Jinja source.`,
     );
   }
   if (modelTemplate !== undefined) return compile(modelTemplate, 'model', true);
   throw new DatasetError(
-    'TEMPLATE',
+    'E_TEMPLATE',
     `The model has no chat_template; set \`template\` to one of ${Object.keys(BUILTIN_TEMPLATES).join(', ')} (chatml suits most base models).`,
   );
 }

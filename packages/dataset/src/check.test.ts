@@ -107,7 +107,7 @@ describe('scanImageFolders', () => {
     const dir = join(await tempDir(), 'src');
     await writeImage(join(dir, '1000000000_big', 'a.png'), { width: 8, height: 8 });
     await expect(scanImageFolders({ dirs: [dir] })).rejects.toMatchObject({
-      code: 'LIMIT_EXCEEDED',
+      code: 'E_LIMIT_EXCEEDED',
       message: expect.stringMatching(
         /1000000000_big repeats its images 1000000000 times, above MAX_REPEATS \(10000\)/,
       ),
@@ -176,9 +176,9 @@ describe('scanImageFolders', () => {
   });
 
   it.each([
-    [{ dirs: [] }, 'INVALID_OPTIONS'],
-    [{ dirs: ['/definitely/not/here'] }, 'NOT_FOUND'],
-    [{ dirs: ['.'], captionExtension: 'txt' }, 'INVALID_OPTIONS'],
+    [{ dirs: [] }, 'E_INVALID_OPTIONS'],
+    [{ dirs: ['/definitely/not/here'] }, 'E_NOT_FOUND'],
+    [{ dirs: ['.'], captionExtension: 'txt' }, 'E_INVALID_OPTIONS'],
   ])('rejects %j with %s', async (options, code) => {
     await expect(scanImageFolders(options)).rejects.toMatchObject({ code });
   });
@@ -186,7 +186,7 @@ describe('scanImageFolders', () => {
   it('fails with NOT_FOUND naming an explicit metadata.csv that does not exist', async () => {
     const missing = join(root, '..', 'no-such-metadata.csv');
     await expect(scanImageFolders({ dirs: [root], metadataPath: missing })).rejects.toMatchObject({
-      code: 'NOT_FOUND',
+      code: 'E_NOT_FOUND',
       path: missing,
       message: expect.stringContaining(missing),
     });

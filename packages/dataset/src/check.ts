@@ -48,7 +48,7 @@ export async function checkDataset(options: CheckOptions): Promise<DatasetReport
   const minimum = options.resolution === undefined ? undefined : resolutionSize(options.resolution);
   const limit = options.concurrency ?? Math.min(8, availableParallelism());
   if (!Number.isInteger(limit) || limit < 1) {
-    throw new DatasetError('INVALID_OPTIONS', `concurrency must be a positive integer, got ${limit}.`);
+    throw new DatasetError('E_INVALID_OPTIONS', `concurrency must be a positive integer, got ${limit}.`);
   }
 
   const probes = await mapPool(scan.images, limit, async (image): Promise<ImageProbe | DatasetError> => {

@@ -44,20 +44,20 @@ export async function* readCsvRecords(path: string): AsyncGenerator<CsvRecord> {
     if (error instanceof CsvError) {
       const line = typeof error['lines'] === 'number' ? error['lines'] : undefined;
       throw new DatasetError(
-        'INVALID_CSV',
+        'E_INVALID_CSV',
         `${path}${line === undefined ? '' : `:${line}`}: ${error.message}. Quote fields that contain commas, quotes or newlines ("a, b"), and double quotes inside them ("say ""hi""").`,
         { path, ...(line === undefined ? {} : { line }), cause: error },
       );
     }
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new DatasetError('NOT_FOUND', `CSV file not found: ${path}; check the path.`, {
+      throw new DatasetError('E_NOT_FOUND', `CSV file not found: ${path}; check the path.`, {
         path,
         cause: error,
       });
     }
     if (code === 'EISDIR') {
-      throw new DatasetError('NOT_FOUND', `${path} is a folder; pass the CSV file inside it.`, {
+      throw new DatasetError('E_NOT_FOUND', `${path} is a folder; pass the CSV file inside it.`, {
         path,
         cause: error,
       });

@@ -1,20 +1,20 @@
 /** Every way this package can fail; callers switch on `code`, never on message text. */
 export type DatasetErrorCode =
-  | 'INVALID_OPTIONS'
-  | 'NOT_FOUND'
-  | 'INVALID_CSV'
-  | 'INVALID_RECORD'
+  | 'E_INVALID_OPTIONS'
+  | 'E_NOT_FOUND'
+  | 'E_INVALID_CSV'
+  | 'E_INVALID_RECORD'
   /** A text file that is not UTF-8 (the message names the line and byte). */
-  | 'INVALID_ENCODING'
-  | 'UNKNOWN_FORMAT'
-  | 'IMAGE_DECODE'
-  | 'TOKENIZER'
-  | 'TEMPLATE'
-  | 'LIMIT_EXCEEDED'
-  | 'EMPTY_DATASET'
-  | 'OUT_OF_RANGE'
-  | 'INVALID_STATE'
-  | 'WRITE_FAILED';
+  | 'E_INVALID_ENCODING'
+  | 'E_UNKNOWN_FORMAT'
+  | 'E_IMAGE_DECODE'
+  | 'E_TOKENIZER'
+  | 'E_TEMPLATE'
+  | 'E_LIMIT_EXCEEDED'
+  | 'E_EMPTY_DATASET'
+  | 'E_OUT_OF_RANGE'
+  | 'E_INVALID_STATE'
+  | 'E_WRITE_FAILED';
 
 const MARKER = Symbol.for('lora.dataset.error');
 

@@ -45,7 +45,7 @@ describe('ImageDataset buckets and plan', () => {
     const huge = Array.from({ length: 900 }, () => many).flat();
     expect(() => new ImageDataset(huge, base)).toThrow(
       expect.objectContaining({
-        code: 'LIMIT_EXCEEDED',
+        code: 'E_LIMIT_EXCEEDED',
         message: expect.stringMatching(
           /5400 images × their repeats make 54000000 samples per epoch, above MAX_EPOCH_SAMPLES \(50000000\)/,
         ),
@@ -78,16 +78,16 @@ describe('ImageDataset buckets and plan', () => {
   });
 
   it.each([
-    [{ batchSize: 0 }, 'INVALID_OPTIONS'],
-    [{ seed: 0.5 }, 'INVALID_OPTIONS'],
-    [{ resolution: 64, maxBucketReso: 32 }, 'INVALID_OPTIONS'],
-    [{ concurrency: 0 }, 'INVALID_OPTIONS'],
+    [{ batchSize: 0 }, 'E_INVALID_OPTIONS'],
+    [{ seed: 0.5 }, 'E_INVALID_OPTIONS'],
+    [{ resolution: 64, maxBucketReso: 32 }, 'E_INVALID_OPTIONS'],
+    [{ concurrency: 0 }, 'E_INVALID_OPTIONS'],
   ])('rejects %j', (patch, code) => {
     expect(() => new ImageDataset(images, { ...base, ...patch })).toThrow(expect.objectContaining({ code }));
   });
 
   it('refuses an empty image list with EMPTY_DATASET', () => {
-    expect(() => new ImageDataset([], base)).toThrow(expect.objectContaining({ code: 'EMPTY_DATASET' }));
+    expect(() => new ImageDataset([], base)).toThrow(expect.objectContaining({ code: 'E_EMPTY_DATASET' }));
   });
 });
 
@@ -173,6 +173,6 @@ describe('ImageDataset batches', () => {
     [-1, 0],
   ])('refuses epoch %i step %i with OUT_OF_RANGE', async (epoch, step) => {
     const dataset = new ImageDataset(images, base);
-    await expect(dataset.loadBatch(epoch, step)).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
+    await expect(dataset.loadBatch(epoch, step)).rejects.toMatchObject({ code: 'E_OUT_OF_RANGE' });
   });
 });

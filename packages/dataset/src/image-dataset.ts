@@ -97,20 +97,20 @@ export class ImageDataset {
   constructor(images: readonly DatasetImage[], options: ImageDatasetOptions) {
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
       throw new DatasetError(
-        'INVALID_OPTIONS',
+        'E_INVALID_OPTIONS',
         `batchSize must be a positive integer, got ${options.batchSize}.`,
       );
     }
     if (images.length === 0) {
       throw new DatasetError(
-        'EMPTY_DATASET',
+        'E_EMPTY_DATASET',
         'No usable images: every image was missing or unreadable. Run the dataset check and fix what it reports.',
       );
     }
     const concurrency = options.concurrency ?? defaultConcurrency();
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new DatasetError(
-        'INVALID_OPTIONS',
+        'E_INVALID_OPTIONS',
         `concurrency must be a positive integer, got ${concurrency}.`,
       );
     }
@@ -119,7 +119,7 @@ export class ImageDataset {
     const samples = images.reduce((sum, image) => sum + image.repeats, 0);
     if (samples > MAX_EPOCH_SAMPLES) {
       throw new DatasetError(
-        'LIMIT_EXCEEDED',
+        'E_LIMIT_EXCEEDED',
         `${images.length} images × their repeats make ${samples} samples per epoch, above MAX_EPOCH_SAMPLES (${MAX_EPOCH_SAMPLES}); lower the N of the N_name folders.`,
       );
     }
@@ -135,7 +135,7 @@ export class ImageDataset {
         try {
           return selector.select(image.width, image.height);
         } catch (error) {
-          throw new DatasetError('INVALID_OPTIONS', `${image.path}: ${(error as Error).message}`, {
+          throw new DatasetError('E_INVALID_OPTIONS', `${image.path}: ${(error as Error).message}`, {
             path: image.path,
             cause: error,
           });
@@ -171,7 +171,7 @@ export class ImageDataset {
   /** The batches of `epoch`, in training order; a pure function of (seed, epoch). */
   epochPlan(epoch: number): readonly PlannedBatch[] {
     if (!Number.isInteger(epoch) || epoch < 0) {
-      throw new DatasetError('OUT_OF_RANGE', `epoch must be a non-negative integer, got ${epoch}.`);
+      throw new DatasetError('E_OUT_OF_RANGE', `epoch must be a non-negative integer, got ${epoch}.`);
     }
     if (this.planned?.epoch === epoch) return this.planned.plan;
     const rng = createRng(this.options.seed, EPOCH_ORDER_STREAM, epoch);
@@ -199,7 +199,7 @@ export class ImageDataset {
     const batch = plan[step];
     if (!Number.isInteger(step) || batch === undefined) {
       throw new DatasetError(
-        'OUT_OF_RANGE',
+        'E_OUT_OF_RANGE',
         `step ${step} is outside epoch ${epoch}, which has ${plan.length} steps (0..${plan.length - 1}).`,
       );
     }
@@ -246,7 +246,7 @@ export class ImageDataset {
     const steps = this.epochPlan(epoch).length;
     if (!Number.isInteger(startStep) || startStep < 0 || startStep > steps) {
       throw new DatasetError(
-        'OUT_OF_RANGE',
+        'E_OUT_OF_RANGE',
         `startStep ${startStep} is outside epoch ${epoch} (0..${steps}).`,
       );
     }

@@ -39,7 +39,7 @@ describe('probeImage', () => {
     ],
   ])('fails on %s with IMAGE_DECODE naming the file', async (_name, make) => {
     await expect(probeImage('/data/bad.png', await make())).rejects.toMatchObject({
-      code: 'IMAGE_DECODE',
+      code: 'E_IMAGE_DECODE',
       path: '/data/bad.png',
       message: expect.stringContaining('/data/bad.png'),
     });

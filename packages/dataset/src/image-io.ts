@@ -53,11 +53,11 @@ export async function readImageFile(path: string): Promise<Buffer> {
   try {
     size = (await stat(path)).size;
   } catch (error) {
-    throw new DatasetError('NOT_FOUND', `Image not found: ${path}.`, { path, cause: error });
+    throw new DatasetError('E_NOT_FOUND', `Image not found: ${path}.`, { path, cause: error });
   }
   if (size > MAX_IMAGE_FILE_BYTES) {
     throw new DatasetError(
-      'LIMIT_EXCEEDED',
+      'E_LIMIT_EXCEEDED',
       `${path} is ${size} bytes, above MAX_IMAGE_FILE_BYTES (${MAX_IMAGE_FILE_BYTES}); shrink it or move it out of the dataset.`,
       { path },
     );
@@ -80,7 +80,7 @@ export function decodeError(path: string, error: unknown): DatasetError {
   if (DatasetError.isInstance(error)) return error;
   const reason = error instanceof Error ? error.message : String(error);
   return new DatasetError(
-    'IMAGE_DECODE',
+    'E_IMAGE_DECODE',
     `${path}: cannot decode (${reason}); the file is corrupt, truncated or not an image. Re-export it or remove it.`,
     { path, cause: error },
   );

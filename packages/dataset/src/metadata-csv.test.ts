@@ -57,7 +57,7 @@ describe('readMetadataCsv', () => {
     ['a stray quote', 'file_name,text\na.png,bad"quote"x\n', /metadata\.csv:2/, 2],
   ])('fails on %s with INVALID_CSV', async (_name, content, message, line) => {
     const error = await parse(content).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'INVALID_CSV', message: expect.stringMatching(message) });
+    expect(error).toMatchObject({ code: 'E_INVALID_CSV', message: expect.stringMatching(message) });
     if (line !== undefined) expect(error).toMatchObject({ line });
   });
   it('keeps the other columns by name; empty or repeated names become column_N', async () => {
@@ -110,7 +110,7 @@ describe('writeMetadataCsv', () => {
   it('fails with WRITE_FAILED naming the file when its folder is missing', async () => {
     const path = join(await tempDir(), 'missing', 'metadata.csv');
     await expect(writeMetadataCsv(path, [])).rejects.toMatchObject({
-      code: 'WRITE_FAILED',
+      code: 'E_WRITE_FAILED',
       path,
       message: expect.stringContaining(path),
     });

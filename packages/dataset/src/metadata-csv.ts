@@ -76,7 +76,7 @@ export async function readMetadataCsv(path: string): Promise<MetadataCsv> {
       }
       if (file >= 0 || caption >= 0) {
         throw new DatasetError(
-          'INVALID_CSV',
+          'E_INVALID_CSV',
           `${path}:${line}: the header needs a file column (file_name or filename) and a caption column (text or caption); found ${fields.map((field) => JSON.stringify(field)).join(', ')}.`,
           { path, line },
         );
@@ -152,7 +152,7 @@ export async function writeMetadataCsv(path: string, rows: Iterable<MetadataRow>
   } catch (error) {
     await rm(temporary, { force: true });
     throw new DatasetError(
-      'WRITE_FAILED',
+      'E_WRITE_FAILED',
       `Cannot write ${path} (${(error as Error).message}); check that its folder exists and is writable.`,
       { path, cause: error },
     );

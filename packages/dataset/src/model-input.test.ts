@@ -67,17 +67,17 @@ describe('prepareTaggerImage', () => {
   });
 
   it.each([
-    [0, 'INVALID_OPTIONS'],
-    [448.5, 'INVALID_OPTIONS'],
-    [100_000, 'INVALID_OPTIONS'],
+    [0, 'E_INVALID_OPTIONS'],
+    [448.5, 'E_INVALID_OPTIONS'],
+    [100_000, 'E_INVALID_OPTIONS'],
   ])('rejects size %d with %s', async (size, code) => {
     const path = await solid(join(await tempDir(), 's.png'), 4, 4, [1, 2, 3]);
     await expect(prepareTaggerImage(path, size)).rejects.toMatchObject({ code });
   });
 
   it.each([
-    ['a missing file', 'NOT_FOUND', async (dir: string) => join(dir, 'nope.png')],
-    ['a file that is not an image', 'IMAGE_DECODE', (dir: string) => writeText(join(dir, 'x.png'), 'text')],
+    ['a missing file', 'E_NOT_FOUND', async (dir: string) => join(dir, 'nope.png')],
+    ['a file that is not an image', 'E_IMAGE_DECODE', (dir: string) => writeText(join(dir, 'x.png'), 'text')],
   ])('fails on %s with %s naming it', async (_name, code, make) => {
     const path = await make(await tempDir());
     await expect(prepareTaggerImage(path)).rejects.toMatchObject({ code, path });

@@ -27,7 +27,7 @@ export const MAX_MODEL_INPUT_SIZE = 4096;
 async function decodeRgb(path: string, size: number, fit: 'contain' | 'cover'): Promise<Uint8Array> {
   if (!Number.isInteger(size) || size < 1 || size > MAX_MODEL_INPUT_SIZE) {
     throw new DatasetError(
-      'INVALID_OPTIONS',
+      'E_INVALID_OPTIONS',
       `The model input size must be a whole number from 1 to ${MAX_MODEL_INPUT_SIZE} (MAX_MODEL_INPUT_SIZE), got ${size}.`,
     );
   }

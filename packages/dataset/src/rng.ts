@@ -34,7 +34,7 @@ export function splitmix64(seed: bigint, index: number): bigint {
 function toSeedInteger(value: number | bigint, what: string): bigint {
   if (typeof value === 'bigint') return value & MASK64;
   if (!Number.isSafeInteger(value)) {
-    throw new DatasetError('INVALID_OPTIONS', `${what} must be a safe integer, got ${value}.`);
+    throw new DatasetError('E_INVALID_OPTIONS', `${what} must be a safe integer, got ${value}.`);
   }
   return BigInt(value) & MASK64;
 }
@@ -60,7 +60,7 @@ export class Rng {
   /** A generator whose first state words are exactly `s` (for reference vectors and tests). */
   static fromWords(s: readonly [number, number, number, number]): Rng {
     if (s.every((word) => word >>> 0 === 0)) {
-      throw new DatasetError('INVALID_STATE', 'xoshiro128** state must not be all zeros.');
+      throw new DatasetError('E_INVALID_STATE', 'xoshiro128** state must not be all zeros.');
     }
     return new Rng(s[0], s[1], s[2], s[3], null);
   }
@@ -77,7 +77,7 @@ export class Rng {
       (state.spare === null || Number.isFinite(state.spare));
     if (!valid) {
       throw new DatasetError(
-        'INVALID_STATE',
+        'E_INVALID_STATE',
         'Not an RNG state saved by @lora/dataset (expected {algorithm: "xoshiro128**", s: [4 uint32], spare}); the checkpoint may be from another tool or corrupt.',
       );
     }
@@ -117,7 +117,7 @@ export class Rng {
   /** An unbiased integer in [0, n), for 1 ≤ n ≤ 2^32. */
   nextInt(n: number): number {
     if (!Number.isInteger(n) || n < 1 || n > TWO_POW_32) {
-      throw new DatasetError('INVALID_OPTIONS', `nextInt(n) needs an integer 1 ≤ n ≤ 2^32, got ${n}.`);
+      throw new DatasetError('E_INVALID_OPTIONS', `nextInt(n) needs an integer 1 ≤ n ≤ 2^32, got ${n}.`);
     }
     // Reject the top partial range so every residue is equally likely.
     const threshold = (TWO_POW_32 - n) % n;

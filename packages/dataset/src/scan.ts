@@ -63,7 +63,7 @@ function repeatsOf(count: string, path: string): number {
   const repeats = Number(count);
   if (repeats > MAX_REPEATS) {
     throw new DatasetError(
-      'LIMIT_EXCEEDED',
+      'E_LIMIT_EXCEEDED',
       `${path} repeats its images ${count} times, above MAX_REPEATS (${MAX_REPEATS}); kohya datasets use 1–100 (the N of the N_name folder).`,
       { path },
     );
@@ -95,7 +95,7 @@ async function walk(
 ): Promise<void> {
   if (depth > MAX_SCAN_DEPTH) {
     throw new DatasetError(
-      'LIMIT_EXCEEDED',
+      'E_LIMIT_EXCEEDED',
       `${dir} is nested more than MAX_SCAN_DEPTH (${MAX_SCAN_DEPTH}) folders deep; check for a symbolic link loop.`,
       { path: dir },
     );
@@ -104,7 +104,7 @@ async function walk(
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (error) {
-    throw new DatasetError('NOT_FOUND', `Cannot read the image folder ${dir}; check the path.`, {
+    throw new DatasetError('E_NOT_FOUND', `Cannot read the image folder ${dir}; check the path.`, {
       path: dir,
       cause: error,
     });
@@ -200,12 +200,12 @@ function firstLine(text: string): { caption: string; lines: number } {
  */
 export async function scanImageFolders(options: ScanOptions): Promise<ScanResult> {
   if (options.dirs.length === 0) {
-    throw new DatasetError('INVALID_OPTIONS', 'No image folder given; pass at least one folder in `dirs`.');
+    throw new DatasetError('E_INVALID_OPTIONS', 'No image folder given; pass at least one folder in `dirs`.');
   }
   const source = options.captions ?? 'auto';
   const extension = options.captionExtension ?? '.txt';
   if (!extension.startsWith('.')) {
-    throw new DatasetError('INVALID_OPTIONS', `captionExtension must start with ".", got "${extension}".`);
+    throw new DatasetError('E_INVALID_OPTIONS', `captionExtension must start with ".", got "${extension}".`);
   }
   const findings: Finding[] = [];
   const walked: Walked = { images: [], files: new Set(), metadataFiles: [] };

@@ -25,7 +25,7 @@ describe('a chat template from the model or the config renders within budgets', 
     const started = performance.now();
     expect(() => template.render(conversation, options)).toThrow(
       expect.objectContaining({
-        code: 'TEMPLATE',
+        code: 'E_TEMPLATE',
         message: expect.stringMatching(
           /custom chat template was stopped: it did not finish within 5 s .*built-in template/,
         ),
@@ -45,7 +45,7 @@ describe('a chat template from the model or the config renders within budgets', 
     const raising = resolveChatTemplate("{{ raise_exception('only user turns') }}", undefined);
     expect(() => raising.render(conversation, options)).toThrow(
       expect.objectContaining({
-        code: 'TEMPLATE',
+        code: 'E_TEMPLATE',
         message: expect.stringMatching(/failed on a conversation .*only user turns/),
       }),
     );

@@ -99,7 +99,7 @@ export class TemplateSandbox {
     if (state === State.Done) return text;
     if (state === State.TooLong) {
       throw new DatasetError(
-        'TEMPLATE',
+        'E_TEMPLATE',
         `The ${this.name} chat template rendered more than MAX_RENDERED_BYTES (${MAX_RENDERED_BYTES}) for one conversation; is it the template you meant?`,
       );
     }
@@ -111,7 +111,7 @@ export class TemplateSandbox {
     this.broken = reason;
     void this.worker.terminate();
     throw new DatasetError(
-      'TEMPLATE',
+      'E_TEMPLATE',
       `The ${this.name} chat template was stopped: ${reason}. Use a built-in template (template: chatml, llama3 or alpaca) or fix the template.`,
     );
   }

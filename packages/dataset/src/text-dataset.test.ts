@@ -153,15 +153,15 @@ describe('TextDataset', () => {
   });
 
   it.each([
-    ['a record in no format', lines(alpaca(1), { prompt: 'x' }), { code: 'INVALID_RECORD', line: 2 }],
+    ['a record in no format', lines(alpaca(1), { prompt: 'x' }), { code: 'E_INVALID_RECORD', line: 2 }],
     [
       'a broken JSON line',
       `${lines(alpaca(1))}\n{"instruction": "x", "output"}`,
-      { code: 'INVALID_RECORD', line: 2 },
+      { code: 'E_INVALID_RECORD', line: 2 },
     ],
-    ['chat data without any template', lines(alpaca(1)), { code: 'TEMPLATE' }, { template: undefined }],
-    ['an empty file', '', { code: 'EMPTY_DATASET' }],
-    ['a bad batch size', lines(alpaca(1)), { code: 'INVALID_OPTIONS' }, { batchSize: 0 }],
+    ['chat data without any template', lines(alpaca(1)), { code: 'E_TEMPLATE' }, { template: undefined }],
+    ['an empty file', '', { code: 'E_EMPTY_DATASET' }],
+    ['a bad batch size', lines(alpaca(1)), { code: 'E_INVALID_OPTIONS' }, { batchSize: 0 }],
   ])('fails on %s', async (_name, content, expected, patch: Partial<TextDatasetOptions> = {}) => {
     await expect(build(content, patch)).rejects.toMatchObject(expected);
   });
@@ -177,6 +177,6 @@ describe('TextDataset', () => {
     [-1, 0],
   ])('refuses epoch %i step %i', async (epoch, step) => {
     const dataset = await build(lines(alpaca(1)));
-    await expect(dataset.loadBatch(epoch, step)).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
+    await expect(dataset.loadBatch(epoch, step)).rejects.toMatchObject({ code: 'E_OUT_OF_RANGE' });
   });
 });

@@ -187,7 +187,7 @@ export class TextDataset {
     ] as const) {
       if (!Number.isInteger(value) || value < 1 || value > max) {
         throw new DatasetError(
-          'INVALID_OPTIONS',
+          'E_INVALID_OPTIONS',
           `${name} must be an integer from 1 to ${max}, got ${value}.`,
         );
       }
@@ -223,11 +223,11 @@ export class TextDataset {
         loaded = await TextDataset.loadCached(files);
       }
       if (!loaded)
-        throw new DatasetError('INVALID_STATE', `The token cache in ${dir} could not be read back.`);
+        throw new DatasetError('E_INVALID_STATE', `The token cache in ${dir} could not be read back.`);
       if (loaded.lengths.length === 0) {
         await loaded.handle.close();
         throw new DatasetError(
-          'EMPTY_DATASET',
+          'E_EMPTY_DATASET',
           `${options.path}: no training sequences (${loaded.stats.records} records, ${loaded.stats.skipped} with nothing to learn after truncation to ${options.maxSeqLen} tokens).`,
           { path: options.path },
         );
@@ -344,7 +344,7 @@ export class TextDataset {
   /** The order of sequences in `epoch`: a pure function of (seed, epoch). */
   epochOrder(epoch: number): Uint32Array {
     if (!Number.isInteger(epoch) || epoch < 0) {
-      throw new DatasetError('OUT_OF_RANGE', `epoch must be a non-negative integer, got ${epoch}.`);
+      throw new DatasetError('E_OUT_OF_RANGE', `epoch must be a non-negative integer, got ${epoch}.`);
     }
     if (this.ordered?.epoch !== epoch) {
       const order = Uint32Array.from({ length: this.lengths.length }, (_, i) => i);
@@ -359,7 +359,7 @@ export class TextDataset {
     const length = this.lengths[index];
     if (length === undefined) {
       throw new DatasetError(
-        'OUT_OF_RANGE',
+        'E_OUT_OF_RANGE',
         `sequence ${index} does not exist (there are ${this.lengths.length}).`,
       );
     }
@@ -375,7 +375,7 @@ export class TextDataset {
     const { batchSize } = this.options;
     if (!Number.isInteger(step) || step < 0 || step >= this.stepsPerEpoch) {
       throw new DatasetError(
-        'OUT_OF_RANGE',
+        'E_OUT_OF_RANGE',
         `step ${step} is outside epoch ${epoch}, which has ${this.stepsPerEpoch} steps (0..${this.stepsPerEpoch - 1}).`,
       );
     }
@@ -388,7 +388,7 @@ export class TextDataset {
   async *batches(epoch: number, startStep = 0): AsyncGenerator<TextBatch> {
     if (!Number.isInteger(startStep) || startStep < 0 || startStep > this.stepsPerEpoch) {
       throw new DatasetError(
-        'OUT_OF_RANGE',
+        'E_OUT_OF_RANGE',
         `startStep ${startStep} is outside epoch ${epoch} (0..${this.stepsPerEpoch}).`,
       );
     }

@@ -44,12 +44,12 @@ describe('readTextRecords', () => {
   });
 
   it.each([
-    ['a.jsonl', '{"text":"ok"}\n{"text": oops}\n', 'INVALID_RECORD', /a\.jsonl:2: not valid JSON/],
-    ['a.jsonl', '{"text":"ok"}\n[1,2]\n', 'INVALID_RECORD', /a\.jsonl:2: expected a JSON object/],
-    ['a.json', '[{"text":"ok"}, 3]', 'INVALID_RECORD', /record #2: expected a JSON object/],
-    ['a.json', '[{"text":"ok"}', 'INVALID_RECORD', /not valid JSON/],
-    ['a.txt', 'hello', 'UNKNOWN_FORMAT', /use \.jsonl/],
-    ['a.csv', 'text\n"unclosed\n', 'INVALID_CSV', /Quote fields/],
+    ['a.jsonl', '{"text":"ok"}\n{"text": oops}\n', 'E_INVALID_RECORD', /a\.jsonl:2: not valid JSON/],
+    ['a.jsonl', '{"text":"ok"}\n[1,2]\n', 'E_INVALID_RECORD', /a\.jsonl:2: expected a JSON object/],
+    ['a.json', '[{"text":"ok"}, 3]', 'E_INVALID_RECORD', /record #2: expected a JSON object/],
+    ['a.json', '[{"text":"ok"}', 'E_INVALID_RECORD', /not valid JSON/],
+    ['a.txt', 'hello', 'E_UNKNOWN_FORMAT', /use \.jsonl/],
+    ['a.csv', 'text\n"unclosed\n', 'E_INVALID_CSV', /Quote fields/],
   ])('%s %j fails with %s', async (file, content, code, message) => {
     await expect(collect(file, content)).rejects.toMatchObject({
       code,
@@ -59,7 +59,7 @@ describe('readTextRecords', () => {
 
   it('reports a missing file as NOT_FOUND', async () => {
     const iterator = readTextRecords('/nope/data.jsonl');
-    await expect(iterator.next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(iterator.next()).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
   });
 });
 
@@ -150,7 +150,7 @@ describe('detectFormat / toExample', () => {
   ])('%j (%s) fails naming the line and field', (record, format, message) => {
     expect(() => toExample(rec(record), format as 'auto')).toThrow(message);
     expect(() => toExample(rec(record), format as 'auto')).toThrow(
-      expect.objectContaining({ code: 'INVALID_RECORD', line: 3 }),
+      expect.objectContaining({ code: 'E_INVALID_RECORD', line: 3 }),
     );
   });
 });

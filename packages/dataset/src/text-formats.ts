@@ -40,7 +40,7 @@ const SHAREGPT_ROLES: Readonly<Record<string, ChatRole>> = {
 const MESSAGE_ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant', 'tool']);
 
 const invalid = (record: TextRecord, message: string): DatasetError =>
-  new DatasetError('INVALID_RECORD', `${record.where}: ${message}`, {
+  new DatasetError('E_INVALID_RECORD', `${record.where}: ${message}`, {
     path: record.path,
     ...(record.line === undefined ? {} : { line: record.line }),
   });

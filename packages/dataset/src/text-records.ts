@@ -28,7 +28,7 @@ async function fileKind(path: string): Promise<FileKind> {
   if (extension === '.jsonl' || extension === '.ndjson') return 'jsonl';
   if (extension !== '.json') {
     throw new DatasetError(
-      'UNKNOWN_FORMAT',
+      'E_UNKNOWN_FORMAT',
       `${path}: unknown data file type "${extension}"; use .jsonl, .json (an array or JSON lines) or .csv.`,
       { path },
     );
@@ -51,7 +51,7 @@ async function fileKind(path: string): Promise<FileKind> {
 function asObject(value: unknown, where: string, path: string, line?: number): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new DatasetError(
-      'INVALID_RECORD',
+      'E_INVALID_RECORD',
       `${where}: expected a JSON object, got ${JSON.stringify(value)?.slice(0, 80)}.`,
       {
         path,
@@ -67,7 +67,7 @@ function parseLine(text: string, where: string, path: string, line: number): unk
     return JSON.parse(text);
   } catch (error) {
     throw new DatasetError(
-      'INVALID_RECORD',
+      'E_INVALID_RECORD',
       `${where}: not valid JSON (${(error as Error).message}). Each line must be one complete JSON object.`,
       { path, line, cause: error },
     );
@@ -92,7 +92,7 @@ export async function* readTextRecords(
   try {
     await stat(path);
   } catch (error) {
-    throw new DatasetError('NOT_FOUND', `Data file not found: ${path}.`, { path, cause: error });
+    throw new DatasetError('E_NOT_FOUND', `Data file not found: ${path}.`, { path, cause: error });
   }
   const kind = await fileKind(path);
   if (kind === 'csv') {
@@ -112,7 +112,7 @@ export async function* readTextRecords(
     const { size } = await stat(path);
     if (size > MAX_JSON_ARRAY_BYTES) {
       throw new DatasetError(
-        'LIMIT_EXCEEDED',
+        'E_LIMIT_EXCEEDED',
         `${path} is ${size} bytes, above MAX_JSON_ARRAY_BYTES (${MAX_JSON_ARRAY_BYTES}); convert it to JSONL (one object per line), which is streamed.`,
         { path },
       );
@@ -125,13 +125,13 @@ export async function* readTextRecords(
       parsed = JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
     } catch (error) {
       if (DatasetError.isInstance(error)) throw error;
-      throw new DatasetError('INVALID_RECORD', `${path}: not valid JSON (${(error as Error).message}).`, {
+      throw new DatasetError('E_INVALID_RECORD', `${path}: not valid JSON (${(error as Error).message}).`, {
         path,
         cause: error,
       });
     }
     if (!Array.isArray(parsed)) {
-      throw new DatasetError('INVALID_RECORD', `${path}: expected a JSON array of records.`, { path });
+      throw new DatasetError('E_INVALID_RECORD', `${path}: expected a JSON array of records.`, { path });
     }
     for (const [index, value] of parsed.entries()) {
       const where = `${path} record #${index + 1}`;

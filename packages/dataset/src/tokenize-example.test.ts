@@ -98,12 +98,12 @@ describe('tokenizeExample', () => {
         tokenizer,
         { template: unstable, maxSeqLen: 64 },
       ),
-    ).toThrow(expect.objectContaining({ code: 'TEMPLATE', message: expect.stringMatching(/turn 2/) }));
+    ).toThrow(expect.objectContaining({ code: 'E_TEMPLATE', message: expect.stringMatching(/turn 2/) }));
   });
 
   it('needs a template for chat examples', () => {
     expect(() =>
       tokenizeExample(chat({ role: 'assistant', content: 'x' }), tokenizer, { maxSeqLen: 8 }),
-    ).toThrow(expect.objectContaining({ code: 'TEMPLATE' }));
+    ).toThrow(expect.objectContaining({ code: 'E_TEMPLATE' }));
   });
 });

@@ -50,7 +50,7 @@ function chatSegments(
     const end = through.length;
     if (!full.startsWith(before) || !full.startsWith(through) || start < cursor || end < start) {
       throw new DatasetError(
-        'TEMPLATE',
+        'E_TEMPLATE',
         `The ${template.name} chat template renders turn ${index + 1} differently depending on what follows, so the response tokens cannot be located; use a built-in template (\`template: chatml\`).`,
       );
     }
@@ -87,7 +87,7 @@ export function tokenizeExample(
     push(ids, true);
   } else {
     if (!options.template) {
-      throw new DatasetError('TEMPLATE', 'A chat example needs a chat template; pass `template`.');
+      throw new DatasetError('E_TEMPLATE', 'A chat example needs a chat template; pass `template`.');
     }
     for (const segment of chatSegments(example.messages, options.template, tokenizer)) {
       const ids = tokenizer.encode(segment.text, false);

@@ -83,8 +83,8 @@ describe('TextTokenizer', () => {
   });
 
   it.each([
-    ['tokenizer.json missing', {}, 'NOT_FOUND'],
-    ['tokenizer.json not JSON', { 'tokenizer.json': '{oops' }, 'TOKENIZER'],
+    ['tokenizer.json missing', {}, 'E_NOT_FOUND'],
+    ['tokenizer.json not JSON', { 'tokenizer.json': '{oops' }, 'E_TOKENIZER'],
   ])('fromDir: %s → %s', async (_name, files, code) => {
     const dir = await tempDir();
     for (const [file, content] of Object.entries(files)) await writeText(join(dir, file), content);

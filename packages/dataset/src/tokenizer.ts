@@ -40,7 +40,7 @@ async function readJson(path: string, what: string, optional = false): Promise<T
   try {
     const { size } = await stat(path);
     if (size > MAX_TOKENIZER_BYTES) {
-      throw new DatasetError('LIMIT_EXCEEDED', `${path} is ${size} bytes, above MAX_TOKENIZER_BYTES.`, {
+      throw new DatasetError('E_LIMIT_EXCEEDED', `${path} is ${size} bytes, above MAX_TOKENIZER_BYTES.`, {
         path,
       });
     }
@@ -48,7 +48,7 @@ async function readJson(path: string, what: string, optional = false): Promise<T
   } catch (error) {
     if (DatasetError.isInstance(error)) throw error;
     if (optional && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new DatasetError('NOT_FOUND', `Cannot read ${what} at ${path}; point to the model folder.`, {
+    throw new DatasetError('E_NOT_FOUND', `Cannot read ${what} at ${path}; point to the model folder.`, {
       path,
       cause: error,
     });
@@ -58,7 +58,7 @@ async function readJson(path: string, what: string, optional = false): Promise<T
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
     return value as TokenizerConfig;
   } catch (error) {
-    throw new DatasetError('TOKENIZER', `${path} is not a valid ${what} (${(error as Error).message}).`, {
+    throw new DatasetError('E_TOKENIZER', `${path} is not a valid ${what} (${(error as Error).message}).`, {
       path,
       cause: error,
     });
@@ -92,7 +92,7 @@ export class TextTokenizer {
       this.tokenizer = new Tokenizer(tokenizerJson, config);
     } catch (error) {
       throw new DatasetError(
-        'TOKENIZER',
+        'E_TOKENIZER',
         `tokenizer.json could not be loaded: ${(error as Error).message}.`,
         {
           cause: error,
@@ -105,7 +105,7 @@ export class TextTokenizer {
     const eosId = idOf(eos);
     if (eos === undefined || eosId === undefined) {
       throw new DatasetError(
-        'TOKENIZER',
+        'E_TOKENIZER',
         `tokenizer_config.json must name an eos_token that is in the vocabulary (got ${JSON.stringify(eos ?? null)}); responses end with it.`,
       );
     }
@@ -156,7 +156,7 @@ export class TextTokenizer {
       if (id !== undefined) return id;
       if (this.unkId !== undefined) return this.unkId;
       throw new DatasetError(
-        'TOKENIZER',
+        'E_TOKENIZER',
         `The token ${JSON.stringify(tokens[index])} is not in the vocabulary and the tokenizer has no unk_token.`,
       );
     });

@@ -43,7 +43,7 @@ describe('readers refuse text that is not UTF-8, naming line and byte', () => {
       for await (const _ of readCsvRecords(path));
     };
     await expect(read()).rejects.toMatchObject({
-      code: 'INVALID_ENCODING',
+      code: 'E_INVALID_ENCODING',
       line: 3,
       message: expect.stringMatching(
         new RegExp(`metadata\\.csv:3: not UTF-8 at byte ${long.length - 2}\\. Save the file as UTF-8`),
@@ -72,7 +72,7 @@ describe('readers refuse text that is not UTF-8, naming line and byte', () => {
       for await (const _ of readTextRecords(path));
     };
     await expect(read()).rejects.toMatchObject({
-      code: 'INVALID_ENCODING',
+      code: 'E_INVALID_ENCODING',
       message: expect.stringMatching(new RegExp(`${name.replace('.', '\\.')}:${line}: not UTF-8 at byte`)),
     });
   });

@@ -63,7 +63,7 @@ export function findInvalidUtf8(bytes: Uint8Array): Utf8Problem | undefined {
 
 export function invalidUtf8Error(path: string, { line, offset }: Utf8Problem): DatasetError {
   return new DatasetError(
-    'INVALID_ENCODING',
+    'E_INVALID_ENCODING',
     `${path}:${line}: not UTF-8 at byte ${offset}. Save the file as UTF-8 (in a spreadsheet: "CSV UTF-8"; with iconv: iconv -f latin1 -t utf-8 <file>), so no character is trained on as "\uFFFD".`,
     { path, line },
   );

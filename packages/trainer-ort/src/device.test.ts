@@ -136,7 +136,7 @@ describe('an explicit device', () => {
     ],
   ] as const)('%s is DEVICE_UNAVAILABLE with what to do', async (_, device, facts, message) => {
     await expect(decideDevice(device, machine(facts).probes)).rejects.toMatchObject({
-      code: 'DEVICE_UNAVAILABLE',
+      code: 'E_DEVICE_UNAVAILABLE',
       message: expect.stringMatching(message),
     });
   });

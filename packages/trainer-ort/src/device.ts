@@ -86,14 +86,14 @@ export async function decideDevice(requested: Device, probes: DeviceProbes): Pro
 async function startCuda(probes: DeviceProbes): Promise<'cuda'> {
   if (!probes.cudaInstalled()) {
     throw new TrainerOrtError(
-      'DEVICE_UNAVAILABLE',
+      'E_DEVICE_UNAVAILABLE',
       `device 'cuda' was asked for, but onnxruntime-node's CUDA provider is not installed: ${CUDA_INSTALL_HINT}; or use device: webgpu or auto`,
     );
   }
   const failure = await probes.startFailure('cuda');
   if (failure !== undefined) {
     throw new TrainerOrtError(
-      'DEVICE_UNAVAILABLE',
+      'E_DEVICE_UNAVAILABLE',
       `device 'cuda': the CUDA provider is installed but did not start (${failure}); check the NVIDIA driver, CUDA 12 and cuDNN 9 libraries (\`nvidia-smi\`, LD_LIBRARY_PATH), or use device: webgpu or auto`,
     );
   }
@@ -104,12 +104,12 @@ async function startWebGpu(probes: DeviceProbes): Promise<WebGpuAdapter> {
   const { adapters, problem } = await probes.adapters();
   const adapter = adapters.find((a) => a.usedByOnnxRuntime) ?? adapters[0];
   if (adapter === undefined) {
-    throw new TrainerOrtError('DEVICE_UNAVAILABLE', `device 'webgpu': ${problem}. ${WEBGPU_HINT}`);
+    throw new TrainerOrtError('E_DEVICE_UNAVAILABLE', `device 'webgpu': ${problem}. ${WEBGPU_HINT}`);
   }
   const failure = await probes.startFailure('webgpu');
   if (failure !== undefined) {
     throw new TrainerOrtError(
-      'DEVICE_UNAVAILABLE',
+      'E_DEVICE_UNAVAILABLE',
       `device 'webgpu': onnxruntime's WebGPU provider did not start on ${adapter.name} (${failure}). ${WEBGPU_HINT}`,
     );
   }

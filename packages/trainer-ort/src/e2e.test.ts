@@ -76,6 +76,7 @@ it('fits a low-rank target with LoRA on a frozen 2-layer MLP read from safetenso
   const fc1 = loraLayer(input, safetensorsWeight(graph, file, 'fc1.weight'), 'fc1', options);
   const fc2 = loraLayer(tanh(fc1.output), safetensorsWeight(graph, file, 'fc2.weight'), 'fc2', {
     ...options,
+    network: 'dora',
     seed: 2,
   });
   await file.close();

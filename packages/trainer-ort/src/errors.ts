@@ -1,19 +1,19 @@
 /** What went wrong, as a string a caller can switch on. */
 export type TrainerOrtErrorCode =
   /** An argument is out of range or malformed (session options, feeds, training options). */
-  | 'INVALID_ARGUMENT'
+  | 'E_INVALID_ARGUMENT'
   /** The requested execution provider is not installed or has no device. */
-  | 'DEVICE_UNAVAILABLE'
+  | 'E_DEVICE_UNAVAILABLE'
   /** onnxruntime refused the model. */
-  | 'SESSION_FAILED'
+  | 'E_SESSION_FAILED'
   /** onnxruntime failed while running the model, or the feeds do not match its inputs. */
-  | 'RUN_FAILED'
+  | 'E_RUN_FAILED'
   /** Training produced a NaN or infinite loss or gradient (the last good state was saved first). */
-  | 'NON_FINITE_LOSS'
+  | 'E_NON_FINITE_LOSS'
   /** A checkpoint's files are missing, malformed, or do not fit the model being trained. */
-  | 'CHECKPOINT_INVALID'
+  | 'E_CHECKPOINT_INVALID'
   /** `resume` names a folder that holds no checkpoint. */
-  | 'CHECKPOINT_NOT_FOUND';
+  | 'E_CHECKPOINT_NOT_FOUND';
 
 const MARKER = Symbol.for('lora.trainer-ort.error');
 

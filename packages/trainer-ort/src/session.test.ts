@@ -35,14 +35,14 @@ describe('Session', () => {
     expect(some['squared']).toMatchObject({ dtype: 'float32', shape: [3] });
     await session.dispose();
     await expect(session.run(feed)).rejects.toMatchObject({
-      code: 'RUN_FAILED',
+      code: 'E_RUN_FAILED',
       message: expect.stringMatching(/disposed/),
     });
   });
 
   it.runIf(!isCudaInstalled())('turns a provider that does not start into DEVICE_UNAVAILABLE', async () => {
     await expect(Session.create(modelPath, { device: 'cuda' })).rejects.toMatchObject({
-      code: 'DEVICE_UNAVAILABLE',
+      code: 'E_DEVICE_UNAVAILABLE',
       message: expect.stringMatching(/device 'cuda' failed to start for .*model.*lora doctor/),
     });
   });
@@ -69,7 +69,7 @@ describe('Session', () => {
   ])('reports %s as RUN_FAILED', async (_, feeds, message) => {
     const session = await Session.create(modelPath, { device: 'cpu' });
     await expect(session.run(feeds)).rejects.toMatchObject({
-      code: 'RUN_FAILED',
+      code: 'E_RUN_FAILED',
       message: expect.stringMatching(message),
     });
     await session.dispose();
@@ -79,7 +79,7 @@ describe('Session', () => {
     const broken = join(folder, 'broken.onnx');
     await writeFile(broken, 'not a model');
     await expect(Session.create(broken, { device: 'cpu' })).rejects.toMatchObject({
-      code: 'SESSION_FAILED',
+      code: 'E_SESSION_FAILED',
       message: expect.stringContaining(broken),
     });
   });

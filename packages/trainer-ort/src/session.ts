@@ -106,7 +106,7 @@ export class Session {
     const kept = options.deviceOutputs ?? [];
     if (kept.length > 0 && device !== 'webgpu') {
       throw new TrainerOrtError(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         `deviceOutputs needs device 'webgpu' (onnxruntime-node keeps outputs on no other device), got '${device}'`,
       );
     }
@@ -124,7 +124,7 @@ export class Session {
     } catch (error) {
       if (device !== 'cpu') {
         throw new TrainerOrtError(
-          'DEVICE_UNAVAILABLE',
+          'E_DEVICE_UNAVAILABLE',
           `device '${device}' failed to start for ${modelPath}: ${messageOf(error)}; \`lora doctor\` shows what this machine offers`,
           { cause: error },
         );
@@ -140,7 +140,7 @@ export class Session {
   ): Promise<Record<string, HostTensor>> {
     if (this.kept.size > 0) {
       throw new TrainerOrtError(
-        'RUN_FAILED',
+        'E_RUN_FAILED',
         `${this.modelPath} keeps outputs on the device: use runKeeping`,
       );
     }
@@ -155,7 +155,8 @@ export class Session {
     feeds: Readonly<Record<string, HostTensor | DeviceTensor>>,
     outputs?: readonly string[],
   ): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
-    if (this.disposed) throw new TrainerOrtError('RUN_FAILED', `session for ${this.modelPath} was disposed`);
+    if (this.disposed)
+      throw new TrainerOrtError('E_RUN_FAILED', `session for ${this.modelPath} was disposed`);
     const ortFeeds: Record<string, Tensor> = {};
     const traffic = exchanged[this.device];
     for (const [name, t] of Object.entries(feeds)) {
@@ -166,7 +167,7 @@ export class Session {
     try {
       results = await (outputs ? this.inner.run(ortFeeds, [...outputs]) : this.inner.run(ortFeeds));
     } catch (error) {
-      throw new TrainerOrtError('RUN_FAILED', `running ${this.modelPath} failed: ${messageOf(error)}`, {
+      throw new TrainerOrtError('E_RUN_FAILED', `running ${this.modelPath} failed: ${messageOf(error)}`, {
         cause: error,
       });
     }
@@ -201,14 +202,14 @@ function toOrt(name: string, t: HostTensor | DeviceTensor): Tensor {
   if ('location' in t) {
     const tensor = deviceTensors.get(t);
     if (tensor === undefined) {
-      throw new TrainerOrtError('RUN_FAILED', `feed '${name}': not a DeviceTensor of this package`);
+      throw new TrainerOrtError('E_RUN_FAILED', `feed '${name}': not a DeviceTensor of this package`);
     }
     return tensor;
   }
   const size = t.shape.reduce((a, b) => a * b, 1);
   if (t.data.length !== size) {
     throw new TrainerOrtError(
-      'RUN_FAILED',
+      'E_RUN_FAILED',
       `feed '${name}': ${t.data.length} values for shape [${t.shape.join(', ')}]`,
     );
   }
@@ -233,7 +234,7 @@ function sessionOptions(device: ConcreteDevice, options: SessionOptions): Infere
 
 function sessionFailed(modelPath: string, error: unknown): TrainerOrtError {
   return new TrainerOrtError(
-    'SESSION_FAILED',
+    'E_SESSION_FAILED',
     `onnxruntime could not load ${modelPath}: ${messageOf(error)}`,
     {
       cause: error,

@@ -46,7 +46,7 @@ describe('safetensorsWeight', () => {
   ])('refuses tensor %s', async (key, message) => {
     const file = await openSafetensors(path);
     expect(() => safetensorsWeight(new Graph(), file, key)).toThrow(
-      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) }),
+      expect.objectContaining({ code: 'E_INVALID_ARGUMENT', message: expect.stringMatching(message) }),
     );
     await file.close();
   });

@@ -47,7 +47,7 @@ export function frozenValues(weight: Tensor): Float32Array {
   const dtype = TO_SAFETENSORS[source.dtype];
   if (!data || !dtype) {
     throw new TrainerOrtError(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       `${weight.name} is not a frozen float weight, so its values cannot start a LoRA variant`,
     );
   }
@@ -75,12 +75,12 @@ export function safetensorsWeight(
 ): Tensor {
   const info = file.tensors.get(key);
   if (!info) {
-    throw new TrainerOrtError('INVALID_ARGUMENT', `tensor '${key}' is not in ${file.path}`);
+    throw new TrainerOrtError('E_INVALID_ARGUMENT', `tensor '${key}' is not in ${file.path}`);
   }
   const dtype = FROM_SAFETENSORS[info.dtype];
   if (!dtype) {
     throw new TrainerOrtError(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       `tensor '${key}' in ${file.path} is ${info.dtype}, which the graph cannot hold`,
     );
   }

@@ -21,7 +21,10 @@ import {
   type TrainerBackendModule,
   type TrainerEvent,
   type TrainingResult,
+  type WarningCode,
 } from '@lora/config';
+import type { DatasetErrorCode } from '@lora/dataset';
+import type { TrainerOrtErrorCode } from '@lora/trainer-ort';
 import { CliError, EXIT_FAILURE } from '../cli-error.ts';
 import { describeWriteFailure, isDiskProblem } from '../files.ts';
 import { print } from '../format.ts';
@@ -323,26 +326,30 @@ function handleInterrupts(
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** Backend warnings that have a section in the troubleshooting guide. */
-const WARNING_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
+const WARNING_SECTIONS: Readonly<Partial<Record<WarningCode, TroubleshootingSection>>> = {
   resume_found_nothing: 'resumeFoundNothing',
   device_fallback: 'deviceFallback',
   precision_notice: 'halfPrecision',
   long_captions: 'dataRefused',
-  nan_loss: 'nanLoss',
 };
 
 /** `message` as a sentence, then `sentence`. */
 const endWith = (message: string, sentence: string) => `${message.replace(/[.\s]*$/, '')}. ${sentence}.`;
 
 /** Backend error codes (trainer-ort's) that have a section in the troubleshooting guide. */
-const ERROR_SECTIONS: Readonly<Record<string, TroubleshootingSection>> = {
-  NON_FINITE_LOSS: 'nanLoss',
-  CHECKPOINT_NOT_FOUND: 'resumeFoundNothing',
-  DEVICE_UNAVAILABLE: 'gpuUnavailable',
-  INVALID_ENCODING: 'dataRefused',
-  TEMPLATE: 'dataRefused',
-  LIMIT_EXCEEDED: 'dataRefused',
+const ERROR_SECTIONS: Readonly<
+  Partial<Record<TrainerOrtErrorCode | DatasetErrorCode, TroubleshootingSection>>
+> = {
+  E_NON_FINITE_LOSS: 'nanLoss',
+  E_CHECKPOINT_NOT_FOUND: 'resumeFoundNothing',
+  E_DEVICE_UNAVAILABLE: 'gpuUnavailable',
+  E_INVALID_ENCODING: 'dataRefused',
+  E_TEMPLATE: 'dataRefused',
+  E_LIMIT_EXCEEDED: 'dataRefused',
 };
+
+const isSectionCode = (code: string): code is keyof typeof ERROR_SECTIONS =>
+  Object.hasOwn(ERROR_SECTIONS, code);
 
 /** What onnxruntime and the C++ runtime say when an allocation fails. */
 const OUT_OF_MEMORY = /bad[ _]alloc|bad allocation|failed to allocate|out of memory/i;
@@ -361,7 +368,12 @@ class TrainError extends Error {
 
 function withTroubleshooting(error: unknown): unknown {
   if (!(error instanceof Error) || !('code' in error) || typeof error.code !== 'string') return error;
-  const section = OUT_OF_MEMORY.test(error.message) ? 'outOfMemory' : ERROR_SECTIONS[error.code];
+  const code = error.code;
+  const section = OUT_OF_MEMORY.test(error.message)
+    ? 'outOfMemory'
+    : isSectionCode(code)
+      ? ERROR_SECTIONS[code]
+      : undefined;
   return section === undefined ? error : withSection(error as Error & { code: string }, section);
 }
 

@@ -125,10 +125,10 @@ describe('RunTracker', () => {
 
   it('words warnings through the hint, by code', () => {
     const { written, tracker } = tracked((code, message) =>
-      code === 'x' ? `${message}. See here.` : message,
+      code === 'device_fallback' ? `${message}. See here.` : message,
     );
-    tracker.on({ type: 'warning', code: 'x', message: 'found nothing' });
-    tracker.on({ type: 'warning', code: 'y', message: 'other' });
+    tracker.on({ type: 'warning', code: 'device_fallback', message: 'found nothing' });
+    tracker.on({ type: 'warning', code: 'empty_step', message: 'other' });
     expect(written).toEqual(['warning: found nothing. See here.\n', 'warning: other\n']);
   });
 

@@ -1,4 +1,4 @@
-import type { LoraConfig, TrainerEvent, TrainingResult } from '@lora/config';
+import type { LoraConfig, TrainerEvent, TrainingResult, WarningCode } from '@lora/config';
 import { formatDuration, type ProgressDisplay } from './progress.ts';
 import type { RunRecorder } from './run-folder.ts';
 
@@ -41,7 +41,7 @@ export class RunTracker {
     /** Prepares the run folder for the run that `first` shows has started; called once, synchronously. */
     private readonly start: (first: TrainerEvent) => RunRecorder,
     /** A warning's text as shown (e.g. with a troubleshooting link), by its code. */
-    private readonly wordWarning: (code: string, message: string) => string = (_, message) => message,
+    private readonly wordWarning: (code: WarningCode, message: string) => string = (_, message) => message,
   ) {}
 
   on(event: TrainerEvent): void {

@@ -107,7 +107,7 @@ describe('ClipRanker', () => {
     const broken = await writeTinyClip(join(dir, 'broken-config'));
     await writeFile(join(broken, 'preprocessor_config.json'), '{ "crop_size": ');
     await expect(ClipRanker.load(broken, { device: 'cpu' })).rejects.toMatchObject({
-      code: 'LABEL_OPTIONS_INVALID',
+      code: 'E_LABEL_OPTIONS_INVALID',
       message: expect.stringMatching(/preprocessor_config\.json is not valid JSON/),
     });
   });
@@ -118,15 +118,15 @@ describe('ClipRanker', () => {
     await rm(join(wrong, 'vision_model.onnx'));
     await rename(modelPath, join(wrong, 'vision_model.onnx'));
     await expect(ClipRanker.load(wrong, { device: 'cpu' })).rejects.toMatchObject({
-      code: 'LABEL_MODEL_MISMATCH',
+      code: 'E_LABEL_MODEL_MISMATCH',
       message: expect.stringMatching(/has inputs \[input\].*needs pixel_values in and image_embeds out/),
     });
   });
 
   it.each([
-    ['vision_model.onnx', 'LABEL_FILE_NOT_FOUND', /no CLIP vision encoder/],
-    ['text_model.onnx', 'LABEL_FILE_NOT_FOUND', /no CLIP text encoder/],
-    ['tokenizer.json', 'NOT_FOUND', /tokenizer\.json/],
+    ['vision_model.onnx', 'E_LABEL_FILE_NOT_FOUND', /no CLIP vision encoder/],
+    ['text_model.onnx', 'E_LABEL_FILE_NOT_FOUND', /no CLIP text encoder/],
+    ['tokenizer.json', 'E_NOT_FOUND', /tokenizer\.json/],
   ])('explains a folder without %s', async (file, code, message) => {
     const partial = await writeTinyClip(join(dir, `without-${file}`));
     await rm(join(partial, file));
@@ -137,8 +137,8 @@ describe('ClipRanker', () => {
   });
 
   it.each([
-    [{ topK: 0 }, {}, 'LABEL_OPTIONS_INVALID'],
-    [{}, { empty: [] }, 'LABEL_VOCABULARY_INVALID'],
+    [{ topK: 0 }, {}, 'E_LABEL_OPTIONS_INVALID'],
+    [{}, { empty: [] }, 'E_LABEL_VOCABULARY_INVALID'],
   ])('rejects rank options %j with vocabulary %j', async (options, phrases, code) => {
     await expect(ranker.rank([images.red], phrases, options)).rejects.toMatchObject({ code });
   });

@@ -66,7 +66,7 @@ async function findModel(folder: string, kind: keyof typeof MODEL_FILES): Promis
     if (await exists(join(folder, name))) return join(folder, name);
   }
   throw new LabelError(
-    'LABEL_FILE_NOT_FOUND',
+    'E_LABEL_FILE_NOT_FOUND',
     `${folder} has no CLIP ${kind} encoder (looked for ${MODEL_FILES[kind].join(' and ')}); pass a folder with the vision and text ONNX exports and tokenizer.json.`,
     { path: folder },
   );
@@ -90,7 +90,7 @@ async function imageOptions(folder: string): Promise<ClipImageOptions> {
     config = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
   } catch (error) {
     throw new LabelError(
-      'LABEL_OPTIONS_INVALID',
+      'E_LABEL_OPTIONS_INVALID',
       `${path} is not valid JSON (${messageOf(error)}); fix it, or remove it to use CLIP's image settings.`,
       { path, cause: error },
     );
@@ -117,7 +117,7 @@ function normalizeRows(data: Float32Array, width: number): Float32Array {
 }
 
 function mismatch(session: Session, message: string, cause?: unknown): LabelError {
-  return new LabelError('LABEL_MODEL_MISMATCH', `${session.modelPath} ${message}`, {
+  return new LabelError('E_LABEL_MODEL_MISMATCH', `${session.modelPath} ${message}`, {
     path: session.modelPath,
     ...(cause === undefined ? {} : { cause }),
   });
@@ -134,7 +134,7 @@ async function embed(
   try {
     result = (await session.run(feeds, [output]))[output];
   } catch (error) {
-    if (!TrainerOrtError.isInstance(error) || error.code !== 'RUN_FAILED') throw error;
+    if (!TrainerOrtError.isInstance(error) || error.code !== 'E_RUN_FAILED') throw error;
     const shapes = Object.entries(feeds).map(([name, t]) => `${name} ${t.dtype} [${t.shape.join(', ')}]`);
     throw mismatch(session, `does not accept ${shapes.join(', ')} (${messageOf(error)}).`, error);
   }
@@ -198,11 +198,11 @@ export class ClipRanker {
   ): Promise<ClipResult[]> {
     const topK = options.topK ?? 3;
     if (!Number.isInteger(topK) || topK < 1) {
-      throw new LabelError('LABEL_OPTIONS_INVALID', `topK must be a whole number ≥ 1, got ${topK}.`);
+      throw new LabelError('E_LABEL_OPTIONS_INVALID', `topK must be a whole number ≥ 1, got ${topK}.`);
     }
     const categories = Object.entries(vocabulary).filter(([, phrases]) => phrases.length > 0);
     if (categories.length === 0) {
-      throw new LabelError('LABEL_VOCABULARY_INVALID', 'the vocabulary has no phrases to rank.');
+      throw new LabelError('E_LABEL_VOCABULARY_INVALID', 'the vocabulary has no phrases to rank.');
     }
     const phrases = categories.flatMap(([, list]) => list);
     const text = await this.encodeText(phrases);

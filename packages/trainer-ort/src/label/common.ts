@@ -23,7 +23,7 @@ export const MAX_LABEL_BATCH = 256;
 export function checkBatchSize(batchSize: number): number {
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_LABEL_BATCH) {
     throw new LabelError(
-      'LABEL_OPTIONS_INVALID',
+      'E_LABEL_OPTIONS_INVALID',
       `batchSize must be a whole number from 1 to ${MAX_LABEL_BATCH} (MAX_LABEL_BATCH), got ${batchSize}.`,
     );
   }
@@ -32,9 +32,9 @@ export function checkBatchSize(batchSize: number): number {
 
 /** Failures of one image (the next may be fine); anything else, such as a bad size, stops the run. */
 const IMAGE_PROBLEMS: ReadonlySet<DatasetErrorCode> = new Set([
-  'IMAGE_DECODE',
-  'NOT_FOUND',
-  'LIMIT_EXCEEDED',
+  'E_IMAGE_DECODE',
+  'E_NOT_FOUND',
+  'E_LIMIT_EXCEEDED',
 ]);
 
 /**
@@ -77,7 +77,7 @@ export async function checkModelFile(modelPath: string, what: string): Promise<v
   const found = await stat(modelPath).catch(() => undefined);
   if (!found?.isFile()) {
     throw new LabelError(
-      'LABEL_FILE_NOT_FOUND',
+      'E_LABEL_FILE_NOT_FOUND',
       `${what} model ${modelPath} ${found ? 'is not a file' : 'not found'}; check the path.`,
       { path: modelPath },
     );

@@ -1,15 +1,15 @@
 /** What went wrong while labelling images, as a string a caller can switch on. */
 export type LabelErrorCode =
   /** A model file, tag list, tokenizer or vocabulary file is missing. */
-  | 'LABEL_FILE_NOT_FOUND'
+  | 'E_LABEL_FILE_NOT_FOUND'
   /** The model's inputs or outputs are not those of the labeller it was loaded as. */
-  | 'LABEL_MODEL_MISMATCH'
+  | 'E_LABEL_MODEL_MISMATCH'
   /** `selected_tags.csv` is malformed or does not fit the model. */
-  | 'LABEL_TAGS_INVALID'
+  | 'E_LABEL_TAGS_INVALID'
   /** A candidate vocabulary is empty or malformed. */
-  | 'LABEL_VOCABULARY_INVALID'
+  | 'E_LABEL_VOCABULARY_INVALID'
   /** An option is out of range (threshold, batch size, top-k). */
-  | 'LABEL_OPTIONS_INVALID';
+  | 'E_LABEL_OPTIONS_INVALID';
 
 const MARKER = Symbol.for('lora.trainer-ort.label-error');
 

@@ -53,7 +53,7 @@ describe('readTaggerTags', () => {
   ])('rejects %s with LABEL_TAGS_INVALID', async (_name, content, message) => {
     const path = await tagsFile(content);
     await expect(readTaggerTags(path)).rejects.toMatchObject({
-      code: 'LABEL_TAGS_INVALID',
+      code: 'E_LABEL_TAGS_INVALID',
       path,
       message: expect.stringMatching(message),
     });
@@ -61,7 +61,7 @@ describe('readTaggerTags', () => {
 
   it('says which file is missing', async () => {
     await expect(readTaggerTags('/no/such/selected_tags.csv')).rejects.toMatchObject({
-      code: 'LABEL_FILE_NOT_FOUND',
+      code: 'E_LABEL_FILE_NOT_FOUND',
       message: expect.stringContaining('/no/such/selected_tags.csv'),
     });
   });

@@ -55,7 +55,7 @@ export function tagText(name: string): string {
 export async function readTaggerTags(path: string): Promise<TaggerTag[]> {
   await stat(path).catch((error: unknown) => {
     throw new LabelError(
-      'LABEL_FILE_NOT_FOUND',
+      'E_LABEL_FILE_NOT_FOUND',
       `tag list ${path} not found; pass the selected_tags.csv that came with the tagger model.`,
       { path, cause: error },
     );
@@ -64,7 +64,7 @@ export async function readTaggerTags(path: string): Promise<TaggerTag[]> {
   let nameColumn = -1;
   let categoryColumn = -1;
   const invalid = (line: number, why: string) =>
-    new LabelError('LABEL_TAGS_INVALID', `${path}:${line}: ${why}`, { path });
+    new LabelError('E_LABEL_TAGS_INVALID', `${path}:${line}: ${why}`, { path });
   try {
     for await (const { fields, line } of readCsvRecords(path)) {
       if (nameColumn < 0) {
@@ -91,7 +91,7 @@ export async function readTaggerTags(path: string): Promise<TaggerTag[]> {
     }
   } catch (error) {
     if (DatasetError.isInstance(error)) {
-      throw new LabelError('LABEL_TAGS_INVALID', error.message, { path, cause: error });
+      throw new LabelError('E_LABEL_TAGS_INVALID', error.message, { path, cause: error });
     }
     throw error;
   }

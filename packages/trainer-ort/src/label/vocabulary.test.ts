@@ -42,12 +42,12 @@ describe('readVocabulary', () => {
     ],
   ])('rejects %s with LABEL_VOCABULARY_INVALID', async (_name, content, message) => {
     await expect(readVocabulary(await vocabFile(content))).rejects.toMatchObject({
-      code: 'LABEL_VOCABULARY_INVALID',
+      code: 'E_LABEL_VOCABULARY_INVALID',
       message: expect.stringMatching(message),
     });
   });
 
   it('says which file is missing', async () => {
-    await expect(readVocabulary('/no/vocab.txt')).rejects.toMatchObject({ code: 'LABEL_FILE_NOT_FOUND' });
+    await expect(readVocabulary('/no/vocab.txt')).rejects.toMatchObject({ code: 'E_LABEL_FILE_NOT_FOUND' });
   });
 });

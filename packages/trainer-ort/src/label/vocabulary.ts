@@ -131,14 +131,14 @@ export const MAX_VOCABULARY_PHRASES = 100_000;
  */
 export async function readVocabulary(path: string): Promise<ClipVocabulary> {
   const info = await stat(path).catch((error: unknown) => {
-    throw new LabelError('LABEL_FILE_NOT_FOUND', `vocabulary ${path} not found; check the path.`, {
+    throw new LabelError('E_LABEL_FILE_NOT_FOUND', `vocabulary ${path} not found; check the path.`, {
       path,
       cause: error,
     });
   });
   if (info.size > MAX_VOCABULARY_BYTES) {
     throw new LabelError(
-      'LABEL_VOCABULARY_INVALID',
+      'E_LABEL_VOCABULARY_INVALID',
       `${path} is ${info.size} bytes, above MAX_VOCABULARY_BYTES (${MAX_VOCABULARY_BYTES}); split it or keep the phrases that matter.`,
       { path },
     );
@@ -156,7 +156,7 @@ export async function readVocabulary(path: string): Promise<ClipVocabulary> {
     }
     if (++count > MAX_VOCABULARY_PHRASES) {
       throw new LabelError(
-        'LABEL_VOCABULARY_INVALID',
+        'E_LABEL_VOCABULARY_INVALID',
         `${path}:${index + 1}: more than MAX_VOCABULARY_PHRASES (${MAX_VOCABULARY_PHRASES}) phrases.`,
         { path },
       );
@@ -166,7 +166,7 @@ export async function readVocabulary(path: string): Promise<ClipVocabulary> {
   }
   if (count === 0) {
     throw new LabelError(
-      'LABEL_VOCABULARY_INVALID',
+      'E_LABEL_VOCABULARY_INVALID',
       `${path} lists no phrases; write one per line under [category] headers, e.g. "[style]" then "anime".`,
       { path },
     );

@@ -79,7 +79,7 @@ describe('Wd14Tagger', () => {
     const clip = await writeTinyClip(join(dir, `clip-${file}`));
     const wrong = await Wd14Tagger.load(join(clip, file), model.tagsPath, { device: 'cpu' });
     await expect(wrong.tag([images.red])).rejects.toMatchObject({
-      code: 'LABEL_MODEL_MISMATCH',
+      code: 'E_LABEL_MODEL_MISMATCH',
       message: expect.stringMatching(/does not take a float32 \[N, 448, 448, 3\] image batch/),
     });
     await wrong.dispose();
@@ -90,22 +90,22 @@ describe('Wd14Tagger', () => {
     await writeFile(short, 'tag_id,name,category,count\n0,general,9,1\n1,a,0,1\n');
     const wrong = await Wd14Tagger.load(model.modelPath, short, { device: 'cpu' });
     await expect(wrong.tag([images.red])).rejects.toMatchObject({
-      code: 'LABEL_TAGS_INVALID',
+      code: 'E_LABEL_TAGS_INVALID',
       message: expect.stringMatching(/scores 13 tags but the tag list has 2/),
     });
     await wrong.dispose();
   });
 
   it.each([
-    ['a missing model', () => [join(dir, 'nope.onnx'), model.tagsPath], {}, 'LABEL_FILE_NOT_FOUND'],
-    ['a folder as the model', () => [dir, model.tagsPath], {}, 'LABEL_FILE_NOT_FOUND'],
+    ['a missing model', () => [join(dir, 'nope.onnx'), model.tagsPath], {}, 'E_LABEL_FILE_NOT_FOUND'],
+    ['a folder as the model', () => [dir, model.tagsPath], {}, 'E_LABEL_FILE_NOT_FOUND'],
     [
       'a threshold above 1',
       () => [model.modelPath, model.tagsPath],
       { generalThreshold: 35 },
-      'LABEL_OPTIONS_INVALID',
+      'E_LABEL_OPTIONS_INVALID',
     ],
-    ['batch size 0', () => [model.modelPath, model.tagsPath], { batchSize: 0 }, 'LABEL_OPTIONS_INVALID'],
+    ['batch size 0', () => [model.modelPath, model.tagsPath], { batchSize: 0 }, 'E_LABEL_OPTIONS_INVALID'],
   ])('rejects %s', async (_name, paths, options, code) => {
     const [modelPath, tagsPath] = paths() as [string, string];
     await expect(Wd14Tagger.load(modelPath, tagsPath, options)).rejects.toMatchObject({ code });

@@ -54,7 +54,7 @@ export type TaggerResult = TaggedImage | LabelFailure;
 
 function checkThreshold(name: string, value: number): number {
   if (!(value >= 0 && value <= 1)) {
-    throw new LabelError('LABEL_OPTIONS_INVALID', `${name} must be between 0 and 1, got ${value}.`);
+    throw new LabelError('E_LABEL_OPTIONS_INVALID', `${name} must be between 0 and 1, got ${value}.`);
   }
   return value;
 }
@@ -92,7 +92,7 @@ export class Wd14Tagger {
     if (session.inputNames.length !== 1 || session.outputNames.length < 1) {
       await session.dispose();
       throw new LabelError(
-        'LABEL_MODEL_MISMATCH',
+        'E_LABEL_MODEL_MISMATCH',
         `${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}]; a WD14 tagger has one image input [N, ${SIZE}, ${SIZE}, 3] and a score output. Is this the tagger's model.onnx?`,
         { path: modelPath },
       );
@@ -146,9 +146,9 @@ export class Wd14Tagger {
     try {
       output = (await this.session.run({ [inputName!]: input }, [outputName!]))[outputName!];
     } catch (error) {
-      if (!TrainerOrtError.isInstance(error) || error.code !== 'RUN_FAILED') throw error;
+      if (!TrainerOrtError.isInstance(error) || error.code !== 'E_RUN_FAILED') throw error;
       throw new LabelError(
-        'LABEL_MODEL_MISMATCH',
+        'E_LABEL_MODEL_MISMATCH',
         `${this.session.modelPath} does not take a float32 [N, ${SIZE}, ${SIZE}, 3] image batch, the input of a WD14 tagger (${messageOf(error)}). Is this the tagger's model.onnx?`,
         { path: this.session.modelPath, cause: error },
       );
@@ -161,14 +161,14 @@ export class Wd14Tagger {
       output.shape[0] !== count
     ) {
       throw new LabelError(
-        'LABEL_MODEL_MISMATCH',
+        'E_LABEL_MODEL_MISMATCH',
         `${this.session.modelPath} returned ${output?.dtype} [${output?.shape.join(', ')}] where a tagger returns float32 [${expected.join(', ')}] scores.`,
         { path: this.session.modelPath },
       );
     }
     if (output.shape[1] !== this.tags.length) {
       throw new LabelError(
-        'LABEL_TAGS_INVALID',
+        'E_LABEL_TAGS_INVALID',
         `${this.session.modelPath} scores ${output.shape[1]} tags but the tag list has ${this.tags.length}; use the selected_tags.csv that came with this model.`,
         { path: this.session.modelPath },
       );

@@ -79,16 +79,16 @@ describe('checkpoints', () => {
   });
 
   it.each<[string, (path: string) => Promise<void>, string]>([
-    ['no state.json', (p) => rm(join(p, 'state.json')), 'CHECKPOINT_NOT_FOUND'],
+    ['no state.json', (p) => rm(join(p, 'state.json')), 'E_CHECKPOINT_NOT_FOUND'],
     [
       'state.json that is not JSON',
       (p) => writeFile(join(p, 'state.json'), '{"step":'),
-      'CHECKPOINT_INVALID',
+      'E_CHECKPOINT_INVALID',
     ],
     [
       'another format',
       (p) => writeFile(join(p, 'state.json'), '{"format":"x","version":1}'),
-      'CHECKPOINT_INVALID',
+      'E_CHECKPOINT_INVALID',
     ],
     [
       'a negative step',
@@ -96,9 +96,9 @@ describe('checkpoints', () => {
         const meta = { ...checkpoint(1).meta, step: -1 };
         await writeFile(join(p, 'state.json'), JSON.stringify(meta));
       },
-      'CHECKPOINT_INVALID',
+      'E_CHECKPOINT_INVALID',
     ],
-    ['a truncated weights file', (p) => writeFile(join(p, 'lora.safetensors'), 'xx'), 'CHECKPOINT_INVALID'],
+    ['a truncated weights file', (p) => writeFile(join(p, 'lora.safetensors'), 'xx'), 'E_CHECKPOINT_INVALID'],
   ])('refuses a checkpoint with %s', async (_, damage, code) => {
     const root = await mkdtemp(join(dir, 'bad-'));
     const path = await writeCheckpoint(root, checkpoint(1));

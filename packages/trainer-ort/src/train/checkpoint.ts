@@ -111,7 +111,7 @@ export async function writeCheckpoint(outputDir: string, checkpoint: Checkpoint)
 function parameterOf(key: string, shapes: ReadonlyMap<string, unknown>): string {
   const name = key.slice(0, key.lastIndexOf('.'));
   if (!shapes.has(name))
-    throw new TrainerOrtError('CHECKPOINT_INVALID', `optimizer state '${key}' has no parameter`);
+    throw new TrainerOrtError('E_CHECKPOINT_INVALID', `optimizer state '${key}' has no parameter`);
   return name;
 }
 
@@ -153,7 +153,7 @@ export async function latestCheckpoint(outputDir: string): Promise<string | unde
 
 function invalid(path: string, message: string): TrainerOrtError {
   return new TrainerOrtError(
-    'CHECKPOINT_INVALID',
+    'E_CHECKPOINT_INVALID',
     `checkpoint ${path}: ${message}; resume from another checkpoint (or start a new run without resume)`,
   );
 }
@@ -202,7 +202,7 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
   const info = await stat(statePath).catch(() => undefined);
   if (!info?.isFile()) {
     throw new TrainerOrtError(
-      'CHECKPOINT_NOT_FOUND',
+      'E_CHECKPOINT_NOT_FOUND',
       `no checkpoint at ${path} (expected ${STATE_FILE} there); point resume at a checkpoints/step-<n> folder, or use resume: auto`,
     );
   }

@@ -25,7 +25,7 @@ export function shapeKeyOf<Batch>(model: TrainableModel<Batch>, batch: Batch): s
   const key = model.shapeKey(batch);
   if (typeof key !== 'string' || !SHAPE_KEY.test(key)) {
     throw new TrainerOrtError(
-      'INVALID_ARGUMENT',
+      'E_INVALID_ARGUMENT',
       `TrainableModel.shapeKey returned ${JSON.stringify(key)}; a shape key is 1–64 characters from A–Z, a–z, 0–9, '_', '.' and '-' (it names the graph file)`,
     );
   }
@@ -74,7 +74,7 @@ export class GradientSessions<Batch> {
     if (known) return known;
     if (this.sessions.size >= MAX_SHAPE_KEYS) {
       throw new TrainerOrtError(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         `TrainableModel.shapeKey gave a ${MAX_SHAPE_KEYS + 1}th shape key ('${key}'), each of which holds a session with its own copy of the model; at most ${MAX_SHAPE_KEYS} are supported (make shapeKey depend on graph sizes only)`,
       );
     }
@@ -105,7 +105,7 @@ export class GradientSessions<Batch> {
     const [firstKey] = this.sessions.keys();
     const differ = (what: string) =>
       new TrainerOrtError(
-        'INVALID_ARGUMENT',
+        'E_INVALID_ARGUMENT',
         `TrainableModel.build: the graph for shape key '${key}' ${what} than the graph for '${firstKey}'; every shape key must declare the same LoRA parameters (names, shapes, groups, initial values) in the same order`,
       );
     const expected = this.first.parameters;

@@ -24,7 +24,7 @@ export class GradientSum {
       const g = outputs[gradName(name)];
       if (g?.dtype !== 'float32' || g.data.length !== sum.length) {
         throw new TrainerOrtError(
-          'RUN_FAILED',
+          'E_RUN_FAILED',
           `gradients graph: '${gradName(name)}' is missing or mis-shaped`,
         );
       }
@@ -40,7 +40,7 @@ export class GradientSum {
     for (const [name, sum] of this.sums) {
       const data = other.sums[name];
       if (data?.length !== sum.length) {
-        throw new TrainerOrtError('RUN_FAILED', `worker gradient sums: '${name}' is missing or mis-shaped`);
+        throw new TrainerOrtError('E_RUN_FAILED', `worker gradient sums: '${name}' is missing or mis-shaped`);
       }
       for (let i = 0; i < sum.length; i++) sum[i]! += data[i]!;
     }
@@ -58,7 +58,7 @@ function scalarOf(outputs: Readonly<Record<string, HostTensor>>, name: string): 
   const t = outputs[name];
   if (t?.dtype !== 'float32' || t.data.length !== 1) {
     throw new TrainerOrtError(
-      'RUN_FAILED',
+      'E_RUN_FAILED',
       `gradients graph: output '${name}' is missing or not a float32 scalar`,
     );
   }

@@ -160,7 +160,7 @@ describe('runTrainingLoop', () => {
     const opts = await options({ dataOptions: { poison: { at: [[1, 0]], value: Number.NaN } } });
     const failure = runTrainingLoop(opts);
     await expect(failure).rejects.toMatchObject({
-      code: 'NON_FINITE_LOSS',
+      code: 'E_NON_FINITE_LOSS',
       message: expect.stringMatching(/step 4 .*learning_rate.*resume: auto/s),
     });
     const checkpoints = await listCheckpoints(opts.outputDir);
@@ -216,7 +216,7 @@ describe('runTrainingLoop', () => {
       },
     });
     await expect(runTrainingLoop(opts)).rejects.toMatchObject({
-      code: 'NON_FINITE_LOSS',
+      code: 'E_NON_FINITE_LOSS',
       message: expect.stringMatching(/loss scale 1 .*bf16/),
     });
   });
@@ -334,14 +334,14 @@ describe('runTrainingLoop', () => {
     await writeFile(state, JSON.stringify({ ...meta, step: 1e15 }));
     const opts = await options({ outputDir });
     await expect(runTrainingLoop({ ...opts, resume: result.checkpoint! })).rejects.toMatchObject({
-      code: 'CHECKPOINT_INVALID',
+      code: 'E_CHECKPOINT_INVALID',
       message: expect.stringMatching(
         /after step 1000000000000000, past this run's last step 9 \(raise epochs/,
       ),
     });
     await writeFile(state, JSON.stringify({ ...meta, updates: 10 }));
     await expect(runTrainingLoop({ ...opts, resume: result.checkpoint! })).rejects.toMatchObject({
-      code: 'CHECKPOINT_INVALID',
+      code: 'E_CHECKPOINT_INVALID',
       message: expect.stringMatching(/counters disagree \(step 9, updates 10/),
     });
   });
@@ -368,10 +368,10 @@ describe('runTrainingLoop', () => {
   });
 
   it.each([
-    ['a folder without a checkpoint', 'CHECKPOINT_NOT_FOUND', (dir: string) => ({ resume: dir })],
+    ['a folder without a checkpoint', 'E_CHECKPOINT_NOT_FOUND', (dir: string) => ({ resume: dir })],
     [
       "another optimizer's state",
-      'CHECKPOINT_INVALID',
+      'E_CHECKPOINT_INVALID',
       () => ({ resume: 'auto', optimizer: { type: 'sgd', momentum: 0.9, weightDecay: 0 } as const }),
     ],
   ])('refuses to resume from %s', async (_, code, change) => {
@@ -391,7 +391,7 @@ describe('runTrainingLoop', () => {
     ['a negative CUDA device id', { workers: [{ device: 'cuda', deviceId: -1 }] }],
   ])('refuses %s', async (_, overrides) => {
     await expect(runTrainingLoop(await options(overrides))).rejects.toMatchObject({
-      code: 'INVALID_ARGUMENT',
+      code: 'E_INVALID_ARGUMENT',
     });
   });
 });

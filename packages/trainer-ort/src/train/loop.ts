@@ -15,6 +15,7 @@
  * its first micro-batch is loaded before the engine opens, to choose the graph built first.
  */
 
+import type { WarningCode } from '@lora/config';
 import { type HostTensor, hostTensor } from '@lora/engine';
 import { chooseDevice } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
@@ -101,7 +102,7 @@ async function checkpointToResume<Batch>(
     try {
       return { path, checkpoint: await readCheckpoint(path) };
     } catch (error) {
-      if (!TrainerOrtError.isInstance(error) || error.code !== 'CHECKPOINT_INVALID') throw error;
+      if (!TrainerOrtError.isInstance(error) || error.code !== 'E_CHECKPOINT_INVALID') throw error;
       emit({
         type: 'warning',
         code: 'checkpoint_skipped',
@@ -225,7 +226,7 @@ class Run<Batch> {
       const size = p.shape.reduce((a, b) => a * b, 1);
       if (p.initial.length !== size) {
         throw new TrainerOrtError(
-          'INVALID_ARGUMENT',
+          'E_INVALID_ARGUMENT',
           `parameter '${p.name}': ${p.initial.length} initial values for shape [${p.shape.join(', ')}]`,
         );
       }
@@ -259,7 +260,7 @@ class Run<Batch> {
   private restore(path: string, { meta, values, optimizerState }: Checkpoint): TrainState {
     const invalid = (message: string) =>
       new TrainerOrtError(
-        'CHECKPOINT_INVALID',
+        'E_CHECKPOINT_INVALID',
         `checkpoint ${path} does not fit this run: ${message}; resume with the settings it was written with, or start a new run`,
       );
     if (meta.optimizer !== this.options.optimizer.type) {
@@ -299,7 +300,7 @@ class Run<Batch> {
   }
 
   private warnAboutChanges(meta: CheckpointMeta): void {
-    const warn = (code: string, message: string) => this.emit({ type: 'warning', code, message });
+    const warn = (code: WarningCode, message: string) => this.emit({ type: 'warning', code, message });
     if (meta.microBatchesPerEpoch !== this.microBatches) {
       warn(
         'resume_data_changed',
@@ -353,7 +354,7 @@ class Run<Batch> {
     try {
       gradients = await this.gradients(epoch, start, end, scale);
     } catch (error) {
-      if (WorkerError.isInstance(error) && error.code === 'WORKER_FAILED')
+      if (WorkerError.isInstance(error) && error.code === 'E_WORKER_FAILED')
         throw await this.workerFailed(error);
       throw error;
     }
@@ -379,7 +380,7 @@ class Run<Batch> {
     } else {
       await this.save();
       throw new TrainerOrtError(
-        'NON_FINITE_LOSS',
+        'E_NON_FINITE_LOSS',
         `step ${this.state.step + 1} (epoch ${epoch + 1}, micro-batches ${start}–${end - 1}): the ${Number.isFinite(loss) ? 'gradient' : 'loss'} is not finite (loss ${loss}, gradient norm ${gradNorm}). ` +
           `The last good state is saved in ${this.checkpoint}. Try a lower learning_rate (now ${this.options.learningRate}), ` +
           `max_grad_norm: 1 if clipping is off, check the data of these micro-batches, and for bf16 try mixed_precision: no; ` +
@@ -450,7 +451,7 @@ class Run<Batch> {
   private async workerFailed(error: WorkerError): Promise<WorkerError> {
     await this.save();
     return new WorkerError(
-      'WORKER_FAILED',
+      'E_WORKER_FAILED',
       `${error.message}. Training stopped in step ${this.state.step + 1}; the state after step ${this.state.step} is saved in ${this.checkpoint}, and resume: auto continues from it.`,
       { ...(error.worker === undefined ? {} : { worker: error.worker }), cause: error },
     );
@@ -474,7 +475,7 @@ class Run<Batch> {
     if (next.scale < MIN_LOSS_SCALE) {
       await this.save();
       throw new TrainerOrtError(
-        'NON_FINITE_LOSS',
+        'E_NON_FINITE_LOSS',
         `step ${this.state.step + 1}: fp16 gradients overflow even at loss scale ${current.scale} (loss ${loss}), so the forward pass itself overflows in float16. ` +
           `Use mixed_precision: bf16 (on GPUs that have it) or no; resume: auto continues from the last good state, saved in ${this.checkpoint}.`,
       );

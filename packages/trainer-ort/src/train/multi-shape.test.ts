@@ -124,7 +124,7 @@ describe('runTrainingLoop with a multi-shape model', () => {
     ],
   ])('refuses %s', async (_, overrides, message) => {
     await expect(runTrainingLoop(await options(overrides))).rejects.toMatchObject({
-      code: 'INVALID_ARGUMENT',
+      code: 'E_INVALID_ARGUMENT',
       message: expect.stringMatching(message),
     });
   });

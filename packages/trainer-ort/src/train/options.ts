@@ -203,6 +203,6 @@ export function checkLoopOptions<Batch>(options: TrainingLoopOptions<Batch>): vo
     );
   }
   if (problems.length > 0) {
-    throw new TrainerOrtError('INVALID_ARGUMENT', `runTrainingLoop: ${problems.join('; ')}`);
+    throw new TrainerOrtError('E_INVALID_ARGUMENT', `runTrainingLoop: ${problems.join('; ')}`);
   }
 }

@@ -31,7 +31,7 @@ export interface GradientsGraph {
 }
 
 function contractError(message: string): TrainerOrtError {
-  return new TrainerOrtError('INVALID_ARGUMENT', `TrainableModel.build: ${message}`);
+  return new TrainerOrtError('E_INVALID_ARGUMENT', `TrainableModel.build: ${message}`);
 }
 
 /** The model's loss graph plus `loss_scale`, the outputs, and the gradients toward every LoRA parameter. */

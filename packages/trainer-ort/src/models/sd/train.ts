@@ -7,7 +7,13 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VARIANTS } from '@lora/adapters';
-import { resolveTargetModules, type SdConfig, type TrainingResult, type TrainingRun } from '@lora/config';
+import {
+  resolveTargetModules,
+  type SdConfig,
+  type TrainingResult,
+  type TrainingRun,
+  type WarningCode,
+} from '@lora/config';
 import {
   type CaptionOptions,
   checkDataset,
@@ -19,9 +25,8 @@ import {
   type Size,
 } from '@lora/dataset';
 import { Graph } from '@lora/engine';
-import { runTrainingLoop } from '../../train/loop.ts';
-import { loopSettingsFromConfig } from '../../train/options.ts';
-import { announceRunDevice } from '../../train/run-device.ts';
+import type { TrainingLoopResult } from '../../train/loop.ts';
+import { type ModelFamily, type PreparedRun, runFamily } from '../../train/run.ts';
 import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
 import { ModelError } from '../model-error.ts';
 import {
@@ -34,7 +39,7 @@ import {
   sdTrainingMetadata,
   writeSdAdapter,
 } from './adapter.ts';
-import { SdBatchSource } from './batches.ts';
+import { type SdBatch, SdBatchSource } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
@@ -44,12 +49,14 @@ import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
 export type { SdAdapterLayout } from './adapter.ts';
 
-/** Files of the run folder the CLI writes; the result points at them. */
-const RUN_FILES = { config: 'config.yaml', metrics: 'metrics.jsonl', logs: 'logs' } as const;
-
 export interface TrainSdOptions {
   /** `kohya` (default): `<output_name>.safetensors` with `ss_*` metadata; `diffusers`: `pytorch_lora_weights.safetensors`. */
   layout?: SdAdapterLayout;
+}
+
+/** The Stable Diffusion 1.x family: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
+export function sdFamily(options: TrainSdOptions = {}): ModelFamily {
+  return { task: 'sd', prepare: (run) => prepareSd(run, options) };
 }
 
 /**
@@ -57,7 +64,11 @@ export interface TrainSdOptions {
  * epoch, checkpoint and warning events, then `done`), and resolves with the run's files — also
  * when `run.signal` stops it early (a resumable checkpoint and the adapter so far are written).
  */
-export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): Promise<TrainingResult> {
+export function trainSd(run: TrainingRun, options: TrainSdOptions = {}): Promise<TrainingResult> {
+  return runFamily(run, sdFamily(options));
+}
+
+async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<PreparedRun<SdBatch>> {
   const { config, outputDir, logger } = run;
   if (config.task !== 'sd') {
     throw new ModelError('E_MODEL_CONFIG', `trainSd trains task: sd, the config says task: ${config.task}`);
@@ -68,13 +79,17 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
       'random_crop crops each image anew every epoch, so its latents cannot be cached; set cache_latents: false',
     );
   }
-  const warn = (code: string, message: string) => run.emit({ type: 'warning', code, message });
+  const warn = (code: WarningCode, message: string) => run.emit({ type: 'warning', code, message });
   const startedAt = Date.now() / 1000;
   const targets = resolveTargetModules(config);
 
   const base = config.base_model;
   const opened = await openSdCheckpoint(base, await singleFileConfig(base));
   let latents: LatentSource | undefined;
+  const close = async () => {
+    await latents?.dispose();
+    await opened.close();
+  };
   try {
     const { checkpoint } = opened;
     const layers = checkpoint.config.textEncoder.numLayers;
@@ -96,7 +111,6 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
     const settings = imageDatasetOptions(config);
     const dataset = new ImageDataset(images, settings);
 
-    await announceRunDevice(config, (message) => logger.info(message), warn);
     const encoder = new VaeEncoder(checkpoint, {
       folder: join(outputDir, GRAPHS_FOLDER),
       device: config.device,
@@ -157,60 +171,43 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
         (lora.textEncoder.length > 0 ? ` and text encoder ${lora.textEncoder.join(', ')}` : ''),
     );
 
-    const result = await runTrainingLoop({
-      ...loopSettingsFromConfig(config),
-      model: trained,
-      data,
-      outputDir,
-      signal: run.signal,
-      onEvent: run.emit,
-    });
-
-    const parameters = trained.modules.flatMap((m) => m.layer.parameters);
-    const stepsPerEpoch = Math.ceil(data.microBatchesPerEpoch / config.gradient_accumulation_steps);
-    const metadata = sdTrainingMetadata(config, {
-      startedAt,
-      finishedAt: Date.now() / 1000,
-      steps: result.step,
-      epoch: result.epoch,
-      maxSteps: config.max_steps ?? (config.epochs ?? 1) * stepsPerEpoch,
-      numEpochs: config.epochs ?? Math.ceil((config.max_steps ?? 0) / stepsPerEpoch),
-      batchesPerEpoch: data.microBatchesPerEpoch,
-      mixedPrecision: result.precision === 'fp32' ? 'no' : result.precision,
-      numTrainImages: images.reduce((sum, image) => sum + image.repeats, 0),
-      tagFrequency: Object.fromEntries(
-        Object.entries(datasetTagFrequency(images)).map(([name, f]) => [name, f.counts]),
-      ),
-      datasetDirs: datasetDirs(images),
-      bucketInfo: bucketInfo(dataset, settings),
-    });
-    const trainedAdapter = magnitudesAsStored(
-      sdLoraAdapter(parameters, result.parameters, network),
-      (path) => {
-        const dot = path.indexOf('.');
-        return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
-      },
-    );
-    const adapter = await writeSdAdapter(outputDir, trainedAdapter, {
-      layout,
-      outputName: config.output_name,
-      metadata,
-    });
-    const done: TrainingResult = {
-      stopped: result.stopped,
-      step: result.step,
-      epoch: result.epoch,
-      adapter,
-      config: join(outputDir, RUN_FILES.config),
-      metrics: join(outputDir, RUN_FILES.metrics),
-      ...(config.tensorboard ? { logs: join(outputDir, RUN_FILES.logs) } : {}),
-      ...(result.checkpoint === undefined ? {} : { checkpoint: result.checkpoint }),
+    const writeAdapter = async (result: TrainingLoopResult) => {
+      const parameters = trained.modules.flatMap((m) => m.layer.parameters);
+      const stepsPerEpoch = Math.ceil(data.microBatchesPerEpoch / config.gradient_accumulation_steps);
+      const metadata = sdTrainingMetadata(config, {
+        startedAt,
+        finishedAt: Date.now() / 1000,
+        steps: result.step,
+        epoch: result.epoch,
+        maxSteps: config.max_steps ?? (config.epochs ?? 1) * stepsPerEpoch,
+        numEpochs: config.epochs ?? Math.ceil((config.max_steps ?? 0) / stepsPerEpoch),
+        batchesPerEpoch: data.microBatchesPerEpoch,
+        mixedPrecision: result.precision === 'fp32' ? 'no' : result.precision,
+        numTrainImages: images.reduce((sum, image) => sum + image.repeats, 0),
+        tagFrequency: Object.fromEntries(
+          Object.entries(datasetTagFrequency(images)).map(([name, f]) => [name, f.counts]),
+        ),
+        datasetDirs: datasetDirs(images),
+        bucketInfo: bucketInfo(dataset, settings),
+      });
+      const trainedAdapter = magnitudesAsStored(
+        sdLoraAdapter(parameters, result.parameters, network),
+        (path) => {
+          const dot = path.indexOf('.');
+          return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
+        },
+      );
+      const adapter = await writeSdAdapter(outputDir, trainedAdapter, {
+        layout,
+        outputName: config.output_name,
+        metadata,
+      });
+      return { adapter };
     };
-    run.emit({ type: 'done', ...done });
-    return done;
-  } finally {
-    await latents?.dispose();
-    await opened.close();
+    return { model: trained, data, writeAdapter, close };
+  } catch (error) {
+    await close();
+    throw error;
   }
 }
 
@@ -218,7 +215,7 @@ export async function trainSd(run: TrainingRun, options: TrainSdOptions = {}): P
 function reportLongCaptions(
   images: readonly DatasetImage[],
   tokenizer: ClipTokenizer,
-  warn: (code: string, message: string) => void,
+  warn: (code: WarningCode, message: string) => void,
 ): void {
   const { count, window, longest } = tokenizer.longCaptions(images);
   if (longest === undefined) return;
@@ -231,7 +228,7 @@ function reportLongCaptions(
 /** The images of the dataset folder, with a warning for any that will be skipped. */
 async function trainingImages(
   config: SdConfig,
-  warn: (code: string, message: string) => void,
+  warn: (code: WarningCode, message: string) => void,
 ): Promise<DatasetImage[]> {
   const report = await checkDataset({
     dirs: [config.train_data_dir],
@@ -301,7 +298,7 @@ function bucketInfo(dataset: ImageDataset, settings: ImageDatasetOptions): SdBuc
 async function latentCacheFolder(
   config: SdConfig,
   outputDir: string,
-  warn: (code: string, message: string) => void,
+  warn: (code: WarningCode, message: string) => void,
 ): Promise<string> {
   const beside = join(config.train_data_dir, '.cache', 'latents');
   try {

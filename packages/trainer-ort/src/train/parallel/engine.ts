@@ -77,7 +77,7 @@ export async function openWorkerEngine<Batch>(
       const shards = settings.parallel.shard(batch, size);
       if (shards.length !== size) {
         throw new TrainerOrtError(
-          'INVALID_ARGUMENT',
+          'E_INVALID_ARGUMENT',
           `parallel.shard returned ${shards.length} shards of micro-batch ${index} (epoch ${epoch + 1}) for ${size} workers; it must return exactly one per worker`,
         );
       }
@@ -124,13 +124,13 @@ function agreedParameters(pool: WorkerPool): TrainedParameter[] {
     const k = i + 1;
     const mismatch = (what: string) =>
       new WorkerError(
-        'WORKER_MISMATCH',
+        'E_WORKER_MISMATCH',
         `${pool.label(k)} ${what} than ${pool.label(0)}: every worker must build the same model from the recipe (same options, randomness only from the seed)`,
         { worker: k },
       );
     if (ready.precision !== first.precision) {
       throw new WorkerError(
-        'WORKER_MISMATCH',
+        'E_WORKER_MISMATCH',
         `${pool.label(k)} computes in ${ready.precision} on ${ready.device}, ${pool.label(0)} in ${first.precision} on ${first.device}: ` +
           'set mixed_precision explicitly, or make every listed device available',
         { worker: k },

@@ -5,6 +5,7 @@ import { createRng } from '@lora/dataset';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLlamaCheckpoint } from '../../models/llama/checkpoint.ts';
 import { type LlamaBatch, type LlamaLoraOptions, LlamaModel } from '../../models/llama/model.ts';
+import { llamaParallelModel } from '../../models/llama/parallel.ts';
 import { fixtureFolder, relativeError } from '../../models/llama/testing.ts';
 import { listCheckpoints, readCheckpoint } from '../checkpoint.ts';
 import type { BatchSource } from '../data.ts';
@@ -12,7 +13,6 @@ import type { WorkerStepTime } from '../engine.ts';
 import { runTrainingLoop, type TrainingLoopResult } from '../loop.ts';
 import type { LoopEvent, TrainingLoopOptions } from '../options.ts';
 import { parameterBytes } from '../test-model.ts';
-import { llamaParallelModel } from './llama.ts';
 import type { WorkerDevice } from './recipe.ts';
 import { WorkerError } from './worker-error.ts';
 
@@ -223,7 +223,7 @@ describe('resume and failures of a 2-worker run', () => {
       const failure = await runTrainingLoop(opts).catch((error: unknown) => error);
       expect(WorkerError.isInstance(failure)).toBe(true);
       const error = failure as WorkerError;
-      expect(error).toMatchObject({ code: 'WORKER_FAILED', worker: 1 });
+      expect(error).toMatchObject({ code: 'E_WORKER_FAILED', worker: 1 });
       expect(error.message).toMatch(
         /^worker 1 \(cpu, pid \d+\) was killed by SIGKILL\. Training stopped in step 4/,
       );

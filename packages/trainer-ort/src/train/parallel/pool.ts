@@ -101,7 +101,7 @@ class WorkerProcess {
     }).then((reply) => {
       if (reply.type !== type) {
         throw new WorkerError(
-          'WORKER_FAILED',
+          'E_WORKER_FAILED',
           `${this.label} answered '${reply.type}' where '${type}' was due`,
           {
             worker: this.index,
@@ -130,12 +130,12 @@ class WorkerProcess {
 
   /** The worker threw: a recipe problem keeps its code, anything else is the worker failing. */
   private failed(message: string, code: string | undefined): void {
-    if (code === 'WORKER_RECIPE_INVALID') this.fail(`could not build the model: ${message}`, code);
+    if (code === 'E_WORKER_RECIPE_INVALID') this.fail(`could not build the model: ${message}`, code);
     else this.fail(`failed: ${code ? `${code}: ` : ''}${message}`);
   }
 
   /** Records the first reason this worker stopped working (none once the parent closes it). */
-  private fail(reason: string, code: WorkerErrorCode = 'WORKER_FAILED'): void {
+  private fail(reason: string, code: WorkerErrorCode = 'E_WORKER_FAILED'): void {
     if (this.failure || this.closing) return;
     this.failure = new WorkerError(code, `${this.label} ${reason}`, { worker: this.index });
     this.waiter?.reject(this.failure);

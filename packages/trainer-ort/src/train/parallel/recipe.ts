@@ -61,20 +61,20 @@ export async function modelFromRecipe<Batch>(recipe: ModelRecipe): Promise<Train
   const factory = module[name];
   if (typeof factory !== 'function') {
     throw new WorkerError(
-      'WORKER_RECIPE_INVALID',
+      'E_WORKER_RECIPE_INVALID',
       `model recipe: ${recipe.module} exports no function '${name}'; export the model factory under that name, or set the recipe's export`,
     );
   }
   const model = (await factory(recipe.options)) as Partial<TrainableModel<Batch>> | undefined;
   if (typeof model?.build !== 'function' || typeof model.feeds !== 'function') {
     throw new WorkerError(
-      'WORKER_RECIPE_INVALID',
+      'E_WORKER_RECIPE_INVALID',
       `model recipe: ${recipe.module} ${name}() returned no TrainableModel (an object with build and feeds)`,
     );
   }
   if (model.shapeKey !== undefined) {
     throw new WorkerError(
-      'WORKER_RECIPE_INVALID',
+      'E_WORKER_RECIPE_INVALID',
       `model recipe: ${recipe.module} ${name}() returned a model with shapeKey (one graph per micro-batch shape), which data-parallel workers do not support yet; train in one process (without device_ids / num_workers)`,
     );
   }

@@ -1,11 +1,11 @@
 /** What went wrong with a worker process, as a string a caller can switch on. */
 export type WorkerErrorCode =
   /** A worker process exited, was killed, or threw; the run stopped (after a checkpoint, once training had started). */
-  | 'WORKER_FAILED'
+  | 'E_WORKER_FAILED'
   /** Workers disagree on what they built (parameters, initial values, precision): the recipe is not deterministic. */
-  | 'WORKER_MISMATCH'
+  | 'E_WORKER_MISMATCH'
   /** The model recipe's module or factory is missing or returns no model. */
-  | 'WORKER_RECIPE_INVALID';
+  | 'E_WORKER_RECIPE_INVALID';
 
 const MARKER = Symbol.for('lora.trainer-ort.worker-error');
 

@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
+import { shardLlamaBatch } from '../../models/llama/parallel.ts';
 import { listCheckpoints } from '../checkpoint.ts';
 import type { WorkerStepTime } from '../engine.ts';
 import { runTrainingLoop } from '../loop.ts';
@@ -13,7 +14,6 @@ import {
   parameterBytes,
   shardMlpBatch,
 } from '../test-model.ts';
-import { shardLlamaBatch } from './llama.ts';
 import { shardRanges, type WorkerDevice } from './recipe.ts';
 
 const TIMEOUT = 60_000;
@@ -153,10 +153,10 @@ describe('worker processes', () => {
       });
       const failure = runTrainingLoop(opts);
       await expect(failure).rejects.toMatchObject({
-        code: 'WORKER_FAILED',
+        code: 'E_WORKER_FAILED',
         worker: 1,
         message: expect.stringMatching(
-          /^worker 1 \(cpu, pid \d+\) failed: RUN_FAILED: feed 'x': 1 values for shape \[1, 6\]\. Training stopped in step 2; the state after step 1 is saved in .*step-1, and resume: auto/,
+          /^worker 1 \(cpu, pid \d+\) failed: E_RUN_FAILED: feed 'x': 1 values for shape \[1, 6\]\. Training stopped in step 2; the state after step 1 is saved in .*step-1, and resume: auto/,
         ),
       });
       expect((await listCheckpoints(opts.outputDir)).map((c) => c.step)).toEqual([1]);
@@ -174,7 +174,7 @@ describe('worker processes', () => {
         parallel: mlpParallel({}, { export: 'createNothing' }),
       });
       await expect(runTrainingLoop(opts)).rejects.toMatchObject({
-        code: 'WORKER_RECIPE_INVALID',
+        code: 'E_WORKER_RECIPE_INVALID',
         worker: 0,
         message: expect.stringMatching(/test-model\.ts exports no function 'createNothing'/),
       });
@@ -188,7 +188,7 @@ describe('worker processes', () => {
     async () => {
       const opts = await options({ workers: cpu(1), parallel: mlpParallel({ staticBatch: true }) });
       await expect(runTrainingLoop(opts)).rejects.toMatchObject({
-        code: 'WORKER_RECIPE_INVALID',
+        code: 'E_WORKER_RECIPE_INVALID',
         worker: 0,
         message: expect.stringMatching(
           /createMlpWorkerModel\(\) returned a model with shapeKey .* train in one process/,
@@ -204,7 +204,7 @@ describe('worker processes', () => {
     async () => {
       const opts = await options({ workers: cpu(2), parallel: mlpParallel({ perProcessSeed: true }) });
       await expect(runTrainingLoop(opts)).rejects.toMatchObject({
-        code: 'WORKER_MISMATCH',
+        code: 'E_WORKER_MISMATCH',
         worker: 1,
         message: expect.stringMatching(
           /^worker 1 .* starts 'fc1\.lora_A\.weight' at other values than worker 0/,

@@ -3,9 +3,9 @@
  * checkpoint folder (headers only: the weights stay external data in the user's files), and a
  * micro-batch splits by rows.
  */
-import { openLlamaCheckpoint } from '../../models/llama/checkpoint.ts';
-import { type LlamaBatch, type LlamaLoraOptions, LlamaModel } from '../../models/llama/model.ts';
-import { type ParallelModel, shardRanges } from './recipe.ts';
+import { type ParallelModel, shardRanges } from '../../train/parallel/recipe.ts';
+import { openLlamaCheckpoint } from './checkpoint.ts';
+import { type LlamaBatch, type LlamaLoraOptions, LlamaModel } from './model.ts';
 
 export interface LlamaWorkerOptions {
   /** The Hugging Face model folder (`config.json` + safetensors). */

@@ -1,0 +1,113 @@
+/**
+ * One run, for every model family: the family prepares its model, data and adapter writer
+ * (`ModelFamily`); this runs what all of them share — device and resume notices, the loop (or its
+ * resumption), the adapter written also when the run is stopped, the `done` event and the run's
+ * files — and cleans up: the step graphs hard-link the base weights, so left behind they would
+ * keep a deleted model's bytes on disk.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LoraConfig, TrainingResult, TrainingRun } from '@lora/config';
+import { EngineError } from '@lora/engine';
+import { CHECKPOINTS_FOLDER, latestCheckpoint } from './checkpoint.ts';
+import { runTrainingLoop, type TrainingLoopResult } from './loop.ts';
+import { loopSettingsFromConfig, type TrainingLoopOptions } from './options.ts';
+import { announceRunDevice } from './run-device.ts';
+import { GRAPHS_FOLDER } from './step-graphs.ts';
+
+/** Files of the run folder the CLI writes; the result points at them. */
+const RUN_FILES = { config: 'config.yaml', metrics: 'metrics.jsonl', logs: 'logs' } as const;
+
+/** What a family sets up for one run. */
+export interface PreparedRun<Batch> extends Pick<TrainingLoopOptions<Batch>, 'model' | 'data' | 'parallel'> {
+  /** Writes the adapter from the loop's result (also a stopped run's) and names its files. */
+  writeAdapter(result: TrainingLoopResult): Promise<Pick<TrainingResult, 'adapter' | 'adapter_config'>>;
+  /** Frees what `prepare` opened (files, caches); called once, whatever happened. */
+  close(): Promise<void>;
+}
+
+/**
+ * A model family (LLaMA-like LLMs, Stable Diffusion 1.x): its checkpoint layouts, module lists,
+ * graph builder and adapter files live in its folder under `models/`; this is what the run needs.
+ */
+export interface ModelFamily {
+  /** The config's task this family trains. */
+  readonly task: LoraConfig['task'];
+  /** Opens the model, reads and checks the data, and builds the trainable model. */
+  prepare(run: TrainingRun): Promise<PreparedRun<unknown>>;
+}
+
+/** Trains `run.config` with `family`, reporting through `run.emit`, and resolves with the run's files. */
+export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<TrainingResult> {
+  const { config, outputDir, logger, emit } = run;
+  const warn = (code: 'device_fallback' | 'precision_notice', message: string) =>
+    emit({ type: 'warning', code, message });
+  try {
+    await announceRunDevice(config, (message) => logger.info(message), warn);
+    const prepared = await family.prepare(run);
+    try {
+      const settings = loopSettingsFromConfig(config);
+      await announceResume(run, settings.resume);
+      const { microBatchesPerEpoch } = prepared.data;
+      const stepsPerEpoch = Math.ceil(microBatchesPerEpoch / settings.gradientAccumulationSteps);
+      logger.info(
+        `training ${settings.maxSteps ?? settings.epochs! * stepsPerEpoch} steps (${stepsPerEpoch} per epoch, ` +
+          `${microBatchesPerEpoch} micro-batches of ${config.batch_size}, ${settings.gradientAccumulationSteps} per step)`,
+      );
+      const result = await runTrainingLoop({
+        ...settings,
+        model: prepared.model,
+        data: prepared.data,
+        ...(prepared.parallel ? { parallel: prepared.parallel } : {}),
+        outputDir,
+        signal: run.signal,
+        onEvent: emit,
+      }).catch((error: unknown) => {
+        throw explainLoopError(error, config);
+      });
+      const files = await prepared.writeAdapter(result);
+      const done: TrainingResult = {
+        stopped: result.stopped,
+        step: result.step,
+        epoch: result.epoch,
+        ...files,
+        config: join(outputDir, RUN_FILES.config),
+        metrics: join(outputDir, RUN_FILES.metrics),
+        ...(config.tensorboard ? { logs: join(outputDir, RUN_FILES.logs) } : {}),
+        ...(result.checkpoint === undefined ? {} : { checkpoint: result.checkpoint }),
+      };
+      emit({ type: 'done', ...done });
+      return done;
+    } finally {
+      await prepared.close();
+    }
+  } finally {
+    await rm(join(outputDir, GRAPHS_FOLDER), { recursive: true, force: true });
+  }
+}
+
+async function announceResume(run: TrainingRun, resume: string | undefined): Promise<void> {
+  if (resume === undefined) return;
+  const from = resume === 'auto' ? await latestCheckpoint(run.outputDir) : resume;
+  if (from !== undefined) {
+    run.logger.info(`resuming from ${from}`);
+    return;
+  }
+  run.emit({
+    type: 'warning',
+    code: 'resume_found_nothing',
+    message: `resume: auto found no checkpoint in ${join(run.outputDir, CHECKPOINTS_FOLDER)}, so training starts at step 0`,
+  });
+}
+
+/** Loop errors that name library options get the config key a user can change instead. */
+function explainLoopError(error: unknown, config: LoraConfig): unknown {
+  if (EngineError.isInstance(error) && error.code === 'E_EXTERNAL_DATA_CROSS_DEVICE') {
+    return new EngineError(
+      error.code,
+      `training cannot reach the weights of base_model ${config.base_model} from output_dir ${config.output_dir}: ${error.message}. Put output_dir on the model's drive (or move the model)`,
+      { cause: error },
+    );
+  }
+  return error;
+}
