@@ -1,5 +1,4 @@
 export { type LoraAdapter, type LoraModule, loraModule, rankOf } from './adapter.ts';
-export { diffusersUnetToLdm, ldmUnetLayout, SD_UNET_LAYOUT, type UnetLayout } from './base-keys.ts';
 export { fromDiffusers, toDiffusers } from './diffusers.ts';
 export { AdapterError, type AdapterErrorCode } from './errors.ts';
 export { type FromKohyaOptions, fromKohya, toKohya } from './kohya.ts';
@@ -14,6 +13,13 @@ export { detectLoraLayout, loraFromTensors, type ReadLoraOptions } from './layou
 export { type MergeOptions, type MergeReport, mergeLora } from './merge.ts';
 export { flattenPath, unflattenPath } from './names.ts';
 export { fromPeft, type PeftAdapterConfig, type ToPeftOptions, toPeft } from './peft.ts';
+export {
+  diffusersUnetToLdm,
+  ldmUnetLayout,
+  SD_UNET_LAYOUT,
+  type UnetLayout,
+  unetKeyToDiffusers,
+} from './sd-unet-keys.ts';
 export { LORA_DROPOUT_SEED, loraDropout, nameKey } from './variants/dropout.ts';
 export {
   type AdaptedLayer,

@@ -12,10 +12,10 @@ import {
   writeSafetensors,
 } from '@lora/safetensors';
 import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
-import { createKeyResolver } from './base-keys.ts';
 import { AdapterError } from './errors.ts';
 import { loraFromTensors } from './layout.ts';
 import type { PeftAdapterConfig } from './peft.ts';
+import { createKeyResolver } from './sd-unet-keys.ts';
 import { variantOf } from './variants/registry.ts';
 
 export interface MergeOptions {

@@ -233,7 +233,7 @@ const cases: Case[] = [
   [
     'config validate: invalid',
     () => ['config', 'validate', at('bad.yaml')],
-    'invalid',
+    'E_CONFIG_INVALID',
     /bad\.yaml:4:\d+ lora_rank: expected integer/,
     1,
   ],

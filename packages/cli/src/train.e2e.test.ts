@@ -165,7 +165,7 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
     [
       'resume with other settings',
       ['--resume', 'auto', '--set', 'lora_rank=4'],
-      /does not fit this run: .*\[CHECKPOINT_INVALID\]\n$/,
+      /does not fit this run: .*\[E_CHECKPOINT_INVALID\]\n$/,
     ],
     [
       '--overwrite with a model that does not load',
@@ -235,7 +235,7 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
       'a --resume folder that does not exist, naming the flag',
       trainArgs('never', '--resume', '/nonexistent'),
       1,
-      /^lora: .*demo_demo_v1\.yaml: 1 problem\n {2}--resume: \/nonexistent does not exist\. See .*#resume-found-nothing\. \[invalid\]\n$/,
+      /^lora: .*demo_demo_v1\.yaml: 1 problem\n {2}--resume: \/nonexistent does not exist\. See .*#resume-found-nothing\. \[E_CONFIG_INVALID\]\n$/,
     ],
     ['no config', ['train'], 2, /^lora: Which config\? Usage: lora train --config .*\[E_USAGE\]\n$/],
   ])('refuses %s with one paragraph', (_, args, status, message) => {
@@ -350,7 +350,7 @@ describe('lora train keeps the files of the user and one run per folder (built b
     const run = lora(...trainArgs('x', '--set', `output_dir=${config}/run`));
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(
-      /output_dir: .*demo_demo_v1\.yaml\/run.* goes through a file as if it were a folder; check the path \[invalid\]/,
+      /output_dir: .*demo_demo_v1\.yaml\/run.* goes through a file as if it were a folder; check the path \[E_CONFIG_INVALID\]/,
     );
   });
 

@@ -130,19 +130,19 @@ describe('lora label with a model (built binary)', { timeout: TIMEOUT }, () => {
       'a missing tagger model',
       () => ['--model', 'wd14', '--model-path', join(root, 'nope.onnx'), '--tags', tagger.tagsPath],
       1,
-      /^lora: tagger model .*nope\.onnx not found; check the path\. \[LABEL_FILE_NOT_FOUND\]$/,
+      /^lora: tagger model .*nope\.onnx not found; check the path\. \[E_LABEL_FILE_NOT_FOUND\]$/,
     ],
     [
       'a CLIP encoder given as the tagger',
       () => ['--model', 'wd14', '--model-path', join(clip, 'vision_model.onnx'), '--tags', tagger.tagsPath],
       1,
-      /^lora: .*vision_model\.onnx does not take a float32 \[N, 448, 448, 3\] image batch.*\[LABEL_MODEL_MISMATCH\]$/s,
+      /^lora: .*vision_model\.onnx does not take a float32 \[N, 448, 448, 3\] image batch.*\[E_LABEL_MODEL_MISMATCH\]$/s,
     ],
     [
       'a tagger folder given as CLIP',
       () => ['--model', 'clip', '--model-path', join(root, 'models', 'wd14')],
       1,
-      /no CLIP vision encoder \(looked for vision_model\.onnx and onnx\/vision_model\.onnx\).*\[LABEL_FILE_NOT_FOUND\]/,
+      /no CLIP vision encoder \(looked for vision_model\.onnx and onnx\/vision_model\.onnx\).*\[E_LABEL_FILE_NOT_FOUND\]/,
     ],
     [
       '--model wd14 without --tags',

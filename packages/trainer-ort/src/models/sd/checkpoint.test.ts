@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { unetKeyToDiffusers } from '@lora/adapters';
 import { EngineError, Graph, hostTensor, writeModel } from '@lora/engine';
 import {
   convertDtype,
@@ -16,7 +17,7 @@ import { ModelError } from '../model-error.ts';
 import { openSdCheckpoint, SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, SD15, type SdModelConfig } from './config.ts';
-import { LDM_PREFIXES, normalizeClipKey, unetKeyToDiffusers, vaeKeyToDiffusers } from './keys.ts';
+import { LDM_PREFIXES, normalizeClipKey, vaeKeyToDiffusers } from './keys.ts';
 import { buildSdLoss } from './loss.ts';
 import { buildUnet } from './unet.ts';
 import { buildVaeEncoder } from './vae.ts';

@@ -7,6 +7,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { unetKeyToDiffusers } from '@lora/adapters';
 import type { DType, Graph, Tensor } from '@lora/engine';
 import { cast, reshape } from '@lora/engine';
 import type { SafetensorsFile, SafetensorsHeader, TensorInfo } from '@lora/safetensors';
@@ -18,7 +19,6 @@ import {
   normalizeClipKey,
   normalizeDiffusersVaeKey,
   type SdComponent,
-  unetKeyToDiffusers,
   vaeKeyToDiffusers,
 } from './keys.ts';
 

@@ -1,6 +1,9 @@
+import { diffusersUnetToLdm, ldmUnetLayout, unetKeyToDiffusers } from '@lora/adapters';
 import { describe, expect, it } from 'vitest';
-import { normalizeClipKey, normalizeDiffusersVaeKey, unetKeyToDiffusers, vaeKeyToDiffusers } from './keys.ts';
+import { SD15_UNET } from './config.ts';
+import { normalizeClipKey, normalizeDiffusersVaeKey, vaeKeyToDiffusers } from './keys.ts';
 import { LoraPlan } from './layers.ts';
+import { ldmUnet } from './ldm-layout.ts';
 
 describe('LDM UNet keys → diffusers (SD 1.5 numbering, refs/formats.md §2)', () => {
   it.each([
@@ -59,6 +62,26 @@ describe('LDM UNet keys → diffusers (SD 1.5 numbering, refs/formats.md §2)', 
     'label_emb.0.0.weight',
   ])('%s fits no rule (null)', (ldm) => {
     expect(unetKeyToDiffusers(ldm, 2)).toBeNull();
+  });
+});
+
+describe('the one UNet key table, both directions', () => {
+  it.each([
+    ['SD 1.5', SD15_UNET],
+    ['layers_per_block 1, attention only at the lowest level', { ...SD15_UNET, layersPerBlock: 1 }],
+  ])('maps every %s UNet weight LDM → diffusers → LDM back to itself', (_, config) => {
+    const keys = ldmUnet(config).map(([key]) => key);
+    const layout = ldmUnetLayout(keys.map((key) => `model.diffusion_model.${key}`))!;
+    expect(layout.layersPerBlock).toBe(config.layersPerBlock);
+    for (const key of keys) {
+      const diffusers = unetKeyToDiffusers(key, config.layersPerBlock);
+      expect(diffusers, key).not.toBeNull();
+      const [module, param] = [
+        diffusers!.slice(0, diffusers!.lastIndexOf('.')),
+        diffusers!.split('.').at(-1),
+      ];
+      expect(`${diffusersUnetToLdm(module, layout)}.${param}`, key).toBe(key);
+    }
   });
 });
 

@@ -1,3 +1,10 @@
+/**
+ * The one table between Stable Diffusion UNet names in diffusers (`down_blocks.0.resnets.1.conv1`)
+ * and in original LDM single files (`input_blocks.2.0.in_layers.2`), both directions: loading a
+ * single file (LDM → diffusers, the trainer) and merging into one (diffusers → LDM). Both follow
+ * kohya's `convert_unet_state_dict_to_sd` and diffusers' `convert_ldm_unet_checkpoint`
+ * (refs/formats.md §2), generalised to any `layers_per_block`, matching whole path segments.
+ */
 import { flattenPath } from './names.ts';
 
 /** diffusers resnet parameter names → original LDM names. */
@@ -17,6 +24,13 @@ const TOP_LEVEL: Readonly<Record<string, string>> = {
   'time_embedding.linear_1': 'time_embed.0',
   'time_embedding.linear_2': 'time_embed.2',
 };
+
+const reverse = (table: Readonly<Record<string, string>>) =>
+  Object.fromEntries(Object.entries(table).map(([diffusers, ldm]) => [ldm, diffusers])) as Readonly<
+    Record<string, string>
+  >;
+const LDM_RESNET = reverse(RESNET);
+const LDM_TOP_LEVEL = reverse(TOP_LEVEL);
 
 /**
  * How a UNet's diffusers blocks sit in the LDM `input_blocks` / `output_blocks` lists, which
@@ -151,4 +165,60 @@ export function createKeyResolver(baseKeys: Iterable<string>): (path: string) =>
       candidates.map((key) => flat.get(flattenPath(key))).find(Boolean)
     );
   };
+}
+
+/** `in_layers.0.weight` → `norm1.weight`. */
+function resnetRest(rest: readonly string[]): string | null {
+  for (const take of [2, 1]) {
+    const name = LDM_RESNET[rest.slice(0, take).join('.')];
+    if (name !== undefined && rest.length === take + 1) return `${name}.${rest[take]}`;
+  }
+  return null;
+}
+
+const index = (segment: string | undefined): number =>
+  segment !== undefined && /^\d+$/.test(segment) ? Number(segment) : Number.NaN;
+
+/**
+ * An LDM UNet key without its prefix (`input_blocks.1.1.proj_in.weight`) → its diffusers name;
+ * `layersPerBlock` fixes the block numbering. `null` for a key that fits no rule.
+ */
+export function unetKeyToDiffusers(key: string, layersPerBlock: number): string | null {
+  const parts = key.split('.');
+  const param = parts.at(-1)!;
+  const top = LDM_TOP_LEVEL[parts.slice(0, -1).join('.')];
+  if (top !== undefined) return `${top}.${param}`;
+  const [head, a, b, ...rest] = parts;
+  const n = index(a);
+  const k = index(b);
+  const group = layersPerBlock + 1;
+  const resnet = (path: string, names: readonly string[] = rest) => {
+    const mapped = resnetRest(names);
+    return mapped === null ? null : `${path}.${mapped}`;
+  };
+  if (head === 'input_blocks' && n > 0) {
+    if (n % group === 0) {
+      return k === 0 && rest[0] === 'op' && rest.length === 2
+        ? `down_blocks.${n / group - 1}.downsamplers.0.conv.${rest[1]}`
+        : null;
+    }
+    const [i, j] = [Math.floor((n - 1) / group), (n - 1) % group];
+    if (k === 0) return resnet(`down_blocks.${i}.resnets.${j}`);
+    if (k === 1) return `down_blocks.${i}.attentions.${j}.${rest.join('.')}`;
+    return null;
+  }
+  if (head === 'middle_block') {
+    if (n === 0 || n === 2) return resnet(`mid_block.resnets.${n / 2}`, parts.slice(2));
+    if (n === 1) return `mid_block.attentions.0.${parts.slice(2).join('.')}`;
+    return null;
+  }
+  if (head === 'output_blocks' && n >= 0) {
+    const [i, j] = [Math.floor(n / group), n % group];
+    if ((k === 1 || k === 2) && rest[0] === 'conv' && rest.length === 2) {
+      return j === layersPerBlock ? `up_blocks.${i}.upsamplers.0.conv.${rest[1]}` : null;
+    }
+    if (k === 0) return resnet(`up_blocks.${i}.resnets.${j}`);
+    if (k === 1) return `up_blocks.${i}.attentions.${j}.${rest.join('.')}`;
+  }
+  return null;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { diffusersUnetToLdm, ldmUnetLayout, SD_UNET_LAYOUT, type UnetLayout } from './base-keys.ts';
+import { diffusersUnetToLdm, ldmUnetLayout, SD_UNET_LAYOUT, type UnetLayout } from './sd-unet-keys.ts';
 
 /**
  * The weight keys of an LDM UNet (one per module) and the diffusers path of each, built the way
