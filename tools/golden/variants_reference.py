@@ -1,5 +1,5 @@
 """Golden values for @lora/adapters' LoRA variants (LoRA, rsLoRA, DoRA per output row and per
-input column; linear and 3×3 conv), from PyTorch.
+input column, LoHa; linear and 3×3 conv), from PyTorch.
 
 Run by hand (Debian: apt-get install python3-torch):
     /usr/bin/python3 tools/golden/variants_reference.py
@@ -47,11 +47,23 @@ def case(name, kind, variant, axis=None, rslora=False, rank=3, alpha=6.0):
     x = torch.randn(x_shape)
     w = torch.randn(w_shape)
     b = torch.randn(out)
-    down = torch.randn(rank, inp, *kernel, requires_grad=True)
-    up = torch.randn(out, rank, *[1] * len(kernel), requires_grad=True)
     scale = alpha / (math.sqrt(rank) if rslora else rank)
-    v = w + scale * delta(down, up)
-    params = {"down": down, "up": up}
+    if variant == "loha":
+        # LyCORIS LoHa without Tucker factors: (w1a @ w1b) * (w2a @ w2b), the kernel flattened into w*b.
+        inner = inp * math.prod(kernel)
+        params = {
+            "w1a": torch.randn(out, rank, requires_grad=True),
+            "w1b": torch.randn(rank, inner, requires_grad=True),
+            "w2a": torch.randn(out, rank, requires_grad=True),
+            "w2b": torch.randn(rank, inner, requires_grad=True),
+        }
+        hadamard = (params["w1a"] @ params["w1b"]) * (params["w2a"] @ params["w2b"])
+        v = w + scale * hadamard.reshape(w_shape)
+    else:
+        down = torch.randn(rank, inp, *kernel, requires_grad=True)
+        up = torch.randn(out, rank, *[1] * len(kernel), requires_grad=True)
+        v = w + scale * delta(down, up)
+        params = {"down": down, "up": up}
     if variant == "dora":
         # A trained magnitude: the base norm, perturbed.
         magnitude = (norm(w, axis) * (1 + 0.1 * torch.randn(norm(w, axis).shape))).detach().requires_grad_(True)
@@ -100,6 +112,8 @@ cases = [
     case("dora conv per output channel", "conv", "dora", axis="output"),
     case("dora conv per input channel", "conv", "dora", axis="input"),
     case("dora rslora linear per output row", "linear", "dora", axis="output", rslora=True),
+    case("loha linear", "linear", "loha"),
+    case("loha conv", "conv", "loha"),
 ]
 with open(OUT, "w") as f:
     json.dump({"torch": torch.__version__, "cases": cases}, f)

@@ -385,3 +385,41 @@ describe('DoRA modules', () => {
     );
   });
 });
+
+describe('LoHa modules', () => {
+  const loha = (out: number, inner: number, rank: number): LoraModule => ({
+    variant: 'loha',
+    tensors: {
+      w1a: tensor([out, rank]),
+      w1b: tensor([rank, inner]),
+      w2a: tensor([out, rank]),
+      w2b: tensor([rank, inner]),
+    },
+    alpha: 2,
+  });
+
+  it("write LyCORIS's hada_w* keys with alpha, read back as LoHa with rank hada_w1_b.shape[0]", () => {
+    const adapter = new Map([
+      ['unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q', loha(8, 8, 4)],
+      ['unet.down_blocks.0.resnets.0.conv1', loha(8, 72, 2)],
+    ]);
+    const keys = toKohya(adapter);
+    expect([...keys.keys()].filter((k) => k.includes('conv1')).sort()).toEqual(
+      ['alpha', 'hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'].map(
+        (s) => `lora_unet_down_blocks_0_resnets_0_conv1.${s}`,
+      ),
+    );
+    const back = fromKohya(keys);
+    expect(plain(back)).toEqual(plain(adapter));
+    expect(rankOf(back.get('unet.down_blocks.0.resnets.0.conv1')!)).toBe(2);
+  });
+
+  it('refuse the layouts without a LoHa form, and mismatched factors', () => {
+    expect(() =>
+      toPeft(new Map([['model.layers.0.mlp.up_proj', loha(8, 8, 4)]]), { baseModelNameOrPath: 'm' }),
+    ).toThrow(/loha module, which has no peft form \(it has: kohya\)/);
+    const keys = toKohya(new Map([['unet.a', loha(8, 8, 4)]]));
+    keys.set('lora_unet_a.hada_w2_b', tensor([4, 6]));
+    expect(() => fromKohya(keys)).toThrow(/LoHa module "lora_unet_a" has .*w2b \[4, 6\]/);
+  });
+});

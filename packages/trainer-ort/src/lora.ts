@@ -63,7 +63,10 @@ export interface LoraLayer {
   readonly scale: number;
 }
 
-/** Starting values of one trainable tensor. */
+/**
+ * Starting values of one trainable tensor; random ones come from a stream keyed by the run's seed
+ * and the tensor's name, so every tensor gets its own values whatever order layers are built in.
+ */
 function initialValues(init: Init, shape: readonly number[], weight: Tensor, seed: number, name: string) {
   const size = shape.reduce((a, b) => a * b, 1);
   switch (init.kind) {
@@ -73,6 +76,10 @@ function initialValues(init: Init, shape: readonly number[], weight: Tensor, see
       const rng = createRng(seed, LORA_INIT_STREAM, nameKey(name));
       const bound = 1 / Math.sqrt(init.fanIn);
       return Float32Array.from({ length: size }, () => -bound + 2 * bound * rng.next());
+    }
+    case 'normal': {
+      const rng = createRng(seed, LORA_INIT_STREAM, nameKey(name));
+      return Float32Array.from({ length: size }, () => init.std * rng.normal());
     }
     case 'weight-norm':
       return weightNorms(frozenValues(weight), weight.shape as number[], init.axis);
@@ -125,7 +132,7 @@ export function loraLayer(
     name: p.name,
     tensor: p.tensor,
     shape: p.shape,
-    initial: initialValues(p.init, p.shape, weight, options.seed ?? 0, name),
+    initial: initialValues(p.init, p.shape, weight, options.seed ?? 0, p.name),
     ...(options.group === undefined ? {} : { group: options.group }),
   }));
   return { output: layer.output, parameters, scale: layer.scale };

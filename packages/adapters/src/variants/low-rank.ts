@@ -7,11 +7,16 @@ import type { TensorData } from '@lora/safetensors';
 import { AdapterError } from '../errors.ts';
 import type { LayerInputs, ModuleValues, ParameterSpec } from './variant.ts';
 
-/** The frozen layer on `v`: `v·Wᵀ (+ b)`, or the convolution. */
-export function frozenLayer(inputs: LayerInputs, v: Tensor, withBias: boolean): Tensor {
+/** The frozen layer on `v`: `v·Wᵀ (+ b)`, or the convolution; with `weight`, the same layer with another weight of W's shape. */
+export function frozenLayer(
+  inputs: LayerInputs,
+  v: Tensor,
+  withBias: boolean,
+  weight = inputs.weight,
+): Tensor {
   const bias = withBias ? inputs.bias : undefined;
-  if (inputs.conv) return conv(v, inputs.weight, bias, inputs.conv);
-  const y = matmul(v, transpose(inputs.weight));
+  if (inputs.conv) return conv(v, weight, bias, inputs.conv);
+  const y = matmul(v, transpose(weight));
   return bias ? add(y, bias) : y;
 }
 

@@ -30,6 +30,8 @@ export type Init =
   /** Uniform in ±1/√fanIn (PyTorch's Linear default, kaiming-uniform with a = √5). */
   | { readonly kind: 'kaiming-uniform'; readonly fanIn: number }
   | { readonly kind: 'zeros' }
+  /** Normal with mean 0 and this standard deviation. */
+  | { readonly kind: 'normal'; readonly std: number }
   /** The base weight's L2 norm along `axis`, in the tensor's shape (DoRA's magnitude). */
   | { readonly kind: 'weight-norm'; readonly axis: NormAxis };
 

@@ -26,6 +26,14 @@ export const llamaFamily: ModelFamily = {
         `the LLaMA family trains task: llm, the config says task: ${run.config.task}`,
       );
     }
+    const network = VARIANTS[run.config.network];
+    if (network.keys.peft === undefined) {
+      const peft = Object.values(VARIANTS).filter((v) => v.keys.peft !== undefined);
+      throw new ModelError(
+        'E_MODEL_CONFIG',
+        `network: ${network.id} has no PEFT form, which LLM adapters are written in; use network: ${peft.map((v) => v.id).join(' or ')}`,
+      );
+    }
     return prepareLlama(run, run.config);
   },
 };

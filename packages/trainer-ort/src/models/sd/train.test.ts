@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { kohyaHashes, loraFromTensors } from '@lora/adapters';
 import { loadConfig, type SdConfig, type TrainerEvent, type TrainingResult } from '@lora/config';
 import { checkDataset, ImageDataset } from '@lora/dataset';
-import { readSafetensors } from '@lora/safetensors';
+import { readSafetensors, toFloat32 } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodePng, writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { type TrainSdOptions, trainSd } from './train.ts';
@@ -262,6 +262,29 @@ describe('trainSd on the tiny model', () => {
         init_adapter: result.adapter,
       }),
     ).rejects.toThrow(/is a dora module; set network: dora/);
+  });
+});
+
+describe('trainSd with LoHa', () => {
+  it("writes LyCORIS's hada_w* keys and metadata, and refuses the diffusers layout, which has no LoHa form", async () => {
+    const sd = { ...(await config('loha')), network: 'loha' as const };
+    const { result, events } = await train({ ...sd, max_steps: 2 });
+    const losses = events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+    expect(losses).toHaveLength(2);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    const { tensors, metadata } = await readSafetensors(result.adapter);
+    expect(tensors.get(`${KOHYA_NAMES[0]}.hada_w1_b`)?.shape).toEqual([4, 32]);
+    expect(metadata).toMatchObject({ ss_network_module: 'lycoris.kohya' });
+    expect(JSON.parse(metadata['ss_network_args']!)).toEqual({ algo: 'loha', dropout: null });
+    // w2a starts at zero and has moved: the product learned something.
+    const w2a = loraFromTensors(tensors).get(`unet.${KOHYA_PATH}`)!.tensors['w2a']!;
+    expect([...toFloat32(w2a.data as Uint8Array, 'F32')].some((v) => v !== 0)).toBe(true);
+    await expect(
+      train(
+        { ...sd, output_dir: join(root, 'runs', 'loha-diffusers'), max_steps: 1 },
+        { layout: 'diffusers' },
+      ),
+    ).rejects.toThrow(/network: loha has no diffusers form \(LoHa files are kohya\)/);
   });
 });
 

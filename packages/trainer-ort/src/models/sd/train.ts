@@ -341,15 +341,15 @@ async function initAdapterValues(
 }
 
 /**
- * The variant settings of an SD run. DoRA's magnitudes are per input column, the form A1111
- * applies (it reads `dora_scale` no other way) and ComfyUI tells by its shape; diffusers loads
- * DoRA only through PEFT, per output row, so the diffusers layout does not take it.
+ * The variant settings of an SD run, whose layout must hold the variant. DoRA's magnitudes are per
+ * input column, the form A1111 applies (it reads `dora_scale` no other way) and ComfyUI tells by
+ * its shape.
  */
 function sdNetwork(config: SdConfig, layout: SdAdapterLayout): SdNetwork & { normAxis?: 'input' } {
-  if (config.network === 'dora' && layout === 'diffusers') {
+  if (VARIANTS[config.network].keys[layout] === undefined) {
     throw new ModelError(
       'E_MODEL_CONFIG',
-      'network: dora cannot be written in the diffusers layout (diffusers reads DoRA only through PEFT); write the kohya layout, which A1111 and ComfyUI load',
+      `network: ${config.network} has no ${layout} form (${VARIANTS[config.network].name} files are ${Object.keys(VARIANTS[config.network].keys).join(' or ')}); write the kohya layout, which A1111 and ComfyUI load`,
     );
   }
   return {
