@@ -27,6 +27,7 @@ export {
   type AdaptOptions,
   adapterFromParameters,
   adaptLayer,
+  type ModuleNetwork,
   parameterName,
   parameterValues,
   splitParameterName,

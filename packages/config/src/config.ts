@@ -96,6 +96,10 @@ export interface SdConfig extends CommonConfig {
   caption_tag_dropout_rate: number;
   noise_offset: number;
   min_snr_gamma?: number;
+  /** The rank of the ResNet 3×3 convolutions (LoCon); unset, they are not trained. */
+  conv_rank?: number;
+  /** Their alpha; set when conv_rank is. */
+  conv_alpha?: number;
   prediction_type: PredictionType;
   clip_skip: number;
 }
@@ -215,6 +219,8 @@ export function resolveConfig(
     caption_tag_dropout_rate: input.caption_tag_dropout_rate ?? DEFAULTS.caption_tag_dropout_rate,
     noise_offset: input.noise_offset ?? DEFAULTS.noise_offset,
     min_snr_gamma: input.min_snr_gamma,
+    conv_rank: input.conv_rank,
+    conv_alpha: input.conv_rank === undefined ? undefined : (input.conv_alpha ?? input.conv_rank),
     prediction_type: input.prediction_type ?? DEFAULTS.prediction_type,
     clip_skip: input.clip_skip ?? DEFAULTS.clip_skip,
   });

@@ -52,6 +52,8 @@ export const KEY_INFO = {
   },
   lora_alpha: { section: 'LoRA', defaultText: 'lora_rank (scale 1)' },
   network: { section: 'LoRA' },
+  conv_rank: { section: 'LoRA', task: 'sd' },
+  conv_alpha: { section: 'LoRA', task: 'sd', defaultText: 'conv_rank (scale 1)' },
   use_rslora: { section: 'LoRA' },
   lora_dropout: { section: 'LoRA' },
   target_modules: {
@@ -120,6 +122,7 @@ export const PATH_KEYS = (Object.keys(KEY_INFO) as ConfigKey[]).filter(
  */
 export const PEER_KEYS: Record<string, { key: ConfigKey; peer: string }> = {
   network_dim: { key: 'lora_rank', peer: 'kohya' },
+  conv_dim: { key: 'conv_rank', peer: 'kohya' },
   network_alpha: { key: 'lora_alpha', peer: 'kohya' },
   network_dropout: { key: 'lora_dropout', peer: 'kohya' },
   network_weights: { key: 'init_adapter', peer: 'kohya' },

@@ -117,6 +117,13 @@ const fields = {
   lora_alpha: z.number().gt(0).optional().meta({
     description: 'Scale numerator: updates are multiplied by alpha / rank (kohya `network_alpha`).',
   }),
+  conv_rank: z.int().min(1).max(MAX_LORA_RANK).optional().meta({
+    description:
+      "sd: also train the UNet's ResNet, downsampler and upsampler blocks (kohya's LoCon, `conv_dim`): their 3×3 convolutions at this rank, `time_emb_proj` and `conv_shortcut` at lora_rank. Unset: attention blocks only.",
+  }),
+  conv_alpha: z.number().gt(0).optional().meta({
+    description: 'sd: the alpha of the 3×3 convolutions conv_rank trains (kohya `conv_alpha`).',
+  }),
   use_rslora: z.boolean().optional().meta({
     description:
       'rsLoRA: scale updates by alpha / √rank instead of alpha / rank, which keeps high ranks learning (PEFT `use_rslora`).',

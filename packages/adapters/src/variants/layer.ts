@@ -103,14 +103,29 @@ export function adaptLayer(
 }
 
 /**
+ * A module's variant settings as files record them; one for all modules, or by module path.
+ * `keys` names the config keys that set rank and alpha, for messages (default lora_rank, lora_alpha).
+ */
+export type ModuleNetwork = Pick<AdaptOptions, 'network' | 'rank' | 'alpha' | 'rslora'> & {
+  keys?: { rank: string; alpha: string };
+};
+type Networks = ModuleNetwork | ((path: string) => ModuleNetwork);
+
+/** alpha as files store it: alpha · √rank for rsLoRA, so that alpha / rank is the trained scale. */
+const storedAlpha = (options: ModuleNetwork) =>
+  options.rslora ? options.alpha * Math.sqrt(options.rank) : options.alpha;
+
+/**
  * The trained values (float32, by parameter name) as a layout-independent adapter: each
  * module's tensors by role and its alpha as files store it (alpha · √rank for rsLoRA).
  */
 export function adapterFromParameters(
   parameters: readonly { readonly name: string; readonly shape: readonly number[] }[],
   values: ReadonlyMap<string, Float32Array>,
-  options: Pick<AdaptOptions, 'network' | 'rank' | 'alpha' | 'rslora'>,
+  networks: Networks,
 ): LoraAdapter {
+  const settingsOf = typeof networks === 'function' ? networks : () => networks;
+  const options = settingsOf('');
   const variant = VARIANTS[options.network];
   const modules = new Map<string, Record<string, TensorData>>();
   for (const p of parameters) {
@@ -126,14 +141,13 @@ export function adapterFromParameters(
     module[match.role] = { dtype: 'F32', shape: p.shape, data };
     modules.set(match.path, module);
   }
-  const alpha = options.rslora ? options.alpha * Math.sqrt(options.rank) : options.alpha;
   const adapter = new Map<string, LoraModule>();
   for (const [path, tensors] of modules) {
     const missing = variant.roles.find((role) => tensors[role] === undefined);
     if (missing !== undefined) {
       throw new AdapterError('E_INVALID_LORA', `${variant.id} module ${path} has no ${missing} value`);
     }
-    adapter.set(path, { variant: variant.id as VariantId, tensors, alpha });
+    adapter.set(path, { variant: variant.id as VariantId, tensors, alpha: storedAlpha(settingsOf(path)) });
   }
   return adapter;
 }
@@ -147,27 +161,30 @@ export function adapterFromParameters(
 export function parameterValues(
   adapter: LoraAdapter,
   parameters: readonly { readonly name: string; readonly shape: readonly number[] }[],
-  options: Pick<AdaptOptions, 'network' | 'rank' | 'alpha' | 'rslora'>,
+  networks: Networks,
 ): Map<string, Float32Array> {
-  const variant = VARIANTS[options.network];
-  const alpha = options.rslora ? options.alpha * Math.sqrt(options.rank) : options.alpha;
+  const settingsOf = typeof networks === 'function' ? networks : () => networks;
+  const variant = VARIANTS[settingsOf('').network];
   const fail = (message: string) => new AdapterError('E_INVALID_LORA', message);
   const values = new Map<string, Float32Array>();
   for (const p of parameters) {
-    const { path, role } = splitParameterName(p.name, options.network) ?? {};
+    const { path, role } = splitParameterName(p.name, variant.id as VariantId) ?? {};
     const module = path === undefined ? undefined : adapter.get(path);
     if (role === undefined || path === undefined || module === undefined) {
       throw fail(`it has no module for ${p.name}`);
     }
+    const options = settingsOf(path);
+    const alpha = storedAlpha(options);
+    const keys = options.keys ?? { rank: 'lora_rank', alpha: 'lora_alpha' };
     if (module.variant !== variant.id) {
       throw fail(`${path} is a ${module.variant} module; set network: ${module.variant}`);
     }
     const rank = rankOf(module);
-    if (rank !== options.rank) throw fail(`${path} has rank ${rank}; set lora_rank: ${rank}`);
+    if (rank !== options.rank) throw fail(`${path} has rank ${rank}; set ${keys.rank}: ${rank}`);
     if (Math.abs(module.alpha - alpha) > 1e-6 * Math.max(1, alpha)) {
       const stored = options.rslora ? module.alpha / Math.sqrt(rank) : module.alpha;
       throw fail(
-        `${path} has alpha ${Number(stored.toPrecision(12))}; set lora_alpha: ${Number(stored.toPrecision(12))}`,
+        `${path} has alpha ${Number(stored.toPrecision(12))}; set ${keys.alpha}: ${Number(stored.toPrecision(12))}`,
       );
     }
     const tensor = module.tensors[role]!;

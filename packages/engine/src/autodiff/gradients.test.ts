@@ -76,6 +76,29 @@ describe('gradients', () => {
     expect(valuesOf(out['du'])).toEqual([0, 0, 0]);
   });
 
+  it("takes a strided convolution's weight gradient with a named batch dim (the spatial dims decide the crop)", async () => {
+    // SD's downsampler: 3×3, stride 2, padding 1 on an 8×8 input; the correlation gives 4×4 before the crop.
+    const build = (batch: number | string) => {
+      const graph = new Graph();
+      const x = graph.input('x', 'float32', [batch, 2, 8, 8]);
+      const w = graph.input('w', 'float32', [3, 2, 3, 3]);
+      const y = conv(x, w, undefined, { strides: [2, 2], pads: [1, 1, 1, 1] });
+      const [dw] = gradients(reduceSum(mul(y, y)), [w]);
+      graph.output(dw!, 'dw');
+      return graph;
+    };
+    const feeds = {
+      x: hostTensor('float32', [1, 2, 8, 8], Float32Array.from({ length: 128 }, (_, i) => Math.sin(i))),
+      w: hostTensor('float32', [3, 2, 3, 3], Float32Array.from({ length: 54 }, (_, i) => Math.cos(i) / 4)),
+    };
+    const named = valuesOf((await runGraph(build('batch'), feeds))['dw']);
+    const fixed = valuesOf((await runGraph(build(1), feeds))['dw']);
+    expect(named).toHaveLength(54);
+    named.forEach((v, i) => {
+      expect(v).toBeCloseTo(fixed[i]!, 5);
+    });
+  });
+
   it('starts from a given seed for a non-scalar output', async () => {
     const graph = new Graph();
     const x = graph.input('x', 'float64', [2]);

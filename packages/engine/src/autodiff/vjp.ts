@@ -43,7 +43,7 @@ import {
 import { gemm, matmul } from '../graph/ops/linalg.ts';
 import { convTranspose } from '../graph/ops/nn.ts';
 import { reduceMean, reduceSum } from '../graph/ops/reduce.ts';
-import { type Dim, isStaticShape, sameShape } from '../graph/shape.ts';
+import { type Dim, sameShape } from '../graph/shape.ts';
 
 export interface VjpContext {
   readonly node: Node;
@@ -192,7 +192,9 @@ function convWeightGrad(ctx: VjpContext): Tensor {
       Math.floor((h + pads[i]! + pads[i + kernel.length]! - strides[i]! * (ho - 1) - 1) / dilations[i]!) + 1
     );
   });
-  if (spatial.some((d, i) => d !== kernel[i]) && !isStaticShape(x.shape)) {
+  // Only the spatial dims decide the crop: a named batch dim is fine.
+  const spatialKnown = [x, grad].every((t) => t.shape.slice(2).every((d) => typeof d === 'number'));
+  if (!spatialKnown && strides.some((s) => s !== 1)) {
     throw x.graph.error(
       'E_GRADIENT_UNSUPPORTED',
       `Conv ${node.name}`,

@@ -8,12 +8,12 @@
 import { basename, join } from 'node:path';
 import {
   AdapterError,
-  type AdaptOptions,
   adapterFromParameters,
   kohyaHashes,
   kohyaMetadata,
   type LoraAdapter,
   loraFromTensors,
+  type ModuleNetwork,
   type PythonValue,
   parameterValues,
   pythonFloat,
@@ -33,13 +33,13 @@ export type SdAdapterLayout = 'kohya' | 'diffusers';
 export const DIFFUSERS_LORA_FILE = 'pytorch_lora_weights.safetensors';
 
 /** What the adapter's modules are: the variant and its settings. */
-export type SdNetwork = Pick<AdaptOptions, 'network' | 'rank' | 'alpha' | 'rslora'>;
+export type SdNetwork = ModuleNetwork;
 
 /** The trained values (float32, by parameter name) as a layout-independent adapter. */
 export function sdLoraAdapter(
   parameters: readonly Pick<LoraParameter, 'name' | 'shape'>[],
   values: ReadonlyMap<string, { readonly data: Float32Array } | Float32Array>,
-  network: SdNetwork,
+  network: SdNetwork | ((path: string) => SdNetwork),
 ): LoraAdapter {
   const data = new Map<string, Float32Array>();
   for (const [name, value] of values) data.set(name, value instanceof Float32Array ? value : value.data);
@@ -139,8 +139,14 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
     // SD runs keep DoRA's magnitudes per input column (see train.ts).
     normAxis: 'input',
   });
-  // sd-scripts adds the dropout to network args for LyCORIS (`null` when unset).
-  const networkArgs = network.args && { ...network.args, dropout: optional(config.lora_dropout) };
+  // kohya's --network_args as written on its command line (strings); sd-scripts then adds the
+  // dropout for LyCORIS (`null` when unset).
+  const conv =
+    config.conv_rank === undefined
+      ? undefined
+      : { conv_dim: String(config.conv_rank), conv_alpha: String(config.conv_alpha) };
+  const networkArgs =
+    network.args || conv ? { ...network.args, ...conv, dropout: optional(config.lora_dropout) } : undefined;
   const values: Record<string, PythonValue> = {
     ss_output_name: config.output_name,
     ss_network_module: network.module,
@@ -209,10 +215,11 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
 export async function readSdInitAdapter(
   path: string,
   parameters: readonly Pick<LoraParameter, 'name' | 'shape'>[],
-  network: SdNetwork,
+  network: SdNetwork | ((path: string) => SdNetwork),
 ): Promise<Map<string, Float32Array>> {
   const { tensors } = await readSafetensors(path);
-  const modules = new Set(parameters.map((p) => splitParameterName(p.name, network.network)?.path ?? p.name));
+  const id = (typeof network === 'function' ? network('') : network).network;
+  const modules = new Set(parameters.map((p) => splitParameterName(p.name, id)?.path ?? p.name));
   const fail = (message: string) => new ModelError('E_MODEL_ADAPTER', `init_adapter ${path}: ${message}`);
   const adapter = loraFromTensors(tensors, { modulePaths: modules });
   const missing = [...modules].filter((m) => !adapter.has(m));

@@ -33,10 +33,26 @@ export interface SdLoraModule {
 
 const KOHYA_PREFIX = { unet: 'lora_unet_', text_encoder: 'lora_te_' } as const;
 
+/** The rank and alpha of the UNet's 3×3 convolutions (kohya's LoCon, `conv_dim` / `conv_alpha`). */
+export interface ConvNetwork {
+  rank: number;
+  alpha: number;
+}
+
+/** What kohya's `conv_dim` adds to the UNet: the ResNet, downsampler and upsampler blocks' layers. */
+const LOCON_MODULE =
+  /(^|\.)(resnets\.\d+\.(conv1|conv2|conv_shortcut|time_emb_proj)|(down|up)samplers\.0\.conv)$/;
+/** Of those, the 3×3 convolutions, which take conv_rank; `time_emb_proj` and `conv_shortcut` keep lora_rank. */
+const LOCON_3X3 = /(^|\.)(resnets\.\d+\.(conv1|conv2)|(down|up)samplers\.0\.conv)$/;
+
+/** Whether a module path (`unet.down_blocks.0.resnets.0.conv1`) is a 3×3 convolution LoCon trains at conv_rank. */
+export const isLoconConv = (path: string): boolean => LOCON_3X3.test(path);
+
 /**
  * Which modules of one model get LoRA: a target matches a module path when its segments appear
  * in the path as whole segments (`to_q` matches `…attn1.to_q`, `to_out` matches `…to_out.0`,
- * `ff` matches `…ff.net.0.proj` and `…ff.net.2`; `to` matches nothing).
+ * `ff` matches `…ff.net.0.proj` and `…ff.net.2`; `to` matches nothing). With `conv`, the UNet's
+ * ResNet, downsampler and upsampler layers join, the 3×3 convolutions at `conv`'s rank and alpha.
  */
 export class LoraPlan {
   readonly modules: SdLoraModule[] = [];
@@ -45,11 +61,18 @@ export class LoraPlan {
     readonly component: 'unet' | 'text_encoder',
     readonly targets: readonly string[],
     readonly options: LoraOptions,
+    readonly conv?: ConvNetwork,
   ) {}
 
   wants(path: string): boolean {
     const padded = `.${path}.`;
+    if (this.conv && this.component === 'unet' && LOCON_MODULE.test(path)) return true;
     return this.targets.some((t) => padded.includes(`.${t}.`));
+  }
+
+  /** The LoRA settings of the module at `path`. */
+  optionsFor(path: string): LoraOptions {
+    return this.conv && isLoconConv(path) ? { ...this.options, ...this.conv } : this.options;
   }
 
   record(path: string, layer: LoraLayer): void {
@@ -85,7 +108,7 @@ export function linear(ctx: ModelContext, x: Tensor, path: string, out: number, 
   const b = bias ? weight(ctx, x, `${path}.bias`, [out]) : undefined;
   const plan = ctx.lora;
   if (plan?.wants(path)) {
-    const layer = loraLayer(x, w, `${plan.component}.${path}`, plan.options, b ? { bias: b } : {});
+    const layer = loraLayer(x, w, `${plan.component}.${path}`, plan.optionsFor(path), b ? { bias: b } : {});
     plan.record(path, layer);
     return layer.output;
   }
@@ -107,7 +130,10 @@ export function conv2d(
   const b = weight(ctx, x, `${path}.bias`, [out]);
   const plan = ctx.lora;
   if (plan?.wants(path)) {
-    const layer = loraLayer(x, w, `${plan.component}.${path}`, plan.options, { bias: b, conv: options });
+    const layer = loraLayer(x, w, `${plan.component}.${path}`, plan.optionsFor(path), {
+      bias: b,
+      conv: options,
+    });
     plan.record(path, layer);
     return layer.output;
   }

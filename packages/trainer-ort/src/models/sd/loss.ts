@@ -25,7 +25,7 @@ import type { MicroBatchLoss } from '../../train/model.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
-import { LoraPlan, type SdLoraModule } from './layers.ts';
+import { type ConvNetwork, LoraPlan, type SdLoraModule } from './layers.ts';
 import { buildUnet } from './unet.ts';
 
 /** ᾱ_t of the DDPM "scaled_linear" schedule: β = linspace(√β₀, √β₁, T)², ᾱ = cumprod(1 − β). */
@@ -49,6 +49,8 @@ export interface SdLoraTargets extends Omit<LoraOptions, 'group'> {
   unet: readonly string[];
   /** Text-encoder modules: `q_proj`, `k_proj`, `v_proj`, `out_proj`, `fc1`, `fc2`; default none. */
   textEncoder?: readonly string[];
+  /** Also the UNet's ResNet blocks, their 3×3 convolutions at this rank and alpha (LoCon). */
+  conv?: ConvNetwork;
 }
 
 export interface SdLossOptions {
@@ -122,7 +124,7 @@ export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdL
   const latents = graph.input(SD_LOSS_INPUTS.latents, 'float32', latentShape);
   const timesteps = graph.input(SD_LOSS_INPUTS.timesteps, 'int64', [batch]);
   const noise = graph.input(SD_LOSS_INPUTS.noise, 'float32', latentShape);
-  const { unet: unetTargets, textEncoder: teTargets = [], ...loraOptions } = lora;
+  const { unet: unetTargets, textEncoder: teTargets = [], conv, ...loraOptions } = lora;
 
   let states: Tensor;
   let textModules: readonly SdLoraModule[] = [];
@@ -158,7 +160,7 @@ export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdL
   const noiseLevel = sqrt(sub(1, alphaBar));
   const noisy = graph.scope('add_noise', () => add(mul(signal, latents), mul(noiseLevel, noise)));
 
-  const unetPlan = new LoraPlan('unet', unetTargets, loraOptions);
+  const unetPlan = new LoraPlan('unet', unetTargets, loraOptions, conv);
   const prediction = cast(
     graph.scope('unet', () =>
       buildUnet(

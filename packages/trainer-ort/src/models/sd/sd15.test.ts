@@ -13,6 +13,7 @@ import { magnitudesAsStored, sdLoraAdapter } from './adapter.ts';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SD15 } from './config.ts';
 import type { SdComponent } from './keys.ts';
+import { isLoconConv } from './layers.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
 import { buildSdLoss } from './loss.ts';
 import { buildVaeEncoder } from './vae.ts';
@@ -154,7 +155,7 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
     expect(names.toSorted()).toEqual(kohyaSd15Names().toSorted());
   });
 
-  it("writes a DoRA file whose every module A1111's and ComfyUI's loaders resolve, with shapes their formulas accept", () => {
+  it("writes a DoRA + LoCon file whose every module A1111's and ComfyUI's loaders resolve, with shapes their formulas accept", () => {
     const checkpoint = SdCheckpoint.fromSingleFile(header);
     const built = buildSdLoss(new Graph('sd_loss'), checkpoint, {
       latentSize: [8, 8],
@@ -165,6 +166,7 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
         alpha: 4,
         unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
         textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
+        conv: { rank: 2, alpha: 1 },
       },
     });
     // DoRA's tensors as an SD run writes them: LoRA's down and up plus a magnitude per input column.
@@ -180,7 +182,9 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
       parameters.map((p) => [p.name, new Float32Array(p.shape.reduce((a, b) => a * b, 1))]),
     );
     const adapter = magnitudesAsStored(
-      sdLoraAdapter(parameters, values, { network: 'dora', rank: 4, alpha: 4 }),
+      sdLoraAdapter(parameters, values, (path) =>
+        isLoconConv(path) ? { network: 'dora', rank: 2, alpha: 1 } : { network: 'dora', rank: 4, alpha: 4 },
+      ),
       (path) => {
         const dot = path.indexOf('.');
         return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
@@ -203,7 +207,9 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
       entry.set(suffix!, tensor.shape);
       modules.set(name!, entry);
     }
-    expect(modules.size).toBe(264);
+    // kohya's 264 attention and CLIP modules, and the 86 conv_dim adds: 22 ResNets × (conv1, conv2,
+    // time_emb_proj), 14 conv_shortcuts (every up block ResNet and two down ones), 3 downsamplers, 3 upsamplers.
+    expect(modules.size).toBe(264 + 22 * 3 + 14 + 3 + 3);
     for (const [name, tensors] of modules) {
       const a1111 = a1111ModuleName(name);
       const weight = weights.get(a1111);
@@ -212,8 +218,9 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
       const down = tensors.get('lora_down.weight')!;
       const up = tensors.get('lora_up.weight')!;
       const scale = tensors.get('dora_scale')!;
-      // network_lora: down [r, in(, 1, 1)], up [out, r(, 1, 1)], reshaped to the module's kind.
+      // network_lora: down [r, in(, k, k)], up [out, r(, 1, 1)], reshaped to the module's kind.
       expect([down[1], up[0]], name).toEqual([inputs, out]);
+      if (down.length === 4) expect(down.slice(2), name).toEqual(weight!.slice(2));
       expect(tensors.get('alpha'), name).toEqual([]);
       // A1111's apply_weight_decompose divides dora_scale by a norm of shape [1, in, 1…] (the
       // weight's rank): only that exact shape broadcasts to the weight. ComfyUI reads it as per
@@ -249,6 +256,10 @@ function a1111ModuleName(key: string): string {
     const block = Number(m[1]) * 3 + Number(m[3]);
     return `diffusion_model_output_blocks_${block}_${m[2] === 'attentions' ? 1 : 0}_${suffix(m[2]!, m[4]!)}`;
   }
+  m = /^lora_unet_down_blocks_(\d+)_downsamplers_0_conv$/.exec(key);
+  if (m) return `diffusion_model_input_blocks_${3 + Number(m[1]) * 3}_0_op`;
+  m = /^lora_unet_up_blocks_(\d+)_upsamplers_0_conv$/.exec(key);
+  if (m) return `diffusion_model_output_blocks_${2 + Number(m[1]) * 3}_${Number(m[1]) > 0 ? 2 : 1}_conv`;
   m = /^lora_te_text_model_encoder_layers_(\d+)_(.+)$/.exec(key);
   if (m) return `transformer_text_model_encoder_layers_${m[1]}_${m[2]}`;
   return key;

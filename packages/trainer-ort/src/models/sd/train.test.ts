@@ -288,6 +288,40 @@ describe('trainSd with LoHa', () => {
   });
 });
 
+describe('trainSd with conv_rank (LoCon)', () => {
+  it("trains the ResNet blocks too: 3×3 convolutions at conv_rank as kohya's conv_dim, time_emb_proj and conv_shortcut at lora_rank", async () => {
+    const sd = { ...(await config('locon')), conv_rank: 2, conv_alpha: 1 };
+    const { result } = await train({ ...sd, max_steps: 1 });
+    const { tensors, metadata } = await readSafetensors(result.adapter);
+    const adapter = loraFromTensors(tensors);
+    const conv1 = adapter.get('unet.down_blocks.0.resnets.0.conv1')!;
+    expect(conv1.tensors['down']?.shape).toEqual([2, 32, 3, 3]);
+    expect(conv1.tensors['up']?.shape).toEqual([32, 2, 1, 1]);
+    expect(conv1.alpha).toBe(1);
+    expect(adapter.get('unet.down_blocks.0.resnets.0.time_emb_proj')?.tensors['down']?.shape[0]).toBe(4);
+    expect(adapter.get('unet.down_blocks.0.downsamplers.0.conv')?.tensors['down']?.shape).toEqual([
+      2, 32, 3, 3,
+    ]);
+    expect(adapter.get(`unet.${KOHYA_PATH}`)?.alpha).toBe(2);
+    expect(JSON.parse(metadata['ss_network_args']!)).toEqual({
+      conv_dim: '2',
+      conv_alpha: '1',
+      dropout: null,
+    });
+    // Its own file starts a run with the same settings, and names conv_rank when they differ.
+    const again = {
+      ...sd,
+      output_dir: join(root, 'runs', 'locon-again'),
+      max_steps: 1,
+      init_adapter: result.adapter,
+    };
+    expect((await train(again)).result.stopped).toBe('completed');
+    await expect(
+      train({ ...again, output_dir: join(root, 'runs', 'locon-other'), conv_rank: 4 }),
+    ).rejects.toThrow(/conv1 has rank 2; set conv_rank: 2/);
+  });
+});
+
 describe('trainSd inputs', () => {
   it('trains the text encoder with its own learning rate, encoding latents per batch without the cache', async () => {
     const sd = await config('text-encoder');

@@ -44,6 +44,7 @@ import { openSdCheckpoint } from './checkpoint.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
+import { type ConvNetwork, isLoconConv } from './layers.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
@@ -135,8 +136,12 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
 
     const layout = options.layout ?? 'kohya';
     const network = sdNetwork(config, layout);
+    const conv =
+      config.conv_rank === undefined ? undefined : { rank: config.conv_rank, alpha: config.conv_alpha! };
+    const moduleNetwork = sdModuleNetwork(network, conv);
     const lora = {
       ...network,
+      ...(conv ? { conv } : {}),
       seed: config.seed,
       ...(config.lora_dropout > 0 ? { dropout: config.lora_dropout } : {}),
       unet: targets.task === 'sd' ? targets.unet : [],
@@ -154,7 +159,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
           config.init_adapter,
           model,
           sdShapeKey(latentShape(dataset.buckets[0]!.bucket)),
-          network,
+          moduleNetwork,
         )
       : undefined;
     const trained = initial ? new SdTrainableModel(checkpoint, { ...model.options, initial }) : model;
@@ -191,7 +196,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         bucketInfo: bucketInfo(dataset, settings),
       });
       const trainedAdapter = magnitudesAsStored(
-        sdLoraAdapter(parameters, result.parameters, network),
+        sdLoraAdapter(parameters, result.parameters, moduleNetwork),
         (path) => {
           const dot = path.indexOf('.');
           return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
@@ -334,10 +339,16 @@ async function initAdapterValues(
   path: string,
   model: SdTrainableModel,
   shapeKey: string,
-  network: SdNetwork,
+  network: SdNetwork | ((path: string) => SdNetwork),
 ): Promise<Map<string, Float32Array>> {
   const parameters = model.build(new Graph('parameters'), { computeDtype: 'float32', shapeKey }).parameters;
   return readSdInitAdapter(path, parameters, network);
+}
+
+/** Each module's settings: LoCon's 3×3 convolutions take conv_rank and conv_alpha. */
+function sdModuleNetwork(network: SdNetwork, conv: ConvNetwork | undefined): (path: string) => SdNetwork {
+  const convNetwork = conv && { ...network, ...conv, keys: { rank: 'conv_rank', alpha: 'conv_alpha' } };
+  return (path) => (convNetwork && isLoconConv(path) ? convNetwork : network);
 }
 
 /**
