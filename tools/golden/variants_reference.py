@@ -1,5 +1,5 @@
 """Golden values for @lora/adapters' LoRA variants (LoRA, rsLoRA, DoRA per output row and per
-input column, LoHa; linear and 3×3 conv), from PyTorch.
+input column, LoHa, LoKr; linear and 3×3 conv), from PyTorch.
 
 Run by hand (Debian: apt-get install python3-torch):
     /usr/bin/python3 tools/golden/variants_reference.py
@@ -37,27 +37,57 @@ def delta(down, up):
     return (up.reshape(out, rank) @ down.reshape(rank, -1)).reshape(out, *down.shape[1:])
 
 
-def case(name, kind, variant, axis=None, rslora=False, rank=3, alpha=6.0):
+def factorization(dimension):
+    """LyCORIS's factorization(dimension, factor=-1): the divisor pair with the smallest sum."""
+    m, n = 1, dimension
+    while m < n:
+        new_m = m + 1
+        while dimension % new_m != 0:
+            new_m += 1
+        new_n = dimension // new_m
+        if new_m + new_n > m + n:
+            break
+        m, n = new_m, new_n
+    return (n, m) if m > n else (m, n)
+
+
+def case(name, kind, variant, axis=None, rslora=False, rank=3, alpha=6.0, w_shape=None):
     if kind == "linear":
-        w_shape, x_shape = (4, 5), (2, 5)
+        w_shape = w_shape or (4, 5)
+        x_shape = (2, w_shape[1])
     else:
-        w_shape, x_shape = (4, 3, 3, 3), (1, 3, 5, 5)
+        w_shape = w_shape or (4, 3, 3, 3)
+        x_shape = (1, w_shape[1], 5, 5)
     out, inp = w_shape[0], w_shape[1]
     kernel = list(w_shape[2:])
     x = torch.randn(x_shape)
     w = torch.randn(w_shape)
     b = torch.randn(out)
     scale = alpha / (math.sqrt(rank) if rslora else rank)
-    if variant == "loha":
+    if variant == "lokr":
+        # LyCORIS LoKr: w1 [out_l, in_m] full, w2 [out_k, in_n(, k, k)] full or w2a @ w2b; ΔW = w1 ⊗ w2.
+        (out_l, out_k), (in_m, in_n) = factorization(out), factorization(inp)
+        params = {"lokr_w1": torch.randn(out_l, in_m, requires_grad=True)}
+        if rank >= max(out_k, in_n) / 2:
+            params["lokr_w2"] = torch.randn(out_k, in_n, *kernel, requires_grad=True)
+            w2 = params["lokr_w2"]
+            scale = 1.0  # both factors full: alpha is ignored
+        else:
+            params["lokr_w2_a"] = torch.randn(out_k, rank, requires_grad=True)
+            params["lokr_w2_b"] = torch.randn(rank, in_n * math.prod(kernel), requires_grad=True)
+            w2 = (params["lokr_w2_a"] @ params["lokr_w2_b"]).reshape(out_k, in_n, *kernel)
+        w1 = params["lokr_w1"].reshape(out_l, in_m, *[1] * len(kernel))
+        v = w + scale * torch.kron(w1, w2)
+    elif variant == "loha":
         # LyCORIS LoHa without Tucker factors: (w1a @ w1b) * (w2a @ w2b), the kernel flattened into w*b.
         inner = inp * math.prod(kernel)
         params = {
-            "w1a": torch.randn(out, rank, requires_grad=True),
-            "w1b": torch.randn(rank, inner, requires_grad=True),
-            "w2a": torch.randn(out, rank, requires_grad=True),
-            "w2b": torch.randn(rank, inner, requires_grad=True),
+            "hada_w1_a": torch.randn(out, rank, requires_grad=True),
+            "hada_w1_b": torch.randn(rank, inner, requires_grad=True),
+            "hada_w2_a": torch.randn(out, rank, requires_grad=True),
+            "hada_w2_b": torch.randn(rank, inner, requires_grad=True),
         }
-        hadamard = (params["w1a"] @ params["w1b"]) * (params["w2a"] @ params["w2b"])
+        hadamard = (params["hada_w1_a"] @ params["hada_w1_b"]) * (params["hada_w2_a"] @ params["hada_w2_b"])
         v = w + scale * hadamard.reshape(w_shape)
     else:
         down = torch.randn(rank, inp, *kernel, requires_grad=True)
@@ -114,6 +144,9 @@ cases = [
     case("dora rslora linear per output row", "linear", "dora", axis="output", rslora=True),
     case("loha linear", "linear", "loha"),
     case("loha conv", "conv", "loha"),
+    case("lokr linear, w2 a low-rank pair", "linear", "lokr", rank=1, w_shape=(6, 8)),
+    case("lokr linear, both factors full (scale 1)", "linear", "lokr", rank=3, w_shape=(6, 8)),
+    case("lokr conv, w2 a low-rank pair", "conv", "lokr", rank=1, w_shape=(4, 6, 3, 3)),
 ]
 with open(OUT, "w") as f:
     json.dump({"torch": torch.__version__, "cases": cases}, f)

@@ -34,6 +34,20 @@ export function rankOf(module: LoraModule): number {
   return variantOf(module.variant).rank(module.tensors);
 }
 
+/** The scale the module's update is applied with: its variant's rule, alpha / rank by default. */
+export function scaleOfModule(module: LoraModule): number {
+  const variant = variantOf(module.variant);
+  return variant.scale
+    ? variant.scale(module.tensors, module.alpha)
+    : module.alpha / variant.rank(module.tensors);
+}
+
+/** The role sets a variant's module may be made of. */
+export function formsOf(variant: VariantId): readonly (readonly string[])[] {
+  const { forms, roles } = variantOf(variant);
+  return forms ?? [roles];
+}
+
 /** A 0-rank (or one-element) tensor's value; alphas are stored this way. */
 export function scalarOf(name: string, tensor: TensorData): number {
   const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength).slice();

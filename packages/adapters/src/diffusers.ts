@@ -1,5 +1,5 @@
 import type { TensorData } from '@lora/safetensors';
-import { type LoraAdapter, rankOf, scaledTensor } from './adapter.ts';
+import { type LoraAdapter, scaledTensor, scaleOfModule } from './adapter.ts';
 import { groupModules, layoutSuffixes, moduleKeys } from './group.ts';
 
 /** The other forms the diffusers loader accepts (`lora_conversion_utils.py`, `PEFT_TO_DIFFUSERS`). */
@@ -42,7 +42,7 @@ export function fromDiffusers(tensors: ReadonlyMap<string, TensorData>): LoraAda
 export function toDiffusers(adapter: LoraAdapter): Map<string, TensorData> {
   const out = new Map<string, TensorData>();
   for (const [path, module] of adapter) {
-    const scale = module.alpha / rankOf(module);
+    const scale = scaleOfModule(module);
     for (const [key, tensor] of moduleKeys(path, module, 'diffusers')) {
       out.set(key, scale !== 1 && key.endsWith('.up.weight') ? scaledTensor(key, tensor, scale) : tensor);
     }

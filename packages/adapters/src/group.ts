@@ -1,5 +1,5 @@
 import type { TensorData } from '@lora/safetensors';
-import { type LoraModule, scalarOf } from './adapter.ts';
+import { formsOf, type LoraModule, scalarOf } from './adapter.ts';
 import { AdapterError } from './errors.ts';
 import { VARIANTS, type VariantId } from './variants/registry.ts';
 import type { LoraLayout } from './variants/variant.ts';
@@ -51,11 +51,13 @@ export function groupModules(
     const id = variantWithRoles(name, Object.keys(found));
     const variant = VARIANTS[id];
     const roles = Object.fromEntries(
-      variant.roles.map((role) => {
-        const tensor = found[role]!;
-        const shape = variant.reshapeFor?.(layout, role, tensor.shape, 'read') ?? tensor.shape;
-        return [role, shape === tensor.shape ? tensor : { ...tensor, shape }];
-      }),
+      variant.roles
+        .filter((role) => found[role] !== undefined)
+        .map((role) => {
+          const tensor = found[role]!;
+          const shape = variant.reshapeFor?.(layout, role, tensor.shape, 'read') ?? tensor.shape;
+          return [role, shape === tensor.shape ? tensor : { ...tensor, shape }];
+        }),
     );
     variant.checkShapes(name, roles);
     const rank = variant.rank(roles);
@@ -68,13 +70,12 @@ export function groupModules(
   return modules;
 }
 
-/** The variant whose roles are exactly `roles`. */
+/** The variant one of whose forms is exactly `roles`. */
 function variantWithRoles(name: string, roles: readonly string[]): VariantId {
   const found = new Set(roles);
-  const match = (Object.keys(VARIANTS) as VariantId[]).find((id) => {
-    const wanted = VARIANTS[id].roles;
-    return wanted.length === found.size && wanted.every((role) => found.has(role));
-  });
+  const match = (Object.keys(VARIANTS) as VariantId[]).find((id) =>
+    formsOf(id).some((form) => form.length === found.size && form.every((role) => found.has(role))),
+  );
   if (match !== undefined) return match;
   const missing = (['down', 'up'] as const).find((role) => !found.has(role));
   throw new AdapterError(
@@ -101,9 +102,11 @@ export function moduleKeys(
       `${name} is a ${variant.id} module, which has no ${layout} form (it has: ${Object.keys(variant.keys).join(', ')})`,
     );
   }
-  return variant.roles.map((role) => {
-    const tensor = module.tensors[role]!;
-    const shape = variant.reshapeFor?.(layout, role, tensor.shape, 'write') ?? tensor.shape;
-    return [`${name}${suffixes[role]}`, shape === tensor.shape ? tensor : { ...tensor, shape }];
-  });
+  return variant.roles
+    .filter((role) => module.tensors[role] !== undefined)
+    .map((role) => {
+      const tensor = module.tensors[role]!;
+      const shape = variant.reshapeFor?.(layout, role, tensor.shape, 'write') ?? tensor.shape;
+      return [`${name}${suffixes[role]}`, shape === tensor.shape ? tensor : { ...tensor, shape }];
+    });
 }

@@ -1,12 +1,13 @@
 import type { Dtype } from '@lora/safetensors';
 import { deserialize, fromFloat32, serialize, type TensorData, toFloat32 } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { type LoraAdapter, type LoraModule, loraModule, rankOf } from './adapter.ts';
+import { formsOf, type LoraAdapter, type LoraModule, loraModule, rankOf, scaleOfModule } from './adapter.ts';
 import { fromDiffusers, toDiffusers } from './diffusers.ts';
 import { fromKohya, toKohya } from './kohya.ts';
 import { detectLoraLayout } from './layout.ts';
 import { flattenPath, unflattenPath } from './names.ts';
 import { fromPeft, toPeft } from './peft.ts';
+import { VARIANTS, type VariantId } from './variants/registry.ts';
 
 let counter = 0;
 function tensor(shape: number[], dtype: Dtype = 'F16'): TensorData {
@@ -390,10 +391,10 @@ describe('LoHa modules', () => {
   const loha = (out: number, inner: number, rank: number): LoraModule => ({
     variant: 'loha',
     tensors: {
-      w1a: tensor([out, rank]),
-      w1b: tensor([rank, inner]),
-      w2a: tensor([out, rank]),
-      w2b: tensor([rank, inner]),
+      hada_w1_a: tensor([out, rank]),
+      hada_w1_b: tensor([rank, inner]),
+      hada_w2_a: tensor([out, rank]),
+      hada_w2_b: tensor([rank, inner]),
     },
     alpha: 2,
   });
@@ -420,6 +421,59 @@ describe('LoHa modules', () => {
     ).toThrow(/loha module, which has no peft form \(it has: kohya\)/);
     const keys = toKohya(new Map([['unet.a', loha(8, 8, 4)]]));
     keys.set('lora_unet_a.hada_w2_b', tensor([4, 6]));
-    expect(() => fromKohya(keys)).toThrow(/LoHa module "lora_unet_a" has .*w2b \[4, 6\]/);
+    expect(() => fromKohya(keys)).toThrow(/LoHa module "lora_unet_a" has .*hada_w2_b \[4, 6\]/);
   });
+});
+
+describe('LoKr modules', () => {
+  it('read and write every form LyCORIS saves (each factor full or a pair), with the scale consumers use', () => {
+    const forms: Record<string, LoraModule> = {
+      'unet.a': {
+        variant: 'lokr',
+        tensors: { lokr_w1: tensor([2, 2]), lokr_w2_a: tensor([3, 1]), lokr_w2_b: tensor([1, 4]) },
+        alpha: 2,
+      },
+      'unet.b': { variant: 'lokr', tensors: { lokr_w1: tensor([2, 2]), lokr_w2: tensor([3, 4]) }, alpha: 8 },
+      'unet.c': {
+        variant: 'lokr',
+        tensors: {
+          lokr_w1_a: tensor([2, 1]),
+          lokr_w1_b: tensor([1, 2]),
+          lokr_w2_a: tensor([3, 1]),
+          lokr_w2_b: tensor([1, 36]),
+        },
+        alpha: 1,
+      },
+    };
+    const adapter = new Map(Object.entries(forms));
+    const keys = toKohya(adapter);
+    expect([...keys.keys()].filter((k) => k.startsWith('lora_unet_a.')).sort()).toEqual(
+      ['alpha', 'lokr_w1', 'lokr_w2_a', 'lokr_w2_b'].map((s) => `lora_unet_a.${s}`),
+    );
+    const back = fromKohya(keys, { modulePaths: adapter.keys() });
+    expect(plain(back)).toEqual(plain(adapter));
+    // alpha / rows of w2b; both factors full: 1 whatever alpha says (A1111, ComfyUI, LyCORIS).
+    expect(['unet.a', 'unet.b', 'unet.c'].map((p) => scaleOfModule(back.get(p)!))).toEqual([2, 1, 1]);
+  });
+});
+
+describe('the variant registry', () => {
+  it.each(['kohya', 'diffusers', 'peft'] as const)(
+    'gives each %s key suffix one role, and no two variants one form (a file names its variant)',
+    (layout) => {
+      const roleOf = new Map<string, string>();
+      const forms = new Map<string, string>();
+      for (const variant of Object.values(VARIANTS)) {
+        for (const [role, suffix] of Object.entries(variant.keys[layout] ?? {})) {
+          expect(roleOf.get(suffix) ?? role, `${variant.id} ${suffix}`).toBe(role);
+          roleOf.set(suffix, role);
+        }
+        for (const form of formsOf(variant.id as VariantId)) {
+          const key = [...form].sort().join('+');
+          expect(forms.get(key), `${variant.id} and ${forms.get(key)} share ${key}`).toBeUndefined();
+          forms.set(key, variant.id);
+        }
+      }
+    },
+  );
 });

@@ -11,7 +11,7 @@ import {
   type WritableTensor,
   writeSafetensors,
 } from '@lora/safetensors';
-import { type LoraAdapter, type LoraModule, rankOf } from './adapter.ts';
+import { type LoraAdapter, type LoraModule, scaleOfModule } from './adapter.ts';
 import { AdapterError } from './errors.ts';
 import { loraFromTensors } from './layout.ts';
 import type { PeftAdapterConfig } from './peft.ts';
@@ -125,7 +125,7 @@ function applyModule(
       { shape: t.shape, data: floats(t.data, t.dtype) },
     ]),
   );
-  const scale = module.alpha / rankOf(module);
+  const scale = scaleOfModule(module);
   if (info.dtype === 'F64') {
     const weight = new Float64Array(bytes.buffer, bytes.byteOffset, elements);
     variant.merge(weight, info.shape, values, scale, multiplier);

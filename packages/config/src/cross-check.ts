@@ -81,10 +81,14 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
     checkTargets(config, task, report);
     if (task === 'sd') checkBuckets(config, report);
     if (config.conv_alpha !== undefined && config.conv_rank === undefined)
-      report(['conv_alpha'], 'conv_alpha is the alpha of the convolutions conv_rank trains; set conv_rank too', {
-        code: 'conflict',
-        atKey: true,
-      });
+      report(
+        ['conv_alpha'],
+        'conv_alpha is the alpha of the convolutions conv_rank trains; set conv_rank too',
+        {
+          code: 'conflict',
+          atKey: true,
+        },
+      );
     if (task === 'sd' && config.random_crop === true && config.cache_latents !== false)
       report(
         ['random_crop'],

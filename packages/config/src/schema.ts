@@ -27,7 +27,7 @@ export const LR_SCHEDULERS = [
 ] as const;
 export const OPTIMIZERS = ['adamw'] as const;
 /** The LoRA variants (`@lora/adapters`' registry; a trainer test keeps the two lists equal). */
-export const NETWORKS = ['lora', 'dora', 'loha'] as const;
+export const NETWORKS = ['lora', 'dora', 'loha', 'lokr'] as const;
 export const MIXED_PRECISIONS = ['auto', 'fp16', 'bf16', 'no'] as const;
 
 /**
@@ -107,7 +107,7 @@ const fields = {
   // LoRA
   network: z.enum(NETWORKS).optional().meta({
     description:
-      'The LoRA variant: `lora`; `dora` (weight-decomposed: a trained magnitude per channel, PEFT `use_dora`; SD files carry `dora_scale` as LyCORIS writes it, which A1111 and ComfyUI load); `loha` (sd: LyCORIS LoHa, a Hadamard product of two low-rank pairs, `hada_w*` keys that A1111 and ComfyUI load).',
+      'The LoRA variant: `lora`; `dora` (weight-decomposed: a trained magnitude per channel, PEFT `use_dora`; SD files carry `dora_scale` as LyCORIS writes it, which A1111 and ComfyUI load); `loha` (sd: LyCORIS LoHa, a Hadamard product of two low-rank pairs, `hada_w*` keys); `lokr` (sd: LyCORIS LoKr, a Kronecker product, `lokr_w*` keys; a rank of half the factor size or more trains it full, at scale 1). A1111 and ComfyUI load all of them.',
     default: DEFAULTS.network,
   }),
   lora_rank: z.int().min(1).max(MAX_LORA_RANK).optional().meta({

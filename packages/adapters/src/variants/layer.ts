@@ -5,7 +5,7 @@
  */
 import { type ConvOptions, cast, type Tensor } from '@lora/engine';
 import { type TensorData, toFloat32 } from '@lora/safetensors';
-import { type LoraAdapter, type LoraModule, rankOf } from '../adapter.ts';
+import { formsOf, type LoraAdapter, type LoraModule, rankOf } from '../adapter.ts';
 import { AdapterError } from '../errors.ts';
 import { loraDropout, nameKey } from './dropout.ts';
 import { coreShape, scaleOf } from './low-rank.ts';
@@ -86,7 +86,9 @@ export function adaptLayer(
     const name = parameterName(path, options.network, spec.role);
     return { ...spec, name, tensor: x.graph.input(name, 'float32', spec.shape) };
   });
-  const scale = scaleOf(options);
+  const scale = variant.scale
+    ? variant.scale(Object.fromEntries(parameters.map((q) => [q.role, q])), options.alpha)
+    : scaleOf(options);
   return x.graph.scope(path, () => {
     const output = variant.forward({
       x,
@@ -143,9 +145,16 @@ export function adapterFromParameters(
   }
   const adapter = new Map<string, LoraModule>();
   for (const [path, tensors] of modules) {
-    const missing = variant.roles.find((role) => tensors[role] === undefined);
-    if (missing !== undefined) {
-      throw new AdapterError('E_INVALID_LORA', `${variant.id} module ${path} has no ${missing} value`);
+    const roles = Object.keys(tensors);
+    const complete = formsOf(variant.id as VariantId).some(
+      (form) => form.length === roles.length && form.every((role) => tensors[role] !== undefined),
+    );
+    if (!complete) {
+      const missing = variant.roles.filter((role) => tensors[role] === undefined);
+      throw new AdapterError(
+        'E_INVALID_LORA',
+        `${variant.id} module ${path} has no ${missing.join(', ')} value`,
+      );
     }
     adapter.set(path, { variant: variant.id as VariantId, tensors, alpha: storedAlpha(settingsOf(path)) });
   }
@@ -180,7 +189,7 @@ export function parameterValues(
       throw fail(`${path} is a ${module.variant} module; set network: ${module.variant}`);
     }
     const rank = rankOf(module);
-    if (rank !== options.rank) throw fail(`${path} has rank ${rank}; set ${keys.rank}: ${rank}`);
+    if (rank > 0 && rank !== options.rank) throw fail(`${path} has rank ${rank}; set ${keys.rank}: ${rank}`);
     if (Math.abs(module.alpha - alpha) > 1e-6 * Math.max(1, alpha)) {
       const stored = options.rslora ? module.alpha / Math.sqrt(rank) : module.alpha;
       throw fail(

@@ -68,8 +68,10 @@ export interface Variant {
   readonly id: string;
   /** How people write its name: `LoRA`, `DoRA`. */
   readonly name: string;
-  /** The module's tensors by role, in file order; all are required. */
+  /** Every role the module's tensors may have, in file order. */
   readonly roles: readonly string[];
+  /** The role sets a module may be made of (LoKr: a factor full or as a low-rank pair); default: all roles. */
+  readonly forms?: readonly (readonly string[])[];
   /** Each role's key suffix per layout (after the module's name); a layout missing here has no form of this variant. */
   readonly keys: Readonly<Partial<Record<LoraLayout, Readonly<Record<string, string>>>>>;
   /** kohya's `ss_network_module` and `ss_network_args` (string values, as sd-scripts writes them). */
@@ -82,8 +84,13 @@ export interface Variant {
   forward(inputs: LayerInputs): Tensor;
   /** The shape of the weight the module adapts. */
   weightShape(tensors: Readonly<Record<string, TensorData>>): number[];
-  /** The rank that alpha divides (kohya's `dim`). */
+  /** The rank that alpha divides (kohya's `dim`); 0 when nothing is low-rank. */
   rank(tensors: Readonly<Record<string, TensorData>>): number;
+  /** The update's scale from the module's tensors and alpha; default alpha / rank. */
+  readonly scale?: (
+    tensors: Readonly<Record<string, { readonly shape: readonly number[] }>>,
+    alpha: number,
+  ) => number;
   /** Throws a message naming what is wrong when the tensors cannot form a module. */
   checkShapes(name: string, tensors: Readonly<Record<string, TensorData>>): void;
   /** `weight` (`[out, …]` flattened) merged in place: the variant's `W + multiplier · (W' − W)`. */

@@ -107,8 +107,9 @@ describe.each(golden.cases)('$name', (c) => {
         { shape: v.shape, data: Float32Array.from(v.data) },
       ]),
     );
-    const scale = c.alpha / (c.rslora ? Math.sqrt(c.rank) : c.rank);
-    VARIANTS[c.variant].merge(weight, c.weight.shape, values, scale, c.multiplier);
+    const variant = VARIANTS[c.variant];
+    const scale = variant.scale?.(values, c.alpha) ?? c.alpha / (c.rslora ? Math.sqrt(c.rank) : c.rank);
+    variant.merge(weight, c.weight.shape, values, scale, c.multiplier);
     expect(relativeError([...weight], c.merged)).toBeLessThan(1e-6);
   });
 });

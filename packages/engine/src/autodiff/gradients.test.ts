@@ -88,8 +88,16 @@ describe('gradients', () => {
       return graph;
     };
     const feeds = {
-      x: hostTensor('float32', [1, 2, 8, 8], Float32Array.from({ length: 128 }, (_, i) => Math.sin(i))),
-      w: hostTensor('float32', [3, 2, 3, 3], Float32Array.from({ length: 54 }, (_, i) => Math.cos(i) / 4)),
+      x: hostTensor(
+        'float32',
+        [1, 2, 8, 8],
+        Float32Array.from({ length: 128 }, (_, i) => Math.sin(i)),
+      ),
+      w: hostTensor(
+        'float32',
+        [3, 2, 3, 3],
+        Float32Array.from({ length: 54 }, (_, i) => Math.cos(i) / 4),
+      ),
     };
     const named = valuesOf((await runGraph(build('batch'), feeds))['dw']);
     const fixed = valuesOf((await runGraph(build(1), feeds))['dw']);

@@ -277,7 +277,7 @@ describe('trainSd with LoHa', () => {
     expect(metadata).toMatchObject({ ss_network_module: 'lycoris.kohya' });
     expect(JSON.parse(metadata['ss_network_args']!)).toEqual({ algo: 'loha', dropout: null });
     // w2a starts at zero and has moved: the product learned something.
-    const w2a = loraFromTensors(tensors).get(`unet.${KOHYA_PATH}`)!.tensors['w2a']!;
+    const w2a = loraFromTensors(tensors).get(`unet.${KOHYA_PATH}`)!.tensors['hada_w2_a']!;
     expect([...toFloat32(w2a.data as Uint8Array, 'F32')].some((v) => v !== 0)).toBe(true);
     await expect(
       train(
@@ -285,6 +285,26 @@ describe('trainSd with LoHa', () => {
         { layout: 'diffusers' },
       ),
     ).rejects.toThrow(/network: loha has no diffusers form \(LoHa files are kohya\)/);
+  });
+});
+
+describe('trainSd with LoKr', () => {
+  it("writes LyCORIS's lokr_w* keys: w1 full, w2 a low-rank pair at this rank, and loads back as LoKr", async () => {
+    const sd = { ...(await config('lokr')), network: 'lokr' as const, lora_rank: 2 };
+    const { result, events } = await train({ ...sd, max_steps: 2 });
+    expect(events.flatMap((e) => (e.type === 'step' ? [e.loss] : [])).every(Number.isFinite)).toBe(true);
+    const { tensors, metadata } = await readSafetensors(result.adapter);
+    // to_q of the 32-wide tiny UNet: 32 = 4 · 8 both ways, so w1 [4, 4] and w2 = [8, 2] @ [2, 8].
+    expect(
+      ['lokr_w1', 'lokr_w2_a', 'lokr_w2_b'].map((k) => tensors.get(`${KOHYA_NAMES[0]}.${k}`)?.shape),
+    ).toEqual([
+      [4, 4],
+      [8, 2],
+      [2, 8],
+    ]);
+    expect(JSON.parse(metadata['ss_network_args']!)).toEqual({ algo: 'lokr', dropout: null });
+    const module = loraFromTensors(tensors).get(`unet.${KOHYA_PATH}`)!;
+    expect(module.variant).toBe('lokr');
   });
 });
 
