@@ -1,4 +1,8 @@
 import { defineConfig } from 'tsdown';
 import { baseConfig } from '../../tsdown.config.ts';
 
-export default defineConfig(baseConfig);
+// `@lora/trainer-ort/testing` gates other packages' WebGPU tests the way this package's are gated.
+export default defineConfig({
+  ...baseConfig,
+  entry: { index: 'src/index.ts', testing: 'src/webgpu/testing.ts' },
+});

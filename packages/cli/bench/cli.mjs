@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { toKohya } from '@lora/adapters';
+import { writeTinyClip, writeTinyTagger } from '@lora/label';
 import { writeSafetensors } from '@lora/safetensors';
-import { writeTinyClip, writeTinyTagger } from '@lora/trainer-ort';
 import sharp from 'sharp';
 
 const bin = fileURLToPath(new URL('../bin.js', import.meta.url));

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lint } from '@lora/caption-markup';
 import { readMetadataCsv } from '@lora/dataset';
-import { writeTinyClip, writeTinyTagger } from '@lora/trainer-ort';
+import { writeTinyClip, writeTinyTagger } from '@lora/label';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, writeImage } from '../test-fixtures.ts';
 
 // `lora label --model wd14|clip` through the built binary, with tiny generated models that have
-// the real exports' inputs and outputs (see @lora/trainer-ort's writeTinyTagger / writeTinyClip).
+// the real exports' inputs and outputs (see @lora/label's writeTinyTagger / writeTinyClip).
 
 const bin = fileURLToPath(new URL('../../bin.js', import.meta.url));
 const dist = fileURLToPath(new URL('../../dist/index.js', import.meta.url));

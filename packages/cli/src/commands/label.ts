@@ -12,7 +12,7 @@ import { applyTemplate, checkTemplate, type TemplateValues } from '../label/temp
 import { displayPath } from '../paths.ts';
 import { seeTroubleshooting } from '../troubleshooting.ts';
 
-/** Labellers: names only, a WD14-style ONNX tagger, or CLIP zero-shot ranking (both through @lora/trainer-ort). */
+/** Labellers: names only, a WD14-style ONNX tagger, or CLIP zero-shot ranking (both through @lora/label). */
 export const LABEL_MODELS = ['none', 'wd14', 'clip'] as const;
 export const LABEL_FORMATS = ['csv', 'txt'] as const;
 export const LABEL_DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;

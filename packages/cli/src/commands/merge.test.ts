@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type LoraAdapter, loraModule, toPeft } from '@lora/adapters';
+import { type LoraAdapter, type LoraModule, loraModule, toKohya, toPeft } from '@lora/adapters';
 import { readSafetensors, type TensorData, writeSafetensors } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { f32, floats, tempDir, UNET_MODULES, WIDTH, writeBase, writeKohyaLora } from '../test-fixtures.ts';
+import { inspectFile } from './inspect.ts';
 import { mergeFiles, parseLoraSpec } from './merge.ts';
 
 describe('parseLoraSpec', () => {
@@ -237,3 +238,80 @@ const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&
 const unexpected = (): never => {
   throw new Error('expected mergeFiles to fail');
 };
+
+describe('LoRA variants in inspect and merge', () => {
+  const n = WIDTH;
+  const value = (seed: number) => (i: number) => Math.sin(seed * 7 + i) / 3;
+  /** LyCORIS LoHa, rank 2, alpha 1: ΔW = (w1a @ w1b) ⊙ (w2a @ w2b) / 2. */
+  const loha: LoraModule = {
+    variant: 'loha',
+    tensors: {
+      hada_w1_a: f32([n, 2], value(1)),
+      hada_w1_b: f32([2, n], value(2)),
+      hada_w2_a: f32([n, 2], value(3)),
+      hada_w2_b: f32([2, n], value(4)),
+    },
+    alpha: 1,
+  };
+  /** DoRA per input column, rank 2, alpha 2 (scale 1), as A1111 applies dora_scale. */
+  const dora: LoraModule = {
+    variant: 'dora',
+    tensors: {
+      down: f32([2, n], value(5)),
+      up: f32([n, 2], value(6)),
+      magnitude: f32([1, n], (i) => 1 + i / 10),
+    },
+    alpha: 2,
+  };
+  const at = (t: TensorData, i: number, j: number, cols: number) => (t.data as Float32Array)[i * cols + j]!;
+
+  it('says which variant a file holds, and merges each by its own formula', async () => {
+    const dir = tempDir();
+    const base = await writeBase(join(dir, 'base.safetensors'));
+    const [q, v] = UNET_MODULES;
+    await writeSafetensors(join(dir, 'loha.safetensors'), toKohya(new Map([[q, loha]])));
+    await writeSafetensors(join(dir, 'dora.safetensors'), toKohya(new Map([[v, dora]])));
+    expect((await inspectFile(join(dir, 'loha.safetensors'))).lora).toMatchObject({
+      variants: { LoHa: 1 },
+      ranks: { 2: 1 },
+    });
+    expect((await inspectFile(join(dir, 'dora.safetensors'))).lora).toMatchObject({ variants: { DoRA: 1 } });
+    await mergeFiles({
+      base: join(dir, 'base.safetensors'),
+      lora: [`${join(dir, 'loha.safetensors')}:0.5`, join(dir, 'dora.safetensors')],
+      output: join(dir, 'merged.safetensors'),
+    });
+    const merged = await readSafetensors(join(dir, 'merged.safetensors'));
+    const weight = (module: string) => `${module.slice('unet.'.length)}.weight`;
+    const t = loha.tensors as Record<string, TensorData>;
+    const w = floats(base[weight(q)]!);
+    const gotQ = floats(merged.tensors.get(weight(q))!);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        const p1 = [0, 1].reduce(
+          (sum, r) => sum + at(t['hada_w1_a']!, i, r, 2) * at(t['hada_w1_b']!, r, j, n),
+          0,
+        );
+        const p2 = [0, 1].reduce(
+          (sum, r) => sum + at(t['hada_w2_a']!, i, r, 2) * at(t['hada_w2_b']!, r, j, n),
+          0,
+        );
+        expect(gotQ[i * n + j]).toBeCloseTo(w[i * n + j]! + 0.5 * 0.5 * p1 * p2, 5);
+      }
+    }
+    // DoRA at strength 1: W' = V · m / ‖V‖ per input column, V = W + up @ down.
+    const d = dora.tensors as Record<string, TensorData>;
+    const wv = floats(base[weight(v)]!);
+    const adapted = Array.from({ length: n * n }, (_, k) => {
+      const [i, j] = [Math.floor(k / n), k % n];
+      return wv[k]! + [0, 1].reduce((sum, r) => sum + at(d['up']!, i, r, 2) * at(d['down']!, r, j, n), 0);
+    });
+    const gotV = floats(merged.tensors.get(weight(v))!);
+    for (let j = 0; j < n; j++) {
+      const norm = Math.hypot(...Array.from({ length: n }, (_, i) => adapted[i * n + j]!));
+      for (let i = 0; i < n; i++) {
+        expect(gotV[i * n + j]).toBeCloseTo((adapted[i * n + j]! * (1 + j / 10)) / norm, 5);
+      }
+    }
+  });
+});

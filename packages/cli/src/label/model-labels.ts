@@ -3,12 +3,12 @@ import {
   CLIP_VOCABULARY,
   ClipRanker,
   clipCaptionParts,
-  type Device,
   isLabelFailure,
   readVocabulary,
   taggerCaptionParts,
   Wd14Tagger,
-} from '@lora/trainer-ort';
+} from '@lora/label';
+import type { Device } from '@lora/trainer-ort';
 import { ProgressDisplay } from '../run/progress.ts';
 import { formatLabelProgress } from './progress.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Test helpers for the WebGPU parity tests: whether this machine has a WebGPU adapter (and
+ * `@lora/trainer-ort/testing`, for tests (here and in other packages): the WebGPU parity helpers: whether this machine has a WebGPU adapter (and
  * whether CI demands one), a graph run on the CPU and the WebGPU provider with the same feeds,
  * and the error measure the tests state their tolerances in.
  *

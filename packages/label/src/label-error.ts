@@ -11,7 +11,7 @@ export type LabelErrorCode =
   /** An option is out of range (threshold, batch size, top-k). */
   | 'E_LABEL_OPTIONS_INVALID';
 
-const MARKER = Symbol.for('lora.trainer-ort.label-error');
+const MARKER = Symbol.for('@lora/label.error');
 
 /** A labelling failure; the message says what failed, which file, and what to do. */
 export class LabelError extends Error {

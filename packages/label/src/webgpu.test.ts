@@ -6,13 +6,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describeOnWebGpu, HOOK_TIMEOUT, relativeError, report } from '@lora/trainer-ort/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ClipRanker, type ClipResult } from '../label/clip.ts';
-import { isLabelFailure } from '../label/common.ts';
-import { writeBmp } from '../label/test-images.ts';
-import { writeTinyClip, writeTinyTagger } from '../label/tiny-models.ts';
-import { type TaggerResult, Wd14Tagger } from '../label/wd14.ts';
-import { describeOnWebGpu, HOOK_TIMEOUT, relativeError, report } from './testing.ts';
+import { ClipRanker, type ClipResult } from './clip.ts';
+import { isLabelFailure } from './common.ts';
+import { writeBmp } from './test-images.ts';
+import { writeTinyClip, writeTinyTagger } from './tiny-models.ts';
+import { type TaggerResult, Wd14Tagger } from './wd14.ts';
 
 let dir: string;
 let images: string[];

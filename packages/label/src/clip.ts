@@ -2,8 +2,8 @@ import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLIP_IMAGE_SIZE, type ClipImageOptions, prepareClipImage, TextTokenizer } from '@lora/dataset';
 import { type HostTensor, hostTensor } from '@lora/engine';
-import { TrainerOrtError } from '../errors.ts';
-import type { Session } from '../session.ts';
+import type { Session } from '@lora/trainer-ort';
+import { TrainerOrtError } from '@lora/trainer-ort';
 import {
   checkBatchSize,
   checkModelFile,

@@ -1,7 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { DatasetError, type DatasetErrorCode } from '@lora/dataset';
-import { type ConcreteDevice, chooseDevice, type Device, describeDevice } from '../device.ts';
-import { Session } from '../session.ts';
+import { type ConcreteDevice, chooseDevice, type Device, describeDevice, Session } from '@lora/trainer-ort';
 import { LabelError } from './label-error.ts';
 
 /** An image the labeller could not read; the rest of the batch goes on without it. */

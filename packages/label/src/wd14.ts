@@ -1,7 +1,7 @@
 import { prepareTaggerImage, TAGGER_IMAGE_SIZE } from '@lora/dataset';
 import { type HostTensor, hostTensor } from '@lora/engine';
-import { TrainerOrtError } from '../errors.ts';
-import type { Session } from '../session.ts';
+import type { Session } from '@lora/trainer-ort';
+import { TrainerOrtError } from '@lora/trainer-ort';
 import {
   checkBatchSize,
   checkModelFile,

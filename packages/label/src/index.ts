@@ -1,4 +1,4 @@
-// The labelling API, re-exported by name from the package index.
+// The labelling API.
 export {
   type CaptionParts,
   clipCaptionParts,
