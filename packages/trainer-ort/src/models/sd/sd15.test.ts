@@ -5,7 +5,7 @@
  * kohya's list for SD 1.5.
  */
 
-import { toKohya } from '@lora/adapters';
+import { parameterName, toKohya, VARIANTS, type VariantId } from '@lora/adapters';
 import { Graph, gradients, serializeModel } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
@@ -155,81 +155,228 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
     expect(names.toSorted()).toEqual(kohyaSd15Names().toSorted());
   });
 
-  it("writes a DoRA + LoCon file whose every module A1111's and ComfyUI's loaders resolve, with shapes their formulas accept", () => {
-    const checkpoint = SdCheckpoint.fromSingleFile(header);
-    const built = buildSdLoss(new Graph('sd_loss'), checkpoint, {
-      latentSize: [8, 8],
-      text: 'ids',
-      prediction: 'epsilon',
-      lora: {
-        rank: 4,
-        alpha: 4,
-        unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
-        textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
-        conv: { rank: 2, alpha: 1 },
-      },
-    });
-    // DoRA's tensors as an SD run writes them: LoRA's down and up plus a magnitude per input column.
-    const parameters = built.lora.flatMap((m) => {
-      const path = `${m.component}.${m.path}`;
-      const [down] = m.layer.parameters;
-      return [
-        ...m.layer.parameters.map((p) => ({ name: p.name, shape: p.shape })),
-        { name: `${path}.lora_magnitude_vector`, shape: [1, down!.shape[1]!] },
-      ];
-    });
-    const values = new Map(
-      parameters.map((p) => [p.name, new Float32Array(p.shape.reduce((a, b) => a * b, 1))]),
-    );
-    const adapter = magnitudesAsStored(
-      sdLoraAdapter(parameters, values, (path) =>
-        isLoconConv(path) ? { network: 'dora', rank: 2, alpha: 1 } : { network: 'dora', rank: 4, alpha: 4 },
-      ),
-      (path) => {
-        const dot = path.indexOf('.');
-        return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
-      },
-    );
-    const file = toKohya(adapter);
+  it.each(Object.keys(VARIANTS) as VariantId[])(
+    "writes %s files (with LoCon's modules) whose every module A1111's and ComfyUI's loaders resolve, with shapes their formulas take",
+    (network) => {
+      const checkpoint = SdCheckpoint.fromSingleFile(header);
+      const built = buildSdLoss(new Graph('sd_loss'), checkpoint, {
+        latentSize: [8, 8],
+        text: 'ids',
+        prediction: 'epsilon',
+        lora: {
+          rank: 4,
+          alpha: 4,
+          unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
+          textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
+          conv: { rank: 2, alpha: 1 },
+        },
+      });
+      // The variant's tensors for each module as an SD run declares them (DoRA per input column).
+      const parameters = built.lora.flatMap((m) => {
+        const path = `${m.component}.${m.path}`;
+        const [down, up] = m.layer.parameters;
+        const weightShape = [up!.shape[0]!, ...down!.shape.slice(1)];
+        const rank = isLoconConv(path) ? 2 : 4;
+        return VARIANTS[network]
+          .parameters(weightShape, { rank, alpha: 1, normAxis: 'input' })
+          .map((spec) => ({ name: parameterName(path, network, spec.role), shape: spec.shape }));
+      });
+      const values = new Map(
+        parameters.map((p) => [p.name, new Float32Array(p.shape.reduce((a, b) => a * b, 1))]),
+      );
+      const adapter = magnitudesAsStored(
+        sdLoraAdapter(parameters, values, (path) => ({ network, rank: isLoconConv(path) ? 2 : 4, alpha: 1 })),
+        (path) => {
+          const dot = path.indexOf('.');
+          return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
+        },
+      );
+      const file = toKohya(adapter);
 
-    // The modules each UI knows, by its own names, with the checkpoint's weight shapes.
-    const weights = new Map<string, readonly number[]>();
-    for (const [key, info] of header.tensors) {
-      const unet = /^model\.diffusion_model\.(.+)\.weight$/.exec(key);
-      const te = /^cond_stage_model\.transformer\.(.+)\.weight$/.exec(key);
-      if (unet) weights.set(`diffusion_model_${unet[1]!.replaceAll('.', '_')}`, info.shape);
-      if (te) weights.set(`transformer_${te[1]!.replaceAll('.', '_')}`, info.shape);
-    }
-    const modules = new Map<string, Map<string, readonly number[]>>();
-    for (const [key, tensor] of file) {
-      const [, name, suffix] = /^(.+?)\.(lora_down\.weight|lora_up\.weight|dora_scale|alpha)$/.exec(key)!;
-      const entry = modules.get(name!) ?? new Map<string, readonly number[]>();
-      entry.set(suffix!, tensor.shape);
-      modules.set(name!, entry);
-    }
-    // kohya's 264 attention and CLIP modules, and the 86 conv_dim adds: 22 ResNets × (conv1, conv2,
-    // time_emb_proj), 14 conv_shortcuts (every up block ResNet and two down ones), 3 downsamplers, 3 upsamplers.
-    expect(modules.size).toBe(264 + 22 * 3 + 14 + 3 + 3);
-    for (const [name, tensors] of modules) {
-      const a1111 = a1111ModuleName(name);
-      const weight = weights.get(a1111);
-      expect(weight, `${name} → ${a1111}`).toBeDefined();
-      const [out, inputs] = weight as [number, number];
-      const down = tensors.get('lora_down.weight')!;
-      const up = tensors.get('lora_up.weight')!;
-      const scale = tensors.get('dora_scale')!;
-      // network_lora: down [r, in(, k, k)], up [out, r(, 1, 1)], reshaped to the module's kind.
-      expect([down[1], up[0]], name).toEqual([inputs, out]);
-      if (down.length === 4) expect(down.slice(2), name).toEqual(weight!.slice(2));
-      expect(tensors.get('alpha'), name).toEqual([]);
-      // A1111's apply_weight_decompose divides dora_scale by a norm of shape [1, in, 1…] (the
-      // weight's rank): only that exact shape broadcasts to the weight. ComfyUI reads it as per
-      // input channel because scale.shape[0] = 1 ≠ out, and multiplies the weight by it in place.
-      expect(scale, name).toEqual([1, inputs, ...weight!.slice(2).map(() => 1)]);
-      expect(scale[0] === out, name).toBe(false);
-    }
-  });
+      const modules = new Map<string, Map<string, readonly number[]>>();
+      for (const [key, tensor] of file) {
+        const dot = key.indexOf('.');
+        const entry = modules.get(key.slice(0, dot)) ?? new Map<string, readonly number[]>();
+        entry.set(key.slice(dot + 1), tensor.shape);
+        modules.set(key.slice(0, dot), entry);
+      }
+      // kohya's 264 attention and CLIP modules, and the 86 conv_dim adds: 22 ResNets × (conv1, conv2,
+      // time_emb_proj), 14 conv_shortcuts (every up block ResNet and two down ones), 3 downsamplers, 3 upsamplers.
+      expect(modules.size).toBe(264 + 22 * 3 + 14 + 3 + 3);
+
+      // Each UI's own names for the checkpoint's weights.
+      const a1111 = new Map<string, readonly number[]>();
+      for (const [key, info] of header.tensors) {
+        const unet = /^model\.diffusion_model\.(.+)\.weight$/.exec(key);
+        const te = /^cond_stage_model\.transformer\.(.+)\.weight$/.exec(key);
+        if (unet) a1111.set(`diffusion_model_${unet[1]!.replaceAll('.', '_')}`, info.shape);
+        if (te) a1111.set(`transformer_${te[1]!.replaceAll('.', '_')}`, info.shape);
+      }
+      const comfy = comfyLoraKeyMap(new Set(header.tensors.keys()));
+      for (const [name, tensors] of modules) {
+        const weight = a1111.get(a1111ModuleName(name));
+        expect(weight, `${name} → ${a1111ModuleName(name)} (A1111)`).toBeDefined();
+        const comfyKey = comfy.get(name);
+        expect(comfyKey, `${name} (ComfyUI)`).toBeDefined();
+        expect(header.tensors.get(comfyKey!)?.shape, `${name} → ${comfyKey} (ComfyUI)`).toEqual(weight);
+        expect(tensors.get('alpha'), name).toEqual([]);
+        expect(updateShape(network, tensors, weight!), name).toBe(true);
+      }
+    },
+  );
 });
+
+/**
+ * Whether a module's tensors make an update of `weight`'s shape the way A1111's network_*.py and
+ * ComfyUI's weight adapters compute it (each flattens what it multiplies and reshapes the product
+ * to the weight), and, for DoRA, whether `dora_scale` fits A1111's per-input-column norm
+ * `[1, in, 1…]` (ComfyUI takes that shape as per input channel too, since its first dim is not out).
+ */
+function updateShape(
+  network: VariantId,
+  t: ReadonlyMap<string, readonly number[]>,
+  weight: readonly number[],
+): boolean {
+  const numel = weight.reduce((a, b) => a * b, 1);
+  const size = (shape: readonly number[] | undefined) => (shape ?? []).slice(1).reduce((a, b) => a * b, 1);
+  const [out, inputs] = weight as [number, number];
+  switch (network) {
+    case 'lora':
+    case 'dora': {
+      // network_lora: down [r, in(, k, k)], up [out, r(, 1, 1)]; mm(up, down) reshaped to the weight.
+      const [down, up] = [t.get('lora_down.weight')!, t.get('lora_up.weight')!];
+      const fits = up[0] === out && down[1] === inputs && up[0]! * size(down) === numel;
+      const scale = t.get('dora_scale');
+      return network === 'lora'
+        ? fits
+        : fits && scale?.join() === [1, inputs, ...weight.slice(2).map(() => 1)].join();
+    }
+    case 'loha': {
+      // network_hada: output_shape [w1a.size(0), w1b.size(1)], the two products of that shape.
+      const [w1a, w1b, w2a, w2b] = ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'].map((k) => t.get(k)!);
+      return w1a![0] === out && w1a![0]! * w1b![1]! === numel && w2a![0] === w1a![0] && w2b![1] === w1b![1];
+    }
+    case 'lokr': {
+      // network_lokr: output_shape [w1.size(0) · w2.size(0), w1.size(1) · w2.size(1)], w = full or a @ b.
+      const factor = (name: string) => {
+        const full = t.get(name);
+        return full ? [full[0]!, size(full)] : [t.get(`${name}_a`)![0]!, size(t.get(`${name}_b`))];
+      };
+      const [w1, w2] = [factor('lokr_w1'), factor('lokr_w2')];
+      return w1[0]! * w2[0]! === out && w1[0]! * w2[0]! * w1[1]! * w2[1]! === numel;
+    }
+  }
+}
+
+/**
+ * ComfyUI's LoRA key map for an SD 1.x checkpoint (comfy/lora.py `model_lora_keys_unet` and
+ * `model_lora_keys_clip`, with comfy/utils.py `unet_to_diffusers` for SD 1.5's UNet config):
+ * `lora_unet_<diffusers path>` and `lora_te_text_model_encoder_layers_…` → the checkpoint key.
+ */
+function comfyLoraKeyMap(keys: ReadonlySet<string>): Map<string, string> {
+  const map = new Map<string, string>();
+  const resnet: Record<string, string> = {
+    'in_layers.0': 'norm1',
+    'in_layers.2': 'conv1',
+    'emb_layers.1': 'time_emb_proj',
+    'out_layers.0': 'norm2',
+    'out_layers.3': 'conv2',
+    skip_connection: 'conv_shortcut',
+  };
+  const attention = ['proj_in', 'proj_out', 'norm'];
+  const transformer = [
+    'attn1.to_q',
+    'attn1.to_k',
+    'attn1.to_v',
+    'attn1.to_out.0',
+    'attn2.to_q',
+    'attn2.to_k',
+    'attn2.to_v',
+    'attn2.to_out.0',
+    'ff.net.0.proj',
+    'ff.net.2',
+    'norm1',
+    'norm2',
+    'norm3',
+  ];
+  const diffusers = new Map<string, string>();
+  // SD 1.5: num_res_blocks 2 per level, transformer depth 1 at levels 0–2 (input and output).
+  const depthIn = [1, 1, 1, 1, 1, 1, 0, 0];
+  const depthOut = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0];
+  for (let x = 0; x < 4; x++) {
+    let n = 1 + 3 * x;
+    for (let i = 0; i < 2; i++) {
+      for (const [ldm, name] of Object.entries(resnet))
+        diffusers.set(`down_blocks.${x}.resnets.${i}.${name}`, `input_blocks.${n}.0.${ldm}`);
+      if (depthIn.shift()! > 0) {
+        for (const b of attention)
+          diffusers.set(`down_blocks.${x}.attentions.${i}.${b}`, `input_blocks.${n}.1.${b}`);
+        for (const b of transformer) {
+          diffusers.set(
+            `down_blocks.${x}.attentions.${i}.transformer_blocks.0.${b}`,
+            `input_blocks.${n}.1.transformer_blocks.0.${b}`,
+          );
+        }
+      }
+      n++;
+    }
+    diffusers.set(`down_blocks.${x}.downsamplers.0.conv`, `input_blocks.${n}.0.op`);
+  }
+  for (const b of attention) diffusers.set(`mid_block.attentions.0.${b}`, `middle_block.1.${b}`);
+  for (const b of transformer)
+    diffusers.set(
+      `mid_block.attentions.0.transformer_blocks.0.${b}`,
+      `middle_block.1.transformer_blocks.0.${b}`,
+    );
+  for (const [i, n] of [
+    [0, 0],
+    [1, 2],
+  ]) {
+    for (const [ldm, name] of Object.entries(resnet))
+      diffusers.set(`mid_block.resnets.${i}.${name}`, `middle_block.${n}.${ldm}`);
+  }
+  for (let x = 0; x < 4; x++) {
+    let n = 3 * x;
+    for (let i = 0; i < 3; i++) {
+      let c = 0;
+      for (const [ldm, name] of Object.entries(resnet))
+        diffusers.set(`up_blocks.${x}.resnets.${i}.${name}`, `output_blocks.${n}.0.${ldm}`);
+      c++;
+      if (depthOut.pop()! > 0) {
+        c++;
+        for (const b of attention)
+          diffusers.set(`up_blocks.${x}.attentions.${i}.${b}`, `output_blocks.${n}.1.${b}`);
+        for (const b of transformer) {
+          diffusers.set(
+            `up_blocks.${x}.attentions.${i}.transformer_blocks.0.${b}`,
+            `output_blocks.${n}.1.transformer_blocks.0.${b}`,
+          );
+        }
+      }
+      if (i === 2) diffusers.set(`up_blocks.${x}.upsamplers.0.conv`, `output_blocks.${n}.${c}.conv`);
+      n++;
+    }
+  }
+  for (const [path, ldm] of diffusers) {
+    const key = `model.diffusion_model.${ldm}.weight`;
+    if (keys.has(key)) map.set(`lora_unet_${path.replaceAll('.', '_')}`, key);
+  }
+  const clip = [
+    'mlp.fc1',
+    'mlp.fc2',
+    'self_attn.k_proj',
+    'self_attn.q_proj',
+    'self_attn.v_proj',
+    'self_attn.out_proj',
+  ];
+  for (let b = 0; b < 32; b++) {
+    for (const c of clip) {
+      const key = `cond_stage_model.transformer.text_model.encoder.layers.${b}.${c}.weight`;
+      if (keys.has(key)) map.set(`lora_te_text_model_encoder_layers_${b}_${c.replace('.', '_')}`, key);
+    }
+  }
+  return map;
+}
 
 /** A1111's `convert_diffusers_name_to_compvis` (extensions-builtin/Lora/networks.py) for SD 1.x names. */
 function a1111ModuleName(key: string): string {
