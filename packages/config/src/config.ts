@@ -1,6 +1,6 @@
 import { basename, dirname } from 'node:path';
 import { inferTask } from './cross-check.ts';
-import { DEFAULT_EPOCHS, DEFAULT_TARGET_MODULES, DEFAULTS } from './defaults.ts';
+import { DEFAULT_EPOCHS, DEFAULT_TARGET_MODULES } from './defaults.ts';
 import { ALL_LINEAR, type ClipModule, type LlmModule, type UnetModule } from './modules.ts';
 import type {
   ConfigInput,
@@ -12,6 +12,7 @@ import type {
   OPTIMIZERS,
   PREDICTION_TYPES,
 } from './schema.ts';
+import { DEFAULTS } from './schema.ts';
 
 export type MixedPrecision = (typeof MIXED_PRECISIONS)[number];
 export type Device = (typeof DEVICES)[number];
@@ -129,6 +130,9 @@ export function resolveConfig(
   absolute: (key: string, value: string) => string,
 ): LoraConfig {
   const task = inferTask(input)!.task;
+  // Every fixed default in one step; the lines below add the computed ones.
+  const set = { ...DEFAULTS, ...dropUndefined(input) } as ConfigInput &
+    Required<{ [K in keyof typeof DEFAULTS]: NonNullable<ConfigInput[K]> }>;
   const path = <K extends 'base_model' | 'output_dir'>(key: K) => absolute(key, input[key]);
   const optionalPath = (
     key: 'init_adapter' | 'metadata_path' | 'train_data_dir' | 'resume' | 'tokenizer',
@@ -137,45 +141,45 @@ export function resolveConfig(
     return value === undefined || (key === 'resume' && value === 'auto') ? value : absolute(key, value);
   };
   const output_dir = path('output_dir');
-  const lora_rank = input.lora_rank ?? DEFAULTS.lora_rank;
+  const lora_rank = set.lora_rank;
   const names = input.target_modules ?? [...DEFAULT_TARGET_MODULES[task]];
   const target_modules =
     names === ALL_LINEAR || names.includes(ALL_LINEAR) ? ALL_LINEAR : [...new Set(names)];
   const common: CommonConfig = dropUndefined({
-    backend: input.backend ?? DEFAULTS.backend,
+    backend: set.backend,
     base_model: path('base_model'),
     init_adapter: optionalPath('init_adapter'),
     output_dir,
     output_name: input.output_name ?? basename(output_dir),
-    network: input.network ?? DEFAULTS.network,
+    network: set.network,
     lora_rank,
-    use_rslora: input.use_rslora ?? DEFAULTS.use_rslora,
+    use_rslora: set.use_rslora,
     lora_alpha: input.lora_alpha ?? lora_rank,
-    lora_dropout: input.lora_dropout ?? DEFAULTS.lora_dropout,
-    batch_size: input.batch_size ?? DEFAULTS.batch_size,
-    gradient_accumulation_steps: input.gradient_accumulation_steps ?? DEFAULTS.gradient_accumulation_steps,
+    lora_dropout: set.lora_dropout,
+    batch_size: set.batch_size,
+    gradient_accumulation_steps: set.gradient_accumulation_steps,
     epochs: input.max_steps === undefined ? (input.epochs ?? DEFAULT_EPOCHS[task]) : undefined,
     max_steps: input.max_steps,
-    seed: input.seed ?? DEFAULTS.seed,
-    learning_rate: input.learning_rate ?? DEFAULTS.learning_rate,
-    lr_scheduler: input.lr_scheduler ?? DEFAULTS.lr_scheduler,
-    lr_cycles: input.lr_cycles ?? DEFAULTS.lr_cycles,
+    seed: set.seed,
+    learning_rate: set.learning_rate,
+    lr_scheduler: set.lr_scheduler,
+    lr_cycles: set.lr_cycles,
     warmup_steps: input.warmup_steps,
     warmup_ratio: input.warmup_ratio,
-    optimizer: input.optimizer ?? DEFAULTS.optimizer,
-    weight_decay: input.weight_decay ?? DEFAULTS.weight_decay,
-    betas: input.betas ?? [...DEFAULTS.betas],
-    eps: input.eps ?? DEFAULTS.eps,
-    max_grad_norm: input.max_grad_norm ?? DEFAULTS.max_grad_norm,
-    mixed_precision: input.mixed_precision ?? DEFAULTS.mixed_precision,
-    device: input.device ?? DEFAULTS.device,
+    optimizer: set.optimizer,
+    weight_decay: set.weight_decay,
+    betas: [...set.betas] as [number, number],
+    eps: set.eps,
+    max_grad_norm: set.max_grad_norm,
+    mixed_precision: set.mixed_precision,
+    device: set.device,
     device_ids: input.device_ids,
-    num_workers: input.num_workers ?? DEFAULTS.num_workers,
-    save_every_n_epochs: input.save_every_n_epochs ?? DEFAULTS.save_every_n_epochs,
+    num_workers: set.num_workers,
+    save_every_n_epochs: set.save_every_n_epochs,
     save_every_n_steps: input.save_every_n_steps,
-    keep_last_n_checkpoints: input.keep_last_n_checkpoints ?? DEFAULTS.keep_last_n_checkpoints,
+    keep_last_n_checkpoints: set.keep_last_n_checkpoints,
     resume: optionalPath('resume'),
-    tensorboard: input.tensorboard ?? DEFAULTS.tensorboard,
+    tensorboard: set.tensorboard,
   });
   if (task === 'llm') {
     const files = typeof input.train_data === 'string' ? [input.train_data] : (input.train_data ?? []);
@@ -183,17 +187,17 @@ export function resolveConfig(
       task,
       ...common,
       train_data: files.map((file) => absolute('train_data', file)),
-      dataset_format: input.dataset_format ?? DEFAULTS.dataset_format,
+      dataset_format: set.dataset_format,
       target_modules: target_modules as LlmConfig['target_modules'],
-      max_seq_len: input.max_seq_len ?? DEFAULTS.max_seq_len,
-      train_on_prompt: input.train_on_prompt ?? DEFAULTS.train_on_prompt,
-      template: input.template ?? DEFAULTS.template,
-      packing: input.packing ?? DEFAULTS.packing,
+      max_seq_len: set.max_seq_len,
+      train_on_prompt: set.train_on_prompt,
+      template: set.template,
+      packing: set.packing,
     });
   }
   const metadata_path = optionalPath('metadata_path');
-  const train_text_encoder = input.train_text_encoder ?? DEFAULTS.train_text_encoder;
-  const resolution = input.resolution ?? DEFAULTS.resolution;
+  const train_text_encoder = set.train_text_encoder;
+  const resolution = set.resolution;
   return dropUndefined({
     task,
     ...common,
@@ -204,25 +208,25 @@ export function resolveConfig(
     train_text_encoder,
     text_encoder_lr: input.text_encoder_lr ?? (train_text_encoder ? common.learning_rate : undefined),
     resolution: typeof resolution === 'number' ? [resolution, resolution] : resolution,
-    enable_bucket: input.enable_bucket ?? DEFAULTS.enable_bucket,
-    min_bucket_reso: input.min_bucket_reso ?? DEFAULTS.min_bucket_reso,
-    max_bucket_reso: input.max_bucket_reso ?? DEFAULTS.max_bucket_reso,
-    bucket_reso_steps: input.bucket_reso_steps ?? DEFAULTS.bucket_reso_steps,
-    cache_latents: input.cache_latents ?? DEFAULTS.cache_latents,
-    flip_aug: input.flip_aug ?? DEFAULTS.flip_aug,
-    random_crop: input.random_crop ?? DEFAULTS.random_crop,
-    follow_symlinks: input.follow_symlinks ?? DEFAULTS.follow_symlinks,
-    caption_extension: input.caption_extension ?? DEFAULTS.caption_extension,
-    shuffle_caption: input.shuffle_caption ?? DEFAULTS.shuffle_caption,
-    keep_tokens: input.keep_tokens ?? DEFAULTS.keep_tokens,
-    caption_dropout_rate: input.caption_dropout_rate ?? DEFAULTS.caption_dropout_rate,
-    caption_tag_dropout_rate: input.caption_tag_dropout_rate ?? DEFAULTS.caption_tag_dropout_rate,
-    noise_offset: input.noise_offset ?? DEFAULTS.noise_offset,
+    enable_bucket: set.enable_bucket,
+    min_bucket_reso: set.min_bucket_reso,
+    max_bucket_reso: set.max_bucket_reso,
+    bucket_reso_steps: set.bucket_reso_steps,
+    cache_latents: set.cache_latents,
+    flip_aug: set.flip_aug,
+    random_crop: set.random_crop,
+    follow_symlinks: set.follow_symlinks,
+    caption_extension: set.caption_extension,
+    shuffle_caption: set.shuffle_caption,
+    keep_tokens: set.keep_tokens,
+    caption_dropout_rate: set.caption_dropout_rate,
+    caption_tag_dropout_rate: set.caption_tag_dropout_rate,
+    noise_offset: set.noise_offset,
     min_snr_gamma: input.min_snr_gamma,
     conv_rank: input.conv_rank,
     conv_alpha: input.conv_rank === undefined ? undefined : (input.conv_alpha ?? input.conv_rank),
-    prediction_type: input.prediction_type ?? DEFAULTS.prediction_type,
-    clip_skip: input.clip_skip ?? DEFAULTS.clip_skip,
+    prediction_type: set.prediction_type,
+    clip_skip: set.clip_skip,
   });
 }
 

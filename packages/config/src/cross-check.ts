@@ -1,7 +1,5 @@
 import type * as z from 'zod';
-import { DEFAULTS } from './defaults.ts';
 import type { ConfigIssueCode } from './errors.ts';
-import { KEY_INFO } from './keys.ts';
 import {
   ALL_LINEAR,
   MODULE_NAMES,
@@ -10,6 +8,7 @@ import {
   resolveTargetModules,
 } from './modules.ts';
 import type { ConfigKey } from './schema.ts';
+import { DEFAULTS, KEY_INFO } from './schema.ts';
 
 /** What a cross-key issue carries in zod's `params`: our code, and whether to point at the key itself. */
 export interface CrossIssueParams {

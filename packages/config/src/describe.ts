@@ -1,6 +1,6 @@
 import { type JSONSchema, toJSONSchema } from './json-schema.ts';
-import { KEY_INFO } from './keys.ts';
 import type { ConfigKey } from './schema.ts';
+import { KEY_INFO } from './schema.ts';
 
 let properties: Record<string, JSONSchema> | undefined;
 

@@ -4,8 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { expectedAt, keySchema } from './describe.ts';
 import { toJSONSchema } from './json-schema.ts';
-import { KEY_INFO } from './keys.ts';
-import { CONFIG_KEYS } from './schema.ts';
+import { CONFIG_KEYS, KEY_INFO } from './schema.ts';
 import { yamlValue } from './template.ts';
 
 const update = process.env.UPDATE_GENERATED === '1';

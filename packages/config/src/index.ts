@@ -23,7 +23,7 @@ export type {
   PredictionType,
   SdConfig,
 } from './config.ts';
-export { DEFAULTS } from './defaults.ts';
+
 export {
   ConfigError,
   type ConfigErrorCode,
@@ -59,6 +59,7 @@ export {
   type ConfigInput,
   type ConfigKey,
   configSchema,
+  DEFAULTS,
   MAX_LORA_RANK,
   MAX_RESOLUTION,
   MAX_SEQ_LEN,

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS } from './defaults.ts';
 import { toJSONSchema } from './json-schema.ts';
-import { CONFIG_KEYS } from './schema.ts';
+import { CONFIG_KEYS, DEFAULTS } from './schema.ts';
 
 describe('toJSONSchema', () => {
   const schema = toJSONSchema();

@@ -4,8 +4,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { type LoraConfig, resolveConfig } from './config.ts';
 import { ConfigError, type ConfigIssue } from './errors.ts';
 import { type PendingIssue, translateIssues } from './issues.ts';
-import { KEY_INFO, type KeyInfo, PATH_KEYS } from './keys.ts';
-import { CONFIG_KEYS, type ConfigKey, configSchema } from './schema.ts';
+import { PATH_KEYS } from './keys.ts';
+import { CONFIG_KEYS, type ConfigKey, configSchema, KEY_INFO, type KeyInfo } from './schema.ts';
 import { parseYaml, type YamlSource } from './source.ts';
 import { suggestKey } from './suggest.ts';
 

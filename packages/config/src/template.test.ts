@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { KEY_INFO } from './keys.ts';
 import { parseConfig } from './load.ts';
-import { CONFIG_KEYS } from './schema.ts';
+import { CONFIG_KEYS, KEY_INFO } from './schema.ts';
 import { stringifyConfig } from './snapshot.ts';
 import { configTemplate, SCHEMA_URL } from './template.ts';
 

@@ -1,7 +1,6 @@
 import { stringify } from 'yaml';
 import { keySchema } from './describe.ts';
-import { KEY_INFO } from './keys.ts';
-import { CONFIG_KEYS, type ConfigKey } from './schema.ts';
+import { CONFIG_KEYS, type ConfigKey, KEY_INFO } from './schema.ts';
 
 /** Where editors fetch the schema from; the file is the package's `schema.json`. */
 export const SCHEMA_URL = 'https://unpkg.com/@lora/config/schema.json';
