@@ -5,7 +5,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { toKohya } from '@lora/adapters';
+import { loraModule, toKohya } from '@lora/adapters';
 import { writeTinyClip, writeTinyTagger } from '@lora/label';
 import { writeSafetensors } from '@lora/safetensors';
 import sharp from 'sharp';
@@ -66,22 +66,23 @@ try {
       shape: [1024, 1024],
       data: f16(1024 * 1024, i),
     });
-    lora.set(`unet.down_blocks.${i}.attentions.0.proj_in`, {
-      down: { dtype: 'F16', shape: [16, 1024], data: f16(16 * 1024, i + 1) },
-      up: { dtype: 'F16', shape: [1024, 16], data: f16(1024 * 16, i + 2) },
-      alpha: 8,
-    });
+    lora.set(
+      `unet.down_blocks.${i}.attentions.0.proj_in`,
+      loraModule(
+        { dtype: 'F16', shape: [16, 1024], data: f16(16 * 1024, i + 1) },
+        { dtype: 'F16', shape: [1024, 16], data: f16(1024 * 16, i + 2) },
+        8,
+      ),
+    );
   }
   await writeSafetensors(join(dir, 'base.safetensors'), base);
   await writeSafetensors(join(dir, 'lora.safetensors'), toKohya(lora));
-  time('lora convert, rank-16 LoRA over 32 modules, to peft', [
+  time('lora convert, rank-16 LoRA over 32 modules, to diffusers', [
     'convert',
     'lora.safetensors',
-    'peft/adapter_model.safetensors',
+    'diffusers.safetensors',
     '--to',
-    'peft',
-    '--base-model',
-    'x',
+    'diffusers',
     '--overwrite',
   ]);
   time(

@@ -4,19 +4,18 @@
  * the loop's and costs little next to it), for a tiny quick-start-sized model and a ~25M-parameter
  * one, random F32 weights. Run: `npx jiti bench/llama-tokens.ts`.
  */
+
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Graph, gradients, type HostTensor, writeModel } from '@lora/engine';
 import { writeSafetensors } from '@lora/safetensors';
-import { gradients } from '../src/autodiff/gradients.ts';
-import { Graph } from '../src/graph/graph.ts';
-import { writeModel } from '../src/graph/model-file.ts';
 import { openLlamaCheckpoint } from '../src/models/llama/checkpoint.ts';
 import { parseLlamaConfig } from '../src/models/llama/config.ts';
 import { type LlamaBatch, LlamaModel } from '../src/models/llama/model.ts';
 import { llamaTensorShapes } from '../src/models/llama/weights.ts';
-import { type HostTensor, Session } from '../src/session.ts';
+import { Session } from '../src/session.ts';
 
 const CONFIGS = {
   'tiny (quick-start size)': {

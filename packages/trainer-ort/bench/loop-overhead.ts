@@ -4,13 +4,14 @@
  * gradient sum and norm, a checkpoint; and the loop's per-step cost on the tiny test MLP.
  * Run: `npx jiti bench/loop-overhead.ts`.
  */
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createRng } from '@lora/dataset';
-import { writeModel } from '../src/graph/model-file.ts';
-import { type HostTensor, hostTensor, Session } from '../src/session.ts';
+import { type HostTensor, hostTensor, writeModel } from '@lora/engine';
+import { Session } from '../src/session.ts';
 import { writeCheckpoint } from '../src/train/checkpoint.ts';
 import { GradientSum } from '../src/train/gradient-sum.ts';
 import { runTrainingLoop } from '../src/train/loop.ts';

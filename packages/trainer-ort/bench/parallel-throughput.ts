@@ -14,12 +14,12 @@ import { writeSafetensors } from '@lora/safetensors';
 import { openLlamaCheckpoint } from '../src/models/llama/checkpoint.ts';
 import { parseLlamaConfig } from '../src/models/llama/config.ts';
 import { type LlamaBatch, type LlamaLoraOptions, LlamaModel } from '../src/models/llama/model.ts';
+import { llamaParallelModel } from '../src/models/llama/parallel.ts';
 import { llamaTensorShapes } from '../src/models/llama/weights.ts';
 import type { BatchSource } from '../src/train/data.ts';
 import type { WorkerStepTime } from '../src/train/engine.ts';
 import { runTrainingLoop } from '../src/train/loop.ts';
 import type { LoopEvent } from '../src/train/options.ts';
-import { llamaParallelModel } from '../src/train/parallel/llama.ts';
 import type { WorkerDevice } from '../src/train/parallel/recipe.ts';
 
 const CONFIG = {

@@ -2,18 +2,26 @@
  * Per-step overhead of onnxruntime-node for tiny graphs, and one small LoRA training step.
  * Run: `npx jiti bench/step-overhead.ts` (Node 20 has no --experimental-strip-types).
  */
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createRng } from '@lora/dataset';
-import { gradients } from '../src/autodiff/gradients.ts';
-import { Graph } from '../src/graph/graph.ts';
-import { writeModel } from '../src/graph/model-file.ts';
-import { mseLoss } from '../src/graph/ops/composite.ts';
-import { add, mul, sub, tanh } from '../src/graph/ops/elementwise.ts';
-import { loraLinear } from '../src/lora.ts';
-import { type HostTensor, hostTensor, Session } from '../src/session.ts';
+import {
+  add,
+  Graph,
+  gradients,
+  type HostTensor,
+  hostTensor,
+  mseLoss,
+  mul,
+  sub,
+  tanh,
+  writeModel,
+} from '@lora/engine';
+import { loraLayer } from '../src/lora.ts';
+import { Session } from '../src/session.ts';
 
 const rng = createRng(1);
 const random = (n: number) => Float32Array.from({ length: n }, () => -1 + 2 * rng.next());
@@ -45,9 +53,9 @@ function loraStep(n: number, d: number, i: number): { graph: Graph; feeds: Recor
   const graph = new Graph('step');
   const x = graph.input('x', 'float32', [n, d]);
   const target = graph.input('t', 'float32', [n, i]);
-  const layer = loraLinear(x, graph.constant(random(i * d), 'float32', [i, d]), 'fc', { rank: 8, alpha: 8 });
+  const layer = loraLayer(x, graph.constant(random(i * d), 'float32', [i, d]), 'fc', { rank: 8, alpha: 8 });
   const loss = graph.output(mseLoss(tanh(layer.output), target), 'loss');
-  const params = [layer.down, layer.up];
+  const params = [...layer.parameters];
   gradients(
     loss,
     params.map((p) => p.tensor),
