@@ -68,7 +68,7 @@ export {
 export { stringifyConfig } from './snapshot.ts';
 export { MAX_ALIAS_COUNT } from './source.ts';
 export { closest } from './suggest.ts';
-export { configTemplate, SCHEMA_URL } from './template.ts';
+export { configTemplate, SCHEMA_COMMENT, SCHEMA_FILE } from './template.ts';
 export {
   type ConfigWarning,
   type ConfigWarningCode,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from './load.ts';
 import { CONFIG_KEYS, KEY_INFO } from './schema.ts';
 import { stringifyConfig } from './snapshot.ts';
-import { configTemplate, SCHEMA_URL } from './template.ts';
+import { configTemplate, SCHEMA_FILE } from './template.ts';
 
 describe.each(['sd', 'llm'] as const)('configTemplate(%s)', (task) => {
   const template = configTemplate(task);
@@ -14,7 +14,7 @@ describe.each(['sd', 'llm'] as const)('configTemplate(%s)', (task) => {
   });
 
   it('points editors at the JSON Schema', () => {
-    expect(template.split('\n')[0]).toBe(`# yaml-language-server: $schema=${SCHEMA_URL}`);
+    expect(template.split('\n')[0]).toBe(`# yaml-language-server: $schema=./${SCHEMA_FILE}`);
   });
 
   it.each(CONFIG_KEYS)('mentions %s only when it applies', (key) => {

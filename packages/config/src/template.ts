@@ -2,8 +2,14 @@ import { stringify } from 'yaml';
 import { keySchema } from './describe.ts';
 import { CONFIG_KEYS, type ConfigKey, KEY_INFO } from './schema.ts';
 
-/** Where editors fetch the schema from; the file is the package's `schema.json`. */
-export const SCHEMA_URL = 'https://unpkg.com/@lora/config/schema.json';
+/**
+ * The JSON Schema file `lora init` writes beside the configs it makes (`toJSONSchema()`): editors
+ * read it through the comment below, offline and matching the CLI that wrote it.
+ */
+export const SCHEMA_FILE = 'lora-config.schema.json';
+
+/** The first line of a config: tells the YAML language server where the schema is. */
+export const SCHEMA_COMMENT = `# yaml-language-server: $schema=./${SCHEMA_FILE}`;
 
 const TITLES = {
   sd: 'a Stable Diffusion 1.x LoRA (images + captions)',
@@ -42,7 +48,7 @@ const WIDTH = 100;
 /** A commented YAML starting point for a task (what `lora init` writes); it validates as it is. */
 export function configTemplate(task: 'sd' | 'llm'): string {
   const lines = [
-    `# yaml-language-server: $schema=${SCHEMA_URL}`,
+    SCHEMA_COMMENT,
     `# Training config for ${TITLES[task]}.`,
     '# Run it with: lora train --config <this file>',
     "# Relative paths start at this file's folder. Commented-out keys show their defaults.",

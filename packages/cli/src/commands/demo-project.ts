@@ -1,6 +1,7 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
+import { SCHEMA_COMMENT } from '@lora/config';
 
 /** The demo's config, relative to the project folder: `lora init --demo` names it after the project. */
 export const demoConfigPath = (project: string): string => `configs/${project}_demo_v1.yaml`;
@@ -12,7 +13,7 @@ export const DEMO_DATA_PATH = 'data/train.jsonl';
  * hundred steps move far; they stay inside the ranges `configWarnings` accepts, so the run is quiet.
  */
 export function demoConfig(modelName: string): string {
-  return `# yaml-language-server: $schema=https://unpkg.com/@lora/config/schema.json
+  return `${SCHEMA_COMMENT}
 # The lora demo: a LoRA on a tiny LLaMA-architecture model with RANDOM weights, written by
 # \`lora init --demo\` into models/${modelName}, trained on toy instructions in data/train.jsonl.
 # It shows the whole pipeline (tokenizing, training, checkpoints, the PEFT adapter, the loss
@@ -52,7 +53,7 @@ const SD_DEMO_MODEL = 'tiny-sd';
  * rest), so the run is quiet.
  */
 export function sdDemoConfig(): string {
-  return `# yaml-language-server: $schema=https://unpkg.com/@lora/config/schema.json
+  return `${SCHEMA_COMMENT}
 # The lora SD demo: a LoRA on a tiny SD 1.x-architecture model with RANDOM weights, written by
 # \`lora init --task sd --demo\` into models/${SD_DEMO_MODEL}, trained on 12 generated shape images
 # captioned in ${SD_DEMO_DATA_PATH}/metadata.csv. It shows the whole pipeline (latent cache, caption

@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configWarnings, loadConfig, parseConfig } from '@lora/config';
 import { checkDataset } from '@lora/dataset';
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { main } from '../main.ts';
 import { tempDir } from '../test-fixtures.ts';
 import { initProject, projectName, templateForConfigsFolder } from './init.ts';
@@ -19,7 +21,12 @@ describe('initProject', () => {
     const root = join(tempDir(), folder);
     const report = await initProject(root, { task });
     expect(report.config).toBe(join(root, 'configs', name));
-    expect(report.created).toEqual([...folders, `configs/${name}`, '.gitignore']);
+    expect(report.created).toEqual([
+      ...folders,
+      `configs/${name}`,
+      'configs/lora-config.schema.json',
+      '.gitignore',
+    ]);
     // Its relative paths start at configs/, so they must climb back to the project folder.
     const config = parseConfig(readFileSync(report.config, 'utf8'), report.config);
     expect(config.base_model.startsWith(join(root, 'models'))).toBe(true);
@@ -63,6 +70,29 @@ describe('initProject', () => {
     ]);
   });
 
+  it.each([
+    ['sd', {}],
+    ['llm', {}],
+    ['llm', { demo: true }],
+    ['sd', { demo: true }],
+  ] as const)(
+    'points the %s config %j at the JSON Schema it writes beside it, which a JSON Schema validator accepts it by',
+    async (task, options) => {
+      const root = tempDir();
+      const report = await initProject(root, { task, ...options });
+      const text = readFileSync(report.config, 'utf8');
+      const [, ref] = /^# yaml-language-server: \$schema=(\S+)$/m.exec(text)!;
+      // The reference resolves against the config's folder, as the YAML language server reads it.
+      const schema = JSON.parse(readFileSync(join(dirname(report.config), ref!), 'utf8'));
+      const validate = new Ajv({ strict: true, allErrors: true }).compile(schema);
+      const config = parse(text);
+      expect(validate(config), JSON.stringify(validate.errors)).toBe(true);
+      expect(validate({ ...config, lora_rank: 'x', network_dim: 8 })).toBe(false);
+      const errors = validate.errors?.map((e) => e.instancePath || JSON.stringify(e.params));
+      expect(errors?.sort()).toEqual(['/lora_rank', '{"additionalProperty":"network_dim"}']);
+    },
+  );
+
   it('refuses to replace a config unless --overwrite', async () => {
     const root = tempDir();
     mkdirSync(join(root, 'configs'));
@@ -94,6 +124,7 @@ describe('initProject --demo', () => {
     'models/tiny-llama/model.safetensors',
     'models/tiny-llama/tokenizer.json',
     'models/tiny-llama/tokenizer_config.json',
+    'configs/lora-config.schema.json',
   ];
 
   it('writes the model, the data and a config that loads (an llm project)', async () => {
@@ -173,7 +204,12 @@ describe('initProject --demo', () => {
     const committed = [...report.created].filter(
       (path) => !path.endsWith('/') && !path.startsWith('models/'),
     );
-    expect(committed).toEqual(['configs/quickstart_demo_v1.yaml', 'data/train.jsonl', '.gitignore']);
+    expect(committed).toEqual([
+      'configs/quickstart_demo_v1.yaml',
+      'data/train.jsonl',
+      'configs/lora-config.schema.json',
+      '.gitignore',
+    ]);
     for (const path of committed) {
       expect(readFileSync(join(example, path), 'utf8'), path).toBe(readFileSync(join(root, path), 'utf8'));
     }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { configTemplate } from '@lora/config';
+import { configTemplate, SCHEMA_FILE, toJSONSchema } from '@lora/config';
 import { CliError } from '../cli-error.ts';
 import { refuseExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';
@@ -86,6 +86,12 @@ export async function initProject(folder: string, options: InitOptions): Promise
           new TextEncoder().encode(templateForConfigsFolder(configTemplate(task))),
         ],
       ]);
+  // The config's JSON Schema beside it, where its first line points editors (offline, and the
+  // schema of this very CLI).
+  files.set(
+    join('configs', SCHEMA_FILE),
+    new TextEncoder().encode(`${JSON.stringify(toJSONSchema(), null, 2)}\n`),
+  );
   // Files that already hold exactly what init would write are left alone, so a demo checked into
   // git (examples/quickstart) can be completed by running init on it again.
   const current = new Map<string, 'missing' | 'same' | 'different'>();
