@@ -116,6 +116,33 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
     expect(mean(losses.slice(-5))).toBeLessThan(mean(losses.slice(0, 5)) - 1);
   });
 
+  it('a {timestamp} output_dir gives each run its own folder; --resume auto goes on in the newest', async () => {
+    const runs = () =>
+      readdirSync(join(cwd, 'demo', 'output'))
+        .filter((name) => /^stamped-\d{8}-\d{6}$/.test(name))
+        .sort();
+    const first = lora(...trainArgs('stamped-{timestamp}', '--set', 'max_steps=2'));
+    expect(first.status, first.stderr).toBe(0);
+    expect(runs()).toHaveLength(1);
+    const [folder] = runs();
+    expect(first.stdout).toContain(`into ${join('demo', 'output', folder!)} (task llm`);
+    // Its snapshot names the folder it ran in, not the pattern.
+    expect(readFileSync(join(outputOf(folder!), 'config.yaml'), 'utf8')).toContain(
+      `output_dir: ${outputOf(folder!)}`,
+    );
+
+    const resumed = lora(...trainArgs('stamped-{timestamp}', '--set', 'max_steps=4', '--resume', 'auto'));
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(runs()).toEqual([folder]);
+    expect(metricsOf(folder!).map((m) => m.step)).toEqual([1, 2, 3, 4]);
+
+    // The timestamp has whole seconds: the next run starts in a later one.
+    await new Promise((done) => setTimeout(done, 1100));
+    const second = lora(...trainArgs('stamped-{timestamp}', '--set', 'max_steps=2'));
+    expect(second.status, second.stderr).toBe(0);
+    expect(runs()).toHaveLength(2);
+  });
+
   it('Ctrl-C saves a checkpoint and the adapter; --resume auto ends with the same adapter bytes', async () => {
     const child = spawn(process.execPath, [bin, ...trainArgs('interrupted')], { cwd, env });
     let stdout = '';

@@ -1,7 +1,8 @@
-import { basename, dirname } from 'node:path';
+import { dirname } from 'node:path';
 import { inferTask } from './cross-check.ts';
 import { DEFAULT_EPOCHS, DEFAULT_TARGET_MODULES } from './defaults.ts';
 import { ALL_LINEAR, type ClipModule, type LlmModule, type UnetModule } from './modules.ts';
+import { outputNameOf, withOutputName } from './run-folder.ts';
 import type {
   ConfigInput,
   DATASET_FORMATS,
@@ -140,7 +141,9 @@ export function resolveConfig(
     const value = input[key];
     return value === undefined || (key === 'resume' && value === 'auto') ? value : absolute(key, value);
   };
-  const output_dir = path('output_dir');
+  const pattern = path('output_dir');
+  const output_name = input.output_name ?? outputNameOf(pattern);
+  const output_dir = withOutputName(pattern, output_name);
   const lora_rank = set.lora_rank;
   const names = input.target_modules ?? [...DEFAULT_TARGET_MODULES[task]];
   const target_modules =
@@ -150,7 +153,7 @@ export function resolveConfig(
     base_model: path('base_model'),
     init_adapter: optionalPath('init_adapter'),
     output_dir,
-    output_name: input.output_name ?? basename(output_dir),
+    output_name,
     network: set.network,
     lora_rank,
     use_rslora: set.use_rslora,

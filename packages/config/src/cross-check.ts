@@ -7,6 +7,7 @@ import {
   moduleMismatch,
   resolveTargetModules,
 } from './modules.ts';
+import { RUN_FOLDER_PLACEHOLDERS, timeOutsideLastSegment, unknownPlaceholders } from './run-folder.ts';
 import type { ConfigKey } from './schema.ts';
 import { DEFAULTS, KEY_INFO } from './schema.ts';
 
@@ -96,6 +97,8 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
       );
   }
 
+  if (typeof config.output_dir === 'string')
+    checkRunFolder(config.output_dir, 'output_name' in config, report);
   if (config.epochs !== undefined && config.max_steps !== undefined)
     report(['max_steps'], 'set either epochs or max_steps, not both', { code: 'conflict', atKey: true });
   if (config.warmup_steps !== undefined && config.warmup_ratio !== undefined)
@@ -216,4 +219,31 @@ function checkBuckets(config: Record<string, unknown>, report: Report): void {
     report(path, `resolution ${largest} is above max_bucket_reso (${max}); raise max_bucket_reso`, {
       code: 'out_of_range',
     });
+}
+
+/** `output_dir`'s placeholders: known ones, the time in the last folder name, `{output_name}` with output_name set. */
+function checkRunFolder(outputDir: string, hasOutputName: boolean, report: Report): void {
+  const unknown = unknownPlaceholders(outputDir);
+  if (unknown.length > 0) {
+    report(
+      ['output_dir'],
+      `output_dir has {${unknown[0]}}, which is not one of ${RUN_FOLDER_PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
+      { code: 'invalid_value' },
+    );
+  }
+  if (timeOutsideLastSegment(outputDir)) {
+    report(
+      ['output_dir'],
+      'put {timestamp} and {date} in the last folder name of output_dir, where resume: auto looks for earlier runs',
+      {
+        code: 'invalid_value',
+      },
+    );
+  }
+  if (outputDir.includes('{output_name}') && !hasOutputName) {
+    report(['output_dir'], 'output_dir has {output_name}, so set output_name', {
+      code: 'missing_key',
+      atKey: true,
+    });
+  }
 }

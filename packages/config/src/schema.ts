@@ -168,7 +168,8 @@ const fields = {
   }),
   // Output
   output_dir: requiredKey(path, {
-    description: 'The run folder: adapter, config snapshot, logs, metrics and checkpoints go here.',
+    description:
+      'The run folder: adapter, config snapshot, logs, metrics and checkpoints go here. `{timestamp}` (local time, `20261207-041215`) or `{date}` in its last folder name gives each run its own folder (`resume: auto` goes on in the newest); `{output_name}` is filled in too.',
     section: 'Output',
     path: 'output',
   }),
@@ -176,7 +177,7 @@ const fields = {
     description:
       "SD: the adapter's file name without extension (also `ss_output_name`). LLM runs write PEFT's fixed names (`adapter_model.safetensors`, `adapter_config.json`), which PEFT's `from_pretrained` looks for, so output_name only titles the loss plot there.",
     section: 'Output',
-    defaultText: "output_dir's folder name",
+    defaultText: "output_dir's folder name, placeholders left out",
     templateText: {
       sd: "The adapter's file name without extension (also `ss_output_name` in its metadata).",
       llm: "Titles the loss plot. The adapter keeps PEFT's fixed names (`adapter_model.safetensors`, `adapter_config.json`), which PEFT's `from_pretrained` looks for.",

@@ -17,6 +17,7 @@ import {
   formatConfigIssue,
   type LoraConfig,
   loadConfig,
+  runFolder,
   type TrainerBackend,
   type TrainerBackendModule,
   type TrainerEvent,
@@ -63,11 +64,13 @@ export async function train(options: TrainOptions): Promise<number> {
   }
   const sets = listOption(options.set);
   const overrides = options.resume === undefined ? sets : [...sets, `resume=${options.resume}`];
-  const config = await loadConfig(options.config, { overrides }).catch((error: unknown) => {
+  const loaded = await loadConfig(options.config, { overrides }).catch((error: unknown) => {
     if (!ConfigError.isInstance(error) || !error.issues.some((issue) => issue.path[0] === 'resume'))
       throw error;
     throw withSection(asResumeFlag(error, options.resume, sets), 'resumeFoundNothing');
   });
+  // A timestamped output_dir names this run's folder now (resume: auto: the newest earlier one).
+  const config = { ...loaded, output_dir: runFolder(loaded.output_dir, loaded.resume, new Date()) };
   const progress = new ProgressDisplay(process.stdout);
   for (const warning of configWarnings(config, { cores: availableParallelism() }))
     progress.log(`warning: ${warning.message}`);
