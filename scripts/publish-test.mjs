@@ -114,12 +114,19 @@ try {
   }
 
   // npx with npm, which runs install scripts: onnxruntime-node's is told to skip the CUDA download.
-  const npx = run(['npx', '--yes', `@lora/cli@${version}`], ['--version'], project, {
-    ONNXRUNTIME_NODE_INSTALL: 'skip',
-  });
-  if (!npx.startsWith(`lora/${version}`)) throw new Error(`npx @lora/cli --version printed "${npx.trim()}"`);
+  const npmProject = join(work, 'npm-project');
+  execFileSync('mkdir', [npmProject]);
+  const npx = (...args) =>
+    run(['npx', '--yes', `@lora/cli@${version}`], args, npmProject, { ONNXRUNTIME_NODE_INSTALL: 'skip' });
+  const npxVersion = npx('--version');
+  if (!npxVersion.startsWith(`lora/${version}`))
+    throw new Error(`npx @lora/cli --version printed "${npxVersion.trim()}"`);
+  npx('init', 'demo', '--demo');
+  const npxTrained = npx('train', '--config', join('demo', 'configs', config), '--set', 'max_steps=20');
+  if (!/adapter: /.test(npxTrained))
+    throw new Error(`npx @lora/cli train did not write an adapter:\n${npxTrained}`);
   console.log(
-    `publish-test: ${names.length} packages published to a local registry; pnpm dlx @lora/cli init --demo and train, and npx @lora/cli, run`,
+    `publish-test: ${names.length} packages published to a local registry; pnpm dlx @lora/cli and npx @lora/cli (npm) each init a demo project and train it`,
   );
 } catch (error) {
   console.error(
