@@ -134,7 +134,7 @@ const fields = {
   }),
   tokenizer: key(path, {
     description:
-      "sd: the folder of CLIP's tokenizer.json for a single-file checkpoint. Unset: `tokenizer/` beside the model, then the ComfyUI install it sits in and the Hugging Face cache (openai/clip-vit-large-patch14 or an SD 1.5 repository).",
+      "sd: the folder of CLIP's tokenizer for a single-file checkpoint (tokenizer.json, or vocab.json and merges.txt). Unset: `tokenizer/` beside the model, then the ComfyUI install it sits in (`comfy/sd1_tokenizer`) and the Hugging Face cache (openai/clip-vit-large-patch14 or an SD 1.5 repository).",
     section: 'Task and model',
     task: 'sd',
     path: 'folder',

@@ -105,10 +105,23 @@ describe('ClipTokenizer.forModel finds CLIP where the user has it', () => {
     );
   });
 
-  it('lists every place it looked when none has it, and names a slow-form folder', async () => {
-    // ComfyUI ships CLIP's tokenizer as vocab.json + merges.txt only.
+  it("finds ComfyUI's slow form (vocab.json + merges.txt) in the install the checkpoint is in", async () => {
+    const folder = join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer');
+    await mkdir(folder, { recursive: true });
+    const json = clipTokenizerJson(['red']) as { model: { vocab: object; merges: string[] } };
+    await writeFile(join(folder, 'vocab.json'), JSON.stringify(json.model.vocab));
+    await writeFile(join(folder, 'merges.txt'), `#version: 0.2\n${json.model.merges.join('\n')}\n`);
+    const tokenizer = await ClipTokenizer.forModel(
+      await checkpointIn(join(root, 'ComfyUI', 'models', 'checkpoints')),
+      77,
+    );
+    expect(tokenizer.foundIn).toBe('ComfyUI');
+    expect(tokenizer.source).toBe(join(folder, 'vocab.json'));
+  });
+
+  it('lists every place it looked when none has it', async () => {
+    // A ComfyUI install whose tokenizer folder is empty.
     await mkdir(join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer'), { recursive: true });
-    await writeFile(join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer', 'vocab.json'), '{}');
     const checkpoint = await checkpointIn(join(root, 'ComfyUI', 'models', 'checkpoints'));
     const failure = ClipTokenizer.forModel(checkpoint, 77);
     await expect(failure).rejects.toMatchObject({ code: 'E_MODEL_FILES' });
@@ -119,9 +132,6 @@ describe('ClipTokenizer.forModel finds CLIP where the user has it', () => {
     expect(message).toContain(`in ${join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer')} (ComfyUI)`);
     expect(message).toContain(
       `in ${join(root, 'home', '.cache', 'huggingface', 'hub')} (Hugging Face cache (no CLIP or SD 1.x repository in it))`,
-    );
-    expect(message).toContain(
-      `${join(root, 'ComfyUI', 'comfy', 'sd1_tokenizer')} has vocab.json / merges.txt`,
     );
     expect(message).toMatch(/openai\/clip-vit-large-patch14 .* into .*checkpoints\/tokenizer\/$/);
   });

@@ -2,8 +2,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { CLIP_TOKENIZER_CONFIG } from './clip-tokenizer-json.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
-import { CLIP_TOKENIZER_CONFIG, clipTokenizerJson, diffusersConfigJson, tinySdConfig } from './tiny.ts';
+import { clipTokenizerJson, diffusersConfigJson, tinySdConfig } from './tiny.ts';
 
 let root: string;
 let tokenizer: ClipTokenizer;
@@ -39,6 +40,23 @@ describe('ClipTokenizer', () => {
     expect(row(ids, 1)).toEqual([519, ...Array(76).fill(520)]);
   });
 
+  it("reads the slow form (vocab.json + merges.txt, as ComfyUI's sd1_tokenizer ships it) into the same tokenizer", async () => {
+    const json = clipTokenizerJson(['red', 'circle']) as { model: { vocab: object; merges: string[] } };
+    const slow = join(root, 'slow-form');
+    await mkdir(slow, { recursive: true });
+    await writeFile(join(slow, 'vocab.json'), JSON.stringify(json.model.vocab));
+    await writeFile(join(slow, 'merges.txt'), `#version: 0.2\n${json.model.merges.join('\n')}\n`);
+    const fromSlow = await ClipTokenizer.forModel(join(root, 'model.safetensors'), 77, slow);
+    const captions = ['Red circle, red', 'a circle on red', ''];
+    expect([...fromSlow.encode(captions)]).toEqual([...tokenizer.encode(captions)]);
+    expect(fromSlow.source).toBe(join(slow, 'vocab.json'));
+    // Half of the slow form is no tokenizer: the message names both files.
+    await rm(join(slow, 'merges.txt'));
+    await expect(ClipTokenizer.forModel(join(root, 'model.safetensors'), 77, slow)).rejects.toThrow(
+      /vocab\.json and merges\.txt cannot be read/,
+    );
+  });
+
   it('truncates to 75 caption tokens, keeping the EOS in the last position', () => {
     const ids = row(tokenizer.encode([Array(100).fill('red').join(' ')]), 0);
     expect(ids).toHaveLength(77);
@@ -49,7 +67,6 @@ describe('ClipTokenizer', () => {
 
   it.each([
     ['a single file with no tokenizer/', 'lone.safetensors', /A single-file checkpoint carries no tokenizer/],
-    ['a diffusers tokenizer with only vocab.json', 'slow', /vocab\.json \/ merges\.txt.*one-file form/],
   ])('says where to put tokenizer.json for %s', async (_, name, message) => {
     // A home of its own: the real one may hold a Hugging Face cache with CLIP in it.
     vi.stubEnv('HOME', join(root, 'empty-home'));
@@ -57,9 +74,8 @@ describe('ClipTokenizer', () => {
       vi.stubEnv(key, '');
     const folder = join(root, `case-${name}`);
     await mkdir(join(folder, 'tokenizer'), { recursive: true });
-    if (name === 'slow') await writeFile(join(folder, 'tokenizer', 'vocab.json'), '{}');
-    const base = name === 'slow' ? folder : join(folder, name);
-    if (name !== 'slow') await writeFile(base, '');
+    const base = join(folder, name);
+    await writeFile(base, '');
     await expect(ClipTokenizer.forModel(base, 77)).rejects.toThrow(message);
     await expect(ClipTokenizer.forModel(base, 77)).rejects.toThrow(
       `looked in ${join(folder, 'tokenizer')} (beside the model)`,

@@ -10,6 +10,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createRng, MAX_TOKENIZER_BYTES, processCaption, TextTokenizer } from '@lora/dataset';
 import { ModelError } from '../model-error.ts';
+import { CLIP_TOKENIZER_CONFIG, readSlowClipTokenizer } from './clip-tokenizer-json.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, type SdModelConfig } from './config.ts';
 import { TOKENIZER_KEY, type TokenizerPlace, tokenizerPlaces } from './find-tokenizer.ts';
 
@@ -92,12 +93,6 @@ export async function singleFileConfig(checkpoint: string): Promise<SdModelConfi
 }
 
 /** CLIP's special tokens; SD 1.x pads with the end-of-text token. A `tokenizer_config.json` overrides them. */
-const CLIP_SPECIAL_TOKENS = {
-  bos_token: '<|startoftext|>',
-  eos_token: '<|endoftext|>',
-  pad_token: '<|endoftext|>',
-  unk_token: '<|endoftext|>',
-};
 
 /**
  * The CLIP tokenizer as SD training uses it: `<BOS> tokens… <EOS>` truncated to the text
@@ -145,26 +140,25 @@ export class ClipTokenizer {
       folder === undefined
         ? await tokenizerPlaces(await modelFolder(basePath))
         : [{ folder, what: TOKENIZER_KEY }];
-    const place = await firstWith(places, 'tokenizer.json');
+    // The one-file form, else the slow form (vocab.json + merges.txt: ComfyUI's sd1_tokenizer).
+    const place = (await firstWith(places, 'tokenizer.json')) ?? (await firstWith(places, 'vocab.json'));
     if (place === undefined) {
-      const slow = await firstWith(places, 'vocab.json');
       const dir = places[0]!.folder;
       throw new ModelError(
         'E_MODEL_FILES',
-        `${basePath}: no CLIP tokenizer (tokenizer.json) found; looked ${places.map(({ folder, what }) => `in ${folder} (${what})`).join(', ')}. ` +
-          (slow
-            ? `${slow.folder} has vocab.json / merges.txt, but training reads the one-file form: `
-            : 'A single-file checkpoint carries no tokenizer: ') +
+        `${basePath}: no CLIP tokenizer (tokenizer.json, or vocab.json and merges.txt) found; looked ${places.map(({ folder, what }) => `in ${folder} (${what})`).join(', ')}. ` +
+          'A single-file checkpoint carries no tokenizer: ' +
           `put tokenizer.json and tokenizer_config.json of openai/clip-vit-large-patch14 (also in the tokenizer/ folder of stable-diffusion-v1-5) into ${dir}/`,
       );
     }
     const dir = place.folder;
-    const file = join(dir, 'tokenizer.json');
-    const json = await readJson(file);
+    const oneFile = await isFile(join(dir, 'tokenizer.json'));
+    const file = join(dir, oneFile ? 'tokenizer.json' : 'vocab.json');
+    const json = oneFile ? await readJson(file) : await readSlowClipTokenizer(dir);
     const configPath = join(dir, 'tokenizer_config.json');
     const config = (await isFile(configPath)) ? await readJson(configPath) : {};
     const tokenizer = TextTokenizer.fromJson(json as object, {
-      ...CLIP_SPECIAL_TOKENS,
+      ...CLIP_TOKENIZER_CONFIG,
       ...(config as object),
     });
     return new ClipTokenizer(tokenizer, length, file, place.what);

@@ -12,6 +12,7 @@ import { crc32, deflateSync } from 'node:zlib';
 import { createRng, type Rng } from '@lora/dataset';
 import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import { byteLevelAlphabet } from '../llama/demo-bpe.ts';
+import { CLIP_TOKENIZER_CONFIG, clipTokenizerFromVocab } from './clip-tokenizer-json.ts';
 import type { ClipTextConfig, SdModelConfig, UnetConfig, VaeEncoderConfig } from './config.ts';
 import { LDM_PREFIXES } from './keys.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
@@ -71,13 +72,9 @@ export function tinySdConfig(vocabSize: number): SdModelConfig {
   return { unet, textEncoder, vae };
 }
 
-const BOS = '<|startoftext|>';
-const EOS = '<|endoftext|>';
-
 /**
- * A `tokenizer.json` laid out as openai/clip-vit-large-patch14's (NFC + whitespace + lowercase,
- * CLIP's split regex, byte-level BPE with `</w>` word ends, RobertaProcessing with BOS/EOS), with
- * the 512 byte tokens, merges that build each of `words`, and the two special tokens last.
+ * The tiny demo's CLIP tokenizer: the 512 byte tokens, merges that build each of `words`, and the
+ * two special tokens last, in the layout of openai/clip-vit-large-patch14's `tokenizer.json`.
  */
 export function clipTokenizerJson(words: readonly string[] = DEMO_WORDS): object {
   const bytes = byteLevelAlphabet();
@@ -100,74 +97,10 @@ export function clipTokenizerJson(words: readonly string[] = DEMO_WORDS): object
       left = merged;
     }
   }
-  const [bosId, eosId] = [vocab.size, vocab.size + 1];
-  const special = (id: number, content: string) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: true,
-    special: true,
-  });
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [special(bosId, BOS), special(eosId, EOS)],
-    normalizer: {
-      type: 'Sequence',
-      normalizers: [
-        { type: 'NFC' },
-        { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' },
-        { type: 'Lowercase' },
-      ],
-    },
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        {
-          type: 'Split',
-          pattern: {
-            Regex:
-              "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+",
-          },
-          behavior: 'Removed',
-          invert: true,
-        },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-      ],
-    },
-    post_processor: {
-      type: 'RobertaProcessing',
-      sep: [EOS, eosId],
-      cls: [BOS, bosId],
-      trim_offsets: false,
-      add_prefix_space: false,
-    },
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: EOS,
-      continuing_subword_prefix: '',
-      end_of_word_suffix: '</w>',
-      fuse_unk: false,
-      byte_fallback: false,
-      vocab: Object.fromEntries(vocab),
-      merges,
-    },
-  };
+  add('<|startoftext|>');
+  add('<|endoftext|>');
+  return clipTokenizerFromVocab(Object.fromEntries(vocab), merges);
 }
-
-/** CLIP's `tokenizer_config.json` essentials: SD 1.x pads with the end-of-text token. */
-export const CLIP_TOKENIZER_CONFIG = {
-  bos_token: BOS,
-  eos_token: EOS,
-  pad_token: EOS,
-  unk_token: EOS,
-  model_max_length: 77,
-} as const;
 
 /** Random weights at sensible scales: norms 1, biases 0, embeddings N(0, 0.02²) as CLIP's, the rest N(0, 1/fan_in). */
 function randomTensor(rng: Rng, key: string, shape: readonly number[]): TensorData {
