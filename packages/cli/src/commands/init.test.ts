@@ -226,8 +226,10 @@ describe('names and paths', () => {
   it('moves only uncommented ./ values up one folder', () => {
     expect(
       templateForConfigsFolder(
-        '# base_model: ./a\nbase_model: ./models/x\nname: ./\ncaption_extension: .txt\n',
+        '# base_model: ./a\nbase_model: ./models/x\nname: ./\ncaption_extension: .txt\noutput_dir: "./out/{timestamp}"\n',
       ),
-    ).toBe('# base_model: ./a\nbase_model: ../models/x\nname: ../\ncaption_extension: .txt\n');
+    ).toBe(
+      '# base_model: ./a\nbase_model: ../models/x\nname: ../\ncaption_extension: .txt\noutput_dir: "../out/{timestamp}"\n',
+    );
   });
 });

@@ -56,7 +56,7 @@ export function projectName(folder: string): string {
  * `configs/`, where relative paths start; each `./x` value becomes `../x`.
  */
 export function templateForConfigsFolder(template: string): string {
-  return template.replace(/^(\w+): \.\//gm, '$1: ../');
+  return template.replace(/^(\w+): (["']?)\.\//gm, '$1: $2../');
 }
 
 /** Paths a template expects, in the project folder: the folders to create for it. */
