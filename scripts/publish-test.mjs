@@ -1,7 +1,8 @@
-// Publish test: publish every package to a real npm registry (Verdaccio, on localhost, third-party
-// packages proxied from the public registry) the way a release does, then use the CLI the ways the
-// README tells users to: `pnpm dlx @lora/cli` (init a demo project and train it) and `npx` with npm
-// (onnxruntime-node's install script told to skip its CUDA download). It fails when a published
+// Publish test: version the packages with changesets and publish every one to a real npm registry
+// (Verdaccio, on localhost, third-party packages proxied from the public registry) the way a
+// release does, then use the CLI the ways the README tells users to: `pnpm dlx @lora/cli` and
+// `npx` with npm (onnxruntime-node's install script told to skip its CUDA download) each init a
+// demo project and train it. It fails when a published
 // file is missing, a `workspace:` range leaks into a published manifest, or a command fails.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -84,12 +85,27 @@ try {
   if (!token) throw new Error(`the registry gave no token (HTTP ${response.status})`);
   writeFileSync(npmrc, `registry=${registry}\n//127.0.0.1:${port}/:_authToken=${token}\n`);
 
-  const names = [];
+  // The release as `ci:release` makes it: a copy of the repository (tracked files and the built
+  // dist/ folders) where `changeset version` bumps the versions and writes the changelogs.
+  const release = join(work, 'release');
+  execFileSync('mkdir', [release]);
+  execFileSync('sh', ['-c', `git ls-files -z | xargs -0 cp --parents -t '${release}'`], { cwd: root });
+  // The installed dependencies come along as the links pnpm made (a publish resolves `workspace:`
+  // ranges through them).
+  execFileSync('ln', ['-s', join(root, 'node_modules'), join(release, 'node_modules')]);
   for (const dir of readdirSync(join(root, 'packages'))) {
-    const packageDir = join(root, 'packages', dir);
+    for (const folder of ['dist', 'node_modules']) {
+      execFileSync('cp', ['-a', join(root, 'packages', dir, folder), join(release, 'packages', dir, folder)]);
+    }
+  }
+  run([process.execPath, join(root, 'node_modules/@changesets/cli/bin.js')], ['version'], release);
+
+  const names = [];
+  for (const dir of readdirSync(join(release, 'packages'))) {
+    const packageDir = join(release, 'packages', dir);
     const { name, version } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8'));
     run(pnpm, ['publish', '--registry', registry, '--no-git-checks', '--access', 'public'], packageDir);
-    const published = await (await fetch(`${registry}${name.replace('/', '%2f')}`)).json();
+    const published = await (await fetchAgain(`${registry}${name.replace('/', '%2f')}`)).json();
     const manifest = published.versions?.[version];
     if (!manifest) throw new Error(`${name}@${version} is not in the registry after publishing`);
     if (JSON.stringify(manifest).includes('workspace:')) {
@@ -97,7 +113,8 @@ try {
     }
     names.push(name);
   }
-  const { version } = JSON.parse(readFileSync(join(root, 'packages/cli/package.json'), 'utf8'));
+  const { version } = JSON.parse(readFileSync(join(release, 'packages/cli/package.json'), 'utf8'));
+  if (version === '0.0.0') throw new Error('changeset version left @lora/cli at 0.0.0');
 
   // pnpm dlx, as the README's quick start runs it: a demo project, trained.
   const project = join(work, 'project');
@@ -126,16 +143,28 @@ try {
   if (!/adapter: /.test(npxTrained))
     throw new Error(`npx @lora/cli train did not write an adapter:\n${npxTrained}`);
   console.log(
-    `publish-test: ${names.length} packages published to a local registry; pnpm dlx @lora/cli and npx @lora/cli (npm) each init a demo project and train it`,
+    `publish-test: changeset version → ${version}; ${names.length} packages published to a local registry; pnpm dlx @lora/cli and npx @lora/cli (npm) each init a demo project and train it`,
   );
 } catch (error) {
   console.error(
-    `publish-test failed: ${error.message}${error.stderr ? `\n${error.stderr}` : ''}${error.stdout ? `\n${error.stdout}` : ''}`,
+    `publish-test failed: ${error.message}${error.cause ? ` (${error.cause.message ?? error.cause})` : ''}${error.stderr ? `\n${error.stderr}` : ''}${error.stdout ? `\n${error.stdout}` : ''}`,
   );
   process.exitCode = 1;
 } finally {
   server?.kill();
   rmSync(work, { recursive: true, force: true });
+}
+
+/**
+ * `fetch`, tried once more when the connection drops: the registry closes idle keep-alive
+ * connections (after 5 s), and a request can meet one that is closing.
+ */
+async function fetchAgain(url) {
+  try {
+    return await fetch(url);
+  } catch {
+    return fetch(url);
+  }
 }
 
 /** A port nothing listens on now. */
