@@ -406,7 +406,7 @@ describe('trainSd inputs', () => {
     for (const name of ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME', 'XDG_CACHE_HOME'])
       vi.stubEnv(name, '');
     await expect(train({ ...sd, base_model: join(model, 'tiny-sd.safetensors') })).rejects.toThrow(
-      /no CLIP tokenizer \(tokenizer\.json\) found; looked in .*no-tokenizer\/tokenizer \(beside the model\).*openai\/clip-vit-large-patch14/,
+      /no CLIP tokenizer \(tokenizer\.json, or vocab\.json and merges\.txt\) found; looked in .*no-tokenizer\/tokenizer \(beside the model\).*openai\/clip-vit-large-patch14/,
     );
     vi.unstubAllEnvs();
     expect(await readdir(model)).not.toContain('tokenizer');
