@@ -117,6 +117,7 @@ export interface LlmConfig extends CommonConfig {
   train_on_prompt: boolean;
   template: string;
   packing: boolean;
+  gradient_checkpointing: boolean;
 }
 
 /** The resolved training config: defaults applied, task decided, paths absolute. */
@@ -196,6 +197,7 @@ export function resolveConfig(
       train_on_prompt: set.train_on_prompt,
       template: set.template,
       packing: set.packing,
+      gradient_checkpointing: set.gradient_checkpointing,
     });
   }
   const metadata_path = optionalPath('metadata_path');

@@ -484,6 +484,13 @@ const fields = {
     section: 'Text (llm)',
     task: 'llm',
   }),
+  gradient_checkpointing: key(z.boolean(), {
+    description:
+      "llm: recompute each decoder layer's activations in the backward pass instead of keeping them through the step (the peers' key): less memory for about a third more time per step.",
+    default: false,
+    section: 'Text (llm)',
+    task: 'llm',
+  }),
   // Checkpoints and resume
   save_every_n_epochs: key(z.int().min(1), {
     description: 'Save a resumable checkpoint every N epochs.',

@@ -5,7 +5,7 @@ export {
   type GradCheckInput,
   type GradCheckResult,
 } from './autodiff/gradcheck.ts';
-export { type GradientsOptions, gradients, stopGradient } from './autodiff/gradients.ts';
+export { checkpoint, type GradientsOptions, gradients, stopGradient } from './autodiff/gradients.ts';
 export { type InputVjp, VJP, type VjpContext, type VjpRule } from './autodiff/vjp.ts';
 export { EngineError, type EngineErrorCode } from './errors.ts';
 export { type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';
@@ -13,6 +13,7 @@ export {
   type Attributes,
   type AttributeValue,
   attr,
+  type CheckpointBlock,
   type ConstantData,
   type ExternalData,
   Graph,

@@ -9,7 +9,7 @@ import { conv, dropout, groupNorm, layerNorm, resizeNearest } from '../graph/ops
 import { reduceMean, reduceSum } from '../graph/ops/reduce.ts';
 import { hostTensor } from '../host-tensor.ts';
 import { runGraph, valuesOf } from '../testing.ts';
-import { gradients, stopGradient } from './gradients.ts';
+import { checkpoint, gradients, stopGradient } from './gradients.ts';
 
 const f64 = (values: number[], shape = [values.length]) =>
   hostTensor('float64', shape, Float64Array.from(values));
@@ -74,6 +74,61 @@ describe('gradients', () => {
     const out = await runGraph(graph, { x: f64([1, 2]), u: f64([7, 7, 7]) });
     expect(valuesOf(out['dx'])).toEqual([3, 3]);
     expect(valuesOf(out['du'])).toEqual([0, 0, 0]);
+  });
+
+  it('recomputes a checkpointed block in the backward pass: the same gradients, and no forward activation kept', async () => {
+    // Three blocks h ↦ t · t, t = tanh(h·W + h·Aᵀ), with a trainable A each, with and without checkpoints.
+    const build = (checkpointed: boolean) => {
+      const graph = new Graph();
+      let h = graph.input('x', 'float64', ['batch', 4]);
+      const params = [0, 1, 2].map((k) => graph.input(`a${k}`, 'float64', [4, 4]));
+      const inner: Tensor[] = [];
+      params.forEach((a, k) => {
+        const w = graph.constant(
+          Array.from({ length: 16 }, (_, i) => Math.cos(i + k) / 2),
+          'float64',
+          [4, 4],
+        );
+        const block = (x: Tensor) => {
+          const t = tanh(add(matmul(x, w), matmul(x, transpose(a))));
+          inner.push(t);
+          return mul(t, t);
+        };
+        h = checkpointed ? checkpoint(h, block) : block(h);
+      });
+      const loss = reduceSum(mul(h, h));
+      const forwardNodes = graph.nodes.length;
+      for (const [k, g] of gradients(loss, params).entries()) graph.output(g, `g${k}`);
+      graph.output(loss, 'loss');
+      return { graph, inner, backward: graph.nodes.slice(forwardNodes) };
+    };
+    const feeds = {
+      x: f64([0.5, -1, 2, 0.25, 1, 0, -0.5, 3], [2, 4]),
+      ...Object.fromEntries(
+        [0, 1, 2].map((k) => [
+          `a${k}`,
+          f64(
+            Array.from({ length: 16 }, (_, i) => Math.sin(i * (k + 1)) / 3),
+            [4, 4],
+          ),
+        ]),
+      ),
+    };
+    const plain = build(false);
+    const checkpointed = build(true);
+    const [want, got] = [await runGraph(plain.graph, feeds), await runGraph(checkpointed.graph, feeds)];
+    for (const name of ['loss', 'g0', 'g1', 'g2']) {
+      valuesOf(got[name]).forEach((v, i) => {
+        expect(v).toBeCloseTo(valuesOf(want[name])[i]!, 12);
+      });
+    }
+    // Without checkpoints the backward pass reads the blocks' inner activations; with them, only their twins.
+    const reads = (
+      backward: readonly { inputs: readonly (Tensor | undefined)[] }[],
+      inner: readonly Tensor[],
+    ) => backward.some((node) => node.inputs.some((t) => t !== undefined && inner.includes(t)));
+    expect(reads(plain.backward, plain.inner)).toBe(true);
+    expect(reads(checkpointed.backward, checkpointed.inner)).toBe(false);
   });
 
   it("takes a strided convolution's weight gradient with a named batch dim (the spatial dims decide the crop)", async () => {

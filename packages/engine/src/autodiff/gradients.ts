@@ -1,7 +1,8 @@
 import { isFloat } from '../graph/dtype.ts';
-import type { Node, Tensor } from '../graph/graph.ts';
-import { add } from '../graph/ops/elementwise.ts';
+import type { CheckpointBlock, Node, Tensor } from '../graph/graph.ts';
+import { add, cast, mul } from '../graph/ops/elementwise.ts';
 import { expandAs, zerosLike } from '../graph/ops/layout.ts';
+import { reduceSum } from '../graph/ops/reduce.ts';
 import { opKey } from '../graph/opsets.ts';
 import { formatShape, isStaticShape, sameShape } from '../graph/shape.ts';
 import { VJP, type VjpContext } from './vjp.ts';
@@ -14,6 +15,31 @@ export function stopGradient(x: Tensor): Tensor {
   const [out] = x.graph.addNode('Identity', [x], [{ dtype: x.dtype, shape: x.shape }]);
   x.graph.gradientStops.add(out!.producer!);
   return out!;
+}
+
+/**
+ * `build(x)` as a gradient checkpoint: the forward pass keeps only the block's input and output,
+ * and the backward pass recomputes the block's activations when its gradient arrives (so they
+ * never all live at once). The recomputation takes `x + 0 · Σ(gradient of the output)`: the data
+ * dependency runs it in the backward pass, and no graph optimiser can merge it with the forward
+ * copy (onnxruntime's common-subexpression elimination would, even at level `basic`). Nodes the
+ * block uses from outside it (weights, tables) are read, not recomputed.
+ */
+export function checkpoint(x: Tensor, build: (x: Tensor) => Tensor): Tensor {
+  const graph = x.graph;
+  const start = graph.nodes.length;
+  const output = build(x);
+  const nodes = graph.nodes.slice(start);
+  const random = nodes.find((node) => node.opType === 'Dropout');
+  if (random) {
+    throw graph.error(
+      'E_GRADIENT_UNSUPPORTED',
+      `checkpoint ${random.name}`,
+      'a recomputed Dropout would draw another mask',
+    );
+  }
+  graph.checkpoints.push({ input: x, output, nodes });
+  return output;
 }
 
 export interface GradientsOptions {
@@ -68,14 +94,40 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
     return sum;
   };
 
+  // Checkpointed blocks: each node's recomputed twin, made when the block's gradient arrives.
+  const blockOf = new Map<Node, CheckpointBlock>();
+  for (const block of graph.checkpoints) for (const n of block.nodes) blockOf.set(n, block);
+  const twins = new Map<Node, Node>();
+  const recompute = (block: CheckpointBlock) =>
+    graph.scope('recompute', () => {
+      const gradient = total(block.output)!;
+      const after = mul(cast(reduceSum(gradient), block.input.dtype), 0);
+      const copies = new Map<Tensor, Tensor>([[block.input, add(block.input, after)]]);
+      for (const original of block.nodes) {
+        const outputs = graph.addNode(
+          original.opType,
+          original.inputs.map((t) => t && (copies.get(t) ?? t)),
+          original.outputs.map(({ dtype, shape }) => ({ dtype, shape })),
+          original.attributes,
+          undefined,
+          original.domain,
+        );
+        for (const [i, o] of original.outputs.entries()) copies.set(o, outputs[i]!);
+        twins.set(original, outputs[0]!.producer!);
+      }
+    });
+
   if (onPath.has(loss)) contribute(loss, options.seed ?? ones(loss));
   for (let n = nodes.length - 1; n >= 0; n--) {
     const node = nodes[n]!;
     if (!node.outputs.some((o) => pending.has(o))) continue;
     const targets = node.inputs.flatMap((t, i) => (t && onPath.has(t) ? [i] : []));
     if (targets.length === 0) continue;
+    const block = blockOf.get(node);
+    if (block && !twins.has(node)) recompute(block);
     graph.scope(`grad:${node.name}`, () => {
-      const ctx = context(node, node.outputs.map(total));
+      // Inside a checkpoint the rule reads the recomputed activations; gradients go to the originals.
+      const ctx = context(twins.get(node) ?? node, node.outputs.map(total));
       const rule = VJP[opKey(node)];
       if (!rule) {
         throw graph.error(

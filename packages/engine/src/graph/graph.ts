@@ -53,6 +53,13 @@ export type InitializerData =
   | { readonly kind: 'inline'; readonly bytes: Uint8Array }
   | ({ readonly kind: 'external' } & ExternalData);
 
+/** A block of nodes from one input to one output that the backward pass recomputes. */
+export interface CheckpointBlock {
+  readonly input: Tensor;
+  readonly output: Tensor;
+  readonly nodes: readonly Node[];
+}
+
 export interface GraphOutput {
   readonly name: string;
   readonly tensor: Tensor;
@@ -93,6 +100,8 @@ export class Graph {
   readonly initializers = new Map<Tensor, InitializerData>();
   /** Nodes autodiff treats as constants (`stopGradient`): no gradient flows through them. */
   readonly gradientStops = new Set<Node>();
+  /** Blocks whose activations the backward pass recomputes (`checkpoint`). */
+  readonly checkpoints: CheckpointBlock[] = [];
   /** Small constant values, kept so builders and VJP rules can read them back (e.g. Reshape targets). */
   readonly constants = new Map<Tensor, ConstantData>();
   private readonly names = new Set<string>();

@@ -14,6 +14,7 @@ import {
   add,
   cast,
   gather,
+  checkpoint as gradientCheckpoint,
   logSoftmax,
   matmul,
   mul,
@@ -43,6 +44,11 @@ export interface LlamaLoraOptions extends Omit<LoraOptions, 'group' | 'normAxis'
   targetModules: readonly LlamaLinearModule[] | 'all-linear';
   /** Start values by parameter name (e.g. from an `init_adapter`); others start as LoRA does. */
   initial?: ReadonlyMap<string, Float32Array>;
+  /**
+   * Recompute each decoder layer's activations in the backward pass instead of keeping them
+   * (`gradient_checkpointing`): the layers' inputs are all that lives through the step.
+   */
+  gradientCheckpointing?: boolean;
 }
 
 export interface LlamaGraph extends MicroBatchLoss {
@@ -167,14 +173,14 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
     // Gather and kept the embedding table and its lookup on the CPU (ids < vocabulary size < 2³¹).
     let x = cast(gather(embed, cast(ids, 'int32')), dtype);
     for (let layer = 0; layer < spec.numLayers; layer++) {
-      x = graph.scope(`layers.${layer}`, () => {
+      const decoderLayer = (input: Tensor) => {
         const attention = selfAttention(
           spec,
-          rmsNorm(x, weight(`model.layers.${layer}.input_layernorm.weight`), spec.rmsNormEps),
+          rmsNorm(input, weight(`model.layers.${layer}.input_layernorm.weight`), spec.rmsNormEps),
           (h, module) => linear(h, layer, module),
           { cos, sin, bias },
         );
-        const residual = add(x, attention);
+        const residual = add(input, attention);
         const h = rmsNorm(
           residual,
           weight(`model.layers.${layer}.post_attention_layernorm.weight`),
@@ -182,7 +188,11 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
         );
         const gate = silu(linear(h, layer, 'gate_proj'));
         return add(residual, linear(mul(gate, linear(h, layer, 'up_proj')), layer, 'down_proj'));
-      });
+      };
+      const input = x;
+      x = graph.scope(`layers.${layer}`, () =>
+        lora.gradientCheckpointing ? gradientCheckpoint(input, decoderLayer) : decoderLayer(input),
+      );
     }
     x = rmsNorm(x, weight('model.norm.weight'), spec.rmsNormEps);
     const head = spec.tieWordEmbeddings ? embed : weight('lm_head.weight');

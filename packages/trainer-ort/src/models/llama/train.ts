@@ -79,6 +79,7 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
       alpha: config.lora_alpha,
       dropout: config.lora_dropout,
       seed: config.seed,
+      ...(config.gradient_checkpointing ? { gradientCheckpointing: true } : {}),
     };
     if (config.init_adapter !== undefined) {
       lora.initial = await readLlamaAdapter(config.init_adapter, spec, lora);
