@@ -103,6 +103,8 @@ type BackendWarningCode =
   | 'empty_step'
   /** Mixed precision lowered its loss scale after an overflow. */
   | 'loss_scale_reduced'
+  /** The estimated peak memory of a step exceeds this machine's memory. */
+  | 'memory_estimate'
   /** Worker processes were asked for, but the model cannot be rebuilt in one: training runs in this process. */
   | 'parallel_unavailable'
   /** Half-precision compute was chosen or refused on this device. */

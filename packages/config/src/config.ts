@@ -57,6 +57,7 @@ export interface CommonConfig {
    * elsewhere); `resolveMixedPrecision` implements that rule.
    */
   mixed_precision: MixedPrecision;
+  gradient_checkpointing: boolean;
   device: Device;
   device_ids?: number[];
   /** CPU worker processes; 1 trains in the backend's own process. */
@@ -97,6 +98,7 @@ export interface SdConfig extends CommonConfig {
   caption_dropout_rate: number;
   caption_tag_dropout_rate: number;
   noise_offset: number;
+  memory_efficient_attention: boolean;
   min_snr_gamma?: number;
   /** The rank of the ResNet 3×3 convolutions (LoCon); unset, they are not trained. */
   conv_rank?: number;
@@ -117,7 +119,6 @@ export interface LlmConfig extends CommonConfig {
   train_on_prompt: boolean;
   template: string;
   packing: boolean;
-  gradient_checkpointing: boolean;
 }
 
 /** The resolved training config: defaults applied, task decided, paths absolute. */
@@ -176,6 +177,7 @@ export function resolveConfig(
     eps: set.eps,
     max_grad_norm: set.max_grad_norm,
     mixed_precision: set.mixed_precision,
+    gradient_checkpointing: set.gradient_checkpointing,
     device: set.device,
     device_ids: input.device_ids,
     num_workers: set.num_workers,
@@ -197,7 +199,6 @@ export function resolveConfig(
       train_on_prompt: set.train_on_prompt,
       template: set.template,
       packing: set.packing,
-      gradient_checkpointing: set.gradient_checkpointing,
     });
   }
   const metadata_path = optionalPath('metadata_path');
@@ -227,6 +228,7 @@ export function resolveConfig(
     caption_dropout_rate: set.caption_dropout_rate,
     caption_tag_dropout_rate: set.caption_tag_dropout_rate,
     noise_offset: set.noise_offset,
+    memory_efficient_attention: set.memory_efficient_attention,
     min_snr_gamma: input.min_snr_gamma,
     conv_rank: input.conv_rank,
     conv_alpha: input.conv_rank === undefined ? undefined : (input.conv_alpha ?? input.conv_rank),

@@ -346,6 +346,19 @@ const fields = {
     default: 1,
     section: 'Precision and device',
   }),
+  gradient_checkpointing: key(z.boolean(), {
+    description:
+      "Keep only each block's input through the step and recompute the block in the backward pass (LLaMA decoder layers; the UNet's ResNet and transformer blocks and the text encoder's layers): less memory for some more time per step. `lora train` prints the memory a step needs before the first one.",
+    default: false,
+    section: 'Precision and device',
+  }),
+  memory_efficient_attention: key(z.boolean(), {
+    description:
+      "sd: attend in blocks of queries, each recomputed in the backward pass, so the whole attention matrix (4096² per head at 512 px) never exists (kohya's `mem_eff_attn`): less memory for a little more time per step.",
+    default: false,
+    section: 'Precision and device',
+    task: 'sd',
+  }),
   // Images (sd)
   resolution: key(z.union([side, z.tuple([side, side])]), {
     description: 'sd: training size in pixels, one side or [width, height]; multiples of 64.',
@@ -480,13 +493,6 @@ const fields = {
   }),
   packing: key(z.boolean(), {
     description: 'llm: pack several short examples into each max_seq_len sequence.',
-    default: false,
-    section: 'Text (llm)',
-    task: 'llm',
-  }),
-  gradient_checkpointing: key(z.boolean(), {
-    description:
-      "llm: recompute each decoder layer's activations in the backward pass instead of keeping them through the step (the peers' key): less memory for about a third more time per step.",
     default: false,
     section: 'Text (llm)',
     task: 'llm',

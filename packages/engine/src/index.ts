@@ -5,7 +5,7 @@ export {
   type GradCheckInput,
   type GradCheckResult,
 } from './autodiff/gradcheck.ts';
-export { checkpoint, type GradientsOptions, gradients, stopGradient } from './autodiff/gradients.ts';
+export { type GradientsOptions, gradients } from './autodiff/gradients.ts';
 export { type InputVjp, VJP, type VjpContext, type VjpRule } from './autodiff/vjp.ts';
 export { EngineError, type EngineErrorCode } from './errors.ts';
 export { type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';
@@ -22,6 +22,7 @@ export {
   type Node,
   Tensor,
 } from './graph/graph.ts';
+export { estimateMemory, type MemoryEstimate } from './graph/memory-estimate.ts';
 export { readDataRoot, type WriteModelOptions, writeModel } from './graph/model-file.ts';
 export { MAX_MODEL_BYTES, type SerializeOptions, serializeModel } from './graph/onnx.ts';
 export type { Operand } from './graph/ops/common.ts';
@@ -63,6 +64,7 @@ export {
   tanh,
   where,
 } from './graph/ops/elementwise.ts';
+export { castAtUse, checkpoint, stopGradient } from './graph/ops/gradient-marks.ts';
 export {
   concat,
   constantOfShape,

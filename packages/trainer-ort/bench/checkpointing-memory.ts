@@ -1,9 +1,11 @@
 /**
  * Peak memory and step time of one LLaMA training step (forward, loss, backward toward LoRA on all
  * seven linears, rank 16) with and without gradient checkpointing, each in its own process so the
- * peak resident size is that variant's alone. A 12-layer, 512-wide model with random F32 weights,
- * batch 4 × 512 tokens: activations, not weights, fill the memory.
- * Run: `npx jiti bench/checkpointing-memory.ts` (spawns itself with `kept` and `recomputed`).
+ * peak resident size is that variant's alone, beside the estimate `lora train` prints. Models:
+ * - `12L` (default): 12 layers, 512 wide, random F32 weights, batch 4 × 512 tokens (activations,
+ *   not weights, fill the memory);
+ * - `Llama-3.2-1B`: the real layout and sizes, random BF16 weights, batch 1 × 512 tokens.
+ * Run: `npx jiti bench/checkpointing-memory.ts [12L|Llama-3.2-1B]` (spawns itself per variant).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,84 +13,97 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Graph, gradients, type HostTensor, writeModel } from '@lora/engine';
+import { estimateMemory, Graph, gradients, type HostTensor, writeModel } from '@lora/engine';
 import { writeSafetensors } from '@lora/safetensors';
 import { openLlamaCheckpoint } from '../src/models/llama/checkpoint.ts';
 import { parseLlamaConfig } from '../src/models/llama/config.ts';
 import { LlamaModel } from '../src/models/llama/model.ts';
+import { REAL_CONFIGS } from '../src/models/llama/real-configs.ts';
 import { llamaTensorShapes } from '../src/models/llama/weights.ts';
 import { Session } from '../src/session.ts';
 
-const CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  hidden_size: 512,
-  intermediate_size: 1408,
-  num_hidden_layers: 12,
-  num_attention_heads: 8,
-  num_key_value_heads: 4,
-  vocab_size: 4096,
-  tie_word_embeddings: false,
-};
-const [BATCH, SEQ] = [4, 512];
-const variant = process.argv[2];
+const MODELS = {
+  '12L': {
+    config: {
+      architectures: ['LlamaForCausalLM'],
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      hidden_size: 512,
+      intermediate_size: 1408,
+      num_hidden_layers: 12,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      vocab_size: 4096,
+      tie_word_embeddings: false,
+    },
+    dtype: 'F32',
+    batch: 4,
+  },
+  'Llama-3.2-1B': { config: REAL_CONFIGS['Llama-3.2-1B'], dtype: 'BF16', batch: 1 },
+} as const;
+const SEQ = 512;
+const [name = '12L', variant, root] = process.argv.slice(2);
+const model = MODELS[name as keyof typeof MODELS];
+if (!model) throw new Error(`models: ${Object.keys(MODELS).join(', ')}`);
 
-if (variant === undefined) {
-  const root = await mkdtemp(join(tmpdir(), 'bench-checkpointing-'));
-  try {
-    let seed = 1;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 31 - 0.5;
+/** Random weights (a repeated pool: memory and speed matter, not statistics), norms at 1. */
+async function writeRandomModel(folder: string): Promise<void> {
+  let seed = 1;
+  const pool = Float32Array.from({ length: 1 << 20 }, () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return (seed / 2 ** 31 - 0.5) * 0.1;
+  });
+  const bf16 = new Uint16Array(new Uint32Array(pool.buffer).map((bits) => bits >>> 16));
+  await mkdir(folder);
+  await writeFile(join(folder, 'config.json'), JSON.stringify(model.config));
+  const shapes = llamaTensorShapes(parseLlamaConfig(model.config));
+  const tensor = (tensorName: string, shape: readonly number[]) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const data = () => {
+      const out = model.dtype === 'F32' ? new Float32Array(size) : new Uint16Array(size);
+      if (tensorName.endsWith('norm.weight')) return out.fill(model.dtype === 'F32' ? 1 : 0x3f80);
+      const source = model.dtype === 'F32' ? pool : bf16;
+      for (let at = 0; at < size; at += source.length) {
+        out.set(source.subarray(0, Math.min(source.length, size - at)) as never, at);
+      }
+      return out;
     };
-    const shapes = llamaTensorShapes(parseLlamaConfig(CONFIG));
-    await mkdir(join(root, 'model'));
-    await writeFile(join(root, 'model', 'config.json'), JSON.stringify(CONFIG));
-    await writeSafetensors(
-      join(root, 'model', 'model.safetensors'),
-      new Map(
-        [...shapes].map(([name, shape]) => {
-          const data = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => random() * 0.1);
-          if (name.endsWith('norm.weight')) data.fill(1);
-          return [name, { dtype: 'F32' as const, shape, data }];
-        }),
-      ),
-    );
-    const self = fileURLToPath(import.meta.url);
-    for (const which of ['kept', 'recomputed']) {
-      const run = spawnSync('npx', ['jiti', self, which, root], { encoding: 'utf8' });
-      process.stdout.write(run.stdout);
-      if (run.status !== 0) process.stderr.write(run.stderr);
-    }
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
-} else {
-  const root = process.argv[3]!;
-  const model = new LlamaModel(await openLlamaCheckpoint(join(root, 'model')), {
+    return { dtype: model.dtype, shape, data };
+  };
+  await writeSafetensors(
+    join(folder, 'model.safetensors'),
+    new Map([...shapes].map(([key, shape]) => [key, tensor(key, shape)])),
+  );
+}
+
+async function measure(recompute: boolean, folder: string): Promise<string> {
+  const llama = new LlamaModel(await openLlamaCheckpoint(folder), {
     targetModules: 'all-linear',
     rank: 16,
     alpha: 16,
-    gradientCheckpointing: variant === 'recomputed',
+    memory: { checkpointBlocks: recompute },
   });
   const graph = new Graph('step');
-  const built = model.build(graph, { computeDtype: 'float32' });
+  const built = llama.build(graph, { computeDtype: 'float32' });
   graph.output(built.lossSum, 'loss');
-  gradients(
+  for (const [i, g] of gradients(
     built.lossSum,
     built.parameters.map((p) => p.tensor),
-  ).forEach((g, i) => {
+  ).entries()) {
     graph.output(g, `grad:${built.parameters[i]!.name}`);
+  }
+  const estimate = estimateMemory(graph, { batch: model.batch, seq: SEQ });
+  const session = await Session.create(await writeModel(graph, join(folder, '..', String(recompute))), {
+    device: 'cpu',
   });
-  const session = await Session.create(await writeModel(graph, join(root, variant)), { device: 'cpu' });
-  const ids = Int32Array.from({ length: BATCH * SEQ }, (_, i) => (i * 7919) % CONFIG.vocab_size);
-  const feeds: Record<string, HostTensor> = model.feeds({
-    batchSize: BATCH,
+  const vocab = model.config.vocab_size;
+  const ids = Int32Array.from({ length: model.batch * SEQ }, (_, i) => (i * 7919) % vocab);
+  const feeds: Record<string, HostTensor> = llama.feeds({
+    batchSize: model.batch,
     seqLen: SEQ,
     inputIds: ids,
     labels: ids,
-    attentionMask: new Int32Array(BATCH * SEQ).fill(1),
+    attentionMask: new Int32Array(model.batch * SEQ).fill(1),
   });
   for (const p of built.parameters) feeds[p.name] = { dtype: 'float32', shape: p.shape, data: p.initial };
   const times: number[] = [];
@@ -100,8 +115,27 @@ if (variant === undefined) {
     loss = Number((out['loss']!.data as Float32Array)[0]);
   }
   await session.dispose();
-  const peak = process.resourceUsage().maxRSS / 2 ** 20;
-  console.log(
-    `${variant.padEnd(10)} peak RSS ${peak.toFixed(2)} GiB, step ${(Math.min(...times) / 1000).toFixed(2)} s (best of 3), loss sum ${loss.toFixed(3)}`,
+  const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
+  return (
+    `peak RSS ${gib(process.resourceUsage().maxRSS * 1024)} GiB, step ${(Math.min(...times) / 1000).toFixed(2)} s (best of 3), ` +
+    `loss sum ${loss.toFixed(3)}; estimate: weights ${gib(estimate.weights)} GiB, activations ${gib(estimate.peakActivations)} GiB`
   );
+}
+
+if (variant === undefined) {
+  const scratch = await mkdtemp(join(tmpdir(), 'bench-checkpointing-'));
+  try {
+    await writeRandomModel(join(scratch, 'model'));
+    const self = fileURLToPath(import.meta.url);
+    for (const which of ['kept', 'recomputed']) {
+      const run = spawnSync('npx', ['jiti', self, name, which, scratch], { encoding: 'utf8' });
+      process.stdout.write(run.stdout);
+      if (run.status !== 0) process.stderr.write(run.stderr);
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+} else {
+  const line = await measure(variant === 'recomputed', join(root!, 'model'));
+  console.log(`${name} ${variant.padEnd(10)} ${line}`);
 }

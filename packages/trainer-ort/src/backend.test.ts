@@ -82,6 +82,7 @@ describe('the ort backend, task llm', () => {
     expect(steps(first)[0]).toHaveProperty('tokens_per_s');
     expect(first.info.join('\n')).toMatch(/140 records → 140 sequences/);
     expect(first.info.join('\n')).toMatch(/device: cpu, precision fp32/);
+    expect(first.info.join('\n')).toMatch(/memory for a step: about \d+\.\d\d GiB \(frozen weights/);
   });
 
   it('writes the PEFT adapter into the run folder and reports its files', async () => {

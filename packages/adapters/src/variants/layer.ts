@@ -3,7 +3,7 @@
  * are float32 graph inputs named `<module path><PEFT suffix>` (`….lora_A.weight`,
  * `….lora_magnitude_vector`), so a trained LLM's names are already its PEFT keys.
  */
-import { type ConvOptions, cast, type Tensor } from '@lora/engine';
+import { type ConvOptions, cast, castAtUse, type Tensor } from '@lora/engine';
 import { type TensorData, toFloat32 } from '@lora/safetensors';
 import { formsOf, type LoraAdapter, type LoraModule, rankOf } from '../adapter.ts';
 import { AdapterError } from '../errors.ts';
@@ -93,7 +93,7 @@ export function adaptLayer(
     const output = variant.forward({
       x,
       dropped: p > 0 ? loraDropout(x, p, nameKey(path)) : x,
-      weight: cast(weight, x.dtype),
+      weight: castAtUse(weight, x.dtype, x),
       ...(base.bias ? { bias: cast(base.bias, x.dtype) } : {}),
       ...(base.conv ? { conv: base.conv } : {}),
       parameters: Object.fromEntries(parameters.map((q) => [q.role, cast(q.tensor, x.dtype)])),

@@ -3,13 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { Graph, type Tensor } from '../graph/graph.ts';
 import { crossEntropy, gelu, rmsNorm, scaledDotProductAttention, silu } from '../graph/ops/composite.ts';
 import { add, cast, mul, tanh } from '../graph/ops/elementwise.ts';
+import { castAtUse, checkpoint, stopGradient } from '../graph/ops/gradient-marks.ts';
 import { concat, reshape, slice, transpose } from '../graph/ops/layout.ts';
 import { matmul } from '../graph/ops/linalg.ts';
 import { conv, dropout, groupNorm, layerNorm, resizeNearest } from '../graph/ops/nn.ts';
 import { reduceMean, reduceSum } from '../graph/ops/reduce.ts';
 import { hostTensor } from '../host-tensor.ts';
 import { runGraph, valuesOf } from '../testing.ts';
-import { checkpoint, gradients, stopGradient } from './gradients.ts';
+import { gradients } from './gradients.ts';
 
 const f64 = (values: number[], shape = [values.length]) =>
   hostTensor('float64', shape, Float64Array.from(values));
@@ -131,6 +132,65 @@ describe('gradients', () => {
     expect(reads(checkpointed.backward, checkpointed.inner)).toBe(false);
   });
 
+  it('recomputes nested checkpoints: the outer block runs the inner ones forward, each inner block recomputes again for its rules', async () => {
+    // Two outer blocks, each tanh(h·W + h·Aᵀ) then two inner blocks of the same form; every layer has a trainable A.
+    const build = (checkpointed: boolean) => {
+      const graph = new Graph();
+      const params: Tensor[] = [];
+      const layer = (x: Tensor) => {
+        const k = params.length;
+        const a = graph.input(`a${k}`, 'float64', [4, 4]);
+        params.push(a);
+        const w = graph.constant(
+          Array.from({ length: 16 }, (_, i) => Math.cos(i + k) / 2),
+          'float64',
+          [4, 4],
+        );
+        const t = tanh(add(matmul(x, w), matmul(x, transpose(a))));
+        return mul(t, t);
+      };
+      const maybe = (x: Tensor, block: (x: Tensor) => Tensor) =>
+        checkpointed ? checkpoint(x, block) : block(x);
+      let h = graph.input('x', 'float64', ['batch', 4]);
+      for (let outer = 0; outer < 2; outer++) {
+        h = maybe(h, (x) => maybe(maybe(layer(x), layer), layer));
+      }
+      const loss = reduceSum(mul(h, h));
+      const forwardNodes = graph.nodes.length;
+      for (const [k, g] of gradients(loss, params).entries()) graph.output(g, `g${k}`);
+      graph.output(loss, 'loss');
+      const tanhs = graph.nodes.slice(forwardNodes).filter((n) => n.opType === 'Tanh').length;
+      return { graph, tanhs };
+    };
+    const plain = build(false);
+    const nested = build(true);
+    const feeds = {
+      x: f64([0.5, -1, 2, 0.25, 1, 0, -0.5, 3], [2, 4]),
+      ...Object.fromEntries(
+        [0, 1, 2, 3, 4, 5].map((k) => [
+          `a${k}`,
+          f64(
+            Array.from({ length: 16 }, (_, i) => Math.sin(i * (k + 1)) / 3),
+            [4, 4],
+          ),
+        ]),
+      ),
+    };
+    const [want, got] = [await runGraph(plain.graph, feeds), await runGraph(nested.graph, feeds)];
+    for (const name of ['loss', 'g0', 'g1', 'g2', 'g3', 'g4', 'g5']) {
+      valuesOf(got[name]).forEach((v, i) => {
+        expect(v).toBeCloseTo(valuesOf(want[name])[i]!, 12);
+      });
+    }
+    // tanh's rule reads its output, so no Tanh runs backward without checkpoints. With them, per
+    // outer block: its own layer once (outer recomputation), the first inner layer twice (forward
+    // in the outer recomputation, to give the second its input; then its own), the second inner
+    // layer once (its own: the outer recomputation's copy gives only the outer output, which no
+    // rule reads, so it is dropped).
+    expect(plain.tanhs).toBe(0);
+    expect(nested.tanhs).toBe(2 * (1 + 2 + 1));
+  });
+
   it("takes a strided convolution's weight gradient with a named batch dim (the spatial dims decide the crop)", async () => {
     // SD's downsampler: 3×3, stride 2, padding 1 on an 8×8 input; the correlation gives 4×4 before the crop.
     const build = (batch: number | string) => {
@@ -247,6 +307,85 @@ describe('gradients', () => {
     kept.forEach((k, i) => {
       expect(dx[i]).toBe(k ? 2 * values[i]! : 0);
       expect(y[i]).toBe(k ? 2 * values[i]! : 0);
+    });
+  });
+
+  it('converts a half-precision weight at each use, and again where the backward pass reads it', async () => {
+    // h = x·W1ᵀ + x·Aᵀ, y = tanh(h)·W2ᵀ, loss = Σ y²: dA needs W2 in the backward pass.
+    const w = (k: number) => Array.from({ length: 16 }, (_, i) => Math.round(64 * Math.cos(i + k)) / 128);
+    const build = (atUse: boolean) => {
+      const graph = new Graph();
+      const x = graph.input('x', 'float32', ['batch', 4]);
+      const a = graph.input('a', 'float32', [4, 4]);
+      const [w1, w2] = [1, 2].map((k) => graph.constant(w(k), 'float16', [4, 4]));
+      const convert = (weight: Tensor, anchor: Tensor) =>
+        atUse ? castAtUse(weight, 'float32', anchor) : cast(weight, 'float32');
+      const h = add(matmul(x, transpose(convert(w1!, x))), matmul(x, transpose(a)));
+      const t = tanh(h);
+      const forward = transpose(convert(w2!, t));
+      const y = matmul(t, forward);
+      const loss = reduceSum(mul(y, y));
+      const forwardNodes = graph.nodes.length;
+      graph.output(gradients(loss, [a])[0]!, 'da');
+      graph.output(loss, 'loss');
+      const backward = graph.nodes.slice(forwardNodes);
+      return { graph, forward, backward };
+    };
+    const feeds = {
+      x: hostTensor('float32', [2, 4], Float32Array.of(0.5, -1, 2, 0.25, 1, 0, -0.5, 3)),
+      a: hostTensor(
+        'float32',
+        [4, 4],
+        Float32Array.from({ length: 16 }, (_, i) => Math.sin(i) / 3),
+      ),
+    };
+    const once = build(false);
+    const atUse = build(true);
+    const [want, got] = [await runGraph(once.graph, feeds), await runGraph(atUse.graph, feeds)];
+    for (const name of ['loss', 'da']) {
+      valuesOf(got[name]).forEach((v, i) => {
+        expect(v).toBeCloseTo(valuesOf(want[name])[i]!, 5);
+      });
+    }
+    // Without castAtUse the backward pass reads the forward conversion; with it, a conversion of its own.
+    const readsForward = (run: typeof once) => run.backward.some((node) => node.inputs.includes(run.forward));
+    expect(readsForward(once)).toBe(true);
+    expect(readsForward(atUse)).toBe(false);
+    const conversions = (run: typeof once) =>
+      run.graph.nodes.filter((n) => n.opType === 'Cast' && n.inputs[0]!.dtype === 'float16').length;
+    expect(conversions(once)).toBe(2);
+    expect(conversions(atUse)).toBe(3);
+  });
+
+  it("recomputes a checkpointed dropout with the forward pass's mask, not a new draw", async () => {
+    // y = dropout(x·w), loss = Σ y²: dL/dw = 2·x·y·mask/(1−p) element-wise, from the mask the forward pass drew.
+    const n = 1000;
+    const graph = new Graph();
+    const x = graph.input('x', 'float32', [n]);
+    const w = graph.input('w', 'float32', [n]);
+    let mask: Tensor | undefined;
+    const y = checkpoint(x, (input) => {
+      const dropped = dropout(mul(input, w), 0.5);
+      mask = dropped.mask;
+      return dropped.output;
+    });
+    graph.output(y, 'y');
+    graph.output(mask!, 'mask');
+    graph.output(gradients(reduceSum(mul(y, y)), [w])[0]!, 'dw');
+    const values = Float32Array.from({ length: n }, (_, i) => (i % 7) + 1);
+    const out = await runGraph(graph, {
+      x: hostTensor('float32', [n], values),
+      w: hostTensor(
+        'float32',
+        [n],
+        values.map((v) => v / 8),
+      ),
+    });
+    const [kept, dw, ys] = [valuesOf(out['mask']), valuesOf(out['dw']), valuesOf(out['y'])];
+    expect(graph.nodes.filter((node) => node.opType === 'Dropout')).toHaveLength(1);
+    kept.forEach((k, i) => {
+      expect(ys[i]).toBeCloseTo(k ? (2 * values[i]! ** 2) / 8 : 0, 5);
+      expect(dw[i]).toBeCloseTo(k ? 2 * values[i]! * ys[i]! * 2 : 0, 4);
     });
   });
 

@@ -1,46 +1,10 @@
 import { isFloat } from '../graph/dtype.ts';
-import type { CheckpointBlock, Node, Tensor } from '../graph/graph.ts';
-import { add, cast, mul } from '../graph/ops/elementwise.ts';
-import { expandAs, zerosLike } from '../graph/ops/layout.ts';
-import { reduceSum } from '../graph/ops/reduce.ts';
+import type { CheckpointBlock, Graph, Node, Tensor } from '../graph/graph.ts';
+import { add, cast, div, mul, sub } from '../graph/ops/elementwise.ts';
+import { expandAs, gather, reshape, zerosLike } from '../graph/ops/layout.ts';
 import { opKey } from '../graph/opsets.ts';
 import { formatShape, isStaticShape, sameShape } from '../graph/shape.ts';
 import { VJP, type VjpContext } from './vjp.ts';
-
-/**
- * `x`'s value, as a constant to autodiff: no gradient flows back through it (PyTorch's
- * `detach()`). DoRA uses it for the weight norm, as its paper and PEFT do.
- */
-export function stopGradient(x: Tensor): Tensor {
-  const [out] = x.graph.addNode('Identity', [x], [{ dtype: x.dtype, shape: x.shape }]);
-  x.graph.gradientStops.add(out!.producer!);
-  return out!;
-}
-
-/**
- * `build(x)` as a gradient checkpoint: the forward pass keeps only the block's input and output,
- * and the backward pass recomputes the block's activations when its gradient arrives (so they
- * never all live at once). The recomputation takes `x + 0 · Σ(gradient of the output)`: the data
- * dependency runs it in the backward pass, and no graph optimiser can merge it with the forward
- * copy (onnxruntime's common-subexpression elimination would, even at level `basic`). Nodes the
- * block uses from outside it (weights, tables) are read, not recomputed.
- */
-export function checkpoint(x: Tensor, build: (x: Tensor) => Tensor): Tensor {
-  const graph = x.graph;
-  const start = graph.nodes.length;
-  const output = build(x);
-  const nodes = graph.nodes.slice(start);
-  const random = nodes.find((node) => node.opType === 'Dropout');
-  if (random) {
-    throw graph.error(
-      'E_GRADIENT_UNSUPPORTED',
-      `checkpoint ${random.name}`,
-      'a recomputed Dropout would draw another mask',
-    );
-  }
-  graph.checkpoints.push({ input: x, output, nodes });
-  return output;
-}
 
 export interface GradientsOptions {
   /** The gradient of `loss` to start from; default ones (d loss / d loss). */
@@ -61,6 +25,7 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
       throw graph.error('E_DTYPE_MISMATCH', 'gradients', `cannot differentiate toward ${t}`);
   }
   const nodes = [...graph.nodes];
+  const wrtSet = new Set(wrt);
 
   // Tensors that depend on a wrt tensor through floating-point values.
   const dependent = new Set<Tensor>(wrt);
@@ -94,28 +59,89 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
     return sum;
   };
 
-  // Checkpointed blocks: each node's recomputed twin, made when the block's gradient arrives.
-  const blockOf = new Map<Node, CheckpointBlock>();
-  for (const block of graph.checkpoints) for (const n of block.nodes) blockOf.set(n, block);
+  // Checkpointed blocks, innermost first (a block is recorded after the blocks nested in it).
+  const innermost = new Map<Node, CheckpointBlock>();
+  const parent = new Map<CheckpointBlock, CheckpointBlock>();
+  for (const block of graph.checkpoints) {
+    for (const n of block.nodes) {
+      const inner = innermost.get(n);
+      if (!inner) innermost.set(n, block);
+      else if (inner !== block && !parent.has(inner)) parent.set(inner, block);
+    }
+  }
+  // The recomputed value of each tensor, and the recomputed twin each rule of a block node reads.
+  const copies = new Map<Tensor, Tensor>();
   const twins = new Map<Node, Node>();
-  const recompute = (block: CheckpointBlock) =>
+  const recomputed = new Set<CheckpointBlock>();
+  // The gradients of `wrt` tensors made since the last recomputation: the next one waits for them.
+  // onnxruntime may run nodes in any order of their dependencies; without this it computed the
+  // LoRA gradients last, keeping every block's recomputed activations alive until the end.
+  let finished: Tensor[] = [];
+  const recomputation = new Set<Node>();
+  const recompute = (block: CheckpointBlock, trigger: Tensor): void => {
+    const outer = parent.get(block);
+    if (outer && !recomputed.has(outer)) recompute(outer, trigger);
+    recomputed.add(block);
+    const start = graph.nodes.length;
     graph.scope('recompute', () => {
-      const gradient = total(block.output)!;
-      const after = mul(cast(reduceSum(gradient), block.input.dtype), 0);
-      const copies = new Map<Tensor, Tensor>([[block.input, add(block.input, after)]]);
+      const input = copies.get(block.input) ?? block.input;
+      // One element of each gradient, times 0: a sum over a gradient could overflow in half precision.
+      const zero = [trigger, ...finished]
+        .map((g) => mul(cast(gather(reshape(g, [-1]), graph.constant([0], 'int64', [])), input.dtype), 0))
+        .reduce((a, b) => add(a, b));
+      finished = [];
+      const local = new Map([[block.input, add(input, zero)]]);
       for (const original of block.nodes) {
+        if (original.opType === 'Dropout') {
+          // The forward pass's mask again, not a new draw; the rule reads the original node's mask.
+          const [x, ratio] = original.inputs.map((t) => t && (local.get(t) ?? copies.get(t) ?? t));
+          const [output, mask] = original.outputs;
+          local.set(output!, mul(x!, div(cast(mask!, x!.dtype), sub(1, ratio!))));
+          continue;
+        }
         const outputs = graph.addNode(
           original.opType,
-          original.inputs.map((t) => t && (copies.get(t) ?? t)),
+          original.inputs.map((t) => t && (local.get(t) ?? copies.get(t) ?? t)),
           original.outputs.map(({ dtype, shape }) => ({ dtype, shape })),
           original.attributes,
           undefined,
           original.domain,
         );
-        for (const [i, o] of original.outputs.entries()) copies.set(o, outputs[i]!);
-        twins.set(original, outputs[0]!.producer!);
+        for (const [i, o] of original.outputs.entries()) {
+          local.set(o, outputs[i]!);
+          const recast = graph.recasts.get(o);
+          if (recast) graph.recasts.set(outputs[i]!, recast);
+        }
+        // A nested block's nodes are copied only to give its output; its rules read its own recomputation.
+        if (innermost.get(original) === block) twins.set(original, outputs[0]!.producer!);
       }
+      for (const [t, copy] of local) if (t !== block.input) copies.set(t, copy);
     });
+    for (const node of graph.nodes.slice(start)) recomputation.add(node);
+  };
+
+  // A value read back in the backward pass that is a weight converted at use, or a layout op of one.
+  const rematerializable = (t: Tensor): boolean =>
+    graph.recasts.has(t) ||
+    (t.producer !== undefined &&
+      LAYOUT_OPS.has(t.producer.opType) &&
+      t.producer.inputs[0] !== undefined &&
+      rematerializable(t.producer.inputs[0]));
+  const rematerialize = (t: Tensor, anchor: Tensor): Tensor => {
+    const recast = graph.recasts.get(t);
+    if (recast) return graph.scope('reconvert', () => recast(anchor));
+    const producer = t.producer!;
+    const [source, ...rest] = producer.inputs;
+    const outputs = graph.addNode(
+      producer.opType,
+      [rematerialize(source!, anchor), ...rest],
+      producer.outputs.map(({ dtype, shape }) => ({ dtype, shape })),
+      producer.attributes,
+      undefined,
+      producer.domain,
+    );
+    return outputs[producer.outputs.indexOf(t)]!;
+  };
 
   if (onPath.has(loss)) contribute(loss, options.seed ?? ones(loss));
   for (let n = nodes.length - 1; n >= 0; n--) {
@@ -123,11 +149,18 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
     if (!node.outputs.some((o) => pending.has(o))) continue;
     const targets = node.inputs.flatMap((t, i) => (t && onPath.has(t) ? [i] : []));
     if (targets.length === 0) continue;
-    const block = blockOf.get(node);
-    if (block && !twins.has(node)) recompute(block);
+    const block = innermost.get(node);
+    if (block && !recomputed.has(block)) {
+      recompute(block, node.outputs.map((o) => pending.get(o)?.[0]).find((g) => g !== undefined)!);
+    }
     graph.scope(`grad:${node.name}`, () => {
       // Inside a checkpoint the rule reads the recomputed activations; gradients go to the originals.
-      const ctx = context(twins.get(node) ?? node, node.outputs.map(total));
+      const grads = node.outputs.map(total);
+      const ctx = context(twins.get(node) ?? node, grads, (t) => {
+        // A frozen weight converted at use is converted again here, after this node's gradient.
+        if (onPath.has(t) || !rematerializable(t)) return t;
+        return rematerialize(t, grads.find((g) => g !== undefined)!);
+      });
       const rule = VJP[opKey(node)];
       if (!rule) {
         throw graph.error(
@@ -149,17 +182,58 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
         const g = vjp(ctx);
         checkGradient(node, input, g);
         contribute(input, g);
+        if (wrtSet.has(input)) finished.push(g);
       }
     });
   }
-  return wrt.map((t) => total(t) ?? graph.scope('grad:zeros', () => zerosLike(t)));
+  const result = wrt.map((t) => total(t) ?? graph.scope('grad:zeros', () => zerosLike(t)));
+  dropUnread(graph, recomputation);
+  return result;
 }
 
-function context(node: Node, grads: readonly (Tensor | undefined)[]): VjpContext {
+/**
+ * Removes the recomputed nodes no rule read (a block's last op, whose rules read only its inputs):
+ * left in, onnxruntime runs them last, keeping what they read (a whole attention block) to the end.
+ */
+function dropUnread(graph: Graph, candidates: Set<Node>): void {
+  const readers = new Map<Tensor, number>();
+  for (const node of graph.nodes)
+    for (const t of node.inputs) if (t) readers.set(t, (readers.get(t) ?? 0) + 1);
+  const unread = (node: Node) => candidates.has(node) && node.outputs.every((o) => !readers.get(o));
+  const dropped = new Set<Node>();
+  for (let n = graph.nodes.length - 1; n >= 0; n--) {
+    const node = graph.nodes[n]!;
+    if (!unread(node)) continue;
+    dropped.add(node);
+    for (const t of node.inputs) if (t) readers.set(t, readers.get(t)! - 1);
+  }
+  if (dropped.size === 0) return;
+  const kept = graph.nodes.filter((node) => !dropped.has(node));
+  graph.nodes.splice(0, graph.nodes.length, ...kept);
+}
+
+/** Ops that only move or relabel values: a converted weight's layout copies are converted again with it. */
+const LAYOUT_OPS = new Set(['Transpose', 'Reshape', 'Squeeze', 'Unsqueeze', 'Identity']);
+
+/** What a rule sees of `node`; `read` gives the value of an input a rule reads (made on first read). */
+function context(
+  node: Node,
+  grads: readonly (Tensor | undefined)[],
+  read: (t: Tensor) => Tensor,
+): VjpContext {
   const memo = new Map<string, unknown>();
+  const inputs: (Tensor | undefined)[] = [];
+  for (const [i, t] of node.inputs.entries()) {
+    let value: Tensor | undefined;
+    const get = () => {
+      if (t && !value) value = read(t);
+      return value;
+    };
+    Object.defineProperty(inputs, i, { enumerable: true, get });
+  }
   return {
     node,
-    inputs: node.inputs,
+    inputs,
     outputs: node.outputs,
     grads,
     get grad() {

@@ -102,6 +102,8 @@ export class Graph {
   readonly gradientStops = new Set<Node>();
   /** Blocks whose activations the backward pass recomputes (`checkpoint`). */
   readonly checkpoints: CheckpointBlock[] = [];
+  /** Weights converted at each use (`castAtUse`): how to convert again, anchored to another value. */
+  readonly recasts = new Map<Tensor, (anchor: Tensor) => Tensor>();
   /** Small constant values, kept so builders and VJP rules can read them back (e.g. Reshape targets). */
   readonly constants = new Map<Tensor, ConstantData>();
   private readonly names = new Set<string>();

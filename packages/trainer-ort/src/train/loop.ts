@@ -161,6 +161,7 @@ async function openEngine<Batch>(
     seed: options.seed,
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.copyExternalData === undefined ? {} : { copyExternalData: options.copyExternalData }),
+    ...(options.onGradientsGraph === undefined ? {} : { onGradientsGraph: options.onGradientsGraph }),
     onNotice,
   };
   const { workers, parallel } = options;

@@ -7,6 +7,7 @@ import type { OptimizerOptions } from './optimizer.ts';
 import type { ParallelModel, WorkerDevice } from './parallel/recipe.ts';
 import type { LossScaleOptions } from './precision.ts';
 import type { LrSchedulerName } from './schedule.ts';
+import type { GradientsGraphHook } from './step-graphs.ts';
 
 export interface ScheduleOptions {
   scheduler: LrSchedulerName;
@@ -83,6 +84,8 @@ export interface TrainingLoopOptions<Batch> extends TrainingLoopSettings {
   signal?: AbortSignal;
   /** Receives every event in order; it must not throw. */
   onEvent?: (event: LoopEvent) => void;
+  /** Sees each gradients graph this process builds, before it is loaded. */
+  onGradientsGraph?: GradientsGraphHook;
 }
 
 /** Parameter group of the SD text encoder's LoRA, which has its own `text_encoder_lr`. */

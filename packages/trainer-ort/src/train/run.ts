@@ -6,11 +6,13 @@
  * keep a deleted model's bytes on disk.
  */
 import { rm } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { LoraConfig, TrainingResult, TrainingRun } from '@lora/config';
 import { EngineError } from '@lora/engine';
 import { CHECKPOINTS_FOLDER, latestCheckpoint } from './checkpoint.ts';
 import { runTrainingLoop, type TrainingLoopResult } from './loop.ts';
+import { memoryReporter } from './memory-report.ts';
 import { loopSettingsFromConfig, type TrainingLoopOptions } from './options.ts';
 import { announceRunDevice } from './run-device.ts';
 import { GRAPHS_FOLDER } from './step-graphs.ts';
@@ -24,6 +26,8 @@ export interface PreparedRun<Batch> extends Pick<TrainingLoopOptions<Batch>, 'mo
   writeAdapter(result: TrainingLoopResult): Promise<Pick<TrainingResult, 'adapter' | 'adapter_config'>>;
   /** Frees what `prepare` opened (files, caches); called once, whatever happened. */
   close(): Promise<void>;
+  /** Sizes of the gradients graph's named dims in the largest micro-batch (for the memory estimate). */
+  memoryDims: Readonly<Record<string, number>>;
 }
 
 /**
@@ -43,7 +47,7 @@ export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<
   const warn = (code: 'device_fallback' | 'precision_notice', message: string) =>
     emit({ type: 'warning', code, message });
   try {
-    await announceRunDevice(config, (message) => logger.info(message), warn);
+    const choice = await announceRunDevice(config, (message) => logger.info(message), warn);
     const prepared = await family.prepare(run);
     try {
       const settings = loopSettingsFromConfig(config);
@@ -62,6 +66,14 @@ export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<
         outputDir,
         signal: run.signal,
         onEvent: emit,
+        // The CPU's memory is known; onnxruntime-node reports no GPU's.
+        onGradientsGraph: memoryReporter(
+          config,
+          prepared.memoryDims,
+          (message) => logger.info(message),
+          emit,
+          choice.device === 'cpu' ? totalmem() : undefined,
+        ),
       }).catch((error: unknown) => {
         throw explainLoopError(error, config);
       });

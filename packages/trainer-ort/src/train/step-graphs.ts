@@ -83,7 +83,11 @@ export interface SessionSettings {
   /** The gradients stay on the device (`DeviceTensor`s; WebGPU only), for the device engine. */
   gradientsOnDevice?: boolean;
   onNotice: (message: string) => void;
+  /** Sees each gradients graph once it is built (the run's memory estimate reads it). */
+  onGradientsGraph?: GradientsGraphHook;
 }
+
+export type GradientsGraphHook = (built: GradientsGraph, shapeKey: string | undefined) => void;
 
 /** A LoRA parameter as the loop keeps it: no graph tensor, so it can come from a worker process. */
 export type TrainedParameter = Pick<LoraParameter, 'name' | 'shape' | 'initial' | 'group'>;
@@ -116,6 +120,7 @@ export async function openGradientsSession<Batch>(
   const choice = await chooseDevice(settings.device);
   const { precision } = precisionOn(settings.mixedPrecision, choice);
   const built = buildGradientsGraph(model, precision, shapeKey);
+  settings.onGradientsGraph?.(built, shapeKey);
   const path = await writeModel(built.graph, folder, {
     fileName: gradientsFileName(shapeKey),
     copyExternalData: settings.copyExternalData ?? false,

@@ -126,6 +126,35 @@ describe('composite layers match their reference formulas', () => {
     }
   });
 
+  it('attention in query chunks gives the whole attention: causal, masked, uneven last chunk', async () => {
+    const [s, d] = [7, 3];
+    const values = { q: random(2 * s * d), k: random(2 * s * d), v: random(2 * s * d), m: random(s * s) };
+    const build = (queryChunk?: number) => {
+      const graph = new Graph();
+      const [q, k, v] = ['q', 'k', 'v'].map((n) => graph.input(n, 'float64', [1, 2, s, d]));
+      const mask = graph.input('m', 'float64', [1, 1, s, s]);
+      const options = { causal: true, mask, ...(queryChunk ? { queryChunk } : {}) };
+      graph.output(scaledDotProductAttention(q!, k!, v!, options), 'y');
+      return graph;
+    };
+    const feeds = {
+      ...Object.fromEntries(
+        (['q', 'k', 'v'] as const).map((n) => [
+          n,
+          hostTensor('float64', [1, 2, s, d], Float64Array.from(values[n])),
+        ]),
+      ),
+      m: hostTensor('float64', [1, 1, s, s], Float64Array.from(values.m)),
+    };
+    const whole = valuesOf((await runGraph(build(), feeds))['y']);
+    const chunked = build(3);
+    expect(chunked.checkpoints.length).toBe(3);
+    const inChunks = valuesOf((await runGraph(chunked, feeds))['y']);
+    inChunks.forEach((x, i) => {
+      expect(x).toBeCloseTo(whole[i]!, 14);
+    });
+  });
+
   it('crossEntropy averages −log p(label) over labels that are not ignored', async () => {
     const logits = random(3 * 4);
     const labels = [2, -100, 0];
@@ -185,6 +214,24 @@ const composites: GradCheckCase[] = [
     dtype: 'float64',
     inputs: { q: { shape: [1, 2, 3, 2] }, k: { shape: [1, 2, 3, 2] }, v: { shape: [1, 2, 3, 2] } },
     build: ({ q, k, v }) => scaledDotProductAttention(q!, k!, v!, { causal: true }),
+  },
+  {
+    name: 'Attention in query chunks, causal, masked',
+    dtype: 'float64',
+    inputs: {
+      q: { shape: [1, 2, 5, 2] },
+      k: { shape: [1, 2, 5, 2] },
+      v: { shape: [1, 2, 5, 3] },
+      m: { shape: [1, 1, 5, 5] },
+    },
+    build: ({ q, k, v, m }) =>
+      scaledDotProductAttention(q!, k!, v!, { causal: true, mask: m!, queryChunk: 2 }),
+  },
+  {
+    name: 'Cross-attention in query chunks',
+    dtype: 'float64',
+    inputs: { q: { shape: [2, 1, 5, 2] }, k: { shape: [2, 1, 3, 2] }, v: { shape: [2, 1, 3, 2] } },
+    build: ({ q, k, v }) => scaledDotProductAttention(q!, k!, v!, { queryChunk: 3 }),
   },
   {
     name: 'CrossEntropy ignore index',

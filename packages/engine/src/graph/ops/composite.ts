@@ -21,7 +21,18 @@ import {
   tanh,
   where,
 } from './elementwise.ts';
-import { concat, constantOfShape, SLICE_END, shapeOf, slice, transpose, trilu, unsqueeze } from './layout.ts';
+import { checkpoint } from './gradient-marks.ts';
+import {
+  concat,
+  constantOfShape,
+  SLICE_END,
+  shapeOf,
+  slice,
+  split,
+  transpose,
+  trilu,
+  unsqueeze,
+} from './layout.ts';
 import { matmul } from './linalg.ts';
 import { logSoftmax, reduceMean, reduceSum, softmax } from './reduce.ts';
 
@@ -103,6 +114,12 @@ export interface AttentionOptions {
   mask?: Tensor;
   /** Default 1/√headDim. */
   scale?: number;
+  /**
+   * Attend in blocks of this many queries, each a gradient checkpoint: the backward pass
+   * recomputes a block's scores when it needs them, so no more than one block's `[b, h, chunk, k]`
+   * scores exist at a time instead of the whole `[b, h, q, k]` (memory-efficient attention).
+   */
+  queryChunk?: number;
 }
 
 /** softmax(q·kᵀ·scale + mask)·v with `q [b, h, q, d]`, `k [b, h, k, d]`, `v [b, h, k, dv]`. */
@@ -119,13 +136,40 @@ export function scaledDotProductAttention(
   }
   const perm = [...k.shape.keys()];
   perm.splice(-2, 2, k.rank - 1, k.rank - 2);
-  let scores = mul(matmul(q, transpose(k, perm)), options.scale ?? 1 / Math.sqrt(d));
-  if (options.mask) scores = add(scores, options.mask);
+  const keys = transpose(k, perm);
+  const queries = q.shape[q.rank - 2];
+  const chunk = options.queryChunk;
+  if (chunk === undefined || typeof queries !== 'number' || queries <= chunk) {
+    return attend(q, keys, v, options.mask, 0, d, options);
+  }
+  const sizes = Array.from({ length: Math.ceil(queries / chunk) }, (_, i) =>
+    Math.min(chunk, queries - i * chunk),
+  );
+  const rows = options.mask && options.mask.rank >= 2 ? options.mask.shape[options.mask.rank - 2] : 1;
+  const masks = options.mask && rows !== 1 ? split(options.mask, sizes, -2) : undefined;
+  const parts = split(q, sizes, -2).map((part, i) =>
+    checkpoint(part, (block) => attend(block, keys, v, masks?.[i] ?? options.mask, i * chunk, d, options)),
+  );
+  return concat(parts, -2);
+}
+
+/** One block of queries, the first at position `offset` (for the causal mask). */
+function attend(
+  q: Tensor,
+  keys: Tensor,
+  v: Tensor,
+  mask: Tensor | undefined,
+  offset: number,
+  d: number,
+  options: AttentionOptions,
+): Tensor {
+  let scores = mul(matmul(q, keys), options.scale ?? 1 / Math.sqrt(d));
+  if (mask) scores = add(scores, mask);
   const wide = wideType(q.dtype);
   scores = cast(scores, wide);
   if (options.causal) {
     const ones = constantOfShape(shapeOf(scores, scores.rank - 2), scores.shape.slice(-2), 1, wide);
-    const allowed = cast(trilu(ones, false, 0), 'bool');
+    const allowed = cast(trilu(ones, false, offset), 'bool');
     scores = where(allowed, scores, LOWEST[wide] ?? -1e30);
   }
   return matmul(cast(softmax(scores, -1), q.dtype), v);

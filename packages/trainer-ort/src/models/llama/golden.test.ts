@@ -136,7 +136,7 @@ describe('gradient checkpointing', () => {
           rank: golden.rank,
           alpha: golden.alpha,
           initial: byParameter(golden.lora_start),
-          gradientCheckpointing,
+          memory: { checkpointBlocks: gradientCheckpointing },
         });
         const graph = new Graph(`${name}_${gradientCheckpointing ? 'recomputed' : 'kept'}`);
         const built = model.build(graph, { computeDtype: 'float32' });

@@ -13,8 +13,8 @@ import type { Graph, HostTensor, Tensor } from '@lora/engine';
 import {
   add,
   cast,
+  castAtUse,
   gather,
-  checkpoint as gradientCheckpoint,
   logSoftmax,
   matmul,
   mul,
@@ -31,6 +31,7 @@ import {
 import { type LoraOptions, type LoraParameter, loraLayer } from '../../lora.ts';
 import type { BuildOptions, MicroBatchLoss, TrainableModel } from '../../train/model.ts';
 import { safetensorsWeight } from '../../weights.ts';
+import { block, type MemoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
 import type { LlamaCheckpoint } from './checkpoint.ts';
 import { type LlamaSpec, ropeInverseFrequencies } from './config.ts';
@@ -44,11 +45,8 @@ export interface LlamaLoraOptions extends Omit<LoraOptions, 'group' | 'normAxis'
   targetModules: readonly LlamaLinearModule[] | 'all-linear';
   /** Start values by parameter name (e.g. from an `init_adapter`); others start as LoRA does. */
   initial?: ReadonlyMap<string, Float32Array>;
-  /**
-   * Recompute each decoder layer's activations in the backward pass instead of keeping them
-   * (`gradient_checkpointing`): the layers' inputs are all that lives through the step.
-   */
-  gradientCheckpointing?: boolean;
+  /** Recompute each decoder layer in the backward pass (`checkpointBlocks`). */
+  memory?: MemoryOptions;
 }
 
 export interface LlamaGraph extends MicroBatchLoss {
@@ -152,7 +150,7 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
       const w = weight(`${path}.weight`);
       const bias = spec.qkvBias && QKV.has(module) ? weight(`${path}.bias`) : undefined;
       if (!this.targets.includes(module)) {
-        const y = matmul(x, transpose(cast(w, x.dtype)));
+        const y = matmul(x, transpose(castAtUse(w, x.dtype, x)));
         return bias ? add(y, cast(bias, x.dtype)) : y;
       }
       const { targetModules: _, initial: __, ...options } = lora;
@@ -190,13 +188,11 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
         return add(residual, linear(mul(gate, linear(h, layer, 'up_proj')), layer, 'down_proj'));
       };
       const input = x;
-      x = graph.scope(`layers.${layer}`, () =>
-        lora.gradientCheckpointing ? gradientCheckpoint(input, decoderLayer) : decoderLayer(input),
-      );
+      x = graph.scope(`layers.${layer}`, () => block(lora.memory, input, decoderLayer));
     }
     x = rmsNorm(x, weight('model.norm.weight'), spec.rmsNormEps);
     const head = spec.tieWordEmbeddings ? embed : weight('lm_head.weight');
-    const logits = matmul(x, transpose(cast(head, dtype)));
+    const logits = matmul(x, transpose(castAtUse(head, dtype, x)));
 
     // Sum of −log p(next token) over learned positions, in float32 whatever the compute type.
     const logProbs = reshape(logSoftmax(cast(logits, 'float32'), -1), [-1]);

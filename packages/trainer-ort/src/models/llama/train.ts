@@ -7,6 +7,7 @@ import { VARIANTS } from '@lora/adapters';
 import { configWarnings, type LlmConfig, type TrainerEvent, type TrainingRun } from '@lora/config';
 import { TextDataset, TextTokenizer } from '@lora/dataset';
 import type { ModelFamily, PreparedRun } from '../../train/run.ts';
+import { memoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readLlamaAdapter, writeLlamaAdapter } from './adapter.ts';
 import { openLlamaCheckpoint } from './checkpoint.ts';
@@ -79,7 +80,7 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
       alpha: config.lora_alpha,
       dropout: config.lora_dropout,
       seed: config.seed,
-      ...(config.gradient_checkpointing ? { gradientCheckpointing: true } : {}),
+      memory: memoryOptions(config),
     };
     if (config.init_adapter !== undefined) {
       lora.initial = await readLlamaAdapter(config.init_adapter, spec, lora);
@@ -105,6 +106,7 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
         return { adapter: join(outputDir, ADAPTER_WEIGHTS), adapter_config: join(outputDir, ADAPTER_CONFIG) };
       },
       close,
+      memoryDims: { batch: config.batch_size, seq: config.max_seq_len },
     };
   } catch (error) {
     await close();

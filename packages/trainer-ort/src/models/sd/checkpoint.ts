@@ -8,8 +8,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unetKeyToDiffusers } from '@lora/adapters';
-import type { DType, Graph, Tensor } from '@lora/engine';
-import { cast, reshape } from '@lora/engine';
+import type { Graph, Tensor } from '@lora/engine';
+import { reshape } from '@lora/engine';
 import type { SafetensorsFile, SafetensorsHeader, TensorInfo } from '@lora/safetensors';
 import { openWeightsFile, safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
@@ -114,24 +114,17 @@ export class SdCheckpoint {
   }
 
   /**
-   * The float32 weight `key` (diffusers name) of `component`, checked against `shape`. Asking
-   * twice in one graph gives the same tensor.
+   * Tensor `key` (diffusers name) of `component` as a graph initializer in its stored type,
+   * checked against `shape`. Asking twice in one graph gives the same tensor.
    */
-  /** Tensor `key` of `component` as a graph initializer, cast from its stored type to `dtype`. */
-  weight(
-    graph: Graph,
-    component: SdComponent,
-    key: string,
-    shape: readonly number[],
-    dtype: DType = 'float32',
-  ): Tensor {
+  weight(graph: Graph, component: SdComponent, key: string, shape: readonly number[]): Tensor {
     let cache = this.perGraph.get(graph);
     if (!cache) {
       cache = new Map();
       this.perGraph.set(graph, cache);
     }
     const name = `${component}.${key}`;
-    const cached = cache.get(`${name}:${dtype}`);
+    const cached = cache.get(name);
     if (cached) return cached;
     const entry = this.entries.get(component)!.get(key);
     if (!entry) {
@@ -155,10 +148,10 @@ export class SdCheckpoint {
         `${file.path}: '${stored}' is ${info.dtype}; model weights must be F32, F16 or BF16`,
       );
     }
-    let tensor = cast(safetensorsWeight(graph, file, stored, name), dtype);
+    let tensor = safetensorsWeight(graph, file, stored, name);
     if (info.shape.join(',') !== shape.join(',')) tensor = reshape(tensor, shape);
     this.used.add(entry);
-    cache.set(`${name}:${dtype}`, tensor);
+    cache.set(name, tensor);
     return tensor;
   }
 

@@ -3,7 +3,8 @@
  * embeddings, pre-norm layers with causal self-attention and a QuickGELU MLP, final layer norm.
  */
 import type { Tensor } from '@lora/engine';
-import { add, gather, quickGelu, slice } from '@lora/engine';
+import { add, cast, gather, quickGelu, slice } from '@lora/engine';
+import { block } from '../memory.ts';
 import type { ClipTextConfig } from './config.ts';
 import { layerNormLayer, linear, type ModelContext, multiHeadAttention } from './layers.ts';
 
@@ -41,27 +42,28 @@ export function buildClipTextEncoder(
   }
   const { hiddenSize: d, layerNormEpsilon: eps } = config;
   const { checkpoint, component } = ctx;
-  const tokenTable = checkpoint.weight(
-    graph,
-    component,
-    'text_model.embeddings.token_embedding.weight',
-    [config.vocabSize, d],
-    ctx.dtype,
-  );
+  const tokenTable = checkpoint.weight(graph, component, 'text_model.embeddings.token_embedding.weight', [
+    config.vocabSize,
+    d,
+  ]);
   const positionTable = checkpoint.weight(
     graph,
     component,
     'text_model.embeddings.position_embedding.weight',
     [config.maxPositions, d],
-    ctx.dtype,
   );
-  let x = add(gather(tokenTable, inputIds), slice(positionTable, { starts: [0], ends: [tokens], axes: [0] }));
+  // The lookups read the tables at their stored type; only the rows looked up are converted.
+  const dtype = ctx.dtype ?? 'float32';
+  let x = add(
+    cast(gather(tokenTable, inputIds), dtype),
+    cast(slice(positionTable, { starts: [0], ends: [tokens], axes: [0] }), dtype),
+  );
   for (let layer = 0; layer <= config.numLayers - clipSkip; layer++) {
     const path = `text_model.encoder.layers.${layer}`;
-    x = graph.scope(path, () => {
+    const encoderLayer = (input: Tensor) => {
       const attended = multiHeadAttention(
         ctx,
-        layerNormLayer(ctx, x, `${path}.layer_norm1`, eps),
+        layerNormLayer(ctx, input, `${path}.layer_norm1`, eps),
         undefined,
         `${path}.self_attn`,
         {
@@ -71,7 +73,7 @@ export function buildClipTextEncoder(
           causal: true,
         },
       );
-      const h = add(x, attended);
+      const h = add(input, attended);
       const hidden = quickGelu(
         linear(
           ctx,
@@ -81,7 +83,9 @@ export function buildClipTextEncoder(
         ),
       );
       return add(h, linear(ctx, hidden, `${path}.mlp.fc2`, d));
-    });
+    };
+    const input = x;
+    x = graph.scope(path, () => block(ctx.memory, input, encoderLayer));
   }
   return layerNormLayer(ctx, x, 'text_model.final_layer_norm', eps);
 }

@@ -7,6 +7,8 @@ import type { DType, Tensor } from '@lora/engine';
 import {
   add,
   type ConvOptions,
+  cast,
+  castAtUse,
   conv,
   groupNorm,
   layerNorm,
@@ -18,6 +20,7 @@ import {
   unsqueeze,
 } from '@lora/engine';
 import { type LoraLayer, type LoraOptions, loraLayer } from '../../lora.ts';
+import type { MemoryOptions } from '../memory.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import type { SdComponent } from './keys.ts';
 
@@ -88,10 +91,19 @@ export interface ModelContext {
   readonly lora?: LoraPlan;
   /** The type the module computes in (its weights are cast to it); default float32. */
   readonly dtype?: DType;
+  /** Checkpointed blocks and attention in query blocks. */
+  readonly memory?: MemoryOptions;
 }
 
-const weight = (ctx: ModelContext, x: Tensor, key: string, shape: readonly number[]) =>
-  ctx.checkpoint.weight(x.graph, ctx.component, key, shape, ctx.dtype);
+/**
+ * A weight in the module's compute type. Matrices and kernels are converted at each use (the
+ * file's F16 stays 2 bytes a weight between uses); vectors once, when the session loads.
+ */
+function weight(ctx: ModelContext, x: Tensor, key: string, shape: readonly number[]): Tensor {
+  const stored = ctx.checkpoint.weight(x.graph, ctx.component, key, shape);
+  const dtype = ctx.dtype ?? 'float32';
+  return shape.length > 1 ? castAtUse(stored, dtype, x) : cast(stored, dtype);
+}
 
 const staticDim = (x: Tensor, axis: number, what: string): number => {
   const d = x.shape[axis];
@@ -221,6 +233,7 @@ export function multiHeadAttention(
     project(context ?? x, v),
     {
       causal: options.causal ?? false,
+      ...(ctx.memory?.attentionQueryChunk ? { queryChunk: ctx.memory.attentionQueryChunk } : {}),
     },
   );
   return linear(ctx, mergeHeads(attended), `${path}.${o}`, dim, true);

@@ -22,6 +22,7 @@ import {
 } from '@lora/engine';
 import type { LoraOptions } from '../../lora.ts';
 import type { MicroBatchLoss } from '../../train/model.ts';
+import type { MemoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
@@ -76,6 +77,8 @@ export interface SdLossOptions {
    * noise schedule and the loss stay float32. Default float32.
    */
   computeDtype?: DType;
+  /** Checkpointed blocks (UNet ResNet and transformer blocks, text encoder layers) and attention in query blocks. */
+  memory?: MemoryOptions;
 }
 
 /** Graph input names of the loss graph. */
@@ -136,7 +139,7 @@ export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdL
     });
     states = graph.scope('text_encoder', () =>
       buildClipTextEncoder(
-        { checkpoint, component: 'text_encoder', lora: plan, dtype },
+        { checkpoint, component: 'text_encoder', lora: plan, dtype, memory: options.memory },
         textEncoder,
         inputIds,
         {
@@ -164,7 +167,7 @@ export function buildSdLoss(graph: Graph, checkpoint: SdCheckpoint, options: SdL
   const prediction = cast(
     graph.scope('unet', () =>
       buildUnet(
-        { checkpoint, component: 'unet', lora: unetPlan, dtype },
+        { checkpoint, component: 'unet', lora: unetPlan, dtype, memory: options.memory },
         unet,
         cast(noisy, dtype),
         timesteps,

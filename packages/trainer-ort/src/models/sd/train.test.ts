@@ -497,10 +497,41 @@ describe('trainSd kohya options', () => {
       clip_skip: 2,
     });
     expect(info.join('\n')).toMatch(/latents: 4 encoded, 0 read from the cache/);
+    expect(info.join('\n')).toMatch(/memory for a step at latent size \d+x\d+: about \d+\.\d\d GiB/);
     const { metadata } = await readSafetensors(result.adapter);
     expect([metadata['ss_flip_aug'], metadata['ss_clip_skip']]).toEqual(['True', '2']);
     const graph = graphs.get('gradients-8x8.onnx')!;
     expect(graph).toContain('text_model.encoder.layers.0.');
     expect(graph).not.toContain('text_model.encoder.layers.1.');
+  });
+
+  it('gradient_checkpointing and memory_efficient_attention recompute in the backward pass and train the same steps', async () => {
+    const folder = join(root, 'recompute');
+    await writeShapeImages(folder, { count: 2 });
+    const losses = async (name: string, memory: Partial<SdConfig>) => {
+      const sd = await config(name);
+      const run = await train({
+        ...sd,
+        train_data_dir: folder,
+        max_steps: 2,
+        train_text_encoder: true,
+        ...memory,
+      });
+      const steps = run.events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+      return { steps, run };
+    };
+    const kept = await losses('kept', {});
+    const recomputed = await losses('recomputed', {
+      gradient_checkpointing: true,
+      memory_efficient_attention: true,
+    });
+    expect(recomputed.steps).toHaveLength(2);
+    recomputed.steps.forEach((loss, i) => {
+      expect(Math.abs(loss - kept.steps[i]!) / kept.steps[i]!).toBeLessThan(1e-5);
+    });
+    expect(recomputed.run.info.join('\n')).toMatch(/activations up to .* with gradient checkpointing/);
+    // The backward pass's recomputation is in the graph the run loaded.
+    expect(recomputed.run.graphs.get('gradients-8x8.onnx')).toContain('recompute');
+    expect(kept.run.graphs.get('gradients-8x8.onnx')).not.toContain('recompute');
   });
 });

@@ -28,6 +28,7 @@ import { Graph } from '@lora/engine';
 import type { TrainingLoopResult } from '../../train/loop.ts';
 import { type ModelFamily, type PreparedRun, runFamily } from '../../train/run.ts';
 import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
+import { memoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
 import {
   magnitudesAsStored,
@@ -151,6 +152,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       prediction: config.prediction_type,
       clipSkip: config.clip_skip,
       lora,
+      memory: memoryOptions(config),
       ...(config.min_snr_gamma === undefined ? {} : { minSnrGamma: config.min_snr_gamma }),
     });
     const latentShape = (bucket: Size) => encoder.latentShape(bucket);
@@ -209,7 +211,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       });
       return { adapter };
     };
-    return { model: trained, data, writeAdapter, close };
+    return { model: trained, data, writeAdapter, close, memoryDims: { batch: config.batch_size } };
   } catch (error) {
     await close();
     throw error;

@@ -7,6 +7,7 @@
  */
 import type { Tensor } from '@lora/engine';
 import { add, cast, concat, gelu, mul, reshape, resizeNearest, silu, split, transpose } from '@lora/engine';
+import { block } from '../memory.ts';
 import type { UnetConfig } from './config.ts';
 import {
   conv2d,
@@ -105,21 +106,19 @@ export function buildUnet(
     return silu(linear(ctx, hidden, 'time_embedding.linear_2', embedDim));
   });
 
+  // Each ResNet and transformer block is one gradient checkpoint when the memory options ask.
+  const resnet = (x: Tensor, path: string, out: number) =>
+    block(ctx.memory, x, (input) => resnetBlock(ctx, input, path, out, norm, tembAct));
+  const transformer = (x: Tensor, path: string, heads: number) =>
+    block(ctx.memory, x, (input) => transformer2d(ctx, input, context, path, heads, norm.groups));
+
   let h = conv2d(ctx, sample, 'conv_in', channels[0]!, 3);
   const skips: Tensor[] = [h];
   channels.forEach((out, i) => {
     for (let j = 0; j < config.layersPerBlock; j++) {
-      h = resnetBlock(ctx, h, `down_blocks.${i}.resnets.${j}`, out, norm, tembAct);
-      if (config.crossAttention[i]) {
-        h = transformer2d(
-          ctx,
-          h,
-          context,
-          `down_blocks.${i}.attentions.${j}`,
-          config.attentionHeads[i]!,
-          norm.groups,
-        );
-      }
+      h = resnet(h, `down_blocks.${i}.resnets.${j}`, out);
+      if (config.crossAttention[i])
+        h = transformer(h, `down_blocks.${i}.attentions.${j}`, config.attentionHeads[i]!);
       skips.push(h);
     }
     if (i < levels - 1) {
@@ -132,31 +131,17 @@ export function buildUnet(
   });
 
   const last = channels[levels - 1]!;
-  h = resnetBlock(ctx, h, 'mid_block.resnets.0', last, norm, tembAct);
-  h = transformer2d(
-    ctx,
-    h,
-    context,
-    'mid_block.attentions.0',
-    config.attentionHeads[levels - 1]!,
-    norm.groups,
-  );
-  h = resnetBlock(ctx, h, 'mid_block.resnets.1', last, norm, tembAct);
+  h = resnet(h, 'mid_block.resnets.0', last);
+  h = transformer(h, 'mid_block.attentions.0', config.attentionHeads[levels - 1]!);
+  h = resnet(h, 'mid_block.resnets.1', last);
 
   for (let i = 0; i < levels; i++) {
     const level = levels - 1 - i;
     const out = channels[level]!;
     for (let j = 0; j <= config.layersPerBlock; j++) {
-      h = resnetBlock(ctx, concat([h, skips.pop()!], 1), `up_blocks.${i}.resnets.${j}`, out, norm, tembAct);
+      h = resnet(concat([h, skips.pop()!], 1), `up_blocks.${i}.resnets.${j}`, out);
       if (config.crossAttention[level]) {
-        h = transformer2d(
-          ctx,
-          h,
-          context,
-          `up_blocks.${i}.attentions.${j}`,
-          config.attentionHeads[level]!,
-          norm.groups,
-        );
+        h = transformer(h, `up_blocks.${i}.attentions.${j}`, config.attentionHeads[level]!);
       }
     }
     if (i < levels - 1) h = conv2d(ctx, resizeNearest(h, 2), `up_blocks.${i}.upsamplers.0.conv`, out, 3);
