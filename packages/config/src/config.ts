@@ -4,6 +4,7 @@ import { DEFAULT_EPOCHS, DEFAULT_TARGET_MODULES } from './defaults.ts';
 import { ALL_LINEAR, type ClipModule, type LlmModule, type UnetModule } from './modules.ts';
 import { outputNameOf, withOutputName } from './run-folder.ts';
 import type {
+  BASE_PRECISIONS,
   ConfigInput,
   DATASET_FORMATS,
   DEVICES,
@@ -16,6 +17,7 @@ import type {
 import { DEFAULTS } from './schema.ts';
 
 export type MixedPrecision = (typeof MIXED_PRECISIONS)[number];
+export type BasePrecision = (typeof BASE_PRECISIONS)[number];
 export type Device = (typeof DEVICES)[number];
 export type LrScheduler = (typeof LR_SCHEDULERS)[number];
 export type Optimizer = (typeof OPTIMIZERS)[number];
@@ -57,6 +59,8 @@ export interface CommonConfig {
    * elsewhere); `resolveMixedPrecision` implements that rule.
    */
   mixed_precision: MixedPrecision;
+  /** The type frozen base weights are held in; absent: as the file stores them. */
+  base_precision?: BasePrecision;
   gradient_checkpointing: boolean;
   device: Device;
   device_ids?: number[];
@@ -177,6 +181,7 @@ export function resolveConfig(
     eps: set.eps,
     max_grad_norm: set.max_grad_norm,
     mixed_precision: set.mixed_precision,
+    base_precision: input.base_precision,
     gradient_checkpointing: set.gradient_checkpointing,
     device: set.device,
     device_ids: input.device_ids,

@@ -11,6 +11,7 @@ export {
   type WarningCode,
 } from './backend.ts';
 export type {
+  BasePrecision,
   CommonConfig,
   DatasetFormat,
   Device,

@@ -28,6 +28,7 @@ export const OPTIMIZERS = ['adamw'] as const;
 /** The LoRA variants (`@lora/adapters`' registry; a trainer test keeps the two lists equal). */
 export const NETWORKS = ['lora', 'dora', 'loha', 'lokr'] as const;
 export const MIXED_PRECISIONS = ['auto', 'fp16', 'bf16', 'no'] as const;
+export const BASE_PRECISIONS = ['fp16', 'bf16', 'fp32'] as const;
 
 /**
  * A file name on every OS: no separators, NUL or other control characters (they end a path in C
@@ -327,6 +328,11 @@ const fields = {
     description:
       'Compute precision of the frozen model. `auto` is decided at run time: fp16 on CUDA, fp32 elsewhere; `no` is fp32. fp16 works on CUDA and on WebGPU adapters with shader-f16; WebGPU has no bf16 (it computes in fp32 and says so). LoRA weights and optimizer state stay fp32.',
     default: 'auto',
+    section: 'Precision and device',
+  }),
+  base_precision: key(z.enum(BASE_PRECISIONS), {
+    description:
+      "The type the frozen base model's weights are held in (default: as the file stores them): fp16 or bf16 halves an F32 checkpoint's memory, rounding each weight once when training starts; fp32 widens a half-precision file (twice the memory, no conversion per step). LoRA weights stay fp32.",
     section: 'Precision and device',
   }),
   device: key(z.enum(DEVICES), {

@@ -8,7 +8,7 @@ export {
 export { type GradientsOptions, gradients } from './autodiff/gradients.ts';
 export { type InputVjp, VJP, type VjpContext, type VjpRule } from './autodiff/vjp.ts';
 export { EngineError, type EngineErrorCode } from './errors.ts';
-export { type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';
+export { BYTES_PER_ELEMENT, type DType, fromFloat16Bits, toFloat16Bits } from './graph/dtype.ts';
 export {
   type Attributes,
   type AttributeValue,

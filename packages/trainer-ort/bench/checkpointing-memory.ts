@@ -4,8 +4,11 @@
  * peak resident size is that variant's alone, beside the estimate `lora train` prints. Models:
  * - `12L` (default): 12 layers, 512 wide, random F32 weights, batch 4 × 512 tokens (activations,
  *   not weights, fill the memory);
- * - `Llama-3.2-1B`: the real layout and sizes, random BF16 weights, batch 1 × 512 tokens.
- * Run: `npx jiti bench/checkpointing-memory.ts [12L|Llama-3.2-1B]` (spawns itself per variant).
+ * - `Llama-3.2-1B`: the real layout and sizes, random BF16 weights, batch 1 × 512 tokens;
+ * - `Qwen2-7B-1L`: Qwen2-7B's real layout with one of its 28 decoder layers, random BF16 weights,
+ *   batch 1 × 512, scaled to the whole model by arithmetic: the measured peak plus what the
+ *   estimate adds for the other 27 layers (built from a header-only file of the full model).
+ * Run: `npx jiti bench/checkpointing-memory.ts [12L|Llama-3.2-1B|Qwen2-7B-1L]` (spawns itself per variant).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -13,12 +16,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { estimateMemory, Graph, gradients, type HostTensor, writeModel } from '@lora/engine';
+import {
+  estimateMemory,
+  Graph,
+  gradients,
+  type HostTensor,
+  type MemoryEstimate,
+  writeModel,
+} from '@lora/engine';
 import { writeSafetensors } from '@lora/safetensors';
 import { openLlamaCheckpoint } from '../src/models/llama/checkpoint.ts';
 import { parseLlamaConfig } from '../src/models/llama/config.ts';
 import { LlamaModel } from '../src/models/llama/model.ts';
 import { REAL_CONFIGS } from '../src/models/llama/real-configs.ts';
+import { sparseSafetensors } from '../src/models/llama/testing.ts';
 import { llamaTensorShapes } from '../src/models/llama/weights.ts';
 import { Session } from '../src/session.ts';
 
@@ -40,6 +51,12 @@ const MODELS = {
     batch: 4,
   },
   'Llama-3.2-1B': { config: REAL_CONFIGS['Llama-3.2-1B'], dtype: 'BF16', batch: 1 },
+  'Qwen2-7B-1L': {
+    config: { ...REAL_CONFIGS['Qwen2-7B'], num_hidden_layers: 1 },
+    dtype: 'BF16',
+    batch: 1,
+    whole: REAL_CONFIGS['Qwen2-7B'],
+  },
 } as const;
 const SEQ = 512;
 const [name = '12L', variant, root] = process.argv.slice(2);
@@ -76,7 +93,8 @@ async function writeRandomModel(folder: string): Promise<void> {
   );
 }
 
-async function measure(recompute: boolean, folder: string): Promise<string> {
+/** The step's graph: forward, loss, gradients toward every LoRA tensor. */
+async function stepGraph(folder: string, recompute: boolean) {
   const llama = new LlamaModel(await openLlamaCheckpoint(folder), {
     targetModules: 'all-linear',
     rank: 16,
@@ -92,7 +110,32 @@ async function measure(recompute: boolean, folder: string): Promise<string> {
   ).entries()) {
     graph.output(g, `grad:${built.parameters[i]!.name}`);
   }
-  const estimate = estimateMemory(graph, { batch: model.batch, seq: SEQ });
+  return { llama, graph, built, estimate: estimateMemory(graph, { batch: model.batch, seq: SEQ }) };
+}
+
+const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
+
+/** The whole model's estimate minus this one's, from a header-only file of the whole model. */
+async function estimateOfTheRest(root: string, recompute: boolean, part: MemoryEstimate): Promise<number> {
+  if (!('whole' in model)) return 0;
+  const folder = join(root, 'whole');
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'config.json'), JSON.stringify(model.whole));
+  await sparseSafetensors(
+    join(folder, 'model.safetensors'),
+    llamaTensorShapes(parseLlamaConfig(model.whole)),
+  );
+  const { estimate } = await stepGraph(folder, recompute);
+  return (
+    estimate.weights +
+    estimate.peakActivations +
+    estimate.inputs -
+    (part.weights + part.peakActivations + part.inputs)
+  );
+}
+
+async function measure(recompute: boolean, folder: string): Promise<string> {
+  const { llama, built, graph, estimate } = await stepGraph(folder, recompute);
   const session = await Session.create(await writeModel(graph, join(folder, '..', String(recompute))), {
     device: 'cpu',
   });
@@ -115,10 +158,12 @@ async function measure(recompute: boolean, folder: string): Promise<string> {
     loss = Number((out['loss']!.data as Float32Array)[0]);
   }
   await session.dispose();
-  const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
+  const peak = process.resourceUsage().maxRSS * 1024;
+  const rest = await estimateOfTheRest(join(folder, '..'), recompute, estimate);
   return (
-    `peak RSS ${gib(process.resourceUsage().maxRSS * 1024)} GiB, step ${(Math.min(...times) / 1000).toFixed(2)} s (best of 3), ` +
-    `loss sum ${loss.toFixed(3)}; estimate: weights ${gib(estimate.weights)} GiB, activations ${gib(estimate.peakActivations)} GiB`
+    `peak RSS ${gib(peak)} GiB, step ${(Math.min(...times) / 1000).toFixed(2)} s (best of 3), ` +
+    `loss sum ${loss.toFixed(3)}; estimate: weights ${gib(estimate.weights)} GiB, activations ${gib(estimate.peakActivations)} GiB` +
+    (rest > 0 ? `; the whole model: about ${gib(peak + rest)} GiB (+${gib(rest)} GiB estimated)` : '')
   );
 }
 

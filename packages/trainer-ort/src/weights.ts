@@ -1,8 +1,10 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { DType, Graph, Tensor } from '@lora/engine';
+import { cast, type DType, type Graph, type Tensor } from '@lora/engine';
 import {
   type Dtype,
+  type FloatDtype,
+  fromFloat32,
   openSafetensors,
   SafetensorsError,
   type SafetensorsFile,
@@ -42,7 +44,14 @@ const VALUE_PRESERVING = new Set(['Cast', 'Reshape', 'Identity']);
  */
 export function frozenValues(weight: Tensor): Float32Array {
   let source = weight;
-  while (source.producer && VALUE_PRESERVING.has(source.producer.opType)) source = source.producer.inputs[0]!;
+  // A half type on the way (`base_precision`) rounds the values the graph computes with.
+  const roundings: FloatDtype[] = [];
+  while (source.producer && VALUE_PRESERVING.has(source.producer.opType)) {
+    const through = TO_SAFETENSORS[source.dtype];
+    if (source.producer.opType === 'Cast' && (through === 'F16' || through === 'BF16'))
+      roundings.unshift(through);
+    source = source.producer.inputs[0]!;
+  }
   const data = source.graph.initializers.get(source);
   const dtype = TO_SAFETENSORS[source.dtype];
   if (!data || !dtype) {
@@ -51,27 +60,34 @@ export function frozenValues(weight: Tensor): Float32Array {
       `${weight.name} is not a frozen float weight, so its values cannot start a LoRA variant`,
     );
   }
-  if (data.kind === 'inline') return toFloat32(data.bytes, dtype);
-  const bytes = new Uint8Array(data.length);
-  const fd = openSync(data.path, 'r');
+  let values = data.kind === 'inline' ? toFloat32(data.bytes, dtype) : toFloat32(readRange(data), dtype);
+  for (const half of roundings) values = toFloat32(fromFloat32(values, half), half);
+  return values;
+}
+
+function readRange({ path, offset, length }: { path: string; offset: number; length: number }): Uint8Array {
+  const bytes = new Uint8Array(length);
+  const fd = openSync(path, 'r');
   try {
-    readSync(fd, bytes, 0, data.length, data.offset);
+    readSync(fd, bytes, 0, length, offset);
   } finally {
     closeSync(fd);
   }
-  return toFloat32(bytes, dtype);
+  return bytes;
 }
 
 /**
  * A frozen weight read in place from a safetensors file: an external-data initializer at
- * `dataStart + byteOffset`, in the file's dtype (cast it in the graph). `file` is what
- * `openSafetensors(path)` returns; nothing is read or copied here.
+ * `dataStart + byteOffset`, in the file's dtype (cast it in the graph), or converted to `held`
+ * (a cast onnxruntime folds when the session loads, so the weight is held in that type). `file`
+ * is what `openSafetensors(path)` returns; nothing is read or copied here.
  */
 export function safetensorsWeight(
   graph: Graph,
   file: Pick<SafetensorsHeader, 'tensors' | 'dataStart'> & { readonly path: string },
   key: string,
   name = key,
+  held?: DType,
 ): Tensor {
   const info = file.tensors.get(key);
   if (!info) {
@@ -84,11 +100,12 @@ export function safetensorsWeight(
       `tensor '${key}' in ${file.path} is ${info.dtype}, which the graph cannot hold`,
     );
   }
-  return graph.initializer(name, dtype, info.shape, {
+  const stored = graph.initializer(name, dtype, info.shape, {
     path: resolve(file.path),
     offset: file.dataStart + info.byteOffset,
     length: info.byteLength,
   });
+  return held === undefined || held === dtype ? stored : cast(stored, held);
 }
 
 /**

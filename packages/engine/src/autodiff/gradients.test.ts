@@ -357,6 +357,54 @@ describe('gradients', () => {
     expect(conversions(atUse)).toBe(3);
   });
 
+  it('converts rows of a weight at use: the parts make the whole, and the backward pass converts each again', async () => {
+    const values = Array.from({ length: 24 }, (_, i) => Math.round(64 * Math.sin(i)) / 128);
+    const build = (parts: readonly (readonly [number, number])[] | undefined) => {
+      const graph = new Graph();
+      const x = graph.input('x', 'float32', ['batch', 4]);
+      const a = graph.input('a', 'float32', [4, 4]);
+      const w = graph.constant(values, 'bfloat16', [6, 4]);
+      const h = tanh(matmul(x, a));
+      const converted = parts ? parts.map((rows) => castAtUse(w, 'float32', h, rows)) : [cast(w, 'float32')];
+      const y = concat(
+        converted.map((part) => matmul(h, transpose(part))),
+        -1,
+      );
+      const loss = reduceSum(mul(y, y));
+      const forwardNodes = graph.nodes.length;
+      graph.output(gradients(loss, [a])[0]!, 'da');
+      graph.output(loss, 'loss');
+      return { graph, converted, backward: graph.nodes.slice(forwardNodes) };
+    };
+    const feeds = {
+      x: hostTensor('float32', [2, 4], Float32Array.of(0.5, -1, 2, 0.25, 1, 0, -0.5, 3)),
+      a: hostTensor(
+        'float32',
+        [4, 4],
+        Float32Array.from({ length: 16 }, (_, i) => Math.cos(i) / 3),
+      ),
+    };
+    const whole = build(undefined);
+    const parts = build([
+      [0, 4],
+      [4, 6],
+    ]);
+    const [want, got] = [await runGraph(whole.graph, feeds), await runGraph(parts.graph, feeds)];
+    for (const name of ['loss', 'da']) {
+      valuesOf(got[name]).forEach((v, i) => {
+        expect(v).toBeCloseTo(valuesOf(want[name])[i]!, 5);
+      });
+    }
+    expect(parts.converted.map((t) => t.shape)).toEqual([
+      [4, 4],
+      [2, 4],
+    ]);
+    expect(parts.backward.some((node) => node.inputs.some((t) => parts.converted.includes(t!)))).toBe(false);
+    expect(() => castAtUse(parts.converted[0]!, 'float32', parts.converted[0]!, [3, 9])).toThrow(
+      /rows \[3, 9\)/,
+    );
+  });
+
   it("recomputes a checkpointed dropout with the forward pass's mask, not a new draw", async () => {
     // y = dropout(x·w), loss = Σ y²: dL/dw = 2·x·y·mask/(1−p) element-wise, from the mask the forward pass drew.
     const n = 1000;

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { gradients } from '../autodiff/gradients.ts';
 import { Graph, type Tensor } from './graph.ts';
 import { estimateMemory } from './memory-estimate.ts';
-import { add, mul, tanh } from './ops/elementwise.ts';
-import { checkpoint } from './ops/gradient-marks.ts';
+import { add, cast, mul, tanh } from './ops/elementwise.ts';
+import { castAtUse, checkpoint } from './ops/gradient-marks.ts';
 import { reshape } from './ops/layout.ts';
 import { matmul } from './ops/linalg.ts';
 import { reduceSum } from './ops/reduce.ts';
@@ -20,9 +20,33 @@ describe('estimateMemory', () => {
     // a, b (c is a view of it), then both additions' outputs: a and b die after the first one.
     const estimate = estimateMemory(graph, { n: 4 });
     expect(estimate.inputs).toBe(16);
-    expect(estimate.weights).toBe(8 + 4 + 8); // w, the scalar 2 (float32), the -1 shape (int64)
+    // The scalar 2 (float32) and the -1 shape (int64); the float16 constant nobody reads is dropped.
+    expect(estimate.weights).toBe(4 + 8);
     expect(estimate.peakActivations).toBe(3 * 16);
     expect(() => estimateMemory(graph)).toThrow(/no size for dim 'n'/);
+  });
+
+  it('holds a constant cast or viewed when the session loads at the folded type; a cast at use keeps the stored one', () => {
+    const graph = new Graph();
+    const x = graph.input('x', 'float32', [2, 1000]);
+    const stored = graph.initializer('w', 'float32', [1000, 1000], {
+      path: '/w.bin',
+      offset: 0,
+      length: 4e6,
+    });
+    // Held as float16 (one 2 MB constant; the float32 one is read only by the folded Cast)...
+    const held = reshape(cast(stored, 'float16'), [1000, 1000]);
+    // ...and widened at each use, which no folding can see through.
+    const y = matmul(x, castAtUse(held, 'float32', x));
+    graph.output(y, 'y');
+    const { weights } = estimateMemory(graph);
+    expect(weights - 2e6).toBeGreaterThanOrEqual(0);
+    expect(weights - 2e6).toBeLessThan(100); // plus the small shape and index constants
+    // The same weight widened once, as a plain cast: folded into a float32 copy.
+    const folding = new Graph();
+    const w = folding.initializer('w', 'float16', [1000, 1000], { path: '/w.bin', offset: 0, length: 2e6 });
+    folding.output(matmul(folding.input('x', 'float32', [2, 1000]), cast(w, 'float32')), 'y');
+    expect(estimateMemory(folding).weights).toBe(4e6);
   });
 
   it('sizes a product of named dims from a reshape', () => {

@@ -2,14 +2,16 @@
  * What running a graph once holds in memory, from the graph alone: its weights, its fed inputs,
  * and the most intermediate bytes alive at once when the nodes run in order, each value freed after
  * its last reader (as onnxruntime's allocation planner does). Views (Reshape, Squeeze, Unsqueeze,
- * Identity) share their input's bytes. A runtime adds its own workspace and allocator slack.
+ * Identity) share their input's bytes. A Cast or view of constants is folded into a new constant
+ * when the session loads (onnxruntime's constant folding), and a constant only such nodes read is
+ * dropped. A runtime adds its own workspace and allocator slack.
  */
 import { BYTES_PER_ELEMENT } from './dtype.ts';
-import type { Graph, Tensor } from './graph.ts';
+import type { Graph, Node, Tensor } from './graph.ts';
 import type { Dim } from './shape.ts';
 
 export interface MemoryEstimate {
-  /** Initializers at their stored type (the frozen weights and constants). */
+  /** Constants as the session holds them (the frozen weights), after folding. */
   readonly weights: number;
   /** Fed inputs (batch, LoRA parameters). */
   readonly inputs: number;
@@ -36,12 +38,29 @@ export function estimateMemory(graph: Graph, dims: Readonly<Record<string, numbe
         }, 1);
   const sum = (ts: Iterable<Tensor>) => [...ts].reduce((n, t) => n + bytes(t), 0);
 
-  const held = new Set<Tensor>([...graph.initializers.keys(), ...graph.inputs]);
+  const constants = new Set<Tensor>(graph.initializers.keys());
+  const folded = new Set<Node>();
+  for (const node of graph.nodes) {
+    const foldable = node.opType === 'Cast' || VIEW_OPS.has(node.opType);
+    if (foldable && node.inputs.every((t) => !t || constants.has(t))) {
+      folded.add(node);
+      for (const o of node.outputs) constants.add(o);
+    }
+  }
+  const kept = new Set<Tensor>(
+    graph.outputs.flatMap(({ tensor }) => (constants.has(tensor) ? [tensor] : [])),
+  );
+  for (const node of graph.nodes) {
+    if (!folded.has(node)) for (const t of node.inputs) if (t && constants.has(t)) kept.add(t);
+  }
+
+  const held = new Set<Tensor>([...constants, ...graph.inputs]);
   // Each intermediate's storage (a view's is its source's) and the index of its storage's last reader.
   const storage = new Map<Tensor, Tensor>();
   const lastUse = new Map<Tensor, number>();
   const end = graph.nodes.length;
   for (const [i, node] of graph.nodes.entries()) {
+    if (folded.has(node)) continue;
     for (const t of node.inputs) {
       const s = t && storage.get(t);
       if (s) lastUse.set(s, i);
@@ -72,5 +91,5 @@ export function estimateMemory(graph: Graph, dims: Readonly<Record<string, numbe
     peak = Math.max(peak, live);
     for (const s of freedAt.get(i) ?? []) live -= bytes(s);
   }
-  return { weights: sum(graph.initializers.keys()), inputs: sum(graph.inputs), peakActivations: peak };
+  return { weights: sum(kept), inputs: sum(graph.inputs), peakActivations: peak };
 }

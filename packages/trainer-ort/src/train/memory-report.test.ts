@@ -1,6 +1,8 @@
 import { parseConfig, type TrainerEvent } from '@lora/config';
 import { describe, expect, it } from 'vitest';
-import { memoryNeed, memoryReporter, RUNTIME_BYTES } from './memory-report.ts';
+import type { MemoryOptions } from '../models/memory.ts';
+import { memoryNeed, memoryReporter, memorySavers, RUNTIME_BYTES } from './memory-report.ts';
+import type { TrainableModel } from './model.ts';
 import { buildGradientsGraph } from './step-graphs.ts';
 import { HIDDEN, IN, mlpModel, OUT } from './test-model.ts';
 
@@ -36,22 +38,43 @@ describe('the memory estimate said before the first step', () => {
     expect(double / need.activations).toBeLessThan(2.1);
   });
 
+  const source = (batch: number) => ({
+    dims: { batch },
+    modelWith: (memory: MemoryOptions) => mlpModel({ memory }) as TrainableModel<unknown>,
+  });
+
   it('warns with the settings that need less when the memory would not hold the step, and names the bucket', () => {
     const events: TrainerEvent[] = [];
     const info: string[] = [];
+    const batch = 2 ** 24;
     const report = memoryReporter(
       sdConfig(['batch_size: 4']),
-      { batch: 4 },
+      source(batch),
       (m) => info.push(m),
       (e) => events.push(e),
       1024,
     );
-    report(built, '64x64');
+    // One graph per shape key, as SD has per bucket (the test model's key is its static batch).
+    const key = `b${batch}`;
+    const kept = buildGradientsGraph(mlpModel(), 'fp32', key);
+    report(kept, key, 'fp32');
+    // The other side of the trade: the same model with its first layer checkpointed.
+    const recomputed = memoryNeed(
+      buildGradientsGraph(mlpModel({ memory: { checkpointBlocks: true } }), 'fp32', key),
+      {},
+    );
+    const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2).replace('.', '\\.');
     expect(info).toEqual([
       expect.stringMatching(
-        /^memory for a step at latent size 64x64: about 0\.\d\d GiB \(frozen weights 0\.00 GiB as stored, activations up to 0\.00 GiB, LoRA, optimizer state and batch 0\.00 GiB, runtime 0\.75 GiB\)$/,
+        new RegExp(
+          `^memory for a step at latent size ${key}: about` +
+            ' \\d+\\.\\d\\d GiB \\(frozen weights 0\\.00 GiB, activations up to \\d+\\.\\d\\d GiB, ' +
+            'LoRA, optimizer state and batch \\d+\\.\\d\\d GiB, runtime 0\\.75 GiB\\); ' +
+            `with gradient_checkpointing and memory_efficient_attention: about ${gib(recomputed.total)} GiB \\(activations up to ${gib(recomputed.activations)} GiB\\)$`,
+        ),
       ),
     ]);
+    expect(recomputed.activations).not.toBe(memoryNeed(kept, {}).activations);
     expect(events).toEqual([
       {
         type: 'warning',
@@ -66,13 +89,14 @@ describe('the memory estimate said before the first step', () => {
   it('suggests only what is not set yet, and says nothing more where the memory is unknown (a GPU)', () => {
     const events: TrainerEvent[] = [];
     const config = sdConfig(['gradient_checkpointing: true', 'memory_efficient_attention: true']);
+    const checkpointed = buildGradientsGraph(mlpModel({ memory: { checkpointBlocks: true } }), 'fp32');
     memoryReporter(
       config,
-      { batch: 1 },
+      source(1),
       () => {},
       (e) => events.push(e),
       1024,
-    )(built, undefined);
+    )(checkpointed, undefined, 'fp32');
     expect(events).toHaveLength(1);
     expect((events[0] as { message: string }).message).toMatch(
       /^a step needs .*; to need less, set a lower resolution$/,
@@ -80,12 +104,25 @@ describe('the memory estimate said before the first step', () => {
     const info: string[] = [];
     memoryReporter(
       config,
-      { batch: 1 },
+      source(1),
       (m) => info.push(m),
       (e) => events.push(e),
       undefined,
-    )(built, undefined);
-    expect(info[0]).toMatch(/activations up to .* with gradient checkpointing/);
+    )(checkpointed, undefined, 'fp32');
+    expect(info[0]).toMatch(
+      /activations up to .* with gradient checkpointing, .*; without gradient checkpointing: about/,
+    );
     expect(events).toHaveLength(1);
+  });
+
+  it('suggests base_precision only for float32 weights not yet converted: bf16 for LLaMA, fp16 for SD', () => {
+    const llm = parseConfig(
+      ['base_model: /models/llama', 'train_data: /data/chat.jsonl', 'output_dir: /runs/chat'].join('\n'),
+      '/runs/config.yaml',
+    );
+    expect(memorySavers(llm, true)).toContain('base_precision: bf16');
+    expect(memorySavers(sdConfig(), true)).toContain('base_precision: fp16');
+    expect(memorySavers(sdConfig(), false).join()).not.toContain('base_precision');
+    expect(memorySavers(sdConfig(['base_precision: bf16']), true).join()).not.toContain('base_precision');
   });
 });

@@ -1,12 +1,15 @@
 /**
  * The memory a run's step will need, said before the first step: an estimate from the gradients
- * graph (frozen weights as stored, the most activations alive at once, LoRA and optimizer state),
- * and a warning with the settings that lower it when the CPU's memory would not hold it. onnxruntime-node
- * reports no GPU's memory size, so on a GPU the estimate is said for the user to compare.
+ * graph (frozen weights as held, the most activations alive at once, LoRA and optimizer state),
+ * with and without recomputation, and a warning with the settings that lower it when the CPU's
+ * memory would not hold it. onnxruntime-node reports no GPU's memory size, so on a GPU the
+ * estimate is said for the user to compare.
  */
 import type { LoraConfig, TrainerEvent } from '@lora/config';
 import { estimateMemory } from '@lora/engine';
-import type { GradientsGraph, GradientsGraphHook } from './step-graphs.ts';
+import { type MemoryOptions, memoryOptions } from '../models/memory.ts';
+import type { TrainableModel } from './model.ts';
+import { buildGradientsGraph, type GradientsGraph, type GradientsGraphHook } from './step-graphs.ts';
 
 /**
  * What the process holds besides the graph's own values: Node.js, onnxruntime and its kernels'
@@ -41,43 +44,87 @@ export function memoryNeed(built: GradientsGraph, dims: Readonly<Record<string, 
 const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 
 /** The config changes that lower a step's memory, of those not made yet. */
-export function memorySavers(config: LoraConfig): string[] {
+export function memorySavers(config: LoraConfig, wideWeights: boolean): string[] {
   const savers: string[] = [];
   if (!config.gradient_checkpointing) savers.push('gradient_checkpointing: true');
   if (config.task === 'sd' && !config.memory_efficient_attention)
     savers.push('memory_efficient_attention: true');
+  // LLaMA-family weights are trained in bf16 (fp16's range can overflow them); SD's are fine in fp16.
+  if (wideWeights && config.base_precision === undefined)
+    savers.push(`base_precision: ${config.task === 'sd' ? 'fp16' : 'bf16'}`);
   if (config.batch_size > 1)
     savers.push('a smaller batch_size (with gradient_accumulation_steps to keep the effective batch)');
   savers.push(config.task === 'sd' ? 'a lower resolution' : 'a lower max_seq_len');
   return savers;
 }
 
+/** What the estimate needs from the run's model family. */
+export interface MemoryEstimateSource {
+  /** Sizes of the gradients graph's named dims in the largest micro-batch (the batch, the sequence). */
+  readonly dims: Readonly<Record<string, number>>;
+  /** The run's model with other memory options, to estimate the other side of the trade. */
+  modelWith(memory: MemoryOptions): TrainableModel<unknown>;
+}
+
 /**
- * Says each gradients graph's estimate once it is built; `dims` sizes the graph's named dims
- * (the batch, the sequence). `available` is the CPU's memory, or undefined on a GPU.
+ * The memory options on the other side of the trade: the recomputing ones when the config asks
+ * for none, none when it asks for some; the held weight type stays.
+ */
+function otherSide(config: LoraConfig): { memory: MemoryOptions; label: string } {
+  const current = memoryOptions(config);
+  const base = current.weightDtype === undefined ? {} : { weightDtype: current.weightDtype };
+  if (current.checkpointBlocks || current.attentionQueryChunk !== undefined) {
+    return { memory: base, label: 'without gradient checkpointing' };
+  }
+  const sd = config.task === 'sd';
+  const keys = sd ? 'gradient_checkpointing and memory_efficient_attention' : 'gradient_checkpointing';
+  return {
+    memory: memoryOptions({
+      ...config,
+      gradient_checkpointing: true,
+      ...(sd ? { memory_efficient_attention: true } : {}),
+    }),
+    label: `with ${keys}`,
+  };
+}
+
+/**
+ * Says each gradients graph's estimate once it is built, beside the estimate on the other side of
+ * the checkpointing trade. `available` is the CPU's memory, or undefined on a GPU.
  */
 export function memoryReporter(
   config: LoraConfig,
-  dims: Readonly<Record<string, number>>,
+  source: MemoryEstimateSource,
   info: (message: string) => void,
   emit: (event: TrainerEvent) => void,
   available: number | undefined,
 ): GradientsGraphHook {
-  return (built, shapeKey) => {
-    const need = memoryNeed(built, dims);
+  const other = otherSide(config);
+  return (built, shapeKey, precision) => {
+    const need = memoryNeed(built, source.dims);
+    const alternative = memoryNeed(
+      buildGradientsGraph(source.modelWith(other.memory), precision, shapeKey),
+      source.dims,
+    );
     const which = shapeKey === undefined ? 'a step' : `a step at latent size ${shapeKey}`;
     info(
-      `memory for ${which}: about ${gib(need.total)} (frozen weights ${gib(need.weights)} as stored, ` +
+      `memory for ${which}: about ${gib(need.total)} (frozen weights ${gib(need.weights)}, ` +
         `activations up to ${gib(need.activations)}${config.gradient_checkpointing ? ' with gradient checkpointing' : ''}, ` +
-        `LoRA, optimizer state and batch ${gib(need.training)}, runtime ${gib(RUNTIME_BYTES)})`,
+        `LoRA, optimizer state and batch ${gib(need.training)}, runtime ${gib(RUNTIME_BYTES)}); ` +
+        `${other.label}: about ${gib(alternative.total)} (activations up to ${gib(alternative.activations)})`,
     );
     if (available !== undefined && need.total > available) {
+      const wideWeights = [...built.graph.initializers].some(
+        ([tensor, data]) => data.kind === 'external' && tensor.dtype === 'float32',
+      );
+      const fits = alternative.total < need.total && alternative.total <= available;
       emit({
         type: 'warning',
         code: 'memory_estimate',
         message:
           `${which} needs about ${gib(need.total)}, more than this machine's ${gib(available)}; ` +
-          `to need less, set ${memorySavers(config).join(', or ')}`,
+          `to need less, set ${memorySavers(config, wideWeights).join(', or ')}` +
+          (fits ? ` (${other.label} it needs about ${gib(alternative.total)})` : ''),
       });
     }
   };

@@ -12,7 +12,7 @@ import type { LoraConfig, TrainingResult, TrainingRun } from '@lora/config';
 import { EngineError } from '@lora/engine';
 import { CHECKPOINTS_FOLDER, latestCheckpoint } from './checkpoint.ts';
 import { runTrainingLoop, type TrainingLoopResult } from './loop.ts';
-import { memoryReporter } from './memory-report.ts';
+import { type MemoryEstimateSource, memoryReporter } from './memory-report.ts';
 import { loopSettingsFromConfig, type TrainingLoopOptions } from './options.ts';
 import { announceRunDevice } from './run-device.ts';
 import { GRAPHS_FOLDER } from './step-graphs.ts';
@@ -26,8 +26,8 @@ export interface PreparedRun<Batch> extends Pick<TrainingLoopOptions<Batch>, 'mo
   writeAdapter(result: TrainingLoopResult): Promise<Pick<TrainingResult, 'adapter' | 'adapter_config'>>;
   /** Frees what `prepare` opened (files, caches); called once, whatever happened. */
   close(): Promise<void>;
-  /** Sizes of the gradients graph's named dims in the largest micro-batch (for the memory estimate). */
-  memoryDims: Readonly<Record<string, number>>;
+  /** What the memory estimate said before the first step needs. */
+  memory: MemoryEstimateSource;
 }
 
 /**
@@ -69,7 +69,7 @@ export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<
         // The CPU's memory is known; onnxruntime-node reports no GPU's.
         onGradientsGraph: memoryReporter(
           config,
-          prepared.memoryDims,
+          prepared.memory,
           (message) => logger.info(message),
           emit,
           choice.device === 'cpu' ? totalmem() : undefined,

@@ -87,7 +87,11 @@ export interface SessionSettings {
   onGradientsGraph?: GradientsGraphHook;
 }
 
-export type GradientsGraphHook = (built: GradientsGraph, shapeKey: string | undefined) => void;
+export type GradientsGraphHook = (
+  built: GradientsGraph,
+  shapeKey: string | undefined,
+  precision: Precision,
+) => void;
 
 /** A LoRA parameter as the loop keeps it: no graph tensor, so it can come from a worker process. */
 export type TrainedParameter = Pick<LoraParameter, 'name' | 'shape' | 'initial' | 'group'>;
@@ -120,7 +124,7 @@ export async function openGradientsSession<Batch>(
   const choice = await chooseDevice(settings.device);
   const { precision } = precisionOn(settings.mixedPrecision, choice);
   const built = buildGradientsGraph(model, precision, shapeKey);
-  settings.onGradientsGraph?.(built, shapeKey);
+  settings.onGradientsGraph?.(built, shapeKey, precision);
   const path = await writeModel(built.graph, folder, {
     fileName: gradientsFileName(shapeKey),
     copyExternalData: settings.copyExternalData ?? false,

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { createRng } from '@lora/dataset';
 import type { Graph } from '@lora/engine';
 import { cast, hostTensor, mul, reduceSum, sub, tanh } from '@lora/engine';
-import { loraLayer } from '../lora.ts';
+import { type LoraParameter, loraLayer } from '../lora.ts';
+import { block, type MemoryOptions } from '../models/memory.ts';
 import type { BatchSource } from './data.ts';
 import type { TrainableModel } from './model.ts';
 import type { TrainingLoopOptions } from './options.ts';
@@ -36,6 +37,8 @@ export interface MlpOptions {
   secondGroup?: string;
   /** Seed of the LoRA initialisation; default 7. */
   loraSeed?: number;
+  /** Checkpoints the first layer (its activations are recomputed in the backward pass). */
+  memory?: MemoryOptions;
 }
 
 /** The frozen weights are fixed; only the LoRA factors train. lossSum = Σ squared errors, weight = examples. */
@@ -55,8 +58,13 @@ export function mlpModel(options: MlpOptions = {}): TrainableModel<MlpBatch> {
         seed: options.loraSeed ?? 7,
         ...(options.dropout ? { dropout: options.dropout } : {}),
       };
-      const fc1 = loraLayer(cast(x, computeDtype), graph.constant(w1, 'float32', [HIDDEN, IN]), 'fc1', lora);
-      const fc2 = loraLayer(tanh(fc1.output), graph.constant(w2, 'float32', [OUT, HIDDEN]), 'fc2', {
+      const first: LoraParameter[] = [];
+      const hidden = block(options.memory, cast(x, computeDtype), (input) => {
+        const fc1 = loraLayer(input, graph.constant(w1, 'float32', [HIDDEN, IN]), 'fc1', lora);
+        first.push(...fc1.parameters);
+        return tanh(fc1.output);
+      });
+      const fc2 = loraLayer(hidden, graph.constant(w2, 'float32', [OUT, HIDDEN]), 'fc2', {
         ...lora,
         ...(options.secondGroup ? { group: options.secondGroup } : {}),
       });
@@ -64,7 +72,7 @@ export function mlpModel(options: MlpOptions = {}): TrainableModel<MlpBatch> {
       return {
         lossSum: reduceSum(mul(diff, diff)),
         weight,
-        parameters: [...fc1.parameters, ...fc2.parameters],
+        parameters: [...first, ...fc2.parameters],
       };
     },
     feeds: (batch) => ({

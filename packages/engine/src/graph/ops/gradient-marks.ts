@@ -6,7 +6,7 @@ import { BYTES_PER_ELEMENT, type DType } from '../dtype.ts';
 import type { Tensor } from '../graph.ts';
 import { isStaticShape } from '../shape.ts';
 import { add, cast, mul } from './elementwise.ts';
-import { gather, reshape, reshapeWith } from './layout.ts';
+import { gather, reshape, reshapeWith, slice } from './layout.ts';
 
 /**
  * `x`'s value, as a constant to autodiff: no gradient flows back through it (PyTorch's
@@ -41,29 +41,49 @@ export function checkpoint(x: Tensor, build: (x: Tensor) => Tensor): Tensor {
 
 /**
  * A frozen `weight` stored in a narrower type (F16, BF16) as `dtype`, converted where it is used
- * instead of once for the run, so the weights stay at their stored size between uses.
- * onnxruntime folds a conversion of an initializer into a converted copy when the session loads;
- * this one reshapes the weight to a shape that depends on `anchor` (a value computed just before
- * the use: the layer's input), which no optimiser can fold and which runs only once `anchor`
- * exists. Autodiff converts the weight again, anchored to the arriving gradient, wherever a
- * backward rule reads it (or a transpose or reshape of it), so no converted copy lives from the
- * forward pass to the backward pass.
+ * instead of once for the run, so the weights stay at their stored size between uses; `rows`
+ * converts only rows `[start, end)` (a vocabulary projection in parts, so no converted copy of
+ * the whole table exists at once). onnxruntime folds a conversion of an initializer into a
+ * converted copy when the session loads; this one reshapes (or slices) the weight with a shape
+ * (or start) that depends on `anchor` (a value computed just before the use: the layer's input),
+ * which no optimiser can fold and which runs only once `anchor` exists. Autodiff converts the
+ * weight again, anchored to the arriving gradient, wherever a backward rule reads it (or a
+ * transpose or reshape of it), so no converted copy lives from the forward pass to the backward pass.
  */
-export function castAtUse(weight: Tensor, dtype: DType, anchor: Tensor): Tensor {
-  // A narrowing conversion (F32 → F16) is better folded once: the result is the smaller copy.
-  if (BYTES_PER_ELEMENT[dtype] <= BYTES_PER_ELEMENT[weight.dtype]) return cast(weight, dtype);
+export function castAtUse(
+  weight: Tensor,
+  dtype: DType,
+  anchor: Tensor,
+  rows?: readonly [start: number, end: number],
+): Tensor {
   const graph = weight.graph;
   const dims = weight.shape;
   if (!isStaticShape(dims)) {
     throw graph.error('E_SHAPE_MISMATCH', 'castAtUse', `weight ${weight} needs a static shape`);
   }
+  const [start, end] = rows ?? [0, dims[0]!];
+  if (start < 0 || end > dims[0]! || start >= end) {
+    throw graph.error('E_INVALID_ARGUMENT', 'castAtUse', `rows [${start}, ${end}) of ${weight}`);
+  }
+  const part = rows === undefined ? weight : slice(weight, { starts: [start], ends: [end], axes: [0] });
+  // A narrowing conversion (F32 → F16) is better folded once: the result is the smaller copy.
+  if (BYTES_PER_ELEMENT[dtype] <= BYTES_PER_ELEMENT[weight.dtype]) return cast(part, dtype);
   const output = graph.scope('cast_at_use', () => {
     // One element of the anchor, as an int64 0 (through bool: a NaN or infinite anchor still gives 0).
     const element = gather(reshape(anchor, [-1]), graph.constant([0], 'int64', []));
     const zero = mul(cast(cast(element, 'bool'), 'int64'), 0);
-    const shape = add(graph.constant(dims, 'int64', [dims.length]), zero);
-    return cast(reshapeWith(weight, shape, weight.shape), dtype);
+    if (rows === undefined) {
+      const shape = add(graph.constant(dims, 'int64', [dims.length]), zero);
+      return cast(reshapeWith(weight, shape, dims), dtype);
+    }
+    const starts = add(graph.constant([start], 'int64', [1]), zero);
+    const [sliced] = graph.addNode(
+      'Slice',
+      [weight, starts, graph.constant([end], 'int64', [1]), graph.constant([0], 'int64', [1])],
+      [{ dtype: weight.dtype, shape: [end - start, ...dims.slice(1)] }],
+    );
+    return cast(sliced!, dtype);
   });
-  graph.recasts.set(output, (again) => castAtUse(weight, dtype, again));
+  graph.recasts.set(output, (again) => castAtUse(weight, dtype, again, rows));
   return output;
 }

@@ -12,6 +12,7 @@ describe('parseLlamaConfig', () => {
     // name, tensors in the published checkpoint, parameters (billions, rounded)
     ['Llama-3.2-1B', 146, 1.236],
     ['Qwen2-0.5B', 290, 0.494],
+    ['Qwen2-7B', 339, 7.616],
     ['Mistral-7B-v0.1', 291, 7.242],
   ] as const)('%s: expects the published tensor count and parameter count', (name, tensors, billions) => {
     const shapes = llamaTensorShapes(parseLlamaConfig(REAL_CONFIGS[name]));

@@ -14,6 +14,7 @@ import type { LoraParameter } from '../../lora.ts';
 import { Session } from '../../session.ts';
 import { valuesOf } from '../../testing.ts';
 import { runTrainingLoop } from '../../train/loop.ts';
+import type { MemoryOptions } from '../memory.ts';
 import { ADAPTER_WEIGHTS, writeLlamaAdapter } from './adapter.ts';
 import { openLlamaCheckpoint } from './checkpoint.ts';
 import { type LlamaBatch, LlamaModel } from './model.ts';
@@ -124,54 +125,77 @@ describe.each(FIXTURES)('%s against the PyTorch reference (fp32)', (name) => {
   });
 });
 
-describe('gradient checkpointing', () => {
+/** The loss and every LoRA gradient of fixture `name`'s golden batch, with the given memory options. */
+async function lossAndGradients(name: string, memory: MemoryOptions, label: string) {
+  const golden = readGolden(name);
+  const checkpoint = await openLlamaCheckpoint(fixtureFolder(name));
+  const model = new LlamaModel(checkpoint, {
+    targetModules: golden.target_modules,
+    rank: golden.rank,
+    alpha: golden.alpha,
+    initial: byParameter(golden.lora_start),
+    memory,
+  });
+  const graph = new Graph(`${name}_${label}`);
+  const built = model.build(graph, { computeDtype: 'float32' });
+  graph.output(built.lossSum, 'loss_sum');
+  gradients(
+    built.lossSum,
+    built.parameters.map((p) => p.tensor),
+  ).forEach((g, i) => {
+    graph.output(g, `grad:${built.parameters[i]!.name}`);
+  });
+  const session = await Session.create(await writeModel(graph, join(scratch, `${name}-${label}`)), {
+    device: 'cpu',
+    threads: 1,
+  });
+  try {
+    const feeds: Record<string, HostTensor> = model.feeds(goldenBatch(golden));
+    for (const p of built.parameters) feeds[p.name] = { dtype: 'float32', shape: p.shape, data: p.initial };
+    const out = await session.run(feeds);
+    const names = ['loss_sum', ...built.parameters.map((p) => `grad:${p.name}`)];
+    return { values: new Map(names.map((n) => [n, valuesOf(out[n])])), graph, spec: checkpoint.spec };
+  } finally {
+    await session.dispose();
+  }
+}
+
+const largestError = (a: Map<string, number[]>, b: Map<string, number[]>) =>
+  Math.max(...[...b].map(([n, want]) => relativeError(a.get(n)!, want)));
+
+describe('memory options', () => {
   it.each(FIXTURES)(
     '%s: the loss and every LoRA gradient with decoder layers recomputed equal those without (1e-6)',
     async (name) => {
-      const golden = readGolden(name);
-      const checkpoint = await openLlamaCheckpoint(fixtureFolder(name));
-      const run = async (gradientCheckpointing: boolean) => {
-        const model = new LlamaModel(checkpoint, {
-          targetModules: golden.target_modules,
-          rank: golden.rank,
-          alpha: golden.alpha,
-          initial: byParameter(golden.lora_start),
-          memory: { checkpointBlocks: gradientCheckpointing },
-        });
-        const graph = new Graph(`${name}_${gradientCheckpointing ? 'recomputed' : 'kept'}`);
-        const built = model.build(graph, { computeDtype: 'float32' });
-        graph.output(built.lossSum, 'loss_sum');
-        gradients(
-          built.lossSum,
-          built.parameters.map((p) => p.tensor),
-        ).forEach((g, i) => {
-          graph.output(g, `grad:${built.parameters[i]!.name}`);
-        });
-        const session = await Session.create(
-          await writeModel(graph, join(scratch, `ckpt-${name}-${gradientCheckpointing}`)),
-          {
-            device: 'cpu',
-            threads: 1,
-          },
-        );
-        try {
-          const feeds: Record<string, HostTensor> = model.feeds(goldenBatch(golden));
-          for (const p of built.parameters)
-            feeds[p.name] = { dtype: 'float32', shape: p.shape, data: p.initial };
-          return { out: await session.run(feeds), names: built.parameters.map((p) => p.name), graph };
-        } finally {
-          await session.dispose();
-        }
-      };
-      const [kept, recomputed] = [await run(false), await run(true)];
+      const kept = await lossAndGradients(name, {}, 'kept');
+      const recomputed = await lossAndGradients(name, { checkpointBlocks: true }, 'recomputed');
       // One recomputation per decoder layer, tied to the gradient arriving at it.
-      expect(recomputed.graph.checkpoints).toHaveLength(checkpoint.spec.numLayers);
-      for (const output of ['loss_sum', ...kept.names.map((n) => `grad:${n}`)]) {
-        expect(
-          relativeError(valuesOf(recomputed.out[output]), valuesOf(kept.out[output])),
-          output,
-        ).toBeLessThan(1e-6);
+      expect(recomputed.graph.checkpoints).toHaveLength(kept.spec.numLayers);
+      for (const [output, want] of kept.values) {
+        expect(relativeError(recomputed.values.get(output)!, want), output).toBeLessThan(1e-6);
       }
+    },
+  );
+
+  it.each(FIXTURES)(
+    '%s: weights held in bf16 give the same step with the LM head converted in 24-row parts as in one',
+    async (name) => {
+      const whole = await lossAndGradients(name, { weightDtype: 'bfloat16' }, 'bf16');
+      const parts = await lossAndGradients(
+        name,
+        { weightDtype: 'bfloat16', vocabularyChunk: 24 },
+        'bf16-parts',
+      );
+      const slices = (graph: Graph) => graph.nodes.filter((n) => n.opType === 'Slice').length;
+      expect(slices(parts.graph) - slices(whole.graph)).toBeGreaterThanOrEqual(
+        Math.ceil(whole.spec.vocabSize / 24),
+      );
+      // The input gradient sums one product per part: float32 rounding in another order.
+      expect(largestError(parts.values, whole.values)).toBeLessThan(5e-6);
+      // bf16 rounding is real: the float32 weights give another step.
+      expect(largestError(whole.values, (await lossAndGradients(name, {}, 'f32')).values)).toBeGreaterThan(
+        1e-5,
+      );
     },
   );
 });

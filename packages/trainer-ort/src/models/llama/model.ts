@@ -12,8 +12,10 @@ import type { TextBatch } from '@lora/dataset';
 import type { Graph, HostTensor, Tensor } from '@lora/engine';
 import {
   add,
+  BYTES_PER_ELEMENT,
   cast,
   castAtUse,
+  concat,
   gather,
   logSoftmax,
   matmul,
@@ -31,7 +33,7 @@ import {
 import { type LoraOptions, type LoraParameter, loraLayer } from '../../lora.ts';
 import type { BuildOptions, MicroBatchLoss, TrainableModel } from '../../train/model.ts';
 import { safetensorsWeight } from '../../weights.ts';
-import { block, type MemoryOptions } from '../memory.ts';
+import { block, type MemoryOptions, VOCABULARY_CHUNK } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
 import type { LlamaCheckpoint } from './checkpoint.ts';
 import { type LlamaSpec, ropeInverseFrequencies } from './config.ts';
@@ -139,7 +141,13 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
       if (!tensor) {
         const info = checkpoint.tensors.get(name);
         if (!info) throw new ModelError('E_MODEL_TENSOR', `${checkpoint.folder}: tensor ${name} is missing`);
-        tensor = safetensorsWeight(graph, { ...info, tensors: checkpoint.tensors }, name);
+        tensor = safetensorsWeight(
+          graph,
+          { ...info, tensors: checkpoint.tensors },
+          name,
+          name,
+          lora.memory?.weightDtype,
+        );
         weights.set(name, tensor);
       }
       return tensor;
@@ -192,7 +200,7 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
     }
     x = rmsNorm(x, weight('model.norm.weight'), spec.rmsNormEps);
     const head = spec.tieWordEmbeddings ? embed : weight('lm_head.weight');
-    const logits = matmul(x, transpose(castAtUse(head, dtype, x)));
+    const logits = vocabularyLogits(x, head, lora.memory?.vocabularyChunk ?? VOCABULARY_CHUNK);
 
     // Sum of −log p(next token) over learned positions, in float32 whatever the compute type.
     const logProbs = reshape(logSoftmax(cast(logits, 'float32'), -1), [-1]);
@@ -292,6 +300,24 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
       );
     }
   }
+}
+
+/**
+ * `x · headᵀ` in `x`'s type. A head stored narrower than that (BF16 weights, float32 compute) is
+ * converted `chunk` vocabulary rows at a time, so no converted copy of the whole table exists (at
+ * Llama 3's 128 256 × 2048 it would be 1 GiB in float32); a head already in `x`'s type is one product.
+ */
+function vocabularyLogits(x: Tensor, head: Tensor, chunk: number): Tensor {
+  const vocabulary = head.shape[0] as number;
+  if (BYTES_PER_ELEMENT[head.dtype] >= BYTES_PER_ELEMENT[x.dtype] || vocabulary <= chunk) {
+    return matmul(x, transpose(castAtUse(head, x.dtype, x)));
+  }
+  const parts: Tensor[] = [];
+  for (let start = 0; start < vocabulary; start += chunk) {
+    const rows = [start, Math.min(start + chunk, vocabulary)] as const;
+    parts.push(matmul(x, transpose(castAtUse(head, x.dtype, x, rows))));
+  }
+  return concat(parts, -1);
 }
 
 /**

@@ -5,7 +5,7 @@
  * training graph is built (not run): every tensor is consumed and every target
  * module gets its LoRA pair.
  */
-import { mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Graph, gradients } from '@lora/engine';
@@ -14,33 +14,8 @@ import { openLlamaCheckpoint } from './checkpoint.ts';
 import { parseLlamaConfig } from './config.ts';
 import { LlamaModel } from './model.ts';
 import { REAL_CONFIGS } from './real-configs.ts';
+import { sparseSafetensors } from './testing.ts';
 import { linearModulePath, llamaTensorShapes } from './weights.ts';
-
-/** A safetensors file with this header and a data section of holes. */
-async function sparseSafetensors(
-  path: string,
-  tensors: ReadonlyMap<string, readonly number[]>,
-): Promise<void> {
-  const header: Record<string, unknown> = {};
-  let offset = 0;
-  for (const [name, shape] of tensors) {
-    const length = 2 * shape.reduce((a, b) => a * b, 1);
-    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + length] };
-    offset += length;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const prefix = Buffer.alloc(8 + json.length);
-  prefix.writeBigUInt64LE(BigInt(json.length));
-  prefix.write(json, 8, 'utf8');
-  const file = await open(path, 'w');
-  try {
-    await file.write(prefix);
-    await file.truncate(prefix.length + offset);
-  } finally {
-    await file.close();
-  }
-}
 
 /** The model folder as published: Mistral-7B-v0.1 in two shards with an index, the others in one file. */
 async function realFolder(root: string, name: keyof typeof REAL_CONFIGS): Promise<string> {

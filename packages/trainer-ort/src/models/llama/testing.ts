@@ -1,5 +1,9 @@
-/** Test helpers: the tiny LLaMA / Qwen2 / Mistral fixtures and their PyTorch golden values. */
+/**
+ * Test helpers: the tiny LLaMA / Qwen2 / Mistral fixtures and their PyTorch golden values, and
+ * header-only safetensors files for real sizes.
+ */
 import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DType, HostTensor } from '@lora/engine';
@@ -95,4 +99,30 @@ export async function forward(
     logits: valuesOf(out['logits']),
     graph,
   };
+}
+
+/** A safetensors file with this header and a data section of holes. */
+export async function sparseSafetensors(
+  path: string,
+  tensors: ReadonlyMap<string, readonly number[]>,
+): Promise<void> {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, shape] of tensors) {
+    const length = 2 * shape.reduce((a, b) => a * b, 1);
+    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + length] };
+    offset += length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const prefix = Buffer.alloc(8 + json.length);
+  prefix.writeBigUInt64LE(BigInt(json.length));
+  prefix.write(json, 8, 'utf8');
+  const file = await open(path, 'w');
+  try {
+    await file.write(prefix);
+    await file.truncate(prefix.length + offset);
+  } finally {
+    await file.close();
+  }
 }

@@ -106,7 +106,10 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
         return { adapter: join(outputDir, ADAPTER_WEIGHTS), adapter_config: join(outputDir, ADAPTER_CONFIG) };
       },
       close,
-      memoryDims: { batch: config.batch_size, seq: config.max_seq_len },
+      memory: {
+        dims: { batch: config.batch_size, seq: config.max_seq_len },
+        modelWith: (memory) => new LlamaModel(checkpoint, { ...lora, memory }),
+      },
     };
   } catch (error) {
     await close();

@@ -172,7 +172,7 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
     ss_batch_size_per_device: config.batch_size,
     ss_total_batch_size: config.batch_size * config.gradient_accumulation_steps,
     ss_gradient_accumulation_steps: config.gradient_accumulation_steps,
-    ss_gradient_checkpointing: false,
+    ss_gradient_checkpointing: config.gradient_checkpointing,
     ss_max_train_steps: facts.maxSteps,
     ss_steps: facts.steps,
     ss_epoch: facts.epoch,

@@ -8,7 +8,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unetKeyToDiffusers } from '@lora/adapters';
-import type { Graph, Tensor } from '@lora/engine';
+import type { DType, Graph, Tensor } from '@lora/engine';
 import { reshape } from '@lora/engine';
 import type { SafetensorsFile, SafetensorsHeader, TensorInfo } from '@lora/safetensors';
 import { openWeightsFile, safetensorsWeight } from '../../weights.ts';
@@ -114,17 +114,19 @@ export class SdCheckpoint {
   }
 
   /**
-   * Tensor `key` (diffusers name) of `component` as a graph initializer in its stored type,
-   * checked against `shape`. Asking twice in one graph gives the same tensor.
+   * Tensor `key` (diffusers name) of `component` as a graph initializer in its stored type (or
+   * held as `held`, see `safetensorsWeight`), checked against `shape`. Asking twice in one graph
+   * gives the same tensor.
    */
-  weight(graph: Graph, component: SdComponent, key: string, shape: readonly number[]): Tensor {
+  weight(graph: Graph, component: SdComponent, key: string, shape: readonly number[], held?: DType): Tensor {
     let cache = this.perGraph.get(graph);
     if (!cache) {
       cache = new Map();
       this.perGraph.set(graph, cache);
     }
     const name = `${component}.${key}`;
-    const cached = cache.get(name);
+    const cacheKey = `${name}:${held ?? 'stored'}`;
+    const cached = cache.get(cacheKey);
     if (cached) return cached;
     const entry = this.entries.get(component)!.get(key);
     if (!entry) {
@@ -148,10 +150,10 @@ export class SdCheckpoint {
         `${file.path}: '${stored}' is ${info.dtype}; model weights must be F32, F16 or BF16`,
       );
     }
-    let tensor = safetensorsWeight(graph, file, stored, name);
+    let tensor = safetensorsWeight(graph, file, stored, name, held);
     if (info.shape.join(',') !== shape.join(',')) tensor = reshape(tensor, shape);
     this.used.add(entry);
-    cache.set(name, tensor);
+    cache.set(cacheKey, tensor);
     return tensor;
   }
 

@@ -42,17 +42,11 @@ export function buildClipTextEncoder(
   }
   const { hiddenSize: d, layerNormEpsilon: eps } = config;
   const { checkpoint, component } = ctx;
-  const tokenTable = checkpoint.weight(graph, component, 'text_model.embeddings.token_embedding.weight', [
-    config.vocabSize,
-    d,
-  ]);
-  const positionTable = checkpoint.weight(
-    graph,
-    component,
-    'text_model.embeddings.position_embedding.weight',
-    [config.maxPositions, d],
-  );
-  // The lookups read the tables at their stored type; only the rows looked up are converted.
+  const table = (key: string, rows: number) =>
+    checkpoint.weight(graph, component, key, [rows, d], ctx.memory?.weightDtype);
+  const tokenTable = table('text_model.embeddings.token_embedding.weight', config.vocabSize);
+  const positionTable = table('text_model.embeddings.position_embedding.weight', config.maxPositions);
+  // The lookups read the tables at their held type; only the rows looked up are converted.
   const dtype = ctx.dtype ?? 'float32';
   let x = add(
     cast(gather(tokenTable, inputIds), dtype),

@@ -100,7 +100,7 @@ export interface ModelContext {
  * file's F16 stays 2 bytes a weight between uses); vectors once, when the session loads.
  */
 function weight(ctx: ModelContext, x: Tensor, key: string, shape: readonly number[]): Tensor {
-  const stored = ctx.checkpoint.weight(x.graph, ctx.component, key, shape);
+  const stored = ctx.checkpoint.weight(x.graph, ctx.component, key, shape, ctx.memory?.weightDtype);
   const dtype = ctx.dtype ?? 'float32';
   return shape.length > 1 ? castAtUse(stored, dtype, x) : cast(stored, dtype);
 }

@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import { kohyaHashes, loraFromTensors } from '@lora/adapters';
 import { loadConfig, type SdConfig, type TrainerEvent, type TrainingResult } from '@lora/config';
 import { checkDataset, ImageDataset } from '@lora/dataset';
-import { readSafetensors, toFloat32 } from '@lora/safetensors';
+import { convertDtype, readSafetensors, toFloat32, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { LDM_PREFIXES } from './keys.ts';
 import { encodePng, writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { type TrainSdOptions, trainSd } from './train.ts';
 
@@ -505,6 +506,42 @@ describe('trainSd kohya options', () => {
     expect(graph).not.toContain('text_model.encoder.layers.1.');
   });
 
+  it('base_precision: fp16 trains an F32 file as it trains the same file with the UNet and text encoder stored in F16 (DoRA magnitudes included)', async () => {
+    const model = join(root, 'models', 'tiny-sd');
+    const { tensors } = await readSafetensors(join(model, 'tiny-sd.safetensors'));
+    // The VAE only encodes the latents, once, and keeps the file's type (so a latent cache stays valid).
+    const trained = [LDM_PREFIXES.unet, LDM_PREFIXES.text_encoder];
+    const half = new Map(
+      [...tensors].map(([name, t]) => {
+        if (!trained.some((prefix) => name.startsWith(prefix))) return [name, t];
+        const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+        return [name, { ...t, dtype: 'F16' as const, data: convertDtype(bytes, 'F32', 'F16') }];
+      }),
+    );
+    await writeSafetensors(join(model, 'tiny-sd-half.safetensors'), half);
+    const folder = join(root, 'precision');
+    await writeShapeImages(folder, { count: 2 });
+    const steps = async (name: string, memory: Partial<SdConfig>) => {
+      const run = await train({
+        ...(await config(name)),
+        train_data_dir: folder,
+        max_steps: 2,
+        train_text_encoder: true,
+        // DoRA starts its magnitudes from the frozen weights' norms: those of the rounded weights.
+        network: 'dora',
+        ...memory,
+      });
+      return run.events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+    };
+    const converted = await steps('converted', { base_precision: 'fp16' });
+    const stored = await steps('stored-half', { base_model: join(model, 'tiny-sd-half.safetensors') });
+    const full = await steps('full', {});
+    expect(converted).toHaveLength(2);
+    expect(converted).toEqual(stored);
+    // The rounding is real: float32 weights train a (slightly) different step.
+    expect(converted).not.toEqual(full);
+  });
+
   it('gradient_checkpointing and memory_efficient_attention recompute in the backward pass and train the same steps', async () => {
     const folder = join(root, 'recompute');
     await writeShapeImages(folder, { count: 2 });
@@ -533,5 +570,9 @@ describe('trainSd kohya options', () => {
     // The backward pass's recomputation is in the graph the run loaded.
     expect(recomputed.run.graphs.get('gradients-8x8.onnx')).toContain('recompute');
     expect(kept.run.graphs.get('gradients-8x8.onnx')).not.toContain('recompute');
+    // kohya's metadata says how the LoRA was trained.
+    const checkpointing = async (run: typeof kept.run) =>
+      (await readSafetensors(run.result.adapter)).metadata['ss_gradient_checkpointing'];
+    expect([await checkpointing(kept.run), await checkpointing(recomputed.run)]).toEqual(['False', 'True']);
   });
 });

@@ -28,7 +28,7 @@ import { Graph } from '@lora/engine';
 import type { TrainingLoopResult } from '../../train/loop.ts';
 import { type ModelFamily, type PreparedRun, runFamily } from '../../train/run.ts';
 import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
-import { memoryOptions } from '../memory.ts';
+import { type MemoryOptions, memoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
 import {
   magnitudesAsStored,
@@ -211,7 +211,12 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       });
       return { adapter };
     };
-    return { model: trained, data, writeAdapter, close, memoryDims: { batch: config.batch_size } };
+    const memory = {
+      dims: { batch: config.batch_size },
+      modelWith: (options: MemoryOptions) =>
+        new SdTrainableModel(checkpoint, { ...trained.options, memory: options }),
+    };
+    return { model: trained, data, writeAdapter, close, memory };
   } catch (error) {
     await close();
     throw error;
