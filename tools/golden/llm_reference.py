@@ -141,71 +141,78 @@ FIXTURES = {
 }
 
 RANK, ALPHA = 4, 8
-for name, cfg in FIXTURES.items():
-    g = torch.Generator().manual_seed(len(name))
-    targets = cfg.pop("_targets")
-    Hd, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-    H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    D = cfg.get("head_dim") or Hd // H
-    r = lambda *s, std=0.2: torch.randn(*s, generator=g) * std
-    W = {"model.embed_tokens.weight": r(V, Hd, std=0.5), "model.norm.weight": 1 + r(Hd, std=0.1)}
-    if not cfg["tie_word_embeddings"]:
-        W["lm_head.weight"] = r(V, Hd)
-    shapes = {"self_attn.q_proj": (H * D, Hd), "self_attn.k_proj": (KV * D, Hd), "self_attn.v_proj": (KV * D, Hd),
-              "self_attn.o_proj": (Hd, H * D), "mlp.gate_proj": (I, Hd), "mlp.up_proj": (I, Hd), "mlp.down_proj": (Hd, I)}
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        W[p + "input_layernorm.weight"] = 1 + r(Hd, std=0.1)
-        W[p + "post_attention_layernorm.weight"] = 1 + r(Hd, std=0.1)
-        for mod, shape in shapes.items():
-            W[p + mod + ".weight"] = r(*shape)
-            if cfg["model_type"] == "qwen2" and mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
-                W[p + mod + ".bias"] = r(shape[0], std=0.1)
-    lora = {}
-    for l in range(cfg["num_hidden_layers"]):
-        for mod, shape in shapes.items():
-            if mod.split(".")[1] in targets:
-                key = f"model.layers.{l}.{mod}"
-                lora[key] = (r(RANK, shape[1], std=0.3).requires_grad_(), r(shape[0], RANK, std=0.3).requires_grad_())
-    ids = torch.randint(0, V, (2, 8), generator=g)
-    mask = torch.ones(2, 8, dtype=torch.int64)
-    mask[1, 6:] = 0  # right padding on the second example
-    labels = ids.clone()
-    labels[0, :3] = -100  # a masked prompt
-    labels[1, 6:] = -100  # padding
 
-    scaling = ALPHA / RANK
-    logits = forward(cfg, W, lora, scaling, ids, mask)
-    loss = causal_lm_loss(logits, labels)
-    loss.backward()
-    grads = {k: {"A": a.grad.flatten().tolist(), "B": b.grad.flatten().tolist()} for k, (a, b) in lora.items()}
-    start = {k: {"A": a.detach().flatten().tolist(), "B": b.detach().flatten().tolist(),
-                 "A_shape": list(a.shape), "B_shape": list(b.shape)} for k, (a, b) in lora.items()}
 
-    params = [t for pair in lora.values() for t in pair]
-    for t in params:
-        t.grad = None
-    opt = torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-    losses = []
-    for _ in range(3):
-        opt.zero_grad()
-        step_loss = causal_lm_loss(forward(cfg, W, lora, scaling, ids, mask), labels)
-        losses.append(step_loss.item())
-        step_loss.backward()
-        opt.step()
-    after = {k: {"A": a.detach().flatten().tolist(), "B": b.detach().flatten().tolist()} for k, (a, b) in lora.items()}
+def main():
+    for name, cfg in FIXTURES.items():
+        g = torch.Generator().manual_seed(len(name))
+        targets = cfg.pop("_targets")
+        Hd, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+        H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        D = cfg.get("head_dim") or Hd // H
+        r = lambda *s, std=0.2: torch.randn(*s, generator=g) * std
+        W = {"model.embed_tokens.weight": r(V, Hd, std=0.5), "model.norm.weight": 1 + r(Hd, std=0.1)}
+        if not cfg["tie_word_embeddings"]:
+            W["lm_head.weight"] = r(V, Hd)
+        shapes = {"self_attn.q_proj": (H * D, Hd), "self_attn.k_proj": (KV * D, Hd), "self_attn.v_proj": (KV * D, Hd),
+                  "self_attn.o_proj": (Hd, H * D), "mlp.gate_proj": (I, Hd), "mlp.up_proj": (I, Hd), "mlp.down_proj": (Hd, I)}
+        for l in range(cfg["num_hidden_layers"]):
+            p = f"model.layers.{l}."
+            W[p + "input_layernorm.weight"] = 1 + r(Hd, std=0.1)
+            W[p + "post_attention_layernorm.weight"] = 1 + r(Hd, std=0.1)
+            for mod, shape in shapes.items():
+                W[p + mod + ".weight"] = r(*shape)
+                if cfg["model_type"] == "qwen2" and mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+                    W[p + mod + ".bias"] = r(shape[0], std=0.1)
+        lora = {}
+        for l in range(cfg["num_hidden_layers"]):
+            for mod, shape in shapes.items():
+                if mod.split(".")[1] in targets:
+                    key = f"model.layers.{l}.{mod}"
+                    lora[key] = (r(RANK, shape[1], std=0.3).requires_grad_(), r(shape[0], RANK, std=0.3).requires_grad_())
+        ids = torch.randint(0, V, (2, 8), generator=g)
+        mask = torch.ones(2, 8, dtype=torch.int64)
+        mask[1, 6:] = 0  # right padding on the second example
+        labels = ids.clone()
+        labels[0, :3] = -100  # a masked prompt
+        labels[1, 6:] = -100  # padding
 
-    out = os.path.join(ROOT, name)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    save_safetensors(os.path.join(out, "model.safetensors"), W)
-    golden = {"rank": RANK, "alpha": ALPHA, "target_modules": targets, "input_ids": ids.tolist(),
-              "attention_mask": mask.tolist(), "labels": labels.tolist(),
-              "logits_shape": list(logits.shape), "logits": logits.detach().flatten().tolist(),
-              "loss": loss.item(), "lora_start": start, "lora_grads": grads,
-              "adamw": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01,
-                        "losses": losses, "lora_after_3_steps": after}}
-    with open(os.path.join(out, "golden.json"), "w") as f:
-        json.dump(golden, f)
-    print(name, "loss", loss.item(), "losses", losses)
+        scaling = ALPHA / RANK
+        logits = forward(cfg, W, lora, scaling, ids, mask)
+        loss = causal_lm_loss(logits, labels)
+        loss.backward()
+        grads = {k: {"A": a.grad.flatten().tolist(), "B": b.grad.flatten().tolist()} for k, (a, b) in lora.items()}
+        start = {k: {"A": a.detach().flatten().tolist(), "B": b.detach().flatten().tolist(),
+                     "A_shape": list(a.shape), "B_shape": list(b.shape)} for k, (a, b) in lora.items()}
+
+        params = [t for pair in lora.values() for t in pair]
+        for t in params:
+            t.grad = None
+        opt = torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            step_loss = causal_lm_loss(forward(cfg, W, lora, scaling, ids, mask), labels)
+            losses.append(step_loss.item())
+            step_loss.backward()
+            opt.step()
+        after = {k: {"A": a.detach().flatten().tolist(), "B": b.detach().flatten().tolist()} for k, (a, b) in lora.items()}
+
+        out = os.path.join(ROOT, name)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+        save_safetensors(os.path.join(out, "model.safetensors"), W)
+        golden = {"rank": RANK, "alpha": ALPHA, "target_modules": targets, "input_ids": ids.tolist(),
+                  "attention_mask": mask.tolist(), "labels": labels.tolist(),
+                  "logits_shape": list(logits.shape), "logits": logits.detach().flatten().tolist(),
+                  "loss": loss.item(), "lora_start": start, "lora_grads": grads,
+                  "adamw": {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01,
+                            "losses": losses, "lora_after_3_steps": after}}
+        with open(os.path.join(out, "golden.json"), "w") as f:
+            json.dump(golden, f)
+        print(name, "loss", loss.item(), "losses", losses)
+
+
+if __name__ == "__main__":
+    main()

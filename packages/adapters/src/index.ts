@@ -1,4 +1,4 @@
-export { type LoraAdapter, type LoraModule, loraModule, rankOf } from './adapter.ts';
+export { type LoraAdapter, type LoraModule, loraModule, rankOf, scaleOfModule } from './adapter.ts';
 export { fromDiffusers, toDiffusers } from './diffusers.ts';
 export { AdapterError, type AdapterErrorCode } from './errors.ts';
 export { type FromKohyaOptions, fromKohya, toKohya } from './kohya.ts';

@@ -189,6 +189,39 @@ export function registerCommands(cli: CAC): void {
     });
 
   cli
+    .command('generate', 'Answer a prompt with an LLM and its LoRA adapters, streamed as it is written')
+    .usage('generate --model <folder> [--adapter <folder[:strength]> …] --prompt <text> [options]')
+    .option('--model <folder>', 'The base model: config.json, safetensors weights and tokenizer files')
+    .option(
+      '--adapter <folder[:strength]>',
+      'A PEFT LoRA adapter, with an optional strength (repeatable; default 1)',
+    )
+    .option('--prompt <text>', 'What the user says (put into the chat template unless --raw)')
+    .option('--system <text>', 'A system message before the prompt')
+    .option(
+      '--template <name>',
+      "Chat template: chatml, llama3, alpaca or Jinja source (default: the model's own)",
+    )
+    .option('--raw', 'Give the prompt to the model as it is, without a chat template')
+    .option('--max-new-tokens <n>', 'Most tokens to generate (default 256)')
+    .option('--temperature <t>', '0 picks the most likely token (default); higher samples more freely')
+    .option('--top-p <p>', 'Sample from the most likely tokens whose probabilities add up to p (default 1)')
+    .option('--top-k <k>', 'Sample from the k most likely tokens (default 0: all)')
+    .option('--seed <n>', 'Seed of the sampling (default 0)')
+    .option('--device <device>', 'cpu (default), cuda, webgpu or auto')
+    .option('--json', JSON_HELP)
+    .example(
+      '  $ lora generate --model models/tiny-llama --adapter output/tiny_llama_demo --prompt "Name a colour."',
+    )
+    .example(
+      '  $ lora generate --model models/Qwen2-0.5B --adapter out/chat:0.8 --prompt "Hi" --temperature 0.7 --top-p 0.9',
+    )
+    .action(async (options: Options) => {
+      const { generate } = await import('./commands/generate.ts');
+      await generate(stringOptions(options, ['model', 'prompt', 'system', 'template', 'device']));
+    });
+
+  cli
     .command('merge', 'Merge LoRAs into a base checkpoint')
     .usage('merge --base <file> --lora <file[:strength]> [--lora …] --output <file>')
     .option('--base <file>', 'Base checkpoint (.safetensors or a sharded .index.json)')

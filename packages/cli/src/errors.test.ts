@@ -175,7 +175,7 @@ const cases: Case[] = [
     'merge: bad strength',
     () => ['merge', '--base', at('base.safetensors'), '--lora', ':0.5', '--output', at('m.safetensors')],
     'E_USAGE',
-    /--lora ":0\.5" is not <file>\[:<strength>\]/,
+    /--lora ":0\.5" is not <path>\[:<strength>\]/,
     2,
   ],
   [

@@ -116,6 +116,32 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
     expect(mean(losses.slice(-5))).toBeLessThan(mean(losses.slice(0, 5)) - 1);
   });
 
+  it('the whole demo run teaches the random model its answers: lora generate repeats one word for word', {
+    timeout: 300_000,
+  }, () => {
+    const run = lora('train', '--config', config, '--set', 'output_dir=demo/output/whole');
+    expect(run.status).toBe(0);
+    const hint = run.stdout.split('\n').find((line) => line.startsWith('try it: '));
+    expect(hint).toBe(
+      `try it: lora generate --model ${join('demo', 'models', 'tiny-llama')} --adapter ${join('demo', 'output', 'whole')} --prompt "…"`,
+    );
+    const ask = (...adapter: string[]) =>
+      lora(
+        'generate',
+        '--model',
+        join('demo', 'models', 'tiny-llama'),
+        ...adapter,
+        '--prompt',
+        'What is the capital of Egypt?',
+        '--max-new-tokens',
+        '24',
+      );
+    const taught = ask('--adapter', join('demo', 'output', 'whole'));
+    expect(taught.stderr).toBe('');
+    expect(taught.stdout).toBe('The capital of Egypt is Cairo.\n');
+    expect(ask().stdout).not.toContain('Cairo');
+  });
+
   it('a {timestamp} output_dir gives each run its own folder; --resume auto goes on in the newest', async () => {
     const runs = () =>
       readdirSync(join(cwd, 'demo', 'output'))

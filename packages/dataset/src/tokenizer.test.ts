@@ -22,6 +22,12 @@ describe('TextTokenizer', () => {
     expect(tokenizer.encode('hi', true)[0]).toBe(tokenizer.bosId);
     expect(tokenizer.encode('hi', false)[0]).not.toBe(tokenizer.bosId);
     expect(tokenizer.encode('<|im_start|>hi', false)[0]).toBe(263);
+    // A special token by its spelling (generation stops at end-of-turn tokens this way).
+    expect([
+      tokenizer.tokenId('<|im_start|>'),
+      tokenizer.tokenId('</s>'),
+      tokenizer.tokenId('<|eot_id|>'),
+    ]).toEqual([263, 262, undefined]);
   });
 
   it('falls back to EOS for padding and accepts AddedToken-style config entries', () => {

@@ -162,6 +162,11 @@ export class TextTokenizer {
     });
   }
 
+  /** The id of the token spelled `token` (a special token such as `<|eot_id|>`), if the vocabulary has one. */
+  tokenId(token: string): number | undefined {
+    return this.tokenizer.token_to_id(token) ?? undefined;
+  }
+
   decode(ids: readonly number[], skipSpecialTokens = false): string {
     return this.tokenizer.decode([...ids], { skip_special_tokens: skipSpecialTokens });
   }

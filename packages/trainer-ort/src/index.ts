@@ -15,6 +15,8 @@ export {
   type LoraParameter,
   loraLayer,
 } from './lora.ts';
+export { readPeftAdapter } from './models/llama/adapter.ts';
+export { openLlamaCheckpoint } from './models/llama/checkpoint.ts';
 export {
   DEMO_MODEL_NAME,
   type DemoModelFiles,
@@ -22,6 +24,12 @@ export {
   writeDemoModel,
 } from './models/llama/demo.ts';
 export { type DemoRecord, demoRecords, demoRecordsJsonl } from './models/llama/demo-data.ts';
+export {
+  chooseToken,
+  LlamaGenerator,
+  type SamplingOptions,
+  type WeightedAdapter,
+} from './models/llama/generate.ts';
 export { REAL_CONFIGS } from './models/llama/real-configs.ts';
 export { type SdBatch, SdBatchSource } from './models/sd/batches.ts';
 export { type OpenedSdCheckpoint, openSdCheckpoint } from './models/sd/checkpoint.ts';

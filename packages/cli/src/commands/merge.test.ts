@@ -22,7 +22,7 @@ describe('parseLoraSpec', () => {
   });
 
   it('rejects a strength with nothing before it', () => {
-    expect(() => parseLoraSpec(':0.5')).toThrow(/is not <file>\[:<strength>\]/);
+    expect(() => parseLoraSpec(':0.5')).toThrow(/is not <path>\[:<strength>\]/);
   });
 
   it.each([

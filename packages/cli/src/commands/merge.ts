@@ -35,8 +35,11 @@ const STRENGTH = /:([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)$/i;
  */
 export const MAX_MERGE_STRENGTH = 10;
 
-/** `a.safetensors:0.7` → { path: 'a.safetensors', multiplier: 0.7 }; no suffix means 1. */
-export function parseLoraSpec(spec: string): LoraSpec {
+/**
+ * `a.safetensors:0.7` → { path: 'a.safetensors', multiplier: 0.7 }; no suffix means 1. `flag`
+ * names the option in errors.
+ */
+export function parseLoraSpec(spec: string, flag = '--lora'): LoraSpec {
   const match = STRENGTH.exec(spec);
   if (!match) {
     // `style.safetensors:abc`: a strength that is not a number, rather than a file of that name.
@@ -44,7 +47,7 @@ export function parseLoraSpec(spec: string): LoraSpec {
     if (typo) {
       throw new CliError(
         'E_USAGE',
-        `--lora "${spec}": the strength "${typo[2]}" is not a number; write it as ${typo[1]}:0.7.`,
+        `${flag} "${spec}": the strength "${typo[2]}" is not a number; write it as ${typo[1]}:0.7.`,
       );
     }
   }
@@ -53,13 +56,13 @@ export function parseLoraSpec(spec: string): LoraSpec {
   if (path === '' || !Number.isFinite(multiplier)) {
     throw new CliError(
       'E_USAGE',
-      `--lora "${spec}" is not <file>[:<strength>], e.g. --lora style.safetensors:0.7.`,
+      `${flag} "${spec}" is not <path>[:<strength>], e.g. ${flag} style.safetensors:0.7.`,
     );
   }
   if (Math.abs(multiplier) > MAX_MERGE_STRENGTH) {
     throw new CliError(
       'E_USAGE',
-      `--lora "${spec}": strength ${multiplier} is outside −${MAX_MERGE_STRENGTH} to ${MAX_MERGE_STRENGTH}; A1111 users merge at 0.3–1.5, and much more overflows the merged weights.`,
+      `${flag} "${spec}": strength ${multiplier} is outside −${MAX_MERGE_STRENGTH} to ${MAX_MERGE_STRENGTH}; A1111 users merge at 0.3–1.5, and much more overflows the merged weights.`,
     );
   }
   return { path, multiplier };
@@ -84,7 +87,7 @@ export async function mergeFiles(options: MergeCommandOptions): Promise<MergeCom
   const output = required(options.output, '--output');
   const specs = listOption(options.lora);
   if (specs.length === 0) required(undefined, '--lora');
-  const loras = specs.map(parseLoraSpec);
+  const loras = specs.map((spec) => parseLoraSpec(spec));
   requireExisting([base, ...loras.map((lora) => lora.path)]);
   await requireFile(
     base,

@@ -439,5 +439,9 @@ function summary(
   const files = [RUN_FILES.config, RUN_FILES.metrics, `${RUN_FILES.plot}.png`];
   lines.push(`run folder: ${run} (${files.join(', ')})`);
   if (result.logs) lines.push(`curves: tensorboard --logdir ${displayPath(result.logs)}`);
+  if (config.task === 'llm' && result.stopped === 'completed') {
+    const model = shellQuote(displayPath(config.base_model));
+    lines.push(`try it: lora generate --model ${model} --adapter ${shellQuote(run)} --prompt "…"`);
+  }
   return lines.join('\n');
 }

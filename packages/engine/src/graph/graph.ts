@@ -276,7 +276,8 @@ export class Graph {
 
 function checkShape(graph: Graph, name: string, shape: Shape): Dim[] {
   for (const d of shape) {
-    const ok = typeof d === 'number' ? Number.isInteger(d) && d >= 0 : /^[A-Za-z_][\w*]*$/.test(d);
+    // A name, or the product or sum of names that reshapes and concatenations make (`batch*seq`, `past+seq`).
+    const ok = typeof d === 'number' ? Number.isInteger(d) && d >= 0 : /^[A-Za-z_][\w*+]*$/.test(d);
     if (!ok)
       throw graph.error(
         'E_INVALID_ARGUMENT',

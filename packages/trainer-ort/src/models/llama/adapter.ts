@@ -80,35 +80,45 @@ const networkOf = (lora: Pick<LlamaLoraOptions, 'network' | 'rank' | 'alpha' | '
 });
 
 /**
- * Reads a PEFT adapter (its folder, or its `adapter_model.safetensors` with `adapter_config.json`
- * beside it) as start values for `lora` on `spec`, by parameter name. The adapter must train
- * exactly the modules `lora.targetModules` selects, with the same rank, alpha and shapes.
+ * A PEFT adapter from its folder, or its `adapter_model.safetensors` with `adapter_config.json`
+ * beside it; `what` names it in errors (`init adapter`, `adapter`).
+ */
+export async function readPeftAdapter(
+  path: string,
+  what: string,
+): Promise<{ adapter: LoraAdapter; weightsPath: string }> {
+  const found = await stat(path).catch(() => undefined);
+  if (!found) {
+    throw new ModelError(
+      'E_MODEL_ADAPTER',
+      `${what} ${path} does not exist; give the folder holding ${ADAPTER_WEIGHTS} and ${ADAPTER_CONFIG}`,
+    );
+  }
+  const weightsPath = found.isDirectory() ? join(path, ADAPTER_WEIGHTS) : path;
+  const config = await readAdapterConfig(join(dirname(weightsPath), ADAPTER_CONFIG));
+  const fail = (problem: string) => new ModelError('E_MODEL_ADAPTER', `${what} ${weightsPath} ${problem}`);
+  const { tensors } = await readSafetensors(weightsPath).catch((error: unknown) => {
+    throw fail(`cannot be read: ${(error as Error).message}`);
+  });
+  try {
+    return { adapter: fromPeft(tensors, config), weightsPath };
+  } catch (error) {
+    throw fail(`is not a PEFT LoRA: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Reads a PEFT adapter as start values for `lora` on `spec`, by parameter name. The adapter must
+ * train exactly the modules `lora.targetModules` selects, with the same rank, alpha and shapes.
  */
 export async function readLlamaAdapter(
   path: string,
   spec: LlamaSpec,
   lora: Pick<LlamaLoraOptions, 'targetModules' | 'network' | 'rank' | 'alpha' | 'rslora'>,
 ): Promise<Map<string, Float32Array>> {
-  const found = await stat(path).catch(() => undefined);
-  if (!found) {
-    throw new ModelError(
-      'E_MODEL_ADAPTER',
-      `init adapter ${path} does not exist; give the folder holding ${ADAPTER_WEIGHTS} and ${ADAPTER_CONFIG}`,
-    );
-  }
-  const weightsPath = found.isDirectory() ? join(path, ADAPTER_WEIGHTS) : path;
-  const config = await readAdapterConfig(join(dirname(weightsPath), ADAPTER_CONFIG));
+  const { adapter, weightsPath } = await readPeftAdapter(path, 'init adapter');
   const fail = (problem: string) =>
     new ModelError('E_MODEL_ADAPTER', `init adapter ${weightsPath} ${problem}`);
-  const { tensors } = await readSafetensors(weightsPath).catch((error: unknown) => {
-    throw fail(`cannot be read: ${(error as Error).message}`);
-  });
-  let adapter: LoraAdapter;
-  try {
-    adapter = fromPeft(tensors, config);
-  } catch (error) {
-    throw fail(`is not a PEFT LoRA: ${(error as Error).message}`);
-  }
 
   const shapes = llamaLoraShapes(spec, lora);
   const network = lora.network ?? 'lora';

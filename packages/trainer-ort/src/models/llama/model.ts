@@ -9,7 +9,7 @@
 
 import { parameterName, VARIANTS } from '@lora/adapters';
 import type { TextBatch } from '@lora/dataset';
-import type { Graph, HostTensor, Tensor } from '@lora/engine';
+import type { DType, Graph, HostTensor, Tensor } from '@lora/engine';
 import {
   add,
   BYTES_PER_ELEMENT,
@@ -73,7 +73,7 @@ export const LLAMA_INPUTS = {
 
 const IGNORE_INDEX = -100;
 /** torch.finfo(torch.float32).min, the value transformers masks attention scores with. */
-const MASKED = -3.4028234663852886e38;
+export const MASKED = -3.4028234663852886e38;
 const QKV: ReadonlySet<LlamaLinearModule> = new Set(['q_proj', 'k_proj', 'v_proj']);
 
 /** The modules `targetModules` selects, in layer order. */
@@ -134,73 +134,29 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
 
   build(graph: Graph, { computeDtype: dtype }: BuildOptions): LlamaGraph {
     const { spec, checkpoint, lora } = this;
-    const weights = new Map<string, Tensor>();
-    // Tied embeddings read one tensor twice: one initializer serves both.
-    const weight = (name: string): Tensor => {
-      let tensor = weights.get(name);
-      if (!tensor) {
-        const info = checkpoint.tensors.get(name);
-        if (!info) throw new ModelError('E_MODEL_TENSOR', `${checkpoint.folder}: tensor ${name} is missing`);
-        tensor = safetensorsWeight(
-          graph,
-          { ...info, tensors: checkpoint.tensors },
-          name,
-          name,
-          lora.memory?.weightDtype,
-        );
-        weights.set(name, tensor);
-      }
-      return tensor;
-    };
+    const weight = llamaWeights(graph, checkpoint, lora.memory?.weightDtype);
     const parameters: LoraParameter[] = [];
     const linear = (x: Tensor, layer: number, module: LlamaLinearModule): Tensor => {
+      if (!this.targets.includes(module)) return frozenLinear(spec, weight, x, layer, module);
       const path = linearModulePath(layer, module);
-      const w = weight(`${path}.weight`);
       const bias = spec.qkvBias && QKV.has(module) ? weight(`${path}.bias`) : undefined;
-      if (!this.targets.includes(module)) {
-        const y = matmul(x, transpose(castAtUse(w, x.dtype, x)));
-        return bias ? add(y, cast(bias, x.dtype)) : y;
-      }
       const { targetModules: _, initial: __, ...options } = lora;
-      const layerOut = loraLayer(x, w, path, options, bias ? { bias } : {});
+      const layerOut = loraLayer(x, weight(`${path}.weight`), path, options, bias ? { bias } : {});
       parameters.push(...layerOut.parameters.map((p) => this.startValue(p)));
       return layerOut.output;
     };
 
     const { inputIds, attentionBias, ropeCos, ropeSin, labelIndex, labelMask } = LLAMA_INPUTS;
-    const ids = graph.input(inputIds, 'int32', ['batch', 'seq']);
-    // [batch, 1, 1, seq, seq]: broadcast over key/value heads and the query heads of each group.
-    const bias = unsqueeze(graph.input(attentionBias, 'float32', ['batch', 'seq', 'seq']), [1, 2]);
-    const cos = cast(graph.input(ropeCos, 'float32', ['seq', spec.headDim]), dtype);
-    const sin = cast(graph.input(ropeSin, 'float32', ['seq', spec.headDim]), dtype);
-
-    const embed = weight('model.embed_tokens.weight');
-    // int32 token ids: with int64 ones onnxruntime's WebGPU provider found no kernel for this
-    // Gather and kept the embedding table and its lookup on the CPU (ids < vocabulary size < 2³¹).
-    let x = cast(gather(embed, cast(ids, 'int32')), dtype);
-    for (let layer = 0; layer < spec.numLayers; layer++) {
-      const decoderLayer = (input: Tensor) => {
-        const attention = selfAttention(
-          spec,
-          rmsNorm(input, weight(`model.layers.${layer}.input_layernorm.weight`), spec.rmsNormEps),
-          (h, module) => linear(h, layer, module),
-          { cos, sin, bias },
-        );
-        const residual = add(input, attention);
-        const h = rmsNorm(
-          residual,
-          weight(`model.layers.${layer}.post_attention_layernorm.weight`),
-          spec.rmsNormEps,
-        );
-        const gate = silu(linear(h, layer, 'gate_proj'));
-        return add(residual, linear(mul(gate, linear(h, layer, 'up_proj')), layer, 'down_proj'));
-      };
-      const input = x;
-      x = graph.scope(`layers.${layer}`, () => block(lora.memory, input, decoderLayer));
-    }
-    x = rmsNorm(x, weight('model.norm.weight'), spec.rmsNormEps);
-    const head = spec.tieWordEmbeddings ? embed : weight('lm_head.weight');
-    const logits = vocabularyLogits(x, head, lora.memory?.vocabularyChunk ?? VOCABULARY_CHUNK);
+    const { hidden, head } = llamaDecoder(spec, graph.input(inputIds, 'int32', ['batch', 'seq']), dtype, {
+      weight,
+      linear,
+      // [batch, 1, 1, seq, seq]: broadcast over key/value heads and the query heads of each group.
+      bias: unsqueeze(graph.input(attentionBias, 'float32', ['batch', 'seq', 'seq']), [1, 2]),
+      cos: graph.input(ropeCos, 'float32', ['seq', spec.headDim]),
+      sin: graph.input(ropeSin, 'float32', ['seq', spec.headDim]),
+      ...(lora.memory ? { memory: lora.memory } : {}),
+    });
+    const logits = vocabularyLogits(hidden, head, lora.memory?.vocabularyChunk ?? VOCABULARY_CHUNK);
 
     // Sum of −log p(next token) over learned positions, in float32 whatever the compute type.
     const logProbs = reshape(logSoftmax(cast(logits, 'float32'), -1), [-1]);
@@ -302,12 +258,110 @@ export class LlamaModel implements TrainableModel<LlamaBatch> {
   }
 }
 
+/** Frozen weights by checkpoint name, one initializer per name (tied embeddings read one twice). */
+export function llamaWeights(
+  graph: Graph,
+  checkpoint: LlamaCheckpoint,
+  held?: DType,
+): (name: string) => Tensor {
+  const weights = new Map<string, Tensor>();
+  return (name) => {
+    let tensor = weights.get(name);
+    if (!tensor) {
+      const info = checkpoint.tensors.get(name);
+      if (!info) throw new ModelError('E_MODEL_TENSOR', `${checkpoint.folder}: tensor ${name} is missing`);
+      tensor = safetensorsWeight(graph, { ...info, tensors: checkpoint.tensors }, name, name, held);
+      weights.set(name, tensor);
+    }
+    return tensor;
+  };
+}
+
+/** Linear module `module` of `layer` without LoRA: `x · Wᵀ (+ b)`, the weight converted at use. */
+export function frozenLinear(
+  spec: LlamaSpec,
+  weight: (name: string) => Tensor,
+  x: Tensor,
+  layer: number,
+  module: LlamaLinearModule,
+): Tensor {
+  const path = linearModulePath(layer, module);
+  const y = matmul(x, transpose(castAtUse(weight(`${path}.weight`), x.dtype, x)));
+  return spec.qkvBias && QKV.has(module) ? add(y, cast(weight(`${path}.bias`), x.dtype)) : y;
+}
+
+/** What one pass through the decoder stack reads besides the token ids. */
+export interface DecoderParts {
+  weight(name: string): Tensor;
+  /** Linear module `module` of `layer` applied to `x`, with its LoRA if it has one. */
+  linear(x: Tensor, layer: number, module: LlamaLinearModule): Tensor;
+  /** float32 RoPE tables of the positions run, `[seq, head_dim]`. */
+  cos: Tensor;
+  sin: Tensor;
+  /** Additive attention bias `[batch, 1, 1, seq, keys]`. */
+  bias: Tensor;
+  memory?: MemoryOptions;
+  /** Generation's key/value cache (no checkpointing with it: nothing is differentiated). */
+  cache?: KeyValueCache;
+}
+
+/** Each layer's keys and values of the positions before this pass, and where this pass's full ones go. */
+export interface KeyValueCache {
+  /** `[batch, kv_heads, 1, past, head_dim]` each. */
+  past(layer: number): { key: Tensor; value: Tensor };
+  present(layer: number, key: Tensor, value: Tensor): void;
+}
+
+/**
+ * Token ids `[batch, seq]` through the embedding, the decoder layers and the final norm: the
+ * hidden states `[batch, seq, hidden]` in `dtype`, and the LM head's weight.
+ */
+export function llamaDecoder(
+  spec: LlamaSpec,
+  ids: Tensor,
+  dtype: DType,
+  parts: DecoderParts,
+): { hidden: Tensor; head: Tensor } {
+  const { weight, linear } = parts;
+  const graph = ids.graph;
+  const rotary = { cos: cast(parts.cos, dtype), sin: cast(parts.sin, dtype), bias: parts.bias };
+  const embed = weight('model.embed_tokens.weight');
+  // int32 token ids: with int64 ones onnxruntime's WebGPU provider found no kernel for this
+  // Gather and kept the embedding table and its lookup on the CPU (ids < vocabulary size < 2³¹).
+  let x = cast(gather(embed, ids), dtype);
+  for (let layer = 0; layer < spec.numLayers; layer++) {
+    const decoderLayer = (input: Tensor) => {
+      const attention = selfAttention(
+        spec,
+        rmsNorm(input, weight(`model.layers.${layer}.input_layernorm.weight`), spec.rmsNormEps),
+        (h, module) => linear(h, layer, module),
+        rotary,
+        parts.cache && { layer, cache: parts.cache },
+      );
+      const residual = add(input, attention);
+      const h = rmsNorm(
+        residual,
+        weight(`model.layers.${layer}.post_attention_layernorm.weight`),
+        spec.rmsNormEps,
+      );
+      const gate = silu(linear(h, layer, 'gate_proj'));
+      return add(residual, linear(mul(gate, linear(h, layer, 'up_proj')), layer, 'down_proj'));
+    };
+    const input = x;
+    x = graph.scope(`layers.${layer}`, () => block(parts.memory, input, decoderLayer));
+  }
+  return {
+    hidden: rmsNorm(x, weight('model.norm.weight'), spec.rmsNormEps),
+    head: spec.tieWordEmbeddings ? embed : weight('lm_head.weight'),
+  };
+}
+
 /**
  * `x · headᵀ` in `x`'s type. A head stored narrower than that (BF16 weights, float32 compute) is
  * converted `chunk` vocabulary rows at a time, so no converted copy of the whole table exists (at
  * Llama 3's 128 256 × 2048 it would be 1 GiB in float32); a head already in `x`'s type is one product.
  */
-function vocabularyLogits(x: Tensor, head: Tensor, chunk: number): Tensor {
+export function vocabularyLogits(x: Tensor, head: Tensor, chunk: number): Tensor {
   const vocabulary = head.shape[0] as number;
   if (BYTES_PER_ELEMENT[head.dtype] >= BYTES_PER_ELEMENT[x.dtype] || vocabulary <= chunk) {
     return matmul(x, transpose(castAtUse(head, x.dtype, x)));
@@ -329,14 +383,21 @@ function selfAttention(
   h: Tensor,
   linear: (h: Tensor, module: LlamaLinearModule) => Tensor,
   { cos, sin, bias }: { cos: Tensor; sin: Tensor; bias: Tensor },
+  cached?: { layer: number; cache: KeyValueCache },
 ): Tensor {
   const { numHeads, numKvHeads, headDim } = spec;
   // [batch, seq, groups·heads·headDim] → [batch, groups, heads, seq, headDim]
   const split = (t: Tensor, heads: number) =>
     transpose(reshape(t, [0, 0, numKvHeads, heads, headDim]), [0, 2, 3, 1, 4]);
   const q = rope(split(linear(h, 'q_proj'), numHeads / numKvHeads), cos, sin);
-  const k = rope(split(linear(h, 'k_proj'), 1), cos, sin);
-  const v = split(linear(h, 'v_proj'), 1);
+  let k = rope(split(linear(h, 'k_proj'), 1), cos, sin);
+  let v = split(linear(h, 'v_proj'), 1);
+  if (cached) {
+    const past = cached.cache.past(cached.layer);
+    k = concat([cast(past.key, k.dtype), k], 3);
+    v = concat([cast(past.value, v.dtype), v], 3);
+    cached.cache.present(cached.layer, k, v);
+  }
   const scores = mul(matmul(q, transpose(k, [0, 1, 2, 4, 3])), headDim ** -0.5);
   const probs = cast(softmax(add(cast(scores, 'float32'), bias), -1), h.dtype);
   const heads = transpose(matmul(probs, v), [0, 3, 1, 2, 4]);
@@ -344,7 +405,7 @@ function selfAttention(
 }
 
 /** cos and sin of position × inverse frequency, `[seq, head_dim]`, computed in float32 as transformers does. */
-function ropeTables(spec: LlamaSpec, seqLen: number): { cos: HostTensor; sin: HostTensor } {
+export function ropeTables(spec: LlamaSpec, seqLen: number): { cos: HostTensor; sin: HostTensor } {
   const inverse = Float32Array.from(ropeInverseFrequencies(spec));
   const d = spec.headDim;
   const cos = new Float32Array(seqLen * d);
