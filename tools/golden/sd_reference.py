@@ -475,41 +475,46 @@ def worst_error(a, b):
     return max(((x.double() - y).abs().max() / y.abs().max()).item() for x, y in pairs)
 
 
-# The golden values are float64 (the exact answer for these float32 weights); the float32 run
-# shows how much of the tests' 1e-4 tolerance float32 rounding needs on this fixture.
-exact, single = run_all(torch.float64), run_all(torch.float32)
-print("float32 vs float64, worst relative error:", worst_error(single, exact))
+def main():
+    # The golden values are float64 (the exact answer for these float32 weights); the float32 run
+    # shows how much of the tests' 1e-4 tolerance float32 rounding needs on this fixture.
+    exact, single = run_all(torch.float64), run_all(torch.float32)
+    print("float32 vs float64, worst relative error:", worst_error(single, exact))
 
-checkpoint = {}
-for k, v in Wu.items():
-    checkpoint["model.diffusion_model." + ldm_unet_name(k)] = v
-for k, v in Wc.items():
-    checkpoint["cond_stage_model.transformer." + k] = v
-for k, v in Wv.items():
-    name, t = ldm_vae_name(k, v)
-    checkpoint["first_stage_model." + name] = t
-# Keys a loader must skip: the VAE decoder, EMA copies, CLIP's position_ids buffer.
-checkpoint["first_stage_model.post_quant_conv.weight"] = randn(4, 4, 1, 1)
-checkpoint["first_stage_model.decoder.conv_in.weight"] = randn(16, 4, 3, 3)
-checkpoint["model_ema.diffusion_modelinput_blocks00weight"] = Wu["conv_in.weight"].clone()
-checkpoint["model_ema.num_updates"] = torch.tensor(7, dtype=torch.int64)
-checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(T)[None]
+    checkpoint = {}
+    for k, v in Wu.items():
+        checkpoint["model.diffusion_model." + ldm_unet_name(k)] = v
+    for k, v in Wc.items():
+        checkpoint["cond_stage_model.transformer." + k] = v
+    for k, v in Wv.items():
+        name, t = ldm_vae_name(k, v)
+        checkpoint["first_stage_model." + name] = t
+    # Keys a loader must skip: the VAE decoder, EMA copies, CLIP's position_ids buffer.
+    checkpoint["first_stage_model.post_quant_conv.weight"] = randn(4, 4, 1, 1)
+    checkpoint["first_stage_model.decoder.conv_in.weight"] = randn(16, 4, 3, 3)
+    checkpoint["model_ema.diffusion_modelinput_blocks00weight"] = Wu["conv_in.weight"].clone()
+    checkpoint["model_ema.num_updates"] = torch.tensor(7, dtype=torch.int64)
+    checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(T)[None]
 
-os.makedirs(OUT, exist_ok=True)
-save_safetensors(os.path.join(OUT, "model.safetensors"), checkpoint)
-golden = {
-    "unet_config": UNET, "text_encoder_config": CLIP, "vae_config": VAE, "rank": RANK, "alpha": ALPHA,
-    "alphas_cumprod": flat(alphas_cumprod()),
-    "input_ids": ids.tolist(), "timesteps": timesteps.tolist(), "loss_weights": weights.tolist(),
-    "latents": flat(latents), "noise": flat(noise), "image": flat(image), "vae_noise": flat(vae_noise),
-    **{k: flat(exact[k]) for k in ("text_states", "text_states_clip_skip_2", "unet_output",
-                                     "vae_latents_mean", "vae_latents_sample")},
-    "loss_epsilon": exact["loss_epsilon"].item(), "loss_v_prediction": exact["loss_v_prediction"].item(),
-    "lora": {k: {"A_shape": list(a.shape), "B_shape": list(b.shape), "A": flat(a), "B": flat(b),
-                 "A_grad": flat(exact["grads"][k][0]), "B_grad": flat(exact["grads"][k][1])}
-             for k, (a, b) in lora.pairs.items()},
-}
-with open(os.path.join(OUT, "golden.json"), "w") as f:
-    json.dump(golden, f)
-print("tensors", len(checkpoint), "floats", sum(t.numel() for t in checkpoint.values()),
-      "lora modules", len(lora.pairs), "loss", golden["loss_epsilon"], "loss_v", golden["loss_v_prediction"])
+    os.makedirs(OUT, exist_ok=True)
+    save_safetensors(os.path.join(OUT, "model.safetensors"), checkpoint)
+    golden = {
+        "unet_config": UNET, "text_encoder_config": CLIP, "vae_config": VAE, "rank": RANK, "alpha": ALPHA,
+        "alphas_cumprod": flat(alphas_cumprod()),
+        "input_ids": ids.tolist(), "timesteps": timesteps.tolist(), "loss_weights": weights.tolist(),
+        "latents": flat(latents), "noise": flat(noise), "image": flat(image), "vae_noise": flat(vae_noise),
+        **{k: flat(exact[k]) for k in ("text_states", "text_states_clip_skip_2", "unet_output",
+                                         "vae_latents_mean", "vae_latents_sample")},
+        "loss_epsilon": exact["loss_epsilon"].item(), "loss_v_prediction": exact["loss_v_prediction"].item(),
+        "lora": {k: {"A_shape": list(a.shape), "B_shape": list(b.shape), "A": flat(a), "B": flat(b),
+                     "A_grad": flat(exact["grads"][k][0]), "B_grad": flat(exact["grads"][k][1])}
+                 for k, (a, b) in lora.pairs.items()},
+    }
+    with open(os.path.join(OUT, "golden.json"), "w") as f:
+        json.dump(golden, f)
+    print("tensors", len(checkpoint), "floats", sum(t.numel() for t in checkpoint.values()),
+          "lora modules", len(lora.pairs), "loss", golden["loss_epsilon"], "loss_v", golden["loss_v_prediction"])
+
+
+if __name__ == "__main__":
+    main()

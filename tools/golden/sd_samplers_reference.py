@@ -57,16 +57,18 @@ def get_sigmas_karras(n, sigma_min, sigma_max, rho=7.0):
     return append_zero((max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho)
 
 
-def denoiser(x, sigma):  # CompVisDenoiser
-    c_out, c_in = -sigma, 1 / (sigma ** 2 + 1) ** 0.5
-    return x + eps_model(x * c_in, sigma_to_t(sigma)) * c_out
+def compvis_denoiser(eps):  # k-diffusion CompVisDenoiser over a noise predictor eps(input, t)
+    def denoiser(x, sigma):
+        c_out, c_in = -sigma, 1 / (sigma ** 2 + 1) ** 0.5
+        return x + eps(x * c_in, sigma_to_t(sigma)) * c_out
+    return denoiser
 
 
 def to_d(x, sigma, denoised):
     return (x - denoised) / sigma
 
 
-def sample_euler(x, sigmas):
+def sample_euler(denoiser, x, sigmas):
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i])
         x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
@@ -78,7 +80,7 @@ def get_ancestral_step(sigma_from, sigma_to, eta=1.0):
     return (sigma_to ** 2 - sigma_up ** 2) ** 0.5, sigma_up
 
 
-def sample_euler_ancestral(x, sigmas, noises):
+def sample_euler_ancestral(denoiser, x, sigmas, noises):
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i])
         sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1])
@@ -88,7 +90,7 @@ def sample_euler_ancestral(x, sigmas, noises):
     return x
 
 
-def sample_dpmpp_2m(x, sigmas):
+def sample_dpmpp_2m(denoiser, x, sigmas):
     sigma_fn = lambda t: t.neg().exp()
     t_fn = lambda sigma: sigma.log().neg()
     old_denoised = None
@@ -107,9 +109,9 @@ def sample_dpmpp_2m(x, sigmas):
     return x
 
 
-def sample_ddim(x):  # diffusers DDIMScheduler: leading spacing, steps_offset 1, set_alpha_to_one False, eta 0
-    step_ratio = 1000 // STEPS
-    timesteps = (torch.arange(0, STEPS) * step_ratio).round().flip(0) + 1
+def sample_ddim(eps_model, x, steps):  # diffusers DDIMScheduler: leading spacing, steps_offset 1, set_alpha_to_one False, eta 0
+    step_ratio = 1000 // steps
+    timesteps = (torch.arange(0, steps) * step_ratio).round().flip(0) + 1
     for t in timesteps.tolist():
         eps = eps_model(x, t)
         prev_t = t - step_ratio
@@ -120,25 +122,37 @@ def sample_ddim(x):  # diffusers DDIMScheduler: leading spacing, steps_offset 1,
     return x
 
 
-g = torch.Generator().manual_seed(7)
-noises = [torch.randn(SIZE, generator=g) for _ in range(STEPS + 1)]  # noises[-1] starts every sampler
-start = noises[-1]
-uniform = get_sigmas(STEPS)
-karras = get_sigmas_karras(STEPS, sigmas_all[0].item(), sigmas_all[-1].item())
-golden = {
-    "steps": STEPS,
-    "noise": [n.tolist() for n in noises],
-    "sigmas": {"uniform": uniform.tolist(), "karras": karras.tolist()},
-    "sigma_to_t": [[s, sigma_to_t(s).item()] for s in [0.02, 0.0292, 0.5, 1.0, 3.3, 14.6, 20.0]],
-    "latents": {
-        "euler": sample_euler(start * uniform[0], uniform).tolist(),
-        "euler_a": sample_euler_ancestral(start * uniform[0], uniform, noises).tolist(),
-        "dpmpp_2m": sample_dpmpp_2m(start * karras[0], karras).tolist(),
-        "ddim": sample_ddim(start.clone()).tolist(),
-    },
-}
-os.makedirs(os.path.dirname(OUT), exist_ok=True)
-with open(OUT, "w") as f:
-    json.dump(golden, f)
-    f.write("\n")
-print({k: v[:3] for k, v in golden["latents"].items()})
+def all_samplers(eps, start, noises, steps):
+    """The four samplers from the same start noise (standard normal) and ancestral noises."""
+    uniform = get_sigmas(steps)
+    karras = get_sigmas_karras(steps, sigmas_all[0].item(), sigmas_all[-1].item())
+    denoiser = compvis_denoiser(eps)
+    latents = {
+        "euler": sample_euler(denoiser, start * uniform[0], uniform),
+        "euler_a": sample_euler_ancestral(denoiser, start * uniform[0], uniform, noises),
+        "dpmpp_2m": sample_dpmpp_2m(denoiser, start * karras[0], karras),
+        "ddim": sample_ddim(eps, start.clone(), steps),
+    }
+    return latents, uniform, karras
+
+
+def main():
+    g = torch.Generator().manual_seed(7)
+    noises = [torch.randn(SIZE, generator=g) for _ in range(STEPS + 1)]  # noises[-1] starts every sampler
+    latents, uniform, karras = all_samplers(eps_model, noises[-1], noises, STEPS)
+    golden = {
+        "steps": STEPS,
+        "noise": [n.tolist() for n in noises],
+        "sigmas": {"uniform": uniform.tolist(), "karras": karras.tolist()},
+        "sigma_to_t": [[s, sigma_to_t(s).item()] for s in [0.02, 0.0292, 0.5, 1.0, 3.3, 14.6, 20.0]],
+        "latents": {k: v.tolist() for k, v in latents.items()},
+    }
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        json.dump(golden, f)
+        f.write("\n")
+    print({k: v[:3] for k, v in golden["latents"].items()})
+
+
+if __name__ == "__main__":
+    main()
