@@ -1,13 +1,14 @@
 """Golden values for @lora/trainer-ort's Stable Diffusion graphs (UNet, CLIP text encoder, VAE
 encoder, training loss), from a plain PyTorch implementation of the diffusers / transformers
-modules (UNet2DConditionModel, CLIPTextModel, AutoencoderKL's Encoder) at tiny sizes.
+modules (UNet2DConditionModel, CLIPTextModel, AutoencoderKL's Encoder and Decoder) at tiny sizes.
 
 Run by hand (Debian: apt-get install python3-torch libopenblas0-pthread):
     /usr/bin/python3 tools/golden/sd_reference.py
 It writes packages/trainer-ort/src/models/sd/__fixtures__/:
   model.safetensors  random F32 weights in the original LDM single-file layout
-                     (model.diffusion_model., cond_stage_model.transformer., first_stage_model.),
-                     plus keys a loader must skip: the VAE decoder, EMA copies, position_ids (I64)
+                     (model.diffusion_model., cond_stage_model.transformer., first_stage_model.,
+                     the VAE decoder included), plus keys a loader must skip: EMA copies,
+                     position_ids (I64)
   golden.json        the three diffusers-style config.json dicts, inputs, forward outputs, the
                      epsilon- and v-prediction losses for fixed noise and timesteps, LoRA start
                      values and gradients, all computed in float64 from the float32 weights
@@ -167,6 +168,30 @@ def vae_encoder_weights():
     return W
 
 
+def vae_decoder_weights():
+    """diffusers Decoder: reversed channels, layers_per_block + 1 resnets per up block."""
+    W = {}
+    ch, z = list(reversed(VAE["block_out_channels"])), VAE["latent_channels"]
+    conv_w(W, "post_quant_conv", z, z, 1)
+    conv_w(W, "decoder.conv_in", ch[0], z, 3)
+    c = ch[0]
+    resnet_w(W, "decoder.mid_block.resnets.0.", c, c, None)
+    a = "decoder.mid_block.attentions.0."
+    norm_w(W, a + "group_norm", c)
+    for n in ("to_q", "to_k", "to_v", "to_out.0"):
+        linear_w(W, a + n, c, c)
+    resnet_w(W, "decoder.mid_block.resnets.1.", c, c, None)
+    for i, out in enumerate(ch):
+        for j in range(VAE["layers_per_block"] + 1):
+            resnet_w(W, f"decoder.up_blocks.{i}.resnets.{j}.", c, out, None)
+            c = out
+        if i < len(ch) - 1:
+            conv_w(W, f"decoder.up_blocks.{i}.upsamplers.0.conv", c, c, 3)
+    norm_w(W, "decoder.conv_norm_out", c)
+    conv_w(W, "decoder.conv_out", VAE["out_channels"], c, 3)
+    return W
+
+
 # ── diffusers → LDM names (kohya convert_unet_state_dict_to_sd, convert_vae_state_dict) ──
 
 RESNET_LDM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
@@ -209,7 +234,12 @@ def ldm_unet_name(key):
 
 
 def ldm_vae_name(key, tensor):
+    if key.startswith("decoder.up_blocks."):
+        i = int(key.split(".")[2])
+        levels = len(VAE["block_out_channels"])
+        key = key.replace(f"decoder.up_blocks.{i}.", f"decoder.up.{levels - 1 - i}.", 1)
     name = key.replace("down_blocks.", "down.").replace(".resnets.", ".block.")
+    name = name.replace(".upsamplers.0.conv", ".upsample.conv")
     name = name.replace(".downsamplers.0.conv", ".downsample.conv")
     name = name.replace("mid_block.block.0", "mid.block_1").replace("mid_block.block.1", "mid.block_2")
     name = name.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
@@ -385,6 +415,29 @@ def vae_encode(W, image, noise=None):
     return z * VAE["scaling_factor"]
 
 
+def vae_attention(W, h, a, groups):
+    B, C, Hh, Ww = h.shape
+    n = group_norm(W, h, a + "group_norm", groups, 1e-6).view(B, C, Hh * Ww).transpose(1, 2)
+    q, k, v = linear(W, n, a + "to_q"), linear(W, n, a + "to_k"), linear(W, n, a + "to_v")
+    attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(C), dim=-1) @ v
+    return linear(W, attn, a + "to_out.0").transpose(1, 2).reshape(B, C, Hh, Ww) + h
+
+
+def vae_decode(W, latents):
+    """AutoencoderKL.decode(latents / scaling_factor): the image in about [-1, 1]."""
+    ch, groups = VAE["block_out_channels"], VAE["norm_num_groups"]
+    h = conv(W, conv(W, latents / VAE["scaling_factor"], "post_quant_conv"), "decoder.conv_in")
+    h = resnet(W, h, None, "decoder.mid_block.resnets.0.", groups, 1e-6)
+    h = vae_attention(W, h, "decoder.mid_block.attentions.0.", groups)
+    h = resnet(W, h, None, "decoder.mid_block.resnets.1.", groups, 1e-6)
+    for i in range(len(ch)):
+        for j in range(VAE["layers_per_block"] + 1):
+            h = resnet(W, h, None, f"decoder.up_blocks.{i}.resnets.{j}.", groups, 1e-6)
+        if i < len(ch) - 1:
+            h = conv(W, F.interpolate(h, scale_factor=2.0, mode="nearest"), f"decoder.up_blocks.{i}.upsamplers.0.conv")
+    return conv(W, F.silu(group_norm(W, h, "decoder.conv_norm_out", groups, 1e-6)), "decoder.conv_out")
+
+
 def alphas_cumprod():
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float32) ** 2
     return torch.cumprod(1.0 - betas, dim=0)
@@ -444,13 +497,14 @@ timesteps = torch.tensor([17, 803])
 weights = torch.tensor([1.0, 0.4])
 image = randn(B, VAE["in_channels"], VAE["sample_size"], VAE["sample_size"]).clamp(-1, 1)
 vae_noise = randn(B, VAE["latent_channels"], VAE["sample_size"] // 2, VAE["sample_size"] // 2)
+Wd = vae_decoder_weights()  # drawn last, so the weights and inputs above keep their values
 
 
 
 def run_all(dtype):
     """Every golden value, computed in `dtype` from the same float32 weights and inputs."""
     to = lambda D: {k: v.to(dtype) for k, v in D.items()}
-    wu, wc, wv = to(Wu), to(Wc), to(Wv)
+    wu, wc, wv, wd = to(Wu), to(Wc), to(Wv), to(Wd)
     pairs = Lora()
     pairs.pairs = {k: (a.detach().to(dtype).requires_grad_(), b.detach().to(dtype).requires_grad_())
                    for k, (a, b) in lora.pairs.items()}
@@ -460,6 +514,7 @@ def run_all(dtype):
         out = {"text_states": states, "text_states_clip_skip_2": clip_forward(wc, ids, clip_skip=2),
                "unet_output": unet_forward(wu, x0, timesteps, states),
                "vae_latents_mean": vae_encode(wv, img), "vae_latents_sample": vae_encode(wv, img, vn),
+               "vae_decoded": vae_decode(wd, x0),
                "loss_v_prediction": training_loss(wu, wc, x0, timesteps, eps, ids, w, pairs, "v_prediction")}
     loss = training_loss(wu, wc, x0, timesteps, eps, ids, w, pairs, "epsilon")
     loss.backward()
@@ -486,12 +541,10 @@ def main():
         checkpoint["model.diffusion_model." + ldm_unet_name(k)] = v
     for k, v in Wc.items():
         checkpoint["cond_stage_model.transformer." + k] = v
-    for k, v in Wv.items():
+    for k, v in {**Wv, **Wd}.items():
         name, t = ldm_vae_name(k, v)
         checkpoint["first_stage_model." + name] = t
-    # Keys a loader must skip: the VAE decoder, EMA copies, CLIP's position_ids buffer.
-    checkpoint["first_stage_model.post_quant_conv.weight"] = randn(4, 4, 1, 1)
-    checkpoint["first_stage_model.decoder.conv_in.weight"] = randn(16, 4, 3, 3)
+    # Keys a loader must skip: EMA copies, CLIP's position_ids buffer.
     checkpoint["model_ema.diffusion_modelinput_blocks00weight"] = Wu["conv_in.weight"].clone()
     checkpoint["model_ema.num_updates"] = torch.tensor(7, dtype=torch.int64)
     checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(T)[None]
@@ -504,7 +557,7 @@ def main():
         "input_ids": ids.tolist(), "timesteps": timesteps.tolist(), "loss_weights": weights.tolist(),
         "latents": flat(latents), "noise": flat(noise), "image": flat(image), "vae_noise": flat(vae_noise),
         **{k: flat(exact[k]) for k in ("text_states", "text_states_clip_skip_2", "unet_output",
-                                         "vae_latents_mean", "vae_latents_sample")},
+                                         "vae_latents_mean", "vae_latents_sample", "vae_decoded")},
         "loss_epsilon": exact["loss_epsilon"].item(), "loss_v_prediction": exact["loss_v_prediction"].item(),
         "lora": {k: {"A_shape": list(a.shape), "B_shape": list(b.shape), "A": flat(a), "B": flat(b),
                      "A_grad": flat(exact["grads"][k][0]), "B_grad": flat(exact["grads"][k][1])}

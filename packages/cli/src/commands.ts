@@ -222,6 +222,54 @@ export function registerCommands(cli: CAC): void {
     });
 
   cli
+    .command('sample', 'Text to image with an SD 1.x model and LoRAs, as a PNG with A1111 parameters')
+    .usage('sample --model <checkpoint.safetensors> --prompt <text> --output <file.png> [options]')
+    .option(
+      '--model <file>',
+      'The base model: an SD 1.x single-file checkpoint (or a diffusers folder, without LoRAs)',
+    )
+    .option(
+      '--prompt <text>',
+      'A1111 prompt: (word:1.2), [word], BREAK, <lora:name:weight>; **core** and *mood* markup is ignored',
+    )
+    .option('--negative <text>', 'Negative prompt')
+    .option(
+      '--lora <file[:strength]>',
+      'A LoRA to apply besides the prompt tags (repeatable; default strength 1)',
+    )
+    .option('--lora-dir <folder>', 'Where <lora:name> finds name.safetensors (default: the current folder)')
+    .option('--tokenizer <folder>', "CLIP's tokenizer.json folder, when it is not beside the model")
+    .option('--sampler <name>', 'euler, euler_a (default), ddim or dpmpp_2m (DPM++ 2M Karras)')
+    .option('--steps <n>', 'Sampling steps (default 20)')
+    .option('--cfg <scale>', 'Classifier-free guidance scale (default 7)')
+    .option('--seed <n>', 'Seed of the noise (default 0)')
+    .option('--width <px>', 'Width (default 512)')
+    .option('--height <px>', 'Height (default 512)')
+    .option('--clip-skip <n>', "2 takes the text encoder's penultimate layer (default 1)")
+    .option('--device <device>', 'cpu (default), cuda, webgpu or auto')
+    .option('--output <file>', 'The PNG to write')
+    .option('--overwrite', 'Replace an existing output')
+    .option('--json', JSON_HELP)
+    .example(
+      '  $ lora sample --model models/sd15.safetensors --prompt "a red circle <lora:shapes:0.8>" --lora-dir output/shapes --output red.png',
+    )
+    .action(async (options: Options) => {
+      const { sample } = await import('./commands/sample.ts');
+      await sample(
+        stringOptions(options, [
+          'model',
+          'prompt',
+          'negative',
+          'loraDir',
+          'tokenizer',
+          'sampler',
+          'device',
+          'output',
+        ]),
+      );
+    });
+
+  cli
     .command('merge', 'Merge LoRAs into a base checkpoint')
     .usage('merge --base <file> --lora <file[:strength]> [--lora …] --output <file>')
     .option('--base <file>', 'Base checkpoint (.safetensors or a sharded .index.json)')

@@ -37,6 +37,14 @@ export { SD15, type SdModelConfig } from './models/sd/config.ts';
 export { LDM_PREFIXES } from './models/sd/keys.ts';
 export { clipTextModel, ldmUnet } from './models/sd/ldm-layout.ts';
 export { ClipTokenizer, type LongCaptions } from './models/sd/model-files.ts';
+export { extractLoraTags, type LoraTag } from './models/sd/prompt.ts';
+export {
+  type SampledImage,
+  type SampleImageOptions,
+  type SampleLora,
+  sampleImage,
+} from './models/sd/sample-image.ts';
+export { SAMPLERS, type SamplerName } from './models/sd/samplers.ts';
 export {
   type ShapeImagesOptions,
   type TinySdModel,

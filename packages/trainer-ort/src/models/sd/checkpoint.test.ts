@@ -20,7 +20,7 @@ import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, SD15, type SdMode
 import { LDM_PREFIXES, normalizeClipKey, vaeKeyToDiffusers } from './keys.ts';
 import { buildSdLoss } from './loss.ts';
 import { buildUnet } from './unet.ts';
-import { buildVaeEncoder } from './vae.ts';
+import { buildVaeDecoder, buildVaeEncoder } from './vae.ts';
 
 const FIXTURES = join(import.meta.dirname, '__fixtures__');
 const golden = JSON.parse(await readFile(join(FIXTURES, 'golden.json'), 'utf8')) as {
@@ -34,6 +34,7 @@ const golden = JSON.parse(await readFile(join(FIXTURES, 'golden.json'), 'utf8'))
   text_states: number[];
   unet_output: number[];
   vae_latents_mean: number[];
+  vae_decoded: number[];
 };
 const tiny: SdModelConfig = {
   unet: parseUnetConfig(golden.unet_config),
@@ -79,12 +80,11 @@ async function diffusersFolder(root: string): Promise<void> {
         tensor,
       );
     } else if (key.startsWith(LDM_PREFIXES.vae)) {
-      let name = vaeKeyToDiffusers(key.slice(LDM_PREFIXES.vae.length));
+      let name = vaeKeyToDiffusers(key.slice(LDM_PREFIXES.vae.length), tiny.vae.blockOutChannels.length);
       if (!name) continue;
       // diffusers < 0.14 attention names, linear [C, C] weights, and F16 storage.
-      const match = /^(encoder\.mid_block\.attentions\.0\.)(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/.exec(
-        name,
-      );
+      const match =
+        /^((?:en|de)coder\.mid_block\.attentions\.0\.)(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/.exec(name);
       const shape = match && match[3] === 'weight' ? tensor.shape.slice(0, 2) : tensor.shape;
       if (match) name = `${match[1]}${OLD_NAMES[match[2]!]}.${match[3]}`;
       const data = convertDtype(tensor.data as Uint8Array, 'F32', 'F16');
@@ -123,6 +123,7 @@ describe('a diffusers folder', () => {
     graph.output(states, 'states');
     graph.output(buildUnet({ checkpoint, component: 'unet' }, unet, sample, timesteps, states), 'eps');
     graph.output(buildVaeEncoder({ checkpoint, component: 'vae' }, vae, image), 'latents');
+    graph.output(buildVaeDecoder({ checkpoint, component: 'vae' }, vae, sample), 'decoded');
     await close();
     expect(checkpoint.unusedKeys()).toEqual([]);
 
@@ -139,6 +140,7 @@ describe('a diffusers folder', () => {
     expect(relativeError(out['eps']!.data as Float32Array, golden.unet_output)).toBeLessThan(1e-4);
     // F16 weights: the golden outputs are for the F32 values.
     expect(relativeError(out['latents']!.data as Float32Array, golden.vae_latents_mean)).toBeLessThan(5e-3);
+    expect(relativeError(out['decoded']!.data as Float32Array, golden.vae_decoded)).toBeLessThan(5e-3);
   }, 30_000);
 
   it('without a VAE weight file says which file is missing', async () => {
@@ -236,7 +238,9 @@ describe('checkpoint errors name the file, the key and what to do', () => {
       'cond_stage_model.transformer.text_model.text_projection.weight',
     );
     expect(checkpoint.has('vae', 'quant_conv.weight')).toBe(true);
-    expect(checkpoint.has('vae', 'post_quant_conv.weight')).toBe(false);
+    // The decoder is there for sampling, and never reported unused.
+    expect(checkpoint.has('vae', 'post_quant_conv.weight')).toBe(true);
+    expect(checkpoint.unusedKeys(['vae']).filter((key) => key.includes('decoder'))).toEqual([]);
     expect(normalizeClipKey('embeddings.position_ids')).toBeUndefined();
   });
 

@@ -15,6 +15,7 @@ import { openWeightsFile, safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
 import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, SD15, type SdModelConfig } from './config.ts';
 import {
+  isVaeDecoderKey,
   LDM_PREFIXES,
   normalizeClipKey,
   normalizeDiffusersVaeKey,
@@ -57,7 +58,7 @@ export class SdCheckpoint {
 
   /**
    * An original LDM single-file checkpoint (`model.diffusion_model.…`, `cond_stage_model.transformer.…`,
-   * `first_stage_model.…`). EMA copies, schedule buffers and the VAE decoder are ignored.
+   * `first_stage_model.…`). EMA copies and schedule buffers are ignored.
    */
   static fromSingleFile(file: WeightFile, config: SdModelConfig = SD15): SdCheckpoint {
     const checkpoint = new SdCheckpoint(config, file.path);
@@ -69,7 +70,7 @@ export class SdCheckpoint {
         component === 'unet'
           ? unetKeyToDiffusers(key, config.unet.layersPerBlock)
           : component === 'vae'
-            ? vaeKeyToDiffusers(key)
+            ? vaeKeyToDiffusers(key, config.vae.blockOutChannels.length)
             : normalizeClipKey(key);
       checkpoint.add(component, mapped, { file, stored, info });
     }
@@ -179,12 +180,14 @@ export class SdCheckpoint {
 
   /**
    * Stored keys of the given models that no graph built so far has used, unrecognised keys
-   * included. Empty after building every model of a matching checkpoint (the VAE decoder, EMA
-   * keys and buffers never count).
+   * included. Empty after building every model of a matching checkpoint (the VAE decoder, which
+   * only sampling runs, EMA keys and buffers never count).
    */
   unusedKeys(components: readonly SdComponent[] = COMPONENTS): string[] {
     return components.flatMap((c) => [
-      ...[...this.entries.get(c)!.values()].filter((e) => !this.used.has(e)).map((e) => e.stored),
+      ...[...this.entries.get(c)!]
+        .filter(([key, e]) => !this.used.has(e) && !(c === 'vae' && isVaeDecoderKey(key)))
+        .map(([, e]) => e.stored),
       ...this.unrecognised.get(c)!,
     ]);
   }

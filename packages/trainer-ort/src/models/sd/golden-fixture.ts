@@ -34,6 +34,7 @@ export interface Golden {
   unet_output: number[];
   vae_latents_mean: number[];
   vae_latents_sample: number[];
+  vae_decoded: number[];
   loss_epsilon: number;
   loss_v_prediction: number;
   lora: Record<string, LoraGolden>;

@@ -15,7 +15,7 @@ import { buildClipTextEncoder } from './clip.ts';
 import { BATCH, config, FIXTURES, golden, IMAGE, LATENT, TOKENS } from './golden-fixture.ts';
 import { buildSdLoss, scaledLinearAlphasCumprod, TEXT_ENCODER_PARAMETER_GROUP } from './loss.ts';
 import { buildUnet } from './unet.ts';
-import { buildVaeEncoder } from './vae.ts';
+import { buildVaeDecoder, buildVaeEncoder } from './vae.ts';
 
 const TOLERANCE = 1e-4;
 
@@ -103,6 +103,18 @@ describe('tiny SD models match the PyTorch reference', () => {
     const out = await run(graph, { image: f32(IMAGE, golden.image), noise: f32(LATENT, golden.vae_noise) });
     expect(relativeError(values(out['mean']), golden.vae_latents_mean)).toBeLessThan(TOLERANCE);
     expect(relativeError(values(out['sample']), golden.vae_latents_sample)).toBeLessThan(TOLERANCE);
+  });
+
+  it('VAE decoder: the image of the latents', async () => {
+    const graph = new Graph('vae_decoder');
+    const latents = graph.input('latents', 'float32', LATENT);
+    graph.output(
+      buildVaeDecoder({ checkpoint: opened.checkpoint, component: 'vae' }, config.vae, latents),
+      'image',
+    );
+    const out = await run(graph, { latents: f32(LATENT, golden.latents) });
+    expect(out['image']!.shape).toEqual(IMAGE);
+    expect(relativeError(values(out['image']), golden.vae_decoded)).toBeLessThan(TOLERANCE);
   });
 
   it('the scaled-linear schedule matches diffusers', () => {

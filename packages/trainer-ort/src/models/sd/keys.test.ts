@@ -97,12 +97,21 @@ describe('LDM VAE keys → diffusers', () => {
     ['encoder.mid.attn_1.proj_out.weight', 'encoder.mid_block.attentions.0.to_out.0.weight'],
     ['encoder.norm_out.weight', 'encoder.conv_norm_out.weight'],
     ['quant_conv.weight', 'quant_conv.weight'],
-    ['decoder.up.0.block.0.conv1.weight', undefined],
-    ['post_quant_conv.bias', undefined],
+    // LDM numbers the decoder's up blocks from the bottom (4 levels in SD 1.x).
+    ['decoder.up.0.block.0.conv1.weight', 'decoder.up_blocks.3.resnets.0.conv1.weight'],
+    ['decoder.up.3.block.2.nin_shortcut.bias', 'decoder.up_blocks.0.resnets.2.conv_shortcut.bias'],
+    ['decoder.up.2.upsample.conv.weight', 'decoder.up_blocks.1.upsamplers.0.conv.weight'],
+    ['decoder.mid.attn_1.proj_out.bias', 'decoder.mid_block.attentions.0.to_out.0.bias'],
+    ['decoder.mid.block_1.norm2.weight', 'decoder.mid_block.resnets.0.norm2.weight'],
+    ['decoder.norm_out.bias', 'decoder.conv_norm_out.bias'],
+    ['decoder.conv_out.weight', 'decoder.conv_out.weight'],
+    ['post_quant_conv.bias', 'post_quant_conv.bias'],
+    ['decoder.up.4.block.0.conv1.weight', null],
+    ['decoder.down.0.block.0.conv1.weight', null],
     ['encoder.mid.attn_2.q.weight', null],
     ['encoder.down.0.block.0.conv3.weight', null],
   ])('%s → %s', (ldm, diffusers) => {
-    expect(vaeKeyToDiffusers(ldm)).toBe(diffusers);
+    expect(vaeKeyToDiffusers(ldm, 4)).toBe(diffusers);
   });
 
   it.each([
@@ -110,7 +119,8 @@ describe('LDM VAE keys → diffusers', () => {
     ['encoder.mid_block.attentions.0.proj_attn.bias', 'encoder.mid_block.attentions.0.to_out.0.bias'],
     ['encoder.mid_block.attentions.0.to_k.weight', 'encoder.mid_block.attentions.0.to_k.weight'],
     ['encoder.down_blocks.0.resnets.0.conv1.weight', 'encoder.down_blocks.0.resnets.0.conv1.weight'],
-    ['decoder.conv_in.weight', undefined],
+    ['decoder.mid_block.attentions.0.key.bias', 'decoder.mid_block.attentions.0.to_k.bias'],
+    ['decoder.conv_in.weight', 'decoder.conv_in.weight'],
   ])('diffusers folder %s → %s', (key, normalized) => {
     expect(normalizeDiffusersVaeKey(key)).toBe(normalized);
   });

@@ -2,8 +2,8 @@
  * Original LDM single-file key names → diffusers / transformers names, per model, following
  * kohya's `convert_*_state_dict` and diffusers' `convert_ldm_*_checkpoint` (refs/formats.md §2),
  * but matching whole path segments instead of substrings. `undefined` means "not a tensor of the
- * part we train with" (VAE decoder, EMA copies, buffers); `null` a key under a model prefix that
- * fits no rule, which the loader reports.
+ * models" (EMA copies, buffers); `null` a key under a model prefix that fits no rule, which the
+ * loader reports.
  */
 
 export type SdComponent = 'unet' | 'text_encoder' | 'vae';
@@ -31,32 +31,46 @@ const VAE_RESNET: Readonly<Record<string, string>> = {
   nin_shortcut: 'conv_shortcut',
 };
 
-/** A VAE key without its prefix → diffusers; `undefined` for the decoder half. */
-export function vaeKeyToDiffusers(key: string): string | null | undefined {
+/**
+ * A VAE key without its prefix → diffusers. `levels` is the number of resolution levels: LDM
+ * numbers the decoder's up blocks from the lowest resolution's end, diffusers from the top.
+ */
+export function vaeKeyToDiffusers(key: string, levels: number): string | null | undefined {
   const parts = key.split('.');
-  if (parts[0] === 'decoder' || parts[0] === 'post_quant_conv') return undefined;
-  if (parts[0] === 'quant_conv' && parts.length === 2) return key;
-  if (parts[0] !== 'encoder') return null;
+  if ((parts[0] === 'quant_conv' || parts[0] === 'post_quant_conv') && parts.length === 2) return key;
+  const half = parts[0];
+  if (half !== 'encoder' && half !== 'decoder') return null;
   const [, a, b, c, d, e, f] = parts;
   if ((a === 'conv_in' || a === 'conv_out') && parts.length === 3) return key;
-  if (a === 'norm_out' && parts.length === 3) return `encoder.conv_norm_out.${b}`;
+  if (a === 'norm_out' && parts.length === 3) return `${half}.conv_norm_out.${b}`;
   const resnet = (path: string, name: string | undefined, param: string | undefined, length: number) => {
     const mapped = name === undefined ? undefined : VAE_RESNET[name];
-    return mapped === undefined || parts.length !== length ? null : `encoder.${path}.${mapped}.${param}`;
+    return mapped === undefined || parts.length !== length ? null : `${half}.${path}.${mapped}.${param}`;
   };
-  if (a === 'down' && c === 'block') return resnet(`down_blocks.${b}.resnets.${d}`, e, f, 7);
-  if (a === 'down' && c === 'downsample' && d === 'conv' && parts.length === 6) {
+  if (half === 'encoder' && a === 'down' && c === 'block')
+    return resnet(`down_blocks.${b}.resnets.${d}`, e, f, 7);
+  if (half === 'encoder' && a === 'down' && c === 'downsample' && d === 'conv' && parts.length === 6) {
     return `encoder.down_blocks.${b}.downsamplers.0.conv.${e}`;
+  }
+  const up = levels - 1 - Number(b);
+  if (half === 'decoder' && a === 'up' && Number.isInteger(up) && up >= 0) {
+    if (c === 'block') return resnet(`up_blocks.${up}.resnets.${d}`, e, f, 7);
+    if (c === 'upsample' && d === 'conv' && parts.length === 6)
+      return `decoder.up_blocks.${up}.upsamplers.0.conv.${e}`;
   }
   if (a === 'mid' && (b === 'block_1' || b === 'block_2')) {
     return resnet(`mid_block.resnets.${b === 'block_1' ? 0 : 1}`, c, d, 5);
   }
   const attention = c === undefined ? undefined : VAE_ATTENTION[c];
   if (a === 'mid' && b === 'attn_1' && attention !== undefined && parts.length === 5) {
-    return `encoder.mid_block.attentions.0.${attention}.${d}`;
+    return `${half}.mid_block.attentions.0.${attention}.${d}`;
   }
   return null;
 }
+
+/** The VAE's decoder half (`lora sample` decodes with it; training never reads it). */
+export const isVaeDecoderKey = (key: string): boolean =>
+  key.startsWith('decoder.') || key.startsWith('post_quant_conv.');
 
 /** diffusers < 0.14 VAE attention names, still found in some `vae/` folders. */
 const OLD_DIFFUSERS_VAE_ATTENTION: Readonly<Record<string, string>> = {
@@ -66,10 +80,9 @@ const OLD_DIFFUSERS_VAE_ATTENTION: Readonly<Record<string, string>> = {
   proj_attn: 'to_out.0',
 };
 
-/** A diffusers `vae/` key as the current layout names it; `undefined` for the decoder half. */
-export function normalizeDiffusersVaeKey(key: string): string | undefined {
+/** A diffusers `vae/` key as the current layout names it. */
+export function normalizeDiffusersVaeKey(key: string): string {
   const parts = key.split('.');
-  if (parts[0] === 'decoder' || parts[0] === 'post_quant_conv') return undefined;
   const attention = parts.indexOf('attentions');
   const renamed = OLD_DIFFUSERS_VAE_ATTENTION[parts[attention + 2] ?? ''];
   if (attention < 0 || renamed === undefined) return key;

@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSdCheckpoint } from './checkpoint.ts';
 import { LatentCache, type VaeEncoder, vaeFingerprint } from './latents.ts';
 import { singleFileConfig } from './model-files.ts';
-import { encodePng, writeTinySdModel } from './tiny.ts';
+import { encodePng } from './png.ts';
+import { writeTinySdModel } from './tiny.ts';
 
 let root: string;
 beforeAll(async () => {

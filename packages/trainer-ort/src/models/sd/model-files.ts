@@ -187,6 +187,11 @@ export class ClipTokenizer {
     return this.length - 2;
   }
 
+  /** Token ids of `text` without BOS and EOS (prompt conditioning lays them into chunks). */
+  tokenIds(text: string): number[] {
+    return this.tokenizer.encode(text, false);
+  }
+
   /** How many tokens `caption` has, before `encode` cuts it to `window`. */
   tokenCount(caption: string): number {
     return this.tokenizer.encode(caption, false).length;

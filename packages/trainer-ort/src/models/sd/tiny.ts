@@ -8,7 +8,6 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
 import { createRng, type Rng } from '@lora/dataset';
 import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import { byteLevelAlphabet } from '../llama/demo-bpe.ts';
@@ -16,6 +15,7 @@ import { CLIP_TOKENIZER_CONFIG, clipTokenizerFromVocab } from './clip-tokenizer-
 import type { ClipTextConfig, SdModelConfig, UnetConfig, VaeEncoderConfig } from './config.ts';
 import { LDM_PREFIXES } from './keys.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
+import { encodePng } from './png.ts';
 
 /** The demo's words: every one is a single token of the tiny tokenizer. */
 const DEMO_WORDS = [
@@ -193,31 +193,6 @@ export async function writeTinySdModel(folder: string, name = 'tiny-sd', seed = 
     `${JSON.stringify(CLIP_TOKENIZER_CONFIG, null, 2)}\n`,
   );
   return { checkpoint, config };
-}
-
-/** An 8-bit RGB PNG (one IDAT, no filtering): enough for the dataset loader, no image library needed. */
-export function encodePng(width: number, height: number, rgb: Uint8Array): Uint8Array {
-  const chunk = (type: string, data: Uint8Array) => {
-    const out = Buffer.alloc(12 + data.length);
-    out.writeUInt32BE(data.length, 0);
-    out.write(type, 4, 'latin1');
-    out.set(data, 8);
-    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-    return out;
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header.set([8, 2, 0, 0, 0], 8); // 8-bit, truecolour, deflate, no filter, no interlace
-  const rows = Buffer.alloc(height * (1 + 3 * width));
-  for (let y = 0; y < height; y++)
-    rows.set(rgb.subarray(y * 3 * width, (y + 1) * 3 * width), y * (1 + 3 * width) + 1);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', header),
-    chunk('IDAT', deflateSync(rows)),
-    chunk('IEND', new Uint8Array()),
-  ]);
 }
 
 const COLOURS: Readonly<Record<string, readonly [number, number, number]>> = {

@@ -14,7 +14,8 @@ import { checkDataset, ImageDataset } from '@lora/dataset';
 import { convertDtype, readSafetensors, toFloat32, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LDM_PREFIXES } from './keys.ts';
-import { encodePng, writeShapeImages, writeTinySdModel } from './tiny.ts';
+import { encodePng } from './png.ts';
+import { writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { type TrainSdOptions, trainSd } from './train.ts';
 
 let root: string;

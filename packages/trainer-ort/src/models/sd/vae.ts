@@ -1,10 +1,11 @@
 /**
- * The encoder half of the SD VAE (diffusers AutoencoderKL: Encoder + quant_conv), giving the
- * latents the UNet trains on: the posterior mean, or a sample with caller-given noise, times the
- * scaling factor (0.18215 for SD 1.x). Forward only: latents are computed once and cached.
+ * The SD VAE (diffusers AutoencoderKL). The encoder (Encoder + quant_conv) gives the latents the
+ * UNet trains on: the posterior mean, or a sample with caller-given noise, times the scaling
+ * factor (0.18215 for SD 1.x); latents are computed once and cached. The decoder
+ * (post_quant_conv + Decoder) turns sampled latents back into an image. Forward only.
  */
 import type { Tensor } from '@lora/engine';
-import { add, exp, mul, reshape, silu, split, transpose } from '@lora/engine';
+import { add, div, exp, mul, reshape, resizeNearest, silu, split, transpose } from '@lora/engine';
 import type { VaeEncoderConfig } from './config.ts';
 import { conv2d, groupNormLayer, type ModelContext, multiHeadAttention, resnetBlock } from './layers.ts';
 
@@ -83,4 +84,29 @@ export function buildVaeEncoder(
     latents = add(latents, mul(exp(mul(clamped, 0.5)), noise));
   }
   return mul(latents, config.scalingFactor);
+}
+
+/**
+ * The image `[b, channels, h·f, w·f]` (about −1 to 1) of `latents [b, latentChannels, h, w]` as
+ * the UNet sees them (divided by the scaling factor first). diffusers' Decoder: the channels in
+ * reverse, `layersPerBlock + 1` ResNets per level, nearest ×2 then a 3×3 convolution between levels.
+ */
+export function buildVaeDecoder(ctx: ModelContext, config: VaeEncoderConfig, latents: Tensor): Tensor {
+  const channels = [...config.blockOutChannels].reverse();
+  const norm = { groups: config.normGroups, epsilon: VAE_NORM_EPSILON };
+  const z = config.latentChannels;
+  let h = conv2d(ctx, div(latents, config.scalingFactor), 'post_quant_conv', z, 1);
+  h = conv2d(ctx, h, 'decoder.conv_in', channels[0]!, 3);
+  h = resnetBlock(ctx, h, 'decoder.mid_block.resnets.0', channels[0]!, norm);
+  h = midAttention(ctx, h, 'decoder.mid_block.attentions.0', norm.groups);
+  h = resnetBlock(ctx, h, 'decoder.mid_block.resnets.1', channels[0]!, norm);
+  channels.forEach((out, i) => {
+    for (let j = 0; j <= config.layersPerBlock; j++) {
+      h = resnetBlock(ctx, h, `decoder.up_blocks.${i}.resnets.${j}`, out, norm);
+    }
+    if (i < channels.length - 1)
+      h = conv2d(ctx, resizeNearest(h, 2), `decoder.up_blocks.${i}.upsamplers.0.conv`, out, 3);
+  });
+  h = silu(groupNormLayer(ctx, h, 'decoder.conv_norm_out', norm.groups, VAE_NORM_EPSILON));
+  return conv2d(ctx, h, 'decoder.conv_out', config.inChannels, 3);
 }

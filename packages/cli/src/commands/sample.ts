@@ -1,0 +1,129 @@
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CliError } from '../cli-error.ts';
+import { refuseExisting, requireExisting, writeAtomically } from '../files.ts';
+import { print, printJson } from '../format.ts';
+import { listOption } from '../options.ts';
+import { parseLoraSpec } from './merge.ts';
+
+export interface SampleCommandOptions {
+  model?: string;
+  prompt?: string;
+  negative?: string;
+  lora?: string | string[];
+  loraDir?: string;
+  tokenizer?: string;
+  sampler?: string;
+  steps?: number | string;
+  cfg?: number | string;
+  seed?: number | string;
+  width?: number | string;
+  height?: number | string;
+  clipSkip?: number | string;
+  device?: string;
+  output?: string;
+  overwrite?: boolean;
+  json?: boolean;
+}
+
+export interface SampleReport {
+  output: string;
+  loras: { path: string; strength: number }[];
+  parameters: string;
+}
+
+const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
+
+function whole(value: number | string | undefined, flag: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new CliError('E_USAGE', `${flag} ${value}: give a whole number ≥ ${min}.`);
+  return n;
+}
+
+/**
+ * The LoRA file of a `<lora:name:…>` tag: `name` as a path, or `name.safetensors` in --lora-dir
+ * (default: the current folder).
+ */
+function findLora(name: string, loraDir: string | undefined): string {
+  const places = [name, join(loraDir ?? '.', `${name}.safetensors`)];
+  const found = places.find((path) => existsSync(path) && statSync(path).isFile());
+  if (found === undefined) {
+    throw new CliError(
+      'E_NOT_FOUND',
+      `the prompt's <lora:${name}> names no file: looked for ${places.join(' and ')}; pass --lora-dir <folder of LoRAs>.`,
+      1,
+    );
+  }
+  return found;
+}
+
+/**
+ * Text to image with an SD 1.x checkpoint and LoRAs (from `<lora:name:weight>` tags in the prompt
+ * and --lora), written as a PNG with A1111's generation parameters.
+ */
+export async function sample(options: SampleCommandOptions): Promise<SampleReport> {
+  const { model, prompt, output } = options;
+  if (!model || prompt === undefined || !output) {
+    throw new CliError(
+      'E_USAGE',
+      'lora sample needs --model <checkpoint.safetensors>, --prompt <text> and --output <file.png>, e.g. lora sample --model models/sd15.safetensors --prompt "a red circle <lora:style:0.8>" --lora-dir output/style --output red.png',
+    );
+  }
+  const { SAMPLERS, extractLoraTags, sampleImage, ClipTokenizer, SD15 } = await import('@lora/trainer-ort');
+  const sampler = options.sampler ?? 'euler_a';
+  if (!(SAMPLERS as readonly string[]).includes(sampler)) {
+    throw new CliError('E_USAGE', `--sampler ${sampler}: use one of ${SAMPLERS.join(', ')}.`);
+  }
+  const cfgScale = Number(options.cfg ?? 7);
+  if (!Number.isFinite(cfgScale) || cfgScale < 0)
+    throw new CliError('E_USAGE', `--cfg ${options.cfg}: give a number ≥ 0.`);
+  const steps = whole(options.steps, '--steps', 20, 1);
+  const seed = whole(options.seed, '--seed', 0, 0);
+  const width = whole(options.width, '--width', 512, 8);
+  const height = whole(options.height, '--height', 512, 8);
+  const clipSkip = whole(options.clipSkip, '--clip-skip', 1, 1);
+  const device = options.device ?? 'cpu';
+  if (!(DEVICES as readonly string[]).includes(device)) {
+    throw new CliError('E_USAGE', `--device ${device}: use one of ${DEVICES.join(', ')}.`);
+  }
+  requireExisting([model]);
+  refuseExisting([output], options.overwrite);
+  const loras = [
+    ...extractLoraTags(prompt).loras.map((tag) => ({
+      path: findLora(tag.name, options.loraDir),
+      strength: tag.weight,
+    })),
+    ...listOption(options.lora).map((spec) => {
+      const { path, multiplier } = parseLoraSpec(spec);
+      return { path, strength: multiplier };
+    }),
+  ];
+  requireExisting(loras.map((l) => l.path));
+  if (loras.length > 0 && statSync(model).isDirectory()) {
+    throw new CliError(
+      'E_USAGE',
+      `LoRAs merge into a single-file checkpoint; ${model} is a diffusers folder. Give the .safetensors single file of the model.`,
+    );
+  }
+  const tokenizer = await ClipTokenizer.forModel(model, SD15.textEncoder.maxPositions, options.tokenizer);
+  const image = await sampleImage(model, tokenizer, {
+    prompt,
+    negativePrompt: options.negative ?? '',
+    sampler: sampler as (typeof SAMPLERS)[number],
+    steps,
+    cfgScale,
+    seed,
+    width,
+    height,
+    clipSkip,
+    loras,
+    device: device as (typeof DEVICES)[number],
+  });
+  await writeAtomically(output, (temporary) => writeFileSync(temporary, image.png));
+  const report: SampleReport = { output, loras, parameters: image.parameters };
+  if (options.json) printJson(report);
+  else print(`${output}\n${image.parameters}`);
+  return report;
+}
