@@ -248,6 +248,7 @@ export function registerCommands(cli: CAC): void {
     .option('--clip-skip <n>', "2 takes the text encoder's penultimate layer (default 1)")
     .option('--device <device>', 'cpu (default), cuda, webgpu or auto')
     .option('--output <file>', 'The PNG to write')
+    .option('--compare', 'Also render without the LoRAs and write both side by side: before | after')
     .option('--overwrite', 'Replace an existing output')
     .option('--json', JSON_HELP)
     .example(

@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
 import { loraModule, toKohya } from '@lora/adapters';
 import { writeSafetensors } from '@lora/safetensors';
 import { writeTinySdModel } from '@lora/trainer-ort';
@@ -31,7 +32,7 @@ afterEach(() => {
 });
 
 const quiet = () => vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-const base = { steps: 2, width: 64, height: 64, cfg: 4, seed: 3 };
+const base = { steps: 2, width: 64, height: 64, cfg: 4, seed: 3, sampler: 'dpmpp_2m' };
 
 describe('lora sample', () => {
   it('writes the PNG, finding <lora:name> tags in --lora-dir; strength 0 is the base image', async () => {
@@ -45,7 +46,6 @@ describe('lora sample', () => {
       prompt: 'red circle <lora:shapes:0.9>',
       loraDir: root,
       output: tagged,
-      sampler: 'dpmpp_2m',
     });
     expect(report.loras).toEqual([{ path: join(root, 'shapes.safetensors'), strength: 0.9 }]);
     expect(report.parameters).toMatch(/Sampler: DPM\+\+ 2M Karras, .*Lora hashes: "shapes: [0-9a-f]{12}"$/);
@@ -66,6 +66,33 @@ describe('lora sample', () => {
     });
     expect(idat(off).equals(idat(plain))).toBe(true);
     expect(idat(tagged).equals(idat(plain))).toBe(false);
+    // --compare: before | after in one image, twice as wide, each half its own render.
+    const compared = join(root, 'compare.png');
+    await sample({
+      ...base,
+      model,
+      prompt: 'red circle <lora:shapes:0.9>',
+      loraDir: root,
+      output: compared,
+      sampler: 'dpmpp_2m',
+      compare: true,
+    });
+    const header = readFileSync(compared);
+    expect([header.readUInt32BE(16), header.readUInt32BE(20)]).toEqual([128, 64]);
+    const rows = (file: string) => {
+      const bytes = readFileSync(file);
+      const at = bytes.indexOf('IDAT');
+      return inflateSync(bytes.subarray(at + 4, at + 4 + bytes.readUInt32BE(at - 4)));
+    };
+    const [wide, left, right] = [rows(compared), rows(plain), rows(tagged)];
+    for (const y of [0, 31, 63]) {
+      const line = wide.subarray(y * (1 + 384) + 1, (y + 1) * (1 + 384));
+      expect(line.subarray(0, 192).equals(left.subarray(y * 193 + 1, (y + 1) * 193))).toBe(true);
+      expect(line.subarray(192).equals(right.subarray(y * 193 + 1, (y + 1) * 193))).toBe(true);
+    }
+    await expect(
+      sample({ ...base, model, prompt: 'x', compare: true, output: join(root, 'c.png') }),
+    ).rejects.toThrow(/--compare shows the image without and with the LoRAs/);
   });
 
   it('refuses an existing output without --overwrite, a tag without a file, and a bad sampler', async () => {

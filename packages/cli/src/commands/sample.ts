@@ -22,6 +22,8 @@ export interface SampleCommandOptions {
   clipSkip?: number | string;
   device?: string;
   output?: string;
+  /** Also render the image without the LoRAs: the output is before | after, side by side. */
+  compare?: boolean;
   overwrite?: boolean;
   json?: boolean;
 }
@@ -71,7 +73,9 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
       'lora sample needs --model <checkpoint.safetensors>, --prompt <text> and --output <file.png>, e.g. lora sample --model models/sd15.safetensors --prompt "a red circle <lora:style:0.8>" --lora-dir output/style --output red.png',
     );
   }
-  const { SAMPLERS, extractLoraTags, sampleImage, ClipTokenizer, SD15 } = await import('@lora/trainer-ort');
+  const { SAMPLERS, extractLoraTags, sampleImage, ClipTokenizer, SD15, encodePng } = await import(
+    '@lora/trainer-ort'
+  );
   const sampler = options.sampler ?? 'euler_a';
   if (!(SAMPLERS as readonly string[]).includes(sampler)) {
     throw new CliError('E_USAGE', `--sampler ${sampler}: use one of ${SAMPLERS.join(', ')}.`);
@@ -107,8 +111,14 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
       `LoRAs merge into a single-file checkpoint; ${model} is a diffusers folder. Give the .safetensors single file of the model.`,
     );
   }
+  if (options.compare && loras.length === 0) {
+    throw new CliError(
+      'E_USAGE',
+      '--compare shows the image without and with the LoRAs; name one with <lora:…> or --lora.',
+    );
+  }
   const tokenizer = await ClipTokenizer.forModel(model, SD15.textEncoder.maxPositions, options.tokenizer);
-  const image = await sampleImage(model, tokenizer, {
+  const settings = {
     prompt,
     negativePrompt: options.negative ?? '',
     sampler: sampler as (typeof SAMPLERS)[number],
@@ -118,12 +128,30 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
     width,
     height,
     clipSkip,
-    loras,
     device: device as (typeof DEVICES)[number],
-  });
-  await writeAtomically(output, (temporary) => writeFileSync(temporary, image.png));
+  };
+  const image = await sampleImage(model, tokenizer, { ...settings, loras });
+  let png = image.png;
+  if (options.compare) {
+    const before = await sampleImage(model, tokenizer, settings);
+    png = encodePng(2 * width, height, sideBySide(before.rgb, image.rgb, width, height), {
+      parameters: image.parameters,
+    });
+  }
+  await writeAtomically(output, (temporary) => writeFileSync(temporary, png));
   const report: SampleReport = { output, loras, parameters: image.parameters };
   if (options.json) printJson(report);
   else print(`${output}\n${image.parameters}`);
   return report;
+}
+
+/** Two RGB images of one size as one, left | right. */
+function sideBySide(left: Uint8Array, right: Uint8Array, width: number, height: number): Uint8Array {
+  const row = 3 * width;
+  const out = new Uint8Array(2 * row * height);
+  for (let y = 0; y < height; y++) {
+    out.set(left.subarray(y * row, (y + 1) * row), 2 * y * row);
+    out.set(right.subarray(y * row, (y + 1) * row), (2 * y + 1) * row);
+  }
+  return out;
 }

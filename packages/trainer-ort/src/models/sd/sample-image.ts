@@ -51,6 +51,8 @@ export interface SampleImageOptions {
 export interface SampledImage {
   /** The PNG file's bytes, `parameters` text included. */
   png: Uint8Array;
+  /** The pixels, 8-bit RGB row-major. */
+  rgb: Uint8Array;
   /** A1111's generation parameters, as written into the PNG. */
   parameters: string;
 }
@@ -124,7 +126,7 @@ export async function sampleImage(
       }
       const parameters = await a1111Parameters(model, options);
       const rgb = toRgb(pixels, options.width, options.height);
-      return { png: encodePng(options.width, options.height, rgb, { parameters }), parameters };
+      return { png: encodePng(options.width, options.height, rgb, { parameters }), rgb, parameters };
     } finally {
       await close();
     }
