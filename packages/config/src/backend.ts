@@ -122,12 +122,20 @@ type BackendWarningCode =
   | 'resume_seed_changed'
   | 'resume_config_changed'
   /** resume: auto found no checkpoint, so training starts at step 0. */
-  | 'resume_found_nothing';
+  | 'resume_found_nothing'
+  /** sample_prompts are set, but this run's adapter kind cannot be sampled. */
+  | 'sample_skipped';
 
 export type TrainerEvent =
   | ({ type: 'step' } & StepMetrics)
   | { type: 'epoch_end'; epoch: number; step: number /** Mean loss over the epoch. */; loss: number }
   | { type: 'checkpoint'; epoch: number; step: number /** Absolute checkpoint folder. */; path: string }
+  | {
+      type: 'sample';
+      epoch: number;
+      step: number /** Absolute paths of the files written. */;
+      files: string[];
+    }
   | {
       type: 'warning';
       code: WarningCode;

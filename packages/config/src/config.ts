@@ -71,6 +71,10 @@ export interface CommonConfig {
   keep_last_n_checkpoints: number;
   /** A checkpoint folder (absolute) or `auto`. */
   resume?: string;
+  /** Prompts to sample with while training, or the absolute path of a file of them. */
+  sample_prompts?: string[] | string;
+  sample_every_n_steps?: number;
+  sample_every_n_epochs?: number;
   tensorboard: boolean;
 }
 
@@ -190,6 +194,12 @@ export function resolveConfig(
     save_every_n_steps: input.save_every_n_steps,
     keep_last_n_checkpoints: set.keep_last_n_checkpoints,
     resume: optionalPath('resume'),
+    sample_prompts:
+      typeof input.sample_prompts === 'string'
+        ? absolute('sample_prompts', input.sample_prompts)
+        : input.sample_prompts,
+    sample_every_n_steps: input.sample_every_n_steps,
+    sample_every_n_epochs: input.sample_every_n_epochs,
     tensorboard: set.tensorboard,
   });
   if (task === 'llm') {

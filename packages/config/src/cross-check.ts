@@ -89,6 +89,13 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
           atKey: true,
         },
       );
+    for (const key of ['sample_every_n_steps', 'sample_every_n_epochs'] as const) {
+      if (config[key] !== undefined && config.sample_prompts === undefined)
+        report([key], `${key} says when to sample; set sample_prompts to say what`, {
+          code: 'conflict',
+          atKey: true,
+        });
+    }
     if (task === 'sd' && config.random_crop === true && config.cache_latents !== false)
       report(
         ['random_crop'],

@@ -62,6 +62,29 @@ describe('parseConfig', () => {
     expect(config).not.toHaveProperty('train_data');
   });
 
+  it('takes sample_prompts as a list or as a file beside the config, and refuses a schedule without them', () => {
+    const base = 'base_model: m\noutput_dir: o\ntrain_data: d.jsonl\n';
+    expect(parseConfig(`${base}sample_prompts: prompts.txt\n`, '/c/run.yaml').sample_prompts).toBe(
+      '/c/prompts.txt',
+    );
+    expect(
+      parseConfig(`${base}sample_prompts: [Hi, Name a colour.]\nsample_every_n_steps: 50\n`, '/c/run.yaml'),
+    ).toMatchObject({ sample_prompts: ['Hi', 'Name a colour.'], sample_every_n_steps: 50 });
+    expect(
+      issuesOf(`${base}sample_every_n_epochs: 2\n`).map(({ code, path, message }) => ({
+        code,
+        path,
+        message,
+      })),
+    ).toEqual([
+      {
+        code: 'conflict',
+        path: ['sample_every_n_epochs'],
+        message: 'sample_every_n_epochs says when to sample; set sample_prompts to say what',
+      },
+    ]);
+  });
+
   it.each([
     ['train_data_dir only', 'train_data_dir: ./images', 'sd'],
     ['metadata_path only', 'metadata_path: ./images/metadata.csv', 'sd'],

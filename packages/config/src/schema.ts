@@ -523,6 +523,20 @@ const fields = {
     section: 'Checkpoints',
     path: 'any',
   }),
+  // Samples
+  sample_prompts: key(z.union([z.array(z.string().min(1)).min(1), path]), {
+    description:
+      "Prompts to sample with the LoRA while it trains: a list, or a text file with one per line (relative paths start at the config's folder). sd: A1111 prompt syntax, with kohya's per-line options --n (negative prompt), --s (steps), --l (CFG scale), --d (seed), --w, --h; llm: the user's message, answered greedily. Sampled before the first step, every sample_every_n_steps / sample_every_n_epochs and at the end, into <output_dir>/samples.",
+    section: 'Samples',
+  }),
+  sample_every_n_steps: key(z.int().min(1), {
+    description: 'Sample every N optimizer steps (needs sample_prompts).',
+    section: 'Samples',
+  }),
+  sample_every_n_epochs: key(z.int().min(1), {
+    description: 'Sample at the end of every N-th epoch (needs sample_prompts).',
+    section: 'Samples',
+  }),
   // Logging
   tensorboard: key(z.boolean(), {
     description: 'Write TensorBoard event files to <output_dir>/logs.',

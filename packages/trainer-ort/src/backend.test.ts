@@ -1,14 +1,16 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type LoraConfig, parseConfig, type TrainerEvent, type TrainingResult } from '@lora/config';
+import { TextTokenizer } from '@lora/dataset';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend } from './backend.ts';
 import { readLlamaAdapter } from './models/llama/adapter.ts';
 import { openLlamaCheckpoint } from './models/llama/checkpoint.ts';
 import { writeDemoModel } from './models/llama/demo.ts';
 import { demoRecordsJsonl } from './models/llama/demo-data.ts';
+import { LlamaGenerator, renderPrompt, stopIdsOf } from './models/llama/generate.ts';
 
 let root: string;
 beforeAll(async () => {
@@ -138,6 +140,48 @@ describe('the ort backend, task llm', () => {
     const resumed = await train(demoConfig('stopped', 'resume=auto'));
     expect(steps(resumed).map((e) => e.step)).toEqual([4, 5, 6, 7, 8]);
     expect(warnings(resumed)).not.toContain('resume_found_nothing');
+  });
+
+  it('samples the prompts before the first step, on schedule and at the end; step 0 answers as the base model', async () => {
+    await writeFile(
+      join(root, 'prompts.txt'),
+      '# the demo questions\nWhat is the capital of Egypt?\n\nSpell the word box.\n',
+    );
+    const run = await train(
+      demoConfig('sampled', 'sample_prompts=prompts.txt', 'sample_every_n_steps=3', 'max_steps=4'),
+    );
+    const sampled = run.events.flatMap((e) => (e.type === 'sample' ? [e] : []));
+    expect(sampled.map((e) => e.step)).toEqual([0, 3, 4]);
+    const folder = join(root, 'sampled', 'samples');
+    expect(sampled.map((e) => e.files)).toEqual(
+      ['step-000000', 'step-000003', 'step-000004'].map((name) => [join(folder, `${name}.txt`)]),
+    );
+    expect(run.info).toContainEqual(
+      expect.stringMatching(/^samples at step 3: 1 file\(s\) in .*samples \(\d+\.\d s\)$/),
+    );
+    const text = await readFile(join(folder, 'step-000000.txt'), 'utf8');
+    const sections = text.split(/^### /m).filter((part) => part !== '');
+    expect(sections.map((part) => part.split('\n')[0])).toEqual([
+      'What is the capital of Egypt?',
+      'Spell the word box.',
+    ]);
+    // Before the first step B is zero, so the LoRA changes nothing: the base model's greedy answer.
+    const checkpoint = await openLlamaCheckpoint(join(root, 'model'));
+    const tokenizer = await TextTokenizer.fromDir(join(root, 'model'));
+    const base = await LlamaGenerator.open(checkpoint, []);
+    const answer: number[] = [];
+    try {
+      const { ids } = renderPrompt(tokenizer, 'What is the capital of Egypt?');
+      for await (const id of base.generate(ids, {
+        maxNewTokens: 128,
+        temperature: 0,
+        stopIds: stopIdsOf(tokenizer),
+      }))
+        answer.push(id);
+    } finally {
+      await base.dispose();
+    }
+    expect(sections[0]).toBe(`What is the capital of Egypt?\n${tokenizer.decode(answer, true)}\n\n`);
   });
 
   it('warns when records are cut to max_seq_len', async () => {

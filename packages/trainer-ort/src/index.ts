@@ -27,7 +27,10 @@ export { type DemoRecord, demoRecords, demoRecordsJsonl } from './models/llama/d
 export {
   chooseToken,
   LlamaGenerator,
+  type PromptOptions,
+  renderPrompt,
   type SamplingOptions,
+  stopIdsOf,
   type WeightedAdapter,
 } from './models/llama/generate.ts';
 export { REAL_CONFIGS } from './models/llama/real-configs.ts';

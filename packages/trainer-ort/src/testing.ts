@@ -33,3 +33,16 @@ export function valuesOf(tensor: HostTensor | undefined): number[] {
   if (!tensor) throw new Error('missing output');
   return Array.from(tensor.data as ArrayLike<number | bigint>, Number);
 }
+
+/** max |actual − expected| / max |expected|: relative error of a whole tensor, defined near zeros too. */
+export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length)
+    throw new Error(`${actual.length} values, expected ${expected.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return diff / scale;
+}

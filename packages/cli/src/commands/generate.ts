@@ -1,4 +1,4 @@
-import { type ChatMessage, resolveChatTemplate, TextTokenizer } from '@lora/dataset';
+import { TextTokenizer } from '@lora/dataset';
 import { CliError } from '../cli-error.ts';
 import { print, printJson } from '../format.ts';
 import { listOption } from '../options.ts';
@@ -31,8 +31,6 @@ export interface GenerateReport {
   finish: 'stop' | 'length';
 }
 
-/** End-of-turn tokens of the common chat formats; the answer stops at any the vocabulary has. */
-const END_OF_TURN = ['<|im_end|>', '<|eot_id|>', '<|end_of_text|>', '<|endoftext|>', '<end_of_turn>', '</s>'];
 const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
 
 function number(
@@ -89,23 +87,16 @@ export async function generate(options: GenerateCommandOptions): Promise<Generat
   }
   const specs = listOption(options.adapter).map((spec) => parseLoraSpec(spec, '--adapter'));
 
-  const { LlamaGenerator, openLlamaCheckpoint, readPeftAdapter } = await import('@lora/trainer-ort');
+  const { LlamaGenerator, openLlamaCheckpoint, readPeftAdapter, renderPrompt, stopIdsOf } = await import(
+    '@lora/trainer-ort'
+  );
   const checkpoint = await openLlamaCheckpoint(model);
   const tokenizer = await TextTokenizer.fromDir(model);
-  let input = prompt;
-  if (!options.raw) {
-    const messages: ChatMessage[] = [
-      ...(options.system === undefined ? [] : [{ role: 'system' as const, content: options.system }]),
-      { role: 'user', content: prompt },
-    ];
-    input = resolveChatTemplate(options.template, tokenizer.chatTemplate).render(messages, {
-      addGenerationPrompt: true,
-      bosToken: tokenizer.bosToken,
-      eosToken: tokenizer.eosToken,
-    });
-  }
-  // A chat template writes its own special tokens; raw text gets the tokenizer's (BOS).
-  const ids = tokenizer.encode(input, options.raw === true);
+  const { text: input, ids } = renderPrompt(tokenizer, prompt, {
+    ...(options.template === undefined ? {} : { template: options.template }),
+    ...(options.system === undefined ? {} : { system: options.system }),
+    ...(options.raw ? { raw: true } : {}),
+  });
   const adapters = await Promise.all(
     specs.map(async ({ path, multiplier }) => ({
       adapter: (await readPeftAdapter(path, 'adapter')).adapter,
@@ -113,11 +104,7 @@ export async function generate(options: GenerateCommandOptions): Promise<Generat
       name: path,
     })),
   );
-  const stopIds = new Set([tokenizer.eosId]);
-  for (const token of END_OF_TURN) {
-    const id = tokenizer.tokenId(token);
-    if (id !== undefined) stopIds.add(id);
-  }
+  const stopIds = stopIdsOf(tokenizer);
 
   const generator = await LlamaGenerator.open(checkpoint, adapters, {
     device: device as (typeof DEVICES)[number],

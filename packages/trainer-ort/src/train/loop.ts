@@ -245,6 +245,7 @@ class Run<Batch> {
       this.savedStep = this.state.step;
     } else {
       await this.engine.load(this.initial);
+      await this.options.samples?.take({ step: 0, epoch: 0 }, this.initial.values);
     }
     const { signal } = this.options;
     while (this.state.step < this.totalSteps) {
@@ -420,6 +421,16 @@ class Run<Batch> {
       this.state.step === this.totalSteps
     ) {
       await this.save();
+    }
+    const samples = this.options.samples;
+    if (
+      samples &&
+      ((samples.everySteps !== undefined && this.state.step % samples.everySteps === 0) ||
+        (epochEnded && samples.everyEpochs !== undefined && this.state.epoch % samples.everyEpochs === 0) ||
+        this.state.step === this.totalSteps)
+    ) {
+      const { values } = await this.engine.state();
+      await samples.take({ step: this.state.step, epoch: this.state.epoch }, values);
     }
   }
 

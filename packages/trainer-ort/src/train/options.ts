@@ -18,6 +18,14 @@ export interface ScheduleOptions {
   cycles?: number;
 }
 
+/** Samples with the LoRA as it trains: before the first step of a fresh run, on schedule, and after the last step. */
+export interface SamplePolicy {
+  everySteps?: number;
+  everyEpochs?: number;
+  /** Samples at `point` (the optimizer steps and epochs done) with the LoRA values of that moment. */
+  take(point: { step: number; epoch: number }, values: ReadonlyMap<string, Float32Array>): Promise<void>;
+}
+
 export interface CheckpointPolicy {
   /** Save every N optimizer steps. */
   everySteps?: number;
@@ -76,6 +84,7 @@ export interface TrainingLoopOptions<Batch> extends TrainingLoopSettings {
    * run `model` is not run in this process: the workers run the recipe's model.
    */
   parallel?: ParallelModel<Batch>;
+  samples?: SamplePolicy;
   /** fp16 loss scaling; defaults are PyTorch GradScaler's. */
   lossScale?: LossScaleOptions;
   /** Allow copying frozen weights that cannot be hard-linked into `outputDir/graphs`. */

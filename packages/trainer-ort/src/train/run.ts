@@ -5,15 +5,16 @@
  * files — and cleans up: the step graphs hard-link the base weights, so left behind they would
  * keep a deleted model's bytes on disk.
  */
-import { rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { LoraConfig, TrainingResult, TrainingRun } from '@lora/config';
 import { EngineError } from '@lora/engine';
+import { TrainerOrtError } from '../errors.ts';
 import { CHECKPOINTS_FOLDER, latestCheckpoint } from './checkpoint.ts';
 import { runTrainingLoop, type TrainingLoopResult } from './loop.ts';
 import { type MemoryEstimateSource, memoryReporter } from './memory-report.ts';
-import { loopSettingsFromConfig, type TrainingLoopOptions } from './options.ts';
+import { loopSettingsFromConfig, type SamplePolicy, type TrainingLoopOptions } from './options.ts';
 import { announceRunDevice } from './run-device.ts';
 import { GRAPHS_FOLDER } from './step-graphs.ts';
 
@@ -28,6 +29,16 @@ export interface PreparedRun<Batch> extends Pick<TrainingLoopOptions<Batch>, 'mo
   close(): Promise<void>;
   /** What the memory estimate said before the first step needs. */
   memory: MemoryEstimateSource;
+  /**
+   * Writes samples of `prompts` with these LoRA values into `folder` (file names starting with
+   * `name`) and returns the files' paths.
+   */
+  sample(
+    prompts: readonly string[],
+    values: ReadonlyMap<string, Float32Array>,
+    folder: string,
+    name: string,
+  ): Promise<string[]>;
 }
 
 /**
@@ -58,8 +69,10 @@ export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<
         `training ${settings.maxSteps ?? settings.epochs! * stepsPerEpoch} steps (${stepsPerEpoch} per epoch, ` +
           `${microBatchesPerEpoch} micro-batches of ${config.batch_size}, ${settings.gradientAccumulationSteps} per step)`,
       );
+      const samples = await samplePolicy(run, prepared);
       const result = await runTrainingLoop({
         ...settings,
+        ...(samples ? { samples } : {}),
         model: prepared.model,
         data: prepared.data,
         ...(prepared.parallel ? { parallel: prepared.parallel } : {}),
@@ -96,6 +109,57 @@ export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<
   } finally {
     await rm(join(outputDir, GRAPHS_FOLDER), { recursive: true, force: true });
   }
+}
+
+/** The folder of `<output_dir>` samples go to. */
+export const SAMPLES_FOLDER = 'samples';
+
+/**
+ * When and what the run samples (`sample_prompts`, `sample_every_n_steps` / `_epochs`); each
+ * sampling is reported as a `sample` event and its time logged, since it is not free.
+ */
+async function samplePolicy(
+  run: TrainingRun,
+  prepared: PreparedRun<unknown>,
+): Promise<SamplePolicy | undefined> {
+  const { config, outputDir, emit, logger } = run;
+  if (config.sample_prompts === undefined) return undefined;
+  const prompts = await readSamplePrompts(config.sample_prompts);
+  const folder = join(outputDir, SAMPLES_FOLDER);
+  return {
+    ...(config.sample_every_n_steps === undefined ? {} : { everySteps: config.sample_every_n_steps }),
+    ...(config.sample_every_n_epochs === undefined ? {} : { everyEpochs: config.sample_every_n_epochs }),
+    async take({ step, epoch }, values) {
+      const started = performance.now();
+      await mkdir(folder, { recursive: true });
+      const files = await prepared.sample(prompts, values, folder, `step-${String(step).padStart(6, '0')}`);
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      logger.info(`samples at step ${step}: ${files.length} file(s) in ${folder} (${seconds} s)`);
+      emit({ type: 'sample', step, epoch, files });
+    },
+  };
+}
+
+/** `sample_prompts` as a list: the list itself, or the file's non-empty lines that are not `#` comments. */
+async function readSamplePrompts(prompts: readonly string[] | string): Promise<string[]> {
+  if (typeof prompts !== 'string') return [...prompts];
+  const text = await readFile(prompts, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new TrainerOrtError(
+      'E_INVALID_ARGUMENT',
+      `sample_prompts ${prompts} cannot be read (${error.code ?? error.message}); give a text file with one prompt per line, or a list of prompts`,
+    );
+  });
+  const lines = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  if (lines.length === 0) {
+    throw new TrainerOrtError(
+      'E_INVALID_ARGUMENT',
+      `sample_prompts ${prompts} holds no prompt (one per line; # starts a comment)`,
+    );
+  }
+  return lines;
 }
 
 async function announceResume(run: TrainingRun, resume: string | undefined): Promise<void> {

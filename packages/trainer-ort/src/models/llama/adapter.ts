@@ -45,20 +45,7 @@ export async function writeLlamaAdapter(
   values: ReadonlyMap<string, Float32Array>,
   options: WriteLlamaAdapterOptions,
 ): Promise<void> {
-  const shapes = llamaLoraShapes(spec, lora);
-  let adapter: LoraAdapter;
-  try {
-    adapter = adapterFromParameters(
-      [...shapes].map(([name, shape]) => ({ name, shape })),
-      values,
-      networkOf(lora),
-    );
-  } catch (error) {
-    throw new ModelError(
-      'E_MODEL_ADAPTER',
-      `the trained adapter cannot be written: ${(error as Error).message}`,
-    );
-  }
+  const adapter = llamaLoraAdapter(spec, lora, values);
   const { tensors, config } = toPeft(adapter, {
     baseModelNameOrPath: options.baseModelNameOrPath,
     taskType: 'CAUSAL_LM',
@@ -69,6 +56,27 @@ export async function writeLlamaAdapter(
   const target = join(folder, ADAPTER_CONFIG);
   await writeFile(`${target}.partial`, `${JSON.stringify(full, null, 2)}\n`);
   await rename(`${target}.partial`, target);
+}
+
+/** The trained `values` (by parameter name) as an adapter, every parameter of `lora` on `spec` present. */
+export function llamaLoraAdapter(
+  spec: LlamaSpec,
+  lora: Pick<LlamaLoraOptions, 'targetModules' | 'network' | 'rank' | 'alpha' | 'rslora'>,
+  values: ReadonlyMap<string, Float32Array>,
+): LoraAdapter {
+  const shapes = llamaLoraShapes(spec, lora);
+  try {
+    return adapterFromParameters(
+      [...shapes].map(([name, shape]) => ({ name, shape })),
+      values,
+      networkOf(lora),
+    );
+  } catch (error) {
+    throw new ModelError(
+      'E_MODEL_ADAPTER',
+      `the trained adapter cannot be written: ${(error as Error).message}`,
+    );
+  }
 }
 
 /** The variant settings files are written and read with. */

@@ -30,6 +30,21 @@ afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
+/** The fixture's golden LoRA start values, written as a PEFT adapter into `folder` and read back. */
+async function goldenAdapter(name: string, folder: string): Promise<WeightedAdapter['adapter']> {
+  const golden = readGolden(name);
+  const checkpoint = await openLlamaCheckpoint(fixtureFolder(name));
+  await mkdir(folder);
+  await writeLlamaAdapter(
+    folder,
+    checkpoint.spec,
+    { targetModules: golden.target_modules, rank: golden.rank, alpha: golden.alpha },
+    byParameter(golden.lora_start),
+    { baseModelNameOrPath: fixtureFolder(name) },
+  );
+  return (await readPeftAdapter(folder, 'adapter')).adapter;
+}
+
 const greedy: SamplingOptions = { maxNewTokens: 8, temperature: 0, stopIds: new Set() };
 
 async function tokens(generator: LlamaGenerator, prompt: number[], options = greedy): Promise<number[]> {
@@ -46,17 +61,7 @@ describe.each(FIXTURES)('%s: generation against the PyTorch reference', (name) =
   let adapter: WeightedAdapter['adapter'];
 
   beforeAll(async () => {
-    const checkpoint = await openLlamaCheckpoint(fixtureFolder(name));
-    const folder = join(scratch, name);
-    await mkdir(folder);
-    await writeLlamaAdapter(
-      folder,
-      checkpoint.spec,
-      { targetModules: golden.target_modules, rank: golden.rank, alpha: golden.alpha },
-      byParameter(golden.lora_start),
-      { baseModelNameOrPath: fixtureFolder(name) },
-    );
-    adapter = (await readPeftAdapter(folder, 'adapter')).adapter;
+    adapter = await goldenAdapter(name, join(scratch, name));
   });
 
   const open = async (adapters: readonly WeightedAdapter[]) =>
@@ -112,17 +117,7 @@ describe('LlamaGenerator', () => {
 
   it('refuses an adapter for modules the model lacks, and a variant other than LoRA', async () => {
     const checkpoint = await openLlamaCheckpoint(fixtureFolder('llama'));
-    const golden = readGolden('llama');
-    const folder = join(scratch, 'refused');
-    await mkdir(folder);
-    await writeLlamaAdapter(
-      folder,
-      checkpoint.spec,
-      { targetModules: golden.target_modules, rank: golden.rank, alpha: golden.alpha },
-      byParameter(golden.lora_start),
-      { baseModelNameOrPath: 'x' },
-    );
-    const { adapter } = await readPeftAdapter(folder, 'adapter');
+    const adapter = await goldenAdapter('llama', join(scratch, 'refused'));
     const [path, module] = [...adapter][0]!;
     const elsewhere = new Map([[path.replace('layers.0', 'layers.9'), module]]);
     await expect(

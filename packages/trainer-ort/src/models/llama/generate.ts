@@ -9,7 +9,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type LoraAdapter, rankOf, scaleOfModule } from '@lora/adapters';
-import { createRng, type Rng } from '@lora/dataset';
+import {
+  type ChatMessage,
+  createRng,
+  type Rng,
+  resolveChatTemplate,
+  type TextTokenizer,
+} from '@lora/dataset';
 import {
   add,
   cast,
@@ -39,6 +45,50 @@ import {
   vocabularyLogits,
 } from './model.ts';
 import { LLAMA_LINEAR_MODULES, type LlamaLinearModule, linearModulePath, linearShape } from './weights.ts';
+
+/** End-of-turn tokens of the common chat formats; an answer stops at any the vocabulary has. */
+const END_OF_TURN = ['<|im_end|>', '<|eot_id|>', '<|end_of_text|>', '<|endoftext|>', '<end_of_turn>', '</s>'];
+
+/** The ids an answer stops at: the tokenizer's EOS and the end-of-turn tokens it has. */
+export function stopIdsOf(tokenizer: TextTokenizer): Set<number> {
+  const ids = new Set([tokenizer.eosId]);
+  for (const token of END_OF_TURN) {
+    const id = tokenizer.tokenId(token);
+    if (id !== undefined) ids.add(id);
+  }
+  return ids;
+}
+
+export interface PromptOptions {
+  /** A built-in template name or Jinja source; default the model's own. */
+  template?: string;
+  system?: string;
+  /** The text as it is, with the tokenizer's special tokens (BOS), no chat template. */
+  raw?: boolean;
+}
+
+/**
+ * The text a model is given for the user's `prompt` (in the chat template, with the assistant's
+ * turn opened, unless raw) and its token ids, tokenized as training tokenizes a prompt: a chat
+ * template writes its own special tokens.
+ */
+export function renderPrompt(
+  tokenizer: TextTokenizer,
+  prompt: string,
+  options: PromptOptions = {},
+): { text: string; ids: number[] } {
+  if (options.raw) return { text: prompt, ids: tokenizer.encode(prompt, true) };
+  const messages: ChatMessage[] = [
+    ...(options.system === undefined ? [] : [{ role: 'system' as const, content: options.system }]),
+    { role: 'user', content: prompt },
+  ];
+  const text = resolveChatTemplate(options.template, tokenizer.chatTemplate).render(messages, {
+    addGenerationPrompt: true,
+    bosToken: tokenizer.bosToken,
+    eosToken: tokenizer.eosToken,
+  });
+  return { text, ids: tokenizer.encode(text, false) };
+}
 
 /** An adapter and the strength its update is applied with (1: as trained). */
 export interface WeightedAdapter {

@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 import type { DType, HostTensor } from '@lora/engine';
 import { cast, Graph } from '@lora/engine';
 import { runGraph, valuesOf } from '../../testing.ts';
+
+export { relativeError } from '../../testing.ts';
+
 import type { LlamaBatch, LlamaModel } from './model.ts';
 import type { LlamaLinearModule } from './weights.ts';
 
@@ -45,19 +48,6 @@ export const fixtureFolder = (name: string): string =>
 
 export const readGolden = (name: string): Golden =>
   JSON.parse(readFileSync(join(fixtureFolder(name), 'golden.json'), 'utf8'));
-
-/** max |actual − expected| / max |expected|: relative error of a whole tensor, defined near zeros too. */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length)
-    throw new Error(`${actual.length} values, expected ${expected.length}`);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / scale;
-}
 
 /** The golden A / B values by parameter name (`<module>.lora_A.weight`, `<module>.lora_B.weight`). */
 export function byParameter(values: GoldenLora): Map<string, Float32Array> {

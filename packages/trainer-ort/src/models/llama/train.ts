@@ -9,10 +9,17 @@ import { TextDataset, TextTokenizer } from '@lora/dataset';
 import type { ModelFamily, PreparedRun } from '../../train/run.ts';
 import { memoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readLlamaAdapter, writeLlamaAdapter } from './adapter.ts';
+import {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  llamaLoraAdapter,
+  readLlamaAdapter,
+  writeLlamaAdapter,
+} from './adapter.ts';
 import { openLlamaCheckpoint } from './checkpoint.ts';
 import { type LlamaBatch, type LlamaLoraOptions, LlamaModel } from './model.ts';
 import { llamaParallelModel } from './parallel.ts';
+import { writeTextSamples } from './samples.ts';
 import { TextBatches } from './text-batches.ts';
 
 /** Tokenized data, keyed by content: a resumed or repeated run skips tokenization. */
@@ -106,6 +113,19 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
         return { adapter: join(outputDir, ADAPTER_WEIGHTS), adapter_config: join(outputDir, ADAPTER_CONFIG) };
       },
       close,
+      async sample(prompts, values, folder, name) {
+        if (lora.network !== 'lora') {
+          emit({
+            type: 'warning',
+            code: 'sample_skipped',
+            message: `samples are generated with plain LoRA adapters; this run trains network: ${lora.network}, so it writes none`,
+          });
+          return [];
+        }
+        const adapter = llamaLoraAdapter(spec, lora, values);
+        const prompt = config.template === 'auto' ? {} : { template: config.template };
+        return [await writeTextSamples(checkpoint, tokenizer, adapter, prompts, { folder, name, prompt })];
+      },
       memory: {
         dims: { batch: config.batch_size, seq: config.max_seq_len },
         modelWith: (memory) => new LlamaModel(checkpoint, { ...lora, memory }),

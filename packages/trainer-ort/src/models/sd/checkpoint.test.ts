@@ -13,6 +13,7 @@ import {
 } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Session } from '../../session.ts';
+import { relativeError } from '../../testing.ts';
 import { ModelError } from '../model-error.ts';
 import { openSdCheckpoint, SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
@@ -41,16 +42,6 @@ const tiny: SdModelConfig = {
   textEncoder: parseClipTextConfig(golden.text_encoder_config),
   vae: parseVaeConfig(golden.vae_config),
 };
-
-/** max |actual − expected| / max |expected|. */
-function relativeError(actual: Float32Array, expected: readonly number[]): number {
-  let [diff, scale] = [0, 0];
-  expected.forEach((e, i) => {
-    diff = Math.max(diff, Math.abs(actual[i]! - e));
-    scale = Math.max(scale, Math.abs(e));
-  });
-  return diff / scale;
-}
 
 let folder: string;
 beforeAll(async () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Graph, gradients, type HostTensor, hostTensor, type Tensor, writeModel } from '@lora/engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Session } from '../../session.ts';
+import { relativeError } from '../../testing.ts';
 import type { MemoryOptions } from '../memory.ts';
 import { type OpenedSdCheckpoint, openSdCheckpoint } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
@@ -18,17 +19,6 @@ import { buildUnet } from './unet.ts';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.ts';
 
 const TOLERANCE = 1e-4;
-
-/** max |actual − expected| / max |expected|. */
-function relativeError(actual: ArrayLike<number>, expected: readonly number[]): number {
-  expect(actual.length).toBe(expected.length);
-  let [diff, scale] = [0, 0];
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / scale;
-}
 
 const f32 = (shape: readonly number[], values: readonly number[]) =>
   hostTensor('float32', shape, Float32Array.from(values));

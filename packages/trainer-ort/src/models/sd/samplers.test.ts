@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { relativeError } from '../../testing.ts';
 import { scaledLinearAlphasCumprod } from './loss.ts';
 import { DiscreteSchedule, SAMPLERS, sample } from './samplers.ts';
 
@@ -15,16 +16,6 @@ const golden = JSON.parse(readFileSync(new URL('./__fixtures__/samplers.json', i
   latents: Record<string, number[]>;
 };
 const schedule = new DiscreteSchedule(scaledLinearAlphasCumprod());
-
-/** max |a − b| / max |b|. */
-const relativeError = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let [diff, scale] = [0, 0];
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-};
 
 describe('SD samplers', () => {
   it("σ schedules and σ → t equal k-diffusion's", () => {

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { relativeError } from '../../testing.ts';
 import { type OpenedSdCheckpoint, openSdCheckpoint } from './checkpoint.ts';
 import { config, FIXTURES } from './golden-fixture.ts';
 import { SAMPLERS } from './samplers.ts';
@@ -19,15 +20,6 @@ const golden = JSON.parse(readFileSync(join(FIXTURES, 'sample.json'), 'utf8')) a
   latent_shape: [number, number, number];
   noise: number[][];
   latents: Record<string, number[]>;
-};
-
-const relativeError = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let [diff, scale] = [0, 0];
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
 };
 
 let opened: OpenedSdCheckpoint;

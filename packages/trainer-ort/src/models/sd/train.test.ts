@@ -14,7 +14,9 @@ import { checkDataset, ImageDataset } from '@lora/dataset';
 import { convertDtype, readSafetensors, toFloat32, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LDM_PREFIXES } from './keys.ts';
+import { ClipTokenizer } from './model-files.ts';
 import { encodePng } from './png.ts';
+import { sampleImage } from './sample-image.ts';
 import { writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { type TrainSdOptions, trainSd } from './train.ts';
 
@@ -505,6 +507,47 @@ describe('trainSd kohya options', () => {
     const graph = graphs.get('gradients-8x8.onnx')!;
     expect(graph).toContain('text_model.encoder.layers.0.');
     expect(graph).not.toContain('text_model.encoder.layers.1.');
+  });
+
+  it('samples the prompt lines with their kohya options before the first step and on schedule; step 0 draws the base image', async () => {
+    const folder = join(root, 'sampling');
+    await writeShapeImages(folder, { count: 2 });
+    const sd = await config('sampling');
+    const run = await train({
+      ...sd,
+      train_data_dir: folder,
+      max_steps: 2,
+      sample_prompts: ['**a red circle** --n blue --s 2 --l 4 --d 5'],
+      sample_every_n_steps: 1,
+    });
+    const sampled = run.events.flatMap((e) => (e.type === 'sample' ? [e] : []));
+    expect(sampled.map((e) => e.step)).toEqual([0, 1, 2]);
+    const [first] = sampled[0]!.files;
+    expect(first).toBe(join(sd.output_dir, 'samples', 'step-000000-0.png'));
+    const png = await readFile(first!);
+    const text = png.subarray(png.indexOf('tEXt') + 4, png.indexOf('IDAT') - 8).toString('latin1');
+    expect(text).toMatch(
+      /^parameters\0\*\*a red circle\*\*\nNegative prompt: blue\nSteps: 2, Sampler: Euler a, CFG scale: 4, Seed: 5, Size: 64x64, /,
+    );
+    // Before the first step the LoRA changes nothing: the base model's pixels.
+    const tokenizer = await ClipTokenizer.forModel(sd.base_model, 77);
+    const base = await sampleImage(sd.base_model, tokenizer, {
+      prompt: '**a red circle**',
+      negativePrompt: 'blue',
+      sampler: 'euler_a',
+      steps: 2,
+      cfgScale: 4,
+      seed: 5,
+      width: 64,
+      height: 64,
+    });
+    const idat = (bytes: Uint8Array) => {
+      const buffer = Buffer.from(bytes);
+      const at = buffer.indexOf('IDAT');
+      return buffer.subarray(at, at + 4 + buffer.readUInt32BE(at - 4));
+    };
+    expect(idat(png).equals(idat(base.png))).toBe(true);
+    expect(idat(await readFile(sampled[2]!.files[0]!)).equals(idat(base.png))).toBe(false);
   });
 
   it('base_precision: fp16 trains an F32 file as it trains the same file with the UNet and text encoder stored in F16 (DoRA magnitudes included)', async () => {

@@ -47,6 +47,7 @@ import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { type ConvNetwork, isLoconConv } from './layers.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
+import { writeImageSamples } from './samples.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
 export type { SdAdapterLayout } from './adapter.ts';
@@ -178,8 +179,20 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         (lora.textEncoder.length > 0 ? ` and text encoder ${lora.textEncoder.join(', ')}` : ''),
     );
 
+    // The LoRA of some values as its files hold it (DoRA magnitudes in the checkpoint's weight rank).
+    const adapterOf = (values: ReadonlyMap<string, { readonly data: Float32Array } | Float32Array>) =>
+      magnitudesAsStored(
+        sdLoraAdapter(
+          trained.modules.flatMap((m) => m.layer.parameters),
+          values,
+          moduleNetwork,
+        ),
+        (path) => {
+          const dot = path.indexOf('.');
+          return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
+        },
+      );
     const writeAdapter = async (result: TrainingLoopResult) => {
-      const parameters = trained.modules.flatMap((m) => m.layer.parameters);
       const stepsPerEpoch = Math.ceil(data.microBatchesPerEpoch / config.gradient_accumulation_steps);
       const metadata = sdTrainingMetadata(config, {
         startedAt,
@@ -197,13 +210,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         datasetDirs: datasetDirs(images),
         bucketInfo: bucketInfo(dataset, settings),
       });
-      const trainedAdapter = magnitudesAsStored(
-        sdLoraAdapter(parameters, result.parameters, moduleNetwork),
-        (path) => {
-          const dot = path.indexOf('.');
-          return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
-        },
-      );
+      const trainedAdapter = adapterOf(result.parameters);
       const adapter = await writeSdAdapter(outputDir, trainedAdapter, {
         layout,
         outputName: config.output_name,
@@ -216,7 +223,22 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       modelWith: (options: MemoryOptions) =>
         new SdTrainableModel(checkpoint, { ...trained.options, memory: options }),
     };
-    return { model: trained, data, writeAdapter, close, memory };
+    const sample = async (
+      prompts: readonly string[],
+      values: ReadonlyMap<string, Float32Array>,
+      folder: string,
+      name: string,
+    ) => {
+      const [width, height] = config.resolution;
+      return writeImageSamples(base, tokenizer, adapterOf(values), prompts, {
+        folder,
+        name,
+        defaults: { seed: config.seed, width, height },
+        clipSkip: config.clip_skip,
+        modelConfig: checkpoint.config,
+      });
+    };
+    return { model: trained, data, writeAdapter, close, memory, sample };
   } catch (error) {
     await close();
     throw error;
