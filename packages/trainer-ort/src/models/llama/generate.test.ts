@@ -54,7 +54,6 @@ async function tokens(generator: LlamaGenerator, prompt: number[], options = gre
 }
 
 describe.each(FIXTURES)('%s: generation against the PyTorch reference', (name) => {
-  const golden = readGolden(name);
   const expected = JSON.parse(
     readFileSync(join(fixtureFolder(name), 'generate.json'), 'utf8'),
   ) as GenerateGolden;
