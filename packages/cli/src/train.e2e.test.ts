@@ -119,8 +119,28 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
   it('the whole demo run teaches the random model its answers: lora generate repeats one word for word', {
     timeout: 300_000,
   }, () => {
-    const run = lora('train', '--config', config, '--set', 'output_dir=demo/output/whole');
+    const run = lora(
+      'train',
+      '--config',
+      config,
+      '--set',
+      'output_dir=demo/output/whole',
+      '--set',
+      'sample_prompts=["What is the capital of Egypt?"]',
+      '--set',
+      'sample_every_n_steps=500',
+    );
     expect(run.status).toBe(0);
+    // Samples before the first step, at step 500 and at the end; the last one has learned the answer.
+    expect(readdirSync(join(outputOf('whole'), 'samples')).sort()).toEqual([
+      'step-000000.txt',
+      'step-000500.txt',
+      'step-001000.txt',
+    ]);
+    expect(readFileSync(join(outputOf('whole'), 'samples', 'step-001000.txt'), 'utf8')).toBe(
+      '### What is the capital of Egypt?\nThe capital of Egypt is Cairo.\n',
+    );
+    expect(run.stdout).toMatch(/^samples at step 500: 1 file\(s\) in .*samples \(\d+\.\d s\)$/m);
     const hint = run.stdout.split('\n').find((line) => line.startsWith('try it: '));
     expect(hint).toBe(
       `try it: lora generate --model ${join('demo', 'models', 'tiny-llama')} --adapter ${join('demo', 'output', 'whole')} --prompt "…"`,

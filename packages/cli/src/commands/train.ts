@@ -241,6 +241,7 @@ function writable(folder: string): boolean {
 /** Outputs the run has written by its first event: a Ctrl-C while loading saves a checkpoint (and the adapter) before any step. */
 function outputsOf(first: TrainerEvent): string[] {
   if (first.type === 'checkpoint') return [first.path];
+  if (first.type === 'sample') return first.files;
   if (first.type !== 'done') return [];
   return [first.adapter, first.adapter_config, first.checkpoint].filter((path) => path !== undefined);
 }

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@lora/config';
+import { encodePng } from '@lora/trainer-ort';
 import { describe, expect, it } from 'vitest';
 import {
   claimEntries,
@@ -38,6 +39,7 @@ describe('prepareRunFolder', () => {
         'loss.svg',
         'metrics.jsonl',
         'runs.jsonl',
+        'samples',
         'style_v1.safetensors',
       ].sort(),
     );
@@ -203,6 +205,13 @@ describe('stampRun and RunRecorder', () => {
     expect(runs.map((r) => r.resumed_from)).toEqual([null, '/o/checkpoints/step-2']);
 
     const recorder = new RunRecorder(dir, 'test', { tensorboard: true, startedAt });
+    // Samples: an image (its size read from the PNG header) and an LLM's answers.
+    mkdirSync(join(dir, 'samples'));
+    const image = join(dir, 'samples', 'step-000000-0.png');
+    writeFileSync(image, encodePng(24, 16, new Uint8Array(24 * 16 * 3).fill(200)));
+    const answers = join(dir, 'samples', 'step-000000.txt');
+    writeFileSync(answers, '### Hi\nHello there.\n');
+    await recorder.record({ type: 'sample', step: 0, epoch: 0, files: [image, answers] });
     for (const step of [1, 2, 3]) {
       await recorder.record({
         type: 'step',
@@ -235,8 +244,18 @@ describe('stampRun and RunRecorder', () => {
     expect(events).toMatch(/^events\.out\.tfevents\.1796032800\./);
     const bytes = readFileSync(join(dir, 'logs', events!));
     expect(bytes.length).toBeGreaterThan(100);
-    for (const tag of ['loss/current', 'loss/average', 'lr', 'grad_norm'])
+    for (const tag of [
+      'loss/current',
+      'loss/average',
+      'lr',
+      'grad_norm',
+      'samples/0',
+      '### Hi\nHello there.',
+    ])
       expect(bytes.includes(tag)).toBe(true);
+    // The PNG itself is in the image summary, after its height and width (16, 24) and colorspace 3.
+    expect(bytes.includes(Buffer.from([0x08, 16, 0x10, 24, 0x18, 3, 0x22]))).toBe(true);
+    expect(bytes.includes(readFileSync(image))).toBe(true);
     expect(existsSync(join(dir, 'loss.svg')) && existsSync(join(dir, 'loss.png'))).toBe(true);
   });
 });

@@ -45,6 +45,7 @@ export function runOutputNames(config: LoraConfig): string[] {
     `${RUN_FILES.plot}.png`,
     `${RUN_FILES.plot}.svg`,
     'checkpoints',
+    'samples',
     'graphs',
     'cache',
     ...adapters,
@@ -244,8 +245,27 @@ export class RunRecorder {
       case 'done':
         await this.plot();
         break;
+      case 'sample':
+        this.recordSamples(event.step, event.files);
+        break;
       case 'warning':
         break;
+    }
+  }
+
+  /** Sample images (`samples/<i>`) and answers (`samples`, Markdown) as TensorBoard summaries. */
+  private recordSamples(step: number, files: readonly string[]): void {
+    if (!this.tensorboard) return;
+    const images = files
+      .filter((file) => file.endsWith('.png'))
+      .map((file, i) => {
+        const png = readFileSync(file);
+        // IHDR, right after the signature: width and height, big-endian.
+        return { tag: `samples/${i}`, png, width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+      });
+    if (images.length > 0) this.tensorboard.images(step, images);
+    for (const file of files.filter((f) => f.endsWith('.txt'))) {
+      this.tensorboard.text(step, 'samples', readFileSync(file, 'utf8'));
     }
   }
 

@@ -8,14 +8,15 @@ interface StepTotals {
   total_epochs: number;
 }
 
-/**
- * Events that show the backend has started the run: it loaded the model and data and accepted the
- * checkpoint it resumes from. Warnings come earlier, while it may still refuse either.
- */
 /** Epoch lines a run prints at most (about; the last epoch always has one). */
 const MAX_EPOCH_LINES = 20;
 
-const STARTING_EVENTS: ReadonlySet<TrainerEvent['type']> = new Set(['step', 'checkpoint', 'done']);
+/**
+ * Events that show the backend has started the run: it loaded the model and data and accepted the
+ * checkpoint it resumes from (samples taken before the first step come first). Warnings come
+ * earlier, while it may still refuse either.
+ */
+const STARTING_EVENTS: ReadonlySet<TrainerEvent['type']> = new Set(['step', 'checkpoint', 'sample', 'done']);
 
 /**
  * Follows a run's events: the progress line, epoch and warning lines, and the run folder's

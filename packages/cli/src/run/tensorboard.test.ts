@@ -121,4 +121,36 @@ describe('TensorBoardWriter', () => {
       ],
     ]);
   });
+
+  it("writes images as Summary.Image and text as a string tensor for TensorBoard's text plugin", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tb-'));
+    const writer = new TensorBoardWriter(dir, 1_700_000_000_000);
+    const png = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 1, 2, 3);
+    writer.images(10, [{ tag: 'samples/0', png, width: 64, height: 32 }], 1_700_000_003);
+    writer.text(10, 'samples', '### Hi\nThe capital of Egypt is Cairo.', 1_700_000_004);
+    writer.close();
+    const [, imageEvent, textEvent] = readRecords(readFileSync(writer.path)).map(decodeProto);
+    const firstValue = (event: Field[]) =>
+      decodeProto(decodeProto(event.find((f) => f.field === 5)!.value as Uint8Array)[0]!.value as Uint8Array);
+    expect(imageEvent!.find((f) => f.field === 2)!.value).toBe(10n);
+    const image = firstValue(imageEvent!);
+    expect(image[0]).toEqual({ field: 1, wire: 2, value: new TextEncoder().encode('samples/0') });
+    expect(decodeProto(image.find((f) => f.field === 4)!.value as Uint8Array)).toEqual([
+      { field: 1, wire: 0, value: 32n }, // height
+      { field: 2, wire: 0, value: 64n }, // width
+      { field: 3, wire: 0, value: 3n }, // RGB
+      { field: 4, wire: 2, value: png },
+    ]);
+    const text = firstValue(textEvent!);
+    expect(text[0]).toEqual({ field: 1, wire: 2, value: new TextEncoder().encode('samples') });
+    const metadata = decodeProto(text.find((f) => f.field === 9)!.value as Uint8Array);
+    expect(decodeProto(metadata[0]!.value as Uint8Array)).toEqual([
+      { field: 1, wire: 2, value: new TextEncoder().encode('text') },
+    ]);
+    expect(decodeProto(text.find((f) => f.field === 8)!.value as Uint8Array)).toEqual([
+      { field: 1, wire: 0, value: 7n }, // DT_STRING
+      { field: 2, wire: 2, value: new Uint8Array() }, // a scalar's shape
+      { field: 8, wire: 2, value: new TextEncoder().encode('### Hi\nThe capital of Egypt is Cairo.') },
+    ]);
+  });
 });

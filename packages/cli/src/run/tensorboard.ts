@@ -4,8 +4,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 // TensorBoard event files: TFRecord frames (u64 length, masked CRC-32C of the length, data,
-// masked CRC-32C of the data) holding `Event` protobufs. Plain `simple_value` scalars are enough:
-// TensorBoard migrates them on read.
+// masked CRC-32C of the data) holding `Event` protobufs. Plain `simple_value` scalars and
+// `Summary.Image` images are enough: TensorBoard migrates them on read. Text is a string tensor
+// tagged for the text plugin, as `tf.summary.text` writes it.
 
 const CRC32C_TABLE = (() => {
   const table = new Uint32Array(256);
@@ -101,12 +102,42 @@ export function scalarEvent(wallTime: number, step: number, scalars: readonly Sc
   return new ProtoWriter().double(1, wallTime).int64(2, step).bytes(5, summary.finish()).finish();
 }
 
+export interface Image {
+  tag: string;
+  /** The PNG file. */
+  png: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** Encodes an `Event` with a `Summary.Image` per image (RGB, colorspace 3). */
+export function imageEvent(wallTime: number, step: number, images: readonly Image[]): Uint8Array {
+  const summary = new ProtoWriter();
+  for (const { tag, png, width, height } of images) {
+    const image = new ProtoWriter().int64(1, height).int64(2, width).int64(3, 3).bytes(4, png).finish();
+    summary.bytes(1, new ProtoWriter().bytes(1, tag).bytes(4, image).finish());
+  }
+  return new ProtoWriter().double(1, wallTime).int64(2, step).bytes(5, summary.finish()).finish();
+}
+
+/** DataType DT_STRING of TensorFlow's `TensorProto`. */
+const DT_STRING = 7;
+
+/** Encodes an `Event` with one text summary: a scalar string tensor for the `text` plugin (Markdown). */
+export function textEvent(wallTime: number, step: number, tag: string, text: string): Uint8Array {
+  const metadata = new ProtoWriter().bytes(1, new ProtoWriter().bytes(1, 'text').finish()).finish();
+  const tensor = new ProtoWriter().int64(1, DT_STRING).bytes(2, new Uint8Array()).bytes(8, text).finish();
+  const value = new ProtoWriter().bytes(1, tag).bytes(9, metadata).bytes(8, tensor).finish();
+  const summary = new ProtoWriter().bytes(1, value).finish();
+  return new ProtoWriter().double(1, wallTime).int64(2, step).bytes(5, summary).finish();
+}
+
 export function fileVersionEvent(wallTime: number): Uint8Array {
   return new ProtoWriter().double(1, wallTime).bytes(3, 'brain.Event:2').finish();
 }
 
 /**
- * Appends scalar events to `<logdir>/events.out.tfevents.<time>.<host>.<pid>.<uid>`, the name
+ * Appends scalar, image and text events to `<logdir>/events.out.tfevents.<time>.<host>.<pid>.<uid>`, the name
  * TensorBoard looks for. Each record is flushed to disk so a crashed run keeps its curves.
  */
 export class TensorBoardWriter {
@@ -126,6 +157,14 @@ export class TensorBoardWriter {
 
   scalars(step: number, scalars: readonly Scalar[], wallTime = Date.now() / 1000): void {
     this.append(scalarEvent(wallTime, step, scalars));
+  }
+
+  images(step: number, images: readonly Image[], wallTime = Date.now() / 1000): void {
+    this.append(imageEvent(wallTime, step, images));
+  }
+
+  text(step: number, tag: string, text: string, wallTime = Date.now() / 1000): void {
+    this.append(textEvent(wallTime, step, tag, text));
   }
 
   close(): void {
