@@ -47,4 +47,19 @@ describe('SdTextToLatent on the tiny fixture', () => {
     });
     expect(relativeError(latents, golden.latents[sampler]!)).toBeLessThan(1e-4);
   });
+
+  it('refuses a negative prompt whose states are not as long as the prompt', async () => {
+    const half = states.length / 2;
+    const request = {
+      sampler: 'euler',
+      steps: 1,
+      cfgScale: 1,
+      noise: () => new Float32Array(4 * 64),
+    } as const;
+    await expect(
+      model.latents(states.subarray(half), states.subarray(0, half - 16), request),
+    ).rejects.toThrow(
+      /the negative prompt's text states hold \d+ values, the prompt's \d+; pad both to one number of chunks/,
+    );
+  });
 });

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Graph, type HostTensor, writeModel } from '@lora/engine';
 import { chooseDevice, type Device } from '../../device.ts';
+import { TrainerOrtError } from '../../errors.ts';
 import { Session } from '../../session.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
@@ -105,8 +106,9 @@ export class SdTextToLatent {
     const { hiddenSize } = this.checkpoint.config.textEncoder;
     const tokens = cond.length / hiddenSize;
     if (uncond.length !== cond.length) {
-      throw new TypeError(
-        `the negative prompt's states hold ${uncond.length} values, the prompt's ${cond.length}`,
+      throw new TrainerOrtError(
+        'E_INVALID_ARGUMENT',
+        `the negative prompt's text states hold ${uncond.length} values, the prompt's ${cond.length}; pad both to one number of chunks`,
       );
     }
     const both = new Float32Array(2 * cond.length);
