@@ -1,7 +1,7 @@
 import { TextTokenizer } from '@lora/dataset';
 import { CliError } from '../cli-error.ts';
 import { print, printJson } from '../format.ts';
-import { listOption } from '../options.ts';
+import { deviceOption, listOption, numberOption } from '../options.ts';
 import { parseLoraSpec } from './merge.ts';
 
 export interface GenerateCommandOptions {
@@ -31,21 +31,6 @@ export interface GenerateReport {
   finish: 'stop' | 'length';
 }
 
-const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
-
-function number(
-  value: number | string | undefined,
-  flag: string,
-  fallback: number,
-  valid: (n: number) => boolean,
-  rule: string,
-): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || !valid(n)) throw new CliError('E_USAGE', `${flag} ${value}: ${rule}.`);
-  return n;
-}
-
 /**
  * Answers a prompt with a LLaMA-family model and zero or more PEFT LoRA adapters, streaming the
  * text as it is generated (or printing one JSON report with --json).
@@ -58,33 +43,30 @@ export async function generate(options: GenerateCommandOptions): Promise<Generat
       'lora generate needs --model <folder> and --prompt <text>, e.g. lora generate --model models/tiny-llama --adapter output/run --prompt "Name a colour."',
     );
   }
-  const maxNewTokens = number(
+  const maxNewTokens = numberOption(
     options.maxNewTokens,
     '--max-new-tokens',
     256,
     (n) => Number.isInteger(n) && n >= 1,
     'give a whole number ≥ 1',
   );
-  const temperature = number(
+  const temperature = numberOption(
     options.temperature,
     '--temperature',
     0,
     (n) => n >= 0,
     'give 0 (greedy) or more',
   );
-  const topP = number(options.topP, '--top-p', 1, (n) => n > 0 && n <= 1, 'give a number in (0, 1]');
-  const topK = number(
+  const topP = numberOption(options.topP, '--top-p', 1, (n) => n > 0 && n <= 1, 'give a number in (0, 1]');
+  const topK = numberOption(
     options.topK,
     '--top-k',
     0,
     (n) => Number.isInteger(n) && n >= 0,
     'give a whole number ≥ 0 (0 keeps all)',
   );
-  const seed = number(options.seed, '--seed', 0, Number.isSafeInteger, 'give a whole number');
-  const device = options.device ?? 'cpu';
-  if (!(DEVICES as readonly string[]).includes(device)) {
-    throw new CliError('E_USAGE', `--device ${device}: use one of ${DEVICES.join(', ')}.`);
-  }
+  const seed = numberOption(options.seed, '--seed', 0, Number.isSafeInteger, 'give a whole number');
+  const device = deviceOption(options.device);
   const specs = listOption(options.adapter).map((spec) => parseLoraSpec(spec, '--adapter'));
 
   const { LlamaGenerator, openLlamaCheckpoint, readPeftAdapter, renderPrompt, stopIdsOf } = await import(
@@ -107,7 +89,7 @@ export async function generate(options: GenerateCommandOptions): Promise<Generat
   const stopIds = stopIdsOf(tokenizer);
 
   const generator = await LlamaGenerator.open(checkpoint, adapters, {
-    device: device as (typeof DEVICES)[number],
+    device,
   });
   const answer: number[] = [];
   let shown = '';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CliError } from '../cli-error.ts';
 import { refuseExisting, requireExisting, writeAtomically } from '../files.ts';
 import { print, printJson } from '../format.ts';
-import { listOption } from '../options.ts';
+import { deviceOption, listOption, numberOption, wholeOption } from '../options.ts';
 import { parseLoraSpec } from './merge.ts';
 
 export interface SampleCommandOptions {
@@ -32,16 +32,6 @@ export interface SampleReport {
   output: string;
   loras: { path: string; strength: number }[];
   parameters: string;
-}
-
-const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
-
-function whole(value: number | string | undefined, flag: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min)
-    throw new CliError('E_USAGE', `${flag} ${value}: give a whole number ≥ ${min}.`);
-  return n;
 }
 
 /**
@@ -80,18 +70,13 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
   if (!(SAMPLERS as readonly string[]).includes(sampler)) {
     throw new CliError('E_USAGE', `--sampler ${sampler}: use one of ${SAMPLERS.join(', ')}.`);
   }
-  const cfgScale = Number(options.cfg ?? 7);
-  if (!Number.isFinite(cfgScale) || cfgScale < 0)
-    throw new CliError('E_USAGE', `--cfg ${options.cfg}: give a number ≥ 0.`);
-  const steps = whole(options.steps, '--steps', 20, 1);
-  const seed = whole(options.seed, '--seed', 0, 0);
-  const width = whole(options.width, '--width', 512, 8);
-  const height = whole(options.height, '--height', 512, 8);
-  const clipSkip = whole(options.clipSkip, '--clip-skip', 1, 1);
-  const device = options.device ?? 'cpu';
-  if (!(DEVICES as readonly string[]).includes(device)) {
-    throw new CliError('E_USAGE', `--device ${device}: use one of ${DEVICES.join(', ')}.`);
-  }
+  const cfgScale = numberOption(options.cfg, '--cfg', 7, (n) => n >= 0, 'give a number ≥ 0');
+  const steps = wholeOption(options.steps, '--steps', 20, 1);
+  const seed = wholeOption(options.seed, '--seed', 0, 0);
+  const width = wholeOption(options.width, '--width', 512, 8);
+  const height = wholeOption(options.height, '--height', 512, 8);
+  const clipSkip = wholeOption(options.clipSkip, '--clip-skip', 1, 1);
+  const device = deviceOption(options.device);
   requireExisting([model]);
   refuseExisting([output], options.overwrite);
   const loras = [
@@ -128,7 +113,7 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
     width,
     height,
     clipSkip,
-    device: device as (typeof DEVICES)[number],
+    device,
   };
   const image = await sampleImage(model, tokenizer, { ...settings, loras });
   let png = image.png;

@@ -7,7 +7,7 @@
  * per chunk; `weightStates` scales its states by the weights and restores the chunk's mean, and
  * the chunks' states are joined along the tokens. `<lora:name:weight>` tags are taken out first.
  */
-import { parsePromptAttention } from '@lora/caption-markup';
+import { type ExtraNetworkNode, type InlineNode, parse, parsePromptAttention } from '@lora/caption-markup';
 
 /** Tokens of text between BOS and EOS in one chunk (77 positions). */
 export const CHUNK_TOKENS = 75;
@@ -34,16 +34,28 @@ export interface LoraTag {
   weight: number;
 }
 
-const LORA_TAG = /<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>/g;
-
-/** The prompt without its `<lora:…>` tags, and the tags in order. */
+/**
+ * The prompt without its `<lora:…>` tags, and the tags in order, as the caption-markup parser reads
+ * them (A1111's `ExtraNetworkParams`: the name, then `te=` or the second argument as the weight;
+ * an unreadable weight counts as 1).
+ */
 export function extractLoraTags(prompt: string): { prompt: string; loras: LoraTag[] } {
-  const loras: LoraTag[] = [];
-  const stripped = prompt.replace(LORA_TAG, (_, name: string, weight: string | undefined) => {
-    const value = weight === undefined || weight.trim() === '' ? 1 : Number(weight);
-    loras.push({ name: name.trim(), weight: Number.isFinite(value) ? value : 1 });
-    return '';
-  });
+  const tags: ExtraNetworkNode[] = [];
+  const visit = (nodes: readonly InlineNode[]): void => {
+    for (const node of nodes) {
+      if (node.type === 'extraNetwork' && node.kind === 'lora') tags.push(node);
+      else if (node.type === 'emphasis' || node.type === 'attention') visit(node.children);
+      else if (node.type === 'edit') visit([...(node.from ?? []), ...node.to]);
+      else if (node.type === 'alternation') for (const option of node.options) visit(option);
+    }
+  };
+  visit(parse(prompt).children);
+  let stripped = prompt;
+  for (const { span } of [...tags].reverse()) stripped = stripped.slice(0, span[0]) + stripped.slice(span[1]);
+  const loras = tags.map((tag) => ({
+    name: tag.name.trim(),
+    weight: Number.isFinite(tag.weight) ? tag.weight : 1,
+  }));
   return { prompt: stripped, loras };
 }
 

@@ -7,13 +7,14 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import { mergeLora } from '@lora/adapters';
 import { stripMarkup } from '@lora/caption-markup';
 import { createRng } from '@lora/dataset';
 import { Graph, writeModel } from '@lora/engine';
+import { openSafetensors } from '@lora/safetensors';
 import { chooseDevice, type Device } from '../../device.ts';
 import { Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
@@ -222,12 +223,11 @@ async function a1111Parameters(model: string, options: SampleImageOptions): Prom
   return `${options.prompt}\n${options.negativePrompt === '' ? '' : `Negative prompt: ${options.negativePrompt}\n`}${line}`;
 }
 
+/** Where a safetensors file's tensor data starts (A1111 hashes a LoRA's data, not its header). */
 async function dataStart(path: string): Promise<number> {
-  const file = await open(path, 'r');
+  const file = await openSafetensors(path);
   try {
-    const head = Buffer.alloc(8);
-    await file.read(head, 0, 8, 0);
-    return 8 + Number(head.readBigUInt64LE(0));
+    return file.dataStart;
   } finally {
     await file.close();
   }
