@@ -124,7 +124,9 @@ type BackendWarningCode =
   /** resume: auto found no checkpoint, so training starts at step 0. */
   | 'resume_found_nothing'
   /** sample_prompts are set, but this run's adapter kind cannot be sampled. */
-  | 'sample_skipped';
+  | 'sample_skipped'
+  /** The validation loss has risen for several evaluations in a row. */
+  | 'overfitting';
 
 export type TrainerEvent =
   | ({ type: 'step' } & StepMetrics)
@@ -135,6 +137,20 @@ export type TrainerEvent =
       epoch: number;
       step: number /** Absolute paths of the files written. */;
       files: string[];
+    }
+  | {
+      type: 'validation';
+      epoch: number;
+      step: number;
+      /** Mean loss over the validation data (per token for llm, per image and timestep for sd). */
+      loss: number;
+      /**
+       * The lowest validation loss so far, the step it was reached at, and the adapter of that step
+       * (absent for step 0, the untrained LoRA).
+       */
+      best: { step: number; loss: number; adapter?: string };
+      /** Seconds the evaluation took. */
+      seconds: number;
     }
   | {
       type: 'warning';

@@ -75,6 +75,11 @@ export interface CommonConfig {
   sample_prompts?: string[] | string;
   sample_every_n_steps?: number;
   sample_every_n_epochs?: number;
+  /** The fraction of the training data held out for the validation loss. */
+  validation_split?: number;
+  /** Validation data instead of a split (absolute): image folders (sd) or data files (llm). */
+  validation_data?: string[];
+  validation_every_n_steps?: number;
   tensorboard: boolean;
 }
 
@@ -200,6 +205,12 @@ export function resolveConfig(
         : input.sample_prompts,
     sample_every_n_steps: input.sample_every_n_steps,
     sample_every_n_epochs: input.sample_every_n_epochs,
+    validation_split: input.validation_split,
+    validation_data: (typeof input.validation_data === 'string'
+      ? [input.validation_data]
+      : input.validation_data
+    )?.map((file) => absolute('validation_data', file)),
+    validation_every_n_steps: input.validation_every_n_steps,
     tensorboard: set.tensorboard,
   });
   if (task === 'llm') {

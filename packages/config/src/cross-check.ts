@@ -96,6 +96,21 @@ export function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx
           atKey: true,
         });
     }
+    if (config.validation_split !== undefined && config.validation_data !== undefined)
+      report(['validation_data'], 'set either validation_split or validation_data, not both', {
+        code: 'conflict',
+        atKey: true,
+      });
+    if (
+      config.validation_every_n_steps !== undefined &&
+      config.validation_split === undefined &&
+      config.validation_data === undefined
+    )
+      report(
+        ['validation_every_n_steps'],
+        'validation_every_n_steps says when to evaluate; set validation_split or validation_data to say on what',
+        { code: 'conflict', atKey: true },
+      );
     if (task === 'sd' && config.random_crop === true && config.cache_latents !== false)
       report(
         ['random_crop'],

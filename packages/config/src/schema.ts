@@ -537,6 +537,23 @@ const fields = {
     description: 'Sample at the end of every N-th epoch (needs sample_prompts).',
     section: 'Samples',
   }),
+  // Validation
+  validation_split: key(z.number().gt(0).lt(1), {
+    description:
+      'Hold out this fraction of the training data (chosen with seed; images for sd, records for llm) and report its loss as val/loss; at least one item each way.',
+    section: 'Validation',
+  }),
+  validation_data: key(z.union([path, z.array(path).min(1)]), {
+    description:
+      'Data for the validation loss instead of a split: sd, folders of captioned images; llm, .json / .jsonl files like train_data.',
+    section: 'Validation',
+    path: 'any',
+  }),
+  validation_every_n_steps: key(z.int().min(1), {
+    description:
+      'Evaluate the validation loss every N optimizer steps (needs validation_split or validation_data); unset: at the end of every epoch. Also before the first step and after the last.',
+    section: 'Validation',
+  }),
   // Logging
   tensorboard: key(z.boolean(), {
     description: 'Write TensorBoard event files to <output_dir>/logs.',

@@ -69,6 +69,7 @@ export {
   type ScanResult,
   scanImageFolders,
 } from './scan.ts';
+export { validationIndices } from './split.ts';
 export {
   MAX_RENDERED_BYTES,
   TEMPLATE_MEMORY_MB,

@@ -1,6 +1,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { validationIndices } from './split.ts';
 import { tempDir, tinyBpeTokenizer, writeText } from './test-fixtures.ts';
 import { TextDataset, type TextDatasetOptions } from './text-dataset.ts';
 import { IGNORE_INDEX } from './tokenize-example.ts';
@@ -60,6 +61,31 @@ describe('TextDataset', () => {
     });
     expect(dataset.stats.learnedTokens).toBeLessThan(dataset.stats.tokens);
     expect(dataset.stepsPerEpoch).toBe(2);
+  });
+
+  it('splits records into a training and a validation part that partition the file', async () => {
+    const content = lines(...Array.from({ length: 10 }, (_, i) => alpaca(i)));
+    const path = await writeText(join(await tempDir(), 'data.jsonl'), content);
+    const split = { fraction: 0.3, seed: 11 };
+    const part = async (side: 'train' | 'validation') => {
+      const dataset = await build(content, { split: { ...split, part: side }, batchSize: 1 });
+      const all = await Promise.all(
+        Array.from({ length: dataset.stats.sequences }, (_, i) => dataset.sequence(i)),
+      );
+      return all.map((s) => tokenizer.decode([...s.inputIds]));
+    };
+    const train = await part('train');
+    const validation = await part('validation');
+    expect(validation).toHaveLength(3);
+    expect(train).toHaveLength(7);
+    const held = validationIndices(10, split.fraction, split.seed, path);
+    for (let i = 0; i < 10; i++) {
+      const question = `question ${i}<`;
+      const where = held.has(i) ? validation : train;
+      const other = held.has(i) ? train : validation;
+      expect(where.some((text) => text.includes(question))).toBe(true);
+      expect(other.some((text) => text.includes(question))).toBe(false);
+    }
   });
 
   it('pads batches on the right with masks and ignored labels', async () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { type ChatTemplate, resolveChatTemplate } from './chat-template.ts';
 import { DatasetError } from './errors.ts';
 import { createRng } from './rng.ts';
+import { validationIndices } from './split.ts';
 import { detectFormat, type TextFormat, toExample } from './text-formats.ts';
 import { readTextRecords } from './text-records.ts';
 import { IGNORE_INDEX, tokenizeExample } from './tokenize-example.ts';
@@ -40,6 +41,11 @@ export interface TextDatasetOptions {
    * settings, so a second run reuses them. Default: a temporary folder removed by `close()`.
    */
   cacheDir?: string;
+  /**
+   * Only one side of a validation split (`validationIndices` over the file's records): the held-out
+   * records (`validation`) or the others (`train`).
+   */
+  split?: { fraction: number; seed: number; part: 'train' | 'validation' };
 }
 
 export interface TextDatasetStats {
@@ -208,6 +214,7 @@ export class TextDataset {
           options.maxSeqLen,
           options.trainOnPrompt === true,
           options.packing === true,
+          options.split ?? null,
         ]),
       )
       .digest('hex');
@@ -280,7 +287,11 @@ export class TextDataset {
       pack.labels = [];
     };
     try {
+      const held = options.split && (await heldOutRecords(options.path, options.split));
+      let index = -1;
       for await (const record of readTextRecords(options.path)) {
+        index++;
+        if (held && held.has(index) !== (options.split!.part === 'validation')) continue;
         counts.records++;
         const example = toExample(record, options.format ?? 'auto');
         const format =
@@ -406,4 +417,11 @@ export class TextDataset {
     await this.handle.close();
     if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true });
   }
+}
+
+/** The record indices of `path` that a validation split holds out. */
+async function heldOutRecords(path: string, split: { fraction: number; seed: number }): Promise<Set<number>> {
+  let count = 0;
+  for await (const _ of readTextRecords(path)) count++;
+  return validationIndices(count, split.fraction, split.seed, `records in ${path}`);
 }

@@ -184,6 +184,67 @@ describe('the ort backend, task llm', () => {
     expect(sections[0]).toBe(`What is the capital of Egypt?\n${tokenizer.decode(answer, true)}\n\n`);
   });
 
+  it("evaluates the validation loss with the LoRA of each moment, and keeps the best step's adapter", async () => {
+    // Validating on the one record it trains on: the validation loss after step k is the loss the
+    // gradients graph reports for step k + 1, computed before that step's update.
+    await writeFile(join(root, 'one.jsonl'), `${demoRecordsJsonl().split('\n')[0]}\n`);
+    const run = await train(
+      demoConfig(
+        'validated',
+        'train_data=one.jsonl',
+        'validation_data=one.jsonl',
+        'validation_every_n_steps=1',
+        'batch_size=1',
+        'max_steps=4',
+        'lora_dropout=0.1',
+      ),
+    );
+    const evaluations = run.events.flatMap((e) => (e.type === 'validation' ? [e] : []));
+    expect(evaluations.map((e) => e.step)).toEqual([0, 1, 2, 3, 4]);
+    expect(run.info).toContainEqual(
+      expect.stringMatching(
+        /^validation loss on 1 records \(1 sequences, \d+ learned tokens\), every 1 steps/,
+      ),
+    );
+    // Training applies dropout to the LoRA's input, validation does not: equal while B is zero
+    // (step 1), different after an update.
+    const trained = steps(run).map((e) => e.loss);
+    expect(trained[0]).toBeCloseTo(evaluations[0]!.loss, 5);
+    expect(trained[1]).not.toBeCloseTo(evaluations[1]!.loss, 4);
+    const undropped = await train(
+      demoConfig(
+        'validated-no-dropout',
+        'train_data=one.jsonl',
+        'validation_data=one.jsonl',
+        'validation_every_n_steps=1',
+        'batch_size=1',
+        'max_steps=4',
+      ),
+    );
+    const values = undropped.events.flatMap((e) => (e.type === 'validation' ? [e.loss] : []));
+    const losses = steps(undropped).map((e) => e.loss);
+    for (let k = 0; k < 4; k++) expect(values[k]).toBeCloseTo(losses[k]!, 5);
+    expect(values[0]).toBeCloseTo(evaluations[0]!.loss, 6);
+    // The loss falls each step, so the best step is the last, and its adapter is the run's adapter.
+    const last = undropped.events.findLast((e) => e.type === 'validation')!;
+    const best = join(root, 'validated-no-dropout', 'best');
+    expect(last).toMatchObject({
+      step: 4,
+      best: { step: 4, adapter: join(best, 'adapter_model.safetensors') },
+    });
+    expect(await readFile(join(best, 'adapter_model.safetensors'))).toEqual(
+      await readFile(undropped.result.adapter),
+    );
+    expect(JSON.parse(await readFile(join(best, 'validation.json'), 'utf8'))).toEqual(last.best);
+  });
+
+  it('holds out validation_split of the records, the same ones on every run', async () => {
+    const run = await train(demoConfig('split', 'validation_split=0.1', 'max_steps=2'));
+    expect(run.info.join('\n')).toMatch(/126 records → 126 sequences/);
+    expect(run.info.join('\n')).toMatch(/validation loss on 14 held-out records .*at the end of every epoch/);
+    expect(run.events.flatMap((e) => (e.type === 'validation' ? [e.step] : []))).toEqual([0, 2]);
+  });
+
   it('warns when records are cut to max_seq_len', async () => {
     const run = await train(demoConfig('short', 'max_seq_len=24', 'max_steps=1'));
     const warning = run.events.find((e) => e.type === 'warning' && e.code === 'dataset_truncated');

@@ -3,7 +3,7 @@
  * `LORA_DROPOUT_SEED` graph input (fed per micro-batch), so a resumed run draws exactly the masks
  * an uninterrupted one would.
  */
-import { add, attr, less, mul, not, reshapeWith, shapeOf, type Tensor, where } from '@lora/engine';
+import { add, attr, less, mul, not, shapeOf, squeeze, type Tensor, unsqueeze, where } from '@lora/engine';
 
 /** int64 scalar graph input that seeds every LoRA dropout mask of a micro-batch (any value in [0, 2³²]). */
 export const LORA_DROPOUT_SEED = 'lora_dropout_seed';
@@ -37,6 +37,30 @@ function hash(x: Tensor): Tensor {
 }
 
 /**
+ * Each element's row-major position in `x` (int64, `x`'s shape): one Range per axis, placed on
+ * its axis and scaled by that axis's stride, summed by broadcasting. Every dim of the result is a
+ * dim of `x`, so the graph's shapes (and the memory estimate) need no new size.
+ */
+function elementIndex(x: Tensor): Tensor {
+  const graph = x.graph;
+  let index: Tensor | undefined;
+  let stride: Tensor = graph.scalar(1, 'int64');
+  for (let axis = x.rank - 1; axis >= 0; axis--) {
+    const size = squeeze(shapeOf(x, axis, axis + 1), [0]);
+    const positions = graph.addNode(
+      'Range',
+      [graph.scalar(0, 'int64'), size, graph.scalar(1, 'int64')],
+      [{ dtype: 'int64', shape: [x.shape[axis]!] }],
+    )[0]!;
+    const others = x.shape.map((_, a) => a).filter((a) => a !== axis);
+    const term = mul(others.length > 0 ? unsqueeze(positions, others) : positions, stride);
+    index = index === undefined ? term : add(index, term);
+    stride = mul(stride, size);
+  }
+  return index ?? graph.scalar(0, 'int64');
+}
+
+/**
  * `x` with each element zeroed with probability `p` and the rest scaled by 1/(1 − p) (as
  * `nn.Dropout` in PEFT's LoRA layers). The mask is a hash of (element index, `salt`, the fed
  * `LORA_DROPOUT_SEED`), so it is a pure function of the seed the loop feeds: no generator state
@@ -49,17 +73,7 @@ export function loraDropout(x: Tensor, p: number, salt: number): Tensor {
   return graph.scope('lora_dropout', () => {
     const keyA = hash(add(seed, salt));
     const keyB = hash(add(keyA, HASH_OFFSET));
-    const count = graph.addNode('ReduceProd', [shapeOf(x)], [{ dtype: 'int64', shape: [] }], {
-      keepdims: attr.int(0),
-    })[0]!;
-    // One dim name per layer: the element counts of two layers' inputs need not be equal.
-    const flat = graph.addNode(
-      'Range',
-      [graph.scalar(0, 'int64'), count, graph.scalar(1, 'int64')],
-      [{ dtype: 'int64', shape: [`lora_dropout_elements_${salt}`] }],
-    )[0]!;
-    const index = reshapeWith(flat, shapeOf(x), x.shape);
-    const bits = hash(add(hash(add(index, keyA)), keyB));
+    const bits = hash(add(hash(add(elementIndex(x), keyA)), keyB));
     const keep = not(less(bits, Math.round(p * PRIME)));
     return mul(x, where(keep, graph.scalar(1 / (1 - p), x.dtype), 0));
   });

@@ -437,6 +437,14 @@ function summary(
           ...(result.checkpoint ? [`checkpoint: ${displayPath(result.checkpoint)}`] : []),
           `continue with: ${continueWith}`,
         ];
+  const best = tracker.bestValidation;
+  if (best && best.step !== result.step) {
+    lines.push(
+      best.step === 0
+        ? `validation loss: lowest before the first step (${best.loss.toFixed(4)}); training did not lower it`
+        : `lowest validation loss ${best.loss.toFixed(4)} at step ${best.step}${best.adapter ? `: ${displayPath(best.adapter)}` : ''}`,
+    );
+  }
   const files = [RUN_FILES.config, RUN_FILES.metrics, `${RUN_FILES.plot}.png`];
   lines.push(`run folder: ${run} (${files.join(', ')})`);
   if (result.logs) lines.push(`curves: tensorboard --logdir ${displayPath(result.logs)}`);

@@ -12,6 +12,7 @@ const HEIGHT = 400;
 const MARGIN = { left: 64, right: 16, top: 32, bottom: 40 };
 const RAW = '#9ecae1';
 const SMOOTHED = '#08519c';
+const VALIDATION = '#e6550d';
 
 /** TensorBoard's debiased exponential moving average, so plots match what users see there. */
 export function smooth(values: readonly number[], weight = 0.9): number[] {
@@ -36,9 +37,17 @@ function niceTicks(min: number, max: number, count: number): number[] {
   return ticks;
 }
 
-/** The loss curve (raw points and smoothed line) as a standalone SVG document. */
-export function lossPlotSvg(points: readonly LossPoint[], title: string): string {
+/**
+ * The loss curve (raw points and smoothed line), and the validation loss where there is one, as a
+ * standalone SVG document.
+ */
+export function lossPlotSvg(
+  points: readonly LossPoint[],
+  title: string,
+  validation: readonly LossPoint[] = [],
+): string {
   const finite = points.filter((p) => Number.isFinite(p.loss));
+  const checked = validation.filter((p) => Number.isFinite(p.loss));
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
   const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
   const parts = [
@@ -47,11 +56,12 @@ export function lossPlotSvg(points: readonly LossPoint[], title: string): string
     `<text x="${WIDTH / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
   ];
   if (finite.length > 0) {
-    const minStep = finite[0]!.step;
-    const maxStep = Math.max(finite.at(-1)!.step, minStep + 1);
+    const steps = [...finite, ...checked].map((p) => p.step);
+    const minStep = Math.min(...steps);
+    const maxStep = Math.max(...steps, minStep + 1);
     const losses = finite.map((p) => p.loss);
-    const minLoss = Math.min(...losses);
-    const maxLoss = Math.max(...losses);
+    const minLoss = Math.min(...losses, ...checked.map((p) => p.loss));
+    const maxLoss = Math.max(...losses, ...checked.map((p) => p.loss));
     const pad = (maxLoss - minLoss) * 0.05 || Math.abs(maxLoss) * 0.05 || 1;
     const [low, high] = [minLoss - pad, maxLoss + pad];
     const x = (step: number) => MARGIN.left + ((step - minStep) / (maxStep - minStep)) * plotWidth;
@@ -67,10 +77,23 @@ export function lossPlotSvg(points: readonly LossPoint[], title: string): string
         `<text x="${x(tick).toFixed(1)}" y="${HEIGHT - MARGIN.bottom + 16}" text-anchor="middle">${tick}</text>`,
       );
     }
-    const polyline = (values: readonly number[], style: string) =>
-      `<polyline fill="none" ${style} points="${values.map((v, i) => `${x(finite[i]!.step).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`;
-    parts.push(polyline(losses, `stroke="${RAW}" stroke-width="1"`));
-    parts.push(polyline(smooth(losses), `stroke="${SMOOTHED}" stroke-width="2"`));
+    const polyline = (line: readonly LossPoint[], values: readonly number[], style: string) =>
+      `<polyline fill="none" ${style} points="${values.map((v, i) => `${x(line[i]!.step).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`;
+    parts.push(polyline(finite, losses, `stroke="${RAW}" stroke-width="1"`));
+    parts.push(polyline(finite, smooth(losses), `stroke="${SMOOTHED}" stroke-width="2"`));
+    if (checked.length > 0) {
+      parts.push(
+        polyline(
+          checked,
+          checked.map((p) => p.loss),
+          `stroke="${VALIDATION}" stroke-width="2"`,
+        ),
+        ...checked.map(
+          (p) =>
+            `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed(1)}" r="3" fill="${VALIDATION}"/>`,
+        ),
+      );
+    }
     // The legend, top right inside the plot.
     const lx = WIDTH - MARGIN.right - 236;
     const ly = MARGIN.top + 14;
@@ -80,6 +103,13 @@ export function lossPlotSvg(points: readonly LossPoint[], title: string): string
       `<line x1="${lx}" x2="${lx + 24}" y1="${ly + 12}" y2="${ly + 12}" stroke="${SMOOTHED}" stroke-width="2"/>`,
       `<text x="${lx + 30}" y="${ly + 16}">smoothed (as TensorBoard, 0.9)</text>`,
     );
+    if (checked.length > 0) {
+      parts.push(
+        `<line x1="${lx}" x2="${lx + 24}" y1="${ly + 28}" y2="${ly + 28}" stroke="${VALIDATION}" stroke-width="2"/>`,
+        `<circle cx="${lx + 12}" cy="${ly + 28}" r="3" fill="${VALIDATION}"/>`,
+        `<text x="${lx + 30}" y="${ly + 32}">validation loss</text>`,
+      );
+    }
   }
   parts.push(
     `<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotWidth}" height="${plotHeight}" fill="none" stroke="#333"/>`,
@@ -95,8 +125,9 @@ export async function writeLossPlot(
   base: string,
   points: readonly LossPoint[],
   title: string,
+  validation: readonly LossPoint[] = [],
 ): Promise<void> {
-  const svg = lossPlotSvg(points, title);
+  const svg = lossPlotSvg(points, title, validation);
   await writeAtomically(`${base}.svg`, (temporary) => writeFileSync(temporary, svg));
   await writeAtomically(`${base}.png`, async (temporary) => {
     await sharp(Buffer.from(svg)).png().toFile(temporary);

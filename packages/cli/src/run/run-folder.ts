@@ -9,6 +9,9 @@ import { type LossPoint, writeLossPlot } from './loss-plot.ts';
 import { LOCK_FILE } from './run-lock.ts';
 import { TensorBoardWriter } from './tensorboard.ts';
 
+/** The validation loss's name in `metrics.jsonl` and TensorBoard. */
+const VALIDATION_LOSS = 'val/loss';
+
 /** Files a run folder holds besides the adapter and checkpoints. */
 export const RUN_FILES = {
   config: 'config.yaml',
@@ -46,6 +49,7 @@ export function runOutputNames(config: LoraConfig): string[] {
     `${RUN_FILES.plot}.svg`,
     'checkpoints',
     'samples',
+    'best',
     'graphs',
     'cache',
     ...adapters,
@@ -202,6 +206,7 @@ export function stampRun(outputDir: string, config: LoraConfig, stamp: RunStamp)
  */
 export class RunRecorder {
   private readonly points: LossPoint[] = [];
+  private readonly validation: LossPoint[] = [];
   private readonly tensorboard: TensorBoardWriter | undefined;
   private epochLossSum = 0;
   private epochSteps = 0;
@@ -248,6 +253,15 @@ export class RunRecorder {
       case 'sample':
         this.recordSamples(event.step, event.files);
         break;
+      case 'validation':
+        if (!this.continued) this.continueHistory(event.step + 1);
+        appendText(
+          join(this.outputDir, RUN_FILES.metrics),
+          `${JSON.stringify({ step: event.step, epoch: event.epoch, [VALIDATION_LOSS]: event.loss })}\n`,
+        );
+        this.validation.push({ step: event.step, loss: event.loss });
+        this.tensorboard?.scalars(event.step, [{ tag: VALIDATION_LOSS, value: event.loss }]);
+        break;
       case 'warning':
         break;
     }
@@ -279,19 +293,19 @@ export class RunRecorder {
     const path = join(this.outputDir, RUN_FILES.metrics);
     if (!existsSync(path)) return;
     const lines = readFileSync(path, 'utf8').split('\n');
-    const kept: { line: string; point: LossPoint }[] = [];
+    const kept: { line: string; point: LossPoint; validation: boolean }[] = [];
     for (const line of lines) {
-      const point = parsePoint(line);
-      if (point && point.step < firstStep) kept.push({ line, point });
+      const parsed = parsePoint(line);
+      if (parsed && parsed.point.step < firstStep) kept.push({ line, ...parsed });
     }
     if (kept.length !== lines.filter((line) => line !== '').length) {
       writeTextAtomically(path, kept.map(({ line }) => `${line}\n`).join(''));
     }
-    this.points.push(...kept.map(({ point }) => point));
+    for (const { point, validation } of kept) (validation ? this.validation : this.points).push(point);
   }
 
   async plot(): Promise<void> {
-    await writeLossPlot(join(this.outputDir, RUN_FILES.plot), this.points, this.title);
+    await writeLossPlot(join(this.outputDir, RUN_FILES.plot), this.points, this.title, this.validation);
   }
 
   close(): void {
@@ -299,10 +313,16 @@ export class RunRecorder {
   }
 }
 
-function parsePoint(line: string): LossPoint | undefined {
+/** A `metrics.jsonl` line's training loss (a step line) or validation loss (a `val/loss` line). */
+function parsePoint(line: string): { point: LossPoint; validation: boolean } | undefined {
   try {
-    const { step, loss } = JSON.parse(line) as Partial<LossPoint>;
-    return typeof step === 'number' && typeof loss === 'number' ? { step, loss } : undefined;
+    const record = JSON.parse(line) as Record<string, unknown>;
+    const { step, loss, [VALIDATION_LOSS]: validationLoss } = record;
+    if (typeof step !== 'number') return undefined;
+    if (typeof loss === 'number') return { point: { step, loss }, validation: false };
+    if (typeof validationLoss === 'number')
+      return { point: { step, loss: validationLoss }, validation: true };
+    return undefined;
   } catch {
     return undefined;
   }

@@ -16,7 +16,13 @@ const MAX_EPOCH_LINES = 20;
  * checkpoint it resumes from (samples taken before the first step come first). Warnings come
  * earlier, while it may still refuse either.
  */
-const STARTING_EVENTS: ReadonlySet<TrainerEvent['type']> = new Set(['step', 'checkpoint', 'sample', 'done']);
+const STARTING_EVENTS: ReadonlySet<TrainerEvent['type']> = new Set([
+  'step',
+  'checkpoint',
+  'sample',
+  'validation',
+  'done',
+]);
 
 /**
  * Follows a run's events: the progress line, epoch and warning lines, and the run folder's
@@ -64,6 +70,18 @@ export class RunTracker {
           );
         }
         break;
+      case 'validation': {
+        const { best } = event;
+        this.bestValidation = best;
+        const lowest =
+          best.step === event.step
+            ? 'the lowest so far'
+            : `lowest ${best.loss.toFixed(4)} at step ${best.step}`;
+        this.progress.log(
+          `validation at step ${event.step}: loss ${event.loss.toFixed(4)} (${lowest}; ${event.seconds.toFixed(1)} s)`,
+        );
+        break;
+      }
       case 'warning':
         this.progress.log(`warning: ${this.wordWarning(event.code, event.message)}`);
         break;
@@ -78,6 +96,9 @@ export class RunTracker {
 
   /** The newest checkpoint this run saved, if it saved one. */
   lastCheckpoint: string | undefined;
+
+  /** The lowest validation loss of the run and its step, when the run evaluates one. */
+  bestValidation: Extract<TrainerEvent, { type: 'validation' }>['best'] | undefined;
 
   /**
    * Epoch lines shown: all of a run of up to `MAX_EPOCH_LINES` epochs, else every k-th and the

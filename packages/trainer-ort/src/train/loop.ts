@@ -40,7 +40,13 @@ import {
 import { shapeKeyOf } from './gradient-sessions.ts';
 import type { TrainState } from './host-state.ts';
 import { optimizerSlots, slotName, updateScalars } from './optimizer.ts';
-import { checkLoopOptions, type LoopEvent, type TrainingLoopOptions } from './options.ts';
+import {
+  checkLoopOptions,
+  type LoopEvent,
+  type LoopPoint,
+  type PeriodicTask,
+  type TrainingLoopOptions,
+} from './options.ts';
 import { openWorkerEngine } from './parallel/engine.ts';
 import { WorkerError } from './parallel/worker-error.ts';
 import { DEFAULT_LOSS_SCALE, MIN_LOSS_SCALE, nextLossScale, type Precision } from './precision.ts';
@@ -245,7 +251,7 @@ class Run<Batch> {
       this.savedStep = this.state.step;
     } else {
       await this.engine.load(this.initial);
-      await this.options.samples?.take({ step: 0, epoch: 0 }, this.initial.values);
+      for (const task of this.periodicTasks()) await task.take(this.point(), this.initial.values);
     }
     const { signal } = this.options;
     while (this.state.step < this.totalSteps) {
@@ -414,24 +420,34 @@ class Run<Batch> {
       this.emit({ type: 'epoch_end', epoch: epoch + 1, step: this.state.step, loss: lossSum / weight });
       this.state = { ...this.state, epoch: epoch + 1, position: 0, epochLoss: { sum: 0, weight: 0 } };
     }
-    const { everySteps, everyEpochs } = this.options.checkpoints;
-    if (
+    if (this.isDue(this.options.checkpoints, epochEnded)) await this.save();
+    const due = this.periodicTasks().filter((task) => this.isDue(task, epochEnded));
+    if (due.length > 0) {
+      const { values } = await this.engine.state();
+      for (const task of due) await task.take(this.point(), values);
+    }
+  }
+
+  /** Whether a schedule falls on the step just taken (the last step always does). */
+  private isDue(
+    { everySteps, everyEpochs }: { everySteps?: number; everyEpochs?: number },
+    epochEnded: boolean,
+  ): boolean {
+    return (
       (everySteps !== undefined && this.state.step % everySteps === 0) ||
       (epochEnded && everyEpochs !== undefined && this.state.epoch % everyEpochs === 0) ||
       this.state.step === this.totalSteps
-    ) {
-      await this.save();
-    }
-    const samples = this.options.samples;
-    if (
-      samples &&
-      ((samples.everySteps !== undefined && this.state.step % samples.everySteps === 0) ||
-        (epochEnded && samples.everyEpochs !== undefined && this.state.epoch % samples.everyEpochs === 0) ||
-        this.state.step === this.totalSteps)
-    ) {
-      const { values } = await this.engine.state();
-      await samples.take({ step: this.state.step, epoch: this.state.epoch }, values);
-    }
+    );
+  }
+
+  /** Samples first, then the validation loss. */
+  private periodicTasks(): PeriodicTask[] {
+    const { samples, validation } = this.options;
+    return [samples, validation].filter((task) => task !== undefined);
+  }
+
+  private point(): LoopPoint {
+    return { step: this.state.step, epoch: this.state.epoch, precision: this.engine.precision };
   }
 
   /** The step's micro-batches through the engine, and what they held. */

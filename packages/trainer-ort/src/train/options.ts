@@ -5,7 +5,7 @@ import type { BatchSource } from './data.ts';
 import type { TrainableModel } from './model.ts';
 import type { OptimizerOptions } from './optimizer.ts';
 import type { ParallelModel, WorkerDevice } from './parallel/recipe.ts';
-import type { LossScaleOptions } from './precision.ts';
+import type { LossScaleOptions, Precision } from './precision.ts';
 import type { LrSchedulerName } from './schedule.ts';
 import type { GradientsGraphHook } from './step-graphs.ts';
 
@@ -18,12 +18,23 @@ export interface ScheduleOptions {
   cycles?: number;
 }
 
-/** Samples with the LoRA as it trains: before the first step of a fresh run, on schedule, and after the last step. */
-export interface SamplePolicy {
+/** Where the loop stands when it hands the LoRA values out: optimizer steps and epochs done. */
+export interface LoopPoint {
+  step: number;
+  epoch: number;
+  /** The precision the run computes in. */
+  precision: Precision;
+}
+
+/**
+ * Work done with the LoRA values of a moment (samples, the validation loss): before the first
+ * step of a fresh run, every `everySteps` steps, at the end of every `everyEpochs`-th epoch, and
+ * after the last step.
+ */
+export interface PeriodicTask {
   everySteps?: number;
   everyEpochs?: number;
-  /** Samples at `point` (the optimizer steps and epochs done) with the LoRA values of that moment. */
-  take(point: { step: number; epoch: number }, values: ReadonlyMap<string, Float32Array>): Promise<void>;
+  take(point: LoopPoint, values: ReadonlyMap<string, Float32Array>): Promise<void>;
 }
 
 export interface CheckpointPolicy {
@@ -84,7 +95,8 @@ export interface TrainingLoopOptions<Batch> extends TrainingLoopSettings {
    * run `model` is not run in this process: the workers run the recipe's model.
    */
   parallel?: ParallelModel<Batch>;
-  samples?: SamplePolicy;
+  samples?: PeriodicTask;
+  validation?: PeriodicTask;
   /** fp16 loss scaling; defaults are PyTorch GradScaler's. */
   lossScale?: LossScaleOptions;
   /** Allow copying frozen weights that cannot be hard-linked into `outputDir/graphs`. */

@@ -5,7 +5,7 @@
  * files — and cleans up: the step graphs hard-link the base weights, so left behind they would
  * keep a deleted model's bytes on disk.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { LoraConfig, TrainingResult, TrainingRun } from '@lora/config';
@@ -14,17 +14,43 @@ import { TrainerOrtError } from '../errors.ts';
 import { CHECKPOINTS_FOLDER, latestCheckpoint } from './checkpoint.ts';
 import { runTrainingLoop, type TrainingLoopResult } from './loop.ts';
 import { type MemoryEstimateSource, memoryReporter } from './memory-report.ts';
-import { loopSettingsFromConfig, type SamplePolicy, type TrainingLoopOptions } from './options.ts';
+import {
+  loopSettingsFromConfig,
+  type PeriodicTask,
+  type TrainingLoopOptions,
+  type TrainingLoopSettings,
+} from './options.ts';
 import { announceRunDevice } from './run-device.ts';
 import { GRAPHS_FOLDER } from './step-graphs.ts';
+import {
+  type BestValidation,
+  OVERFITTING_PATIENCE,
+  ValidationHistory,
+  type ValidationSet,
+  validationLoss,
+} from './validation.ts';
 
 /** Files of the run folder the CLI writes; the result points at them. */
 const RUN_FILES = { config: 'config.yaml', metrics: 'metrics.jsonl', logs: 'logs' } as const;
 
+/** The LoRA of a moment, as the adapter writer needs it. */
+export interface AdapterState extends Pick<TrainingLoopResult, 'step' | 'epoch' | 'precision'> {
+  /** Every LoRA parameter's values, by name. */
+  values: ReadonlyMap<string, Float32Array>;
+}
+
 /** What a family sets up for one run. */
 export interface PreparedRun<Batch> extends Pick<TrainingLoopOptions<Batch>, 'model' | 'data' | 'parallel'> {
-  /** Writes the adapter from the loop's result (also a stopped run's) and names its files. */
-  writeAdapter(result: TrainingLoopResult): Promise<Pick<TrainingResult, 'adapter' | 'adapter_config'>>;
+  /**
+   * Writes the adapter of `state` (the loop's result, also a stopped run's; or the best validation
+   * step's) into `folder` and names its files.
+   */
+  writeAdapter(
+    state: AdapterState,
+    folder: string,
+  ): Promise<Pick<TrainingResult, 'adapter' | 'adapter_config'>>;
+  /** The validation loss's data and model, when the config asks for one. */
+  validation?: ValidationSet<Batch>;
   /** Frees what `prepare` opened (files, caches); called once, whatever happened. */
   close(): Promise<void>;
   /** What the memory estimate said before the first step needs. */
@@ -70,9 +96,11 @@ export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<
           `${microBatchesPerEpoch} micro-batches of ${config.batch_size}, ${settings.gradientAccumulationSteps} per step)`,
       );
       const samples = await samplePolicy(run, prepared);
+      const validation = await validationPolicy(run, prepared, settings);
       const result = await runTrainingLoop({
         ...settings,
         ...(samples ? { samples } : {}),
+        ...(validation ? { validation } : {}),
         model: prepared.model,
         data: prepared.data,
         ...(prepared.parallel ? { parallel: prepared.parallel } : {}),
@@ -90,7 +118,8 @@ export async function runFamily(run: TrainingRun, family: ModelFamily): Promise<
       }).catch((error: unknown) => {
         throw explainLoopError(error, config);
       });
-      const files = await prepared.writeAdapter(result);
+      const values = new Map([...result.parameters].map(([name, tensor]) => [name, tensor.data]));
+      const files = await prepared.writeAdapter({ ...result, values }, outputDir);
       const done: TrainingResult = {
         stopped: result.stopped,
         step: result.step,
@@ -121,7 +150,7 @@ export const SAMPLES_FOLDER = 'samples';
 async function samplePolicy(
   run: TrainingRun,
   prepared: PreparedRun<unknown>,
-): Promise<SamplePolicy | undefined> {
+): Promise<PeriodicTask | undefined> {
   const { config, outputDir, emit, logger } = run;
   if (config.sample_prompts === undefined) return undefined;
   const prompts = await readSamplePrompts(config.sample_prompts);
@@ -138,6 +167,80 @@ async function samplePolicy(
       emit({ type: 'sample', step, epoch, files });
     },
   };
+}
+
+/** The folder of `<output_dir>` the adapter of the best validation step goes to. */
+export const BEST_FOLDER = 'best';
+/** Beside that adapter: its step and validation loss, which a resumed run starts from. */
+const BEST_RECORD = 'validation.json';
+
+/**
+ * When the run evaluates the validation loss (`validation_every_n_steps`, else every epoch), and
+ * what it does with each value: a `validation` event, the adapter of each new best step (after
+ * step 0) written to `<output_dir>/best/`, and an `overfitting` warning when the loss has risen
+ * `OVERFITTING_PATIENCE` evaluations in a row.
+ */
+async function validationPolicy(
+  run: TrainingRun,
+  prepared: PreparedRun<unknown>,
+  settings: TrainingLoopSettings,
+): Promise<PeriodicTask | undefined> {
+  const { config, outputDir, emit, logger } = run;
+  const set = prepared.validation;
+  if (set === undefined) return undefined;
+  const every = config.validation_every_n_steps;
+  logger.info(
+    `validation loss on ${set.description}, ${every === undefined ? 'at the end of every epoch' : `every ${every} steps`}, before the first step and after the last`,
+  );
+  const best = join(outputDir, BEST_FOLDER);
+  const history = new ValidationHistory(
+    settings.resume === undefined ? undefined : await readBestRecord(join(best, BEST_RECORD)),
+  );
+  const sessionSettings = {
+    device: settings.device,
+    mixedPrecision: settings.mixedPrecision,
+    onNotice: (message: string) => logger.info(message),
+  };
+  return {
+    ...(every === undefined ? { everyEpochs: 1 } : { everySteps: every }),
+    async take({ step, epoch, precision }, values) {
+      const started = performance.now();
+      const loss = await validationLoss(set, values, join(outputDir, GRAPHS_FOLDER), sessionSettings);
+      const record = history.record(step, loss);
+      if (record.improved && step > 0) {
+        await mkdir(best, { recursive: true });
+        const { adapter } = await prepared.writeAdapter({ step, epoch, precision, values }, best);
+        record.best.adapter = adapter;
+        const path = join(best, BEST_RECORD);
+        await writeFile(`${path}.partial`, `${JSON.stringify(record.best)}\n`);
+        await rename(`${path}.partial`, path);
+      }
+      const seconds = (performance.now() - started) / 1000;
+      emit({ type: 'validation', step, epoch, loss, best: { ...record.best }, seconds });
+      if (record.overfitting) {
+        const where =
+          record.best.step === 0
+            ? 'it was lowest before the first step, so training has not helped on this data'
+            : `the adapter of step ${record.best.step} is in ${best}`;
+        emit({
+          type: 'warning',
+          code: 'overfitting',
+          message: `the validation loss has risen ${OVERFITTING_PATIENCE} evaluations in a row (${loss.toFixed(4)} at step ${step}, lowest ${record.best.loss.toFixed(4)} at step ${record.best.step}): the LoRA is likely overfitting; ${where}. Stop here, or train with a lower learning_rate, fewer steps or more data`,
+        });
+      }
+    },
+  };
+}
+
+/** The best validation step a stopped run recorded, if it recorded one. */
+async function readBestRecord(path: string): Promise<BestValidation | undefined> {
+  try {
+    const { step, loss, adapter } = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    if (typeof step !== 'number' || typeof loss !== 'number') return undefined;
+    return { step, loss, ...(typeof adapter === 'string' ? { adapter } : {}) };
+  } catch {
+    return undefined;
+  }
 }
 
 /** `sample_prompts` as a list: the list itself, or the file's non-empty lines that are not `#` comments. */

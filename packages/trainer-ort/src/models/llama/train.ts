@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { VARIANTS } from '@lora/adapters';
 import { configWarnings, type LlmConfig, type TrainerEvent, type TrainingRun } from '@lora/config';
-import { TextDataset, TextTokenizer } from '@lora/dataset';
+import { TextDataset, type TextDatasetOptions, TextTokenizer } from '@lora/dataset';
 import type { ModelFamily, PreparedRun } from '../../train/run.ts';
 import { memoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
@@ -52,31 +52,36 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
   const { spec } = checkpoint;
   const tokenizer = await TextTokenizer.fromDir(config.base_model);
   const datasets: TextDataset[] = [];
+  const validationSets: TextDataset[] = [];
   const close = async () => {
-    await Promise.all(datasets.map((dataset) => dataset.close()));
+    await Promise.all([...datasets, ...validationSets].map((dataset) => dataset.close()));
   };
-  try {
-    for (const path of config.train_data) {
-      datasets.push(
-        await TextDataset.build({
-          path,
-          tokenizer,
-          format: config.dataset_format,
-          ...(config.template === 'auto' ? {} : { template: config.template }),
-          maxSeqLen: config.max_seq_len,
-          trainOnPrompt: config.train_on_prompt,
-          packing: config.packing,
-          batchSize: config.batch_size,
-          seed: config.seed,
-          cacheDir: join(outputDir, TOKEN_CACHE),
-        }),
-      );
-    }
-    const data = new TextBatches(datasets, {
+  const build = (path: string, split?: TextDatasetOptions['split']) =>
+    TextDataset.build({
+      path,
+      tokenizer,
+      format: config.dataset_format,
+      ...(config.template === 'auto' ? {} : { template: config.template }),
+      maxSeqLen: config.max_seq_len,
+      trainOnPrompt: config.train_on_prompt,
+      packing: config.packing,
       batchSize: config.batch_size,
       seed: config.seed,
-      padId: tokenizer.padId,
+      cacheDir: join(outputDir, TOKEN_CACHE),
+      ...(split ? { split } : {}),
     });
+  const batches = (from: readonly TextDataset[]) =>
+    new TextBatches(from, { batchSize: config.batch_size, seed: config.seed, padId: tokenizer.padId });
+  try {
+    const fraction = config.validation_split;
+    const split = (part: 'train' | 'validation') =>
+      fraction === undefined ? undefined : { fraction, seed: config.seed, part };
+    for (const path of config.train_data) {
+      datasets.push(await build(path, split('train')));
+      if (fraction !== undefined) validationSets.push(await build(path, split('validation')));
+    }
+    for (const path of config.validation_data ?? []) validationSets.push(await build(path));
+    const data = batches(datasets);
     reportData(datasets, data, config, emit, (message) => logger.info(message));
 
     const lora: LlamaLoraOptions = {
@@ -107,11 +112,19 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
       data,
       // Data-parallel workers (num_workers, device_ids) rebuild the same model in their processes.
       parallel: llamaParallelModel(config.base_model, lora),
-      async writeAdapter(result) {
-        const values = new Map([...result.parameters].map(([name, tensor]) => [name, tensor.data]));
-        await writeLlamaAdapter(outputDir, spec, lora, values, { baseModelNameOrPath: config.base_model });
-        return { adapter: join(outputDir, ADAPTER_WEIGHTS), adapter_config: join(outputDir, ADAPTER_CONFIG) };
+      async writeAdapter({ values }, folder) {
+        await writeLlamaAdapter(folder, spec, lora, values, { baseModelNameOrPath: config.base_model });
+        return { adapter: join(folder, ADAPTER_WEIGHTS), adapter_config: join(folder, ADAPTER_CONFIG) };
       },
+      ...(validationSets.length === 0
+        ? {}
+        : {
+            validation: {
+              model: new LlamaModel(checkpoint, { ...lora, dropout: 0 }),
+              data: batches(validationSets),
+              description: describeValidation(validationSets, fraction !== undefined),
+            },
+          }),
       close,
       async sample(prompts, values, folder, name) {
         if (lora.network !== 'lora') {
@@ -135,6 +148,13 @@ async function prepareLlama(run: TrainingRun, config: LlmConfig): Promise<Prepar
     await close();
     throw error;
   }
+}
+
+/** The validation data in a log line: records, sequences and the tokens its loss is over. */
+function describeValidation(datasets: readonly TextDataset[], heldOut: boolean): string {
+  const sum = (key: 'records' | 'sequences' | 'learnedTokens') =>
+    datasets.reduce((total, dataset) => total + dataset.stats[key], 0);
+  return `${sum('records')} ${heldOut ? 'held-out ' : ''}records (${sum('sequences')} sequences, ${sum('learnedTokens')} learned tokens)`;
 }
 
 function reportData(

@@ -9,7 +9,7 @@ import type { ImageDataset } from '@lora/dataset';
 import type { BatchCount, BatchSource } from '../../train/data.ts';
 import type { LatentSource } from './latents.ts';
 import type { ClipTokenizer } from './model-files.ts';
-import { drawNoise, type NoiseOptions } from './noise.ts';
+import { drawNoise, type NoiseOptions, VALIDATION_TIMESTEPS, validationNoise } from './noise.ts';
 
 export interface SdBatch {
   readonly size: number;
@@ -43,6 +43,47 @@ export class SdBatchSource implements BatchSource<SdBatch> {
     const size = images.paths.length;
     const latentShape = this.latentShape(images.bucket);
     const { timesteps, noise } = drawNoise(this.noise, epoch, index, [size, ...latentShape]);
+    return {
+      size,
+      latentShape,
+      latents: await this.latents.latents(images),
+      noise,
+      timesteps,
+      inputIds: this.tokenizer.encode(images.captions),
+      captions: images.captions,
+    };
+  }
+
+  count(batch: SdBatch): BatchCount {
+    return { examples: batch.size, images: batch.size };
+  }
+}
+
+/**
+ * The validation images as the loss evaluation reads them: each batch of the (unaugmented)
+ * validation dataset once per `VALIDATION_TIMESTEPS` entry, with noise fixed per batch and
+ * timestep, so the loss of two evaluations differs only by the LoRA.
+ */
+export class SdValidationBatches implements BatchSource<SdBatch> {
+  readonly microBatchesPerEpoch: number;
+
+  constructor(
+    private readonly dataset: ImageDataset,
+    private readonly latents: LatentSource,
+    private readonly tokenizer: ClipTokenizer,
+    private readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
+    private readonly seed: number,
+  ) {
+    this.microBatchesPerEpoch = dataset.stepsPerEpoch * VALIDATION_TIMESTEPS.length;
+  }
+
+  async batch(_epoch: number, index: number): Promise<SdBatch> {
+    const step = Math.floor(index / VALIDATION_TIMESTEPS.length);
+    const timestep = VALIDATION_TIMESTEPS[index % VALIDATION_TIMESTEPS.length]!;
+    const images = await this.dataset.loadBatch(0, step);
+    const size = images.paths.length;
+    const latentShape = this.latentShape(images.bucket);
+    const { timesteps, noise } = validationNoise(this.seed, step, timestep, [size, ...latentShape]);
     return {
       size,
       latentShape,

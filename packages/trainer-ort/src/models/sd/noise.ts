@@ -50,6 +50,32 @@ export function drawNoise(
 }
 
 /**
+ * Timesteps every validation image is scored at: the middles of five equal parts of the schedule,
+ * so the validation loss weighs noise levels as training's uniform draw does, with the same
+ * values at every evaluation.
+ */
+export const VALIDATION_TIMESTEPS = [100, 300, 500, 700, 900] as const;
+
+/** Stream key of the validation noise: `createRng(seed, VALIDATION_NOISE_STREAM, batch, timestep)`. */
+const VALIDATION_NOISE_STREAM = 0x56616c4e; // 'ValN'
+
+/**
+ * Noise for validation batch `index` scored at `timestep`: fixed by (seed, index, timestep), so
+ * every evaluation sees the same noise and differs only by the LoRA.
+ */
+export function validationNoise(
+  seed: number,
+  index: number,
+  timestep: number,
+  shape: readonly [batch: number, channels: number, height: number, width: number],
+): NoiseDraw {
+  const rng = createRng(seed, VALIDATION_NOISE_STREAM, index, timestep);
+  const noise = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < noise.length; i++) noise[i] = rng.normal();
+  return { timesteps: new BigInt64Array(shape[0]).fill(BigInt(timestep)), noise };
+}
+
+/**
  * Per-example loss weights: 1 without `gamma`; with it, min-SNR-γ (Hang et al. 2023) as kohya's
  * `apply_snr_weight`: min(SNR_t, γ) / SNR_t for ε-prediction, min(SNR_t, γ) / (SNR_t + 1) for v,
  * where SNR_t = ᾱ_t / (1 − ᾱ_t).

@@ -23,10 +23,10 @@ import {
   ImageDataset,
   type ImageDatasetOptions,
   type Size,
+  validationIndices,
 } from '@lora/dataset';
 import { Graph } from '@lora/engine';
-import type { TrainingLoopResult } from '../../train/loop.ts';
-import { type ModelFamily, type PreparedRun, runFamily } from '../../train/run.ts';
+import { type AdapterState, type ModelFamily, type PreparedRun, runFamily } from '../../train/run.ts';
 import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
 import { type MemoryOptions, memoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
@@ -40,13 +40,14 @@ import {
   sdTrainingMetadata,
   writeSdAdapter,
 } from './adapter.ts';
-import { type SdBatch, SdBatchSource } from './batches.ts';
+import { type SdBatch, SdBatchSource, SdValidationBatches } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { type ConvNetwork, isLoconConv } from './layers.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
+import { VALIDATION_TIMESTEPS } from './noise.ts';
 import { writeImageSamples } from './samples.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
@@ -109,10 +110,15 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
     );
     if (tokenizer.foundIn !== BESIDE_THE_MODEL)
       logger.info(`CLIP tokenizer: ${tokenizer.source} (${tokenizer.foundIn})`);
-    const images = await trainingImages(config, warn);
+    const { images, validationImages } = await splitImages(await trainingImages(config, warn), config, warn);
     reportLongCaptions(images, tokenizer, warn);
     const settings = imageDatasetOptions(config);
     const dataset = new ImageDataset(images, settings);
+    // Scored as they are: each image once, centred, its caption unchanged.
+    const validationDataset =
+      validationImages.length === 0
+        ? undefined
+        : new ImageDataset(validationImages, { ...unaugmented(settings), flipAug: false, randomCrop: false });
 
     const encoder = new VaeEncoder(checkpoint, {
       folder: join(outputDir, GRAPHS_FOLDER),
@@ -122,7 +128,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
     if (config.cache_latents) {
       const cache = new LatentCache(
         await latentCacheFolder(config, outputDir, warn),
-        images,
+        [...images, ...validationImages],
         encoder,
         await vaeFingerprint(checkpoint),
         settings,
@@ -192,7 +198,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
           return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
         },
       );
-    const writeAdapter = async (result: TrainingLoopResult) => {
+    const writeAdapter = async (result: AdapterState, folder: string) => {
       const stepsPerEpoch = Math.ceil(data.microBatchesPerEpoch / config.gradient_accumulation_steps);
       const metadata = sdTrainingMetadata(config, {
         startedAt,
@@ -210,8 +216,8 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         datasetDirs: datasetDirs(images),
         bucketInfo: bucketInfo(dataset, settings),
       });
-      const trainedAdapter = adapterOf(result.parameters);
-      const adapter = await writeSdAdapter(outputDir, trainedAdapter, {
+      const trainedAdapter = adapterOf(result.values);
+      const adapter = await writeSdAdapter(folder, trainedAdapter, {
         layout,
         outputName: config.output_name,
         metadata,
@@ -238,7 +244,21 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         modelConfig: checkpoint.config,
       });
     };
-    return { model: trained, data, writeAdapter, close, memory, sample };
+    const { dropout: _, ...undropped } = lora;
+    const validation = validationDataset && {
+      model: new SdTrainableModel(checkpoint, { ...trained.options, lora: undropped }),
+      data: new SdValidationBatches(validationDataset, latents, tokenizer, latentShape, config.seed),
+      description: `${validationImages.length} ${config.validation_split === undefined ? '' : 'held-out '}image(s) × ${VALIDATION_TIMESTEPS.length} timesteps (${VALIDATION_TIMESTEPS.join(', ')}) with fixed noise`,
+    };
+    return {
+      model: trained,
+      data,
+      writeAdapter,
+      close,
+      memory,
+      sample,
+      ...(validation ? { validation } : {}),
+    };
   } catch (error) {
     await close();
     throw error;
@@ -285,6 +305,51 @@ async function trainingImages(
 }
 
 /**
+ * The training images and the validation images: a seeded `validation_split` of the dataset, or
+ * the images of the `validation_data` folders; validation images count once, whatever their
+ * folder's repeats.
+ */
+async function splitImages(
+  all: DatasetImage[],
+  config: SdConfig,
+  warn: (code: WarningCode, message: string) => void,
+): Promise<{ images: DatasetImage[]; validationImages: DatasetImage[] }> {
+  const once = (images: DatasetImage[]) => images.map((image) => ({ ...image, repeats: 1 }));
+  if (config.validation_split !== undefined) {
+    const held = validationIndices(
+      all.length,
+      config.validation_split,
+      config.seed,
+      `images in ${config.train_data_dir}`,
+    );
+    return {
+      images: all.filter((_, i) => !held.has(i)),
+      validationImages: once(all.filter((_, i) => held.has(i))),
+    };
+  }
+  if (config.validation_data === undefined) return { images: all, validationImages: [] };
+  const report = await checkDataset({
+    dirs: config.validation_data,
+    captionExtension: config.caption_extension,
+    followLinksOutside: config.follow_symlinks,
+    resolution: config.resolution,
+  });
+  if (report.summary.imagesSkipped > 0) {
+    warn(
+      'images_skipped',
+      `${report.summary.imagesSkipped} image(s) in validation_data cannot be read and are skipped; \`lora dataset check\` lists them`,
+    );
+  }
+  if (report.images.length === 0) {
+    throw new ModelError(
+      'E_MODEL_CONFIG',
+      `validation_data ${config.validation_data.join(', ')} holds no readable image; give folders of captioned images, or use validation_split`,
+    );
+  }
+  return { images: all, validationImages: once(report.images) };
+}
+
+/**
  * The image dataset's settings: kohya's aspect buckets (each bucket size trains through its own
  * graph), crops, flips and per-epoch caption augmentation.
  */
@@ -310,6 +375,10 @@ function imageDatasetOptions(config: SdConfig): ImageDatasetOptions {
     randomCrop: config.random_crop,
     ...(caption ? { caption } : {}),
   };
+}
+
+function unaugmented({ caption: _, ...settings }: ImageDatasetOptions): ImageDatasetOptions {
+  return settings;
 }
 
 /**
