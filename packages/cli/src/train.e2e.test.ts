@@ -16,6 +16,7 @@ import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_DATA_PATH } from './commands/demo-project.ts';
 import { tempDir } from './test-fixtures.ts';
 
 // `lora init --demo` and `lora train` through the built binary, the way the quick start runs them.
@@ -129,8 +130,20 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
       'sample_prompts=["What is the capital of Egypt?"]',
       '--set',
       'sample_every_n_steps=500',
+      '--set',
+      `validation_data=${join('demo', DEMO_DATA_PATH)}`,
+      '--set',
+      'validation_every_n_steps=500',
     );
     expect(run.status).toBe(0);
+    // Validated on the data it learns: the loss falls from the base model's, and the last step is the best.
+    const validation = [...run.stdout.matchAll(/^validation at step (\d+): loss (\d+\.\d+) \((.*)\)$/gm)];
+    expect(validation.map((m) => Number(m[1]))).toEqual([0, 500, 1000]);
+    expect(Number(validation[2]![2])).toBeLessThan(Number(validation[0]![2]) - 1);
+    expect(validation[2]![3]).toMatch(/^the lowest so far; \d+\.\d s$/);
+    const evaluated = metricsOf('whole').filter((m) => 'val/loss' in m);
+    expect(evaluated.map((m) => m.step)).toEqual([0, 500, 1000]);
+    expect(existsSync(join(outputOf('whole'), 'best', 'adapter_model.safetensors'))).toBe(true);
     // Samples before the first step, at step 500 and at the end; the last one has learned the answer.
     expect(readdirSync(join(outputOf('whole'), 'samples')).sort()).toEqual([
       'step-000000.txt',

@@ -85,6 +85,34 @@ describe('parseConfig', () => {
     ]);
   });
 
+  it('takes validation_split or validation_data (paths beside the config), not both, and refuses a schedule without either', () => {
+    const base = 'base_model: m\noutput_dir: o\ntrain_data: d.jsonl\n';
+    expect(parseConfig(`${base}validation_data: held.jsonl\n`, '/c/run.yaml').validation_data).toEqual([
+      '/c/held.jsonl',
+    ]);
+    expect(
+      parseConfig(`${base}validation_split: 0.1\nvalidation_every_n_steps: 20\n`, '/c/run.yaml'),
+    ).toMatchObject({ validation_split: 0.1, validation_every_n_steps: 20 });
+    const issues = (extra: string) =>
+      issuesOf(`${base}${extra}`).map(({ code, path, message }) => ({ code, path, message }));
+    expect(issues('validation_every_n_steps: 5\n')).toEqual([
+      {
+        code: 'conflict',
+        path: ['validation_every_n_steps'],
+        message:
+          'validation_every_n_steps says when to evaluate; set validation_split or validation_data to say on what',
+      },
+    ]);
+    expect(issues('validation_split: 0.1\nvalidation_data: [a.jsonl]\n')).toEqual([
+      {
+        code: 'conflict',
+        path: ['validation_data'],
+        message: 'set either validation_split or validation_data, not both',
+      },
+    ]);
+    expect(issues('validation_split: 1\n').map((i) => i.path)).toEqual([['validation_split']]);
+  });
+
   it.each([
     ['train_data_dir only', 'train_data_dir: ./images', 'sd'],
     ['metadata_path only', 'metadata_path: ./images/metadata.csv', 'sd'],

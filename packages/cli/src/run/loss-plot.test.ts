@@ -48,6 +48,25 @@ describe('loss plot', () => {
     expect(readFileSync(join(dir, 'a.png')).equals(readFileSync(join(dir, 'b.png')))).toBe(false);
   });
 
+  it('draws the validation loss as a third line with a point per evaluation, in the same axes', () => {
+    const validation = [
+      { step: 0, loss: 6 },
+      { step: 3, loss: 2.5 },
+      { step: 6, loss: 2.8 },
+    ];
+    const svg = lossPlotSvg(points, 'run', validation);
+    expect(svg.match(/<polyline/g)).toHaveLength(3);
+    // Three evaluation points plus the legend's.
+    expect(svg.match(/<circle/g)).toHaveLength(4);
+    expect(svg).toContain('>validation loss</text>');
+    // Step 0 and loss 6 lie outside the training points, so the axes grow to hold them.
+    const line = svg.match(/<polyline[^>]*stroke="#e6550d"[^>]* points="([^"]+)"/)![1]!.split(' ');
+    const [x0, y0] = line[0]!.split(',').map(Number);
+    expect(x0).toBeCloseTo(64, 0);
+    expect(y0!).toBeGreaterThan(32);
+    expect(lossPlotSvg(points, 'run')).not.toContain('validation loss');
+  });
+
   it('skips non-finite losses instead of breaking the plot', () => {
     const svg = lossPlotSvg([...points, { step: 7, loss: Number.NaN }], 'x');
     expect(svg).not.toContain('NaN');

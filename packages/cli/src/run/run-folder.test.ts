@@ -30,6 +30,7 @@ describe('prepareRunFolder', () => {
     expect(readdirSync(dir)).toEqual([MANIFEST_FILE]);
     expect(manifest(dir)).toEqual(
       [
+        'best',
         'cache',
         'checkpoints',
         'config.yaml',
@@ -212,6 +213,9 @@ describe('stampRun and RunRecorder', () => {
     const answers = join(dir, 'samples', 'step-000000.txt');
     writeFileSync(answers, '### Hi\nHello there.\n');
     await recorder.record({ type: 'sample', step: 0, epoch: 0, files: [image, answers] });
+    const validation = (step: number, loss: number) =>
+      ({ type: 'validation', step, epoch: 1, loss, best: { step, loss }, seconds: 0.5 }) as const;
+    await recorder.record(validation(0, 3.5));
     for (const step of [1, 2, 3]) {
       await recorder.record({
         type: 'step',
@@ -224,6 +228,7 @@ describe('stampRun and RunRecorder', () => {
         tokens_per_s: 100,
       });
     }
+    await recorder.record(validation(3, 1.5));
     await recorder.record({
       type: 'done',
       stopped: 'completed',
@@ -238,8 +243,9 @@ describe('stampRun and RunRecorder', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    expect(metrics.map((m) => m.loss)).toEqual([3, 2, 1]);
-    expect(metrics[0]).not.toHaveProperty('type');
+    expect(metrics.map((m) => m.loss ?? m['val/loss'])).toEqual([3.5, 3, 2, 1, 1.5]);
+    expect(metrics[0]).toEqual({ step: 0, epoch: 1, 'val/loss': 3.5 });
+    expect(metrics[1]).not.toHaveProperty('type');
     const [events] = readdirSync(join(dir, 'logs'));
     expect(events).toMatch(/^events\.out\.tfevents\.1796032800\./);
     const bytes = readFileSync(join(dir, 'logs', events!));
@@ -249,6 +255,7 @@ describe('stampRun and RunRecorder', () => {
       'loss/average',
       'lr',
       'grad_norm',
+      'val/loss',
       'samples/0',
       '### Hi\nHello there.',
     ])
@@ -278,15 +285,31 @@ describe('RunRecorder on a resumed run', () => {
     const startedAt = new Date('2026-11-30T10:00:00Z');
     const interrupted = new RunRecorder(dir, 'test', { tensorboard: false, startedAt });
     // Steps 1–5 ran; the last checkpoint was at step 3, so the resumed run trains 4 and 5 again.
-    for (const n of [1, 2, 3, 4, 5]) await interrupted.record(step(n, 10 - n));
+    for (const n of [1, 2, 3, 4, 5]) {
+      await interrupted.record(step(n, 10 - n));
+      // Evaluated after steps 3 and 5; the one after step 5 is dropped with the steps it follows.
+      if (n % 2 === 1 && n > 1) {
+        await interrupted.record({
+          type: 'validation',
+          step: n,
+          epoch: 1,
+          loss: n - 1,
+          best: { step: n, loss: n - 1 },
+          seconds: 1,
+        });
+      }
+    }
     const resumed = new RunRecorder(dir, 'test', { tensorboard: false, startedAt });
     for (const n of [4, 5, 6]) await resumed.record(step(n, 1 / n));
     const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
-    expect(lines.map((line) => JSON.parse(line).step)).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(JSON.parse(lines[3]!).loss).toBe(1 / 4);
+    expect(lines.map((line) => JSON.parse(line).step)).toEqual([1, 2, 3, 3, 4, 5, 6]);
+    expect(JSON.parse(lines[3]!)).toEqual({ step: 3, epoch: 1, 'val/loss': 2 });
+    expect(JSON.parse(lines[4]!).loss).toBe(1 / 4);
     await resumed.plot();
-    // The plot spans the whole run: six points per curve.
-    const curve = readFileSync(join(dir, 'loss.svg'), 'utf8').match(/<polyline[^>]* points="([^"]+)"/)!;
+    // The plot spans the whole run: six points per training curve, the kept validation point.
+    const svg = readFileSync(join(dir, 'loss.svg'), 'utf8');
+    const curve = svg.match(/<polyline[^>]* points="([^"]+)"/)!;
     expect(curve[1]!.split(' ')).toHaveLength(6);
+    expect(svg.match(/<circle/g)).toHaveLength(2);
   });
 });

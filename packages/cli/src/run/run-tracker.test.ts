@@ -132,6 +132,19 @@ describe('RunTracker', () => {
     expect(written).toEqual(['warning: found nothing. See here.\n', 'warning: other\n']);
   });
 
+  it('prints each validation loss with the lowest so far, and opens the run folder on the step-0 evaluation', () => {
+    const { tracker, written, starts } = tracked();
+    const validation = (n: number, loss: number, best: { step: number; loss: number }) =>
+      ({ type: 'validation', step: n, epoch: 1, loss, best, seconds: 1.25 }) as const;
+    tracker.on(validation(0, 2.5, { step: 0, loss: 2.5 }));
+    expect(starts.map((e) => e.type)).toEqual(['validation']);
+    tracker.on(validation(10, 2.75, { step: 0, loss: 2.5 }));
+    const lines = written.join('').split('\n');
+    expect(lines).toContain('validation at step 0: loss 2.5000 (the lowest so far; 1.3 s)');
+    expect(lines).toContain('validation at step 10: loss 2.7500 (lowest 2.5000 at step 0; 1.3 s)');
+    expect(tracker.bestValidation).toEqual({ step: 0, loss: 2.5 });
+  });
+
   it('describes the run: steps, time, rate, first and final loss', () => {
     const { tracker } = tracked();
     tracker.on(step(1, { total_steps: 2, total_epochs: 1 }));

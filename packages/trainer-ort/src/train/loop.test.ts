@@ -151,6 +151,34 @@ describe('runTrainingLoop', () => {
     expect((await listCheckpoints(outputDir)).map((c) => c.step)).toEqual([8, 9]);
   });
 
+  it('hands the LoRA values to samples, then validation: before step 1, on schedule and after the last step', async () => {
+    const taken: string[] = [];
+    const initial = initialValues();
+    const recorder = (what: string) => ({
+      async take(point: { step: number; epoch: number }, values: ReadonlyMap<string, Float32Array>) {
+        const same = [...values].every(([name, v]) => v.every((x, i) => x === initial.get(name)![i]));
+        const moved = same ? 'initial' : 'moved';
+        taken.push(`${what}@${point.step}/${point.epoch}:${moved}`);
+      },
+    });
+    const { result } = await train({
+      samples: { everySteps: 4, ...recorder('sample') },
+      validation: { everyEpochs: 1, ...recorder('validation') },
+    });
+    expect(taken).toEqual([
+      'sample@0/0:initial',
+      'validation@0/0:initial',
+      'validation@3/1:moved',
+      'sample@4/1:moved',
+      'validation@6/2:moved',
+      'sample@8/2:moved',
+      'sample@9/3:moved',
+      'validation@9/3:moved',
+    ]);
+    // Periodic work reads the state; it does not change the run.
+    expect(parameterBytes(result.parameters)).toEqual(parameterBytes(reference.parameters));
+  });
+
   it('saves every N epochs', async () => {
     const { events } = await train({ checkpoints: { everyEpochs: 2, keepLast: 0 } });
     expect(events.flatMap((e) => (e.type === 'checkpoint' ? [e.step] : []))).toEqual([6, 9]);

@@ -550,6 +550,54 @@ describe('trainSd kohya options', () => {
     expect(idat(await readFile(sampled[2]!.files[0]!)).equals(idat(base.png))).toBe(false);
   });
 
+  it('evaluates the validation loss of held-out images at fixed timesteps and noise, comparable between runs', async () => {
+    const sd = await config('validated');
+    const evaluate = async (name: string, learningRate: number) => {
+      const run = await train({
+        ...sd,
+        output_dir: join(root, 'runs', name),
+        learning_rate: learningRate,
+        validation_split: 0.34,
+        validation_every_n_steps: 2,
+      });
+      return { run, losses: run.events.flatMap((e) => (e.type === 'validation' ? [e] : [])) };
+    };
+    const { run, losses } = await evaluate('validated', 0.003);
+    expect(run.info.join('\n')).toMatch(/sd: 4 image\(s\) in/);
+    expect(run.info).toContainEqual(
+      'validation loss on 2 held-out image(s) × 5 timesteps (100, 300, 500, 700, 900) with fixed noise, every 2 steps, before the first step and after the last',
+    );
+    expect(losses.map((e) => e.step)).toEqual([0, 2, 4]);
+    for (const e of losses) expect(Number.isFinite(e.loss) && e.loss > 0).toBe(true);
+    // Another learning rate: the same loss before training (same images, timesteps and noise), other values after.
+    const other = await evaluate('validated-slow', 0.0003);
+    expect(other.losses[0]!.loss).toBe(losses[0]!.loss);
+    expect(other.losses[2]!.loss).not.toBe(losses[2]!.loss);
+    // Training on these shapes lowers the loss of the held-out ones: the last step is the best, and
+    // its adapter (with that step's metadata) is in best/, the same as the run's adapter.
+    expect(losses[2]!.loss).toBeLessThan(losses[0]!.loss);
+    const best = losses.at(-1)!.best;
+    expect(best).toEqual({
+      step: 4,
+      loss: losses[2]!.loss,
+      adapter: join(root, 'runs', 'validated', 'best', 'shapes.safetensors'),
+    });
+    expect((await readSafetensors(best.adapter!)).metadata['ss_steps']).toBe('4');
+    expect(await tensorBytes(best.adapter!)).toEqual(await tensorBytes(run.result.adapter));
+  });
+
+  it('validation_data: the validation loss of another folder of images, each counted once', async () => {
+    const folder = join(root, 'held-out', '3_shapes');
+    await writeShapeImages(folder, { count: 2 });
+    const sd = await config('validation-folder');
+    const run = await train({ ...sd, max_steps: 1, validation_data: [join(root, 'held-out')] });
+    expect(run.info.join('\n')).toMatch(/sd: 6 image\(s\) in/);
+    expect(run.info.join('\n')).toMatch(
+      /validation loss on 2 image\(s\) × 5 timesteps .* at the end of every epoch/,
+    );
+    expect(run.events.flatMap((e) => (e.type === 'validation' ? [e.step] : []))).toEqual([0, 1]);
+  });
+
   it('base_precision: fp16 trains an F32 file as it trains the same file with the UNet and text encoder stored in F16 (DoRA magnitudes included)', async () => {
     const model = join(root, 'models', 'tiny-sd');
     const { tensors } = await readSafetensors(join(model, 'tiny-sd.safetensors'));
