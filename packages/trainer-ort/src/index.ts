@@ -37,6 +37,7 @@ export { REAL_CONFIGS } from './models/llama/real-configs.ts';
 export { type SdBatch, SdBatchSource } from './models/sd/batches.ts';
 export { type OpenedSdCheckpoint, openSdCheckpoint } from './models/sd/checkpoint.ts';
 export { SD15, type SdModelConfig } from './models/sd/config.ts';
+export { imageGrid, type RgbImage } from './models/sd/grid.ts';
 export { LDM_PREFIXES } from './models/sd/keys.ts';
 export { clipTextModel, ldmUnet } from './models/sd/ldm-layout.ts';
 export { ClipTokenizer, type LongCaptions } from './models/sd/model-files.ts';

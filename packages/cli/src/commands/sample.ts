@@ -63,7 +63,7 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
       'lora sample needs --model <checkpoint.safetensors>, --prompt <text> and --output <file.png>, e.g. lora sample --model models/sd15.safetensors --prompt "a red circle <lora:style:0.8>" --lora-dir output/style --output red.png',
     );
   }
-  const { SAMPLERS, extractLoraTags, sampleImage, ClipTokenizer, SD15, encodePng } = await import(
+  const { SAMPLERS, extractLoraTags, sampleImage, ClipTokenizer, SD15, encodePng, imageGrid } = await import(
     '@lora/trainer-ort'
   );
   const sampler = options.sampler ?? 'euler_a';
@@ -119,24 +119,15 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
   let png = image.png;
   if (options.compare) {
     const before = await sampleImage(model, tokenizer, settings);
-    png = encodePng(2 * width, height, sideBySide(before.rgb, image.rgb, width, height), {
-      parameters: image.parameters,
-    });
+    const pair = imageGrid(
+      [before, image].map(({ rgb }) => ({ rgb, width, height })),
+      1,
+    );
+    png = encodePng(pair.width, pair.height, pair.rgb, { parameters: image.parameters });
   }
   await writeAtomically(output, (temporary) => writeFileSync(temporary, png));
   const report: SampleReport = { output, loras, parameters: image.parameters };
   if (options.json) printJson(report);
   else print(`${output}\n${image.parameters}`);
   return report;
-}
-
-/** Two RGB images of one size as one, left | right. */
-function sideBySide(left: Uint8Array, right: Uint8Array, width: number, height: number): Uint8Array {
-  const row = 3 * width;
-  const out = new Uint8Array(2 * row * height);
-  for (let y = 0; y < height; y++) {
-    out.set(left.subarray(y * row, (y + 1) * row), 2 * y * row);
-    out.set(right.subarray(y * row, (y + 1) * row), (2 * y + 1) * row);
-  }
-  return out;
 }

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { basename, join, resolve, sep } from 'node:path';
 import type { LoraConfig, TrainerEvent } from '@lora/config';
 import { stringifyConfig } from '@lora/config';
 import { CliError } from '../cli-error.ts';
@@ -272,10 +272,12 @@ export class RunRecorder {
     if (!this.tensorboard) return;
     const images = files
       .filter((file) => file.endsWith('.png'))
-      .map((file, i) => {
+      .map((file) => {
         const png = readFileSync(file);
+        // `step-<n>-<i>.png` is `samples/<i>`, `step-<n>-grid.png` `samples/grid`.
+        const tag = `samples/${basename(file, '.png').split('-').at(-1)}`;
         // IHDR, right after the signature: width and height, big-endian.
-        return { tag: `samples/${i}`, png, width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+        return { tag, png, width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
       });
     if (images.length > 0) this.tensorboard.images(step, images);
     for (const file of files.filter((f) => f.endsWith('.txt'))) {

@@ -1,7 +1,8 @@
 /**
  * Image samples while an SD LoRA trains: each prompt line (A1111 syntax, with kohya's per-line
  * options `--n` negative prompt, `--s` steps, `--l` CFG scale, `--d` seed, `--w` width, `--h`
- * height) drawn by the base model with the LoRA of the moment, one PNG per prompt.
+ * height) drawn by the base model with the LoRA of the moment, one PNG per prompt and a grid of
+ * them all.
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +11,8 @@ import { toKohya } from '@lora/adapters';
 import { writeSafetensors } from '@lora/safetensors';
 import { ModelError } from '../model-error.ts';
 import type { SdModelConfig } from './config.ts';
+import { imageGrid, type RgbImage } from './grid.ts';
+import { encodePng } from './png.ts';
 import type { PromptTokenizer } from './prompt.ts';
 import { type SampleImageOptions, sampleImage } from './sample-image.ts';
 
@@ -55,7 +58,10 @@ export function parseSampleLine(
   return settings;
 }
 
-/** Writes `<folder>/<name>-<i>.png` for each prompt line; returns the paths. */
+/**
+ * Writes `<folder>/<name>-<i>.png` for each prompt line, and `<name>-grid.png` of them all when
+ * there are several; returns the paths.
+ */
 export async function writeImageSamples(
   model: string,
   tokenizer: PromptTokenizer,
@@ -74,6 +80,7 @@ export async function writeImageSamples(
   await writeSafetensors(lora, toKohya(adapter));
   try {
     const files: string[] = [];
+    const images: RgbImage[] = [];
     for (const [i, options] of settings.entries()) {
       const image = await sampleImage(model, tokenizer, {
         ...options,
@@ -84,6 +91,13 @@ export async function writeImageSamples(
       });
       const path = join(target.folder, `${target.name}-${i}.png`);
       await writeFile(path, image.png);
+      files.push(path);
+      images.push({ rgb: image.rgb, width: options.width, height: options.height });
+    }
+    if (images.length > 1) {
+      const grid = imageGrid(images);
+      const path = join(target.folder, `${target.name}-grid.png`);
+      await writeFile(path, encodePng(grid.width, grid.height, grid.rgb));
       files.push(path);
     }
     return files;

@@ -517,13 +517,18 @@ describe('trainSd kohya options', () => {
       ...sd,
       train_data_dir: folder,
       max_steps: 2,
-      sample_prompts: ['**a red circle** --n blue --s 2 --l 4 --d 5'],
+      sample_prompts: ['**a red circle** --n blue --s 2 --l 4 --d 5', 'a blue square --s 1 --w 128'],
       sample_every_n_steps: 1,
     });
     const sampled = run.events.flatMap((e) => (e.type === 'sample' ? [e] : []));
     expect(sampled.map((e) => e.step)).toEqual([0, 1, 2]);
-    const [first] = sampled[0]!.files;
-    expect(first).toBe(join(sd.output_dir, 'samples', 'step-000000-0.png'));
+    const [first, , grid] = sampled[0]!.files;
+    expect(sampled[0]!.files).toEqual(
+      ['0', '1', 'grid'].map((i) => join(sd.output_dir, 'samples', `step-000000-${i}.png`)),
+    );
+    // The grid: one row (round(√2)), two cells of the larger image's size, 128×64.
+    const header = (await readFile(grid!)).subarray(16, 24);
+    expect([header.readUInt32BE(0), header.readUInt32BE(4)]).toEqual([256, 64]);
     const png = await readFile(first!);
     const text = png.subarray(png.indexOf('tEXt') + 4, png.indexOf('IDAT') - 8).toString('latin1');
     expect(text).toMatch(
