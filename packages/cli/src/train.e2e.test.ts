@@ -154,6 +154,10 @@ describe('lora train, end to end (built binary)', { timeout: 60_000 }, () => {
       '### What is the capital of Egypt?\nThe capital of Egypt is Cairo.\n',
     );
     expect(run.stdout).toMatch(/^samples at step 500: 1 file\(s\) in .*samples \(\d+\.\d s\)$/m);
+    // The answers are printed as they come; the last one is the taught answer.
+    expect(run.stdout).toMatch(
+      /^samples at step 1000: .*\n### What is the capital of Egypt\?\nThe capital of Egypt is Cairo\.$/m,
+    );
     const hint = run.stdout.split('\n').find((line) => line.startsWith('try it: '));
     expect(hint).toBe(
       `try it: lora generate --model ${join('demo', 'models', 'tiny-llama')} --adapter ${join('demo', 'output', 'whole')} --prompt "…"`,

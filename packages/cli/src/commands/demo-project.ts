@@ -42,6 +42,9 @@ learning_rate: 5e-4
 warmup_steps: 10
 
 max_seq_len: 128
+# One of the training questions, answered before the first step (by the random base model alone)
+# and after the last (with the adapter); the answers are printed and kept in the run's samples/.
+sample_prompts: ["What is the capital of Egypt?"]
 # The demo is made for the CPU; a real model on a GPU wants device: auto.
 device: cpu
 `;

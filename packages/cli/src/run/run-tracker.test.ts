@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type TrainerEvent } from '@lora/config';
@@ -143,6 +143,14 @@ describe('RunTracker', () => {
     expect(lines).toContain('validation at step 0: loss 2.5000 (the lowest so far; 1.3 s)');
     expect(lines).toContain('validation at step 10: loss 2.7500 (lowest 2.5000 at step 0; 1.3 s)');
     expect(tracker.bestValidation).toEqual({ step: 0, loss: 2.5 });
+  });
+
+  it("prints an LLM sample's answers, and only lists image samples", () => {
+    const { tracker, written, dir } = tracked();
+    const answers = join(dir, 'step-000000.txt');
+    writeFileSync(answers, '### Hi\nHello there.\n\n');
+    tracker.on({ type: 'sample', step: 0, epoch: 0, files: [answers, join(dir, 'step-000000-0.png')] });
+    expect(written.join('')).toBe('### Hi\nHello there.\n');
   });
 
   it('describes the run: steps, time, rate, first and final loss', () => {

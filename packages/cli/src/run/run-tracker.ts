@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { LoraConfig, TrainerEvent, TrainingResult, WarningCode } from '@lora/config';
 import { formatDuration, type ProgressDisplay } from './progress.ts';
 import type { RunRecorder } from './run-folder.ts';
@@ -87,6 +88,12 @@ export class RunTracker {
         break;
       case 'checkpoint':
         this.lastCheckpoint = event.path;
+        break;
+      case 'sample':
+        // An LLM's answers are short: shown as they come (images are only listed).
+        for (const file of event.files.filter((f) => f.endsWith('.txt'))) {
+          this.progress.log(readFileSync(file, 'utf8').trimEnd());
+        }
         break;
       case 'done':
         break;
