@@ -5,11 +5,17 @@
  * noise drawn for exactly that position. Any micro-batch can be produced without the ones
  * before it, which is what resuming mid-epoch needs.
  */
-import type { ImageDataset } from '@lora/dataset';
+import type { ImageBatch, ImageDataset } from '@lora/dataset';
 import type { BatchCount, BatchSource } from '../../train/data.ts';
 import type { LatentSource } from './latents.ts';
 import type { ClipTokenizer } from './model-files.ts';
-import { drawNoise, type NoiseOptions, VALIDATION_TIMESTEPS, validationNoise } from './noise.ts';
+import {
+  drawNoise,
+  type NoiseDraw,
+  type NoiseOptions,
+  VALIDATION_TIMESTEPS,
+  validationNoise,
+} from './noise.ts';
 
 export interface SdBatch {
   readonly size: number;
@@ -30,9 +36,9 @@ export class SdBatchSource implements BatchSource<SdBatch> {
 
   constructor(
     private readonly dataset: ImageDataset,
-    private readonly latents: LatentSource,
-    private readonly tokenizer: ClipTokenizer,
-    private readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
+    readonly latents: LatentSource,
+    readonly tokenizer: ClipTokenizer,
+    readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
     private readonly noise: NoiseOptions,
   ) {
     this.microBatchesPerEpoch = dataset.stepsPerEpoch;
@@ -40,18 +46,7 @@ export class SdBatchSource implements BatchSource<SdBatch> {
 
   async batch(epoch: number, index: number): Promise<SdBatch> {
     const images = await this.dataset.loadBatch(epoch, index);
-    const size = images.paths.length;
-    const latentShape = this.latentShape(images.bucket);
-    const { timesteps, noise } = drawNoise(this.noise, epoch, index, [size, ...latentShape]);
-    return {
-      size,
-      latentShape,
-      latents: await this.latents.latents(images),
-      noise,
-      timesteps,
-      inputIds: this.tokenizer.encode(images.captions),
-      captions: images.captions,
-    };
+    return sdBatch(images, this, (shape) => drawNoise(this.noise, epoch, index, shape));
   }
 
   count(batch: SdBatch): BatchCount {
@@ -69,9 +64,9 @@ export class SdValidationBatches implements BatchSource<SdBatch> {
 
   constructor(
     private readonly dataset: ImageDataset,
-    private readonly latents: LatentSource,
-    private readonly tokenizer: ClipTokenizer,
-    private readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
+    readonly latents: LatentSource,
+    readonly tokenizer: ClipTokenizer,
+    readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
     private readonly seed: number,
   ) {
     this.microBatchesPerEpoch = dataset.stepsPerEpoch * VALIDATION_TIMESTEPS.length;
@@ -81,21 +76,37 @@ export class SdValidationBatches implements BatchSource<SdBatch> {
     const step = Math.floor(index / VALIDATION_TIMESTEPS.length);
     const timestep = VALIDATION_TIMESTEPS[index % VALIDATION_TIMESTEPS.length]!;
     const images = await this.dataset.loadBatch(0, step);
-    const size = images.paths.length;
-    const latentShape = this.latentShape(images.bucket);
-    const { timesteps, noise } = validationNoise(this.seed, step, timestep, [size, ...latentShape]);
-    return {
-      size,
-      latentShape,
-      latents: await this.latents.latents(images),
-      noise,
-      timesteps,
-      inputIds: this.tokenizer.encode(images.captions),
-      captions: images.captions,
-    };
+    return sdBatch(images, this, (shape) => validationNoise(this.seed, step, timestep, shape));
   }
 
   count(batch: SdBatch): BatchCount {
     return { examples: batch.size, images: batch.size };
   }
+}
+
+/** What turns a dataset batch into model inputs. */
+interface BatchInputs {
+  readonly latents: LatentSource;
+  readonly tokenizer: ClipTokenizer;
+  readonly latentShape: (bucket: readonly [number, number]) => [number, number, number];
+}
+
+/** A dataset batch's latents and token ids, with the timesteps and noise `draw` gives for its shape. */
+async function sdBatch(
+  images: ImageBatch,
+  { latents, tokenizer, latentShape }: BatchInputs,
+  draw: (shape: [number, number, number, number]) => NoiseDraw,
+): Promise<SdBatch> {
+  const size = images.paths.length;
+  const shape = latentShape(images.bucket);
+  const { timesteps, noise } = draw([size, ...shape]);
+  return {
+    size,
+    latentShape: shape,
+    latents: await latents.latents(images),
+    noise,
+    timesteps,
+    inputIds: tokenizer.encode(images.captions),
+    captions: images.captions,
+  };
 }
