@@ -33,7 +33,7 @@ import {
   type SdComponent,
   vaeKeyToDiffusers,
 } from './keys.ts';
-import { singleFileSdConfig } from './single-file-config.ts';
+import { sdFamilyOfKeys, singleFileSdConfig } from './single-file-config.ts';
 
 /** A safetensors file as the graph needs it: path, tensor table, data offset (`openSafetensors` gives one). */
 export type WeightFile = Pick<SafetensorsHeader, 'tensors' | 'dataStart'> & { readonly path: string };
@@ -91,17 +91,18 @@ export class SdCheckpoint {
    * them. EMA copies, schedule buffers and what SD never runs of OpenCLIP are ignored.
    */
   static fromSingleFile(file: WeightFile, config?: SdModelConfig): SdCheckpoint {
-    const read = singleFileSdConfig(file.tensors, file.path);
-    const sizes = config ?? read.config;
-    if (sdFamilyOf(sizes) !== read.family) {
+    const read = config === undefined ? singleFileSdConfig(file.tensors, file.path) : undefined;
+    const family = read?.family ?? sdFamilyOfKeys(file.tensors.keys()) ?? sdFamilyOf(config!);
+    const sizes = config ?? read!.config;
+    if (sdFamilyOf(sizes) !== family) {
       throw new ModelError(
         'E_MODEL_CONFIG',
-        `${file.path} holds a ${SD_FAMILY_NAMES[read.family]} text encoder, but the model sizes given are ` +
+        `${file.path} holds a ${SD_FAMILY_NAMES[family]} text encoder, but the model sizes given are ` +
           `${SD_FAMILY_NAMES[sdFamilyOf(sizes)]}'s (text_encoder/config.json hidden_act); give the sizes of this checkpoint, or none`,
       );
     }
-    const checkpoint = new SdCheckpoint(sizes, file.path, read.family);
-    const textPrefix = read.family === 'sd2' ? OPENCLIP_PREFIX : LDM_PREFIXES.text_encoder;
+    const checkpoint = new SdCheckpoint(sizes, file.path, family);
+    const textPrefix = family === 'sd2' ? OPENCLIP_PREFIX : LDM_PREFIXES.text_encoder;
     for (const [stored, info] of file.tensors) {
       const component = COMPONENTS.find((c) =>
         stored.startsWith(c === 'text_encoder' ? textPrefix : LDM_PREFIXES[c]),
@@ -115,7 +116,7 @@ export class SdCheckpoint {
           ? unetKeyToDiffusers(key, sizes.unet.layersPerBlock)
           : component === 'vae'
             ? vaeKeyToDiffusers(key, sizes.vae.blockOutChannels.length)
-            : read.family === 'sd2'
+            : family === 'sd2'
               ? openClipKeyToClip(key, sizes.textEncoder.numLayers)
               : normalizeClipKey(key);
       checkpoint.addAll(component, mapped, file, stored, info);
