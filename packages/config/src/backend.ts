@@ -124,7 +124,9 @@ type BackendWarningCode =
   /** resume: auto found no checkpoint, so training starts at step 0. */
   | 'resume_found_nothing'
   /** sample_prompts are set, but this run's adapter kind cannot be sampled. */
-  | 'sample_skipped';
+  | 'sample_skipped'
+  /** The config's prediction_type differs from the one the model's scheduler_config.json names. */
+  | 'prediction_mismatch';
 
 export type TrainerEvent =
   | ({ type: 'step' } & StepMetrics)

@@ -82,6 +82,8 @@ export class SdCheckpoint {
     /** For messages: the file or folder the weights came from. */
     readonly source: string,
     readonly family: SdFamily,
+    /** What says the family, for the run log. */
+    readonly familyEvidence: string,
   ) {}
 
   /**
@@ -101,8 +103,8 @@ export class SdCheckpoint {
           `${SD_FAMILY_NAMES[sdFamilyOf(sizes)]}'s (text_encoder/config.json hidden_act); give the sizes of this checkpoint, or none`,
       );
     }
-    const checkpoint = new SdCheckpoint(sizes, file.path, family);
     const textPrefix = family === 'sd2' ? OPENCLIP_PREFIX : LDM_PREFIXES.text_encoder;
+    const checkpoint = new SdCheckpoint(sizes, file.path, family, `text-encoder keys ${textPrefix}…`);
     for (const [stored, info] of file.tensors) {
       const component = COMPONENTS.find((c) =>
         stored.startsWith(c === 'text_encoder' ? textPrefix : LDM_PREFIXES[c]),
@@ -129,7 +131,9 @@ export class SdCheckpoint {
     files: Readonly<Record<SdComponent, WeightFile>>,
     config: SdModelConfig,
   ): SdCheckpoint {
-    const checkpoint = new SdCheckpoint(config, files.unet.path, sdFamilyOf(config));
+    const family = sdFamilyOf(config);
+    const act = family === 'sd2' ? 'gelu' : 'quick_gelu';
+    const checkpoint = new SdCheckpoint(config, files.unet.path, family, `text_encoder hidden_act ${act}`);
     for (const component of COMPONENTS) {
       const file = files[component];
       for (const [stored, info] of file.tensors) {

@@ -42,11 +42,13 @@ import {
 } from './adapter.ts';
 import { type SdBatch, SdBatchSource } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
+import { SD_FAMILY_NAMES } from './config.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { type ConvNetwork, isLoconConv } from './layers.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
+import { sdPrediction } from './prediction.ts';
 import { writeImageSamples } from './samples.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
@@ -57,13 +59,13 @@ export interface TrainSdOptions {
   layout?: SdAdapterLayout;
 }
 
-/** The Stable Diffusion 1.x family: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
+/** Stable Diffusion 1.x and 2.x: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
 export function sdFamily(options: TrainSdOptions = {}): ModelFamily {
   return { task: 'sd', prepare: (run) => prepareSd(run, options) };
 }
 
 /**
- * Trains a Stable Diffusion 1.x LoRA as `run.config` says, reporting through `run.emit` (step,
+ * Trains a Stable Diffusion 1.x / 2.x LoRA as `run.config` says, reporting through `run.emit` (step,
  * epoch, checkpoint and warning events, then `done`), and resolves with the run's files — also
  * when `run.signal` stops it early (a resumable checkpoint and the adapter so far are written).
  */
@@ -88,6 +90,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
 
   const base = config.base_model;
   const opened = await openSdCheckpoint(base, await singleFileConfig(base));
+  const { family } = opened.checkpoint;
   let latents: LatentSource | undefined;
   const close = async () => {
     await latents?.dispose();
@@ -102,10 +105,16 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         `clip_skip ${config.clip_skip} skips more than the ${layers} layers of this text encoder; set clip_skip from 1 to ${layers}`,
       );
     }
+    const prediction = await sdPrediction(config.prediction_type, base, family);
+    if (prediction.mismatch) warn('prediction_mismatch', prediction.mismatch);
+    logger.info(
+      `sd: ${SD_FAMILY_NAMES[family]} (${checkpoint.familyEvidence}); the UNet predicts ${prediction.type} (${prediction.source})`,
+    );
     const tokenizer = await ClipTokenizer.forModel(
       base,
       checkpoint.config.textEncoder.maxPositions,
       config.tokenizer,
+      family,
     );
     if (tokenizer.foundIn !== BESIDE_THE_MODEL)
       logger.info(`CLIP tokenizer: ${tokenizer.source} (${tokenizer.foundIn})`);
@@ -150,7 +159,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       textEncoder: targets.task === 'sd' ? targets.text_encoder : [],
     };
     const model = new SdTrainableModel(checkpoint, {
-      prediction: config.prediction_type,
+      prediction: prediction.type,
       clipSkip: config.clip_skip,
       lora,
       memory: memoryOptions(config),
@@ -209,6 +218,8 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         ),
         datasetDirs: datasetDirs(images),
         bucketInfo: bucketInfo(dataset, settings),
+        family,
+        prediction: prediction.type,
       });
       const trainedAdapter = adapterOf(result.parameters);
       const adapter = await writeSdAdapter(outputDir, trainedAdapter, {
