@@ -15,62 +15,8 @@ export const LDM_PREFIXES: Readonly<Record<SdComponent, string>> = {
   vae: 'first_stage_model.',
 };
 
-/** Where SD 2.x single files keep OpenCLIP's text tower, in OpenCLIP's own names. */
-export const OPENCLIP_PREFIX = 'cond_stage_model.model.';
-
-/** A transformers CLIP name a stored tensor provides, whole or as one third of its rows. */
-export interface ClipTarget {
-  readonly key: string;
-  /** Rows [part·n/3, (part+1)·n/3) of a fused q/k/v tensor of n rows (q, k, v in that order). */
-  readonly part?: 0 | 1 | 2;
-}
-
-const OPENCLIP_LAYER: ReadonlyMap<string, string> = new Map([
-  ['ln_1', 'layer_norm1'],
-  ['ln_2', 'layer_norm2'],
-  ['mlp.c_fc', 'mlp.fc1'],
-  ['mlp.c_proj', 'mlp.fc2'],
-  ['attn.out_proj', 'self_attn.out_proj'],
-]);
-
-const OPENCLIP_TOP: ReadonlyMap<string, string | undefined> = new Map([
-  ['token_embedding.weight', 'text_model.embeddings.token_embedding.weight'],
-  ['positional_embedding', 'text_model.embeddings.position_embedding.weight'],
-  ['ln_final.weight', 'text_model.final_layer_norm.weight'],
-  ['ln_final.bias', 'text_model.final_layer_norm.bias'],
-  // CLIP's contrastive head: SD 2.x conditions on the token states only.
-  ['text_projection', undefined],
-  ['logit_scale', undefined],
-]);
-
-/**
- * An OpenCLIP text-tower key without its prefix → the transformers CLIPTextModel names it
- * provides (kohya's `convert_ldm_clip_checkpoint_v2`, ComfyUI's `clip_text_transformers_convert`):
- * `attn.in_proj_weight` / `_bias` hold q, k and v stacked by rows, so they give three. `layers`
- * is the encoder's depth: resblock `layers` is the one SD 2.x never runs (it conditions on the
- * penultimate layer), so it is `undefined` like the contrastive head; `null` fits no rule.
- */
-export function openClipKeyToClip(key: string, layers: number): readonly ClipTarget[] | null | undefined {
-  if (OPENCLIP_TOP.has(key)) {
-    const mapped = OPENCLIP_TOP.get(key);
-    return mapped === undefined ? undefined : [{ key: mapped }];
-  }
-  const match = /^transformer\.resblocks\.(\d+)\.(.+)$/.exec(key);
-  const layer = Number(match?.[1]);
-  if (match === null || layer > layers) return null;
-  if (layer === layers) return undefined;
-  const path = `text_model.encoder.layers.${layer}`;
-  const fused = /^attn\.in_proj_(weight|bias)$/.exec(match[2]!);
-  if (fused) {
-    return (['q_proj', 'k_proj', 'v_proj'] as const).map((name, part) => ({
-      key: `${path}.self_attn.${name}.${fused[1]}`,
-      part: part as 0 | 1 | 2,
-    }));
-  }
-  const param = /^(.+)\.(weight|bias)$/.exec(match[2]!);
-  const module = param ? OPENCLIP_LAYER.get(param[1]!) : undefined;
-  return module === undefined ? null : [{ key: `${path}.${module}.${param![2]}` }];
-}
+/** SD 2.x's OpenCLIP text tower: its one key table (both directions) is in @lora/adapters, as the UNet's. */
+export { type ClipTarget, openClipKeyToClip, SD2_OPENCLIP_PREFIX as OPENCLIP_PREFIX } from '@lora/adapters';
 
 const VAE_ATTENTION: Readonly<Record<string, string>> = {
   norm: 'group_norm',
