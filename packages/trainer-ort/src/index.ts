@@ -39,7 +39,7 @@ export { type OpenedSdCheckpoint, openSdCheckpoint } from './models/sd/checkpoin
 export { SD15, type SdModelConfig } from './models/sd/config.ts';
 export { LDM_PREFIXES } from './models/sd/keys.ts';
 export { clipTextModel, ldmUnet } from './models/sd/ldm-layout.ts';
-export { ClipTokenizer, type LongCaptions } from './models/sd/model-files.ts';
+export { ClipTokenizer, type LongCaptions, sdModelFamily } from './models/sd/model-files.ts';
 export { encodePng } from './models/sd/png.ts';
 export { extractLoraTags, type LoraTag } from './models/sd/prompt.ts';
 export {

@@ -9,6 +9,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createRng, MAX_TOKENIZER_BYTES, processCaption, TextTokenizer } from '@lora/dataset';
+import { openWeightsFile } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
 import { CLIP_TOKENIZER_CONFIG, readSlowClipTokenizer } from './clip-tokenizer-json.ts';
 import {
@@ -19,6 +20,7 @@ import {
   type SdModelConfig,
 } from './config.ts';
 import { TOKENIZER_KEY, type TokenizerPlace, tokenizerPlaces } from './find-tokenizer.ts';
+import { sdFamilyOfKeys } from './single-file-config.ts';
 
 const isFile = (path: string) =>
   stat(path).then(
@@ -63,6 +65,22 @@ export async function modelFolder(basePath: string): Promise<string> {
 }
 
 const CONFIG_FILES = ['unet', 'text_encoder', 'vae'] as const;
+
+/** The family of the model at `basePath`: a single file's text-encoder keys, a diffusers folder's text_encoder/config.json. */
+export async function sdModelFamily(basePath: string): Promise<SdFamily> {
+  if (await isDirectory(basePath)) {
+    const path = join(basePath, 'text_encoder', 'config.json');
+    return (await isFile(path)) && parseClipTextConfig(await readJson(path), path).hiddenAct === 'gelu'
+      ? 'sd2'
+      : 'sd1';
+  }
+  const file = await openWeightsFile(basePath);
+  try {
+    return sdFamilyOfKeys(file.tensors.keys()) ?? 'sd1';
+  } finally {
+    await file.close();
+  }
+}
 
 export interface LongCaptions {
   /** Tokens the text encoder reads of a caption. */
@@ -140,7 +158,7 @@ export class ClipTokenizer {
    * config's `tokenizer`) or else the first place that has it (`tokenizerPlaces`: beside the
    * model, ComfyUI, the Hugging Face cache); the error,
    * when none has, lists where it looked and where to put CLIP's. SD 2.x uses the same vocabulary
-   * and pads with "!" whatever the files found say.
+   * and pads with "!" whatever the files found say (`sdModelFamily` tells the family).
    */
   static async forModel(
     basePath: string,

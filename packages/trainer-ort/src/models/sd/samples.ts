@@ -7,6 +7,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoraAdapter } from '@lora/adapters';
 import { toKohya } from '@lora/adapters';
+import type { PredictionType } from '@lora/config';
 import { writeSafetensors } from '@lora/safetensors';
 import { ModelError } from '../model-error.ts';
 import type { SdModelConfig } from './config.ts';
@@ -67,6 +68,7 @@ export async function writeImageSamples(
     defaults: Pick<SampleImageOptions, 'seed' | 'width' | 'height'>;
     clipSkip: number;
     modelConfig?: SdModelConfig;
+    prediction: PredictionType;
   },
 ): Promise<string[]> {
   const settings = lines.map((line) => parseSampleLine(line, target.defaults));
@@ -79,6 +81,7 @@ export async function writeImageSamples(
         ...options,
         sampler: 'euler_a',
         clipSkip: target.clipSkip,
+        prediction: target.prediction,
         loras: [{ path: lora, strength: 1 }],
         ...(target.modelConfig ? { modelConfig: target.modelConfig } : {}),
       });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { loadConfig, type SdConfig, type TrainerEvent } from '@lora/config';
 import { readSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sdModelFamily } from './model-files.ts';
 import { writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { trainSd } from './train.ts';
 
@@ -65,6 +66,12 @@ ${extra}`,
 }
 
 describe('trainSd on the tiny SD 2.x model', () => {
+  it('the single file names its family (sampling pads prompts by it)', async () => {
+    expect(await sdModelFamily(join(root, 'models', 'tiny-sd2', 'tiny-sd2.safetensors'))).toBe('sd2');
+    await writeTinySdModel(join(root, 'models', 'tiny-sd1'), 'tiny-sd1');
+    expect(await sdModelFamily(join(root, 'models', 'tiny-sd1', 'tiny-sd1.safetensors'))).toBe('sd1');
+  });
+
   it('reads SD 2.x and v-prediction from the files, trains the fused q/k/v, writes kohya SD 2.x metadata', async () => {
     const { result, events, info } = await run('auto');
     expect(info).toContainEqual(

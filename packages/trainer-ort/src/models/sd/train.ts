@@ -247,6 +247,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         defaults: { seed: config.seed, width, height },
         clipSkip: config.clip_skip,
         modelConfig: checkpoint.config,
+        prediction: prediction.type,
       });
     };
     return { model: trained, data, writeAdapter, close, memory, sample };
