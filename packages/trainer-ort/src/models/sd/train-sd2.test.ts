@@ -31,7 +31,11 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-async function run(name: string, extra = '') {
+async function run(
+  name: string,
+  extra = '',
+  targets = '[to_q, to_v, proj_in, q_proj, k_proj, v_proj, out_proj]',
+) {
   const path = join(root, `${name}.yaml`);
   await writeFile(
     path,
@@ -47,7 +51,7 @@ max_steps: 2
 learning_rate: 0.003
 lora_rank: 4
 train_text_encoder: true
-target_modules: [to_q, to_v, proj_in, q_proj, k_proj, v_proj, out_proj]
+target_modules: ${targets}
 device: cpu
 tensorboard: false
 ${extra}`,
@@ -81,6 +85,7 @@ describe('trainSd on the tiny SD 2.x model', () => {
     );
     const steps = events.filter((e) => e.type === 'step');
     expect(steps).toHaveLength(2);
+    expect(events.filter((e) => e.type === 'warning').map((e) => e.code)).not.toContain('partial_attention');
     for (const step of steps) expect(Number.isFinite(step.loss)).toBe(true);
     const { tensors, metadata } = await readSafetensors(result.adapter);
     expect(metadata).toMatchObject({ ss_v2: 'True', ss_base_model_version: 'sd_v2_v' });

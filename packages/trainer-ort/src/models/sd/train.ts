@@ -42,7 +42,7 @@ import {
 } from './adapter.ts';
 import { type SdBatch, SdBatchSource } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
-import { SD_FAMILY_NAMES } from './config.ts';
+import { SD_FAMILY_NAMES, type SdFamily } from './config.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
@@ -158,6 +158,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       unet: targets.task === 'sd' ? targets.unet : [],
       textEncoder: targets.task === 'sd' ? targets.text_encoder : [],
     };
+    reportPartialAttention(family, lora.textEncoder, warn);
     const model = new SdTrainableModel(checkpoint, {
       prediction: prediction.type,
       clipSkip: config.clip_skip,
@@ -255,6 +256,25 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
     await close();
     throw error;
   }
+}
+
+/**
+ * A1111 applies an SD 2.x text-encoder layer's q, k and v LoRA to OpenCLIP's fused in_proj only
+ * when q, k, v and out_proj all have modules (extensions-builtin/Lora networks.py); ComfyUI applies
+ * each. Training some of them is said once.
+ */
+function reportPartialAttention(
+  family: SdFamily,
+  textEncoder: readonly string[],
+  warn: (code: WarningCode, message: string) => void,
+): void {
+  const attention = ['q_proj', 'k_proj', 'v_proj', 'out_proj'];
+  const trained = attention.filter((m) => textEncoder.includes(m));
+  if (family !== 'sd2' || trained.length === 0 || trained.length === attention.length) return;
+  warn(
+    'partial_attention',
+    `the text encoder trains ${trained.join(', ')} of its attention; on SD 2.x, A1111 applies text-encoder attention LoRA only when q_proj, k_proj, v_proj and out_proj are all trained (ComfyUI applies each), so add ${attention.filter((m) => !trained.includes(m)).join(', ')} to target_modules for a LoRA A1111 applies in full`,
+  );
 }
 
 /** Captions longer than the text encoder's window lose their end in every step: said once. */
