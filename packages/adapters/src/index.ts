@@ -14,6 +14,12 @@ export { type MergeOptions, type MergeReport, mergeLora } from './merge.ts';
 export { flattenPath, unflattenPath } from './names.ts';
 export { fromPeft, type PeftAdapterConfig, type ToPeftOptions, toPeft } from './peft.ts';
 export {
+  type ClipTarget,
+  clipModuleToOpenClip,
+  openClipKeyToClip,
+  SD2_OPENCLIP_PREFIX,
+} from './sd-openclip-keys.ts';
+export {
   diffusersUnetToLdm,
   ldmUnetLayout,
   SD_UNET_LAYOUT,

@@ -99,6 +99,62 @@ describe('mergeLora', () => {
     expect([...new BigInt64Array(merged.get('untouched.bias')!.data.buffer)]).toEqual([7n, -1n]);
   });
 
+  it("merges SD 2.x text-encoder q, k, v into the thirds of OpenCLIP's fused in_proj_weight, out_proj and c_fc whole", async () => {
+    const block = 'cond_stage_model.model.transformer.resblocks.1';
+    const inProj = `${block}.attn.in_proj_weight`;
+    const base = new Map<string, TensorData>([
+      [inProj, { dtype: 'F16', shape: [12, 4], data: fromFloat32(values(48, 21), 'F16') }],
+      [`${block}.attn.in_proj_bias`, f32([12], 22)],
+      [`${block}.attn.out_proj.weight`, f32([4, 4], 23)],
+      [`${block}.mlp.c_fc.weight`, f32([6, 4], 24)],
+    ]);
+    const basePath = join(dir, 'sd2.safetensors');
+    await writeSafetensors(basePath, base);
+    const te = 'text_encoder.text_model.encoder.layers.1';
+    const lora = new Map(
+      ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj', 'mlp.fc1'].map(
+        (name, i) => [
+          `${te}.${name}`,
+          loraModule(f32([2, 4], 30 + i), f32([name === 'mlp.fc1' ? 6 : 4, 2], 40 + i), 1 + i),
+        ],
+      ),
+    );
+    const loraPath = join(dir, 'sd2-lora.safetensors');
+    await writeSafetensors(loraPath, toKohya(lora));
+    const output = join(dir, 'sd2-merged.safetensors');
+    const report = await mergeLora(basePath, loraPath, { output });
+    expect([...report].toSorted()).toEqual([
+      [`${inProj}[0/3]`, `${te}.self_attn.q_proj`],
+      [`${inProj}[1/3]`, `${te}.self_attn.k_proj`],
+      [`${inProj}[2/3]`, `${te}.self_attn.v_proj`],
+      [`${block}.attn.out_proj.weight`, `${te}.self_attn.out_proj`],
+      [`${block}.mlp.c_fc.weight`, `${te}.mlp.fc1`],
+    ]);
+    const merged = (await readSafetensors(output)).tensors;
+    // A1111's torch.vstack([updown_q, updown_k, updown_v]) onto in_proj_weight, then rounded to F16 once.
+    const fused = floats(base.get(inProj)!);
+    const want = ['q_proj', 'k_proj', 'v_proj'].flatMap((p) => {
+      const m = lora.get(`${te}.self_attn.${p}`)!;
+      const rows = fused.subarray(16 * ['q_proj', 'k_proj', 'v_proj'].indexOf(p)).subarray(0, 16);
+      return expected(rows, floats(m.tensors.up!), floats(m.tensors.down!), 2, m.alpha / 2);
+    });
+    const got = floats(merged.get(inProj)!);
+    expect(merged.get(inProj)!.dtype).toBe('F16');
+    for (const [i, value] of got.entries()) expect(Math.abs(value - want[i]!)).toBeLessThan(2e-3);
+    const bias = `${block}.attn.in_proj_bias`;
+    expect(floats(merged.get(bias)!)).toEqual(floats(base.get(bias)!));
+    const fc = lora.get(`${te}.mlp.fc1`)!;
+    const fcWant = expected(
+      floats(base.get(`${block}.mlp.c_fc.weight`)!),
+      floats(fc.tensors.up!),
+      floats(fc.tensors.down!),
+      2,
+      fc.alpha / 2,
+    );
+    for (const [i, value] of floats(merged.get(`${block}.mlp.c_fc.weight`)!).entries())
+      expect(Math.abs(value - fcWant[i]!)).toBeLessThan(1e-6);
+  });
+
   it('merges a PEFT adapter (using adapter_config.json beside it) into a transformers checkpoint', async () => {
     const basePath = join(dir, 'llm.safetensors');
     await writeSafetensors(basePath, {

@@ -6,6 +6,7 @@
  * (refs/formats.md §2), generalised to any `layers_per_block`, matching whole path segments.
  */
 import { flattenPath } from './names.ts';
+import { type ClipTarget, clipModuleToOpenClip, SD2_OPENCLIP_PREFIX } from './sd-openclip-keys.ts';
 
 /** diffusers resnet parameter names → original LDM names. */
 const RESNET: Readonly<Record<string, string>> = {
@@ -151,19 +152,27 @@ export function candidateWeightKeys(path: string, layout?: UnetLayout): string[]
 /**
  * Finds the base weight a LoRA module modifies: a candidate key present in the checkpoint
  * (diffusers UNet paths mapped with the checkpoint's own LDM block layout), else one equal after
- * kohya-style flattening (which forgives a wrong guess at where dots were).
+ * kohya-style flattening (which forgives a wrong guess at where dots were), else, for a text
+ * encoder module of an SD 2.x single file, its OpenCLIP weight (q, k, v: a third of the fused
+ * `in_proj_weight`).
  */
-export function createKeyResolver(baseKeys: Iterable<string>): (path: string) => string | undefined {
+export function createKeyResolver(baseKeys: Iterable<string>): (path: string) => ClipTarget | undefined {
   const keys = new Set(baseKeys);
   const layout = ldmUnetLayout(keys);
   const flat = new Map<string, string>();
   for (const key of keys) if (key.endsWith('.weight')) flat.set(flattenPath(key), key);
   return (path) => {
     const candidates = candidateWeightKeys(path, layout);
-    return (
-      candidates.find((key) => keys.has(key)) ??
-      candidates.map((key) => flat.get(flattenPath(key))).find(Boolean)
-    );
+    const key =
+      candidates.find((candidate) => keys.has(candidate)) ??
+      candidates.map((candidate) => flat.get(flattenPath(candidate))).find(Boolean);
+    if (key !== undefined) return { key };
+    const openClip = path.startsWith('text_encoder.')
+      ? clipModuleToOpenClip(path.slice('text_encoder.'.length))
+      : undefined;
+    return openClip && keys.has(SD2_OPENCLIP_PREFIX + openClip.key)
+      ? { ...openClip, key: SD2_OPENCLIP_PREFIX + openClip.key }
+      : undefined;
   };
 }
 

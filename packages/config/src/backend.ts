@@ -126,7 +126,11 @@ type BackendWarningCode =
   /** sample_prompts are set, but this run's adapter kind cannot be sampled. */
   | 'sample_skipped'
   /** The validation loss has risen for several evaluations in a row. */
-  | 'overfitting';
+  | 'overfitting'
+  /** The config's prediction_type differs from the one the model's scheduler_config.json names. */
+  | 'prediction_mismatch'
+  /** SD 2.x text-encoder attention LoRA that A1111 leaves out: it applies q, k, v only with all four of q, k, v, out_proj. */
+  | 'partial_attention';
 
 export type TrainerEvent =
   | ({ type: 'step' } & StepMetrics)

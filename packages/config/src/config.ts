@@ -12,6 +12,7 @@ import type {
   MIXED_PRECISIONS,
   NETWORKS,
   OPTIMIZERS,
+  PREDICTION_TYPE_SETTINGS,
   PREDICTION_TYPES,
 } from './schema.ts';
 import { DEFAULTS } from './schema.ts';
@@ -24,6 +25,8 @@ export type Optimizer = (typeof OPTIMIZERS)[number];
 export type Network = (typeof NETWORKS)[number];
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 export type PredictionType = (typeof PREDICTION_TYPES)[number];
+/** The config's `prediction_type`: a prediction type, or `auto` (the backend reads the model's). */
+export type PredictionSetting = (typeof PREDICTION_TYPE_SETTINGS)[number];
 
 /** Keys every task has. Paths are absolute; see the README for each key's meaning. */
 export interface CommonConfig {
@@ -117,7 +120,7 @@ export interface SdConfig extends CommonConfig {
   conv_rank?: number;
   /** Their alpha; set when conv_rank is. */
   conv_alpha?: number;
-  prediction_type: PredictionType;
+  prediction_type: PredictionSetting;
   clip_skip: number;
 }
 

@@ -21,6 +21,7 @@ export type {
   MixedPrecision,
   Network,
   Optimizer,
+  PredictionSetting,
   PredictionType,
   SdConfig,
 } from './config.ts';

@@ -16,6 +16,7 @@ export const PEER_KEYS: Record<string, { key: ConfigKey; peer: string }> = {
   network_dropout: { key: 'lora_dropout', peer: 'kohya' },
   network_weights: { key: 'init_adapter', peer: 'kohya' },
   network_train_unet_only: { key: 'train_text_encoder', peer: 'kohya (inverted)' },
+  v_parameterization: { key: 'prediction_type', peer: 'kohya (write prediction_type: v_prediction)' },
   pretrained_model_name_or_path: { key: 'base_model', peer: 'kohya/diffusers' },
   train_batch_size: { key: 'batch_size', peer: 'kohya/diffusers' },
   max_train_epochs: { key: 'epochs', peer: 'kohya' },

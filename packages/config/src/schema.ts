@@ -39,6 +39,8 @@ export const BASE_PRECISIONS = ['fp16', 'bf16', 'fp32'] as const;
 const OUTPUT_NAME = /^(?!\.{1,2}$)[^/\\\u0000-\u001f\u007f]{1,200}$/;
 export const DEVICES = ['auto', 'cuda', 'webgpu', 'cpu'] as const;
 export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
+/** `auto`: what the model's files say (a diffusers scheduler_config.json), else epsilon. */
+export const PREDICTION_TYPE_SETTINGS = ['auto', ...PREDICTION_TYPES] as const;
 
 /** UNet latents are 1/8 of the image and go through three 2× downsamplings, so sides divide by 64. */
 const LATENT_MULTIPLE = 64;
@@ -465,9 +467,10 @@ const fields = {
     section: 'Diffusion (sd)',
     task: 'sd',
   }),
-  prediction_type: key(z.enum(PREDICTION_TYPES), {
-    description: 'sd: what the UNet predicts; SD 1.x uses epsilon, SD 2.x 768-v uses v_prediction.',
-    default: 'epsilon',
+  prediction_type: key(z.enum(PREDICTION_TYPE_SETTINGS), {
+    description:
+      "sd: what the UNet predicts; auto reads a diffusers folder's scheduler/scheduler_config.json, else epsilon. An SD 2.x 768-v single file says nothing: set v_prediction (kohya's --v_parameterization).",
+    default: 'auto',
     section: 'Diffusion (sd)',
     task: 'sd',
   }),

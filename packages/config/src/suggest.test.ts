@@ -18,6 +18,10 @@ describe('editDistance', () => {
 describe('suggestions', () => {
   it.each([
     ['network_dim', '"lora_rank"? ("network_dim" is the kohya name)'],
+    [
+      'v_parameterization',
+      '"prediction_type"? ("v_parameterization" is the kohya (write prediction_type: v_prediction) name)',
+    ],
     ['network-alpha', '"lora_alpha"?'],
     ['lora_target', '"target_modules"? ("lora_target" is the LLaMA-Factory name)'],
     ['sequence_len', '"max_seq_len"? ("sequence_len" is the axolotl name)'],
@@ -37,6 +41,7 @@ describe('suggestions', () => {
     ['lr_scheduler', 'Cosine', ['constant', 'cosine'], 'cosine'],
     ['target_modules', 'to_out.0', ['to_out'], 'to_out'],
     ['device', 'gpu', ['auto', 'cuda', 'cpu'], 'cuda'],
+    ['prediction_type', 'v_parameterization', ['auto', 'epsilon', 'v_prediction'], 'v_prediction'],
   ])('suggests a %s value for %j', (key, value, allowed, hint) => {
     expect(suggestValue(key, value, allowed)).toBe(`; did you mean ${hint}?`);
   });

@@ -24,7 +24,7 @@ const VALUE_ALIASES: Partial<Record<string, Record<string, string>>> = {
   lr_scheduler: { cosine_with_warmup: 'cosine (with warmup_steps)', linear_with_warmup: 'linear' },
   device: { gpu: 'cuda', 'cuda:0': 'cuda (and device_ids: [0] for another GPU)', mps: 'webgpu' },
   dataset_format: { json: 'auto', jsonl: 'auto', openai: 'messages', chatml: 'messages' },
-  prediction_type: { v: 'v_prediction', eps: 'epsilon' },
+  prediction_type: { v: 'v_prediction', eps: 'epsilon', v_parameterization: 'v_prediction' },
   target_modules: {
     all: 'all-linear',
     'to_out.0': 'to_out',

@@ -40,7 +40,7 @@ export { SD15, type SdModelConfig } from './models/sd/config.ts';
 export { imageGrid, type RgbImage } from './models/sd/grid.ts';
 export { LDM_PREFIXES } from './models/sd/keys.ts';
 export { clipTextModel, ldmUnet } from './models/sd/ldm-layout.ts';
-export { ClipTokenizer, type LongCaptions } from './models/sd/model-files.ts';
+export { ClipTokenizer, type LongCaptions, sdModelFamily } from './models/sd/model-files.ts';
 export { encodePng } from './models/sd/png.ts';
 export { extractLoraTags, type LoraTag } from './models/sd/prompt.ts';
 export {

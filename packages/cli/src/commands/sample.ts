@@ -63,9 +63,8 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
       'lora sample needs --model <checkpoint.safetensors>, --prompt <text> and --output <file.png>, e.g. lora sample --model models/sd15.safetensors --prompt "a red circle <lora:style:0.8>" --lora-dir output/style --output red.png',
     );
   }
-  const { SAMPLERS, extractLoraTags, sampleImage, ClipTokenizer, SD15, encodePng, imageGrid } = await import(
-    '@lora/trainer-ort'
-  );
+  const { SAMPLERS, extractLoraTags, sampleImage, ClipTokenizer, SD15, encodePng, imageGrid, sdModelFamily } =
+    await import('@lora/trainer-ort');
   const sampler = options.sampler ?? 'euler_a';
   if (!(SAMPLERS as readonly string[]).includes(sampler)) {
     throw new CliError('E_USAGE', `--sampler ${sampler}: use one of ${SAMPLERS.join(', ')}.`);
@@ -102,7 +101,12 @@ export async function sample(options: SampleCommandOptions): Promise<SampleRepor
       '--compare shows the image without and with the LoRAs; name one with <lora:…> or --lora.',
     );
   }
-  const tokenizer = await ClipTokenizer.forModel(model, SD15.textEncoder.maxPositions, options.tokenizer);
+  const tokenizer = await ClipTokenizer.forModel(
+    model,
+    SD15.textEncoder.maxPositions,
+    options.tokenizer,
+    await sdModelFamily(model),
+  );
   const settings = {
     prompt,
     negativePrompt: options.negative ?? '',

@@ -22,10 +22,11 @@ import {
   toKohya,
   VARIANTS,
 } from '@lora/adapters';
-import type { SdConfig } from '@lora/config';
+import type { PredictionType, SdConfig } from '@lora/config';
 import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import type { LoraParameter } from '../../lora.ts';
 import { ModelError } from '../model-error.ts';
+import type { SdFamily } from './config.ts';
 
 export type SdAdapterLayout = 'kohya' | 'diffusers';
 
@@ -119,6 +120,9 @@ export interface SdRunFacts {
   datasetDirs: Readonly<Record<string, { n_repeats: number; img_count: number }>>;
   /** The aspect buckets trained (`ss_bucket_info`). */
   bucketInfo: SdBucketInfo;
+  /** The base model's family and what its UNet predicts (kohya's --v2 and --v_parameterization). */
+  family: SdFamily;
+  prediction: PredictionType;
 }
 
 /** sd-scripts' `ss_bucket_info`: per bucket `[width, height]` and samples; the mean aspect error with buckets on. */
@@ -157,8 +161,9 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
       config.use_rslora ? config.lora_alpha * Math.sqrt(config.lora_rank) : config.lora_alpha,
     ),
     ss_network_dropout: optional(config.lora_dropout),
-    ss_base_model_version: 'sd_v1',
-    ss_v2: false,
+    // model_util.get_model_version_str_for_sd1_sd2: sd_v1 / sd_v2, `_v` for v-parameterization.
+    ss_base_model_version: `sd_v${facts.family === 'sd2' ? 2 : 1}${facts.prediction === 'v_prediction' ? '_v' : ''}`,
+    ss_v2: facts.family === 'sd2',
     ss_sd_model_name: basename(config.base_model),
     ss_training_started_at: facts.startedAt,
     ss_training_finished_at: facts.finishedAt,

@@ -13,15 +13,27 @@ import { reshape } from '@lora/engine';
 import type { SafetensorsFile, SafetensorsHeader, TensorInfo } from '@lora/safetensors';
 import { openWeightsFile, safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
-import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, SD15, type SdModelConfig } from './config.ts';
 import {
+  parseClipTextConfig,
+  parseUnetConfig,
+  parseVaeConfig,
+  SD_FAMILY_NAMES,
+  type SdFamily,
+  type SdModelConfig,
+  sdFamilyOf,
+} from './config.ts';
+import {
+  type ClipTarget,
   isVaeDecoderKey,
   LDM_PREFIXES,
   normalizeClipKey,
   normalizeDiffusersVaeKey,
+  OPENCLIP_PREFIX,
+  openClipKeyToClip,
   type SdComponent,
   vaeKeyToDiffusers,
 } from './keys.ts';
+import { sdFamilyOfKeys, singleFileSdConfig } from './single-file-config.ts';
 
 /** A safetensors file as the graph needs it: path, tensor table, data offset (`openSafetensors` gives one). */
 export type WeightFile = Pick<SafetensorsHeader, 'tensors' | 'dataStart'> & { readonly path: string };
@@ -33,7 +45,22 @@ interface Entry {
   readonly file: WeightFile;
   /** The key as stored in the file. */
   readonly stored: string;
+  /** Where the weight lies: the stored tensor, or a block of its rows (q, k or v of a fused in_proj). */
   readonly info: TensorInfo;
+}
+
+/** Rows `part` of 3 of a tensor stored with q, k and v stacked: a contiguous byte range of its own. */
+function rowsOf(info: TensorInfo, part: 0 | 1 | 2 | undefined, stored: string, path: string): TensorInfo {
+  if (part === undefined) return info;
+  const [rows, ...rest] = info.shape;
+  if (rows === undefined || rows % 3 !== 0) {
+    throw new ModelError(
+      'E_MODEL_TENSOR',
+      `${path}: '${stored}' is [${info.shape.join(', ')}]; a fused q/k/v tensor needs a multiple of 3 rows`,
+    );
+  }
+  const byteLength = info.byteLength / 3;
+  return { ...info, shape: [rows / 3, ...rest], byteOffset: info.byteOffset + part * byteLength, byteLength };
 }
 
 /** Shape without trailing 1s: LDM stores the VAE attention projections as 1×1 convs, diffusers as linears. */
@@ -54,25 +81,47 @@ export class SdCheckpoint {
     readonly config: SdModelConfig,
     /** For messages: the file or folder the weights came from. */
     readonly source: string,
+    readonly family: SdFamily,
+    /** What says the family, for the run log. */
+    readonly familyEvidence: string,
   ) {}
 
   /**
-   * An original LDM single-file checkpoint (`model.diffusion_model.…`, `cond_stage_model.transformer.…`,
-   * `first_stage_model.…`). EMA copies and schedule buffers are ignored.
+   * An original LDM single-file checkpoint (`model.diffusion_model.…`, `first_stage_model.…`, and
+   * `cond_stage_model.transformer.…` for SD 1.x or OpenCLIP's `cond_stage_model.model.…` for
+   * SD 2.x, which names the family). Sizes come from the tensor shapes unless `config` gives
+   * them. EMA copies, schedule buffers and what SD never runs of OpenCLIP are ignored.
    */
-  static fromSingleFile(file: WeightFile, config: SdModelConfig = SD15): SdCheckpoint {
-    const checkpoint = new SdCheckpoint(config, file.path);
+  static fromSingleFile(file: WeightFile, config?: SdModelConfig): SdCheckpoint {
+    const read = config === undefined ? singleFileSdConfig(file.tensors, file.path) : undefined;
+    const family = read?.family ?? sdFamilyOfKeys(file.tensors.keys()) ?? sdFamilyOf(config!);
+    const sizes = config ?? read!.config;
+    if (sdFamilyOf(sizes) !== family) {
+      throw new ModelError(
+        'E_MODEL_CONFIG',
+        `${file.path} holds a ${SD_FAMILY_NAMES[family]} text encoder, but the model sizes given are ` +
+          `${SD_FAMILY_NAMES[sdFamilyOf(sizes)]}'s (text_encoder/config.json hidden_act); give the sizes of this checkpoint, or none`,
+      );
+    }
+    const textPrefix = family === 'sd2' ? OPENCLIP_PREFIX : LDM_PREFIXES.text_encoder;
+    const checkpoint = new SdCheckpoint(sizes, file.path, family, `text-encoder keys ${textPrefix}…`);
     for (const [stored, info] of file.tensors) {
-      const component = COMPONENTS.find((c) => stored.startsWith(LDM_PREFIXES[c]));
+      const component = COMPONENTS.find((c) =>
+        stored.startsWith(c === 'text_encoder' ? textPrefix : LDM_PREFIXES[c]),
+      );
       if (!component) continue;
-      const key = stored.slice(LDM_PREFIXES[component].length);
+      const key = stored.slice(
+        component === 'text_encoder' ? textPrefix.length : LDM_PREFIXES[component].length,
+      );
       const mapped =
         component === 'unet'
-          ? unetKeyToDiffusers(key, config.unet.layersPerBlock)
+          ? unetKeyToDiffusers(key, sizes.unet.layersPerBlock)
           : component === 'vae'
-            ? vaeKeyToDiffusers(key, config.vae.blockOutChannels.length)
-            : normalizeClipKey(key);
-      checkpoint.add(component, mapped, { file, stored, info });
+            ? vaeKeyToDiffusers(key, sizes.vae.blockOutChannels.length)
+            : family === 'sd2'
+              ? openClipKeyToClip(key, sizes.textEncoder.numLayers)
+              : normalizeClipKey(key);
+      checkpoint.addAll(component, mapped, file, stored, info);
     }
     return checkpoint;
   }
@@ -82,7 +131,9 @@ export class SdCheckpoint {
     files: Readonly<Record<SdComponent, WeightFile>>,
     config: SdModelConfig,
   ): SdCheckpoint {
-    const checkpoint = new SdCheckpoint(config, files.unet.path);
+    const family = sdFamilyOf(config);
+    const act = family === 'sd2' ? 'gelu' : 'quick_gelu';
+    const checkpoint = new SdCheckpoint(config, files.unet.path, family, `text_encoder hidden_act ${act}`);
     for (const component of COMPONENTS) {
       const file = files[component];
       for (const [stored, info] of file.tensors) {
@@ -102,6 +153,23 @@ export class SdCheckpoint {
     if (key === undefined) return;
     if (key === null) this.unrecognised.get(component)!.push(entry.stored);
     else this.entries.get(component)!.set(key, entry);
+  }
+
+  /** A stored tensor that provides several weights (OpenCLIP's fused q/k/v), or one, or none. */
+  private addAll(
+    component: SdComponent,
+    targets: string | readonly ClipTarget[] | null | undefined,
+    file: WeightFile,
+    stored: string,
+    info: TensorInfo,
+  ): void {
+    if (typeof targets === 'string' || !targets) {
+      this.add(component, targets, { file, stored, info });
+      return;
+    }
+    for (const { key, part } of targets) {
+      this.add(component, key, { file, stored, info: rowsOf(info, part, stored, file.path) });
+    }
   }
 
   /** Whether the checkpoint has `key` (diffusers name) for `component`. */
@@ -134,7 +202,7 @@ export class SdCheckpoint {
       throw new ModelError(
         'E_MODEL_TENSOR',
         `${this.source}: the ${component} needs '${key}' (diffusers name), which is not in the checkpoint; ` +
-          'is it a Stable Diffusion 1.x checkpoint, and does the model config match it?',
+          'is it a Stable Diffusion 1.x or 2.x checkpoint, and does the model config match it?',
       );
     }
     const { file, stored, info } = entry;
@@ -151,7 +219,9 @@ export class SdCheckpoint {
         `${file.path}: '${stored}' is ${info.dtype}; model weights must be F32, F16 or BF16`,
       );
     }
-    let tensor = safetensorsWeight(graph, file, stored, name, held);
+    // A view of the file in which `stored` is the entry's own range (a third of a fused tensor, or all of it).
+    const view = { path: file.path, dataStart: file.dataStart, tensors: new Map([[stored, info]]) };
+    let tensor = safetensorsWeight(graph, view, stored, name, held);
     if (info.shape.join(',') !== shape.join(',')) tensor = reshape(tensor, shape);
     this.used.add(entry);
     cache.set(cacheKey, tensor);
@@ -184,12 +254,14 @@ export class SdCheckpoint {
    * only sampling runs, EMA keys and buffers never count).
    */
   unusedKeys(components: readonly SdComponent[] = COMPONENTS): string[] {
-    return components.flatMap((c) => [
+    const unused = components.flatMap((c) => [
       ...[...this.entries.get(c)!]
         .filter(([key, e]) => !this.used.has(e) && !(c === 'vae' && isVaeDecoderKey(key)))
         .map(([, e]) => e.stored),
       ...this.unrecognised.get(c)!,
     ]);
+    // A fused tensor is listed once, however many of its parts went unused.
+    return [...new Set(unused)];
   }
 }
 
@@ -207,9 +279,9 @@ export interface OpenedSdCheckpoint {
 }
 
 /**
- * Opens a `.safetensors` single-file checkpoint (sizes from `config`, SD 1.5 by default) or a
- * diffusers folder (sizes from its `config.json` files unless `config` is given). Only headers
- * are read.
+ * Opens a `.safetensors` single-file checkpoint (sizes from `config`, else from its tensor shapes)
+ * or a diffusers folder (sizes from its `config.json` files unless `config` is given). Only
+ * headers are read.
  */
 export async function openSdCheckpoint(path: string, config?: SdModelConfig): Promise<OpenedSdCheckpoint> {
   if (!(await stat(path)).isDirectory()) {

@@ -1,9 +1,11 @@
 /**
- * The CLIP ViT-L/14 text encoder as transformers' CLIPTextModel builds it: token + position
- * embeddings, pre-norm layers with causal self-attention and a QuickGELU MLP, final layer norm.
+ * A CLIP text encoder as transformers' CLIPTextModel builds it: token + position embeddings,
+ * pre-norm layers with causal self-attention and an MLP, final layer norm. Sizes and activation
+ * come from the config: OpenAI's ViT-L/14 (SD 1.x, QuickGELU) or OpenCLIP's ViT-H/14 text tower
+ * (SD 2.x, exact GELU; its single-file weights are mapped to these names in keys.ts).
  */
 import type { Tensor } from '@lora/engine';
-import { add, cast, gather, quickGelu, slice } from '@lora/engine';
+import { add, cast, gather, gelu, quickGelu, slice } from '@lora/engine';
 import { block } from '../memory.ts';
 import type { ClipTextConfig } from './config.ts';
 import { layerNormLayer, linear, type ModelContext, multiHeadAttention } from './layers.ts';
@@ -41,6 +43,7 @@ export function buildClipTextEncoder(
     );
   }
   const { hiddenSize: d, layerNormEpsilon: eps } = config;
+  const activation = config.hiddenAct === 'gelu' ? gelu : quickGelu;
   const { checkpoint, component } = ctx;
   const table = (key: string, rows: number) =>
     checkpoint.weight(graph, component, key, [rows, d], ctx.memory?.weightDtype);
@@ -68,7 +71,7 @@ export function buildClipTextEncoder(
         },
       );
       const h = add(input, attended);
-      const hidden = quickGelu(
+      const hidden = activation(
         linear(
           ctx,
           layerNormLayer(ctx, h, `${path}.layer_norm2`, eps),

@@ -7,6 +7,9 @@ import {
   SD15_TEXT_ENCODER,
   SD15_UNET,
   SD15_VAE,
+  SD21_TEXT_ENCODER,
+  SD21_UNET,
+  sdFamilyOf,
 } from './config.ts';
 
 /** The SD 1.5 diffusers config.json files (runwayml/stable-diffusion-v1-5, as quoted in refs/formats.md). */
@@ -53,11 +56,37 @@ const SD15_VAE_JSON = {
   sample_size: 512,
 };
 
+/** What stabilityai/stable-diffusion-2-1 changes in them (unet/, text_encoder/config.json). */
+const SD21_UNET_JSON = {
+  ...SD15_UNET_JSON,
+  attention_head_dim: [5, 10, 20, 20],
+  cross_attention_dim: 1024,
+  sample_size: 96,
+  use_linear_projection: true,
+};
+const SD21_TEXT_ENCODER_JSON = {
+  ...SD15_TEXT_ENCODER_JSON,
+  hidden_act: 'gelu',
+  hidden_size: 1024,
+  intermediate_size: 4096,
+  num_attention_heads: 16,
+  num_hidden_layers: 23,
+  projection_dim: 512,
+};
+
 describe('diffusers / transformers config.json files', () => {
   it('the SD 1.5 files give the built-in SD 1.5 sizes', () => {
     expect(parseUnetConfig(SD15_UNET_JSON)).toEqual(SD15_UNET);
     expect(parseClipTextConfig(SD15_TEXT_ENCODER_JSON)).toEqual(SD15_TEXT_ENCODER);
     expect(parseVaeConfig(SD15_VAE_JSON)).toEqual(SD15_VAE);
+  });
+
+  it('the SD 2.1 files give the built-in SD 2.x sizes: heads of 64 channels, linear projections, OpenCLIP with GELU', () => {
+    expect(parseUnetConfig(SD21_UNET_JSON)).toEqual(SD21_UNET);
+    expect(parseClipTextConfig(SD21_TEXT_ENCODER_JSON)).toEqual(SD21_TEXT_ENCODER);
+    const vae = parseVaeConfig(SD15_VAE_JSON);
+    expect(sdFamilyOf({ unet: SD21_UNET, textEncoder: SD21_TEXT_ENCODER, vae })).toBe('sd2');
+    expect(sdFamilyOf({ unet: SD15_UNET, textEncoder: SD15_TEXT_ENCODER, vae })).toBe('sd1');
   });
 
   it('a per-block attention_head_dim list is kept per level', () => {
@@ -83,9 +112,9 @@ describe('diffusers / transformers config.json files', () => {
       /"up_block_types" must be the mirror of down_block_types/,
     ],
     [
-      'linear projections (SD 2.x)',
-      () => parseUnetConfig({ ...SD15_UNET_JSON, use_linear_projection: true }),
-      /"use_linear_projection" must be false/,
+      'a use_linear_projection that is not a boolean',
+      () => parseUnetConfig({ ...SD15_UNET_JSON, use_linear_projection: 'yes' }),
+      /"use_linear_projection" must be true or false, got "yes"/,
     ],
     [
       'a block count that differs from the channels',
@@ -99,8 +128,8 @@ describe('diffusers / transformers config.json files', () => {
     ],
     [
       'another activation',
-      () => parseClipTextConfig({ ...SD15_TEXT_ENCODER_JSON, hidden_act: 'gelu' }),
-      /"hidden_act" must be "quick_gelu"/,
+      () => parseClipTextConfig({ ...SD15_TEXT_ENCODER_JSON, hidden_act: 'relu' }),
+      /"hidden_act" must be "quick_gelu" or "gelu", got "relu"/,
     ],
     [
       'a VAE with attention down blocks',

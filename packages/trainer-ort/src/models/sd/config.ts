@@ -1,8 +1,9 @@
 /**
- * Architecture sizes of the three Stable Diffusion 1.x models this package trains with: the
+ * Architecture sizes of the three Stable Diffusion 1.x / 2.x models this package trains with: the
  * UNet, the CLIP text encoder and the VAE encoder. The SD 1.5 values come from
- * `v1-inference.yaml` and the diffusers `config.json` files; smaller values give the tiny test
- * and demo models of the same architecture. `parse…` read the diffusers / transformers
+ * `v1-inference.yaml`, the SD 2.x ones from `v2-inference-v.yaml` and OpenCLIP's `ViT-H-14`
+ * text tower, both as the diffusers `config.json` files state them; smaller values give the tiny
+ * test and demo models of the same architectures. `parse…` read the diffusers / transformers
  * `config.json` of each folder.
  */
 import { ModelError } from '../model-error.ts';
@@ -20,7 +21,15 @@ export interface UnetConfig {
   readonly crossAttentionDim: number;
   readonly normGroups: number;
   readonly normEpsilon: number;
+  /**
+   * diffusers `use_linear_projection` (LDM `use_linear_in_transformer`, SD 2.x): the transformers'
+   * proj_in / proj_out are Linear layers on the flattened tokens instead of 1×1 convolutions.
+   */
+  readonly linearProjection?: boolean;
 }
+
+/** The MLP activation of a CLIP text encoder: OpenAI's CLIP (SD 1.x) uses QuickGELU, OpenCLIP (SD 2.x) exact GELU. */
+export type ClipActivation = 'quick_gelu' | 'gelu';
 
 export interface ClipTextConfig {
   readonly vocabSize: number;
@@ -30,6 +39,8 @@ export interface ClipTextConfig {
   readonly numHeads: number;
   readonly maxPositions: number;
   readonly layerNormEpsilon: number;
+  /** Default `quick_gelu`. */
+  readonly hiddenAct?: ClipActivation;
 }
 
 export interface VaeEncoderConfig {
@@ -81,6 +92,44 @@ export const SD15_VAE: VaeEncoderConfig = {
 
 export const SD15: SdModelConfig = { unet: SD15_UNET, textEncoder: SD15_TEXT_ENCODER, vae: SD15_VAE };
 
+/** SD 2.x (v2-inference(-v).yaml): 64 channels per attention head, linear projections, 1024-wide context. */
+export const SD21_UNET: UnetConfig = {
+  ...SD15_UNET,
+  attentionHeads: [5, 10, 20, 20],
+  crossAttentionDim: 1024,
+  linearProjection: true,
+};
+
+/**
+ * OpenCLIP ViT-H/14's text tower as SD 2.x runs it: 24 layers, of which the last is never run
+ * (ldm's FrozenOpenCLIPEmbedder takes the penultimate layer, then ln_final), so 23 layers, as
+ * kohya and the diffusers `text_encoder/config.json` of SD 2.x have them.
+ */
+export const SD21_TEXT_ENCODER: ClipTextConfig = {
+  vocabSize: 49408,
+  hiddenSize: 1024,
+  intermediateSize: 4096,
+  numLayers: 23,
+  numHeads: 16,
+  maxPositions: 77,
+  layerNormEpsilon: 1e-5,
+  hiddenAct: 'gelu',
+};
+
+export const SD21: SdModelConfig = { unet: SD21_UNET, textEncoder: SD21_TEXT_ENCODER, vae: SD15_VAE };
+
+/** Stable Diffusion 1.x (OpenAI CLIP ViT-L/14) or 2.x (OpenCLIP ViT-H/14, linear projections, v-prediction at 768). */
+export type SdFamily = 'sd1' | 'sd2';
+
+export const SD_FAMILY_NAMES: Readonly<Record<SdFamily, string>> = {
+  sd1: 'Stable Diffusion 1.x',
+  sd2: 'Stable Diffusion 2.x',
+};
+
+/** The family of a model's sizes: an OpenCLIP text encoder (exact GELU) is SD 2.x's. */
+export const sdFamilyOf = (config: SdModelConfig): SdFamily =>
+  config.textEncoder.hiddenAct === 'gelu' ? 'sd2' : 'sd1';
+
 type Json = Readonly<Record<string, unknown>>;
 
 function reader(json: unknown, file: string) {
@@ -116,12 +165,19 @@ function reader(json: unknown, file: string) {
       ? (value as string[])
       : fail(key, `a list of ${length} block type names`);
   };
-  return { object, fail, count, real, counts, strings };
+  const flag = (key: string): boolean => {
+    const value = object[key] ?? false;
+    return typeof value === 'boolean' ? value : fail(key, 'true or false');
+  };
+  return { object, fail, count, real, counts, strings, flag };
 }
 
 const DOWN_BLOCKS: Readonly<Record<string, boolean>> = { CrossAttnDownBlock2D: true, DownBlock2D: false };
 
-/** A diffusers `unet/config.json` of an SD 1.x-style UNet2DConditionModel. */
+/**
+ * A diffusers `unet/config.json` of an SD 1.x / 2.x UNet2DConditionModel. Its `attention_head_dim`
+ * holds heads per level (SD 2.x: `[5, 10, 20, 20]`, 64 channels each), a misnomer diffusers keeps.
+ */
 export function parseUnetConfig(json: unknown, file = 'unet/config.json'): UnetConfig {
   const r = reader(json, file);
   const blockOutChannels = r.counts('block_out_channels');
@@ -147,7 +203,6 @@ export function parseUnetConfig(json: unknown, file = 'unet/config.json'): UnetC
     ['flip_sin_to_cos', true],
     ['freq_shift', 0],
     ['act_fn', 'silu'],
-    ['use_linear_projection', false],
   ] as const) {
     if (key in r.object && r.object[key] !== want) r.fail(key, JSON.stringify(want));
   }
@@ -161,13 +216,15 @@ export function parseUnetConfig(json: unknown, file = 'unet/config.json'): UnetC
     crossAttentionDim: r.count('cross_attention_dim', 1280),
     normGroups: r.count('norm_num_groups', 32),
     normEpsilon: r.real('norm_eps', 1e-5),
+    ...(r.flag('use_linear_projection') ? { linearProjection: true } : {}),
   };
 }
 
-/** A transformers `text_encoder/config.json` of a CLIPTextModel with QuickGELU. */
+/** A transformers `text_encoder/config.json` of a CLIPTextModel (QuickGELU: SD 1.x, GELU: SD 2.x). */
 export function parseClipTextConfig(json: unknown, file = 'text_encoder/config.json'): ClipTextConfig {
   const r = reader(json, file);
-  if ((r.object['hidden_act'] ?? 'quick_gelu') !== 'quick_gelu') r.fail('hidden_act', '"quick_gelu"');
+  const act = r.object['hidden_act'] ?? 'quick_gelu';
+  if (act !== 'quick_gelu' && act !== 'gelu') r.fail('hidden_act', '"quick_gelu" or "gelu"');
   return {
     vocabSize: r.count('vocab_size', 49408),
     hiddenSize: r.count('hidden_size', 512),
@@ -176,6 +233,7 @@ export function parseClipTextConfig(json: unknown, file = 'text_encoder/config.j
     numHeads: r.count('num_attention_heads', 8),
     maxPositions: r.count('max_position_embeddings', 77),
     layerNormEpsilon: r.real('layer_norm_eps', 1e-5),
+    ...(act === 'gelu' ? { hiddenAct: 'gelu' as const } : {}),
   };
 }
 

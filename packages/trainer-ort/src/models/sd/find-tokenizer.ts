@@ -18,12 +18,18 @@ export const BESIDE_THE_MODEL = 'beside the model';
 /** The place the config's `tokenizer` key names. */
 export const TOKENIZER_KEY = "the config's tokenizer";
 
-/** Hugging Face repositories with SD 1.x's CLIP tokenizer, and the folder of it in their snapshot. */
+/**
+ * Hugging Face repositories with CLIP's tokenizer, and the folder of it in their snapshot. SD 2.x's
+ * OpenCLIP tokenizer has the same vocabulary and merges (only its padding differs, which
+ * ClipTokenizer sets by family).
+ */
 const HF_REPOSITORIES: readonly (readonly [repo: string, folder: string])[] = [
   ['openai/clip-vit-large-patch14', ''],
   ['stable-diffusion-v1-5/stable-diffusion-v1-5', 'tokenizer'],
   ['runwayml/stable-diffusion-v1-5', 'tokenizer'],
   ['CompVis/stable-diffusion-v1-4', 'tokenizer'],
+  ['stabilityai/stable-diffusion-2-1', 'tokenizer'],
+  ['stabilityai/stable-diffusion-2-1-base', 'tokenizer'],
 ];
 
 /** How far above the checkpoint a ComfyUI root can be (`ComfyUI/models/checkpoints/x.safetensors`). */

@@ -1,6 +1,7 @@
 /**
- * The tiny SD fixture of the PyTorch reference (tools/golden/sd_reference.py): its weights file
- * in `__fixtures__`, the model sizes, inputs and reference outputs, for the tests that run it.
+ * The tiny SD fixtures of the PyTorch references (tools/golden/sd_reference.py for SD 1.x,
+ * sd2_reference.py for SD 2.x): their weights files in `__fixtures__`, the model sizes, inputs and
+ * reference outputs, for the tests that run them.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,38 +16,51 @@ export interface LoraGolden {
   B_grad: number[];
 }
 
-export interface Golden {
+/** What both references write. */
+export interface GoldenCore {
   unet_config: unknown;
   text_encoder_config: unknown;
   vae_config: unknown;
   rank: number;
   alpha: number;
-  alphas_cumprod: number[];
   input_ids: number[][];
   timesteps: number[];
   loss_weights: number[];
   latents: number[];
   noise: number[];
-  image: number[];
-  vae_noise: number[];
   text_states: number[];
   text_states_clip_skip_2: number[];
   unet_output: number[];
-  vae_latents_mean: number[];
-  vae_latents_sample: number[];
-  vae_decoded: number[];
   loss_epsilon: number;
   loss_v_prediction: number;
   lora: Record<string, LoraGolden>;
 }
 
+export interface Golden extends GoldenCore {
+  alphas_cumprod: number[];
+  image: number[];
+  vae_noise: number[];
+  vae_latents_mean: number[];
+  vae_latents_sample: number[];
+  vae_decoded: number[];
+}
+
 export const FIXTURES = join(import.meta.dirname, '__fixtures__');
-export const golden = JSON.parse(await readFile(join(FIXTURES, 'golden.json'), 'utf8')) as Golden;
-export const config: SdModelConfig = {
-  unet: parseUnetConfig(golden.unet_config),
-  textEncoder: parseClipTextConfig(golden.text_encoder_config),
-  vae: parseVaeConfig(golden.vae_config),
-};
+
+/** A reference's golden file and the model sizes its configs give. */
+export async function readGolden<T extends GoldenCore>(
+  name: string,
+): Promise<{ golden: T; config: SdModelConfig }> {
+  const golden = JSON.parse(await readFile(join(FIXTURES, name), 'utf8')) as T;
+  const config = {
+    unet: parseUnetConfig(golden.unet_config),
+    textEncoder: parseClipTextConfig(golden.text_encoder_config),
+    vae: parseVaeConfig(golden.vae_config),
+  };
+  return { golden, config };
+}
+
+export const { golden, config } = await readGolden<Golden>('golden.json');
 export const BATCH = golden.timesteps.length;
 export const TOKENS = golden.input_ids[0]!.length;
 export const LATENT = [BATCH, config.unet.inChannels, 8, 8];

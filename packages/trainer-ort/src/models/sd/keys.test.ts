@@ -1,9 +1,9 @@
 import { diffusersUnetToLdm, ldmUnetLayout, unetKeyToDiffusers } from '@lora/adapters';
 import { describe, expect, it } from 'vitest';
 import { SD15_UNET } from './config.ts';
-import { normalizeClipKey, normalizeDiffusersVaeKey, vaeKeyToDiffusers } from './keys.ts';
+import { normalizeClipKey, normalizeDiffusersVaeKey, openClipKeyToClip, vaeKeyToDiffusers } from './keys.ts';
 import { LoraPlan } from './layers.ts';
-import { ldmUnet } from './ldm-layout.ts';
+import { ldmUnet, openClipTextModel } from './ldm-layout.ts';
 
 describe('LDM UNet keys → diffusers (SD 1.5 numbering, refs/formats.md §2)', () => {
   it.each([
@@ -134,6 +134,47 @@ describe('CLIP keys', () => {
     ['text_model.embeddings.position_ids', undefined],
   ])('%s → %s', (key, normalized) => {
     expect(normalizeClipKey(key)).toBe(normalized);
+  });
+});
+
+describe('OpenCLIP text-tower keys (SD 2.x single files) → transformers CLIP', () => {
+  it.each([
+    ['token_embedding.weight', [{ key: 'text_model.embeddings.token_embedding.weight' }]],
+    ['positional_embedding', [{ key: 'text_model.embeddings.position_embedding.weight' }]],
+    ['ln_final.bias', [{ key: 'text_model.final_layer_norm.bias' }]],
+    ['transformer.resblocks.0.ln_1.weight', [{ key: 'text_model.encoder.layers.0.layer_norm1.weight' }]],
+    ['transformer.resblocks.7.ln_2.bias', [{ key: 'text_model.encoder.layers.7.layer_norm2.bias' }]],
+    ['transformer.resblocks.22.mlp.c_fc.weight', [{ key: 'text_model.encoder.layers.22.mlp.fc1.weight' }]],
+    ['transformer.resblocks.3.mlp.c_proj.bias', [{ key: 'text_model.encoder.layers.3.mlp.fc2.bias' }]],
+    [
+      'transformer.resblocks.3.attn.out_proj.weight',
+      [{ key: 'text_model.encoder.layers.3.self_attn.out_proj.weight' }],
+    ],
+    [
+      'transformer.resblocks.12.attn.in_proj_bias',
+      ['q_proj', 'k_proj', 'v_proj'].map((p, part) => ({
+        key: `text_model.encoder.layers.12.self_attn.${p}.bias`,
+        part,
+      })),
+    ],
+    // SD 2.x never runs the last resblock, nor the contrastive head.
+    ['transformer.resblocks.23.attn.in_proj_weight', undefined],
+    ['transformer.resblocks.23.ln_2.weight', undefined],
+    ['text_projection', undefined],
+    ['logit_scale', undefined],
+    ['transformer.resblocks.24.ln_1.weight', null],
+    ['transformer.resblocks.0.attn.qkv.weight', null],
+    ['transformer.resblocks.0.constructor.weight', null],
+    ['constructor', null],
+  ])('%s', (key, expected) => {
+    expect(openClipKeyToClip(key, 23)).toEqual(expected);
+  });
+
+  it("maps every key of ViT-H/14's text tower to a distinct CLIPTextModel name, or skips it", () => {
+    const mapped = openClipTextModel().flatMap(([key]) => openClipKeyToClip(key, 23) ?? []);
+    // 23 layers × 16 names (q, k, v and out of the attention, both norms and MLP linears, weight and bias) + 4.
+    expect(new Set(mapped.map((t) => t.key)).size).toBe(mapped.length);
+    expect(mapped).toHaveLength(23 * 16 + 4);
   });
 });
 

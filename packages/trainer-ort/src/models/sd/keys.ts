@@ -8,12 +8,15 @@
 
 export type SdComponent = 'unet' | 'text_encoder' | 'vae';
 
-/** Where each model's tensors sit in an LDM single-file checkpoint. */
+/** Where each model's tensors sit in an LDM single-file checkpoint (SD 1.x's text encoder). */
 export const LDM_PREFIXES: Readonly<Record<SdComponent, string>> = {
   unet: 'model.diffusion_model.',
   text_encoder: 'cond_stage_model.transformer.',
   vae: 'first_stage_model.',
 };
+
+/** SD 2.x's OpenCLIP text tower: its one key table (both directions) is in @lora/adapters, as the UNet's. */
+export { type ClipTarget, openClipKeyToClip, SD2_OPENCLIP_PREFIX as OPENCLIP_PREFIX } from '@lora/adapters';
 
 const VAE_ATTENTION: Readonly<Record<string, string>> = {
   norm: 'group_norm',

@@ -1,15 +1,17 @@
 /**
- * Every tensor name and shape of an SD 1.5 single-file checkpoint, written from the LDM
- * architecture (openaimodel.py UNetModel as v1-inference.yaml configures it, transformers'
- * CLIPTextModel ViT-L/14, the AutoencoderKL Encoder/Decoder) rather than from this package's key
- * mapping, so that tests and benchmarks can synthesise a real-size checkpoint without one. Other
- * sizes of the same architecture (the tiny test and demo models) come from passing a config.
+ * Every tensor name and shape of an SD 1.5 or 2.x single-file checkpoint, written from the LDM
+ * architecture (openaimodel.py UNetModel as v1-/v2-inference.yaml configure it, transformers'
+ * CLIPTextModel ViT-L/14 or OpenCLIP's ViT-H/14 text tower, the AutoencoderKL Encoder/Decoder)
+ * rather than from this package's key mapping, so that tests and benchmarks can synthesise a
+ * real-size checkpoint without one. Other sizes of the same architectures (the tiny test and demo
+ * models) come from passing a config.
  */
 import {
   type ClipTextConfig,
   SD15_TEXT_ENCODER,
   SD15_UNET,
   SD15_VAE,
+  SD21_TEXT_ENCODER,
   type UnetConfig,
   type VaeEncoderConfig,
 } from './config.ts';
@@ -39,8 +41,9 @@ const ldmResBlock = (p: string, inp: number, out: number, emb: number): Shapes =
   ...(inp === out ? [] : conv(`${p}.skip_connection`, out, inp, 1)),
 ];
 
-/** attention.py SpatialTransformer with one BasicTransformerBlock, conv projections. */
-const ldmSpatialTransformer = (p: string, c: number, context: number): Shapes => {
+/** attention.py SpatialTransformer with one BasicTransformerBlock, conv (or `use_linear`) projections. */
+const ldmSpatialTransformer = (p: string, c: number, context: number, useLinear: boolean): Shapes => {
+  const projection = (name: string) => (useLinear ? linear(name, c, c) : conv(name, c, c, 1));
   const b = `${p}.transformer_blocks.0`;
   const attention = (a: string, kv: number): Shapes => [
     ...linear(`${b}.${a}.to_q`, c, c, false),
@@ -50,7 +53,7 @@ const ldmSpatialTransformer = (p: string, c: number, context: number): Shapes =>
   ];
   return [
     ...norm(`${p}.norm`, c),
-    ...conv(`${p}.proj_in`, c, c, 1),
+    ...projection(`${p}.proj_in`),
     ...attention('attn1', c),
     ...linear(`${b}.ff.net.0.proj`, 8 * c, c),
     ...linear(`${b}.ff.net.2`, c, 4 * c),
@@ -58,14 +61,16 @@ const ldmSpatialTransformer = (p: string, c: number, context: number): Shapes =>
     ...norm(`${b}.norm1`, c),
     ...norm(`${b}.norm2`, c),
     ...norm(`${b}.norm3`, c),
-    ...conv(`${p}.proj_out`, c, c, 1),
+    ...projection(`${p}.proj_out`),
   ];
 };
 
 /** openaimodel.py UNetModel as v1-inference.yaml configures it (or as `config` sizes it). */
 export function ldmUnet(config: UnetConfig = SD15_UNET): Shapes {
   const channels = config.blockOutChannels;
-  const [mc, resBlocks, context] = [channels[0]!, config.layersPerBlock, config.crossAttentionDim];
+  const [mc, resBlocks] = [channels[0]!, config.layersPerBlock];
+  const transformer = (p: string, c: number) =>
+    ldmSpatialTransformer(p, c, config.crossAttentionDim, config.linearProjection ?? false);
   const emb = 4 * mc;
   const out: Shapes = [
     ...linear('time_embed.0', emb, mc),
@@ -78,8 +83,7 @@ export function ldmUnet(config: UnetConfig = SD15_UNET): Shapes {
     for (let r = 0; r < resBlocks; r++, n++) {
       out.push(...ldmResBlock(`input_blocks.${n}.0`, ch, width, emb));
       ch = width;
-      if (config.crossAttention[level])
-        out.push(...ldmSpatialTransformer(`input_blocks.${n}.1`, ch, context));
+      if (config.crossAttention[level]) out.push(...transformer(`input_blocks.${n}.1`, ch));
       chans.push(ch);
     }
     if (level !== channels.length - 1) {
@@ -87,18 +91,14 @@ export function ldmUnet(config: UnetConfig = SD15_UNET): Shapes {
       chans.push(ch);
     }
   });
-  out.push(
-    ...ldmResBlock('middle_block.0', ch, ch, emb),
-    ...ldmSpatialTransformer('middle_block.1', ch, context),
-  );
+  out.push(...ldmResBlock('middle_block.0', ch, ch, emb), ...transformer('middle_block.1', ch));
   out.push(...ldmResBlock('middle_block.2', ch, ch, emb));
   n = 0;
   [...channels.entries()].reverse().forEach(([level, width]) => {
     for (let r = 0; r <= resBlocks; r++, n++) {
       const layers = [ldmResBlock(`output_blocks.${n}.0`, ch + chans.pop()!, width, emb)];
       ch = width;
-      if (config.crossAttention[level])
-        layers.push(ldmSpatialTransformer(`output_blocks.${n}.1`, ch, context));
+      if (config.crossAttention[level]) layers.push(transformer(`output_blocks.${n}.1`, ch));
       if (level && r === resBlocks) layers.push(conv(`output_blocks.${n}.${layers.length}.conv`, ch, ch, 3));
       out.push(...layers.flat());
     }
@@ -122,6 +122,30 @@ export function clipTextModel(config: ClipTextConfig = SD15_TEXT_ENCODER): Shape
     out.push(...linear(`${p}.mlp.fc2`, d, inner), ...norm(`${p}.layer_norm2`, d));
   }
   return [...out, ...norm('text_model.final_layer_norm', d)];
+}
+
+/**
+ * OpenCLIP's text tower (ViT-H-14.json text_cfg, or as `config` sizes it) in its own names, as SD
+ * 2.x single files hold it under `cond_stage_model.model.`: `config.numLayers` + 1 resblocks (SD
+ * 2.x never runs the last), q, k and v fused in `attn.in_proj_*`, the contrastive head
+ * (`text_projection` [width, embed_dim], `logit_scale`).
+ */
+export function openClipTextModel(config: ClipTextConfig = SD21_TEXT_ENCODER, embedDim = 1024): Shapes {
+  const [d, inner] = [config.hiddenSize, config.intermediateSize];
+  const out: Shapes = [
+    ['positional_embedding', [config.maxPositions, d]],
+    ['text_projection', [d, embedDim]],
+    ['logit_scale', []],
+    ['token_embedding.weight', [config.vocabSize, d]],
+  ];
+  for (let l = 0; l <= config.numLayers; l++) {
+    const p = `transformer.resblocks.${l}`;
+    out.push([`${p}.attn.in_proj_weight`, [3 * d, d]], [`${p}.attn.in_proj_bias`, [3 * d]]);
+    out.push(...linear(`${p}.attn.out_proj`, d, d), ...norm(`${p}.ln_1`, d));
+    out.push(...linear(`${p}.mlp.c_fc`, inner, d), ...linear(`${p}.mlp.c_proj`, d, inner));
+    out.push(...norm(`${p}.ln_2`, d));
+  }
+  return [...out, ...norm('ln_final', d)];
 }
 
 /** ldm/modules/diffusionmodules/model.py ResnetBlock (no time embedding). */

@@ -9,10 +9,18 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createRng, MAX_TOKENIZER_BYTES, processCaption, TextTokenizer } from '@lora/dataset';
+import { openWeightsFile } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
 import { CLIP_TOKENIZER_CONFIG, readSlowClipTokenizer } from './clip-tokenizer-json.ts';
-import { parseClipTextConfig, parseUnetConfig, parseVaeConfig, type SdModelConfig } from './config.ts';
+import {
+  parseClipTextConfig,
+  parseUnetConfig,
+  parseVaeConfig,
+  type SdFamily,
+  type SdModelConfig,
+} from './config.ts';
 import { TOKENIZER_KEY, type TokenizerPlace, tokenizerPlaces } from './find-tokenizer.ts';
+import { sdFamilyOfKeys } from './single-file-config.ts';
 
 const isFile = (path: string) =>
   stat(path).then(
@@ -58,6 +66,22 @@ export async function modelFolder(basePath: string): Promise<string> {
 
 const CONFIG_FILES = ['unet', 'text_encoder', 'vae'] as const;
 
+/** The family of the model at `basePath`: a single file's text-encoder keys, a diffusers folder's text_encoder/config.json. */
+export async function sdModelFamily(basePath: string): Promise<SdFamily> {
+  if (await isDirectory(basePath)) {
+    const path = join(basePath, 'text_encoder', 'config.json');
+    return (await isFile(path)) && parseClipTextConfig(await readJson(path), path).hiddenAct === 'gelu'
+      ? 'sd2'
+      : 'sd1';
+  }
+  const file = await openWeightsFile(basePath);
+  try {
+    return sdFamilyOfKeys(file.tensors.keys()) ?? 'sd1';
+  } finally {
+    await file.close();
+  }
+}
+
 export interface LongCaptions {
   /** Tokens the text encoder reads of a caption. */
   window: number;
@@ -92,7 +116,8 @@ export async function singleFileConfig(checkpoint: string): Promise<SdModelConfi
   };
 }
 
-/** CLIP's special tokens; SD 1.x pads with the end-of-text token. A `tokenizer_config.json` overrides them. */
+/** SD 2.x's pad token. */
+const SD2_PAD = '!';
 
 /**
  * The CLIP tokenizer as SD training uses it: `<BOS> tokens… <EOS>` truncated to the text
@@ -132,9 +157,15 @@ export class ClipTokenizer {
    * Reads CLIP's `tokenizer.json` (and `tokenizer_config.json` when present) from `folder` (the
    * config's `tokenizer`) or else the first place that has it (`tokenizerPlaces`: beside the
    * model, ComfyUI, the Hugging Face cache); the error,
-   * when none has, lists where it looked and where to put CLIP's.
+   * when none has, lists where it looked and where to put CLIP's. SD 2.x uses the same vocabulary
+   * and pads with "!" whatever the files found say (`sdModelFamily` tells the family).
    */
-  static async forModel(basePath: string, length: number, folder?: string): Promise<ClipTokenizer> {
+  static async forModel(
+    basePath: string,
+    length: number,
+    folder?: string,
+    family: SdFamily = 'sd1',
+  ): Promise<ClipTokenizer> {
     // The config's `tokenizer` folder is the only place looked at when it is set.
     const places =
       folder === undefined
@@ -160,6 +191,9 @@ export class ClipTokenizer {
     const tokenizer = TextTokenizer.fromJson(json as object, {
       ...CLIP_TOKENIZER_CONFIG,
       ...(config as object),
+      // SD 2.x pads with "!" (id 0) wherever its text encoder runs: open_clip.tokenize, A1111's
+      // id_pad, ComfyUI's SD2Tokenizer, its diffusers tokenizer_config.json; CLIP's files say EOS.
+      ...(family === 'sd2' ? { pad_token: SD2_PAD } : {}),
     });
     return new ClipTokenizer(tokenizer, length, file, place.what);
   }

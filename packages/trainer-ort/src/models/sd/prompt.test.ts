@@ -22,6 +22,12 @@ describe('A1111 prompt chunks', () => {
     expect(weights[0]!.slice(0, 5)).toEqual([1, 1, 1.5, 1 / 1.1, 1]);
   });
 
+  it('pads after the first EOS with the pad id when it differs (SD 2.x: "!", A1111\'s id_pad 0)', () => {
+    const { ids } = promptChunks('a ball', { ...words, padId: 0 });
+    expect(ids[0]!.slice(0, 5)).toEqual([100, 2, 5, 101, 0]);
+    expect(ids[0]!.slice(4).every((id) => id === 0)).toBe(true);
+  });
+
   it('starts a chunk at BREAK and when 75 tokens are full, moving the words after a recent comma on', () => {
     expect(promptChunks('a BREAK b', words).ids.map((row) => row[1])).toEqual([2, 2]);
     // 70 words, a comma, 10 more: the chunk fills at 75 with the comma 5 back, so 4 words move.

@@ -19,6 +19,8 @@ export interface PromptTokenizer {
   tokenIds(text: string): number[];
   readonly bosId: number;
   readonly eosId: number;
+  /** What follows a chunk's first EOS (A1111's `id_pad`): EOS for SD 1.x, "!" (0) for SD 2.x. */
+  readonly padId?: number;
 }
 
 export interface PromptChunks {
@@ -68,7 +70,8 @@ export function promptChunks(prompt: string, tokenizer: PromptTokenizer): Prompt
   let lastComma = -1;
   const nextChunk = () => {
     const fill = CHUNK_TOKENS - tokens.length;
-    chunks.ids.push([tokenizer.bosId, ...tokens, ...Array(fill).fill(tokenizer.eosId), tokenizer.eosId]);
+    const pad = tokenizer.padId ?? tokenizer.eosId;
+    chunks.ids.push([tokenizer.bosId, ...tokens, tokenizer.eosId, ...Array(fill).fill(pad)]);
     chunks.weights.push([1, ...weights, ...Array(fill).fill(1), 1]);
     [tokens, weights, lastComma] = [[], [], -1];
   };

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import { mergeLora } from '@lora/adapters';
 import { stripMarkup } from '@lora/caption-markup';
+import type { PredictionType } from '@lora/config';
 import { createRng } from '@lora/dataset';
 import { Graph, writeModel } from '@lora/engine';
 import { openSafetensors } from '@lora/safetensors';
@@ -22,6 +23,7 @@ import { openSdCheckpoint } from './checkpoint.ts';
 import type { SdModelConfig } from './config.ts';
 import { singleFileConfig } from './model-files.ts';
 import { encodePng } from './png.ts';
+import { sdPrediction } from './prediction.ts';
 import { type PromptTokenizer, promptChunks, weightStates } from './prompt.ts';
 import { A1111_SAMPLER_NAMES, type SamplerName } from './samplers.ts';
 import { SdTextToLatent } from './text-to-latent.ts';
@@ -44,9 +46,11 @@ export interface SampleImageOptions {
   height: number;
   clipSkip?: number;
   loras?: readonly SampleLora[];
-  /** The checkpoint's sizes; default: from the `config.json` files beside a single file, else SD 1.5's. */
+  /** The checkpoint's sizes; default: from the `config.json` files beside a single file, else its shapes. */
   modelConfig?: SdModelConfig;
   device?: Device;
+  /** What the UNet predicts; default: what the model's files say (`prediction_type: auto`). */
+  prediction?: PredictionType;
 }
 
 export interface SampledImage {
@@ -82,9 +86,11 @@ export async function sampleImage(
         );
       }
       const latentSize = [options.height / factor, options.width / factor] as const;
+      const prediction = options.prediction ?? (await sdPrediction('auto', model, checkpoint.family)).type;
       const text = await SdTextToLatent.open(checkpoint, latentSize, {
         ...(options.clipSkip === undefined ? {} : { clipSkip: options.clipSkip }),
         ...(options.device === undefined ? {} : { device: options.device }),
+        prediction,
       });
       let latents: Float32Array;
       try {

@@ -25,6 +25,17 @@ export const A1111_SAMPLER_NAMES: Readonly<Record<SamplerName, string>> = {
  */
 export type NoisePredictor = (input: Float32Array, t: number) => Promise<Float32Array>;
 
+/**
+ * ε from a v-prediction (SD 2.x 768-v) for the DDPM-scaled `input` x_t at noise level σ:
+ * with ᾱ = 1 / (1 + σ²), x_t = √ᾱ·x₀ + √(1 − ᾱ)·ε and v = √ᾱ·ε − √(1 − ᾱ)·x₀ give
+ * ε = √ᾱ·v + √(1 − ᾱ)·x_t. Every sampler then runs as for ε (k-diffusion's CompVisVDenoiser is the same map).
+ */
+export function epsilonFromV(v: Float32Array, input: Float32Array, sigma: number): Float32Array {
+  const signal = 1 / Math.sqrt(1 + sigma * sigma);
+  const noise = sigma * signal;
+  return v.map((value, i) => signal * value + noise * input[i]!);
+}
+
 /** The σ of each training timestep, σ_t = √((1 − ᾱ_t) / ᾱ_t), and conversions between σ and t. */
 export class DiscreteSchedule {
   readonly sigmas: Float64Array;

@@ -8,6 +8,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoraAdapter } from '@lora/adapters';
 import { toKohya } from '@lora/adapters';
+import type { PredictionType } from '@lora/config';
 import { writeSafetensors } from '@lora/safetensors';
 import { ModelError } from '../model-error.ts';
 import type { SdModelConfig } from './config.ts';
@@ -73,6 +74,7 @@ export async function writeImageSamples(
     defaults: Pick<SampleImageOptions, 'seed' | 'width' | 'height'>;
     clipSkip: number;
     modelConfig?: SdModelConfig;
+    prediction: PredictionType;
   },
 ): Promise<string[]> {
   const settings = lines.map((line) => parseSampleLine(line, target.defaults));
@@ -86,6 +88,7 @@ export async function writeImageSamples(
         ...options,
         sampler: 'euler_a',
         clipSkip: target.clipSkip,
+        prediction: target.prediction,
         loras: [{ path: lora, strength: 1 }],
         ...(target.modelConfig ? { modelConfig: target.modelConfig } : {}),
       });

@@ -16,6 +16,7 @@ import type { SdComponent } from './keys.ts';
 import { isLoconConv } from './layers.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
 import { buildSdLoss } from './loss.ts';
+import { a1111Target, comfyTargets, kohyaSdNames, updateShape } from './peer-lora-keys.ts';
 import { buildVaeEncoder } from './vae.ts';
 
 /** The whole file as an F16 header (no data): models, EMA bookkeeping, schedule buffers, position_ids. */
@@ -57,36 +58,6 @@ function sd15Header(): WeightFile & { counts: Record<string, number> } {
   };
 }
 
-/** kohya's LoRA names for SD 1.5: every Linear / 1×1 Conv2d in the 16 Transformer2DModels, and the CLIP attention + MLP linears. */
-function kohyaSd15Names(): string[] {
-  const transformers = [
-    ...[0, 1, 2].flatMap((b) => [0, 1].map((i) => `down_blocks_${b}_attentions_${i}`)),
-    'mid_block_attentions_0',
-    ...[1, 2, 3].flatMap((b) => [0, 1, 2].map((i) => `up_blocks_${b}_attentions_${i}`)),
-  ];
-  const children = [
-    'proj_in',
-    'proj_out',
-    ...['attn1', 'attn2'].flatMap((a) =>
-      ['to_q', 'to_k', 'to_v', 'to_out_0'].map((n) => `transformer_blocks_0_${a}_${n}`),
-    ),
-    'transformer_blocks_0_ff_net_0_proj',
-    'transformer_blocks_0_ff_net_2',
-  ];
-  const unet = transformers.flatMap((t) => children.map((c) => `lora_unet_${t}_${c}`));
-  const te = Array.from({ length: 12 }, (_, l) =>
-    [
-      'self_attn_q_proj',
-      'self_attn_k_proj',
-      'self_attn_v_proj',
-      'self_attn_out_proj',
-      'mlp_fc1',
-      'mlp_fc2',
-    ].map((n) => `lora_te_text_model_encoder_layers_${l}_${n}`),
-  ).flat();
-  return [...unet, ...te];
-}
-
 describe('SD 1.5 at real size, from a synthesised single-file header', () => {
   const header = sd15Header();
 
@@ -96,7 +67,10 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
   });
 
   it('consumes every UNet, text-encoder and VAE-encoder tensor and builds the graphs', () => {
+    // No sizes given: they are read off the shapes, and the keys name the family.
     const checkpoint = SdCheckpoint.fromSingleFile(header);
+    expect(checkpoint.family).toBe('sd1');
+    expect(checkpoint.config).toEqual(SD15);
     const graph = new Graph('sd_loss');
     const built = buildSdLoss(graph, checkpoint, {
       latentSize: [64, 64],
@@ -152,7 +126,7 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
     const names = built.lora.map((m) => m.kohyaName);
     expect(names.filter((n) => n.startsWith('lora_unet_'))).toHaveLength(192);
     expect(names.filter((n) => n.startsWith('lora_te_'))).toHaveLength(72);
-    expect(names.toSorted()).toEqual(kohyaSd15Names().toSorted());
+    expect(names.toSorted()).toEqual(kohyaSdNames(12).toSorted());
   });
 
   it.each(Object.keys(VARIANTS) as VariantId[])(
@@ -204,210 +178,15 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
       // time_emb_proj), 14 conv_shortcuts (every up block ResNet and two down ones), 3 downsamplers, 3 upsamplers.
       expect(modules.size).toBe(264 + 22 * 3 + 14 + 3 + 3);
 
-      // Each UI's own names for the checkpoint's weights.
-      const a1111 = new Map<string, readonly number[]>();
-      for (const [key, info] of header.tensors) {
-        const unet = /^model\.diffusion_model\.(.+)\.weight$/.exec(key);
-        const te = /^cond_stage_model\.transformer\.(.+)\.weight$/.exec(key);
-        if (unet) a1111.set(`diffusion_model_${unet[1]!.replaceAll('.', '_')}`, info.shape);
-        if (te) a1111.set(`transformer_${te[1]!.replaceAll('.', '_')}`, info.shape);
-      }
-      const comfy = comfyLoraKeyMap(new Set(header.tensors.keys()));
+      // Each UI's own way to the checkpoint's weights.
+      const comfy = comfyTargets(header.tensors);
       for (const [name, tensors] of modules) {
-        const weight = a1111.get(a1111ModuleName(name));
-        expect(weight, `${name} → ${a1111ModuleName(name)} (A1111)`).toBeDefined();
-        const comfyKey = comfy.get(name);
-        expect(comfyKey, `${name} (ComfyUI)`).toBeDefined();
-        expect(header.tensors.get(comfyKey!)?.shape, `${name} → ${comfyKey} (ComfyUI)`).toEqual(weight);
+        const weight = a1111Target(name, header.tensors);
+        expect(weight, `${name} (A1111)`).toBeDefined();
+        expect(comfy.get(name), `${name} (ComfyUI)`).toEqual(weight);
         expect(tensors.get('alpha'), name).toEqual([]);
         expect(updateShape(network, tensors, weight!), name).toBe(true);
       }
     },
   );
 });
-
-/**
- * Whether a module's tensors make an update of `weight`'s shape the way A1111's network_*.py and
- * ComfyUI's weight adapters compute it (each flattens what it multiplies and reshapes the product
- * to the weight), and, for DoRA, whether `dora_scale` fits A1111's per-input-column norm
- * `[1, in, 1…]` (ComfyUI takes that shape as per input channel too, since its first dim is not out).
- */
-function updateShape(
-  network: VariantId,
-  t: ReadonlyMap<string, readonly number[]>,
-  weight: readonly number[],
-): boolean {
-  const numel = weight.reduce((a, b) => a * b, 1);
-  const size = (shape: readonly number[] | undefined) => (shape ?? []).slice(1).reduce((a, b) => a * b, 1);
-  const [out, inputs] = weight as [number, number];
-  switch (network) {
-    case 'lora':
-    case 'dora': {
-      // network_lora: down [r, in(, k, k)], up [out, r(, 1, 1)]; mm(up, down) reshaped to the weight.
-      const [down, up] = [t.get('lora_down.weight')!, t.get('lora_up.weight')!];
-      const fits = up[0] === out && down[1] === inputs && up[0]! * size(down) === numel;
-      const scale = t.get('dora_scale');
-      return network === 'lora'
-        ? fits
-        : fits && scale?.join() === [1, inputs, ...weight.slice(2).map(() => 1)].join();
-    }
-    case 'loha': {
-      // network_hada: output_shape [w1a.size(0), w1b.size(1)], the two products of that shape.
-      const [w1a, w1b, w2a, w2b] = ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'].map((k) => t.get(k)!);
-      return w1a![0] === out && w1a![0]! * w1b![1]! === numel && w2a![0] === w1a![0] && w2b![1] === w1b![1];
-    }
-    case 'lokr': {
-      // network_lokr: output_shape [w1.size(0) · w2.size(0), w1.size(1) · w2.size(1)], w = full or a @ b.
-      const factor = (name: string) => {
-        const full = t.get(name);
-        return full ? [full[0]!, size(full)] : [t.get(`${name}_a`)![0]!, size(t.get(`${name}_b`))];
-      };
-      const [w1, w2] = [factor('lokr_w1'), factor('lokr_w2')];
-      return w1[0]! * w2[0]! === out && w1[0]! * w2[0]! * w1[1]! * w2[1]! === numel;
-    }
-  }
-}
-
-/**
- * ComfyUI's LoRA key map for an SD 1.x checkpoint (comfy/lora.py `model_lora_keys_unet` and
- * `model_lora_keys_clip`, with comfy/utils.py `unet_to_diffusers` for SD 1.5's UNet config):
- * `lora_unet_<diffusers path>` and `lora_te_text_model_encoder_layers_…` → the checkpoint key.
- */
-function comfyLoraKeyMap(keys: ReadonlySet<string>): Map<string, string> {
-  const map = new Map<string, string>();
-  const resnet: Record<string, string> = {
-    'in_layers.0': 'norm1',
-    'in_layers.2': 'conv1',
-    'emb_layers.1': 'time_emb_proj',
-    'out_layers.0': 'norm2',
-    'out_layers.3': 'conv2',
-    skip_connection: 'conv_shortcut',
-  };
-  const attention = ['proj_in', 'proj_out', 'norm'];
-  const transformer = [
-    'attn1.to_q',
-    'attn1.to_k',
-    'attn1.to_v',
-    'attn1.to_out.0',
-    'attn2.to_q',
-    'attn2.to_k',
-    'attn2.to_v',
-    'attn2.to_out.0',
-    'ff.net.0.proj',
-    'ff.net.2',
-    'norm1',
-    'norm2',
-    'norm3',
-  ];
-  const diffusers = new Map<string, string>();
-  // SD 1.5: num_res_blocks 2 per level, transformer depth 1 at levels 0–2 (input and output).
-  const depthIn = [1, 1, 1, 1, 1, 1, 0, 0];
-  const depthOut = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0];
-  for (let x = 0; x < 4; x++) {
-    let n = 1 + 3 * x;
-    for (let i = 0; i < 2; i++) {
-      for (const [ldm, name] of Object.entries(resnet))
-        diffusers.set(`down_blocks.${x}.resnets.${i}.${name}`, `input_blocks.${n}.0.${ldm}`);
-      if (depthIn.shift()! > 0) {
-        for (const b of attention)
-          diffusers.set(`down_blocks.${x}.attentions.${i}.${b}`, `input_blocks.${n}.1.${b}`);
-        for (const b of transformer) {
-          diffusers.set(
-            `down_blocks.${x}.attentions.${i}.transformer_blocks.0.${b}`,
-            `input_blocks.${n}.1.transformer_blocks.0.${b}`,
-          );
-        }
-      }
-      n++;
-    }
-    diffusers.set(`down_blocks.${x}.downsamplers.0.conv`, `input_blocks.${n}.0.op`);
-  }
-  for (const b of attention) diffusers.set(`mid_block.attentions.0.${b}`, `middle_block.1.${b}`);
-  for (const b of transformer)
-    diffusers.set(
-      `mid_block.attentions.0.transformer_blocks.0.${b}`,
-      `middle_block.1.transformer_blocks.0.${b}`,
-    );
-  for (const [i, n] of [
-    [0, 0],
-    [1, 2],
-  ]) {
-    for (const [ldm, name] of Object.entries(resnet))
-      diffusers.set(`mid_block.resnets.${i}.${name}`, `middle_block.${n}.${ldm}`);
-  }
-  for (let x = 0; x < 4; x++) {
-    let n = 3 * x;
-    for (let i = 0; i < 3; i++) {
-      let c = 0;
-      for (const [ldm, name] of Object.entries(resnet))
-        diffusers.set(`up_blocks.${x}.resnets.${i}.${name}`, `output_blocks.${n}.0.${ldm}`);
-      c++;
-      if (depthOut.pop()! > 0) {
-        c++;
-        for (const b of attention)
-          diffusers.set(`up_blocks.${x}.attentions.${i}.${b}`, `output_blocks.${n}.1.${b}`);
-        for (const b of transformer) {
-          diffusers.set(
-            `up_blocks.${x}.attentions.${i}.transformer_blocks.0.${b}`,
-            `output_blocks.${n}.1.transformer_blocks.0.${b}`,
-          );
-        }
-      }
-      if (i === 2) diffusers.set(`up_blocks.${x}.upsamplers.0.conv`, `output_blocks.${n}.${c}.conv`);
-      n++;
-    }
-  }
-  for (const [path, ldm] of diffusers) {
-    const key = `model.diffusion_model.${ldm}.weight`;
-    if (keys.has(key)) map.set(`lora_unet_${path.replaceAll('.', '_')}`, key);
-  }
-  const clip = [
-    'mlp.fc1',
-    'mlp.fc2',
-    'self_attn.k_proj',
-    'self_attn.q_proj',
-    'self_attn.v_proj',
-    'self_attn.out_proj',
-  ];
-  for (let b = 0; b < 32; b++) {
-    for (const c of clip) {
-      const key = `cond_stage_model.transformer.text_model.encoder.layers.${b}.${c}.weight`;
-      if (keys.has(key)) map.set(`lora_te_text_model_encoder_layers_${b}_${c.replace('.', '_')}`, key);
-    }
-  }
-  return map;
-}
-
-/** A1111's `convert_diffusers_name_to_compvis` (extensions-builtin/Lora/networks.py) for SD 1.x names. */
-function a1111ModuleName(key: string): string {
-  const resnet: Record<string, string> = {
-    conv1: 'in_layers_2',
-    conv2: 'out_layers_3',
-    norm1: 'in_layers_0',
-    norm2: 'out_layers_0',
-    time_emb_proj: 'emb_layers_1',
-    conv_shortcut: 'skip_connection',
-  };
-  const suffix = (kind: string, rest: string) => (kind === 'resnets' ? (resnet[rest] ?? rest) : rest);
-  let m = /^lora_unet_down_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)$/.exec(key);
-  if (m) {
-    const block = 1 + Number(m[1]) * 3 + Number(m[3]);
-    return `diffusion_model_input_blocks_${block}_${m[2] === 'attentions' ? 1 : 0}_${suffix(m[2]!, m[4]!)}`;
-  }
-  m = /^lora_unet_mid_block_(attentions|resnets)_(\d+)_(.+)$/.exec(key);
-  if (m) {
-    return `diffusion_model_middle_block_${m[1] === 'attentions' ? 1 : Number(m[2]) * 2}_${suffix(m[1]!, m[3]!)}`;
-  }
-  m = /^lora_unet_up_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)$/.exec(key);
-  if (m) {
-    const block = Number(m[1]) * 3 + Number(m[3]);
-    return `diffusion_model_output_blocks_${block}_${m[2] === 'attentions' ? 1 : 0}_${suffix(m[2]!, m[4]!)}`;
-  }
-  m = /^lora_unet_down_blocks_(\d+)_downsamplers_0_conv$/.exec(key);
-  if (m) return `diffusion_model_input_blocks_${3 + Number(m[1]) * 3}_0_op`;
-  m = /^lora_unet_up_blocks_(\d+)_upsamplers_0_conv$/.exec(key);
-  if (m) return `diffusion_model_output_blocks_${2 + Number(m[1]) * 3}_${Number(m[1]) > 0 ? 2 : 1}_conv`;
-  m = /^lora_te_text_model_encoder_layers_(\d+)_(.+)$/.exec(key);
-  if (m) return `transformer_text_model_encoder_layers_${m[1]}_${m[2]}`;
-  return key;
-}

@@ -7,6 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { PredictionType } from '@lora/config';
 import { Graph, type HostTensor, writeModel } from '@lora/engine';
 import { chooseDevice, type Device } from '../../device.ts';
 import { TrainerOrtError } from '../../errors.ts';
@@ -14,13 +15,15 @@ import { Session } from '../../session.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import { buildClipTextEncoder } from './clip.ts';
 import { scaledLinearAlphasCumprod } from './loss.ts';
-import { DiscreteSchedule, type SampleOptions, type SamplerName, sample } from './samplers.ts';
+import { DiscreteSchedule, epsilonFromV, type SampleOptions, type SamplerName, sample } from './samplers.ts';
 import { buildUnet } from './unet.ts';
 
 export interface TextToLatentOptions {
   /** kohya / A1111 clip_skip; default 1. */
   clipSkip?: number;
   device?: Device;
+  /** What the UNet predicts; default epsilon. */
+  prediction?: PredictionType;
 }
 
 export interface LatentRequest extends SampleOptions {
@@ -60,7 +63,7 @@ export class SdTextToLatent {
         graph.scope('unet', () =>
           buildUnet({ checkpoint, component: 'unet' }, config, sample, timesteps, context),
         ),
-        'eps',
+        'prediction',
       );
       const session = await open(graph, folder, 'unet.onnx', options.device);
       return new SdTextToLatent(checkpoint, shape, session, folder, options);
@@ -125,8 +128,14 @@ export class SdTextToLatent {
         timesteps: { dtype: 'float32', shape: [2], data: Float32Array.of(t, t) },
         context,
       });
-      const eps = out['eps']!.data as Float32Array;
-      return eps.subarray(0, size).map((u, i) => u + request.cfgScale * (eps[size + i]! - u));
+      const prediction = out['prediction']!.data as Float32Array;
+      const guided = prediction
+        .subarray(0, size)
+        .map((u, i) => u + request.cfgScale * (prediction[size + i]! - u));
+      // Guidance is linear, so a v model's guided v converts to ε like a single prediction.
+      return this.options.prediction === 'v_prediction'
+        ? epsilonFromV(guided, input, this.schedule.tToSigma(t))
+        : guided;
     };
     return sample(request.sampler, this.schedule, predict, request);
   }

@@ -1,5 +1,5 @@
 /**
- * A tiny Stable Diffusion of the SD 1.x architecture with random weights, for tests and the
+ * A tiny Stable Diffusion of the SD 1.x or 2.x architecture with random weights, for tests and the
  * quick-start demo: an LDM single-file checkpoint (`<name>.safetensors`), the diffusers /
  * transformers `config.json` of each model beside it (a single file carries no sizes, see
  * `model-files.ts`), and a CLIP-style byte-level BPE `tokenizer/tokenizer.json` with a small
@@ -12,9 +12,9 @@ import { createRng, type Rng } from '@lora/dataset';
 import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import { byteLevelAlphabet } from '../llama/demo-bpe.ts';
 import { CLIP_TOKENIZER_CONFIG, clipTokenizerFromVocab } from './clip-tokenizer-json.ts';
-import type { ClipTextConfig, SdModelConfig, UnetConfig, VaeEncoderConfig } from './config.ts';
-import { LDM_PREFIXES } from './keys.ts';
-import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
+import type { ClipTextConfig, SdFamily, SdModelConfig, UnetConfig, VaeEncoderConfig } from './config.ts';
+import { LDM_PREFIXES, OPENCLIP_PREFIX } from './keys.ts';
+import { clipTextModel, ldmUnet, ldmVae, openClipTextModel, type Shapes } from './ldm-layout.ts';
 import { encodePng } from './png.ts';
 
 /** The demo's words: every one is a single token of the tiny tokenizer. */
@@ -39,9 +39,12 @@ const DEMO_WORDS = [
   'pastel',
 ];
 
-/** Sizes of the tiny model; images of 64 px give 8×8 latents (VAE factor 8, as SD). */
-export function tinySdConfig(vocabSize: number): SdModelConfig {
-  const unet: UnetConfig = {
+/**
+ * Sizes of the tiny model; images of 64 px give 8×8 latents (VAE factor 8, as SD). SD 2.x's has
+ * its architecture: 16 channels per head, linear projections, an OpenCLIP-style GELU encoder.
+ */
+export function tinySdConfig(vocabSize: number, family: SdFamily = 'sd1'): SdModelConfig {
+  const sd1: UnetConfig = {
     inChannels: 4,
     outChannels: 4,
     blockOutChannels: [32, 64],
@@ -52,6 +55,8 @@ export function tinySdConfig(vocabSize: number): SdModelConfig {
     normGroups: 8,
     normEpsilon: 1e-5,
   };
+  const unet: UnetConfig =
+    family === 'sd2' ? { ...sd1, attentionHeads: [2, 4], linearProjection: true } : sd1;
   const textEncoder: ClipTextConfig = {
     vocabSize,
     hiddenSize: 32,
@@ -60,6 +65,7 @@ export function tinySdConfig(vocabSize: number): SdModelConfig {
     numHeads: 2,
     maxPositions: 77,
     layerNormEpsilon: 1e-5,
+    ...(family === 'sd2' ? { hiddenAct: 'gelu' as const } : {}),
   };
   const vae: VaeEncoderConfig = {
     inChannels: 3,
@@ -106,8 +112,9 @@ export function clipTokenizerJson(words: readonly string[] = DEMO_WORDS): object
 function randomTensor(rng: Rng, key: string, shape: readonly number[]): TensorData {
   const size = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(size);
-  const isBias = key.endsWith('.bias');
-  if (!isBias && shape.length === 1) data.fill(1);
+  // OpenCLIP's fused `in_proj_bias` is a bias too; its scalar `logit_scale` starts at 1 like the norms.
+  const isBias = key.endsWith('bias');
+  if (!isBias && shape.length <= 1) data.fill(1);
   else if (!isBias) {
     const std = key.includes('embedding') ? 0.02 : 1 / Math.sqrt(size / shape[0]!);
     for (let i = 0; i < size; i++) data[i] = rng.normal() * std;
@@ -132,6 +139,7 @@ export function diffusersConfigJson(config: SdModelConfig): Record<'unet' | 'tex
       cross_attention_dim: unet.crossAttentionDim,
       norm_num_groups: unet.normGroups,
       norm_eps: unet.normEpsilon,
+      use_linear_projection: unet.linearProjection ?? false,
     },
     text_encoder: {
       architectures: ['CLIPTextModel'],
@@ -141,7 +149,7 @@ export function diffusersConfigJson(config: SdModelConfig): Record<'unet' | 'tex
       num_hidden_layers: te.numLayers,
       num_attention_heads: te.numHeads,
       max_position_embeddings: te.maxPositions,
-      hidden_act: 'quick_gelu',
+      hidden_act: te.hiddenAct ?? 'quick_gelu',
       layer_norm_eps: te.layerNormEpsilon,
     },
     vae: {
@@ -164,19 +172,29 @@ export interface TinySdModel {
 }
 
 /**
- * Writes `<folder>/<name>.safetensors` (LDM keys, F32, random weights from `seed`), the three
- * `config.json` files and `tokenizer/` beside it.
+ * Writes `<folder>/<name>.safetensors` (LDM keys, F32, random weights from `seed`; SD 2.x's text
+ * encoder in OpenCLIP's names), the three `config.json` files and `tokenizer/` beside it.
  */
-export async function writeTinySdModel(folder: string, name = 'tiny-sd', seed = 0): Promise<TinySdModel> {
+export async function writeTinySdModel(
+  folder: string,
+  name = 'tiny-sd',
+  seed = 0,
+  family: SdFamily = 'sd1',
+): Promise<TinySdModel> {
   const tokenizer = clipTokenizerJson() as { model: { vocab: object }; added_tokens: unknown[] };
-  const config = tinySdConfig(Object.keys(tokenizer.model.vocab).length + tokenizer.added_tokens.length);
+  const config = tinySdConfig(
+    Object.keys(tokenizer.model.vocab).length + tokenizer.added_tokens.length,
+    family,
+  );
   const rng = createRng(seed);
   const tensors = new Map<string, TensorData>();
-  const parts = [
+  const parts: [string, Shapes][] = [
     [LDM_PREFIXES.unet, ldmUnet(config.unet)],
-    [LDM_PREFIXES.text_encoder, clipTextModel(config.textEncoder)],
+    family === 'sd2'
+      ? [OPENCLIP_PREFIX, openClipTextModel(config.textEncoder, config.textEncoder.hiddenSize)]
+      : [LDM_PREFIXES.text_encoder, clipTextModel(config.textEncoder)],
     [LDM_PREFIXES.vae, ldmVae(config.vae)],
-  ] as const;
+  ];
   for (const [prefix, shapes] of parts) {
     for (const [key, shape] of shapes) tensors.set(prefix + key, randomTensor(rng, key, shape));
   }
@@ -190,7 +208,8 @@ export async function writeTinySdModel(folder: string, name = 'tiny-sd', seed = 
   await writeFile(join(folder, 'tokenizer', 'tokenizer.json'), JSON.stringify(tokenizer));
   await writeFile(
     join(folder, 'tokenizer', 'tokenizer_config.json'),
-    `${JSON.stringify(CLIP_TOKENIZER_CONFIG, null, 2)}\n`,
+    // SD 2.x pads with "!", as its diffusers tokenizer_config.json says.
+    `${JSON.stringify(family === 'sd2' ? { ...CLIP_TOKENIZER_CONFIG, pad_token: '!' } : CLIP_TOKENIZER_CONFIG, null, 2)}\n`,
   );
   return { checkpoint, config };
 }

@@ -42,12 +42,14 @@ import {
 } from './adapter.ts';
 import { type SdBatch, SdBatchSource, SdValidationBatches } from './batches.ts';
 import { openSdCheckpoint } from './checkpoint.ts';
+import { SD_FAMILY_NAMES, type SdFamily } from './config.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { type ConvNetwork, isLoconConv } from './layers.ts';
 import { ClipTokenizer, singleFileConfig } from './model-files.ts';
 import { VALIDATION_TIMESTEPS } from './noise.ts';
+import { sdPrediction } from './prediction.ts';
 import { writeImageSamples } from './samples.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
@@ -58,13 +60,13 @@ export interface TrainSdOptions {
   layout?: SdAdapterLayout;
 }
 
-/** The Stable Diffusion 1.x family: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
+/** Stable Diffusion 1.x and 2.x: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
 export function sdFamily(options: TrainSdOptions = {}): ModelFamily {
   return { task: 'sd', prepare: (run) => prepareSd(run, options) };
 }
 
 /**
- * Trains a Stable Diffusion 1.x LoRA as `run.config` says, reporting through `run.emit` (step,
+ * Trains a Stable Diffusion 1.x / 2.x LoRA as `run.config` says, reporting through `run.emit` (step,
  * epoch, checkpoint and warning events, then `done`), and resolves with the run's files — also
  * when `run.signal` stops it early (a resumable checkpoint and the adapter so far are written).
  */
@@ -89,6 +91,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
 
   const base = config.base_model;
   const opened = await openSdCheckpoint(base, await singleFileConfig(base));
+  const { family } = opened.checkpoint;
   let latents: LatentSource | undefined;
   const close = async () => {
     await latents?.dispose();
@@ -103,10 +106,16 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         `clip_skip ${config.clip_skip} skips more than the ${layers} layers of this text encoder; set clip_skip from 1 to ${layers}`,
       );
     }
+    const prediction = await sdPrediction(config.prediction_type, base, family);
+    if (prediction.mismatch) warn('prediction_mismatch', prediction.mismatch);
+    logger.info(
+      `sd: ${SD_FAMILY_NAMES[family]} (${checkpoint.familyEvidence}); the UNet predicts ${prediction.type} (${prediction.source})`,
+    );
     const tokenizer = await ClipTokenizer.forModel(
       base,
       checkpoint.config.textEncoder.maxPositions,
       config.tokenizer,
+      family,
     );
     if (tokenizer.foundIn !== BESIDE_THE_MODEL)
       logger.info(`CLIP tokenizer: ${tokenizer.source} (${tokenizer.foundIn})`);
@@ -155,8 +164,9 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       unet: targets.task === 'sd' ? targets.unet : [],
       textEncoder: targets.task === 'sd' ? targets.text_encoder : [],
     };
+    reportPartialAttention(family, lora.textEncoder, warn);
     const model = new SdTrainableModel(checkpoint, {
-      prediction: config.prediction_type,
+      prediction: prediction.type,
       clipSkip: config.clip_skip,
       lora,
       memory: memoryOptions(config),
@@ -215,6 +225,8 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         ),
         datasetDirs: datasetDirs(images),
         bucketInfo: bucketInfo(dataset, settings),
+        family,
+        prediction: prediction.type,
       });
       const trainedAdapter = adapterOf(result.values);
       const adapter = await writeSdAdapter(folder, trainedAdapter, {
@@ -242,6 +254,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         defaults: { seed: config.seed, width, height },
         clipSkip: config.clip_skip,
         modelConfig: checkpoint.config,
+        prediction: prediction.type,
       });
     };
     const { dropout: _, ...undropped } = lora;
@@ -263,6 +276,25 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
     await close();
     throw error;
   }
+}
+
+/**
+ * A1111 applies an SD 2.x text-encoder layer's q, k and v LoRA to OpenCLIP's fused in_proj only
+ * when q, k, v and out_proj all have modules (extensions-builtin/Lora networks.py); ComfyUI applies
+ * each. Training some of them is said once.
+ */
+function reportPartialAttention(
+  family: SdFamily,
+  textEncoder: readonly string[],
+  warn: (code: WarningCode, message: string) => void,
+): void {
+  const attention = ['q_proj', 'k_proj', 'v_proj', 'out_proj'];
+  const trained = attention.filter((m) => textEncoder.includes(m));
+  if (family !== 'sd2' || trained.length === 0 || trained.length === attention.length) return;
+  warn(
+    'partial_attention',
+    `the text encoder trains ${trained.join(', ')} of its attention; on SD 2.x, A1111 applies text-encoder attention LoRA only when q_proj, k_proj, v_proj and out_proj are all trained (ComfyUI applies each), so add ${attention.filter((m) => !trained.includes(m)).join(', ')} to target_modules for a LoRA A1111 applies in full`,
+  );
 }
 
 /** Captions longer than the text encoder's window lose their end in every step: said once. */

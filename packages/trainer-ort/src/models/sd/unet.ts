@@ -1,9 +1,10 @@
 /**
- * The SD 1.x UNet (diffusers UNet2DConditionModel with CrossAttnDownBlock2D / DownBlock2D,
+ * The SD 1.x / 2.x UNet (diffusers UNet2DConditionModel with CrossAttnDownBlock2D / DownBlock2D,
  * UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D): sinusoidal timestep embedding,
- * ResnetBlock2D, Transformer2DModel (GroupNorm, 1×1 proj_in, self-attention, cross-attention to
- * the text states, GEGLU feed-forward, 1×1 proj_out), strided-conv downsampling, nearest ×2
- * upsampling and skip connections.
+ * ResnetBlock2D, Transformer2DModel (GroupNorm, proj_in, self-attention, cross-attention to
+ * the text states, GEGLU feed-forward, proj_out), strided-conv downsampling, nearest ×2
+ * upsampling and skip connections. SD 2.x differs only in its sizes (heads of 64 channels, a
+ * 1024-wide context) and its linear proj_in / proj_out.
  */
 import type { Tensor } from '@lora/engine';
 import { add, cast, concat, gelu, mul, reshape, resizeNearest, silu, split, transpose } from '@lora/engine';
@@ -38,7 +39,11 @@ function timestepEmbedding(timesteps: Tensor, dim: number): Tensor {
   return concat([cos!, sin!], -1);
 }
 
-/** One Transformer2DModel with a single BasicTransformerBlock (SD 1.x: 1×1 conv projections). */
+/**
+ * One Transformer2DModel with a single BasicTransformerBlock. proj_in / proj_out are 1×1 convs
+ * (SD 1.x) or, with `linear`, Linear layers on the flattened tokens (SD 2.x): the same map, but
+ * its own weight shape, and so its own LoRA shape.
+ */
 function transformer2d(
   ctx: ModelContext,
   x: Tensor,
@@ -46,11 +51,15 @@ function transformer2d(
   path: string,
   heads: number,
   groups: number,
+  linearProjection: boolean,
 ) {
   return x.graph.scope(path, () => {
     const [, c, h, w] = x.shape as number[];
-    let hidden = conv2d(ctx, groupNormLayer(ctx, x, `${path}.norm`, groups, 1e-6), `${path}.proj_in`, c!, 1);
-    hidden = reshape(transpose(hidden, [0, 2, 3, 1]), [0, h! * w!, c!]);
+    const tokens = (t: Tensor) => reshape(transpose(t, [0, 2, 3, 1]), [0, h! * w!, c!]);
+    const normed = groupNormLayer(ctx, x, `${path}.norm`, groups, 1e-6);
+    let hidden = linearProjection
+      ? linear(ctx, tokens(normed), `${path}.proj_in`, c!)
+      : tokens(conv2d(ctx, normed, `${path}.proj_in`, c!, 1));
     const block = `${path}.transformer_blocks.0`;
     const attention = (input: Tensor, kv: Tensor, name: string) =>
       multiHeadAttention(ctx, input, kv, `${block}.${name}`, {
@@ -70,8 +79,11 @@ function transformer2d(
     );
     const [value, gate] = split(projected, [4 * c!, 4 * c!], -1);
     hidden = add(linear(ctx, mul(value!, gelu(gate!)), `${block}.ff.net.2`, c!), hidden);
-    hidden = transpose(reshape(hidden, [0, h!, w!, c!]), [0, 3, 1, 2]);
-    return add(conv2d(ctx, hidden, `${path}.proj_out`, c!, 1), x);
+    const image = (t: Tensor) => transpose(reshape(t, [0, h!, w!, c!]), [0, 3, 1, 2]);
+    const out = linearProjection
+      ? image(linear(ctx, hidden, `${path}.proj_out`, c!))
+      : conv2d(ctx, image(hidden), `${path}.proj_out`, c!, 1);
+    return add(out, x);
   });
 }
 
@@ -110,7 +122,9 @@ export function buildUnet(
   const resnet = (x: Tensor, path: string, out: number) =>
     block(ctx.memory, x, (input) => resnetBlock(ctx, input, path, out, norm, tembAct));
   const transformer = (x: Tensor, path: string, heads: number) =>
-    block(ctx.memory, x, (input) => transformer2d(ctx, input, context, path, heads, norm.groups));
+    block(ctx.memory, x, (input) =>
+      transformer2d(ctx, input, context, path, heads, norm.groups, config.linearProjection ?? false),
+    );
 
   let h = conv2d(ctx, sample, 'conv_in', channels[0]!, 3);
   const skips: Tensor[] = [h];
