@@ -15,6 +15,14 @@ export {
   processCaption,
 } from './captions.ts';
 export {
+  type CaptionConflict,
+  type CaptionEdit,
+  type CaptionTarget,
+  type CaptionUpdate,
+  MAX_SAVE_ATTEMPTS,
+  updateCaptions,
+} from './caption-files.ts';
+export {
   BUILTIN_TEMPLATES,
   type BuiltinTemplateName,
   type ChatTemplate,
@@ -59,6 +67,7 @@ export {
   TAGGER_IMAGE_SIZE,
 } from './model-input.ts';
 export { createRng, Rng, type RngState } from './rng.ts';
+export { writeFileAtomically } from './atomic.ts';
 export {
   type CaptionSource,
   MAX_CAPTION_BYTES,
