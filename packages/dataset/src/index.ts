@@ -46,7 +46,7 @@ export {
   MAX_EPOCH_SAMPLES,
   type PlannedBatch,
 } from './image-dataset.ts';
-export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES } from './image-io.ts';
+export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES, makeThumbnail } from './image-io.ts';
 export {
   formatMetadataCsv,
   type MetadataCaption,
