@@ -79,6 +79,7 @@ export function renameTag(text: string, from: string, to: string): TagEditResult
     else edits.push(run);
   }
   let result = text;
-  for (const [start, end] of edits.reverse()) result = result.slice(0, start) + replacement + result.slice(end);
+  for (const [start, end] of edits.reverse())
+    result = result.slice(0, start) + replacement + result.slice(end);
   return { text: result, changed: edits.length, skipped };
 }

@@ -38,12 +38,22 @@ describe('updateCaptions', () => {
     const result = await updateCaptions([
       csvEdit(dir, 'a.png', 'a', 'a2'),
       csvEdit(dir, 'b.png', 'b', 'b2'),
-      { image: join(dir, 'c.png'), target: { kind: 'sidecar', path: join(dir, 'c.txt') }, expected: 'c', caption: 'c2' },
+      {
+        image: join(dir, 'c.png'),
+        target: { kind: 'sidecar', path: join(dir, 'c.txt') },
+        expected: 'c',
+        caption: 'c2',
+      },
     ]);
     expect(result).toEqual({
       written: [],
       conflicts: [
-        { image: join(dir, 'b.png'), file: join(dir, 'metadata.csv'), expected: 'b', current: 'changed elsewhere' },
+        {
+          image: join(dir, 'b.png'),
+          file: join(dir, 'metadata.csv'),
+          expected: 'b',
+          current: 'changed elsewhere',
+        },
       ],
     });
     expect(await readFile(join(dir, 'metadata.csv'), 'utf8')).toBe(before);
@@ -54,7 +64,9 @@ describe('updateCaptions', () => {
     const dir = await tempDir();
     await writeText(join(dir, 'a.txt'), 'written by someone else\n');
     const target = { kind: 'sidecar', path: join(dir, 'a.txt') } as const;
-    const result = await updateCaptions([{ image: join(dir, 'a.png'), target, expected: null, caption: 'mine' }]);
+    const result = await updateCaptions([
+      { image: join(dir, 'a.png'), target, expected: null, caption: 'mine' },
+    ]);
     expect(result.conflicts[0]?.current).toBe('written by someone else');
     expect(await readFile(join(dir, 'a.txt'), 'utf8')).toBe('written by someone else\n');
   });
@@ -93,7 +105,10 @@ describe('updateCaptions', () => {
     const before = 'file_name,text\na.png,a\n,orphan caption\n';
     await writeText(join(dir, 'metadata.csv'), before);
     const error = await updateCaptions([csvEdit(dir, 'a.png', 'a', 'b')]).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'E_INVALID_CSV', message: expect.stringMatching(/:3: the file name is empty; fix that row first/) });
+    expect(error).toMatchObject({
+      code: 'E_INVALID_CSV',
+      message: expect.stringMatching(/:3: the file name is empty; fix that row first/),
+    });
     expect(await readFile(join(dir, 'metadata.csv'), 'utf8')).toBe(before);
   });
 
@@ -101,10 +116,13 @@ describe('updateCaptions', () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'a.txt'), Buffer.from([0x66, 0xff, 0x0a]));
     const target = { kind: 'sidecar', path: join(dir, 'a.txt') } as const;
-    const error = await updateCaptions([{ image: join(dir, 'a.png'), target, expected: null, caption: 'x' }]).catch(
-      (e: unknown) => e,
-    );
-    expect(error).toMatchObject({ code: 'E_INVALID_STATE', message: expect.stringMatching(/not UTF-8.*unchanged/) });
+    const error = await updateCaptions([
+      { image: join(dir, 'a.png'), target, expected: null, caption: 'x' },
+    ]).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'E_INVALID_STATE',
+      message: expect.stringMatching(/not UTF-8.*unchanged/),
+    });
     expect(await readFile(join(dir, 'a.txt'))).toEqual(Buffer.from([0x66, 0xff, 0x0a]));
   });
 });

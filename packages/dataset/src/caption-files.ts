@@ -2,7 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { dirname, relative } from 'node:path';
 import { type StagedFile, stageFile } from './atomic.ts';
 import { DatasetError } from './errors.ts';
-import { formatMetadataCsv, type MetadataRow, normalizeRelativePath, readMetadataCsv } from './metadata-csv.ts';
+import {
+  formatMetadataCsv,
+  type MetadataRow,
+  normalizeRelativePath,
+  readMetadataCsv,
+} from './metadata-csv.ts';
 import { firstLine, MAX_CAPTION_BYTES, sidecarText } from './scan.ts';
 
 /** Where an image's caption is written: a row of a `metadata.csv`, or a sidecar text file. */
@@ -59,7 +64,10 @@ function checkEdits(edits: readonly CaptionEdit[]): void {
   const images = new Set<string>();
   for (const { image, caption } of edits) {
     if (images.has(image)) {
-      throw new DatasetError('E_INVALID_OPTIONS', `${image} is edited twice in one update; send one caption.`);
+      throw new DatasetError(
+        'E_INVALID_OPTIONS',
+        `${image} is edited twice in one update; send one caption.`,
+      );
     }
     images.add(image);
     if (/[\r\n]/.test(caption)) {

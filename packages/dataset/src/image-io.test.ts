@@ -1,7 +1,7 @@
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { ImageCache } from './image-cache.ts';
-import sharp from 'sharp';
 import { decodeResized, makeThumbnail, probeImage, toChw } from './image-io.ts';
 import {
   bmpBytes,
@@ -58,7 +58,12 @@ describe('probeImage', () => {
 describe('makeThumbnail', () => {
   it('shrinks to the longer side, upright, as WebP, and never enlarges', async () => {
     const dir = await tempDir();
-    const rotated = await writeImage(join(dir, 'r.jpg'), { width: 400, height: 200, format: 'jpeg', orientation: 6 });
+    const rotated = await writeImage(join(dir, 'r.jpg'), {
+      width: 400,
+      height: 200,
+      format: 'jpeg',
+      orientation: 6,
+    });
     expect(await sharp(await makeThumbnail(rotated, 100)).metadata()).toMatchObject({
       format: 'webp',
       width: 50,

@@ -1,3 +1,4 @@
+export { writeFileAtomically } from './atomic.ts';
 export { MAX_IMAGE_PIXELS } from './bmp.ts';
 export {
   type BucketAssignment,
@@ -9,12 +10,6 @@ export {
   type Size,
 } from './buckets.ts';
 export {
-  type CaptionOptions,
-  datasetTagFrequency,
-  MAX_LINT_FINDINGS_PER_KIND,
-  processCaption,
-} from './captions.ts';
-export {
   type CaptionConflict,
   type CaptionEdit,
   type CaptionTarget,
@@ -22,6 +17,12 @@ export {
   MAX_SAVE_ATTEMPTS,
   updateCaptions,
 } from './caption-files.ts';
+export {
+  type CaptionOptions,
+  datasetTagFrequency,
+  MAX_LINT_FINDINGS_PER_KIND,
+  processCaption,
+} from './captions.ts';
 export {
   BUILTIN_TEMPLATES,
   type BuiltinTemplateName,
@@ -67,7 +68,6 @@ export {
   TAGGER_IMAGE_SIZE,
 } from './model-input.ts';
 export { createRng, Rng, type RngState } from './rng.ts';
-export { writeFileAtomically } from './atomic.ts';
 export {
   type CaptionSource,
   MAX_CAPTION_BYTES,
