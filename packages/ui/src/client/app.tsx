@@ -74,43 +74,49 @@ export function App() {
           </label>
         )}
         {project.datasets.length === 1 && <span class="dataset">{dataset || '.'}</span>}
-        <label>
-          Tag{' '}
-          <input
-            list="tags"
-            value={tag}
-            placeholder="any tag"
-            onInput={(e) => setTag(e.currentTarget.value)}
-            aria-label="Filter by tag"
-          />
-        </label>
-        <datalist id="tags">
-          {tags.slice(0, 500).map(({ tag: name }) => (
-            <option value={name} />
-          ))}
-        </datalist>
-        <label>
-          Role{' '}
-          <select
-            value={role}
-            onChange={(e) => setRole(e.currentTarget.value as RoleFilter)}
-            aria-label="Filter by role"
-          >
-            <option value="any">any</option>
-            <option value="core">core (**bold**)</option>
-            <option value="mood">mood (*italic*)</option>
-            <option value="plain">plain</option>
-            <option value="none">no caption</option>
-          </select>
-        </label>
-        <span class="count">{images === undefined ? '' : `${shown.length} of ${images.length} images`}</span>
-        <button
-          type="button"
-          disabled={images === undefined || images.length === 0}
-          onClick={() => setRenaming(true)}
-        >
-          Rename a tag…
-        </button>
+        {dataset !== undefined && (
+          <>
+            <label>
+              Tag{' '}
+              <input
+                list="tags"
+                value={tag}
+                placeholder="any tag"
+                onInput={(e) => setTag(e.currentTarget.value)}
+                aria-label="Filter by tag"
+              />
+            </label>
+            <datalist id="tags">
+              {tags.slice(0, 500).map(({ tag: name }) => (
+                <option value={name} />
+              ))}
+            </datalist>
+            <label>
+              Role{' '}
+              <select
+                value={role}
+                onChange={(e) => setRole(e.currentTarget.value as RoleFilter)}
+                aria-label="Filter by role"
+              >
+                <option value="any">any</option>
+                <option value="core">core (**bold**)</option>
+                <option value="mood">mood (*italic*)</option>
+                <option value="plain">plain</option>
+                <option value="none">no caption</option>
+              </select>
+            </label>
+            <span class="count">
+              {images === undefined ? '' : `${shown.length} of ${images.length} images`}
+            </span>
+            <button
+              type="button"
+              disabled={images === undefined || images.length === 0}
+              onClick={() => setRenaming(true)}
+            >
+              Rename a tag…
+            </button>
+          </>
+        )}
       </header>
       {error && (
         <p class="banner error" role="alert">
@@ -135,14 +141,16 @@ export function App() {
         ) : (
           <Grid images={shown} selected={selected} onSelect={setSelected} total={images.length} />
         )}
-        <aside>
-          {current ? (
-            <Editor key={current.path} dataset={dataset!} image={current} onSaved={replace} onStep={step} />
-          ) : (
-            <p class="hint">Pick an image to edit its caption.</p>
-          )}
-          <TagCloud tags={tags} active={tag} onPick={(name) => setTag(name === tag ? '' : name)} />
-        </aside>
+        {dataset !== undefined && (
+          <aside>
+            {current ? (
+              <Editor key={current.path} dataset={dataset!} image={current} onSaved={replace} onStep={step} />
+            ) : (
+              <p class="hint">Pick an image to edit its caption.</p>
+            )}
+            <TagCloud tags={tags} active={tag} onPick={(name) => setTag(name === tag ? '' : name)} />
+          </aside>
+        )}
       </main>
       {renaming && dataset !== undefined && (
         <BulkRename

@@ -6,6 +6,7 @@ import { highlight } from './highlight.ts';
 interface EditorProps {
   dataset: string;
   image: ImageEntry;
+  /** Captions now on disk (after a save, or found by a conflict). */
   onSaved: (images: readonly ImageEntry[]) => void;
   /** Moves the selection by this many images. */
   onStep: (by: number) => void;
@@ -40,8 +41,11 @@ export function Editor({ dataset, image, onSaved, onStep }: EditorProps) {
       onSaved(images);
       then?.();
     } catch (error) {
-      if (error instanceof ApiError && error.code === 'E_CAPTION_CONFLICT')
-        setConflict(error.conflicts[0]?.current ?? null);
+      if (error instanceof ApiError && error.code === 'E_CAPTION_CONFLICT') {
+        const current = error.conflicts[0]?.current ?? null;
+        setConflict(current);
+        onSaved([{ ...image, caption: current }]); // the grid shows what the file says now
+      }
       setStatus({ kind: 'error', message: error instanceof Error ? error.message : String(error) });
     }
   };
