@@ -139,6 +139,20 @@ export function registerCommands(cli: CAC): void {
     });
 
   cli
+    .command(
+      'ui [folder]',
+      'A local web app to curate captions: thumbnails, markup-aware editor, bulk tag edits',
+    )
+    .option('--port <port>', 'Port on 127.0.0.1 (default: a free one)')
+    .option('--no-open', 'Print the address without opening a browser')
+    .example('  $ lora ui my-style                 # opens the browser on the project')
+    .example('  $ lora ui data/style_train --port 7870 --no-open')
+    .action(async (folder: string | undefined, options: Options) => {
+      const { ui } = await import('./commands/ui.ts');
+      return ui(folder === undefined ? undefined : String(folder), stringOptions(options, ['port']));
+    });
+
+  cli
     .command('config <action> [file]', 'Validate a config (line:column errors) or print its JSON Schema')
     .usage('config validate <file.yaml> [--set key=value …] [--json]\n  $ lora config schema')
     .option('--set <key=value>', 'Override a key, as lora train does (repeatable)')

@@ -1,8 +1,17 @@
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { ImageCache } from './image-cache.ts';
-import { decodeResized, probeImage, toChw } from './image-io.ts';
-import { bmpBytes, imageBytes, patternPixel, patternRgb, tempDir } from './test-fixtures.ts';
+import { decodeResized, makeThumbnail, probeImage, toChw } from './image-io.ts';
+import {
+  bmpBytes,
+  imageBytes,
+  patternPixel,
+  patternRgb,
+  tempDir,
+  writeImage,
+  writeText,
+} from './test-fixtures.ts';
 
 describe('probeImage', () => {
   it.each([
@@ -42,6 +51,33 @@ describe('probeImage', () => {
       code: 'E_IMAGE_DECODE',
       path: '/data/bad.png',
       message: expect.stringContaining('/data/bad.png'),
+    });
+  });
+});
+
+describe('makeThumbnail', () => {
+  it('shrinks to the longer side, upright, as WebP, and never enlarges', async () => {
+    const dir = await tempDir();
+    const rotated = await writeImage(join(dir, 'r.jpg'), {
+      width: 400,
+      height: 200,
+      format: 'jpeg',
+      orientation: 6,
+    });
+    expect(await sharp(await makeThumbnail(rotated, 100)).metadata()).toMatchObject({
+      format: 'webp',
+      width: 50,
+      height: 100,
+    });
+    const bmp = await writeText(join(dir, 'b.bmp'), bmpBytes(9, 4));
+    expect(await sharp(await makeThumbnail(bmp, 100)).metadata()).toMatchObject({ width: 9, height: 4 });
+  });
+
+  it('says which file it cannot decode', async () => {
+    const broken = await writeText(join(await tempDir(), 'x.png'), 'not an image');
+    await expect(makeThumbnail(broken, 100)).rejects.toMatchObject({
+      code: 'E_IMAGE_DECODE',
+      message: expect.stringContaining('x.png: cannot decode'),
     });
   });
 });

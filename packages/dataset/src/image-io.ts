@@ -163,3 +163,21 @@ export function toChw(
   }
   return out;
 }
+
+/**
+ * A small WebP of an image for a preview grid: upright (EXIF orientation applied), first frame,
+ * at most `maxSide` pixels on its longer side, never enlarged. Read and decoded as training
+ * reads it (BMP included, same size limits); a file it cannot decode is `E_IMAGE_DECODE`.
+ */
+export async function makeThumbnail(path: string, maxSide: number): Promise<Buffer> {
+  const bytes = await readImageFile(path);
+  try {
+    return await openImage(bytes, path)
+      .rotate()
+      .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
+      .webp({ quality: 78 })
+      .toBuffer();
+  } catch (error) {
+    throw decodeError(path, error);
+  }
+}

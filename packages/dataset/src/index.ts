@@ -1,3 +1,4 @@
+export { writeFileAtomically } from './atomic.ts';
 export { MAX_IMAGE_PIXELS } from './bmp.ts';
 export {
   type BucketAssignment,
@@ -8,6 +9,14 @@ export {
   makeBucketResolutions,
   type Size,
 } from './buckets.ts';
+export {
+  type CaptionConflict,
+  type CaptionEdit,
+  type CaptionTarget,
+  type CaptionUpdate,
+  MAX_SAVE_ATTEMPTS,
+  updateCaptions,
+} from './caption-files.ts';
 export {
   type CaptionOptions,
   datasetTagFrequency,
@@ -38,7 +47,7 @@ export {
   MAX_EPOCH_SAMPLES,
   type PlannedBatch,
 } from './image-dataset.ts';
-export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES } from './image-io.ts';
+export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES, makeThumbnail } from './image-io.ts';
 export {
   formatMetadataCsv,
   type MetadataCaption,

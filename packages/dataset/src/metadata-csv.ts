@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, posix, sep } from 'node:path';
+import { posix, sep } from 'node:path';
+import { writeFileAtomically } from './atomic.ts';
 import { readCsvRecords } from './csv.ts';
 import { DatasetError } from './errors.ts';
 
@@ -145,16 +144,5 @@ export function formatMetadataCsv(rows: Iterable<MetadataRow>): string {
  * with every caption and column intact.
  */
 export async function writeMetadataCsv(path: string, rows: Iterable<MetadataRow>): Promise<void> {
-  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await writeFile(temporary, formatMetadataCsv(rows));
-    await rename(temporary, path);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw new DatasetError(
-      'E_WRITE_FAILED',
-      `Cannot write ${path} (${(error as Error).message}); check that its folder exists and is writable.`,
-      { path, cause: error },
-    );
-  }
+  await writeFileAtomically(path, formatMetadataCsv(rows));
 }

@@ -49,6 +49,8 @@ export interface ScannedImage {
   /** null: no caption found. */
   readonly caption: string | null;
   readonly captionFrom: 'metadata' | 'sidecar' | null;
+  /** The file the caption came from (the metadata.csv or the sidecar); null with no caption. */
+  readonly captionPath: string | null;
 }
 
 export interface ScanResult {
@@ -171,6 +173,11 @@ async function readSidecar(path: string): Promise<{ text: string } | { problem: 
   } catch (error) {
     return { problem: `cannot be read (${(error as Error).message})` };
   }
+  return sidecarText(bytes);
+}
+
+/** A sidecar's bytes as text, or why they cannot be a caption. */
+export function sidecarText(bytes: Buffer): { text: string } | { problem: string } {
   if (bytes.length > MAX_CAPTION_BYTES) {
     return {
       problem: `is ${bytes.length} bytes, above MAX_CAPTION_BYTES (${MAX_CAPTION_BYTES}); is it really a caption?`,
@@ -186,7 +193,7 @@ async function readSidecar(path: string): Promise<{ text: string } | { problem: 
 }
 
 /** Strips a sidecar to its first non-empty line, as kohya does, and says if more was dropped. */
-function firstLine(text: string): { caption: string; lines: number } {
+export function firstLine(text: string): { caption: string; lines: number } {
   const lines = text
     .split(/\r?\n/)
     .map((line) => line.trim())
@@ -262,10 +269,12 @@ export async function scanImageFolders(options: ScanOptions): Promise<ScanResult
     const sidecarPath = join(dirname(image.path), basename(image.path, extname(image.path)) + extension);
     let caption: string | null = null;
     let captionFrom: ScannedImage['captionFrom'] = null;
+    let captionPath: string | null = null;
     const fromCsv = metadata.get(image.path);
     if (fromCsv) {
       caption = fromCsv.caption;
       captionFrom = 'metadata';
+      captionPath = fromCsv.csv;
     } else if ((source === 'auto' || source === 'sidecar') && walked.files.has(sidecarPath)) {
       usedSidecars.add(sidecarPath);
       const sidecar = await readSidecar(sidecarPath);
@@ -288,9 +297,10 @@ export async function scanImageFolders(options: ScanOptions): Promise<ScanResult
         }
         caption = line;
         captionFrom = 'sidecar';
+        captionPath = sidecarPath;
       }
     }
-    images.push({ ...image, caption, captionFrom });
+    images.push({ ...image, caption, captionFrom, captionPath });
   }
 
   if (source === 'auto' || source === 'sidecar') {

@@ -1,0 +1,169 @@
+import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
+import { api, type ImageEntry } from './api.ts';
+import { BulkRename } from './bulk-rename.tsx';
+import { Editor } from './editor.tsx';
+import { countTags, matches, type RoleFilter } from './filters.ts';
+import { Grid } from './grid.tsx';
+import { TagCloud } from './tag-cloud.tsx';
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+export function App() {
+  const [project, setProject] = useState<{ name: string; datasets: { path: string }[] }>();
+  const [dataset, setDataset] = useState<string>();
+  const [images, setImages] = useState<ImageEntry[]>();
+  const [selected, setSelected] = useState<string>();
+  const [tag, setTag] = useState('');
+  const [role, setRole] = useState<RoleFilter>('any');
+  const [renaming, setRenaming] = useState(false);
+  const [error, setError] = useState<string>();
+
+  useEffect(() => {
+    api
+      .project()
+      .then((found) => {
+        setProject(found);
+        setDataset(found.datasets[0]?.path);
+      })
+      .catch((e) => setError(message(e)));
+  }, []);
+
+  const reload = useCallback(() => {
+    if (dataset === undefined) return;
+    api
+      .dataset(dataset)
+      .then((loaded) => setImages(loaded.images))
+      .catch((e) => setError(message(e)));
+  }, [dataset]);
+  useEffect(reload, [reload]);
+
+  const shown = useMemo(
+    () => (images ?? []).filter((image) => matches(image, tag, role)),
+    [images, tag, role],
+  );
+  const tags = useMemo(() => countTags(images ?? []), [images]);
+  const current =
+    shown.find((image) => image.path === selected) ?? images?.find((image) => image.path === selected);
+
+  const replace = (updated: readonly ImageEntry[]) =>
+    setImages((list) => list?.map((image) => updated.find((u) => u.path === image.path) ?? image));
+
+  const step = (by: number) => {
+    const index = shown.findIndex((image) => image.path === selected);
+    const next = shown[Math.min(shown.length - 1, Math.max(0, index + by))];
+    if (next) setSelected(next.path);
+  };
+
+  if (project === undefined) {
+    return error ? <p class="banner error">{error}</p> : <p class="empty">Loading…</p>;
+  }
+  return (
+    <div class="layout">
+      <header>
+        <h1>
+          lora ui <span class="project">{project.name}</span>
+        </h1>
+        {project.datasets.length > 1 && (
+          <label>
+            Dataset{' '}
+            <select value={dataset} onChange={(e) => setDataset(e.currentTarget.value)}>
+              {project.datasets.map(({ path }) => (
+                <option value={path}>{path || '.'}</option>
+              ))}
+            </select>
+          </label>
+        )}
+        {project.datasets.length === 1 && <span class="dataset">{dataset || '.'}</span>}
+        {dataset !== undefined && (
+          <>
+            <label>
+              Tag{' '}
+              <input
+                list="tags"
+                value={tag}
+                placeholder="any tag"
+                onInput={(e) => setTag(e.currentTarget.value)}
+                aria-label="Filter by tag"
+              />
+            </label>
+            <datalist id="tags">
+              {tags.slice(0, 500).map(({ tag: name }) => (
+                <option value={name} />
+              ))}
+            </datalist>
+            <label>
+              Role{' '}
+              <select
+                value={role}
+                onChange={(e) => setRole(e.currentTarget.value as RoleFilter)}
+                aria-label="Filter by role"
+              >
+                <option value="any">any</option>
+                <option value="core">core (**bold**)</option>
+                <option value="mood">mood (*italic*)</option>
+                <option value="plain">plain</option>
+                <option value="none">no caption</option>
+              </select>
+            </label>
+            <span class="count">
+              {images === undefined ? '' : `${shown.length} of ${images.length} images`}
+            </span>
+            <button
+              type="button"
+              disabled={images === undefined || images.length === 0}
+              onClick={() => setRenaming(true)}
+            >
+              Rename a tag…
+            </button>
+          </>
+        )}
+      </header>
+      {error && (
+        <p class="banner error" role="alert">
+          {error}{' '}
+          <button type="button" onClick={() => setError(undefined)}>
+            Dismiss
+          </button>
+        </p>
+      )}
+      <main>
+        {dataset === undefined ? (
+          <div class="empty">
+            <p>No images in {project.name}.</p>
+            <p>
+              lora ui looks for folders that hold images, a metadata.csv or kohya N_name folders, up to three
+              levels down (output/, models/ and hidden folders are skipped). Add images, or start it in the
+              dataset folder.
+            </p>
+          </div>
+        ) : images === undefined ? (
+          <p class="empty">Reading {dataset || '.'}…</p>
+        ) : (
+          <Grid images={shown} selected={selected} onSelect={setSelected} total={images.length} />
+        )}
+        {dataset !== undefined && (
+          <aside>
+            {current ? (
+              <Editor key={current.path} dataset={dataset!} image={current} onSaved={replace} onStep={step} />
+            ) : (
+              <p class="hint">Pick an image to edit its caption.</p>
+            )}
+            <TagCloud tags={tags} active={tag} onPick={(name) => setTag(name === tag ? '' : name)} />
+          </aside>
+        )}
+      </main>
+      {renaming && dataset !== undefined && (
+        <BulkRename
+          dataset={dataset}
+          from={tag}
+          onClose={() => setRenaming(false)}
+          onApplied={(updated) => {
+            replace(updated);
+            setRenaming(false);
+          }}
+          onConflict={reload}
+        />
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,35 @@
+/** Every way the UI server can fail on purpose; the page and the CLI switch on `code`. */
+export type UiErrorCode =
+  /** The folder given to `lora ui` does not exist or is not a folder. */
+  | 'E_NOT_FOUND'
+  /** `--port` is taken by another program. */
+  | 'E_PORT_IN_USE'
+  /** A request without the session token, from another host or origin, or of a refused kind. */
+  | 'E_FORBIDDEN'
+  /** A path that leaves the project folder (`..`, an absolute path, a symbolic link out). */
+  | 'E_PATH_OUTSIDE'
+  /** A request the API does not understand: bad JSON, missing fields, a body too large. */
+  | 'E_BAD_REQUEST'
+  /** A caption changed on disk since the page read it; the response carries the current one. */
+  | 'E_CAPTION_CONFLICT';
+
+const MARKER = Symbol.for('lora.ui.error');
+
+/** A UI problem: the message says what failed and what to do; `status` is its HTTP status. */
+export class UiError extends Error {
+  readonly code: UiErrorCode;
+  readonly status: number;
+  readonly [MARKER] = true;
+
+  constructor(code: UiErrorCode, message: string, status = 400, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'UiError';
+    this.code = code;
+    this.status = status;
+  }
+
+  /** Works across duplicate installs of the package, where `instanceof` fails. */
+  static isInstance(error: unknown): error is UiError {
+    return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[MARKER] === true;
+  }
+}

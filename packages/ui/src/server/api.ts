@@ -1,0 +1,193 @@
+import { basename } from 'node:path';
+import { renameTag, type TagEditResult } from '@lora/caption-markup';
+import { type CaptionEdit, type ScannedImage, updateCaptions } from '@lora/dataset';
+import { UiError } from '../errors.ts';
+import { captionTarget, findDatasets, scanDataset } from './datasets.ts';
+import { projectRelative, resolveInside } from './project-path.ts';
+import type { Thumbnails } from './thumbnails.ts';
+
+/** What the routes share: the project's real path, the thumbnail cache, the write queue. */
+export interface ApiContext {
+  readonly root: string;
+  readonly thumbnails: Thumbnails;
+  /** Runs writes one after another, so two tabs' saves never interleave. */
+  readonly serialize: <T>(work: () => Promise<T>) => Promise<T>;
+}
+
+/** A JSON answer, or bytes with their type (thumbnails). */
+export type ApiResult = { json: unknown; status?: number } | { bytes: Buffer; type: string };
+
+export interface ImageEntry {
+  /** Relative to the project, `/` separators. */
+  readonly path: string;
+  /** The `N_name` folder (kohya dataset) the image belongs to. */
+  readonly dataset: string;
+  readonly caption: string | null;
+  readonly captionFrom: 'metadata' | 'sidecar' | null;
+  /** The file the caption is in, relative to the project; null when it has none. */
+  readonly captionFile: string | null;
+}
+
+const bad = (message: string) => new UiError('E_BAD_REQUEST', message, 400);
+
+function str(body: Record<string, unknown>, key: string): string {
+  const value = body[key];
+  if (typeof value !== 'string') throw bad(`"${key}" must be a string.`);
+  return value;
+}
+
+function strOrNull(body: Record<string, unknown>, key: string): string | null {
+  const value = body[key];
+  if (value !== null && typeof value !== 'string') throw bad(`"${key}" must be a string or null.`);
+  return value;
+}
+
+function list(body: Record<string, unknown>, key: string): Record<string, unknown>[] {
+  const value = body[key];
+  if (!Array.isArray(value) || value.some((item) => typeof item !== 'object' || item === null)) {
+    throw bad(`"${key}" must be a list of objects.`);
+  }
+  return value as Record<string, unknown>[];
+}
+
+const entryOf = (root: string, image: ScannedImage): ImageEntry => ({
+  path: projectRelative(root, image.path),
+  dataset: image.dataset,
+  caption: image.caption,
+  captionFrom: image.captionFrom,
+  captionFile: image.captionPath === null ? null : projectRelative(root, image.captionPath),
+});
+
+async function loadDataset(context: ApiContext, dataset: string) {
+  const dir = await resolveInside(context.root, dataset);
+  const images = await scanDataset(dir);
+  return { dir, images, byPath: new Map(images.map((image) => [image.path, image])) };
+}
+
+/** A bulk edit of one caption: the tag operations the page offers, keyed by `op.kind`. */
+const BULK_OPERATIONS: Record<string, (caption: string, op: Record<string, unknown>) => TagEditResult> = {
+  rename: (caption, op) => renameTag(caption, str(op, 'from'), str(op, 'to')),
+};
+
+/**
+ * Saves captions through `updateCaptions` after a fresh scan of the dataset (so each goes to
+ * the file training reads now); a conflict is a 409 that carries what the files say now.
+ */
+async function save(
+  context: ApiContext,
+  dataset: string,
+  edits: readonly { image: string; expected: string | null; caption: string }[],
+) {
+  return context.serialize(async () => {
+    const { dir, byPath } = await loadDataset(context, dataset);
+    const captionEdits: CaptionEdit[] = [];
+    for (const edit of edits) {
+      const image = byPath.get(await resolveInside(context.root, edit.image));
+      if (image === undefined)
+        throw bad(`${edit.image} is not an image of ${dataset || 'the project folder'}.`);
+      const target = captionTarget(image, dir);
+      await resolveInside(
+        context.root,
+        projectRelative(context.root, target.kind === 'metadata' ? target.csv : target.path),
+      );
+      captionEdits.push({ image: image.path, target, expected: edit.expected, caption: edit.caption });
+    }
+    const { written, conflicts } = await updateCaptions(captionEdits);
+    if (conflicts.length > 0) {
+      const error = new UiError(
+        'E_CAPTION_CONFLICT',
+        conflicts.length === 1
+          ? `${projectRelative(context.root, conflicts[0]!.image)}: its caption changed on disk since the page read it; nothing was saved. Compare the two versions and save again.`
+          : `${conflicts.length} captions changed on disk since the page read them; nothing was saved.`,
+        409,
+      );
+      return {
+        status: 409,
+        json: {
+          error: { code: error.code, message: error.message },
+          conflicts: conflicts.map((conflict) => ({
+            image: projectRelative(context.root, conflict.image),
+            expected: conflict.expected,
+            current: conflict.current,
+          })),
+        },
+      };
+    }
+    const saved = await loadDataset(context, dataset);
+    const images = captionEdits
+      .map(({ image }) => saved.byPath.get(image))
+      .filter((image) => image !== undefined);
+    return {
+      json: {
+        written: written.map((path) => projectRelative(context.root, path)),
+        images: images.map((image) => entryOf(context.root, image)),
+      },
+    };
+  });
+}
+
+/** GET routes: the path below the token, and the query. */
+export async function get(context: ApiContext, route: string, query: URLSearchParams): Promise<ApiResult> {
+  switch (route) {
+    case 'api/project':
+      return { json: { name: basename(context.root), datasets: await findDatasets(context.root) } };
+    case 'api/dataset': {
+      const dataset = query.get('path') ?? '';
+      const { images } = await loadDataset(context, dataset);
+      return { json: { path: dataset, images: images.map((image) => entryOf(context.root, image)) } };
+    }
+    case 'thumbnail': {
+      const image = await resolveInside(context.root, query.get('path') ?? '');
+      return { bytes: await context.thumbnails.get(image), type: 'image/webp' };
+    }
+    default:
+      throw new UiError('E_BAD_REQUEST', `No such page: ${route}.`, 404);
+  }
+}
+
+/** POST routes, with the parsed JSON body. */
+export async function post(
+  context: ApiContext,
+  route: string,
+  body: Record<string, unknown>,
+): Promise<ApiResult> {
+  switch (route) {
+    case 'api/caption':
+      return save(context, str(body, 'dataset'), [
+        { image: str(body, 'image'), expected: strOrNull(body, 'expected'), caption: str(body, 'caption') },
+      ]);
+    case 'api/bulk/preview': {
+      const op = body['op'];
+      if (typeof op !== 'object' || op === null) throw bad('"op" must be an object.');
+      const edit = BULK_OPERATIONS[str(op as Record<string, unknown>, 'kind')];
+      if (edit === undefined)
+        throw bad(`Unknown bulk edit "${String((op as Record<string, unknown>)['kind'])}".`);
+      const { images } = await loadDataset(context, str(body, 'dataset'));
+      const only = Array.isArray(body['images']) ? new Set(body['images'].map(String)) : undefined;
+      const changes: { image: string; before: string; after: string }[] = [];
+      const skipped: { image: string; reason: string }[] = [];
+      for (const image of images) {
+        const path = projectRelative(context.root, image.path);
+        if (image.caption === null || (only !== undefined && !only.has(path))) continue;
+        const result = edit(image.caption, op as Record<string, unknown>);
+        if (result.changed > 0) changes.push({ image: path, before: image.caption, after: result.text });
+        if (result.skipped > 0) {
+          skipped.push({ image: path, reason: 'the tag is split by markup here (edit it by hand)' });
+        }
+      }
+      return { json: { changes, skipped } };
+    }
+    case 'api/bulk/apply':
+      return save(
+        context,
+        str(body, 'dataset'),
+        list(body, 'changes').map((change) => ({
+          image: str(change, 'image'),
+          expected: str(change, 'before'),
+          caption: str(change, 'after'),
+        })),
+      );
+    default:
+      throw new UiError('E_BAD_REQUEST', `No such action: ${route}.`, 404);
+  }
+}

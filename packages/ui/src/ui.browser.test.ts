@@ -1,0 +1,167 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { UiServer } from './server/start.ts';
+import { makeProject, serve } from './test-fixtures.ts';
+
+// The page in a real browser: Debian's Chromium (`.ci/run` installs it) driven by playwright-core.
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+if (!existsSync(CHROMIUM) && process.env['LORA_REQUIRE_CHROMIUM']) {
+  throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
+}
+/** Where screenshots go when set (for looking at the page); none are taken otherwise. */
+const SHOTS = process.env['LORA_UI_SCREENSHOTS'];
+
+let browser: Browser;
+let server: UiServer;
+let root: string;
+let page: Page;
+const dataDir = () => join(root, 'data/style_train/10_neon');
+const csv = () => readFile(join(dataDir(), 'metadata.csv'), 'utf8');
+
+async function shot(name: string): Promise<void> {
+  if (SHOTS === undefined) return;
+  await mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+async function select(name: string): Promise<void> {
+  await page.click(`.card[data-path$="/${name}"]`);
+  await page.waitForSelector(`.editor h2[title$="/${name}"]`);
+}
+
+/** Replaces the caption in the editor as a user would: select all, type. */
+async function typeCaption(text: string): Promise<void> {
+  const area = page.getByLabel('Caption', { exact: true });
+  await area.click();
+  await area.press('Control+A');
+  await area.pressSequentially(text);
+}
+
+describe.skipIf(!existsSync(CHROMIUM))('lora ui in Chromium', () => {
+  beforeAll(async () => {
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    root = await makeProject();
+    server = await serve(root);
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(server.url);
+    await page.waitForSelector('.card');
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('shows the dataset as a grid with captions, a placeholder for a corrupt image, and the tag cloud', async () => {
+    expect(await page.locator('.card').count()).toBe(6);
+    await expect.poll(() => page.locator('.card.broken').count()).toBe(1);
+    expect(await page.locator('.card[data-path$="/e.png"] .caption').textContent()).toBe('no caption');
+    expect(await page.locator('.card[data-path$="/a.png"] .caption').textContent()).toBe(
+      'neon city, rain, moody',
+    );
+    expect(await page.locator('.count').textContent()).toBe('6 of 6 images');
+    expect(await page.locator('.cloud .tag.core').first().textContent()).toBe('neon city 3');
+    await shot('grid');
+  });
+
+  it('highlights markup and lint as the caption is typed, and saves it atomically into metadata.csv', async () => {
+    await select('b.png');
+    await typeCaption('**neon city**, (night:1.2), rain, rain, <lora:film:0.5>');
+    expect(await page.locator('.code pre .core').first().textContent()).toBe('**');
+    expect(await page.locator('.code pre .weight').first().textContent()).toBe('(');
+    expect(await page.locator('.code pre .network').textContent()).toBe('<lora:film:0.5>');
+    expect(await page.locator('.code pre .lint-warning').textContent()).toBe('rain');
+    expect(await page.locator('.lint li').textContent()).toContain('duplicate-tag');
+    await shot('editor');
+    await page.getByLabel('Caption', { exact: true }).press('Control+s');
+    await expect.poll(() => page.locator('.status').textContent()).toBe('Saved');
+    expect(await csv()).toBe(
+      'file_name,text,score\na.png,"**neon city**, rain, *moody*",5\nb.png,"**neon city**, (night:1.2), rain, rain, <lora:film:0.5>",4\nc.png,"street, neon city, street",3\n',
+    );
+    expect((await readdir(dataDir())).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    expect(await page.locator('.card[data-path$="/b.png"] .caption').textContent()).toBe(
+      'neon city, (night:1.2), rain, rain',
+    );
+  });
+
+  it('saves a sidecar caption in its .txt, and Ctrl+Enter moves to the next image', async () => {
+    await select('d.png');
+    await typeCaption('rain, *fog*');
+    await page.getByLabel('Caption', { exact: true }).press('Control+Enter');
+    await page.waitForSelector('.editor h2[title$="/e.png"]');
+    expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('rain, *fog*\n');
+  });
+
+  it('refuses to overwrite a caption changed on disk since it was read, and shows the version on disk', async () => {
+    await select('c.png');
+    const changed = (await csv()).replace(
+      'c.png,"street, neon city, street"',
+      'c.png,edited in another program',
+    );
+    await writeFile(join(dataDir(), 'metadata.csv'), changed);
+    await typeCaption('my edit');
+    await page.getByLabel('Caption', { exact: true }).press('Control+s');
+    await page.waitForSelector('.conflict');
+    expect(await page.locator('.status').textContent()).toContain('changed on disk since the page read it');
+    expect(await page.locator('.conflict pre').textContent()).toBe('edited in another program');
+    expect(await csv()).toBe(changed);
+    await shot('conflict');
+    await page.getByRole('button', { name: 'Take the version on disk' }).click();
+    expect(await page.getByLabel('Caption', { exact: true }).inputValue()).toBe('edited in another program');
+  });
+
+  it('filters by tag and by role', async () => {
+    await page.getByLabel('Filter by tag').fill('neon city');
+    expect(await page.locator('.count').textContent()).toBe('2 of 6 images');
+    await page.getByLabel('Filter by role').selectOption('plain');
+    expect(await page.locator('.count').textContent()).toBe('0 of 6 images');
+    expect(await page.locator('.grid-scroller .empty').textContent()).toBe('No image matches the filter.');
+    await page.getByLabel('Filter by tag').fill('');
+    await page.getByLabel('Filter by role').selectOption('none');
+    expect(await page.locator('.count').textContent()).toBe('2 of 6 images');
+    await page.getByLabel('Filter by role').selectOption('any');
+  });
+
+  it('renames a tag in every caption after a preview, keeping the markup', async () => {
+    await page.getByRole('button', { name: 'Rename a tag…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Tag').fill('neon city');
+    await dialog.getByLabel('New name').fill('neon town');
+    await dialog.getByRole('button', { name: 'Preview' }).click();
+    await page.waitForSelector('.changes li');
+    expect(await page.locator('.changes li').count()).toBe(2);
+    expect(await page.locator('.summary').textContent()).toBe('2 captions change:');
+    const untouched = await csv();
+    await shot('rename-preview');
+    await dialog.getByRole('button', { name: 'Apply 2 changes' }).click();
+    await page.waitForSelector('.dialog', { state: 'detached' });
+    expect(await csv()).toBe(untouched.replaceAll('**neon city**', '**neon town**'));
+    expect(await page.locator('.cloud .tag.core').first().textContent()).toBe('neon town 2');
+  });
+
+  it('says what to do in a folder without images', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'lora-ui-empty-'));
+    const other = await serve(empty);
+    try {
+      const second = await browser.newPage({ viewport: { width: 900, height: 500 } });
+      await second.goto(other.url);
+      expect(await second.locator('.empty p').first().textContent()).toMatch(/^No images in lora-ui-empty-/);
+      if (SHOTS !== undefined) await second.screenshot({ path: join(SHOTS, 'empty.png') });
+      await second.close();
+    } finally {
+      await other.close();
+    }
+  });
+});
