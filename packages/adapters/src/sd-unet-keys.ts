@@ -8,28 +8,31 @@
 import { flattenPath } from './names.ts';
 import { type ClipTarget, clipModuleToOpenClip, SD2_OPENCLIP_PREFIX } from './sd-openclip-keys.ts';
 
+// Maps, not object literals: a key segment such as `constructor` must find nothing.
 /** diffusers resnet parameter names → original LDM names. */
-const RESNET: Readonly<Record<string, string>> = {
-  norm1: 'in_layers.0',
-  conv1: 'in_layers.2',
-  time_emb_proj: 'emb_layers.1',
-  norm2: 'out_layers.0',
-  conv2: 'out_layers.3',
-  conv_shortcut: 'skip_connection',
-};
+const RESNET: ReadonlyMap<string, string> = new Map(
+  Object.entries({
+    norm1: 'in_layers.0',
+    conv1: 'in_layers.2',
+    time_emb_proj: 'emb_layers.1',
+    norm2: 'out_layers.0',
+    conv2: 'out_layers.3',
+    conv_shortcut: 'skip_connection',
+  }),
+);
 
-const TOP_LEVEL: Readonly<Record<string, string>> = {
-  conv_in: 'input_blocks.0.0',
-  conv_norm_out: 'out.0',
-  conv_out: 'out.2',
-  'time_embedding.linear_1': 'time_embed.0',
-  'time_embedding.linear_2': 'time_embed.2',
-};
+const TOP_LEVEL: ReadonlyMap<string, string> = new Map(
+  Object.entries({
+    conv_in: 'input_blocks.0.0',
+    conv_norm_out: 'out.0',
+    conv_out: 'out.2',
+    'time_embedding.linear_1': 'time_embed.0',
+    'time_embedding.linear_2': 'time_embed.2',
+  }),
+);
 
-const reverse = (table: Readonly<Record<string, string>>) =>
-  Object.fromEntries(Object.entries(table).map(([diffusers, ldm]) => [ldm, diffusers])) as Readonly<
-    Record<string, string>
-  >;
+const reverse = (table: ReadonlyMap<string, string>): ReadonlyMap<string, string> =>
+  new Map([...table].map(([diffusers, ldm]) => [ldm, diffusers]));
 const LDM_RESNET = reverse(RESNET);
 const LDM_TOP_LEVEL = reverse(TOP_LEVEL);
 
@@ -85,12 +88,12 @@ export function ldmUnetLayout(keys: Iterable<string>): UnetLayout | undefined {
  * past its level's count maps to nothing rather than into the next level.
  */
 export function diffusersUnetToLdm(path: string, layout: UnetLayout = SD_UNET_LAYOUT): string | undefined {
-  const top = TOP_LEVEL[path];
+  const top = TOP_LEVEL.get(path);
   if (top !== undefined) return top;
   const perLevel = layout.layersPerBlock + 1;
   const resnet = (rest: string) => {
     const [name, ...tail] = rest.split('.');
-    const mapped = name === undefined ? undefined : RESNET[name];
+    const mapped = name === undefined ? undefined : RESNET.get(name);
     return mapped === undefined ? undefined : [mapped, ...tail].join('.');
   };
   const inBlock = (prefix: string, block: number, kind: string, rest: string) => {
@@ -179,7 +182,7 @@ export function createKeyResolver(baseKeys: Iterable<string>): (path: string) =>
 /** `in_layers.0.weight` → `norm1.weight`. */
 function resnetRest(rest: readonly string[]): string | null {
   for (const take of [2, 1]) {
-    const name = LDM_RESNET[rest.slice(0, take).join('.')];
+    const name = LDM_RESNET.get(rest.slice(0, take).join('.'));
     if (name !== undefined && rest.length === take + 1) return `${name}.${rest[take]}`;
   }
   return null;
@@ -195,7 +198,7 @@ const index = (segment: string | undefined): number =>
 export function unetKeyToDiffusers(key: string, layersPerBlock: number): string | null {
   const parts = key.split('.');
   const param = parts.at(-1)!;
-  const top = LDM_TOP_LEVEL[parts.slice(0, -1).join('.')];
+  const top = LDM_TOP_LEVEL.get(parts.slice(0, -1).join('.'));
   if (top !== undefined) return `${top}.${param}`;
   const [head, a, b, ...rest] = parts;
   const n = index(a);

@@ -126,6 +126,22 @@ describe('LDM VAE keys → diffusers', () => {
   });
 });
 
+describe('names of Object.prototype in a key', () => {
+  it('find nothing in the key tables (no inherited property is taken for a name)', () => {
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      expect(unetKeyToDiffusers(`input_blocks.1.0.${name}.weight`, 2)).toBeNull();
+      expect(unetKeyToDiffusers(`${name}.weight`, 2)).toBeNull();
+      expect(diffusersUnetToLdm(name)).toBeUndefined();
+      expect(diffusersUnetToLdm(`down_blocks.0.resnets.0.${name}`)).toBeUndefined();
+      expect(vaeKeyToDiffusers(`encoder.down.0.block.0.${name}.weight`, 4)).toBeNull();
+      expect(vaeKeyToDiffusers(`encoder.mid.attn_1.${name}.weight`, 4)).toBeNull();
+      expect(normalizeDiffusersVaeKey(`encoder.mid_block.attentions.0.${name}.weight`)).toBe(
+        `encoder.mid_block.attentions.0.${name}.weight`,
+      );
+    }
+  });
+});
+
 describe('CLIP keys', () => {
   it.each([
     ['text_model.encoder.layers.3.mlp.fc1.bias', 'text_model.encoder.layers.3.mlp.fc1.bias'],

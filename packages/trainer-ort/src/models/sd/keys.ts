@@ -18,21 +18,25 @@ export const LDM_PREFIXES: Readonly<Record<SdComponent, string>> = {
 /** SD 2.x's OpenCLIP text tower: its one key table (both directions) is in @lora/adapters, as the UNet's. */
 export { type ClipTarget, openClipKeyToClip, SD2_OPENCLIP_PREFIX as OPENCLIP_PREFIX } from '@lora/adapters';
 
-const VAE_ATTENTION: Readonly<Record<string, string>> = {
-  norm: 'group_norm',
-  q: 'to_q',
-  k: 'to_k',
-  v: 'to_v',
-  proj_out: 'to_out.0',
-};
+const VAE_ATTENTION: ReadonlyMap<string, string> = new Map(
+  Object.entries({
+    norm: 'group_norm',
+    q: 'to_q',
+    k: 'to_k',
+    v: 'to_v',
+    proj_out: 'to_out.0',
+  }),
+);
 
-const VAE_RESNET: Readonly<Record<string, string>> = {
-  norm1: 'norm1',
-  conv1: 'conv1',
-  norm2: 'norm2',
-  conv2: 'conv2',
-  nin_shortcut: 'conv_shortcut',
-};
+const VAE_RESNET: ReadonlyMap<string, string> = new Map(
+  Object.entries({
+    norm1: 'norm1',
+    conv1: 'conv1',
+    norm2: 'norm2',
+    conv2: 'conv2',
+    nin_shortcut: 'conv_shortcut',
+  }),
+);
 
 /**
  * A VAE key without its prefix → diffusers. `levels` is the number of resolution levels: LDM
@@ -47,7 +51,7 @@ export function vaeKeyToDiffusers(key: string, levels: number): string | null | 
   if ((a === 'conv_in' || a === 'conv_out') && parts.length === 3) return key;
   if (a === 'norm_out' && parts.length === 3) return `${half}.conv_norm_out.${b}`;
   const resnet = (path: string, name: string | undefined, param: string | undefined, length: number) => {
-    const mapped = name === undefined ? undefined : VAE_RESNET[name];
+    const mapped = name === undefined ? undefined : VAE_RESNET.get(name);
     return mapped === undefined || parts.length !== length ? null : `${half}.${path}.${mapped}.${param}`;
   };
   if (half === 'encoder' && a === 'down' && c === 'block')
@@ -64,7 +68,7 @@ export function vaeKeyToDiffusers(key: string, levels: number): string | null | 
   if (a === 'mid' && (b === 'block_1' || b === 'block_2')) {
     return resnet(`mid_block.resnets.${b === 'block_1' ? 0 : 1}`, c, d, 5);
   }
-  const attention = c === undefined ? undefined : VAE_ATTENTION[c];
+  const attention = c === undefined ? undefined : VAE_ATTENTION.get(c);
   if (a === 'mid' && b === 'attn_1' && attention !== undefined && parts.length === 5) {
     return `${half}.mid_block.attentions.0.${attention}.${d}`;
   }
@@ -76,18 +80,20 @@ export const isVaeDecoderKey = (key: string): boolean =>
   key.startsWith('decoder.') || key.startsWith('post_quant_conv.');
 
 /** diffusers < 0.14 VAE attention names, still found in some `vae/` folders. */
-const OLD_DIFFUSERS_VAE_ATTENTION: Readonly<Record<string, string>> = {
-  query: 'to_q',
-  key: 'to_k',
-  value: 'to_v',
-  proj_attn: 'to_out.0',
-};
+const OLD_DIFFUSERS_VAE_ATTENTION: ReadonlyMap<string, string> = new Map(
+  Object.entries({
+    query: 'to_q',
+    key: 'to_k',
+    value: 'to_v',
+    proj_attn: 'to_out.0',
+  }),
+);
 
 /** A diffusers `vae/` key as the current layout names it. */
 export function normalizeDiffusersVaeKey(key: string): string {
   const parts = key.split('.');
   const attention = parts.indexOf('attentions');
-  const renamed = OLD_DIFFUSERS_VAE_ATTENTION[parts[attention + 2] ?? ''];
+  const renamed = OLD_DIFFUSERS_VAE_ATTENTION.get(parts[attention + 2] ?? '');
   if (attention < 0 || renamed === undefined) return key;
   return [...parts.slice(0, attention + 2), renamed, ...parts.slice(attention + 3)].join('.');
 }
