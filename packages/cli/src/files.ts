@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CliError, EXIT_FAILURE } from './cli-error.ts';
 
 /** Refuses to replace `paths` that exist unless the user passed --overwrite, and folders always. */
@@ -68,14 +69,21 @@ function failedWrite(path: string, error: unknown): unknown {
 }
 
 /**
- * Writes `path` through `<path>.tmp` and a rename, so a reader never sees half of it; when the
- * write fails the temporary file goes too, and the error names `path`.
+ * A hidden name beside `path` for its next version: random, so it is never a file of the user's
+ * (which a fixed `<path>.tmp` could be, and a failed write would delete) or another writer's.
+ */
+const temporaryFor = (path: string): string =>
+  join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+
+/**
+ * Writes `path` through a temporary file beside it and a rename, so a reader never sees half of
+ * it; when the write fails the temporary file goes too, and the error names `path`.
  */
 export async function writeAtomically(
   path: string,
   write: (temporary: string) => void | Promise<void>,
 ): Promise<void> {
-  const temporary = `${path}.tmp`;
+  const temporary = temporaryFor(path);
   try {
     await write(temporary);
     renameSync(temporary, path);
@@ -87,7 +95,7 @@ export async function writeAtomically(
 
 /** `writeAtomically` for text, synchronously. */
 export function writeTextAtomically(path: string, text: string): void {
-  const temporary = `${path}.tmp`;
+  const temporary = temporaryFor(path);
   try {
     writeFileSync(temporary, text);
     renameSync(temporary, path);
