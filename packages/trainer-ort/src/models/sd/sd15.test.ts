@@ -5,18 +5,16 @@
  * kohya's list for SD 1.5.
  */
 
-import { parameterName, toKohya, VARIANTS, type VariantId } from '@lora/adapters';
+import { VARIANTS, type VariantId } from '@lora/adapters';
 import { Graph, gradients, serializeModel } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { magnitudesAsStored, sdLoraAdapter } from './adapter.ts';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SD15 } from './config.ts';
-import type { SdComponent } from './keys.ts';
-import { isLoconConv } from './layers.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
 import { buildSdLoss } from './loss.ts';
-import { a1111Target, comfyTargets, kohyaSdNames, updateShape } from './peer-lora-keys.ts';
+import { kohyaSdNames } from './peer-lora-keys.ts';
+import { expectPeersLoad, kohyaModules } from './real-size-lora.ts';
 import { buildVaeEncoder } from './vae.ts';
 
 /** The whole file as an F16 header (no data): models, EMA bookkeeping, schedule buffers, position_ids. */
@@ -132,61 +130,12 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
   it.each(Object.keys(VARIANTS) as VariantId[])(
     "writes %s files (with LoCon's modules) whose every module A1111's and ComfyUI's loaders resolve, with shapes their formulas take",
     (network) => {
-      const checkpoint = SdCheckpoint.fromSingleFile(header);
-      const built = buildSdLoss(new Graph('sd_loss'), checkpoint, {
-        latentSize: [8, 8],
-        text: 'ids',
-        prediction: 'epsilon',
-        lora: {
-          rank: 4,
-          alpha: 4,
-          unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
-          textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
-          conv: { rank: 2, alpha: 1 },
-        },
-      });
-      // The variant's tensors for each module as an SD run declares them (DoRA per input column).
-      const parameters = built.lora.flatMap((m) => {
-        const path = `${m.component}.${m.path}`;
-        const [down, up] = m.layer.parameters;
-        const weightShape = [up!.shape[0]!, ...down!.shape.slice(1)];
-        const rank = isLoconConv(path) ? 2 : 4;
-        return VARIANTS[network]
-          .parameters(weightShape, { rank, alpha: 1, normAxis: 'input' })
-          .map((spec) => ({ name: parameterName(path, network, spec.role), shape: spec.shape }));
-      });
-      const values = new Map(
-        parameters.map((p) => [p.name, new Float32Array(p.shape.reduce((a, b) => a * b, 1))]),
-      );
-      const adapter = magnitudesAsStored(
-        sdLoraAdapter(parameters, values, (path) => ({ network, rank: isLoconConv(path) ? 2 : 4, alpha: 1 })),
-        (path) => {
-          const dot = path.indexOf('.');
-          return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
-        },
-      );
-      const file = toKohya(adapter);
-
-      const modules = new Map<string, Map<string, readonly number[]>>();
-      for (const [key, tensor] of file) {
-        const dot = key.indexOf('.');
-        const entry = modules.get(key.slice(0, dot)) ?? new Map<string, readonly number[]>();
-        entry.set(key.slice(dot + 1), tensor.shape);
-        modules.set(key.slice(0, dot), entry);
-      }
+      const modules = kohyaModules(SdCheckpoint.fromSingleFile(header), network, 'epsilon');
       // kohya's 264 attention and CLIP modules, and the 86 conv_dim adds: 22 ResNets × (conv1, conv2,
       // time_emb_proj), 14 conv_shortcuts (every up block ResNet and two down ones), 3 downsamplers, 3 upsamplers.
       expect(modules.size).toBe(264 + 22 * 3 + 14 + 3 + 3);
 
-      // Each UI's own way to the checkpoint's weights.
-      const comfy = comfyTargets(header.tensors);
-      for (const [name, tensors] of modules) {
-        const weight = a1111Target(name, header.tensors);
-        expect(weight, `${name} (A1111)`).toBeDefined();
-        expect(comfy.get(name), `${name} (ComfyUI)`).toEqual(weight);
-        expect(tensors.get('alpha'), name).toEqual([]);
-        expect(updateShape(network, tensors, weight!), name).toBe(true);
-      }
+      expectPeersLoad(modules, header.tensors, network);
     },
   );
 });

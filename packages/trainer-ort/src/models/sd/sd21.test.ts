@@ -7,18 +7,16 @@
  * every module must reach a weight of its shape through A1111's and ComfyUI's SD 2.x mappings.
  */
 
-import { parameterName, toKohya, VARIANTS, type VariantId } from '@lora/adapters';
+import { VARIANTS, type VariantId } from '@lora/adapters';
 import { Graph, gradients } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { magnitudesAsStored, sdLoraAdapter } from './adapter.ts';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SD21 } from './config.ts';
-import type { SdComponent } from './keys.ts';
-import { isLoconConv } from './layers.ts';
 import { ldmUnet, ldmVae, openClipTextModel } from './ldm-layout.ts';
 import { buildSdLoss } from './loss.ts';
-import { a1111Target, comfyTargets, kohyaSdNames, updateShape } from './peer-lora-keys.ts';
+import { kohyaSdNames } from './peer-lora-keys.ts';
+import { expectPeersLoad, kohyaModules } from './real-size-lora.ts';
 import { buildVaeEncoder } from './vae.ts';
 
 const TARGETS = {
@@ -160,47 +158,10 @@ describe('SD 2.1 at real size, from a synthesised single-file header', () => {
   it.each(Object.keys(VARIANTS) as VariantId[])(
     "writes %s files whose every module A1111's and ComfyUI's SD 2.x loaders resolve, with shapes their formulas take",
     (network) => {
-      const checkpoint = SdCheckpoint.fromSingleFile(header);
-      const built = buildSdLoss(new Graph('sd_loss'), checkpoint, {
-        latentSize: [8, 8],
-        text: 'ids',
-        prediction: 'v_prediction',
-        lora: { rank: 4, alpha: 4, ...TARGETS, conv: { rank: 2, alpha: 1 } },
-      });
-      const parameters = built.lora.flatMap((m) => {
-        const path = `${m.component}.${m.path}`;
-        const [down, up] = m.layer.parameters;
-        const weightShape = [up!.shape[0]!, ...down!.shape.slice(1)];
-        return VARIANTS[network]
-          .parameters(weightShape, { rank: isLoconConv(path) ? 2 : 4, alpha: 1, normAxis: 'input' })
-          .map((spec) => ({ name: parameterName(path, network, spec.role), shape: spec.shape }));
-      });
-      const values = new Map(
-        parameters.map((p) => [p.name, new Float32Array(p.shape.reduce((a, b) => a * b, 1))]),
-      );
-      const adapter = magnitudesAsStored(
-        sdLoraAdapter(parameters, values, (path) => ({ network, rank: isLoconConv(path) ? 2 : 4, alpha: 1 })),
-        (path) => {
-          const dot = path.indexOf('.');
-          return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
-        },
-      );
-      const modules = new Map<string, Map<string, readonly number[]>>();
-      for (const [key, tensor] of toKohya(adapter)) {
-        const dot = key.indexOf('.');
-        const entry = modules.get(key.slice(0, dot)) ?? new Map<string, readonly number[]>();
-        entry.set(key.slice(dot + 1), tensor.shape);
-        modules.set(key.slice(0, dot), entry);
-      }
+      const modules = kohyaModules(SdCheckpoint.fromSingleFile(header), network, 'v_prediction');
       // The 330 attention and text-encoder modules and LoCon's 86 (as for SD 1.5).
       expect(modules.size).toBe(192 + 138 + 86);
-      const comfy = comfyTargets(header.tensors);
-      for (const [name, tensors] of modules) {
-        const weight = a1111Target(name, header.tensors);
-        expect(weight, `${name} (A1111)`).toBeDefined();
-        expect(comfy.get(name), `${name} (ComfyUI)`).toEqual(weight);
-        expect(updateShape(network, tensors, weight!), name).toBe(true);
-      }
+      expectPeersLoad(modules, header.tensors, network);
       // A1111 applies a text-encoder layer's q, k, v only together with its out_proj: all four are here.
       for (let layer = 0; layer < 23; layer++) {
         for (const p of ['q_proj', 'k_proj', 'v_proj', 'out_proj'])
