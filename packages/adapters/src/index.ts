@@ -18,6 +18,7 @@ export {
   clipModuleToOpenClip,
   openClipKeyToClip,
   SD2_OPENCLIP_PREFIX,
+  SDXL_OPENCLIP_PREFIX,
 } from './sd-openclip-keys.ts';
 export {
   diffusersUnetToLdm,

@@ -24,6 +24,9 @@ const TOP_LEVEL: Readonly<Record<string, string>> = {
   conv_out: 'out.2',
   'time_embedding.linear_1': 'time_embed.0',
   'time_embedding.linear_2': 'time_embed.2',
+  // SDXL's text_time condition (sgm `label_emb`, a Sequential inside a Sequential).
+  'add_embedding.linear_1': 'label_emb.0.0',
+  'add_embedding.linear_2': 'label_emb.0.2',
 };
 
 const reverse = (table: Readonly<Record<string, string>>) =>
