@@ -27,6 +27,7 @@ import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import type { LoraParameter } from '../../lora.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdFamily } from './config.ts';
+import type { SdLoraModule } from './layers.ts';
 
 export type SdAdapterLayout = 'kohya' | 'diffusers';
 
@@ -73,6 +74,19 @@ export function magnitudesAsStored(
       return [path, { ...module, tensors: { ...module.tensors, magnitude: { ...magnitude, shape } } }];
     }),
   );
+}
+
+/**
+ * The adapter keyed by the module paths of kohya's own model, which its file names flatten:
+ * SDXL's UNet modules by their LDM paths (`unet.input_blocks.4.1.…`, kohya's sdxl_original_unet),
+ * everything else as it is.
+ */
+export function kohyaPaths(
+  adapter: LoraAdapter,
+  modules: readonly Pick<SdLoraModule, 'component' | 'path' | 'kohyaPath'>[],
+): LoraAdapter {
+  const renamed = new Map(modules.map((m) => [`${m.component}.${m.path}`, `${m.component}.${m.kohyaPath}`]));
+  return new Map([...adapter].map(([path, module]) => [renamed.get(path) ?? path, module]));
 }
 
 /**

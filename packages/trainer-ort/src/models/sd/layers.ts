@@ -34,6 +34,8 @@ export interface SdLoraModule {
   readonly component: SdLoraComponent;
   /** Module path inside its model, e.g. `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`. */
   readonly path: string;
+  /** The path in kohya's model: this one, but SDXL's UNet modules by their LDM path (`input_blocks.4.1.…`). */
+  readonly kohyaPath: string;
   /** kohya's name (`kohyaModuleName`): `lora_unet_…`, `lora_te_…` (SDXL: `lora_te1_…`, `lora_te2_…`). */
   readonly kohyaName: string;
   readonly layer: LoraLayer;
@@ -84,7 +86,7 @@ export class LoraPlan {
     readonly targets: readonly string[],
     readonly options: LoraOptions,
     readonly conv?: ConvNetwork,
-    /** SDXL: a UNet path's LDM name, which kohya names its modules by (see `kohyaModuleName`). */
+    /** SDXL: a UNet path's LDM name, which kohya names its UNet modules by (see `kohyaModuleName`). */
     readonly ldmPath?: (diffusersPath: string) => string | undefined,
   ) {}
 
@@ -100,8 +102,9 @@ export class LoraPlan {
   }
 
   record(path: string, layer: LoraLayer): void {
+    const kohyaPath = (this.component === 'unet' && this.ldmPath?.(path)) || path;
     const kohyaName = kohyaModuleName(this.component, path, this.ldmPath);
-    this.modules.push({ component: this.component, path, kohyaName, layer });
+    this.modules.push({ component: this.component, path, kohyaPath, kohyaName, layer });
   }
 }
 

@@ -245,7 +245,14 @@ function textConditioning(
     targets: readonly string[],
     group: string,
   ) => {
-    const plan = new LoraPlan(component, targets, { ...loraOptions, group });
+    // SDXL's kohya names: lora_te1_ / lora_te2_ (the plan learns the family from the LDM naming).
+    const plan = new LoraPlan(
+      component,
+      targets,
+      { ...loraOptions, group },
+      undefined,
+      ldmPathOf(checkpoint),
+    );
     return { plan, ctx: { checkpoint, component, lora: plan, dtype, memory: options.memory } };
   };
   const first = encoder('text_encoder', teTargets, TEXT_ENCODER_PARAMETER_GROUP);
