@@ -24,6 +24,8 @@ export {
   diffusersUnetToLdm,
   ldmUnetLayout,
   SD_UNET_LAYOUT,
+  SDXL_UNET_LAYOUT,
+  sdxlUnetNaming,
   type UnetLayout,
   unetKeyToDiffusers,
 } from './sd-unet-keys.ts';
