@@ -44,7 +44,11 @@ describe('convertFile', () => {
 
   it("names an SDXL LoRA's UNet modules as each layout does: kohya's LDM paths, diffusers' own", async () => {
     const dir = tempDir();
-    const module = loraModule(f32([1, 4], (i) => i + 1), f32([4, 1], (i) => i % 2), 1);
+    const module = loraModule(
+      f32([1, 4], (i) => i + 1),
+      f32([4, 1], (i) => i % 2),
+      1,
+    );
     const kohya = new Map([
       ['lora_unet_input_blocks_4_1_transformer_blocks_1_attn2_to_k', module],
       ['lora_unet_output_blocks_5_2_conv', module],
