@@ -18,11 +18,14 @@ export {
   clipModuleToOpenClip,
   openClipKeyToClip,
   SD2_OPENCLIP_PREFIX,
+  SDXL_OPENCLIP_PREFIX,
 } from './sd-openclip-keys.ts';
 export {
   diffusersUnetToLdm,
   ldmUnetLayout,
   SD_UNET_LAYOUT,
+  SDXL_UNET_LAYOUT,
+  sdxlUnetNaming,
   type UnetLayout,
   unetKeyToDiffusers,
 } from './sd-unet-keys.ts';

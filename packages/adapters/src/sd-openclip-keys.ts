@@ -13,6 +13,9 @@ import { flattenPath } from './names.ts';
 /** Where SD 2.x single files keep OpenCLIP's text tower. */
 export const SD2_OPENCLIP_PREFIX = 'cond_stage_model.model.';
 
+/** Where SDXL single files keep OpenCLIP ViT-bigG, its second text encoder (sgm's conditioner embedder 1). */
+export const SDXL_OPENCLIP_PREFIX = 'conditioner.embedders.1.model.';
+
 /** A name on the other side: a whole tensor, or one third of its rows (q, k, v of a fused in_proj). */
 export interface ClipTarget {
   readonly key: string;

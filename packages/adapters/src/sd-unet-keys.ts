@@ -5,8 +5,14 @@
  * kohya's `convert_unet_state_dict_to_sd` and diffusers' `convert_ldm_unet_checkpoint`
  * (refs/formats.md §2), generalised to any `layers_per_block`, matching whole path segments.
  */
+import type { LoraAdapter } from './adapter.ts';
 import { flattenPath } from './names.ts';
-import { type ClipTarget, clipModuleToOpenClip, SD2_OPENCLIP_PREFIX } from './sd-openclip-keys.ts';
+import {
+  type ClipTarget,
+  clipModuleToOpenClip,
+  SD2_OPENCLIP_PREFIX,
+  SDXL_OPENCLIP_PREFIX,
+} from './sd-openclip-keys.ts';
 
 // Maps, not object literals: a key segment such as `constructor` must find nothing.
 /** diffusers resnet parameter names → original LDM names. */
@@ -28,6 +34,9 @@ const TOP_LEVEL: ReadonlyMap<string, string> = new Map(
     conv_out: 'out.2',
     'time_embedding.linear_1': 'time_embed.0',
     'time_embedding.linear_2': 'time_embed.2',
+    // SDXL's text_time condition (sgm `label_emb`, a Sequential inside a Sequential).
+    'add_embedding.linear_1': 'label_emb.0.0',
+    'add_embedding.linear_2': 'label_emb.0.2',
   }),
 );
 
@@ -156,8 +165,8 @@ export function candidateWeightKeys(path: string, layout?: UnetLayout): string[]
  * Finds the base weight a LoRA module modifies: a candidate key present in the checkpoint
  * (diffusers UNet paths mapped with the checkpoint's own LDM block layout), else one equal after
  * kohya-style flattening (which forgives a wrong guess at where dots were), else, for a text
- * encoder module of an SD 2.x single file, its OpenCLIP weight (q, k, v: a third of the fused
- * `in_proj_weight`).
+ * encoder module of an SD 2.x single file (or SDXL's second), its OpenCLIP weight (q, k, v: a
+ * third of the fused `in_proj_weight`).
  */
 export function createKeyResolver(baseKeys: Iterable<string>): (path: string) => ClipTarget | undefined {
   const keys = new Set(baseKeys);
@@ -170,11 +179,15 @@ export function createKeyResolver(baseKeys: Iterable<string>): (path: string) =>
       candidates.find((candidate) => keys.has(candidate)) ??
       candidates.map((candidate) => flat.get(flattenPath(candidate))).find(Boolean);
     if (key !== undefined) return { key };
-    const openClip = path.startsWith('text_encoder.')
-      ? clipModuleToOpenClip(path.slice('text_encoder.'.length))
+    // SD 2.x's text encoder, or SDXL's second, in OpenCLIP's naming.
+    const [component, prefix] = path.startsWith('text_encoder_2.')
+      ? ['text_encoder_2.', SDXL_OPENCLIP_PREFIX]
+      : ['text_encoder.', SD2_OPENCLIP_PREFIX];
+    const openClip = path.startsWith(component)
+      ? clipModuleToOpenClip(path.slice(component.length))
       : undefined;
-    return openClip && keys.has(SD2_OPENCLIP_PREFIX + openClip.key)
-      ? { ...openClip, key: SD2_OPENCLIP_PREFIX + openClip.key }
+    return openClip && keys.has(prefix + openClip.key)
+      ? { ...openClip, key: prefix + openClip.key }
       : undefined;
   };
 }
@@ -233,4 +246,26 @@ export function unetKeyToDiffusers(key: string, layersPerBlock: number): string 
     if (k === 1) return `up_blocks.${i}.attentions.${j}.${rest.join('.')}`;
   }
   return null;
+}
+
+/** SDXL base's block layout (sd_xl_base.yaml): up blocks 0 and 1 attend, so their upsamplers are module 2. */
+export const SDXL_UNET_LAYOUT: UnetLayout = { layersPerBlock: 2, attentionUpBlocks: [0, 1] };
+
+/**
+ * An SDXL LoRA's UNet module paths in the naming a file layout uses: kohya's SDXL UNet
+ * (sdxl_original_unet) keeps the LDM names (`unet.input_blocks.4.1.…`), diffusers uses its own
+ * (`unet.down_blocks.1.attentions.0.…`). Paths already in the asked naming, and other components'
+ * modules, stay as they are.
+ */
+export function sdxlUnetNaming(adapter: LoraAdapter, naming: 'ldm' | 'diffusers'): LoraAdapter {
+  const rename = (rest: string): string | undefined =>
+    naming === 'ldm'
+      ? diffusersUnetToLdm(rest, SDXL_UNET_LAYOUT)
+      : unetKeyToDiffusers(`${rest}.weight`, SDXL_UNET_LAYOUT.layersPerBlock)?.slice(0, -'.weight'.length);
+  return new Map(
+    [...adapter].map(([path, module]) => {
+      const renamed = path.startsWith('unet.') ? rename(path.slice('unet.'.length)) : undefined;
+      return [renamed === undefined ? path : `unet.${renamed}`, module];
+    }),
+  );
 }

@@ -15,6 +15,10 @@ export function registerCommands(cli: CAC): void {
       '--demo',
       'Also write a tiny random model (LLaMA; SD with --task sd), its data and a config that trains in a minute on a CPU',
     )
+    .option(
+      '--base <family>',
+      'With --task sd --demo: the tiny model architecture, sd1 (default), sd2 or sdxl',
+    )
     .option('--overwrite', 'Replace a config (or demo files) of the same name')
     .option('--json', JSON_HELP)
     .example('  $ lora init my-style            # configs/my_style_v1.yaml, data/style_train/, models/')
@@ -25,7 +29,10 @@ export function registerCommands(cli: CAC): void {
     )
     .action(async (folder: string | undefined, options: Options) => {
       const { init } = await import('./commands/init.ts');
-      return init(folder === undefined ? undefined : String(folder), stringOptions(options, ['task']));
+      return init(
+        folder === undefined ? undefined : String(folder),
+        stringOptions(options, ['task', 'base']),
+      );
     });
 
   cli

@@ -98,6 +98,8 @@ export interface SdConfig extends CommonConfig {
   train_text_encoder: boolean;
   /** Defaults to learning_rate when the text encoder is trained; unused (and warned about) otherwise. */
   text_encoder_lr?: number;
+  /** SDXL's second text encoder; defaults to text_encoder_lr. */
+  text_encoder_2_lr?: number;
   /** [width, height] in pixels. */
   resolution: [number, number];
   enable_bucket: boolean;
@@ -242,6 +244,9 @@ export function resolveConfig(
     target_modules: target_modules as SdConfig['target_modules'],
     train_text_encoder,
     text_encoder_lr: input.text_encoder_lr ?? (train_text_encoder ? common.learning_rate : undefined),
+    text_encoder_2_lr:
+      input.text_encoder_2_lr ??
+      (train_text_encoder ? (input.text_encoder_lr ?? common.learning_rate) : undefined),
     resolution: typeof resolution === 'number' ? [resolution, resolution] : resolution,
     enable_bucket: set.enable_bucket,
     min_bucket_reso: set.min_bucket_reso,

@@ -280,6 +280,13 @@ const fields = {
     task: 'sd',
     defaultText: 'learning_rate',
   }),
+  text_encoder_2_lr: key(z.number().gt(0).max(1), {
+    description:
+      "sd: learning rate of SDXL's second text encoder (OpenCLIP ViT-bigG) when the text encoders are trained.",
+    section: 'Learning rate',
+    task: 'sd',
+    defaultText: 'text_encoder_lr',
+  }),
   lr_scheduler: key(z.enum(LR_SCHEDULERS), {
     description: 'How the learning rate moves after warmup.',
     default: 'cosine',

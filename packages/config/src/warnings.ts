@@ -150,6 +150,12 @@ function ignoredKeys(config: LoraConfig, warn: Warn): void {
   if (config.task !== 'sd') return;
   if (config.text_encoder_lr !== undefined && !config.train_text_encoder)
     warn('ignored_key', 'text_encoder_lr', 'text_encoder_lr has no effect unless train_text_encoder is true');
+  if (config.text_encoder_2_lr !== undefined && !config.train_text_encoder)
+    warn(
+      'ignored_key',
+      'text_encoder_2_lr',
+      'text_encoder_2_lr has no effect unless train_text_encoder is true',
+    );
   if (config.keep_tokens > 0 && !config.shuffle_caption && config.caption_tag_dropout_rate === 0)
     warn(
       'ignored_key',

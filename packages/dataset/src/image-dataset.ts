@@ -53,6 +53,8 @@ export interface ImageBatch {
   readonly captions: string[];
   readonly paths: string[];
   readonly flipped: boolean[];
+  /** Each image's `[width, height]` as read, before resizing (SDXL conditions on it). */
+  readonly originalSizes: Size[];
 }
 
 export interface BucketInfo {
@@ -235,6 +237,7 @@ export class ImageDataset {
       captions,
       paths: batch.items.map((item) => this.images[item]!.path),
       flipped,
+      originalSizes: batch.items.map((item): Size => [this.images[item]!.width, this.images[item]!.height]),
     };
   }
 

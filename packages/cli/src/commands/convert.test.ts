@@ -42,6 +42,44 @@ describe('convertFile', () => {
     }
   });
 
+  it("names an SDXL LoRA's UNet modules as each layout does: kohya's LDM paths, diffusers' own", async () => {
+    const dir = tempDir();
+    const module = loraModule(
+      f32([1, 4], (i) => i + 1),
+      f32([4, 1], (i) => i % 2),
+      1,
+    );
+    const kohya = new Map([
+      ['lora_unet_input_blocks_4_1_transformer_blocks_1_attn2_to_k', module],
+      ['lora_unet_output_blocks_5_2_conv', module],
+      ['lora_te2_text_model_encoder_layers_0_self_attn_q_proj', module],
+    ]);
+    const tensors = new Map(
+      [...kohya].flatMap(([name, m]) => [
+        [`${name}.lora_down.weight`, m.tensors.down!],
+        [`${name}.lora_up.weight`, m.tensors.up!],
+        [`${name}.alpha`, f32([], () => 1)],
+      ]),
+    );
+    await writeSafetensors(join(dir, 'xl.safetensors'), tensors);
+    await convertFile(join(dir, 'xl.safetensors'), join(dir, 'xl-diffusers.safetensors'), {
+      to: 'diffusers',
+    });
+    const diffusers = [...(await readSafetensors(join(dir, 'xl-diffusers.safetensors'))).tensors.keys()];
+    expect(diffusers.filter((k) => k.endsWith('.lora.down.weight')).toSorted()).toEqual([
+      'text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora.down.weight',
+      'unet.down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k.lora.down.weight',
+      'unet.up_blocks.1.upsamplers.0.conv.lora.down.weight',
+    ]);
+    await convertFile(join(dir, 'xl-diffusers.safetensors'), join(dir, 'xl-back.safetensors'), {
+      to: 'kohya',
+    });
+    const back = [...(await readSafetensors(join(dir, 'xl-back.safetensors'))).tensors.keys()];
+    expect(back.filter((k) => k.endsWith('.alpha')).toSorted()).toEqual(
+      [...kohya.keys()].map((name) => `${name}.alpha`).toSorted(),
+    );
+  });
+
   it('refuses PEFT output for a Stable Diffusion LoRA, pointing to kohya and diffusers, writing nothing', async () => {
     const dir = tempDir();
     await writeKohyaLora(join(dir, 'a.safetensors'), 1);

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { kohyaHashes, type LoraLayout, toDiffusers, toKohya, toPeft } from '@lora/adapters';
+import { kohyaHashes, type LoraLayout, sdxlUnetNaming, toDiffusers, toKohya, toPeft } from '@lora/adapters';
 import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import { CliError } from '../cli-error.ts';
 import { refuseExisting } from '../files.ts';
@@ -84,7 +84,12 @@ export async function convertFile(
     await writeFile(configPath, `${JSON.stringify(peft.config, null, 2)}\n`);
     adapterConfig = configPath;
   } else {
-    tensors = to === 'kohya' ? toKohya(source.adapter) : toDiffusers(source.adapter);
+    // An SDXL LoRA (a second text encoder) names its UNet modules by LDM path in kohya's layout.
+    const sdxl = [...source.adapter.keys()].some((path) => path.startsWith('text_encoder_2.'));
+    const adapter = sdxl
+      ? sdxlUnetNaming(source.adapter, to === 'kohya' ? 'ldm' : 'diffusers')
+      : source.adapter;
+    tensors = to === 'kohya' ? toKohya(adapter) : toDiffusers(adapter);
     // sd-webui-additional-networks identifies a LoRA by these hashes of its tensors.
     if (to === 'kohya') Object.assign(metadata, kohyaHashes(tensors, metadata));
   }

@@ -52,17 +52,27 @@ device: cpu
 
 /** The SD demo's images: where `lora init --task sd` puts training images. */
 export const SD_DEMO_DATA_PATH = 'data/style_train';
-const SD_DEMO_MODEL = 'tiny-sd';
+/** The SD demo's architectures (`lora init --task sd --demo --base …`). */
+export const SD_BASES = ['sd1', 'sd2', 'sdxl'] as const;
+export type SdBase = (typeof SD_BASES)[number];
+
+const SD_DEMO_MODELS: Readonly<Record<SdBase, { model: string; name: string }>> = {
+  sd1: { model: 'tiny-sd', name: 'SD 1.x' },
+  sd2: { model: 'tiny-sd2', name: 'SD 2.x (OpenCLIP text encoder, linear projections)' },
+  sdxl: { model: 'tiny-sdxl', name: 'SDXL (two text encoders, size conditioning)' },
+};
 
 /**
  * The SD demo config: examples/sd-quickstart's settings for a project laid out by `lora init`, with
  * the learning rate at the top of the range `configWarnings` accepts (alpha 2× rank makes up the
  * rest), so the run is quiet.
  */
-export function sdDemoConfig(): string {
+export function sdDemoConfig(base: SdBase = 'sd1'): string {
+  const { model: SD_DEMO_MODEL, name } = SD_DEMO_MODELS[base];
+  const flag = base === 'sd1' ? '' : ` --base ${base}`;
   return `${SCHEMA_COMMENT}
-# The lora SD demo: a LoRA on a tiny SD 1.x-architecture model with RANDOM weights, written by
-# \`lora init --task sd --demo\` into models/${SD_DEMO_MODEL}, trained on 12 generated shape images
+# The lora SD demo: a LoRA on a tiny ${name}-architecture model with RANDOM weights, written by
+# \`lora init --task sd --demo${flag}\` into models/${SD_DEMO_MODEL}, trained on 12 generated shape images
 # captioned in ${SD_DEMO_DATA_PATH}/metadata.csv. It shows the whole pipeline (latent cache, caption
 # augmentation, min-SNR loss, the kohya .safetensors A1111 and ComfyUI load) in about a minute on a
 # CPU. The model knows nothing, so neither does the adapter.
@@ -105,8 +115,12 @@ mixed_precision: "no"
  * Every file of the demo by its path in the project: the config, the data and the model folder
  * (`@lora/trainer-ort` generates the last two; the same bytes every time).
  */
-export async function demoFiles(project: string, task: 'sd' | 'llm'): Promise<Map<string, Uint8Array>> {
-  if (task === 'sd') return sdDemoFiles(project);
+export async function demoFiles(
+  project: string,
+  task: 'sd' | 'llm',
+  base: SdBase = 'sd1',
+): Promise<Map<string, Uint8Array>> {
+  if (task === 'sd') return sdDemoFiles(project, base);
   const { DEMO_MODEL_NAME, demoModelFiles, demoRecordsJsonl } = await import('@lora/trainer-ort');
   const text = (value: string) => new TextEncoder().encode(value);
   const files = new Map<string, Uint8Array>([
@@ -117,14 +131,15 @@ export async function demoFiles(project: string, task: 'sd' | 'llm'): Promise<Ma
   return files;
 }
 
-async function sdDemoFiles(project: string): Promise<Map<string, Uint8Array>> {
+async function sdDemoFiles(project: string, base: SdBase): Promise<Map<string, Uint8Array>> {
   const { writeShapeImages, writeTinySdModel } = await import('@lora/trainer-ort');
+  const { model } = SD_DEMO_MODELS[base];
   // The generators write folders; their bytes are read back so init can compare before it writes.
   const scratch = await mkdtemp(join(tmpdir(), 'lora-sd-demo-'));
   try {
-    await writeTinySdModel(join(scratch, 'models', SD_DEMO_MODEL), SD_DEMO_MODEL);
+    await writeTinySdModel(join(scratch, 'models', model), model, 0, base);
     await writeShapeImages(join(scratch, SD_DEMO_DATA_PATH), { count: 12 });
-    const files = new Map([[demoConfigPath(project), new TextEncoder().encode(sdDemoConfig())]]);
+    const files = new Map([[demoConfigPath(project), new TextEncoder().encode(sdDemoConfig(base))]]);
     for (const entry of await readdir(scratch, { recursive: true, withFileTypes: true })) {
       if (!entry.isFile()) continue;
       const path = join(entry.parentPath, entry.name);

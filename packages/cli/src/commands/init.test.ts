@@ -4,6 +4,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configWarnings, loadConfig, parseConfig } from '@lora/config';
 import { checkDataset } from '@lora/dataset';
+import { readSafetensors } from '@lora/safetensors';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -195,6 +196,49 @@ describe('initProject --demo', () => {
     ]);
     expect(code).toBe(0);
     expect(existsSync(join(output, 'tiny_shapes.safetensors'))).toBe(true);
+  });
+
+  it.each([
+    ['sd2', 'tiny-sd2'],
+    ['sdxl', 'tiny-sdxl'],
+  ])(
+    '--task sd --demo --base %s writes the tiny %s model and a config that trains on it',
+    async (base, model) => {
+      const root = join(tempDir(), 'shapes');
+      const report = await initProject(root, { demo: true, task: 'sd', base });
+      expect(report.created).toEqual(
+        expect.arrayContaining([
+          `models/${model}/${model}.safetensors`,
+          `models/${model}/tokenizer/tokenizer.json`,
+        ]),
+      );
+      expect(readFileSync(report.config, 'utf8')).toContain(`--base ${base}`);
+      const output = join(root, 'output', 'two_steps');
+      const code = await main([
+        'train',
+        '--config',
+        report.config,
+        '--set',
+        `output_dir=${output}`,
+        '--set',
+        'max_steps=2',
+      ]);
+      expect(code).toBe(0);
+      const { metadata } = await readSafetensors(join(output, 'tiny_shapes.safetensors'));
+      expect(metadata['ss_base_model_version']).toBe(base === 'sdxl' ? 'sdxl_base_v1-0' : 'sd_v2');
+    },
+    180_000,
+  );
+
+  it('refuses --base without an SD demo, and an unknown base', async () => {
+    await expect(initProject(tempDir(), { task: 'sd', base: 'sdxl' })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringContaining('--task sd --demo'),
+    });
+    await expect(initProject(tempDir(), { task: 'sd', demo: true, base: 'sd3' })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringContaining('--base must be sd1, sd2, sdxl'),
+    });
   });
 
   it('is what examples/quickstart holds in git, so `lora init examples/quickstart --demo` only adds the model', async () => {

@@ -5,7 +5,7 @@ import { configTemplate, SCHEMA_FILE, toJSONSchema } from '@lora/config';
 import { CliError } from '../cli-error.ts';
 import { refuseExisting } from '../files.ts';
 import { print, printJson } from '../format.ts';
-import { demoConfigPath, demoFiles } from './demo-project.ts';
+import { demoConfigPath, demoFiles, SD_BASES } from './demo-project.ts';
 
 export const TASKS = ['sd', 'llm'] as const;
 export type Task = (typeof TASKS)[number];
@@ -14,6 +14,8 @@ export interface InitOptions {
   task?: string;
   /** Also write the demo: a tiny random model (LLaMA; SD with task sd), its data and a config that trains on them. */
   demo?: boolean;
+  /** With task sd and demo: the tiny model's family, sd1 (default), sd2 or sdxl. */
+  base?: string;
   overwrite?: boolean;
   json?: boolean;
 }
@@ -72,6 +74,15 @@ export async function initProject(folder: string, options: InitOptions): Promise
       `--task must be sd or llm (got "${options.task}"): sd for images, llm for text.`,
     );
   }
+  const base = SD_BASES.find((name) => name === (options.base ?? 'sd1'));
+  if (base === undefined || (options.base !== undefined && !(options.demo && task === 'sd'))) {
+    throw new CliError(
+      'E_USAGE',
+      options.base !== undefined && base !== undefined
+        ? '--base picks the SD demo model: use it with --task sd --demo'
+        : `--base must be ${SD_BASES.join(', ')} (got "${options.base}"): the architecture of the SD demo's tiny model.`,
+    );
+  }
   const root = resolve(folder);
   const project = projectName(root);
   const configPath = join(
@@ -79,7 +90,7 @@ export async function initProject(folder: string, options: InitOptions): Promise
     options.demo ? demoConfigPath(project) : join('configs', `${configName(project, task)}_v1.yaml`),
   );
   const files = options.demo
-    ? await demoFiles(project, task)
+    ? await demoFiles(project, task, base)
     : new Map([
         [
           relative(root, configPath),

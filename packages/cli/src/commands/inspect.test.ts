@@ -98,6 +98,10 @@ describe('describeCheckpoint', () => {
       ['model.diffusion_model.input_blocks.0.0.weight'],
       'Stable Diffusion single-file checkpoint (original LDM keys)',
     ],
+    [
+      ['model.diffusion_model.label_emb.0.0.weight', 'conditioner.embedders.1.model.text_projection'],
+      'Stable Diffusion XL single-file checkpoint (sgm keys)',
+    ],
     [['conv_in.weight', 'down_blocks.0.resnets.0.conv1.weight'], 'diffusers UNet'],
     [['text_model.encoder.layers.0.mlp.fc1.weight'], 'CLIP text encoder'],
     [['model.embed_tokens.weight', 'model.layers.0.mlp.up_proj.weight'], 'transformers decoder LLM'],

@@ -84,6 +84,8 @@ const TIMESTAMP_KEYS = new Set(['ss_training_started_at', 'ss_training_finished_
 /** What kind of full checkpoint the tensor names belong to. */
 export function describeCheckpoint(names: readonly string[]): string | undefined {
   const has = (prefix: string) => names.some((name) => name.startsWith(prefix));
+  if (has('model.diffusion_model.') && has('conditioner.embedders.1.model.'))
+    return 'Stable Diffusion XL single-file checkpoint (sgm keys)';
   if (has('model.diffusion_model.')) return 'Stable Diffusion single-file checkpoint (original LDM keys)';
   if (has('down_blocks.') && has('conv_in.')) return 'diffusers UNet';
   if (has('text_model.encoder.')) return 'CLIP text encoder';

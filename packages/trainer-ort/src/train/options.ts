@@ -111,6 +111,8 @@ export interface TrainingLoopOptions<Batch> extends TrainingLoopSettings {
 
 /** Parameter group of the SD text encoder's LoRA, which has its own `text_encoder_lr`. */
 export const TEXT_ENCODER_GROUP = 'text_encoder';
+/** SDXL's second text encoder's group, with `text_encoder_2_lr`. */
+export const TEXT_ENCODER_2_GROUP = 'text_encoder_2';
 
 /**
  * Each worker process loads its own copy of the frozen model and its own runtime; more than this
@@ -121,12 +123,20 @@ export const MAX_WORKERS = 64;
 /** Maps a resolved training config onto the loop's settings. */
 export function loopSettingsFromConfig(config: LoraConfig): TrainingLoopSettings {
   const textEncoderLr = config.task === 'sd' ? config.text_encoder_lr : undefined;
+  const secondLr = config.task === 'sd' ? config.text_encoder_2_lr : undefined;
   return {
     seed: config.seed,
     ...(config.max_steps === undefined ? { epochs: config.epochs ?? 1 } : { maxSteps: config.max_steps }),
     gradientAccumulationSteps: config.gradient_accumulation_steps,
     learningRate: config.learning_rate,
-    ...(textEncoderLr === undefined ? {} : { groupLearningRates: { [TEXT_ENCODER_GROUP]: textEncoderLr } }),
+    ...(textEncoderLr === undefined
+      ? {}
+      : {
+          groupLearningRates: {
+            [TEXT_ENCODER_GROUP]: textEncoderLr,
+            ...(secondLr === undefined ? {} : { [TEXT_ENCODER_2_GROUP]: secondLr }),
+          },
+        }),
     schedule: {
       scheduler: config.lr_scheduler,
       cycles: config.lr_cycles,

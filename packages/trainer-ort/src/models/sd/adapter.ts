@@ -27,6 +27,7 @@ import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import type { LoraParameter } from '../../lora.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdFamily } from './config.ts';
+import type { SdLoraModule } from './layers.ts';
 
 export type SdAdapterLayout = 'kohya' | 'diffusers';
 
@@ -73,6 +74,19 @@ export function magnitudesAsStored(
       return [path, { ...module, tensors: { ...module.tensors, magnitude: { ...magnitude, shape } } }];
     }),
   );
+}
+
+/**
+ * The adapter keyed by the module paths of kohya's own model, which its file names flatten:
+ * SDXL's UNet modules by their LDM paths (`unet.input_blocks.4.1.…`, kohya's sdxl_original_unet),
+ * everything else as it is.
+ */
+export function kohyaPaths(
+  adapter: LoraAdapter,
+  modules: readonly Pick<SdLoraModule, 'component' | 'path' | 'kohyaPath'>[],
+): LoraAdapter {
+  const renamed = new Map(modules.map((m) => [`${m.component}.${m.path}`, `${m.component}.${m.kohyaPath}`]));
+  return new Map([...adapter].map(([path, module]) => [renamed.get(path) ?? path, module]));
 }
 
 /**
@@ -136,6 +150,14 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
   const optional = (value: number | undefined) =>
     value === undefined || value === 0 ? null : pythonFloat(value);
   const textEncoderLr = config.train_text_encoder ? (config.text_encoder_lr ?? config.learning_rate) : null;
+  const secondLr = config.text_encoder_2_lr ?? textEncoderLr;
+  // SDXL with two different rates: kohya's --text_encoder_lr takes one per encoder, a list.
+  const textEncoderLrs =
+    textEncoderLr === null
+      ? null
+      : facts.family === 'sdxl' && secondLr !== null && secondLr !== textEncoderLr
+        ? `[${pythonFloat(textEncoderLr)}, ${pythonFloat(secondLr)}]`
+        : pythonFloat(textEncoderLr);
   const [beta1, beta2] = config.betas;
   const network = VARIANTS[config.network].kohyaNetwork({
     rank: config.lora_rank,
@@ -161,15 +183,19 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
       config.use_rslora ? config.lora_alpha * Math.sqrt(config.lora_rank) : config.lora_alpha,
     ),
     ss_network_dropout: optional(config.lora_dropout),
-    // model_util.get_model_version_str_for_sd1_sd2: sd_v1 / sd_v2, `_v` for v-parameterization.
-    ss_base_model_version: `sd_v${facts.family === 'sd2' ? 2 : 1}${facts.prediction === 'v_prediction' ? '_v' : ''}`,
+    // model_util.get_model_version_str_for_sd1_sd2: sd_v1 / sd_v2, `_v` for v-parameterization;
+    // sdxl_model_util.MODEL_VERSION_SDXL_BASE_V1_0 for SDXL.
+    ss_base_model_version:
+      facts.family === 'sdxl'
+        ? 'sdxl_base_v1-0'
+        : `sd_v${facts.family === 'sd2' ? 2 : 1}${facts.prediction === 'v_prediction' ? '_v' : ''}`,
     ss_v2: facts.family === 'sd2',
     ss_sd_model_name: basename(config.base_model),
     ss_training_started_at: facts.startedAt,
     ss_training_finished_at: facts.finishedAt,
     ss_learning_rate: pythonFloat(config.learning_rate),
     ss_unet_lr: pythonFloat(config.learning_rate),
-    ss_text_encoder_lr: textEncoderLr === null ? null : pythonFloat(textEncoderLr),
+    ss_text_encoder_lr: textEncoderLrs,
     ss_num_train_images: facts.numTrainImages,
     ss_num_reg_images: 0,
     ss_num_batches_per_epoch: facts.batchesPerEpoch,
@@ -188,7 +214,8 @@ export function sdTrainingMetadata(config: SdConfig, facts: SdRunFacts): Record<
     ss_mixed_precision: facts.mixedPrecision,
     ss_full_fp16: false,
     ss_seed: config.seed,
-    ss_clip_skip: config.clip_skip,
+    // SDXL has no clip_skip (kohya warns it "will be unexpected" and writes its unset None).
+    ss_clip_skip: facts.family === 'sdxl' ? null : config.clip_skip,
     ss_max_token_length: null,
     ss_cache_latents: config.cache_latents,
     ss_noise_offset: optional(config.noise_offset),

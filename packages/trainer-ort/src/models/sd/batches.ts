@@ -29,6 +29,33 @@ export interface SdBatch {
   readonly inputIds: BigInt64Array;
   /** The augmented captions, markup stripped: what was tokenized. */
   readonly captions: readonly string[];
+  /** SDXL: `[size, tokens]` ids for the second text encoder (padded with `!`). */
+  readonly inputIds2?: BigInt64Array;
+  /** SDXL: `[size, 6]` original height, width, crop top, left, target height, width (`sdxlTimeIds`). */
+  readonly timeIds?: BigInt64Array;
+}
+
+/**
+ * SDXL's size and crop condition of one image, as kohya's dataset computes it
+ * (`BucketManager.get_crop_ltrb`, "according to Stability AI's preprocessing"): the original
+ * `[height, width]`; the top-left offset of the image fitted inside the bucket by its aspect ratio
+ * (mirrored for a flipped sample: left = bucket width − right); the bucket's `[height, width]` as
+ * the target. Python's float `//` and `int()` kept.
+ */
+export function sdxlTimeIds(
+  [width, height]: readonly [number, number],
+  [bucketWidth, bucketHeight]: readonly [number, number],
+  flipped: boolean,
+): [number, number, number, number, number, number] {
+  const imageAspect = width / height;
+  const [fitWidth, fitHeight] =
+    bucketWidth / bucketHeight > imageAspect
+      ? [bucketHeight * imageAspect, bucketHeight]
+      : [bucketWidth, bucketWidth / imageAspect];
+  const left = Math.floor((bucketWidth - fitWidth) / 2);
+  const top = Math.floor((bucketHeight - fitHeight) / 2);
+  const cropLeft = flipped ? bucketWidth - (left + fitWidth) : left;
+  return [height, width, Math.trunc(top), Math.trunc(cropLeft), bucketHeight, bucketWidth];
 }
 
 export class SdBatchSource implements BatchSource<SdBatch> {
@@ -40,6 +67,7 @@ export class SdBatchSource implements BatchSource<SdBatch> {
     readonly tokenizer: ClipTokenizer,
     readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
     private readonly noise: NoiseOptions,
+    readonly tokenizer2?: ClipTokenizer,
   ) {
     this.microBatchesPerEpoch = dataset.stepsPerEpoch;
   }
@@ -68,6 +96,7 @@ export class SdValidationBatches implements BatchSource<SdBatch> {
     readonly tokenizer: ClipTokenizer,
     readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
     private readonly seed: number,
+    readonly tokenizer2?: ClipTokenizer,
   ) {
     this.microBatchesPerEpoch = dataset.stepsPerEpoch * VALIDATION_TIMESTEPS.length;
   }
@@ -89,12 +118,14 @@ interface BatchInputs {
   readonly latents: LatentSource;
   readonly tokenizer: ClipTokenizer;
   readonly latentShape: (bucket: readonly [number, number]) => [number, number, number];
+  /** SDXL's second tokenizer: with it, batches carry its ids and the size condition. */
+  readonly tokenizer2?: ClipTokenizer;
 }
 
 /** A dataset batch's latents and token ids, with the timesteps and noise `draw` gives for its shape. */
 async function sdBatch(
   images: ImageBatch,
-  { latents, tokenizer, latentShape }: BatchInputs,
+  { latents, tokenizer, latentShape, tokenizer2 }: BatchInputs,
   draw: (shape: [number, number, number, number]) => NoiseDraw,
 ): Promise<SdBatch> {
   const size = images.paths.length;
@@ -108,5 +139,14 @@ async function sdBatch(
     timesteps,
     inputIds: tokenizer.encode(images.captions),
     captions: images.captions,
+    ...(tokenizer2
+      ? {
+          inputIds2: tokenizer2.encode(images.captions),
+          timeIds: BigInt64Array.from(
+            images.originalSizes.flatMap((size, i) => sdxlTimeIds(size, images.bucket, images.flipped[i]!)),
+            BigInt,
+          ),
+        }
+      : {}),
   };
 }

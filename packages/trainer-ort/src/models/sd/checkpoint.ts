@@ -9,7 +9,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unetKeyToDiffusers } from '@lora/adapters';
 import type { DType, Graph, Tensor } from '@lora/engine';
-import { reshape } from '@lora/engine';
+import { reshape, transpose } from '@lora/engine';
 import type { SafetensorsFile, SafetensorsHeader, TensorInfo } from '@lora/safetensors';
 import { openWeightsFile, safetensorsWeight } from '../../weights.ts';
 import { ModelError } from '../model-error.ts';
@@ -24,13 +24,13 @@ import {
 } from './config.ts';
 import {
   type ClipTarget,
+  isOpenClip,
   isVaeDecoderKey,
-  LDM_PREFIXES,
   normalizeClipKey,
   normalizeDiffusersVaeKey,
-  OPENCLIP_PREFIX,
   openClipKeyToClip,
   type SdComponent,
+  SINGLE_FILE_PREFIXES,
   vaeKeyToDiffusers,
 } from './keys.ts';
 import { sdFamilyOfKeys, singleFileSdConfig } from './single-file-config.ts';
@@ -38,7 +38,10 @@ import { sdFamilyOfKeys, singleFileSdConfig } from './single-file-config.ts';
 /** A safetensors file as the graph needs it: path, tensor table, data offset (`openSafetensors` gives one). */
 export type WeightFile = Pick<SafetensorsHeader, 'tensors' | 'dataStart'> & { readonly path: string };
 
-const COMPONENTS: readonly SdComponent[] = ['unet', 'text_encoder', 'vae'];
+const COMPONENTS: readonly SdComponent[] = ['unet', 'text_encoder', 'text_encoder_2', 'vae'];
+
+/** OpenCLIP's pooled-output projection, which SDXL's second text encoder runs. */
+const OPENCLIP_PROJECTION = 'text_projection';
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
 interface Entry {
@@ -47,6 +50,8 @@ interface Entry {
   readonly stored: string;
   /** Where the weight lies: the stored tensor, or a block of its rows (q, k or v of a fused in_proj). */
   readonly info: TensorInfo;
+  /** Stored as the transpose of the weight (OpenCLIP's `text_projection`). */
+  readonly transposed?: boolean;
 }
 
 /** Rows `part` of 3 of a tensor stored with q, k and v stacked: a contiguous byte range of its own. */
@@ -88,9 +93,10 @@ export class SdCheckpoint {
 
   /**
    * An original LDM single-file checkpoint (`model.diffusion_model.…`, `first_stage_model.…`, and
-   * `cond_stage_model.transformer.…` for SD 1.x or OpenCLIP's `cond_stage_model.model.…` for
-   * SD 2.x, which names the family). Sizes come from the tensor shapes unless `config` gives
-   * them. EMA copies, schedule buffers and what SD never runs of OpenCLIP are ignored.
+   * `cond_stage_model.transformer.…` for SD 1.x, OpenCLIP's `cond_stage_model.model.…` for SD 2.x,
+   * or sgm's `conditioner.embedders.0.transformer.…` + `conditioner.embedders.1.model.…` for SDXL,
+   * which name the family). Sizes come from the tensor shapes unless `config` gives them. EMA
+   * copies, schedule buffers and what SD never runs of OpenCLIP are ignored.
    */
   static fromSingleFile(file: WeightFile, config?: SdModelConfig): SdCheckpoint {
     const read = config === undefined ? singleFileSdConfig(file.tensors, file.path) : undefined;
@@ -100,49 +106,57 @@ export class SdCheckpoint {
       throw new ModelError(
         'E_MODEL_CONFIG',
         `${file.path} holds a ${SD_FAMILY_NAMES[family]} text encoder, but the model sizes given are ` +
-          `${SD_FAMILY_NAMES[sdFamilyOf(sizes)]}'s (text_encoder/config.json hidden_act); give the sizes of this checkpoint, or none`,
+          `${SD_FAMILY_NAMES[sdFamilyOf(sizes)]}'s (text_encoder/config.json hidden_act, text_encoder_2/); give the sizes of this checkpoint, or none`,
       );
     }
-    const textPrefix = family === 'sd2' ? OPENCLIP_PREFIX : LDM_PREFIXES.text_encoder;
-    const checkpoint = new SdCheckpoint(sizes, file.path, family, `text-encoder keys ${textPrefix}…`);
+    const prefixes = SINGLE_FILE_PREFIXES[family];
+    const evidence = family === 'sdxl' ? prefixes.text_encoder_2 : prefixes.text_encoder;
+    const checkpoint = new SdCheckpoint(sizes, file.path, family, `text-encoder keys ${evidence}…`);
+    const components = COMPONENTS.filter((c) => prefixes[c] !== undefined);
     for (const [stored, info] of file.tensors) {
-      const component = COMPONENTS.find((c) =>
-        stored.startsWith(c === 'text_encoder' ? textPrefix : LDM_PREFIXES[c]),
-      );
+      const component = components.find((c) => stored.startsWith(prefixes[c]!));
       if (!component) continue;
-      const key = stored.slice(
-        component === 'text_encoder' ? textPrefix.length : LDM_PREFIXES[component].length,
-      );
+      const key = stored.slice(prefixes[component]!.length);
+      if (component === 'text_encoder_2' && key === OPENCLIP_PROJECTION) {
+        // OpenCLIP multiplies by text_projection [width, dim]; the Linear it becomes holds its transpose.
+        checkpoint.add(component, 'text_projection.weight', { file, stored, info, transposed: true });
+        continue;
+      }
+      const encoder = component === 'text_encoder' ? sizes.textEncoder : sizes.textEncoder2;
       const mapped =
         component === 'unet'
           ? unetKeyToDiffusers(key, sizes.unet.layersPerBlock)
           : component === 'vae'
             ? vaeKeyToDiffusers(key, sizes.vae.blockOutChannels.length)
-            : family === 'sd2'
-              ? openClipKeyToClip(key, sizes.textEncoder.numLayers)
+            : isOpenClip(family, component)
+              ? openClipKeyToClip(key, encoder!.numLayers)
               : normalizeClipKey(key);
       checkpoint.addAll(component, mapped, file, stored, info);
     }
     return checkpoint;
   }
 
-  /** The weight files of a diffusers folder (`unet/`, `text_encoder/`, `vae/`). */
+  /** The weight files of a diffusers folder (`unet/`, `text_encoder/`, SDXL's `text_encoder_2/`, `vae/`). */
   static fromDiffusers(
-    files: Readonly<Record<SdComponent, WeightFile>>,
+    files: Readonly<Partial<Record<SdComponent, WeightFile>>>,
     config: SdModelConfig,
   ): SdCheckpoint {
     const family = sdFamilyOf(config);
-    const act = family === 'sd2' ? 'gelu' : 'quick_gelu';
-    const checkpoint = new SdCheckpoint(config, files.unet.path, family, `text_encoder hidden_act ${act}`);
+    const evidence =
+      family === 'sdxl'
+        ? 'a text_encoder_2/ folder'
+        : `text_encoder hidden_act ${family === 'sd2' ? 'gelu' : 'quick_gelu'}`;
+    const checkpoint = new SdCheckpoint(config, files.unet!.path, family, evidence);
     for (const component of COMPONENTS) {
       const file = files[component];
+      if (!file) continue;
       for (const [stored, info] of file.tensors) {
         const mapped =
           component === 'vae'
             ? normalizeDiffusersVaeKey(stored)
-            : component === 'text_encoder'
-              ? normalizeClipKey(stored)
-              : stored;
+            : component === 'unet' || stored === 'text_projection.weight'
+              ? stored
+              : normalizeClipKey(stored);
         checkpoint.add(component, mapped, { file, stored, info });
       }
     }
@@ -202,11 +216,12 @@ export class SdCheckpoint {
       throw new ModelError(
         'E_MODEL_TENSOR',
         `${this.source}: the ${component} needs '${key}' (diffusers name), which is not in the checkpoint; ` +
-          'is it a Stable Diffusion 1.x or 2.x checkpoint, and does the model config match it?',
+          'is it a Stable Diffusion 1.x, 2.x or XL checkpoint, and does the model config match it?',
       );
     }
-    const { file, stored, info } = entry;
-    if (core(info.shape) !== core(shape)) {
+    const { file, stored, info, transposed } = entry;
+    const storedAs = transposed ? [...shape].reverse() : shape;
+    if (core(info.shape) !== core(storedAs)) {
       throw new ModelError(
         'E_MODEL_TENSOR',
         `${file.path}: '${stored}' is [${info.shape.join(', ')}], but the ${component} config needs ` +
@@ -222,7 +237,8 @@ export class SdCheckpoint {
     // A view of the file in which `stored` is the entry's own range (a third of a fused tensor, or all of it).
     const view = { path: file.path, dataStart: file.dataStart, tensors: new Map([[stored, info]]) };
     let tensor = safetensorsWeight(graph, view, stored, name, held);
-    if (info.shape.join(',') !== shape.join(',')) tensor = reshape(tensor, shape);
+    if (transposed) tensor = transpose(tensor, [1, 0]);
+    else if (info.shape.join(',') !== shape.join(',')) tensor = reshape(tensor, shape);
     this.used.add(entry);
     cache.set(cacheKey, tensor);
     return tensor;
@@ -269,6 +285,7 @@ export class SdCheckpoint {
 const DIFFUSERS_FILES: Readonly<Record<SdComponent, readonly string[]>> = {
   unet: ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'],
   text_encoder: ['model.safetensors', 'model.fp16.safetensors'],
+  text_encoder_2: ['model.safetensors', 'model.fp16.safetensors'],
   vae: ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'],
 };
 
@@ -293,23 +310,23 @@ export async function openSdCheckpoint(path: string, config?: SdModelConfig): Pr
     await Promise.all(opened.map((f) => f.close()));
   };
   try {
-    const files = {} as Record<SdComponent, WeightFile>;
+    // A text_encoder_2/ folder (SDXL's OpenCLIP ViT-bigG) is the one optional model.
+    const sdxl = await isFolder(join(path, 'text_encoder_2'));
+    const files: Partial<Record<SdComponent, WeightFile>> = {};
     for (const component of COMPONENTS) {
+      if (component === 'text_encoder_2' && !sdxl) continue;
       const name = await firstExisting(join(path, component), DIFFUSERS_FILES[component]);
       const file = await openWeightsFile(join(path, component, name));
       opened.push(file);
       files[component] = file;
     }
+    const json = async (folder: string) =>
+      [await readJson(join(path, folder, 'config.json')), join(path, folder, 'config.json')] as const;
     const resolved = config ?? {
-      unet: parseUnetConfig(
-        await readJson(join(path, 'unet', 'config.json')),
-        join(path, 'unet', 'config.json'),
-      ),
-      textEncoder: parseClipTextConfig(
-        await readJson(join(path, 'text_encoder', 'config.json')),
-        join(path, 'text_encoder', 'config.json'),
-      ),
-      vae: parseVaeConfig(await readJson(join(path, 'vae', 'config.json')), join(path, 'vae', 'config.json')),
+      unet: parseUnetConfig(...(await json('unet'))),
+      textEncoder: parseClipTextConfig(...(await json('text_encoder'))),
+      ...(sdxl ? { textEncoder2: parseClipTextConfig(...(await json('text_encoder_2'))) } : {}),
+      vae: parseVaeConfig(...(await json('vae'))),
     };
     return { checkpoint: SdCheckpoint.fromDiffusers(files, resolved), close };
   } catch (error) {
@@ -317,6 +334,12 @@ export async function openSdCheckpoint(path: string, config?: SdModelConfig): Pr
     throw error;
   }
 }
+
+const isFolder = (path: string): Promise<boolean> =>
+  stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 
 async function firstExisting(folder: string, names: readonly string[]): Promise<string> {
   for (const name of names) {
@@ -330,7 +353,7 @@ async function firstExisting(folder: string, names: readonly string[]): Promise<
   }
   throw new ModelError(
     'E_MODEL_ARCHITECTURE',
-    `${folder} has none of ${names.join(', ')}; a diffusers Stable Diffusion folder needs unet/, text_encoder/ and vae/ weights in safetensors`,
+    `${folder} has none of ${names.join(', ')}; a diffusers Stable Diffusion folder needs unet/, text_encoder/ (SDXL: and text_encoder_2/) and vae/ weights in safetensors`,
   );
 }
 

@@ -26,6 +26,14 @@ export interface UnetConfig {
    * proj_in / proj_out are Linear layers on the flattened tokens instead of 1×1 convolutions.
    */
   readonly linearProjection?: boolean;
+  /** BasicTransformerBlocks per Transformer2D of each level (diffusers `transformer_layers_per_block`; SDXL 1, 2, 10); default 1. The mid block takes the last. */
+  readonly transformerDepth?: readonly number[];
+  /**
+   * SDXL's `text_time` condition (sgm `label_emb`, diffusers `add_embedding`): the pooled text
+   * embedding and six size / crop values, each through a `timeEmbedDim` sinusoidal embedding, go
+   * through Linear(inputDim → 4·channels), SiLU, Linear, added to the timestep embedding.
+   */
+  readonly textTime?: { readonly timeEmbedDim: number; readonly inputDim: number };
 }
 
 /** The MLP activation of a CLIP text encoder: OpenAI's CLIP (SD 1.x) uses QuickGELU, OpenCLIP (SD 2.x) exact GELU. */
@@ -41,6 +49,8 @@ export interface ClipTextConfig {
   readonly layerNormEpsilon: number;
   /** Default `quick_gelu`. */
   readonly hiddenAct?: ClipActivation;
+  /** CLIPTextModelWithProjection's `projection_dim` (SDXL's second text encoder: the pooled output's width). */
+  readonly projectionDim?: number;
 }
 
 export interface VaeEncoderConfig {
@@ -56,6 +66,8 @@ export interface VaeEncoderConfig {
 export interface SdModelConfig {
   readonly unet: UnetConfig;
   readonly textEncoder: ClipTextConfig;
+  /** SDXL's OpenCLIP ViT-bigG (CLIPTextModelWithProjection); absent for SD 1.x / 2.x. */
+  readonly textEncoder2?: ClipTextConfig;
   readonly vae: VaeEncoderConfig;
 }
 
@@ -118,17 +130,62 @@ export const SD21_TEXT_ENCODER: ClipTextConfig = {
 
 export const SD21: SdModelConfig = { unet: SD21_UNET, textEncoder: SD21_TEXT_ENCODER, vae: SD15_VAE };
 
-/** Stable Diffusion 1.x (OpenAI CLIP ViT-L/14) or 2.x (OpenCLIP ViT-H/14, linear projections, v-prediction at 768). */
-export type SdFamily = 'sd1' | 'sd2';
+/**
+ * SDXL base 1.0 (sgm's sd_xl_base.yaml): three levels, attention from the second, 2 and 10
+ * transformer blocks, heads of 64 channels, linear projections, a 2048-wide context (768 from
+ * CLIP ViT-L + 1280 from OpenCLIP ViT-bigG) and the 2816-wide `text_time` vector (1280 pooled +
+ * 6 × 256).
+ */
+export const SDXL_UNET: UnetConfig = {
+  ...SD15_UNET,
+  blockOutChannels: [320, 640, 1280],
+  crossAttention: [false, true, true],
+  attentionHeads: [5, 10, 20],
+  crossAttentionDim: 2048,
+  linearProjection: true,
+  transformerDepth: [1, 2, 10],
+  textTime: { timeEmbedDim: 256, inputDim: 2816 },
+};
+
+/** OpenCLIP ViT-bigG/14's text tower, all 32 layers (the last feeds the pooled output). */
+export const SDXL_TEXT_ENCODER_2: ClipTextConfig = {
+  vocabSize: 49408,
+  hiddenSize: 1280,
+  intermediateSize: 5120,
+  numLayers: 32,
+  numHeads: 20,
+  maxPositions: 77,
+  layerNormEpsilon: 1e-5,
+  hiddenAct: 'gelu',
+  projectionDim: 1280,
+};
+
+/** SDXL's VAE has SD's architecture but its own weights and scale (sd_xl_base.yaml `scale_factor`). */
+export const SDXL_VAE: VaeEncoderConfig = { ...SD15_VAE, scalingFactor: 0.13025 };
+
+export const SDXL: SdModelConfig = {
+  unet: SDXL_UNET,
+  textEncoder: SD15_TEXT_ENCODER,
+  textEncoder2: SDXL_TEXT_ENCODER_2,
+  vae: SDXL_VAE,
+};
+
+/**
+ * Stable Diffusion 1.x (OpenAI CLIP ViT-L/14), 2.x (OpenCLIP ViT-H/14, linear projections,
+ * v-prediction at 768) or XL (both CLIP ViT-L and OpenCLIP ViT-bigG, size conditioning): one
+ * family with three variants.
+ */
+export type SdFamily = 'sd1' | 'sd2' | 'sdxl';
 
 export const SD_FAMILY_NAMES: Readonly<Record<SdFamily, string>> = {
   sd1: 'Stable Diffusion 1.x',
   sd2: 'Stable Diffusion 2.x',
+  sdxl: 'Stable Diffusion XL',
 };
 
-/** The family of a model's sizes: an OpenCLIP text encoder (exact GELU) is SD 2.x's. */
+/** The family of a model's sizes: a second text encoder is SDXL's; an OpenCLIP one (exact GELU) alone SD 2.x's. */
 export const sdFamilyOf = (config: SdModelConfig): SdFamily =>
-  config.textEncoder.hiddenAct === 'gelu' ? 'sd2' : 'sd1';
+  config.textEncoder2 ? 'sdxl' : config.textEncoder.hiddenAct === 'gelu' ? 'sd2' : 'sd1';
 
 type Json = Readonly<Record<string, unknown>>;
 
@@ -217,10 +274,43 @@ export function parseUnetConfig(json: unknown, file = 'unet/config.json'): UnetC
     normGroups: r.count('norm_num_groups', 32),
     normEpsilon: r.real('norm_eps', 1e-5),
     ...(r.flag('use_linear_projection') ? { linearProjection: true } : {}),
+    ...transformerDepth(r, levels),
+    ...textTime(r),
   };
 }
 
-/** A transformers `text_encoder/config.json` of a CLIPTextModel (QuickGELU: SD 1.x, GELU: SD 2.x). */
+/** `transformer_layers_per_block`: one number or one per level (SDXL `[1, 2, 10]`); 1 when absent. */
+function transformerDepth(
+  r: ReturnType<typeof reader>,
+  levels: number,
+): Pick<UnetConfig, 'transformerDepth'> {
+  const value = r.object['transformer_layers_per_block'];
+  if (value === undefined) return {};
+  const depth = Array.isArray(value)
+    ? r.counts('transformer_layers_per_block')
+    : [r.count('transformer_layers_per_block')];
+  if (depth.length !== 1 && depth.length !== levels) {
+    r.fail('transformer_layers_per_block', `one number or one per block (${levels})`);
+  }
+  return depth.every((d) => d === 1)
+    ? {}
+    : { transformerDepth: Array.from({ length: levels }, (_, i) => depth[depth.length === 1 ? 0 : i]!) };
+}
+
+/** SDXL's `addition_embed_type: text_time` with its two sizes. */
+function textTime(r: ReturnType<typeof reader>): Pick<UnetConfig, 'textTime'> {
+  const type = r.object['addition_embed_type'] ?? null;
+  if (type === null) return {};
+  if (type !== 'text_time') r.fail('addition_embed_type', '"text_time" (SDXL) or null');
+  return {
+    textTime: {
+      timeEmbedDim: r.count('addition_time_embed_dim'),
+      inputDim: r.count('projection_class_embeddings_input_dim'),
+    },
+  };
+}
+
+/** A transformers `text_encoder/config.json` of a CLIPTextModel (QuickGELU: SD 1.x, GELU: SD 2.x), or SDXL's `text_encoder_2/` CLIPTextModelWithProjection. */
 export function parseClipTextConfig(json: unknown, file = 'text_encoder/config.json'): ClipTextConfig {
   const r = reader(json, file);
   const act = r.object['hidden_act'] ?? 'quick_gelu';
@@ -234,8 +324,13 @@ export function parseClipTextConfig(json: unknown, file = 'text_encoder/config.j
     maxPositions: r.count('max_position_embeddings', 77),
     layerNormEpsilon: r.real('layer_norm_eps', 1e-5),
     ...(act === 'gelu' ? { hiddenAct: 'gelu' as const } : {}),
+    ...(withProjection(r.object['architectures']) ? { projectionDim: r.count('projection_dim', 512) } : {}),
   };
 }
+
+/** SDXL's `text_encoder_2/` is a CLIPTextModelWithProjection: its pooled output goes through `text_projection`. */
+const withProjection = (architectures: unknown): boolean =>
+  Array.isArray(architectures) && architectures.includes('CLIPTextModelWithProjection');
 
 /** A diffusers `vae/config.json` of an AutoencoderKL (only the encoder half is read). */
 export function parseVaeConfig(json: unknown, file = 'vae/config.json'): VaeEncoderConfig {

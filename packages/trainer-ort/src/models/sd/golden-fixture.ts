@@ -1,6 +1,6 @@
 /**
  * The tiny SD fixtures of the PyTorch references (tools/golden/sd_reference.py for SD 1.x,
- * sd2_reference.py for SD 2.x): their weights files in `__fixtures__`, the model sizes, inputs and
+ * sd2_reference.py for SD 2.x, sdxl_reference.py for SDXL): their weights files in `__fixtures__`, the model sizes, inputs and
  * reference outputs, for the tests that run them.
  */
 import { readFile } from 'node:fs/promises';
@@ -52,9 +52,13 @@ export async function readGolden<T extends GoldenCore>(
   name: string,
 ): Promise<{ golden: T; config: SdModelConfig }> {
   const golden = JSON.parse(await readFile(join(FIXTURES, name), 'utf8')) as T;
+  const second = (golden as { text_encoder_2_config?: unknown }).text_encoder_2_config;
   const config = {
     unet: parseUnetConfig(golden.unet_config),
     textEncoder: parseClipTextConfig(golden.text_encoder_config),
+    ...(second === undefined
+      ? {}
+      : { textEncoder2: parseClipTextConfig(second, 'text_encoder_2/config.json') }),
     vae: parseVaeConfig(golden.vae_config),
   };
   return { golden, config };

@@ -59,9 +59,16 @@ describe('LDM UNet keys → diffusers (SD 1.5 numbering, refs/formats.md §2)', 
     'output_blocks.3.1.conv.weight',
     'middle_block.3.in_layers.0.weight',
     'time_embed.1.weight',
-    'label_emb.0.0.weight',
+    'label_emb.0.1.weight',
   ])('%s fits no rule (null)', (ldm) => {
     expect(unetKeyToDiffusers(ldm, 2)).toBeNull();
+  });
+
+  it.each([
+    ['label_emb.0.0.weight', 'add_embedding.linear_1.weight'],
+    ['label_emb.0.2.bias', 'add_embedding.linear_2.bias'],
+  ])("SDXL's %s → %s", (ldm, diffusers) => {
+    expect(unetKeyToDiffusers(ldm, 2)).toBe(diffusers);
   });
 });
 

@@ -6,10 +6,14 @@
  * loader reports.
  */
 
-export type SdComponent = 'unet' | 'text_encoder' | 'vae';
+import { SD2_OPENCLIP_PREFIX, SDXL_OPENCLIP_PREFIX } from '@lora/adapters';
+import type { SdFamily } from './config.ts';
+
+/** The models of a Stable Diffusion checkpoint; `text_encoder_2` is SDXL's OpenCLIP ViT-bigG. */
+export type SdComponent = 'unet' | 'text_encoder' | 'text_encoder_2' | 'vae';
 
 /** Where each model's tensors sit in an LDM single-file checkpoint (SD 1.x's text encoder). */
-export const LDM_PREFIXES: Readonly<Record<SdComponent, string>> = {
+export const LDM_PREFIXES: Readonly<Record<'unet' | 'text_encoder' | 'vae', string>> = {
   unet: 'model.diffusion_model.',
   text_encoder: 'cond_stage_model.transformer.',
   vae: 'first_stage_model.',
@@ -17,6 +21,25 @@ export const LDM_PREFIXES: Readonly<Record<SdComponent, string>> = {
 
 /** SD 2.x's OpenCLIP text tower: its one key table (both directions) is in @lora/adapters, as the UNet's. */
 export { type ClipTarget, openClipKeyToClip, SD2_OPENCLIP_PREFIX as OPENCLIP_PREFIX } from '@lora/adapters';
+
+/** SDXL's CLIP ViT-L: transformers' CLIPTextModel names under sgm's conditioner embedder 0. */
+export const SDXL_CLIP_PREFIX = 'conditioner.embedders.0.transformer.';
+
+/**
+ * Where each model of a family's single file sits (the text encoders in the naming their prefix
+ * says: transformers' CLIP for `….transformer.`, OpenCLIP's own for `….model.`).
+ */
+export const SINGLE_FILE_PREFIXES: Readonly<
+  Record<SdFamily, Partial<Readonly<Record<SdComponent, string>>>>
+> = {
+  sd1: LDM_PREFIXES,
+  sd2: { ...LDM_PREFIXES, text_encoder: SD2_OPENCLIP_PREFIX },
+  sdxl: { ...LDM_PREFIXES, text_encoder: SDXL_CLIP_PREFIX, text_encoder_2: SDXL_OPENCLIP_PREFIX },
+};
+
+/** Whether a family's single file keeps a text encoder in OpenCLIP's naming (fused q/k/v). */
+export const isOpenClip = (family: SdFamily, component: SdComponent): boolean =>
+  SINGLE_FILE_PREFIXES[family][component]?.endsWith('.model.') ?? false;
 
 const VAE_ATTENTION: ReadonlyMap<string, string> = new Map(
   Object.entries({

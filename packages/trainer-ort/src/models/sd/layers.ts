@@ -3,6 +3,8 @@
  * multi-head attention), each reading its weights by diffusers module path and, where the LoRA
  * plan says so, wrapped in a LoRA layer named after that path.
  */
+
+import { flattenPath } from '@lora/adapters';
 import type { DType, Tensor } from '@lora/engine';
 import {
   add,
@@ -24,17 +26,36 @@ import type { MemoryOptions } from '../memory.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
 import type { SdComponent } from './keys.ts';
 
-/** A LoRA module of the UNet or the text encoder, named by its diffusers module path. */
+/** The models that take LoRA. */
+export type SdLoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
+
+/** A LoRA module of the UNet or a text encoder, named by its diffusers module path. */
 export interface SdLoraModule {
-  readonly component: 'unet' | 'text_encoder';
+  readonly component: SdLoraComponent;
   /** Module path inside its model, e.g. `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`. */
   readonly path: string;
-  /** kohya's name: `lora_unet_` / `lora_te_` + the path with dots → underscores. */
+  /** The path in kohya's model: this one, but SDXL's UNet modules by their LDM path (`input_blocks.4.1.…`). */
+  readonly kohyaPath: string;
+  /** kohya's name (`kohyaModuleName`): `lora_unet_…`, `lora_te_…` (SDXL: `lora_te1_…`, `lora_te2_…`). */
   readonly kohyaName: string;
   readonly layer: LoraLayer;
 }
 
-const KOHYA_PREFIX = { unet: 'lora_unet_', text_encoder: 'lora_te_' } as const;
+/**
+ * kohya's module name (networks/lora.py: prefix + the module's path in kohya's own model, dots →
+ * underscores). kohya's SD 1.x / 2.x UNet is diffusers', so its paths are these; its SDXL UNet
+ * (sdxl_original_unet.py) keeps the original LDM names (`input_blocks.4.1.…`), so `ldmPath` gives
+ * them, and SDXL's text encoders are `lora_te1_` / `lora_te2_`.
+ */
+export function kohyaModuleName(
+  component: SdLoraComponent,
+  path: string,
+  ldmPath?: (diffusersPath: string) => string | undefined,
+): string {
+  if (component === 'unet') return `lora_unet_${flattenPath(ldmPath?.(path) ?? path)}`;
+  const prefix = component === 'text_encoder_2' ? 'lora_te2_' : ldmPath ? 'lora_te1_' : 'lora_te_';
+  return `${prefix}${flattenPath(path)}`;
+}
 
 /** The rank and alpha of the UNet's 3×3 convolutions (kohya's LoCon, `conv_dim` / `conv_alpha`). */
 export interface ConvNetwork {
@@ -61,10 +82,12 @@ export class LoraPlan {
   readonly modules: SdLoraModule[] = [];
 
   constructor(
-    readonly component: 'unet' | 'text_encoder',
+    readonly component: SdLoraComponent,
     readonly targets: readonly string[],
     readonly options: LoraOptions,
     readonly conv?: ConvNetwork,
+    /** SDXL: a UNet path's LDM name, which kohya names its UNet modules by (see `kohyaModuleName`). */
+    readonly ldmPath?: (diffusersPath: string) => string | undefined,
   ) {}
 
   wants(path: string): boolean {
@@ -79,8 +102,9 @@ export class LoraPlan {
   }
 
   record(path: string, layer: LoraLayer): void {
-    const kohyaName = `${KOHYA_PREFIX[this.component]}${path.replaceAll('.', '_')}`;
-    this.modules.push({ component: this.component, path, kohyaName, layer });
+    const kohyaPath = (this.component === 'unet' && this.ldmPath?.(path)) || path;
+    const kohyaName = kohyaModuleName(this.component, path, this.ldmPath);
+    this.modules.push({ component: this.component, path, kohyaPath, kohyaName, layer });
   }
 }
 

@@ -41,40 +41,62 @@ const ldmResBlock = (p: string, inp: number, out: number, emb: number): Shapes =
   ...(inp === out ? [] : conv(`${p}.skip_connection`, out, inp, 1)),
 ];
 
-/** attention.py SpatialTransformer with one BasicTransformerBlock, conv (or `use_linear`) projections. */
-const ldmSpatialTransformer = (p: string, c: number, context: number, useLinear: boolean): Shapes => {
+/** attention.py SpatialTransformer with `depth` BasicTransformerBlocks, conv (or `use_linear`) projections. */
+const ldmSpatialTransformer = (
+  p: string,
+  c: number,
+  context: number,
+  useLinear: boolean,
+  depth: number,
+): Shapes => {
   const projection = (name: string) => (useLinear ? linear(name, c, c) : conv(name, c, c, 1));
-  const b = `${p}.transformer_blocks.0`;
-  const attention = (a: string, kv: number): Shapes => [
-    ...linear(`${b}.${a}.to_q`, c, c, false),
-    ...linear(`${b}.${a}.to_k`, c, kv, false),
-    ...linear(`${b}.${a}.to_v`, c, kv, false),
-    ...linear(`${b}.${a}.to_out.0`, c, c),
-  ];
+  const block = (b: string): Shapes => {
+    const attention = (a: string, kv: number): Shapes => [
+      ...linear(`${b}.${a}.to_q`, c, c, false),
+      ...linear(`${b}.${a}.to_k`, c, kv, false),
+      ...linear(`${b}.${a}.to_v`, c, kv, false),
+      ...linear(`${b}.${a}.to_out.0`, c, c),
+    ];
+    return [
+      ...attention('attn1', c),
+      ...linear(`${b}.ff.net.0.proj`, 8 * c, c),
+      ...linear(`${b}.ff.net.2`, c, 4 * c),
+      ...attention('attn2', context),
+      ...norm(`${b}.norm1`, c),
+      ...norm(`${b}.norm2`, c),
+      ...norm(`${b}.norm3`, c),
+    ];
+  };
   return [
     ...norm(`${p}.norm`, c),
     ...projection(`${p}.proj_in`),
-    ...attention('attn1', c),
-    ...linear(`${b}.ff.net.0.proj`, 8 * c, c),
-    ...linear(`${b}.ff.net.2`, c, 4 * c),
-    ...attention('attn2', context),
-    ...norm(`${b}.norm1`, c),
-    ...norm(`${b}.norm2`, c),
-    ...norm(`${b}.norm3`, c),
+    ...Array.from({ length: depth }, (_, i) => block(`${p}.transformer_blocks.${i}`)).flat(),
     ...projection(`${p}.proj_out`),
   ];
 };
 
-/** openaimodel.py UNetModel as v1-inference.yaml configures it (or as `config` sizes it). */
+/**
+ * openaimodel.py UNetModel as v1-inference.yaml configures it (or as `config` sizes it: SDXL's
+ * sd_xl_base.yaml adds `label_emb` and several transformer blocks per level).
+ */
 export function ldmUnet(config: UnetConfig = SD15_UNET): Shapes {
   const channels = config.blockOutChannels;
   const [mc, resBlocks] = [channels[0]!, config.layersPerBlock];
-  const transformer = (p: string, c: number) =>
-    ldmSpatialTransformer(p, c, config.crossAttentionDim, config.linearProjection ?? false);
+  const transformer = (p: string, c: number, level: number) =>
+    ldmSpatialTransformer(
+      p,
+      c,
+      config.crossAttentionDim,
+      config.linearProjection ?? false,
+      config.transformerDepth?.[level] ?? 1,
+    );
   const emb = 4 * mc;
   const out: Shapes = [
     ...linear('time_embed.0', emb, mc),
     ...linear('time_embed.2', emb, emb),
+    ...(config.textTime
+      ? [...linear('label_emb.0.0', emb, config.textTime.inputDim), ...linear('label_emb.0.2', emb, emb)]
+      : []),
     ...conv('input_blocks.0.0', mc, config.inChannels, 3),
   ];
   const chans = [mc];
@@ -83,7 +105,7 @@ export function ldmUnet(config: UnetConfig = SD15_UNET): Shapes {
     for (let r = 0; r < resBlocks; r++, n++) {
       out.push(...ldmResBlock(`input_blocks.${n}.0`, ch, width, emb));
       ch = width;
-      if (config.crossAttention[level]) out.push(...transformer(`input_blocks.${n}.1`, ch));
+      if (config.crossAttention[level]) out.push(...transformer(`input_blocks.${n}.1`, ch, level));
       chans.push(ch);
     }
     if (level !== channels.length - 1) {
@@ -91,14 +113,17 @@ export function ldmUnet(config: UnetConfig = SD15_UNET): Shapes {
       chans.push(ch);
     }
   });
-  out.push(...ldmResBlock('middle_block.0', ch, ch, emb), ...transformer('middle_block.1', ch));
+  out.push(
+    ...ldmResBlock('middle_block.0', ch, ch, emb),
+    ...transformer('middle_block.1', ch, channels.length - 1),
+  );
   out.push(...ldmResBlock('middle_block.2', ch, ch, emb));
   n = 0;
   [...channels.entries()].reverse().forEach(([level, width]) => {
     for (let r = 0; r <= resBlocks; r++, n++) {
       const layers = [ldmResBlock(`output_blocks.${n}.0`, ch + chans.pop()!, width, emb)];
       ch = width;
-      if (config.crossAttention[level]) layers.push(transformer(`output_blocks.${n}.1`, ch));
+      if (config.crossAttention[level]) layers.push(transformer(`output_blocks.${n}.1`, ch, level));
       if (level && r === resBlocks) layers.push(conv(`output_blocks.${n}.${layers.length}.conv`, ch, ch, 3));
       out.push(...layers.flat());
     }
@@ -126,11 +151,15 @@ export function clipTextModel(config: ClipTextConfig = SD15_TEXT_ENCODER): Shape
 
 /**
  * OpenCLIP's text tower (ViT-H-14.json text_cfg, or as `config` sizes it) in its own names, as SD
- * 2.x single files hold it under `cond_stage_model.model.`: `config.numLayers` + 1 resblocks (SD
- * 2.x never runs the last), q, k and v fused in `attn.in_proj_*`, the contrastive head
- * (`text_projection` [width, embed_dim], `logit_scale`).
+ * 2.x single files hold it under `cond_stage_model.model.`: `config.numLayers` + `unrun` resblocks
+ * (SD 2.x never runs the last; SDXL's ViT-bigG runs all, `unrun` 0), q, k and v fused in
+ * `attn.in_proj_*`, the contrastive head (`text_projection` [width, embed_dim], `logit_scale`).
  */
-export function openClipTextModel(config: ClipTextConfig = SD21_TEXT_ENCODER, embedDim = 1024): Shapes {
+export function openClipTextModel(
+  config: ClipTextConfig = SD21_TEXT_ENCODER,
+  embedDim = config.projectionDim ?? 1024,
+  unrun = config.projectionDim === undefined ? 1 : 0,
+): Shapes {
   const [d, inner] = [config.hiddenSize, config.intermediateSize];
   const out: Shapes = [
     ['positional_embedding', [config.maxPositions, d]],
@@ -138,7 +167,7 @@ export function openClipTextModel(config: ClipTextConfig = SD21_TEXT_ENCODER, em
     ['logit_scale', []],
     ['token_embedding.weight', [config.vocabSize, d]],
   ];
-  for (let l = 0; l <= config.numLayers; l++) {
+  for (let l = 0; l < config.numLayers + unrun; l++) {
     const p = `transformer.resblocks.${l}`;
     out.push([`${p}.attn.in_proj_weight`, [3 * d, d]], [`${p}.attn.in_proj_bias`, [3 * d]]);
     out.push(...linear(`${p}.attn.out_proj`, d, d), ...norm(`${p}.ln_1`, d));

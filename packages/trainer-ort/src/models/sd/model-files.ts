@@ -69,6 +69,7 @@ const CONFIG_FILES = ['unet', 'text_encoder', 'vae'] as const;
 /** The family of the model at `basePath`: a single file's text-encoder keys, a diffusers folder's text_encoder/config.json. */
 export async function sdModelFamily(basePath: string): Promise<SdFamily> {
   if (await isDirectory(basePath)) {
+    if (await isFile(join(basePath, 'text_encoder_2', 'config.json'))) return 'sdxl';
     const path = join(basePath, 'text_encoder', 'config.json');
     return (await isFile(path)) && parseClipTextConfig(await readJson(path), path).hiddenAct === 'gelu'
       ? 'sd2'
@@ -109,15 +110,19 @@ export async function singleFileConfig(checkpoint: string): Promise<SdModelConfi
     );
   }
   const [unet, textEncoder, vae] = await Promise.all(paths.map((p) => readJson(p)));
+  // SDXL's second text encoder, when there is one.
+  const second = join(folder, 'text_encoder_2', 'config.json');
   return {
     unet: parseUnetConfig(unet, paths[0]),
     textEncoder: parseClipTextConfig(textEncoder, paths[1]),
+    ...((await isFile(second)) ? { textEncoder2: parseClipTextConfig(await readJson(second), second) } : {}),
     vae: parseVaeConfig(vae, paths[2]),
   };
 }
 
-/** SD 2.x's pad token. */
-const SD2_PAD = '!';
+/** OpenCLIP's pad token (id 0): SD 2.x's, and SDXL's second text encoder's. */
+export const OPENCLIP_PAD = '!';
+const SD2_PAD = OPENCLIP_PAD;
 
 /**
  * The CLIP tokenizer as SD training uses it: `<BOS> tokens… <EOS>` truncated to the text
@@ -165,6 +170,8 @@ export class ClipTokenizer {
     length: number,
     folder?: string,
     family: SdFamily = 'sd1',
+    /** The pad token whatever the files say: SDXL's second encoder pads with "!" as open_clip and kohya do. */
+    pad?: string,
   ): Promise<ClipTokenizer> {
     // The config's `tokenizer` folder is the only place looked at when it is set.
     const places =
@@ -194,6 +201,7 @@ export class ClipTokenizer {
       // SD 2.x pads with "!" (id 0) wherever its text encoder runs: open_clip.tokenize, A1111's
       // id_pad, ComfyUI's SD2Tokenizer, its diffusers tokenizer_config.json; CLIP's files say EOS.
       ...(family === 'sd2' ? { pad_token: SD2_PAD } : {}),
+      ...(pad === undefined ? {} : { pad_token: pad }),
     });
     return new ClipTokenizer(tokenizer, length, file, place.what);
   }

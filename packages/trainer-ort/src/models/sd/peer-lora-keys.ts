@@ -2,7 +2,7 @@
  * Test support: re-implementations of how A1111 and ComfyUI find the base weight of each module
  * of a kohya LoRA file, and which update shapes their formulas accept, written from their
  * sources (cited per function) rather than from this package's key tables, so the real-size
- * tests (sd15.test.ts, sd21.test.ts) check our files against them; and kohya's module names.
+ * tests (sd15.test.ts, sd21.test.ts, sdxl.test.ts) check our files against them; and kohya's module names.
  */
 import type { VariantId } from '@lora/adapters';
 import type { TensorInfo } from '@lora/safetensors';
@@ -296,4 +296,132 @@ function a1111ModuleName(key: string, sd2: boolean): string {
   }
   if (m) return `transformer_text_model_encoder_layers_${m[1]}_${m[2]}`;
   return key;
+}
+
+/**
+ * kohya's LoRA names for SDXL (sdxl_train_network → networks/lora.py on sdxl_original_unet, which
+ * keeps the LDM names): every Linear of the 11 Transformer2DModels (proj_in, proj_out, and per
+ * BasicTransformerBlock attn1 / attn2 q, k, v, out and the GEGLU ff's two), and the CLIPAttention
+ * + CLIPMLP linears of all 12 CLIP ViT-L layers (`lora_te1_`) and 32 OpenCLIP ViT-bigG layers
+ * (`lora_te2_`). Transformer blocks: 2 at input blocks 4, 5 and output blocks 3–5, 10 at input
+ * blocks 7, 8, the middle block and output blocks 0–2 (sd_xl_base.yaml transformer_depth [1, 2, 10],
+ * level 0 without attention).
+ */
+export function kohyaSdxlNames(): string[] {
+  const transformers: [string, number][] = [
+    ...[4, 5].map((n): [string, number] => [`input_blocks_${n}_1`, 2]),
+    ...[7, 8].map((n): [string, number] => [`input_blocks_${n}_1`, 10]),
+    ['middle_block_1', 10],
+    ...[0, 1, 2].map((n): [string, number] => [`output_blocks_${n}_1`, 10]),
+    ...[3, 4, 5].map((n): [string, number] => [`output_blocks_${n}_1`, 2]),
+  ];
+  const block = (i: number) => [
+    ...['attn1', 'attn2'].flatMap((a) =>
+      ['to_q', 'to_k', 'to_v', 'to_out_0'].map((n) => `transformer_blocks_${i}_${a}_${n}`),
+    ),
+    `transformer_blocks_${i}_ff_net_0_proj`,
+    `transformer_blocks_${i}_ff_net_2`,
+  ];
+  const unet = transformers.flatMap(([t, depth]) =>
+    ['proj_in', 'proj_out', ...Array.from({ length: depth }, (_, i) => block(i)).flat()].map(
+      (c) => `lora_unet_${t}_${c}`,
+    ),
+  );
+  const te = (prefix: string, layers: number) =>
+    Array.from({ length: layers }, (_, l) =>
+      [
+        'self_attn_q_proj',
+        'self_attn_k_proj',
+        'self_attn_v_proj',
+        'self_attn_out_proj',
+        'mlp_fc1',
+        'mlp_fc2',
+      ].map((n) => `${prefix}_text_model_encoder_layers_${l}_${n}`),
+    ).flat();
+  return [...unet, ...te('lora_te1', 12), ...te('lora_te2', 32)];
+}
+
+/**
+ * The shape of the weight A1111 adds an SDXL module's update to (extensions-builtin/Lora
+ * networks.py `load_network`): `network_layer_mapping` holds `diffusion_model_…` for the UNet and,
+ * per conditioner embedder i with a `wrapped` model, `{i}_` + its module names (CLIP ViT-L:
+ * `0_transformer_text_model_…`; OpenCLIP: `1_model_transformer_resblocks_…`, its attention one
+ * MultiheadAttention). A name goes through `convert_diffusers_name_to_compvis` (which rewrites
+ * `lora_te2_…` to `1_model_transformer_resblocks_{n}_…` with attn, c_fc, c_proj), then the `[qkv]_proj`
+ * fallback to the MultiheadAttention (its in_proj_weight: the update is a third), then `lora_unet` →
+ * `diffusion_model` (kohya's SDXL names are LDM already) or `lora_te1_text_model` →
+ * `0_transformer_text_model`.
+ */
+export function a1111SdxlTarget(name: string, tensors: Tensors): readonly number[] | undefined {
+  const modules = new Map<string, readonly number[]>();
+  for (const [key, info] of tensors) {
+    const unet = /^model\.diffusion_model\.(.+)\.weight$/.exec(key);
+    const clipL = /^conditioner\.embedders\.0\.(transformer\..+)\.weight$/.exec(key);
+    const bigG = /^conditioner\.embedders\.1\.(model\..+)\.(?:in_proj_)?weight$/.exec(key);
+    if (unet) modules.set(`diffusion_model_${unet[1]!.replaceAll('.', '_')}`, info.shape);
+    if (clipL) modules.set(`0_${clipL[1]!.replaceAll('.', '_')}`, info.shape);
+    if (bigG) modules.set(`1_${bigG[1]!.replaceAll('.', '_')}`, info.shape);
+  }
+  const te2 = /^lora_te2_text_model_encoder_layers_(\d+)_(.+)$/.exec(name);
+  const key = te2
+    ? `1_model_transformer_resblocks_${te2[1]}_${te2[2]!.replace('mlp_fc1', 'mlp_c_fc').replace('mlp_fc2', 'mlp_c_proj').replace('self_attn', 'attn')}`
+    : name;
+  const direct = modules.get(key);
+  if (direct) return direct;
+  const x = /^(.*)_([qkv]_proj)$/.exec(key);
+  const fused = x ? modules.get(x[1]!) : undefined;
+  if (fused) return [fused[0]! / 3, ...fused.slice(1)];
+  if (name.includes('lora_unet')) return modules.get(name.replace('lora_unet', 'diffusion_model'));
+  if (name.includes('lora_te1_text_model')) {
+    return modules.get(name.replace('lora_te1_text_model', '0_transformer_text_model'));
+  }
+  return undefined;
+}
+
+/**
+ * ComfyUI's LoRA key map for an SDXL checkpoint (comfy/lora.py `model_lora_keys_unet`: every
+ * `diffusion_model.X.weight` as `lora_unet_` + X flattened; `model_lora_keys_clip`: with clip_l
+ * present, `lora_te1_text_model_encoder_layers_…` → clip_l and `lora_te2_…` → clip_g), the clips
+ * loaded as supported_models.py SDXL does: embedder 0 as it is, embedder 1 through
+ * `clip_text_transformers_convert` (in_proj split into q, k, v by thirds).
+ */
+export function comfySdxlTargets(tensors: Tensors): Map<string, readonly number[]> {
+  const map = new Map<string, readonly number[]>();
+  const clip = [
+    'mlp.fc1',
+    'mlp.fc2',
+    'self_attn.k_proj',
+    'self_attn.q_proj',
+    'self_attn.v_proj',
+    'self_attn.out_proj',
+  ];
+  const renamed: Record<string, string> = {
+    'mlp.c_fc': 'mlp.fc1',
+    'mlp.c_proj': 'mlp.fc2',
+    'attn.out_proj': 'self_attn.out_proj',
+  };
+  const clipG = new Map<string, readonly number[]>();
+  for (const [key, info] of tensors) {
+    const unet = /^model\.diffusion_model\.(.+)\.weight$/.exec(key);
+    if (unet) map.set(`lora_unet_${unet[1]!.replaceAll('.', '_')}`, info.shape);
+    const g = /^conditioner\.embedders\.1\.model\.transformer\.resblocks\.(\d+)\.(.+)$/.exec(key);
+    if (!g) continue;
+    const [, b, rest] = g;
+    const module = /^(.+)\.weight$/.exec(rest!)?.[1];
+    if (module && renamed[module]) clipG.set(`${b}.${renamed[module]}`, info.shape);
+    if (rest === 'attn.in_proj_weight') {
+      for (const p of ['q_proj', 'k_proj', 'v_proj'])
+        clipG.set(`${b}.self_attn.${p}`, [info.shape[0]! / 3, ...info.shape.slice(1)]);
+    }
+  }
+  for (let b = 0; b < 32; b++) {
+    for (const c of clip) {
+      const flat = c.replace('.', '_');
+      const l = tensors.get(`conditioner.embedders.0.transformer.text_model.encoder.layers.${b}.${c}.weight`);
+      if (l) map.set(`lora_te1_text_model_encoder_layers_${b}_${flat}`, l.shape);
+      const g = clipG.get(`${b}.${c}`);
+      if (g) map.set(`lora_te2_text_model_encoder_layers_${b}_${flat}`, g);
+    }
+  }
+  return map;
 }

@@ -12,8 +12,15 @@ import { createRng, type Rng } from '@lora/dataset';
 import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import { byteLevelAlphabet } from '../llama/demo-bpe.ts';
 import { CLIP_TOKENIZER_CONFIG, clipTokenizerFromVocab } from './clip-tokenizer-json.ts';
-import type { ClipTextConfig, SdFamily, SdModelConfig, UnetConfig, VaeEncoderConfig } from './config.ts';
-import { LDM_PREFIXES, OPENCLIP_PREFIX } from './keys.ts';
+import {
+  type ClipTextConfig,
+  SDXL_VAE,
+  type SdFamily,
+  type SdModelConfig,
+  type UnetConfig,
+  type VaeEncoderConfig,
+} from './config.ts';
+import { LDM_PREFIXES, OPENCLIP_PREFIX, SINGLE_FILE_PREFIXES } from './keys.ts';
 import { clipTextModel, ldmUnet, ldmVae, openClipTextModel, type Shapes } from './ldm-layout.ts';
 import { encodePng } from './png.ts';
 
@@ -55,6 +62,7 @@ export function tinySdConfig(vocabSize: number, family: SdFamily = 'sd1'): SdMod
     normGroups: 8,
     normEpsilon: 1e-5,
   };
+  if (family === 'sdxl') return tinySdxlConfig(sd1, vocabSize);
   const unet: UnetConfig =
     family === 'sd2' ? { ...sd1, attentionHeads: [2, 4], linearProjection: true } : sd1;
   const textEncoder: ClipTextConfig = {
@@ -76,6 +84,39 @@ export function tinySdConfig(vocabSize: number, family: SdFamily = 'sd1'): SdMod
     scalingFactor: 0.18215,
   };
   return { unet, textEncoder, vae };
+}
+
+/**
+ * SDXL's architecture at the tiny size: no attention at full resolution, 2 transformer blocks
+ * below, linear projections, two text encoders (a CLIP-style one of 3 layers, whose penultimate
+ * states condition, and an OpenCLIP-style one with a pooled projection) side by side in the
+ * context, the `text_time` size condition, the VAE scaled by SDXL's 0.13025.
+ */
+function tinySdxlConfig(sd1: UnetConfig, vocabSize: number): SdModelConfig {
+  const encoder: ClipTextConfig = {
+    vocabSize,
+    hiddenSize: 32,
+    intermediateSize: 64,
+    numLayers: 3,
+    numHeads: 2,
+    maxPositions: 77,
+    layerNormEpsilon: 1e-5,
+  };
+  const textEncoder2: ClipTextConfig = { ...encoder, numLayers: 2, hiddenAct: 'gelu', projectionDim: 32 };
+  return {
+    unet: {
+      ...sd1,
+      crossAttention: [false, true],
+      attentionHeads: [2, 4],
+      crossAttentionDim: encoder.hiddenSize + textEncoder2.hiddenSize,
+      linearProjection: true,
+      transformerDepth: [1, 2],
+      textTime: { timeEmbedDim: 8, inputDim: 32 + 6 * 8 },
+    },
+    textEncoder: encoder,
+    textEncoder2,
+    vae: { ...tinySdConfig(vocabSize).vae, scalingFactor: SDXL_VAE.scalingFactor },
+  };
 }
 
 /**
@@ -123,8 +164,22 @@ function randomTensor(rng: Rng, key: string, shape: readonly number[]): TensorDa
 }
 
 /** diffusers / transformers `config.json` contents for the sizes in `config`. */
-export function diffusersConfigJson(config: SdModelConfig): Record<'unet' | 'text_encoder' | 'vae', object> {
-  const { unet, textEncoder: te, vae } = config;
+export function diffusersConfigJson(
+  config: SdModelConfig,
+): Record<'unet' | 'text_encoder' | 'vae', object> & { text_encoder_2?: object } {
+  const { unet, textEncoder: te, textEncoder2: te2, vae } = config;
+  const clip = (c: ClipTextConfig) => ({
+    architectures: [c.projectionDim === undefined ? 'CLIPTextModel' : 'CLIPTextModelWithProjection'],
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    max_position_embeddings: c.maxPositions,
+    hidden_act: c.hiddenAct ?? 'quick_gelu',
+    layer_norm_eps: c.layerNormEpsilon,
+    ...(c.projectionDim === undefined ? {} : { projection_dim: c.projectionDim }),
+  });
   const down = unet.crossAttention.map((a) => (a ? 'CrossAttnDownBlock2D' : 'DownBlock2D'));
   return {
     unet: {
@@ -140,18 +195,17 @@ export function diffusersConfigJson(config: SdModelConfig): Record<'unet' | 'tex
       norm_num_groups: unet.normGroups,
       norm_eps: unet.normEpsilon,
       use_linear_projection: unet.linearProjection ?? false,
+      ...(unet.transformerDepth ? { transformer_layers_per_block: unet.transformerDepth } : {}),
+      ...(unet.textTime
+        ? {
+            addition_embed_type: 'text_time',
+            addition_time_embed_dim: unet.textTime.timeEmbedDim,
+            projection_class_embeddings_input_dim: unet.textTime.inputDim,
+          }
+        : {}),
     },
-    text_encoder: {
-      architectures: ['CLIPTextModel'],
-      vocab_size: te.vocabSize,
-      hidden_size: te.hiddenSize,
-      intermediate_size: te.intermediateSize,
-      num_hidden_layers: te.numLayers,
-      num_attention_heads: te.numHeads,
-      max_position_embeddings: te.maxPositions,
-      hidden_act: te.hiddenAct ?? 'quick_gelu',
-      layer_norm_eps: te.layerNormEpsilon,
-    },
+    text_encoder: clip(te),
+    ...(te2 ? { text_encoder_2: clip(te2) } : {}),
     vae: {
       _class_name: 'AutoencoderKL',
       in_channels: vae.inChannels,
@@ -188,11 +242,15 @@ export async function writeTinySdModel(
   );
   const rng = createRng(seed);
   const tensors = new Map<string, TensorData>();
+  const prefixes = SINGLE_FILE_PREFIXES[family];
   const parts: [string, Shapes][] = [
     [LDM_PREFIXES.unet, ldmUnet(config.unet)],
     family === 'sd2'
       ? [OPENCLIP_PREFIX, openClipTextModel(config.textEncoder, config.textEncoder.hiddenSize)]
-      : [LDM_PREFIXES.text_encoder, clipTextModel(config.textEncoder)],
+      : [prefixes.text_encoder!, clipTextModel(config.textEncoder)],
+    ...(config.textEncoder2
+      ? [[prefixes.text_encoder_2!, openClipTextModel(config.textEncoder2)] as [string, Shapes]]
+      : []),
     [LDM_PREFIXES.vae, ldmVae(config.vae)],
   ];
   for (const [prefix, shapes] of parts) {
@@ -211,6 +269,15 @@ export async function writeTinySdModel(
     // SD 2.x pads with "!", as its diffusers tokenizer_config.json says.
     `${JSON.stringify(family === 'sd2' ? { ...CLIP_TOKENIZER_CONFIG, pad_token: '!' } : CLIP_TOKENIZER_CONFIG, null, 2)}\n`,
   );
+  if (family === 'sdxl') {
+    // SDXL repositories carry the second encoder's tokenizer (the same vocabulary, "!" padding) too.
+    await mkdir(join(folder, 'tokenizer_2'), { recursive: true });
+    await writeFile(join(folder, 'tokenizer_2', 'tokenizer.json'), JSON.stringify(tokenizer));
+    await writeFile(
+      join(folder, 'tokenizer_2', 'tokenizer_config.json'),
+      `${JSON.stringify({ ...CLIP_TOKENIZER_CONFIG, pad_token: '!' }, null, 2)}\n`,
+    );
+  }
   return { checkpoint, config };
 }
 

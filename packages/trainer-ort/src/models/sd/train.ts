@@ -31,6 +31,7 @@ import { GRAPHS_FOLDER } from '../../train/step-graphs.ts';
 import { type MemoryOptions, memoryOptions } from '../memory.ts';
 import { ModelError } from '../model-error.ts';
 import {
+  kohyaPaths,
   magnitudesAsStored,
   readSdInitAdapter,
   type SdAdapterLayout,
@@ -47,7 +48,7 @@ import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
 import { EncodedLatents, LatentCache, type LatentSource, VaeEncoder, vaeFingerprint } from './latents.ts';
 import { type ConvNetwork, isLoconConv } from './layers.ts';
-import { ClipTokenizer, singleFileConfig } from './model-files.ts';
+import { ClipTokenizer, OPENCLIP_PAD, singleFileConfig } from './model-files.ts';
 import { VALIDATION_TIMESTEPS } from './noise.ts';
 import { sdPrediction } from './prediction.ts';
 import { writeImageSamples } from './samples.ts';
@@ -60,7 +61,7 @@ export interface TrainSdOptions {
   layout?: SdAdapterLayout;
 }
 
-/** Stable Diffusion 1.x and 2.x: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
+/** Stable Diffusion 1.x, 2.x and XL: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
 export function sdFamily(options: TrainSdOptions = {}): ModelFamily {
   return { task: 'sd', prepare: (run) => prepareSd(run, options) };
 }
@@ -117,6 +118,12 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       config.tokenizer,
       family,
     );
+    // SDXL's second text encoder reads the same vocabulary, padded with "!" (kohya, open_clip).
+    const tokenizer2 =
+      family === 'sdxl'
+        ? await ClipTokenizer.forModel(base, tokenizer.length, config.tokenizer, family, OPENCLIP_PAD)
+        : undefined;
+    if (family === 'sdxl') checkSdxlSettings(config, logger);
     if (tokenizer.foundIn !== BESIDE_THE_MODEL)
       logger.info(`CLIP tokenizer: ${tokenizer.source} (${tokenizer.foundIn})`);
     const { images, validationImages } = await splitImages(await trainingImages(config, warn), config, warn);
@@ -163,6 +170,8 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       ...(config.lora_dropout > 0 ? { dropout: config.lora_dropout } : {}),
       unet: targets.task === 'sd' ? targets.unet : [],
       textEncoder: targets.task === 'sd' ? targets.text_encoder : [],
+      // SDXL trains both text encoders' modules of these names (kohya's --network_train_text_encoder).
+      textEncoder2: targets.task === 'sd' && family === 'sdxl' ? targets.text_encoder : [],
     };
     reportPartialAttention(family, lora.textEncoder, warn);
     const model = new SdTrainableModel(checkpoint, {
@@ -182,10 +191,14 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         )
       : undefined;
     const trained = initial ? new SdTrainableModel(checkpoint, { ...model.options, initial }) : model;
-    const data = new SdBatchSource(dataset, latents, tokenizer, latentShape, {
-      seed: config.seed,
-      noiseOffset: config.noise_offset,
-    });
+    const data = new SdBatchSource(
+      dataset,
+      latents,
+      tokenizer,
+      latentShape,
+      { seed: config.seed, noiseOffset: config.noise_offset },
+      tokenizer2,
+    );
     const bucketList = dataset.buckets.map(
       (b) => `${b.bucket.join('x')} (${b.samples} sample(s), latents ${latentShape(b.bucket).join('×')})`,
     );
@@ -229,7 +242,9 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         prediction: prediction.type,
       });
       const trainedAdapter = adapterOf(result.values);
-      const adapter = await writeSdAdapter(folder, trainedAdapter, {
+      // kohya names SDXL's UNet modules by their LDM paths; diffusers keys keep the diffusers ones.
+      const named = layout === 'kohya' ? kohyaPaths(trainedAdapter, trained.modules) : trainedAdapter;
+      const adapter = await writeSdAdapter(folder, named, {
         layout,
         outputName: config.output_name,
         metadata,
@@ -260,7 +275,14 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
     const { dropout: _, ...undropped } = lora;
     const validation = validationDataset && {
       model: new SdTrainableModel(checkpoint, { ...trained.options, lora: undropped }),
-      data: new SdValidationBatches(validationDataset, latents, tokenizer, latentShape, config.seed),
+      data: new SdValidationBatches(
+        validationDataset,
+        latents,
+        tokenizer,
+        latentShape,
+        config.seed,
+        tokenizer2,
+      ),
       description: `${validationImages.length} ${config.validation_split === undefined ? '' : 'held-out '}image(s) × ${VALIDATION_TIMESTEPS.length} timesteps (${VALIDATION_TIMESTEPS.join(', ')}) with fixed noise`,
     };
     return {
@@ -290,11 +312,31 @@ function reportPartialAttention(
 ): void {
   const attention = ['q_proj', 'k_proj', 'v_proj', 'out_proj'];
   const trained = attention.filter((m) => textEncoder.includes(m));
-  if (family !== 'sd2' || trained.length === 0 || trained.length === attention.length) return;
+  if (family === 'sd1' || trained.length === 0 || trained.length === attention.length) return;
   warn(
     'partial_attention',
-    `the text encoder trains ${trained.join(', ')} of its attention; on SD 2.x, A1111 applies text-encoder attention LoRA only when q_proj, k_proj, v_proj and out_proj are all trained (ComfyUI applies each), so add ${attention.filter((m) => !trained.includes(m)).join(', ')} to target_modules for a LoRA A1111 applies in full`,
+    `the text encoder trains ${trained.join(', ')} of its attention; on ${SD_FAMILY_NAMES[family]} (OpenCLIP's fused in_proj), A1111 applies text-encoder attention LoRA only when q_proj, k_proj, v_proj and out_proj are all trained (ComfyUI applies each), so add ${attention.filter((m) => !trained.includes(m)).join(', ')} to target_modules for a LoRA A1111 applies in full`,
   );
+}
+
+/**
+ * What SDXL asks of a run beyond SD's: sampling SDXL is not built yet; its VAE runs in float32
+ * whatever mixed_precision says, since SDXL's VAE overflows in fp16 (the run log says so). Its
+ * buckets need steps of a multiple of 32 (kohya's `verify_bucket_reso_steps(32)`), which the
+ * config's multiple of 64 already is.
+ */
+function checkSdxlSettings(config: SdConfig, logger: TrainingRun['logger']): void {
+  if (config.sample_prompts !== undefined) {
+    throw new ModelError(
+      'E_MODEL_CONFIG',
+      'sampling an SDXL model while training is not supported yet; remove sample_prompts (validation_split still measures the LoRA)',
+    );
+  }
+  if (config.mixed_precision !== 'no') {
+    logger.info(
+      `sd: the VAE encodes in fp32 whatever mixed_precision (${config.mixed_precision}) says: SDXL's VAE overflows in fp16`,
+    );
+  }
 }
 
 /** Captions longer than the text encoder's window lose their end in every step: said once. */

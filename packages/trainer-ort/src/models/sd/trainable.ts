@@ -87,7 +87,7 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
       );
     }
     const tokens = this.options.tokens ?? textEncoder.maxPositions;
-    for (const id of batch.inputIds) {
+    for (const id of [...batch.inputIds, ...(batch.inputIds2 ?? [])]) {
       if (id < 0n || id >= BigInt(textEncoder.vocabSize)) {
         throw new ModelError(
           'E_MODEL_BATCH',
@@ -96,7 +96,20 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
       }
     }
     const latent = [batch.size, c, h, w];
+    const sdxl = this.checkpoint.family === 'sdxl';
+    if (sdxl && (!batch.inputIds2 || !batch.timeIds)) {
+      throw new ModelError(
+        'E_MODEL_BATCH',
+        'an SDXL batch needs the second tokenizer’s ids and the size ids',
+      );
+    }
     return {
+      ...(sdxl
+        ? {
+            [SD_LOSS_INPUTS.inputIds2]: hostTensor('int64', [batch.size, tokens], batch.inputIds2!),
+            [SD_LOSS_INPUTS.timeIds]: hostTensor('int64', [batch.size, 6], batch.timeIds!),
+          }
+        : {}),
       [SD_LOSS_INPUTS.latents]: hostTensor('float32', latent, batch.latents),
       [SD_LOSS_INPUTS.noise]: hostTensor('float32', latent, batch.noise),
       [SD_LOSS_INPUTS.timesteps]: hostTensor('int64', [batch.size], batch.timesteps),
