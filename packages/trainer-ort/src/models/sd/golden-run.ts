@@ -32,7 +32,8 @@ export class GoldenModel {
   private runs = 0;
 
   private constructor(
-    private readonly folder: string,
+    /** The temporary folder: the weights' copy, the graphs, whatever else a test puts beside them. */
+    readonly folder: string,
     readonly opened: OpenedSdCheckpoint,
   ) {}
 

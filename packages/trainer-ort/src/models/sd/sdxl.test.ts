@@ -8,18 +8,16 @@
  * through A1111's and ComfyUI's SDXL mappings.
  */
 
-import { parameterName, toKohya, VARIANTS, type VariantId } from '@lora/adapters';
+import { VARIANTS, type VariantId } from '@lora/adapters';
 import { Graph, gradients } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
-import { kohyaPaths, magnitudesAsStored, sdLoraAdapter } from './adapter.ts';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SDXL } from './config.ts';
-import type { SdComponent } from './keys.ts';
-import { isLoconConv } from './layers.ts';
 import { clipTextModel, ldmUnet, ldmVae, openClipTextModel } from './ldm-layout.ts';
 import { buildSdLoss } from './loss.ts';
-import { a1111SdxlTarget, comfySdxlTargets, kohyaSdxlNames, updateShape } from './peer-lora-keys.ts';
+import { a1111SdxlTarget, comfySdxlTargets, kohyaSdxlNames } from './peer-lora-keys.ts';
+import { expectPeersLoad, kohyaModules } from './real-size-lora.ts';
 import { buildVaeEncoder } from './vae.ts';
 
 const TE = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'];
@@ -158,50 +156,13 @@ describe('SDXL 1.0 base at real size, from a synthesised single-file header', ()
   it.each(Object.keys(VARIANTS) as VariantId[])(
     "writes %s files (with LoCon's modules) whose every module A1111's and ComfyUI's SDXL loaders resolve, with shapes their formulas take",
     (network) => {
-      const checkpoint = SdCheckpoint.fromSingleFile(header);
-      const built = buildSdLoss(new Graph('sdxl_loss'), checkpoint, {
-        latentSize: [8, 8],
-        text: 'ids',
-        prediction: 'epsilon',
-        lora: { rank: 4, alpha: 4, ...TARGETS, conv: { rank: 2, alpha: 1 } },
-      });
-      const parameters = built.lora.flatMap((m) => {
-        const path = `${m.component}.${m.path}`;
-        const [down, up] = m.layer.parameters;
-        const weightShape = [up!.shape[0]!, ...down!.shape.slice(1)];
-        return VARIANTS[network]
-          .parameters(weightShape, { rank: isLoconConv(path) ? 2 : 4, alpha: 1, normAxis: 'input' })
-          .map((spec) => ({ name: parameterName(path, network, spec.role), shape: spec.shape }));
-      });
-      const values = new Map(
-        parameters.map((p) => [p.name, new Float32Array(p.shape.reduce((a, b) => a * b, 1))]),
-      );
-      const adapter = magnitudesAsStored(
-        sdLoraAdapter(parameters, values, (path) => ({ network, rank: isLoconConv(path) ? 2 : 4, alpha: 1 })),
-        (path) => {
-          const dot = path.indexOf('.');
-          return checkpoint.storedShape(path.slice(0, dot) as SdComponent, `${path.slice(dot + 1)}.weight`);
-        },
-      );
-      const modules = new Map<string, Map<string, readonly number[]>>();
-      for (const [key, tensor] of toKohya(kohyaPaths(adapter, built.lora))) {
-        const dot = key.indexOf('.');
-        const entry = modules.get(key.slice(0, dot)) ?? new Map<string, readonly number[]>();
-        entry.set(key.slice(dot + 1), tensor.shape);
-        modules.set(key.slice(0, dot), entry);
-      }
+      const modules = kohyaModules(SdCheckpoint.fromSingleFile(header), network, 'epsilon');
       // 980 attention and CLIP modules, and LoCon's 66: 17 ResNets × (conv1, conv2, time_emb_proj),
       // 11 skip connections, 2 downsamplers, 2 upsamplers.
       expect(modules.size).toBe(722 + 66 + 192 + 17 * 3 + 11 + 2 + 2);
       expect(modules.has('lora_unet_input_blocks_4_0_skip_connection')).toBe(true);
       expect(modules.has('lora_unet_output_blocks_5_2_conv')).toBe(true);
-      const comfy = comfySdxlTargets(header.tensors);
-      for (const [name, tensors] of modules) {
-        const weight = a1111SdxlTarget(name, header.tensors);
-        expect(weight, `${name} (A1111)`).toBeDefined();
-        expect(comfy.get(name), `${name} (ComfyUI)`).toEqual(weight);
-        expect(updateShape(network, tensors, weight!), name).toBe(true);
-      }
+      expectPeersLoad(modules, header.tensors, network, { a1111: a1111SdxlTarget, comfy: comfySdxlTargets });
     },
   );
 });
