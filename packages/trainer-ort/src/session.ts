@@ -230,7 +230,7 @@ function sessionOptions(device: ConcreteDevice, options: SessionOptions): Infere
       : { optimizedModelFilePath: options.optimizedModelPath }),
     logSeverityLevel: 3,
     // The memory pattern plans one block for all of a run's intermediates from the first run; on
-    // the CPU it held 1.1–3 GiB more at the same speed (bench/sd15-memory.ts: 4.52 → 3.37 GiB;
+    // the CPU it held 1.1–3 GiB more at the same speed (bench/sd-memory.ts sd15: 4.52 → 3.37 GiB;
     // bench/checkpointing-memory.ts, Llama-3.2-1B recomputed: 5.19 → 3.93 GiB). GPUs not measured.
     ...(device === 'cpu' ? { enableMemPattern: false } : {}),
   };
