@@ -52,6 +52,61 @@ async function call<T>(path: string, body?: unknown): Promise<T> {
   return json as T;
 }
 
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  column: number;
+  key: string;
+  message: string;
+}
+
+export type Validation =
+  | { valid: true; task: string; outputDir: string; warnings: { key: string; message: string }[] }
+  | { valid: false; problems: ConfigProblem[] };
+
+export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'idle';
+
+export interface RunStatus {
+  path: string;
+  state: RunState;
+  pid?: number;
+  ours: boolean;
+  config?: string;
+  exitCode?: number | null;
+  error?: { code: string; message: string };
+  output?: string;
+}
+
+export type RunMode = 'start' | 'resume' | 'overwrite';
+
+/** A `metrics.jsonl` record: a step's `loss`, `lr`, … or a validation's `val/loss`. */
+export type MetricsRecord = { step: number; epoch?: number } & Record<string, number>;
+
+export interface SampleFile {
+  path: string;
+  step: number;
+  kind: 'text' | 'image';
+}
+
+export interface RunSummary {
+  path: string;
+  status: RunStatus;
+  starts: number;
+  startedAt: string | null;
+  lastStartedAt: string | null;
+  step?: number;
+  loss?: number;
+  valLoss?: number;
+}
+
+export interface RunDetails {
+  status: RunStatus;
+  snapshot: string | null;
+  starts: { started_at: string; resumed_from: string | null }[];
+  metrics: MetricsRecord[];
+  samples: SampleFile[];
+}
+
 export const api = {
   project: () => call<{ name: string; datasets: { path: string }[] }>('api/project'),
   dataset: (path: string) =>
@@ -65,6 +120,19 @@ export const api = {
     }),
   applyChanges: (dataset: string, changes: Change[]) =>
     call<{ images: ImageEntry[] }>('api/bulk/apply', { dataset, changes }),
+  configs: () => call<{ configs: string[] }>('api/configs'),
+  config: (path: string) =>
+    call<{ path: string; text: string }>(`api/config?path=${encodeURIComponent(path)}`),
+  validateConfig: (path: string, text: string) => call<Validation>('api/config/validate', { path, text }),
+  saveConfig: (path: string, expected: string | null, text: string) =>
+    call<{ path: string }>('api/config/save', { path, expected, text }),
+  startRun: (config: string, mode: RunMode) => call<RunStatus>('api/run/start', { config, mode }),
+  stopRun: (path: string) => call<RunStatus>('api/run/stop', { path }),
+  runs: () => call<{ runs: RunSummary[] }>('api/runs'),
+  run: (path: string) => call<RunDetails>(`api/run?path=${encodeURIComponent(path)}`),
 };
+
+export const runEventsUrl = (path: string): string => `api/run/events?path=${encodeURIComponent(path)}`;
+export const sampleUrl = (path: string): string => `run-file?path=${encodeURIComponent(path)}`;
 
 export const thumbnailUrl = (path: string): string => `thumbnail?path=${encodeURIComponent(path)}`;

@@ -1,9 +1,22 @@
+import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { renameTag, type TagEditResult } from '@lora/caption-markup';
 import { type CaptionEdit, type ScannedImage, updateCaptions } from '@lora/dataset';
 import { UiError } from '../errors.ts';
+import { findConfigs, readConfig, saveConfig, validateConfig } from './configs.ts';
 import { captionTarget, findDatasets, scanDataset } from './datasets.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
+import {
+  findRuns,
+  isSamplePath,
+  lastMetrics,
+  listSamples,
+  type MetricsCursor,
+  type MetricsRecord,
+  readMetrics,
+  readStarts,
+} from './run-files.ts';
+import { RUN_MODES, type RunMode, type Runs, readSnapshot } from './runs.ts';
 import type { Thumbnails } from './thumbnails.ts';
 
 /** What the routes share: the project's real path, the thumbnail cache, the write queue. */
@@ -12,6 +25,7 @@ export interface ApiContext {
   readonly thumbnails: Thumbnails;
   /** Runs writes one after another, so two tabs' saves never interleave. */
   readonly serialize: <T>(work: () => Promise<T>) => Promise<T>;
+  readonly runs: Runs;
 }
 
 /** A JSON answer, or bytes with their type (thumbnails). */
@@ -140,6 +154,32 @@ export async function get(context: ApiContext, route: string, query: URLSearchPa
       const image = await resolveInside(context.root, query.get('path') ?? '');
       return { bytes: await context.thumbnails.get(image), type: 'image/webp' };
     }
+    case 'api/configs':
+      return { json: { configs: await findConfigs(context.root) } };
+    case 'api/config': {
+      const path = query.get('path') ?? '';
+      return { json: { path, text: await readConfig(context.root, path) } };
+    }
+    case 'api/runs':
+      return { json: { runs: await listRuns(context) } };
+    case 'api/run': {
+      const dir = await resolveInside(context.root, query.get('path') ?? '');
+      return {
+        json: {
+          status: await context.runs.status(dir),
+          snapshot: await readSnapshot(dir),
+          starts: await readStarts(dir),
+          metrics: await allMetrics(dir),
+          samples: await listSamples(context.root, dir),
+        },
+      };
+    }
+    case 'run-file': {
+      const path = query.get('path') ?? '';
+      if (!isSamplePath(path)) throw bad(`${path} is not a sample of a run (samples/step-<n>….png or .txt).`);
+      const bytes = await readFile(await resolveInside(context.root, path));
+      return { bytes, type: path.endsWith('.png') ? 'image/png' : 'text/plain; charset=utf-8' };
+    }
     default:
       throw new UiError('E_BAD_REQUEST', `No such page: ${route}.`, 404);
   }
@@ -187,7 +227,57 @@ export async function post(
           caption: str(change, 'after'),
         })),
       );
+    case 'api/config/validate':
+      return { json: await validateConfig(context.root, str(body, 'path'), str(body, 'text')) };
+    case 'api/config/save': {
+      const path = str(body, 'path');
+      await context.serialize(() =>
+        saveConfig(context.root, path, strOrNull(body, 'expected'), str(body, 'text')),
+      );
+      return { json: { path, saved: true } };
+    }
+    case 'api/run/start': {
+      const mode = str(body, 'mode');
+      if (!Object.hasOwn(RUN_MODES, mode))
+        throw bad(`"mode" must be one of ${Object.keys(RUN_MODES).join(', ')}.`);
+      return { json: await context.runs.start(str(body, 'config'), mode as RunMode) };
+    }
+    case 'api/run/stop':
+      return { json: await context.runs.stop(str(body, 'path')) };
     default:
       throw new UiError('E_BAD_REQUEST', `No such action: ${route}.`, 404);
   }
+}
+
+/** Every record of a run's `metrics.jsonl`, for the chart of a run that is not followed live. */
+async function allMetrics(dir: string): Promise<MetricsRecord[]> {
+  const records: MetricsRecord[] = [];
+  let cursor: MetricsCursor | undefined;
+  for (;;) {
+    const read = await readMetrics(dir, cursor);
+    if (read === undefined || read.cursor.offset === cursor?.offset) return records;
+    records.push(...read.records);
+    cursor = read.cursor;
+  }
+}
+
+/** The run folders of the project (and those this server started, which may have no runs.jsonl yet), newest first. */
+async function listRuns(context: ApiContext) {
+  const paths = new Set(await findRuns(context.root));
+  for (const dir of context.runs.folders()) paths.add(projectRelative(context.root, dir));
+  const runs = await Promise.all(
+    [...paths].map(async (path) => {
+      const dir = await resolveInside(context.root, path);
+      const starts = await readStarts(dir);
+      return {
+        path,
+        status: await context.runs.status(dir),
+        starts: starts.length,
+        startedAt: starts[0]?.started_at ?? null,
+        lastStartedAt: starts.at(-1)?.started_at ?? null,
+        ...(await lastMetrics(dir)),
+      };
+    }),
+  );
+  return runs.sort((a, b) => (b.lastStartedAt ?? '').localeCompare(a.lastStartedAt ?? ''));
 }
