@@ -1,49 +1,16 @@
 import { readFile, symlink, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeProject, serve } from '../test-fixtures.ts';
+import { type Answer, makeProject, send as sendTo, serve } from '../test-fixtures.ts';
 import type { UiServer } from './start.ts';
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
 
 let server: UiServer;
 let root: string;
 let token: string;
 
-/** A raw request, so the Host, Origin and path are exactly what a hostile page could send. */
-function send(
-  path: string,
-  {
-    method = 'GET',
-    headers = {},
-    body,
-  }: { method?: string; headers?: Record<string, string>; body?: string } = {},
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: server.port,
-        path,
-        method,
-        headers: { host: `127.0.0.1:${server.port}`, ...headers },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** A raw request to this file's server. */
+const send = (path: string, options?: Parameters<typeof sendTo>[2]): Promise<Answer> =>
+  sendTo(server, path, options);
 
 const codeOf = (answer: Answer) => (JSON.parse(answer.body) as { error: { code: string } }).error.code;
 const origin = () => `http://127.0.0.1:${server.port}`;
