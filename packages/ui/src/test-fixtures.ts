@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Browser, chromium } from 'playwright-core';
 import sharp from 'sharp';
 import { startUi, type UiServer } from './server/start.ts';
 
@@ -121,4 +122,27 @@ export const post = (server: UiServer, route: string, body: unknown): Promise<An
     method: 'POST',
     headers: { origin: `http://127.0.0.1:${server.port}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
+  });
+
+/** Debian's Chromium (`.ci/run` installs it), driven by playwright-core, which downloads no browser. */
+export const CHROMIUM = '/usr/bin/chromium';
+export const HAS_CHROMIUM = existsSync(CHROMIUM);
+if (!HAS_CHROMIUM && process.env['LORA_REQUIRE_CHROMIUM']) {
+  throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
+}
+/** Where screenshots go when set (for looking at the page); none are taken otherwise. */
+export const SHOTS = process.env['LORA_UI_SCREENSHOTS'];
+
+export const launchChromium = (): Promise<Browser> =>
+  chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });

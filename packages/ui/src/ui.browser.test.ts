@@ -1,28 +1,12 @@
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UiServer } from './server/start.ts';
-import { makeProject, serve } from './test-fixtures.ts';
+import { HAS_CHROMIUM, launchChromium, makeProject, SHOTS, serve } from './test-fixtures.ts';
 
-// The page in a real browser: Debian's Chromium (`.ci/run` installs it) driven by playwright-core.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-if (!existsSync(CHROMIUM) && process.env['LORA_REQUIRE_CHROMIUM']) {
-  throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
-}
-/** Where screenshots go when set (for looking at the page); none are taken otherwise. */
-const SHOTS = process.env['LORA_UI_SCREENSHOTS'];
+// The page in a real browser: Debian's Chromium driven by playwright-core (see test-fixtures).
 
 let browser: Browser;
 let server: UiServer;
@@ -50,9 +34,9 @@ async function typeCaption(text: string): Promise<void> {
   await area.pressSequentially(text);
 }
 
-describe.skipIf(!existsSync(CHROMIUM))('lora ui in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', () => {
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    browser = await launchChromium();
     root = await makeProject();
     server = await serve(root);
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

@@ -53,7 +53,11 @@ export function TrainView() {
   }, []);
 
   const validation = state.validation;
-  const outputDir = validation?.valid ? folderOf(validation.outputDir, runs) : undefined;
+  /** The config's run folder, as of its last valid text: a typo does not take the run off the page. */
+  const [outputDir, setOutputDir] = useState<string>();
+  useEffect(() => {
+    if (validation?.valid) setOutputDir(folderOf(validation.outputDir, runs));
+  }, [validation, runs]);
   const shown = followed ?? outputDir;
   const going = isGoing(status) && status?.path === shown;
 
@@ -112,6 +116,7 @@ export function TrainView() {
               onChange={(e) => {
                 setConfig(e.currentTarget.value);
                 setFollowed(undefined);
+                setOutputDir(undefined);
               }}
               aria-label="Config file"
             >

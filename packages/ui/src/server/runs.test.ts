@@ -130,7 +130,7 @@ describe('configs', () => {
   });
 });
 
-describe('runs', () => {
+describe('runs', { timeout: 60_000 }, () => {
   it.each([
     ['a config outside the project', '../elsewhere.yaml', 403, 'E_PATH_OUTSIDE'],
     ['a file that is not a config', 'data/train.jsonl', 400, 'E_BAD_REQUEST'],

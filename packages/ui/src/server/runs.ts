@@ -150,23 +150,21 @@ export class Runs {
     };
     process_.stdout!.on('data', keep);
     process_.stderr!.on('data', keep);
-    // A run of this page that still goes keeps its place until the new one holds the lock: the
-    // lock decides between them (lora train refuses the second with E_RUN_LOCKED).
+    // The folder's run becomes this one once it holds the lock: one refused (E_RUN_LOCKED,
+    // E_OUTPUT_NOT_EMPTY, …) leaves the folder's earlier run as the page shows it.
     this.live.add(child);
-    const existing = this.children.get(dir);
-    if (existing === undefined || existing.exitCode !== undefined) this.children.set(dir, child);
     const deadline = Date.now() + LOCK_WAIT_MS;
     while (child.exitCode === undefined && Date.now() < deadline) {
-      if ((await lockHolder(dir)) === process_.pid) {
-        this.children.set(dir, child);
-        break;
-      }
+      if ((await lockHolder(dir)) === process_.pid) break;
       await Promise.race([child.exited, new Promise((resolve) => setTimeout(resolve, 100))]);
     }
     const status = await this.statusOf(child);
-    if (status.state === 'failed' && status.error) {
-      throw new UiError('E_RUN_REFUSED', `${status.error.message} [${status.error.code}]`, 409);
+    if (status.state === 'failed') {
+      const error = status.error!;
+      throw new UiError('E_RUN_REFUSED', `${error.message} [${error.code}]`, 409);
     }
+    // Holding the lock (or done already, or still loading after LOCK_WAIT_MS): the folder's run now.
+    this.children.set(dir, child);
     return status;
   }
 
