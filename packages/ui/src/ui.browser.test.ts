@@ -34,7 +34,7 @@ async function typeCaption(text: string): Promise<void> {
   await area.pressSequentially(text);
 }
 
-describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () => {
   beforeAll(async () => {
     browser = await launchChromium();
     root = await makeProject();
@@ -119,7 +119,7 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', () => {
   });
 
   it('renames a tag in every caption after a preview, keeping the markup', async () => {
-    await page.getByRole('button', { name: 'Rename a tag…' }).click();
+    await page.getByRole('button', { name: 'Edit tags…' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Tag').fill('neon city');
     await dialog.getByLabel('New name').fill('neon town');
@@ -133,6 +133,57 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', () => {
     await page.waitForSelector('.dialog', { state: 'detached' });
     expect(await csv()).toBe(untouched.replaceAll('**neon city**', '**neon town**'));
     expect(await page.locator('.cloud .tag.core').first().textContent()).toBe('neon town 2');
+  });
+
+  /** Opens the tag dialog on `kind`, previews, checks the changes listed, applies, and waits for it to close. */
+  async function bulk(kind: string, fill: Record<string, string>, expected: string[]): Promise<void> {
+    await page.getByRole('button', { name: 'Edit tags…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Edit').selectOption(kind);
+    for (const [label, value] of Object.entries(fill)) {
+      const field = dialog.getByLabel(label, { exact: true });
+      if ((await field.evaluate((node) => node.tagName)) === 'SELECT') await field.selectOption(value);
+      else await field.fill(value);
+    }
+    await dialog.getByRole('button', { name: 'Preview' }).click();
+    await page.waitForSelector('.changes li');
+    expect(await page.locator('.changes .after').allTextContents()).toEqual(expected);
+    await shot(`bulk-${kind}`);
+    await dialog.getByRole('button', { name: `Apply ${expected.length} changes` }).click();
+    await page.waitForSelector('.dialog', { state: 'detached' });
+  }
+
+  it('makes a tag core, adds one to the images the filter shows, and removes one, each after a preview', async () => {
+    await bulk('promote', { Tag: 'rain' }, [
+      '**neon town**, **rain**, *moody*',
+      '**neon town**, (night:1.2), **rain**, **rain**, <lora:film:0.5>',
+      '**rain**, *fog*',
+    ]);
+    expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('**rain**, *fog*\n');
+
+    await page.getByLabel('Filter by role').selectOption('none');
+    await page.getByRole('button', { name: 'Edit tags…' }).click();
+    expect(
+      await page
+        .getByRole('dialog')
+        .getByLabel(/only the 2 images shown/)
+        .isChecked(),
+    ).toBe(true);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await bulk('add', { Tag: 'film grain', 'Role of the new tag': 'mood' }, ['*film grain*', '*film grain*']);
+    expect(await page.locator('.changes').count()).toBe(0);
+    await page.getByLabel('Filter by role').selectOption('any');
+    expect(await page.locator('.card[data-path$="/e.png"] .caption').textContent()).toBe('film grain');
+
+    await bulk('remove', { Tag: 'rain' }, [
+      '**neon town**, *moody*',
+      '**neon town**, (night:1.2), <lora:film:0.5>',
+      '*fog*',
+    ]);
+    expect(await csv()).toBe(
+      'file_name,text,score\na.png,"**neon town**, *moody*",5\nb.png,"**neon town**, (night:1.2), <lora:film:0.5>",4\nc.png,edited in another program,3\nbroken.png,*film grain*,\ne.png,*film grain*,\n',
+    );
+    expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('*fog*\n');
   });
 
   it('says what to do in a folder without images', async () => {

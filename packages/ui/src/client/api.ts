@@ -17,9 +17,17 @@ export interface Conflict {
 
 export interface Change {
   image: string;
-  before: string;
+  /** null: the image had no caption (adding a tag gives it one). */
+  before: string | null;
   after: string;
 }
+
+/** A bulk tag edit, as the server's `BULK_OPERATIONS` take it. */
+export type BulkOperation =
+  | { kind: 'rename'; from: string; to: string }
+  | { kind: 'add'; tag: string; role: 'core' | 'mood' | 'plain' }
+  | { kind: 'remove'; tag: string }
+  | { kind: 'promote'; tag: string };
 
 /** A refused request: the server's code and message, and the conflicts of a 409. */
 export class ApiError extends Error {
@@ -113,10 +121,12 @@ export const api = {
     call<{ path: string; images: ImageEntry[] }>(`api/dataset?path=${encodeURIComponent(path)}`),
   saveCaption: (dataset: string, image: string, expected: string | null, caption: string) =>
     call<{ images: ImageEntry[] }>('api/caption', { dataset, image, expected, caption }),
-  previewRename: (dataset: string, from: string, to: string) =>
+  /** `images`: only these (the filtered grid); all of the dataset when absent. */
+  previewBulk: (dataset: string, op: BulkOperation, images?: string[]) =>
     call<{ changes: Change[]; skipped: { image: string; reason: string }[] }>('api/bulk/preview', {
       dataset,
-      op: { kind: 'rename', from, to },
+      op,
+      ...(images ? { images } : {}),
     }),
   applyChanges: (dataset: string, changes: Change[]) =>
     call<{ images: ImageEntry[] }>('api/bulk/apply', { dataset, changes }),

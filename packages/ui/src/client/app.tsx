@@ -1,7 +1,7 @@
 import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type ImageEntry } from './api.ts';
-import { BulkRename } from './bulk-rename.tsx';
+import { BulkEdit } from './bulk-edit.tsx';
 import { Editor } from './editor.tsx';
 import { countTags, matches, type RoleFilter } from './filters.ts';
 import { Grid } from './grid.tsx';
@@ -78,7 +78,7 @@ function DatasetView({ project }: { project: Project }) {
   const [selected, setSelected] = useState<string>();
   const [tag, setTag] = useState('');
   const [role, setRole] = useState<RoleFilter>('any');
-  const [renaming, setRenaming] = useState(false);
+  const [editing, setEditing] = useState(false);
   const [error, setError] = useState<string>();
 
   const reload = useCallback(() => {
@@ -158,9 +158,9 @@ function DatasetView({ project }: { project: Project }) {
             <button
               type="button"
               disabled={images === undefined || images.length === 0}
-              onClick={() => setRenaming(true)}
+              onClick={() => setEditing(true)}
             >
-              Rename a tag…
+              Edit tags…
             </button>
           </>
         )}
@@ -199,14 +199,17 @@ function DatasetView({ project }: { project: Project }) {
           </aside>
         )}
       </main>
-      {renaming && dataset !== undefined && (
-        <BulkRename
+      {editing && dataset !== undefined && (
+        <BulkEdit
           dataset={dataset}
-          from={tag}
-          onClose={() => setRenaming(false)}
+          tag={tag}
+          {...(images !== undefined && shown.length < images.length
+            ? { shown: shown.map((i) => i.path) }
+            : {})}
+          onClose={() => setEditing(false)}
           onApplied={(updated) => {
             replace(updated);
-            setRenaming(false);
+            setEditing(false);
           }}
           onConflict={reload}
         />

@@ -1,6 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { renameTag, type TagEditResult } from '@lora/caption-markup';
+import {
+  addTag,
+  promoteTag,
+  removeTag,
+  renameTag,
+  type TagEditResult,
+  type TagRole,
+} from '@lora/caption-markup';
 import { type CaptionEdit, type ScannedImage, updateCaptions } from '@lora/dataset';
 import { UiError } from '../errors.ts';
 import { findConfigs, readConfig, saveConfig, validateConfig } from './configs.ts';
@@ -78,9 +85,39 @@ async function loadDataset(context: ApiContext, dataset: string) {
   return { dir, images, byPath: new Map(images.map((image) => [image.path, image])) };
 }
 
-/** A bulk edit of one caption: the tag operations the page offers, keyed by `op.kind`. */
-const BULK_OPERATIONS: Record<string, (caption: string, op: Record<string, unknown>) => TagEditResult> = {
-  rename: (caption, op) => renameTag(caption, str(op, 'from'), str(op, 'to')),
+const ROLES: readonly TagRole[] = ['core', 'mood', 'plain'];
+
+function role(op: Record<string, unknown>): TagRole {
+  const value = op['role'] ?? 'plain';
+  if (!ROLES.includes(value as TagRole)) throw bad(`"role" must be one of ${ROLES.join(', ')}.`);
+  return value as TagRole;
+}
+
+const SPLIT = 'the tag is split by markup here (edit it by hand)';
+
+/**
+ * The bulk edits the page offers, keyed by `op.kind`: the edit of one caption, what a left tag
+ * means, and whether an image without a caption takes part (adding a tag gives it one).
+ */
+const BULK_OPERATIONS: Record<
+  string,
+  {
+    edit: (caption: string, op: Record<string, unknown>) => TagEditResult;
+    skipped: string;
+    uncaptioned?: true;
+  }
+> = {
+  rename: { edit: (caption, op) => renameTag(caption, str(op, 'from'), str(op, 'to')), skipped: SPLIT },
+  add: {
+    edit: (caption, op) => addTag(caption, str(op, 'tag'), role(op)),
+    skipped: SPLIT,
+    uncaptioned: true,
+  },
+  remove: { edit: (caption, op) => removeTag(caption, str(op, 'tag')), skipped: SPLIT },
+  promote: {
+    edit: (caption, op) => promoteTag(caption, str(op, 'tag')),
+    skipped: 'the tag is split by markup, or shares its *mood* emphasis with other tags (edit it by hand)',
+  },
 };
 
 /**
@@ -199,21 +236,20 @@ export async function post(
     case 'api/bulk/preview': {
       const op = body['op'];
       if (typeof op !== 'object' || op === null) throw bad('"op" must be an object.');
-      const edit = BULK_OPERATIONS[str(op as Record<string, unknown>, 'kind')];
-      if (edit === undefined)
-        throw bad(`Unknown bulk edit "${String((op as Record<string, unknown>)['kind'])}".`);
+      const kind = str(op as Record<string, unknown>, 'kind');
+      const operation = Object.hasOwn(BULK_OPERATIONS, kind) ? BULK_OPERATIONS[kind]! : undefined;
+      if (operation === undefined) throw bad(`Unknown bulk edit "${kind}".`);
       const { images } = await loadDataset(context, str(body, 'dataset'));
       const only = Array.isArray(body['images']) ? new Set(body['images'].map(String)) : undefined;
-      const changes: { image: string; before: string; after: string }[] = [];
+      const changes: { image: string; before: string | null; after: string }[] = [];
       const skipped: { image: string; reason: string }[] = [];
       for (const image of images) {
         const path = projectRelative(context.root, image.path);
-        if (image.caption === null || (only !== undefined && !only.has(path))) continue;
-        const result = edit(image.caption, op as Record<string, unknown>);
+        if (only !== undefined && !only.has(path)) continue;
+        if (image.caption === null && !operation.uncaptioned) continue;
+        const result = operation.edit(image.caption ?? '', op as Record<string, unknown>);
         if (result.changed > 0) changes.push({ image: path, before: image.caption, after: result.text });
-        if (result.skipped > 0) {
-          skipped.push({ image: path, reason: 'the tag is split by markup here (edit it by hand)' });
-        }
+        if (result.skipped > 0) skipped.push({ image: path, reason: operation.skipped });
       }
       return { json: { changes, skipped } };
     }
@@ -223,7 +259,7 @@ export async function post(
         str(body, 'dataset'),
         list(body, 'changes').map((change) => ({
           image: str(change, 'image'),
-          expected: str(change, 'before'),
+          expected: strOrNull(change, 'before'),
           caption: str(change, 'after'),
         })),
       );
