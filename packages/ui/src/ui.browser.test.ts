@@ -186,6 +186,24 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () =>
     expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('*fog*\n');
   });
 
+  it('checks the images in the background and links each finding to its image', async () => {
+    await page.getByRole('button', { name: 'Check images' }).click();
+    await page.waitForSelector('.check .findings');
+    expect(await page.locator('.check .summary-line').textContent()).toMatch(
+      /^6 images found, 5 used, 1 skipped;/,
+    );
+    const broken = page.locator('.findings li.error', { hasText: 'broken.png' });
+    expect(await broken.textContent()).toMatch(
+      /^error data\/style_train\/10_neon\/broken\.png: cannot decode \(/,
+    );
+    expect(await page.locator('.card.broken[data-path$="/broken.png"] .mark.error').textContent()).toBe('1');
+    await broken.getByRole('button').click();
+    await page.waitForSelector('.editor h2[title$="/broken.png"]');
+    expect(await broken.getAttribute('class')).toBe('error current');
+    await shot('check');
+    expect(await page.getByRole('button', { name: 'Check again' }).isEnabled()).toBe(true);
+  });
+
   it('says what to do in a folder without images', async () => {
     const empty = await mkdtemp(join(tmpdir(), 'lora-ui-empty-'));
     const other = await serve(empty);

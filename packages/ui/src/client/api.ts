@@ -115,6 +115,31 @@ export interface RunDetails {
   samples: SampleFile[];
 }
 
+export interface CheckFinding {
+  code: string;
+  severity: 'error' | 'warning' | 'info';
+  path: string;
+  reason: string;
+  line?: number;
+}
+
+export type CheckState =
+  | { state: 'running'; decoded: number; total: number }
+  | {
+      state: 'done';
+      summary: {
+        imagesFound: number;
+        imagesUsed: number;
+        imagesSkipped: number;
+        uncaptioned: number;
+        duplicates: number;
+        samplesPerEpoch: number;
+      };
+      findings: CheckFinding[];
+      finishedAt: string;
+    }
+  | { state: 'failed'; message: string };
+
 export const api = {
   project: () => call<{ name: string; datasets: { path: string }[] }>('api/project'),
   dataset: (path: string) =>
@@ -130,6 +155,9 @@ export const api = {
     }),
   applyChanges: (dataset: string, changes: Change[]) =>
     call<{ images: ImageEntry[] }>('api/bulk/apply', { dataset, changes }),
+  check: (dataset: string) =>
+    call<{ check: CheckState | null }>(`api/check?dataset=${encodeURIComponent(dataset)}`),
+  startCheck: (dataset: string) => call<{ check: CheckState }>('api/check', { dataset }),
   configs: () => call<{ configs: string[] }>('api/configs'),
   config: (path: string) =>
     call<{ path: string; text: string }>(`api/config?path=${encodeURIComponent(path)}`),

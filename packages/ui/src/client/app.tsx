@@ -2,6 +2,7 @@ import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type ImageEntry } from './api.ts';
 import { BulkEdit } from './bulk-edit.tsx';
+import { CheckPanel, marksOf, useCheck } from './check-panel.tsx';
 import { Editor } from './editor.tsx';
 import { countTags, matches, type RoleFilter } from './filters.ts';
 import { Grid } from './grid.tsx';
@@ -95,6 +96,17 @@ function DatasetView({ project }: { project: Project }) {
     [images, tag, role],
   );
   const tags = useMemo(() => countTags(images ?? []), [images]);
+  const { check, error: checkError, start: startCheck } = useCheck(dataset);
+  const marks = useMemo(() => marksOf(check), [check]);
+  const imagePaths = useMemo(() => new Set((images ?? []).map((image) => image.path)), [images]);
+  const pick = (path: string) => {
+    // A finding of an image the filter hides: show every image, so the selection is in view.
+    if (!shown.some((image) => image.path === path)) {
+      setTag('');
+      setRole('any');
+    }
+    setSelected(path);
+  };
   const current =
     shown.find((image) => image.path === selected) ?? images?.find((image) => image.path === selected);
 
@@ -186,10 +198,24 @@ function DatasetView({ project }: { project: Project }) {
         ) : images === undefined ? (
           <p class="empty">Reading {dataset || '.'}…</p>
         ) : (
-          <Grid images={shown} selected={selected} onSelect={setSelected} total={images.length} />
+          <Grid
+            images={shown}
+            selected={selected}
+            onSelect={setSelected}
+            total={images.length}
+            marks={marks}
+          />
         )}
         {dataset !== undefined && (
           <aside>
+            <CheckPanel
+              check={check}
+              error={checkError}
+              images={imagePaths}
+              selected={selected}
+              onSelect={pick}
+              onStart={images !== undefined && images.length > 0 ? startCheck : undefined}
+            />
             {current ? (
               <Editor key={current.path} dataset={dataset!} image={current} onSaved={replace} onStep={step} />
             ) : (

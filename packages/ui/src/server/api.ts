@@ -10,6 +10,7 @@ import {
 } from '@lora/caption-markup';
 import { type CaptionEdit, type ScannedImage, updateCaptions } from '@lora/dataset';
 import { UiError } from '../errors.ts';
+import type { Checks } from './checks.ts';
 import { findConfigs, readConfig, saveConfig, validateConfig } from './configs.ts';
 import { captionTarget, findDatasets, scanDataset } from './datasets.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
@@ -33,6 +34,7 @@ export interface ApiContext {
   /** Runs writes one after another, so two tabs' saves never interleave. */
   readonly serialize: <T>(work: () => Promise<T>) => Promise<T>;
   readonly runs: Runs;
+  readonly checks: Checks;
 }
 
 /** A JSON answer, or bytes with their type (thumbnails). */
@@ -191,6 +193,8 @@ export async function get(context: ApiContext, route: string, query: URLSearchPa
       const image = await resolveInside(context.root, query.get('path') ?? '');
       return { bytes: await context.thumbnails.get(image), type: 'image/webp' };
     }
+    case 'api/check':
+      return { json: { check: (await context.checks.get(query.get('dataset') ?? '')) ?? null } };
     case 'api/configs':
       return { json: { configs: await findConfigs(context.root) } };
     case 'api/config': {
@@ -263,6 +267,8 @@ export async function post(
           caption: str(change, 'after'),
         })),
       );
+    case 'api/check':
+      return { json: { check: await context.checks.start(str(body, 'dataset')) } };
     case 'api/config/validate':
       return { json: await validateConfig(context.root, str(body, 'path'), str(body, 'text')) };
     case 'api/config/save': {

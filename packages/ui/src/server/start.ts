@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UiError } from '../errors.ts';
 import { type ApiContext, type ApiResult, get, post } from './api.ts';
+import { Checks } from './checks.ts';
 import { resolveInside } from './project-path.ts';
 import { streamRun } from './run-events.ts';
 import { Runs } from './runs.ts';
@@ -162,6 +163,7 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
     assetsDir: options.assetsDir ?? fileURLToPath(new URL('./client/', import.meta.url)),
     thumbnails: new Thumbnails(root),
     runs: new Runs(root, options.cli),
+    checks: new Checks(root),
     serialize<T>(work: () => Promise<T>): Promise<T> {
       const next = queue.then(work, work);
       queue = next.catch(() => undefined);
