@@ -97,6 +97,11 @@ describe('lora ui server security', () => {
     ['an encoded ..', 'thumbnail?path=%2e%2e%2fsecret.png'],
     ['a backslash', 'thumbnail?path=data\\..\\..\\secret.png'],
     ['an absolute image path', 'thumbnail?path=/etc/passwd'],
+    ['a config outside', 'api/config?path=../outside.yaml'],
+    ["a run's events outside", 'api/run/events?path=../'],
+    ['a run outside', 'api/run?path=/tmp'],
+    ['a sample outside', 'run-file?path=../output/x/samples/step-000001.txt'],
+    ['a dataset check outside', 'api/check?dataset=..'],
   ])('refuses a path that leaves the project: %s', async (_name, route) => {
     const answer = await send(`/${token}/${route}`);
     expect(answer.status).toBe(403);
@@ -132,6 +137,17 @@ describe('lora ui server security', () => {
       json({ dataset: 'data/style_train', image: 'notes.md', expected: null, caption: 'x' }),
     );
     expect(answer.status).toBe(400);
+    expect(await readFile(join(root, 'notes.md'), 'utf8')).toBe('mine');
+  });
+
+  it('serves only samples from run folders, and writes only YAML files as configs', async () => {
+    const file = await send(`/${token}/run-file?path=data/style_train/10_neon/metadata.csv`);
+    expect(file.status).toBe(400);
+    const save = await send(
+      `/${token}/api/config/save`,
+      json({ path: 'notes.md', expected: 'mine', text: 'x' }),
+    );
+    expect(save.status).toBe(400);
     expect(await readFile(join(root, 'notes.md'), 'utf8')).toBe('mine');
   });
 
