@@ -204,6 +204,26 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () =>
     expect(await page.getByRole('button', { name: 'Check again' }).isEnabled()).toBe(true);
   });
 
+  it('labels the images with lora label, shows the proposals, and writes only what is applied', async () => {
+    await page.getByRole('button', { name: 'Label…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Template').fill('{caption}, label test');
+    await dialog.getByLabel('images with a caption too').check();
+    const untouched = await csv();
+    await dialog.getByRole('button', { name: 'Propose captions' }).click();
+    await page.waitForSelector('.changes li', { timeout: 20_000 });
+    expect(await page.locator('.changes li').count()).toBe(6);
+    expect(
+      await page.locator('.changes li', { hasText: '10_neon/a.png' }).locator('.after').textContent(),
+    ).toBe('a, neon, label test');
+    expect(await csv()).toBe(untouched);
+    await shot('label-preview');
+    await dialog.getByRole('button', { name: 'Apply 6 captions' }).click();
+    await page.waitForSelector('.dialog', { state: 'detached' });
+    expect(await csv()).toMatch(/^file_name,text,score\na\.png,"a, neon, label test",5\n/);
+    expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('d, neon, label test\n');
+  });
+
   it('says what to do in a folder without images', async () => {
     const empty = await mkdtemp(join(tmpdir(), 'lora-ui-empty-'));
     const other = await serve(empty);
@@ -212,6 +232,11 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () =>
       await second.goto(other.url);
       expect(await second.locator('.empty p').first().textContent()).toMatch(/^No images in lora-ui-empty-/);
       if (SHOTS !== undefined) await second.screenshot({ path: join(SHOTS, 'empty.png') });
+      await second.goto(`${other.url}#train`);
+      expect(await second.locator('.empty p').first().textContent()).toBe('No config in this folder.');
+      if (SHOTS !== undefined) await second.screenshot({ path: join(SHOTS, 'empty-train.png') });
+      await second.goto(`${other.url}#runs`);
+      expect(await second.locator('.empty p').first().textContent()).toBe('No runs in this folder yet.');
       await second.close();
     } finally {
       await other.close();

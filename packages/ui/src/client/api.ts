@@ -140,6 +140,20 @@ export type CheckState =
     }
   | { state: 'failed'; message: string };
 
+export type LabelState =
+  | { state: 'running'; done?: number; total?: number }
+  | { state: 'done'; changes: Change[]; skipped: { image: string; reason: string }[]; kept: number }
+  | { state: 'failed'; message: string };
+
+export interface LabelRequest {
+  dataset: string;
+  model: 'none' | 'wd14' | 'clip';
+  modelPath?: string;
+  tags?: string;
+  template?: string;
+  overwrite: boolean;
+}
+
 export const api = {
   project: () => call<{ name: string; datasets: { path: string }[] }>('api/project'),
   dataset: (path: string) =>
@@ -158,6 +172,9 @@ export const api = {
   check: (dataset: string) =>
     call<{ check: CheckState | null }>(`api/check?dataset=${encodeURIComponent(dataset)}`),
   startCheck: (dataset: string) => call<{ check: CheckState }>('api/check', { dataset }),
+  label: (dataset: string) =>
+    call<{ label: LabelState | null }>(`api/label?dataset=${encodeURIComponent(dataset)}`),
+  startLabel: (request: LabelRequest) => call<{ label: LabelState }>('api/label', request),
   configs: () => call<{ configs: string[] }>('api/configs'),
   config: (path: string) =>
     call<{ path: string; text: string }>(`api/config?path=${encodeURIComponent(path)}`),

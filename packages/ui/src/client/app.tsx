@@ -6,6 +6,7 @@ import { CheckPanel, marksOf, useCheck } from './check-panel.tsx';
 import { Editor } from './editor.tsx';
 import { countTags, matches, type RoleFilter } from './filters.ts';
 import { Grid } from './grid.tsx';
+import { LabelDialog } from './label-dialog.tsx';
 import { RunsView } from './runs-view.tsx';
 import { TagCloud } from './tag-cloud.tsx';
 import { TrainView } from './train-view.tsx';
@@ -17,7 +18,7 @@ interface Project {
   datasets: { path: string }[];
 }
 
-const TABS = { dataset: 'Dataset', train: 'Config & run', runs: 'Runs' } as const;
+const TABS = { dataset: 'Dataset', train: 'Train', runs: 'Runs' } as const;
 type Tab = keyof typeof TABS;
 
 /** The tab in the address (`#train`), so a reload stays where it was. */
@@ -80,6 +81,7 @@ function DatasetView({ project }: { project: Project }) {
   const [tag, setTag] = useState('');
   const [role, setRole] = useState<RoleFilter>('any');
   const [editing, setEditing] = useState(false);
+  const [labelling, setLabelling] = useState(false);
   const [error, setError] = useState<string>();
 
   const reload = useCallback(() => {
@@ -174,6 +176,9 @@ function DatasetView({ project }: { project: Project }) {
             >
               Edit tags…
             </button>
+            <button type="button" disabled={images === undefined} onClick={() => setLabelling(true)}>
+              Label…
+            </button>
           </>
         )}
       </Header>
@@ -225,6 +230,17 @@ function DatasetView({ project }: { project: Project }) {
           </aside>
         )}
       </main>
+      {labelling && dataset !== undefined && (
+        <LabelDialog
+          dataset={dataset}
+          onClose={() => setLabelling(false)}
+          onApplied={(updated) => {
+            replace(updated);
+            setLabelling(false);
+          }}
+          onConflict={reload}
+        />
+      )}
       {editing && dataset !== undefined && (
         <BulkEdit
           dataset={dataset}

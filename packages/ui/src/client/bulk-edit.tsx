@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { ApiError, api, type BulkOperation, type Change, type ImageEntry } from './api.ts';
-import { highlight } from './highlight.ts';
+import { ChangeList } from './change-list.tsx';
 
 interface BulkEditProps {
   dataset: string;
@@ -21,14 +21,6 @@ const KINDS = {
   promote: 'Make core',
 } as const;
 type Kind = keyof typeof KINDS;
-
-const Highlighted = ({ text }: { text: string }) => (
-  <>
-    {highlight(text).map(({ text: part, className }) =>
-      className ? <span class={className}>{part}</span> : part,
-    )}
-  </>
-);
 
 /**
  * Tag edits over many captions: rename, add (core, mood or plain), remove, or make a tag core, in
@@ -147,19 +139,7 @@ export function BulkEdit({ dataset, tag: initial, shown, onClose, onApplied, onC
               {preview.skipped.length > 0 &&
                 ` ${preview.skipped.length} left as ${preview.skipped.length === 1 ? 'it is' : 'they are'}: ${preview.skipped[0]!.reason}.`}
             </p>
-            <ol class="changes">
-              {preview.changes.map((change) => (
-                <li>
-                  <b>{change.image}</b>
-                  <div class="before">
-                    {change.before === null ? <i>no caption</i> : <Highlighted text={change.before} />}
-                  </div>
-                  <div class="after">
-                    <Highlighted text={change.after} />
-                  </div>
-                </li>
-              ))}
-            </ol>
+            <ChangeList changes={preview.changes} />
           </>
         )}
         <div class="actions">

@@ -90,8 +90,9 @@ export function TrainView() {
       <div class="empty">
         <p>No config in this folder.</p>
         <p>
-          lora ui looks for .yaml files up to three levels down (output/ and models/ are skipped). `lora init`
-          writes one in configs/; `lora init --demo` writes one that trains in seconds.
+          lora ui looks for .yaml files up to three levels down (output/ and models/ are skipped).{' '}
+          <code>lora init</code> writes one in configs/; <code>lora init --demo</code> writes one that trains
+          in seconds.
         </p>
       </div>
     );

@@ -13,6 +13,7 @@ import { UiError } from '../errors.ts';
 import type { Checks } from './checks.ts';
 import { findConfigs, readConfig, saveConfig, validateConfig } from './configs.ts';
 import { captionTarget, findDatasets, scanDataset } from './datasets.ts';
+import { LABEL_MODELS, type LabelModel, type Labels } from './labels.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
 import {
   findRuns,
@@ -35,6 +36,7 @@ export interface ApiContext {
   readonly serialize: <T>(work: () => Promise<T>) => Promise<T>;
   readonly runs: Runs;
   readonly checks: Checks;
+  readonly labels: Labels;
 }
 
 /** A JSON answer, or bytes with their type (thumbnails). */
@@ -195,6 +197,8 @@ export async function get(context: ApiContext, route: string, query: URLSearchPa
     }
     case 'api/check':
       return { json: { check: (await context.checks.get(query.get('dataset') ?? '')) ?? null } };
+    case 'api/label':
+      return { json: { label: (await context.labels.get(query.get('dataset') ?? '')) ?? null } };
     case 'api/configs':
       return { json: { configs: await findConfigs(context.root) } };
     case 'api/config': {
@@ -269,6 +273,29 @@ export async function post(
       );
     case 'api/check':
       return { json: { check: await context.checks.start(str(body, 'dataset')) } };
+    case 'api/label': {
+      const model = str(body, 'model');
+      if (!(LABEL_MODELS as readonly string[]).includes(model))
+        throw bad(`"model" must be one of ${LABEL_MODELS.join(', ')}.`);
+      const optional = (key: string) => {
+        const value = body[key];
+        if (value !== undefined && value !== '' && typeof value !== 'string')
+          throw bad(`"${key}" must be a string.`);
+        return value ? { [key]: value as string } : {};
+      };
+      return {
+        json: {
+          label: await context.labels.start({
+            dataset: str(body, 'dataset'),
+            model: model as LabelModel,
+            ...optional('modelPath'),
+            ...optional('tags'),
+            ...optional('template'),
+            overwrite: body['overwrite'] === true,
+          }),
+        },
+      };
+    }
     case 'api/config/validate':
       return { json: await validateConfig(context.root, str(body, 'path'), str(body, 'text')) };
     case 'api/config/save': {

@@ -102,6 +102,7 @@ describe('lora ui server security', () => {
     ['a run outside', 'api/run?path=/tmp'],
     ['a sample outside', 'run-file?path=../output/x/samples/step-000001.txt'],
     ['a dataset check outside', 'api/check?dataset=..'],
+    ['labels outside', 'api/label?dataset=../x'],
   ])('refuses a path that leaves the project: %s', async (_name, route) => {
     const answer = await send(`/${token}/${route}`);
     expect(answer.status).toBe(403);

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { UiError } from '../errors.ts';
 import { type ApiContext, type ApiResult, get, post } from './api.ts';
 import { Checks } from './checks.ts';
+import { Labels } from './labels.ts';
 import { resolveInside } from './project-path.ts';
 import { streamRun } from './run-events.ts';
 import { Runs } from './runs.ts';
@@ -164,6 +165,7 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
     thumbnails: new Thumbnails(root),
     runs: new Runs(root, options.cli),
     checks: new Checks(root),
+    labels: new Labels(root, options.cli),
     serialize<T>(work: () => Promise<T>): Promise<T> {
       const next = queue.then(work, work);
       queue = next.catch(() => undefined);
