@@ -92,7 +92,7 @@ export function RunPanel({ path, onStatus }: { path: string; onStatus?: (status:
           {status ? STATE_WORDS[status.state] : 'connecting…'}
           {status?.pid !== undefined && isGoing(status) && ` (pid ${status.pid})`}
         </span>
-        {status?.ours && isGoing(status) && (
+        {status?.ours && (status.state === 'running' || status.state === 'stopping') && (
           <button type="button" class="danger" disabled={status.state === 'stopping'} onClick={stop}>
             Stop
           </button>

@@ -54,6 +54,8 @@ interface Child {
   readonly exited: Promise<void>;
   output: string;
   stopping: boolean;
+  /** It has held the folder's lock: past loading, its signal handlers are in place. */
+  locked: boolean;
   exitCode?: number | null;
 }
 
@@ -134,6 +136,7 @@ export class Runs {
       process: process_,
       output: '',
       stopping: false,
+      locked: false,
       exited: new Promise((resolve) => {
         process_.once('close', (code) => {
           child.exitCode = code;
@@ -155,7 +158,7 @@ export class Runs {
     this.live.add(child);
     const deadline = Date.now() + LOCK_WAIT_MS;
     while (child.exitCode === undefined && Date.now() < deadline) {
-      if ((await lockHolder(dir)) === process_.pid) break;
+      if (await this.holds(child)) break;
       await Promise.race([child.exited, new Promise((resolve) => setTimeout(resolve, 100))]);
     }
     const status = await this.statusOf(child);
@@ -181,6 +184,10 @@ export class Runs {
           : `${path} was started outside this lora ui (pid ${pid}); stop it where it runs (Ctrl-C), or with kill -INT ${pid}.`,
         409,
       );
+    }
+    // Before it holds the lock, lora train may not handle the signal yet (it would die unsaved).
+    if (!child.stopping && !(await this.holds(child))) {
+      throw new UiError('E_BAD_REQUEST', `${path} is still starting; stop it once it runs.`, 409);
     }
     // One signal only: a second one makes lora train quit without saving.
     if (!child.stopping) {
@@ -208,8 +215,7 @@ export class Runs {
       output: child.output,
     };
     if (child.exitCode === undefined) {
-      const holds = (await lockHolder(child.dir)) === child.process.pid;
-      const state = child.stopping ? 'stopping' : holds ? 'running' : 'starting';
+      const state = child.stopping ? 'stopping' : (await this.holds(child)) ? 'running' : 'starting';
       return { ...base, state, pid: child.process.pid! };
     }
     const code = child.exitCode;
@@ -222,6 +228,12 @@ export class Runs {
       message: `lora train ended with exit code ${code}; its output is below.`,
     };
     return { ...base, state: 'failed', exitCode: code, error };
+  }
+
+  /** Whether the run holds (or has held: it releases the lock just before it exits) its folder's lock. */
+  private async holds(child: Child): Promise<boolean> {
+    if (!child.locked) child.locked = (await lockHolder(child.dir)) === child.process.pid;
+    return child.locked;
   }
 
   /** Folders of runs this server started, for the list (a run that failed to start has no runs.jsonl). */
