@@ -94,8 +94,8 @@ describe.skipIf(!HAS_CHROMIUM)('configs and runs in Chromium', { timeout: 60_000
 
     await page.getByRole('button', { name: 'Stop' }).click();
     await page.waitForSelector('.state.stopped', { timeout: 30_000 });
-    const checkpoints = await readdir(join(root, RUN, 'checkpoints'));
-    expect(checkpoints).toEqual([`step-${await lastLoggedStep()}`]);
+    // The checkpoint of the step it stopped after (an epoch's end may have saved one before).
+    expect(await readdir(join(root, RUN, 'checkpoints'))).toContain(`step-${await lastLoggedStep()}`);
     expect(existsSync(join(root, RUN, 'adapter_model.safetensors'))).toBe(true);
   });
 
