@@ -72,7 +72,7 @@ const last = (records: readonly MetricsRecord[], key: string) =>
  * reloaded page (or one opened while a terminal's run goes) shows the same.
  */
 export function RunPanel({ path, onStatus }: { path: string; onStatus?: (status: RunStatus) => void }) {
-  const { status, records, samples, connected } = useRunStream(path);
+  const { status, records, samples, connected, problem } = useRunStream(path);
   const [error, setError] = useState<string>();
   useEffect(() => {
     if (status) onStatus?.(status);
@@ -103,6 +103,7 @@ export function RunPanel({ path, onStatus }: { path: string; onStatus?: (status:
         <p class="hint">Started outside this page (a terminal, another lora ui): stop it where it runs.</p>
       )}
       {error && <p class="banner error">{error}</p>}
+      {problem && <p class="banner error">Cannot read the run folder: {problem}</p>}
       {status?.error && (
         <p class="banner error" role="alert">
           {status.error.message} [{status.error.code}]

@@ -7,6 +7,8 @@ export interface RunStream {
   samples: SampleFile[];
   /** False while the browser reconnects (it does so on its own, resuming from the last record). */
   connected: boolean;
+  /** The server could not read the run folder on its last look (it keeps looking). */
+  problem?: string;
 }
 
 /**
@@ -26,6 +28,7 @@ export function useRunStream(path: string | undefined): RunStream {
         setStream((current) => ({ ...current, ...apply(data, current), connected: true }));
       });
     on('status', (status: RunStatus) => ({ status }));
+    on('problem', ({ message }: { message: string | null }) => ({ problem: message ?? undefined }));
     on('reset', () => ({ records: [] }));
     on('metrics', (records: MetricsRecord[], current) => ({ records: [...current.records, ...records] }));
     on('samples', (samples: SampleFile[], current) => ({

@@ -17,7 +17,8 @@ export interface RunStream {
  * Server-sent events of one run folder, from its files: `metrics` (new `metrics.jsonl` records,
  * `val/loss` lines included; the event id is the reading position), `reset` (the file was
  * rewritten by a resume: drop what came before), `samples` (files of `samples/` not sent yet on
- * this connection) and `status` (when it changes). A browser that reconnects sends the last id as
+ * this connection), `status` (when it changes) and `problem` (the folder could not be read; a
+ * null message when it can again). A browser that reconnects sends the last id as
  * `Last-Event-ID` and gets only what it has not seen; a fresh connection gets everything.
  */
 export function streamRun(
@@ -65,9 +66,19 @@ export function streamRun(
       send('samples', fresh);
     }
   };
+  let troubled = false;
   const loop = () => {
     tick()
-      .catch((error: unknown) => send('problem', { message: (error as Error).message }))
+      .then(
+        () => {
+          if (troubled) send('problem', { message: null });
+          troubled = false;
+        },
+        (error: unknown) => {
+          troubled = true;
+          send('problem', { message: (error as Error).message });
+        },
+      )
       .finally(() => {
         if (!closed) timer = setTimeout(loop, POLL_MS);
       });
