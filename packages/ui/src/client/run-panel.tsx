@@ -118,7 +118,13 @@ export function RunPanel({ path, onStatus }: { path: string; onStatus?: (status:
         <dd class="val-loss">{format(points.val.at(-1)?.loss)}</dd>
         <dt>lr</dt>
         <dd>{last(records, 'lr')?.toExponential(2) ?? '–'}</dd>
-        <dt>{last(records, 'tokens_per_s') !== undefined ? 'tokens/s' : 'images/s'}</dt>
+        <dt>
+          {last(records, 'tokens_per_s') !== undefined
+            ? 'tokens/s'
+            : last(records, 'images_per_s') !== undefined
+              ? 'images/s'
+              : 'speed'}
+        </dt>
         <dd>{format(speed, 1)}</dd>
       </dl>
       <LossChart
