@@ -10,7 +10,7 @@ const MAX_COMPARED = SERIES_COLORS.length;
  * The top-level keys of a `config.yaml` snapshot with their values as written: `stringifyConfig`
  * puts each key at the start of a line and its list items indented below it.
  */
-export function snapshotKeys(snapshot: string): Map<string, string> {
+function snapshotKeys(snapshot: string): Map<string, string> {
   const keys = new Map<string, string>();
   let current: string | undefined;
   for (const line of snapshot.split('\n')) {

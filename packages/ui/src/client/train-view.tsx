@@ -4,7 +4,7 @@ import { ConfigEditor, type ConfigState } from './config-editor.tsx';
 import { isGoing, RunPanel } from './run-panel.tsx';
 
 /** A run folder of `outputDir` (relative, maybe with `{timestamp}` / `{date}`) among `runs`: the newest. */
-export function folderOf(outputDir: string, runs: readonly string[]): string | undefined {
+function folderOf(outputDir: string, runs: readonly string[]): string | undefined {
   if (!/\{(timestamp|date)\}/.test(outputDir)) return outputDir;
   const pattern = new RegExp(
     `^${outputDir
