@@ -1,9 +1,11 @@
 import type { Dirent } from 'node:fs';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
+import { type LoraConfig, parseConfig } from '@lora/config';
 import { type CaptionTarget, IMAGE_EXTENSIONS, type ScannedImage, scanImageFolders } from '@lora/dataset';
-import { projectRelative } from './project-path.ts';
+import { findConfigs } from './configs.ts';
+import { projectRelative, resolveInside } from './project-path.ts';
 
 /** Folder levels searched below the project for datasets (`data/style_train/10_x` is 2 deep). */
 export const MAX_DATASET_DEPTH = 3;
@@ -30,7 +32,9 @@ const isDataset = (entries: readonly Dirent[]): boolean =>
 /**
  * The image folders of a project: a folder that holds images, a `metadata.csv` or kohya `N_name`
  * folders is a dataset (and its subfolders are part of it); others are searched
- * `MAX_DATASET_DEPTH` levels down. Hidden folders, `output`, `models` and `node_modules` are skipped.
+ * `MAX_DATASET_DEPTH` levels down. Hidden folders, `output`, `models` and `node_modules` are skipped
+ * in that search, but a folder a project's config trains on (`train_data_dir`, `validation_data`)
+ * is listed wherever it is in the project.
  */
 export async function findDatasets(root: string): Promise<DatasetEntry[]> {
   const found: DatasetEntry[] = [];
@@ -48,7 +52,36 @@ export async function findDatasets(root: string): Promise<DatasetEntry[]> {
     for (const folder of folders) await visit(join(dir, folder.name), depth + 1);
   };
   await visit(root, 0);
+  const listed = new Set(found.map((entry) => entry.path));
+  for (const dir of await configuredDatasets(root)) {
+    const path = projectRelative(root, dir);
+    if (!listed.has(path)) {
+      listed.add(path);
+      found.push({ path });
+    }
+  }
   return found;
+}
+
+/** The existing image folders inside the project that its valid SD configs name. */
+async function configuredDatasets(root: string): Promise<string[]> {
+  const dirs: string[] = [];
+  for (const config of await findConfigs(root)) {
+    const file = join(root, config);
+    let parsed: LoraConfig;
+    try {
+      parsed = parseConfig(await readFile(file, 'utf8'), file);
+    } catch {
+      continue; // An invalid config names no dataset; the Train tab says what is wrong with it.
+    }
+    if (parsed.task !== 'sd') continue;
+    for (const dir of [parsed.train_data_dir, ...(parsed.validation_data ?? [])]) {
+      const inside = await resolveInside(root, projectRelative(root, dir)).catch(() => undefined);
+      if (inside !== undefined && (await stat(inside).catch(() => undefined))?.isDirectory())
+        dirs.push(inside);
+    }
+  }
+  return dirs;
 }
 
 /**
