@@ -36,7 +36,7 @@ export async function promptConditions(
   prompts: readonly [string, string],
   sdxl: boolean,
 ): Promise<[TextCondition, TextCondition]> {
-  // "!" is id 0 in CLIP's vocabulary, the id A1111 and ComfyUI pad bigG's chunks with.
+  // The vocabulary's "!", as training pads bigG's captions: id 0 in CLIP's, which A1111 and ComfyUI hard-code.
   const chunked = (prompt: string): ChunkedPrompt => {
     const chunks = promptChunks(prompt, tokenizer);
     return sdxl ? withSecondEncoderRows(chunks, tokenizer.eosId, tokenizer.openClipPadId ?? 0) : chunks;
