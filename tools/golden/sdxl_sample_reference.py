@@ -30,6 +30,8 @@ import sd_samplers_reference as smp  # noqa: E402
 ref = xl.ref
 OUT = os.path.join(ref.OUT, "sdxl-sample.json")
 STEPS, CFG = 4, 6.0
+# Not square, so the size ids' order (height before width) shows.
+LATENT_H, LATENT_W = 8, 12
 BOS, EOS, PAD2 = 48, 49, 0
 
 # Chunks of (ids, weights): the prompt has two, the negative prompt one, padded with the empty chunk
@@ -99,11 +101,10 @@ def main():
     check_fixture()
     to = lambda W: {k: v.to(D) for k, v in W.items()}
     Wu, Wc1, Wc2, Wd = to(xl.Wu), to(xl.Wc1), to(xl.Wc2), to(xl.Wd)
-    S = xl.UNET["sample_size"]
     factor = 2 ** (len(xl.VAE["block_out_channels"]) - 1)
-    height = width = S * factor
+    height, width = LATENT_H * factor, LATENT_W * factor
     time_ids = [height, width, 0, 0, height, width]
-    shape = (xl.UNET["in_channels"], S, S)
+    shape = (xl.UNET["in_channels"], LATENT_H, LATENT_W)
     with torch.no_grad():
         cond, cond_pooled = condition(Wc1, Wc2, COND)
         uncond, uncond_pooled = condition(Wc1, Wc2, UNCOND)

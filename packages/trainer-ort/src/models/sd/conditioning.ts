@@ -10,6 +10,14 @@
 import { type PromptChunks, type PromptTokenizer, promptChunks, weightStates } from './prompt.ts';
 import type { SdTextToLatent, TextCondition } from './text-to-latent.ts';
 
+/**
+ * SDXL's six size ids at A1111's defaults: original size = target size = the image's (height,
+ * width), crop top-left (0, 0).
+ */
+export function a1111TimeIds(width: number, height: number): number[] {
+  return [height, width, 0, 0, height, width];
+}
+
 /** A prompt's chunks and, for SDXL, the second encoder's token id rows of the same chunks. */
 export interface ChunkedPrompt extends PromptChunks {
   ids2?: number[][];

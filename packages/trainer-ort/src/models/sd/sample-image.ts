@@ -22,7 +22,7 @@ import { chooseDevice, type Device } from '../../device.ts';
 import { Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
 import { openSdCheckpoint, type SdCheckpoint } from './checkpoint.ts';
-import { promptConditions } from './conditioning.ts';
+import { a1111TimeIds, promptConditions } from './conditioning.ts';
 import type { SdModelConfig } from './config.ts';
 import { singleFileConfig } from './model-files.ts';
 import { encodePng } from './png.ts';
@@ -105,13 +105,12 @@ export async function sampleImage(
         );
         const rng = createRng(options.seed);
         const size = checkpoint.config.unet.inChannels * latentSize[0] * latentSize[1];
-        const { width, height } = options;
         latents = await text.latents(cond, uncond, {
           sampler: options.sampler,
           steps: options.steps,
           cfgScale: options.cfgScale,
           noise: () => Float32Array.from({ length: size }, () => rng.normal()),
-          ...(checkpoint.family === 'sdxl' ? { timeIds: [height, width, 0, 0, height, width] } : {}),
+          ...(checkpoint.family === 'sdxl' ? { timeIds: a1111TimeIds(options.width, options.height) } : {}),
         });
       } finally {
         await text.dispose();

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relativeError } from '../../testing.ts';
 import { type OpenedSdCheckpoint, openSdCheckpoint } from './checkpoint.ts';
-import { chunkConditions, withSecondEncoderRows } from './conditioning.ts';
+import { a1111TimeIds, chunkConditions, withSecondEncoderRows } from './conditioning.ts';
 import { FIXTURES, readGolden } from './golden-fixture.ts';
 import { decodeLatents } from './sample-image.ts';
 import { SAMPLERS } from './samplers.ts';
@@ -79,6 +79,10 @@ describe('SDXL sampling on the tiny fixture', () => {
     expect(relativeError(uncond.pooled!, golden.uncond_pooled)).toBeLessThan(1e-5);
   });
 
+  it("takes A1111's size ids for the image (16 high, 24 wide): original = target = (h, w), crop (0, 0)", () => {
+    expect(a1111TimeIds(24, 16)).toEqual(golden.time_ids);
+  });
+
   it.each(SAMPLERS)('%s with guidance and size ids ends at the PyTorch latents (1e-4)', async (sampler) => {
     const latents = await model.latents(cond, uncond, {
       sampler,
@@ -103,7 +107,12 @@ describe('SDXL sampling on the tiny fixture', () => {
   });
 
   it('refuses an SDXL condition without its pooled embedding or size ids, and clip skip 2', async () => {
-    const request = { sampler: 'euler', steps: 1, cfgScale: 1, noise: () => new Float32Array(256) } as const;
+    const request = {
+      sampler: 'euler',
+      steps: 1,
+      cfgScale: 1,
+      noise: () => new Float32Array(4 * 96),
+    } as const;
     await expect(model.latents(cond, uncond, request)).rejects.toThrow(
       /an SDXL UNet needs each prompt's pooled text embedding \(20 values\) and 6 size ids/,
     );
