@@ -1,7 +1,7 @@
 export { parsePromptAttention, safeParsePromptAttention, type WeightedPiece } from './a1111.ts';
 export { type AugmentOptions, augment } from './augment.ts';
 export { MAX_COMFY_NESTING, parseComfyWeights, safeParseComfyWeights } from './comfy.ts';
-export { renameTag, type TagEditResult } from './edit.ts';
+export { addTag, promoteTag, removeTag, renameTag, type TagEditResult } from './edit.ts';
 export { CaptionMarkupError, type CaptionMarkupErrorCode, type SafeResult } from './errors.ts';
 export { type FormatOptions, format } from './format.ts';
 export { type TagFrequency, type TagFrequencyOptions, tagFrequency } from './frequency.ts';

@@ -102,6 +102,7 @@ export function registerCommands(cli: CAC): void {
       default: 'csv',
     })
     .option('--overwrite', 'Replace captions images already have')
+    .option('--dry-run', 'List the captions it would write, and write nothing')
     .option(
       '--device <device>',
       'wd14, clip: auto (default), cpu, cuda or webgpu; `lora doctor` shows what auto takes',

@@ -38,10 +38,12 @@ export {
   type ConfigResult,
   type LoadConfigOptions,
   loadConfig,
+  loadConfigText,
   MAX_CONFIG_BYTES,
   MAX_ISSUES,
   parseConfig,
   safeLoadConfig,
+  safeLoadConfigText,
   safeParseConfig,
 } from './load.ts';
 export {

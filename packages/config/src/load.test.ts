@@ -1,14 +1,16 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, type ConfigIssue } from './errors.ts';
 import {
   loadConfig,
+  loadConfigText,
   MAX_CONFIG_BYTES,
   MAX_ISSUES,
   parseConfig,
   safeLoadConfig,
+  safeLoadConfigText,
   safeParseConfig,
 } from './load.ts';
 
@@ -628,5 +630,18 @@ describe('loadConfig', () => {
 
   it('throws the ConfigError from the throwing form', async () => {
     await expect(loadConfig(join(root, 'configs/broken.yaml'))).rejects.toSatisfy(ConfigError.isInstance);
+  });
+
+  it('loadConfigText checks unsaved text as if it were the file, referenced files included', async () => {
+    const path = join(root, 'configs/broken.yaml');
+    const fromFile = await safeLoadConfig(path);
+    const fromText = await safeLoadConfigText(readFileSync(path, 'utf8'), path);
+    if (fromFile.success || fromText.success) throw new Error('expected failure');
+    expect(fromText.error.message).toBe(fromFile.error.message);
+    // The text wins over what the file says: the same path, other contents.
+    const config = await loadConfigText(SEED, 'configs/unsaved.yaml', { cwd: root });
+    expect(config.base_model).toBe(join(root, 'configs/models/sd-v1-5-pruned.safetensors'));
+    const big = await safeLoadConfigText(`# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`, path);
+    expect(!big.success && big.error.code).toBe('E_CONFIG_TOO_LARGE');
   });
 });

@@ -35,17 +35,39 @@ export type ConfigResult = { success: true; value: LoraConfig } | { success: fal
  */
 export async function loadConfig(path: string, options: LoadConfigOptions = {}): Promise<LoraConfig> {
   const file = resolve(options.cwd ?? process.cwd(), path);
-  const text = await readConfigFile(file);
-  const checked = validate(text, file, options);
+  return loadConfigText(await readConfigFile(file), file, options);
+}
+
+/** `loadConfig` returning `{ success: false, error }` instead of throwing a ConfigError. */
+export async function safeLoadConfig(path: string, options?: LoadConfigOptions): Promise<ConfigResult> {
+  return settle(() => loadConfig(path, options));
+}
+
+/**
+ * `loadConfig` of text not yet saved as `path` (an editor's buffer): the same checks, the
+ * referenced files included, and the same issues, as if the text were the file.
+ */
+export async function loadConfigText(
+  yamlText: string,
+  path: string,
+  options: LoadConfigOptions = {},
+): Promise<LoraConfig> {
+  const file = resolve(options.cwd ?? process.cwd(), path);
+  if (Buffer.byteLength(yamlText) > MAX_CONFIG_BYTES) throw tooLarge(file);
+  const checked = validate(yamlText, file, options);
   const found = await checkPaths(checked);
   const issues = [...checked.issues, ...found.map((issue) => checked.place(issue))];
   if (issues.length > 0 || !checked.config) throw configError(file, issues);
   return checked.config;
 }
 
-/** `loadConfig` returning `{ success: false, error }` instead of throwing a ConfigError. */
-export async function safeLoadConfig(path: string, options?: LoadConfigOptions): Promise<ConfigResult> {
-  return settle(() => loadConfig(path, options));
+/** `loadConfigText` returning `{ success: false, error }` instead of throwing a ConfigError. */
+export async function safeLoadConfigText(
+  yamlText: string,
+  path: string,
+  options?: LoadConfigOptions,
+): Promise<ConfigResult> {
+  return settle(() => loadConfigText(yamlText, path, options));
 }
 
 /**

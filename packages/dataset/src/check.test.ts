@@ -41,8 +41,14 @@ beforeAll(async () => {
   await writeImage(at('10_style/lint.png'), { width: 512, height: 512, seed: 8 });
   await writeText(at('10_style/lint.txt'), 'night, (neon city, rain');
   await writeImage(at('loose.gif'), { width: 512, height: 512, format: 'gif', seed: 7 });
-  report = await checkDataset({ dirs: [root], resolution: 512, concurrency: 2 });
+  report = await checkDataset({
+    dirs: [root],
+    resolution: 512,
+    concurrency: 2,
+    onProgress: (decoded, total) => progress.push([decoded, total]),
+  });
 });
+const progress: [number, number][] = [];
 
 describe('scanImageFolders', () => {
   it('finds images recursively with kohya repeats, dataset names and captions', async () => {
@@ -210,6 +216,10 @@ describe('checkDataset', () => {
       { name: 'data', repeats: 1, images: 1 },
     ]);
     expect(report.images.map((image) => image.path)).not.toContain(at('10_style/corrupt.png'));
+  });
+
+  it('reports its progress after each image it decodes, the corrupt one included', () => {
+    expect(progress).toEqual(Array.from({ length: 11 }, (_, i) => [i, 10]));
   });
 
   it('skips and reports a corrupt image without aborting', () => {

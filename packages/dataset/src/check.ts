@@ -12,6 +12,8 @@ export interface CheckOptions extends ScanOptions {
   resolution?: number | Size;
   /** Images decoded at once (default: the number of CPUs, at most 8). */
   concurrency?: number;
+  /** Called after each image is decoded (or found unreadable): decoding is the slow part. */
+  onProgress?: (decoded: number, total: number) => void;
 }
 
 /** An image that passed the checks and will be trained on. */
@@ -51,12 +53,16 @@ export async function checkDataset(options: CheckOptions): Promise<DatasetReport
     throw new DatasetError('E_INVALID_OPTIONS', `concurrency must be a positive integer, got ${limit}.`);
   }
 
+  let decoded = 0;
+  options.onProgress?.(0, scan.images.length);
   const probes = await mapPool(scan.images, limit, async (image): Promise<ImageProbe | DatasetError> => {
     try {
       return await probeImage(image.path, await readImageFile(image.path));
     } catch (error) {
       if (DatasetError.isInstance(error)) return error;
       throw error;
+    } finally {
+      options.onProgress?.(++decoded, scan.images.length);
     }
   });
 

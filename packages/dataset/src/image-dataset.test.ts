@@ -117,6 +117,22 @@ describe('ImageDataset batches', () => {
     expect(sawFlip && sawPlain).toBe(true);
   });
 
+  it('gives the captions every batch trains with when they are not augmented, and none when they are', async () => {
+    const dataset = new ImageDataset(images, { ...base, batchSize: 1 });
+    const fixed = dataset.fixedCaptions()!;
+    expect(fixed).toHaveLength(images.length);
+    for (let step = 0; step < dataset.stepsPerEpoch; step++) {
+      for (const epoch of [0, 3]) {
+        const batch = await dataset.loadBatch(epoch, step);
+        const at = images.findIndex((i) => i.path === batch.paths[0]);
+        expect(batch.captions[0]).toBe(fixed[at]);
+      }
+    }
+    expect(fixed).toContain('caption s1');
+    const augmented = { shuffle: true, keepTokens: 0, tagDropout: 0, captionDropout: 0 };
+    expect(new ImageDataset(images, { ...base, caption: augmented }).fixedCaptions()).toBeUndefined();
+  });
+
   it('resumes at any step with identical batches, including random crops', async () => {
     const dataset = new ImageDataset(images, { ...base, randomCrop: true, flipAug: true });
     const full = [];

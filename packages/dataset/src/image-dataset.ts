@@ -196,6 +196,17 @@ export class ImageDataset {
   }
 
   /** Decodes and augments batch `step` of `epoch`; the same call always gives the same batch. */
+  /**
+   * Each image's caption as every batch gives it, when captions are not augmented (no `caption`
+   * options): the same in every epoch, so what depends on the caption alone (a text encoder's
+   * output) can be computed once. Undefined when they change from epoch to epoch.
+   */
+  fixedCaptions(): string[] | undefined {
+    if (this.options.caption) return undefined;
+    // Without options the rng is never drawn from: the caption is only stripped of its markup.
+    return this.images.map((image) => processCaption(image.caption ?? '', undefined, createRng(0)));
+  }
+
   async loadBatch(epoch: number, step: number): Promise<ImageBatch> {
     const plan = this.epochPlan(epoch);
     const batch = plan[step];

@@ -11,7 +11,11 @@ export type UiErrorCode =
   /** A request the API does not understand: bad JSON, missing fields, a body too large. */
   | 'E_BAD_REQUEST'
   /** A caption changed on disk since the page read it; the response carries the current one. */
-  | 'E_CAPTION_CONFLICT';
+  | 'E_CAPTION_CONFLICT'
+  /** A config changed on disk (or appeared) since the page read it; nothing was written. */
+  | 'E_CONFIG_CONFLICT'
+  /** `lora train` refused to start: its message and code (E_RUN_LOCKED, E_OUTPUT_NOT_EMPTY, an invalid config, …). */
+  | 'E_RUN_REFUSED';
 
 const MARKER = Symbol.for('lora.ui.error');
 

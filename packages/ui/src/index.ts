@@ -1,7 +1,12 @@
 export { UiError, type UiErrorCode } from './errors.ts';
 export type { ImageEntry } from './server/api.ts';
+export { CHECK_CONCURRENCY } from './server/checks.ts';
+export { MAX_CONFIG_DEPTH } from './server/configs.ts';
 export { MAX_DATASET_DEPTH } from './server/datasets.ts';
 export { openBrowser } from './server/open-browser.ts';
 export { MAX_PATH_CHARS } from './server/project-path.ts';
+export { POLL_MS } from './server/run-events.ts';
+export { MAX_METRICS_CHUNK, MAX_RUN_DEPTH } from './server/run-files.ts';
+export { MAX_RUN_OUTPUT_CHARS, RUN_MODES } from './server/runs.ts';
 export { MAX_BODY_BYTES, startUi, type UiOptions, type UiServer } from './server/start.ts';
 export { THUMBNAIL_CONCURRENCY, THUMBNAIL_SIDE } from './server/thumbnails.ts';

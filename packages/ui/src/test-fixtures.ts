@@ -1,7 +1,11 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Browser, chromium } from 'playwright-core';
 import sharp from 'sharp';
 import { startUi, type UiServer } from './server/start.ts';
 
@@ -50,5 +54,95 @@ export async function makeProject(): Promise<string> {
 }
 
 export async function serve(root: string): Promise<UiServer> {
-  return startUi({ folder: root, assetsDir: ASSETS_DIR });
+  return startUi({ folder: root, assetsDir: ASSETS_DIR, cli: CLI_BIN });
 }
+
+/** The lora CLI, built (the run tests spawn it as `lora ui` does). */
+export const CLI_BIN = fileURLToPath(new URL('../../cli/bin.js', import.meta.url));
+
+/**
+ * `lora init --demo`'s project (a tiny random LLaMA and toy data) with its config's steps and
+ * extras set by `edit`: a run of it takes seconds.
+ */
+export async function makeDemoProject(edit: (config: string) => string = (c) => c): Promise<string> {
+  if (!existsSync(fileURLToPath(new URL('../../cli/dist/index.js', import.meta.url)))) {
+    throw new Error('the run tests spawn the lora CLI: build it first (npx -y pnpm@10.34.9 run build)');
+  }
+  const root = join(await mkdtemp(join(tmpdir(), 'lora-ui-run-')), 'demo');
+  const init = spawnSync(process.execPath, [CLI_BIN, 'init', root, '--demo'], { encoding: 'utf8' });
+  if (init.status !== 0) throw new Error(`lora init --demo failed: ${init.stderr}`);
+  const config = join(root, DEMO_CONFIG);
+  await writeFile(config, edit(await readFile(config, 'utf8')));
+  return root;
+}
+
+/** The config `lora init --demo` writes into a folder named demo. */
+export const DEMO_CONFIG = 'configs/demo_demo_v1.yaml';
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A raw request, so the Host, Origin and path are exactly what a hostile page could send. */
+export function send(
+  server: UiServer,
+  path: string,
+  {
+    method = 'GET',
+    headers = {},
+    body,
+  }: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: server.port,
+        path,
+        method,
+        headers: { host: `127.0.0.1:${server.port}`, ...headers },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A POST as the page sends it: JSON, with the page's Origin. */
+export const post = (server: UiServer, route: string, body: unknown): Promise<Answer> =>
+  send(server, `${new URL(server.url).pathname}${route}`, {
+    method: 'POST',
+    headers: { origin: `http://127.0.0.1:${server.port}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+
+/** Debian's Chromium (`.ci/run` installs it), driven by playwright-core, which downloads no browser. */
+export const CHROMIUM = '/usr/bin/chromium';
+export const HAS_CHROMIUM = existsSync(CHROMIUM);
+if (!HAS_CHROMIUM && process.env['LORA_REQUIRE_CHROMIUM']) {
+  throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
+}
+/** Where screenshots go when set (for looking at the page); none are taken otherwise. */
+export const SHOTS = process.env['LORA_UI_SCREENSHOTS'];
+
+export const launchChromium = (): Promise<Browser> =>
+  chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });

@@ -1,28 +1,12 @@
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UiServer } from './server/start.ts';
-import { makeProject, serve } from './test-fixtures.ts';
+import { HAS_CHROMIUM, launchChromium, makeProject, SHOTS, serve } from './test-fixtures.ts';
 
-// The page in a real browser: Debian's Chromium (`.ci/run` installs it) driven by playwright-core.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-if (!existsSync(CHROMIUM) && process.env['LORA_REQUIRE_CHROMIUM']) {
-  throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
-}
-/** Where screenshots go when set (for looking at the page); none are taken otherwise. */
-const SHOTS = process.env['LORA_UI_SCREENSHOTS'];
+// The page in a real browser: Debian's Chromium driven by playwright-core (see test-fixtures).
 
 let browser: Browser;
 let server: UiServer;
@@ -50,9 +34,9 @@ async function typeCaption(text: string): Promise<void> {
   await area.pressSequentially(text);
 }
 
-describe.skipIf(!existsSync(CHROMIUM))('lora ui in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () => {
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    browser = await launchChromium();
     root = await makeProject();
     server = await serve(root);
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -135,7 +119,7 @@ describe.skipIf(!existsSync(CHROMIUM))('lora ui in Chromium', () => {
   });
 
   it('renames a tag in every caption after a preview, keeping the markup', async () => {
-    await page.getByRole('button', { name: 'Rename a tag…' }).click();
+    await page.getByRole('button', { name: 'Edit tags…' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Tag').fill('neon city');
     await dialog.getByLabel('New name').fill('neon town');
@@ -151,6 +135,95 @@ describe.skipIf(!existsSync(CHROMIUM))('lora ui in Chromium', () => {
     expect(await page.locator('.cloud .tag.core').first().textContent()).toBe('neon town 2');
   });
 
+  /** Opens the tag dialog on `kind`, previews, checks the changes listed, applies, and waits for it to close. */
+  async function bulk(kind: string, fill: Record<string, string>, expected: string[]): Promise<void> {
+    await page.getByRole('button', { name: 'Edit tags…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Edit').selectOption(kind);
+    for (const [label, value] of Object.entries(fill)) {
+      const field = dialog.getByLabel(label, { exact: true });
+      if ((await field.evaluate((node) => node.tagName)) === 'SELECT') await field.selectOption(value);
+      else await field.fill(value);
+    }
+    await dialog.getByRole('button', { name: 'Preview' }).click();
+    await page.waitForSelector('.changes li');
+    expect(await page.locator('.changes .after').allTextContents()).toEqual(expected);
+    await shot(`bulk-${kind}`);
+    await dialog.getByRole('button', { name: `Apply ${expected.length} changes` }).click();
+    await page.waitForSelector('.dialog', { state: 'detached' });
+  }
+
+  it('makes a tag core, adds one to the images the filter shows, and removes one, each after a preview', async () => {
+    await bulk('promote', { Tag: 'rain' }, [
+      '**neon town**, **rain**, *moody*',
+      '**neon town**, (night:1.2), **rain**, **rain**, <lora:film:0.5>',
+      '**rain**, *fog*',
+    ]);
+    expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('**rain**, *fog*\n');
+
+    await page.getByLabel('Filter by role').selectOption('none');
+    await page.getByRole('button', { name: 'Edit tags…' }).click();
+    expect(
+      await page
+        .getByRole('dialog')
+        .getByLabel(/only the 2 images shown/)
+        .isChecked(),
+    ).toBe(true);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await bulk('add', { Tag: 'film grain', 'Role of the new tag': 'mood' }, ['*film grain*', '*film grain*']);
+    expect(await page.locator('.changes').count()).toBe(0);
+    await page.getByLabel('Filter by role').selectOption('any');
+    expect(await page.locator('.card[data-path$="/e.png"] .caption').textContent()).toBe('film grain');
+
+    await bulk('remove', { Tag: 'rain' }, [
+      '**neon town**, *moody*',
+      '**neon town**, (night:1.2), <lora:film:0.5>',
+      '*fog*',
+    ]);
+    expect(await csv()).toBe(
+      'file_name,text,score\na.png,"**neon town**, *moody*",5\nb.png,"**neon town**, (night:1.2), <lora:film:0.5>",4\nc.png,edited in another program,3\nbroken.png,*film grain*,\ne.png,*film grain*,\n',
+    );
+    expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('*fog*\n');
+  });
+
+  it('checks the images in the background and links each finding to its image', async () => {
+    await page.getByRole('button', { name: 'Check images' }).click();
+    await page.waitForSelector('.check .findings');
+    expect(await page.locator('.check .summary-line').textContent()).toMatch(
+      /^6 images found, 5 used, 1 skipped;/,
+    );
+    const broken = page.locator('.findings li.error', { hasText: 'broken.png' });
+    expect(await broken.textContent()).toMatch(
+      /^error data\/style_train\/10_neon\/broken\.png: cannot decode \(/,
+    );
+    expect(await page.locator('.card.broken[data-path$="/broken.png"] .mark.error').textContent()).toBe('1');
+    await broken.getByRole('button').click();
+    await page.waitForSelector('.editor h2[title$="/broken.png"]');
+    expect(await broken.getAttribute('class')).toBe('error current');
+    await shot('check');
+    expect(await page.getByRole('button', { name: 'Check again' }).isEnabled()).toBe(true);
+  });
+
+  it('labels the images with lora label, shows the proposals, and writes only what is applied', async () => {
+    await page.getByRole('button', { name: 'Label…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Template').fill('{caption}, label test');
+    await dialog.getByLabel('images with a caption too').check();
+    const untouched = await csv();
+    await dialog.getByRole('button', { name: 'Propose captions' }).click();
+    await page.waitForSelector('.changes li', { timeout: 20_000 });
+    expect(await page.locator('.changes li').count()).toBe(6);
+    expect(
+      await page.locator('.changes li', { hasText: '10_neon/a.png' }).locator('.after').textContent(),
+    ).toBe('a, neon, label test');
+    expect(await csv()).toBe(untouched);
+    await shot('label-preview');
+    await dialog.getByRole('button', { name: 'Apply 6 captions' }).click();
+    await page.waitForSelector('.dialog', { state: 'detached' });
+    expect(await csv()).toMatch(/^file_name,text,score\na\.png,"a, neon, label test",5\n/);
+    expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('d, neon, label test\n');
+  });
+
   it('says what to do in a folder without images', async () => {
     const empty = await mkdtemp(join(tmpdir(), 'lora-ui-empty-'));
     const other = await serve(empty);
@@ -159,6 +232,11 @@ describe.skipIf(!existsSync(CHROMIUM))('lora ui in Chromium', () => {
       await second.goto(other.url);
       expect(await second.locator('.empty p').first().textContent()).toMatch(/^No images in lora-ui-empty-/);
       if (SHOTS !== undefined) await second.screenshot({ path: join(SHOTS, 'empty.png') });
+      await second.goto(`${other.url}#train`);
+      expect(await second.locator('.empty p').first().textContent()).toBe('No config in this folder.');
+      if (SHOTS !== undefined) await second.screenshot({ path: join(SHOTS, 'empty-train.png') });
+      await second.goto(`${other.url}#runs`);
+      expect(await second.locator('.empty p').first().textContent()).toBe('No runs in this folder yet.');
       await second.close();
     } finally {
       await other.close();

@@ -34,6 +34,23 @@ describe('labelImages --model none', () => {
     );
   });
 
+  it('--dry-run lists the captions it would write and writes nothing', async () => {
+    const dir = await dataset();
+    writeFileSync(join(dir, 'metadata.csv'), 'file_name,text\n10_neon city/rainy_street.png,hand written\n');
+    const report = await labelImages({ input: dir, dryRun: true, overwrite: true });
+    expect(report).toMatchObject({ dryRun: true, replaced: 1 });
+    expect(report.written.map((w) => w.caption)).toEqual([
+      '**night market**, **neon city**, high quality, detailed',
+      '**rainy street**, **neon city**, high quality, detailed',
+    ]);
+    expect(readFileSync(join(dir, 'metadata.csv'), 'utf8')).toBe(
+      'file_name,text\n10_neon city/rainy_street.png,hand written\n',
+    );
+    expect(formatLabelReport(report)).toMatch(
+      /^would write 2 captions to .*; --dry-run: nothing was written$/m,
+    );
+  });
+
   it('keeps existing captions (metadata.csv rows and .txt files) unless --overwrite', async () => {
     const dir = await dataset();
     writeFileSync(

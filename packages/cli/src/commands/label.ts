@@ -34,6 +34,8 @@ export interface LabelOptions {
   template?: string;
   format?: string;
   overwrite?: boolean;
+  /** Propose the captions (the report lists them) and write nothing: `lora ui` reviews them first. */
+  dryRun?: boolean;
   json?: boolean;
   /** wd14 / clip: where the model runs (default auto). */
   device?: string;
@@ -45,8 +47,10 @@ export interface LabelReport {
   format: (typeof LABEL_FORMATS)[number];
   /** The metadata.csv written (csv format). */
   output?: string;
-  /** Captions written: image path → caption. */
+  /** Captions written (with --dry-run: proposed): image path → caption. */
   written: { image: string; caption: string }[];
+  /** --dry-run: nothing was written. */
+  dryRun: boolean;
   /** Images that already had a caption and kept it. */
   kept: number;
   /** Images whose existing caption was replaced (--overwrite). */
@@ -213,6 +217,7 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     replaced: 0,
     skipped: [],
     inMetadata: 0,
+    dryRun: options.dryRun === true,
   };
   const todo: { path: string; replacing: boolean; inMetadata: boolean }[] = [];
   for (const image of scan.images) {
@@ -264,6 +269,7 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     report.written.push({ image: path, caption });
   }
 
+  if (report.dryRun) return report;
   if (output !== undefined) {
     // Rows for other files and the columns besides the caption are the user's: they stay.
     const rows = new Map<string, MetadataRow>();
@@ -289,7 +295,7 @@ const captionFileOf = (image: string) => join(dirname(image), `${basename(image,
 export function formatLabelReport(report: LabelReport): string {
   const target = report.output === undefined ? '.txt files beside the images' : displayPath(report.output);
   const lines = [
-    `wrote ${report.written.length} captions to ${target} (${report.kept} existing kept, ${report.replaced} replaced, ${report.skipped.length} skipped)`,
+    `${report.dryRun ? 'would write' : 'wrote'} ${report.written.length} captions to ${target} (${report.kept} existing kept, ${report.replaced} replaced, ${report.skipped.length} skipped)${report.dryRun ? '; --dry-run: nothing was written' : ''}`,
   ];
   for (const { image, caption } of report.written.slice(0, SHOWN_CAPTIONS))
     lines.push(`  ${displayPath(image)}: ${caption}`);

@@ -4,6 +4,7 @@
  * commands never load the server or its page.
  */
 import { openBrowser, startUi } from '@lora/ui';
+import { BIN_PATH } from '../bin-path.ts';
 import { CliError } from '../cli-error.ts';
 import { print } from '../format.ts';
 import { displayPath } from '../paths.ts';
@@ -42,7 +43,7 @@ export async function ui(
   options: UiCommandOptions,
   until: Promise<void> = interrupted(),
 ): Promise<number> {
-  const server = await startUi({ folder: folder ?? '.', port: parsePort(options.port) });
+  const server = await startUi({ folder: folder ?? '.', port: parsePort(options.port), cli: BIN_PATH });
   print(`lora ui: ${displayPath(server.root)} at ${server.url}`);
   print('the address holds a session token: open it as it is; Ctrl-C stops the server');
   if (options.open !== false && !(await openBrowser(server.url))) {

@@ -1,32 +1,88 @@
+import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type ImageEntry } from './api.ts';
-import { BulkRename } from './bulk-rename.tsx';
+import { BulkEdit } from './bulk-edit.tsx';
+import { CheckPanel, marksOf, useCheck } from './check-panel.tsx';
 import { Editor } from './editor.tsx';
 import { countTags, matches, type RoleFilter } from './filters.ts';
 import { Grid } from './grid.tsx';
+import { LabelDialog } from './label-dialog.tsx';
+import { RunsView } from './runs-view.tsx';
 import { TagCloud } from './tag-cloud.tsx';
+import { TrainView } from './train-view.tsx';
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
+interface Project {
+  name: string;
+  datasets: { path: string }[];
+}
+
+const TABS = { dataset: 'Dataset', train: 'Train', runs: 'Runs' } as const;
+type Tab = keyof typeof TABS;
+
+/** The tab in the address (`#train`), so a reload stays where it was. */
+const tabOf = (hash: string): Tab => {
+  const name = hash.slice(1);
+  return Object.hasOwn(TABS, name) ? (name as Tab) : 'dataset';
+};
+
+function Header({ project, tab, children }: { project: Project; tab: Tab; children?: ComponentChildren }) {
+  return (
+    <header>
+      <h1>
+        lora ui <span class="project">{project.name}</span>
+      </h1>
+      <nav class="tabs" aria-label="Views">
+        {Object.entries(TABS).map(([name, label]) => (
+          <a
+            href={`#${name}`}
+            class={name === tab ? 'active' : undefined}
+            aria-current={name === tab ? 'page' : undefined}
+          >
+            {label}
+          </a>
+        ))}
+      </nav>
+      {children}
+    </header>
+  );
+}
+
 export function App() {
-  const [project, setProject] = useState<{ name: string; datasets: { path: string }[] }>();
-  const [dataset, setDataset] = useState<string>();
+  const [project, setProject] = useState<Project>();
+  const [tab, setTab] = useState<Tab>(tabOf(location.hash));
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    api
+      .project()
+      .then(setProject)
+      .catch((e) => setError(message(e)));
+    const onHash = () => setTab(tabOf(location.hash));
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
+  if (project === undefined) {
+    return error ? <p class="banner error">{error}</p> : <p class="empty">Loading…</p>;
+  }
+  if (tab === 'dataset') return <DatasetView project={project} />;
+  return (
+    <div class="layout">
+      <Header project={project} tab={tab} />
+      <main class="scroll">{tab === 'train' ? <TrainView /> : <RunsView />}</main>
+    </div>
+  );
+}
+
+function DatasetView({ project }: { project: Project }) {
+  const [dataset, setDataset] = useState<string | undefined>(project.datasets[0]?.path);
   const [images, setImages] = useState<ImageEntry[]>();
   const [selected, setSelected] = useState<string>();
   const [tag, setTag] = useState('');
   const [role, setRole] = useState<RoleFilter>('any');
-  const [renaming, setRenaming] = useState(false);
+  const [editing, setEditing] = useState(false);
+  const [labelling, setLabelling] = useState(false);
   const [error, setError] = useState<string>();
-
-  useEffect(() => {
-    api
-      .project()
-      .then((found) => {
-        setProject(found);
-        setDataset(found.datasets[0]?.path);
-      })
-      .catch((e) => setError(message(e)));
-  }, []);
 
   const reload = useCallback(() => {
     if (dataset === undefined) return;
@@ -42,6 +98,17 @@ export function App() {
     [images, tag, role],
   );
   const tags = useMemo(() => countTags(images ?? []), [images]);
+  const { check, error: checkError, start: startCheck } = useCheck(dataset);
+  const marks = useMemo(() => marksOf(check), [check]);
+  const imagePaths = useMemo(() => new Set((images ?? []).map((image) => image.path)), [images]);
+  const pick = (path: string) => {
+    // A finding of an image the filter hides: show every image, so the selection is in view.
+    if (!shown.some((image) => image.path === path)) {
+      setTag('');
+      setRole('any');
+    }
+    setSelected(path);
+  };
   const current =
     shown.find((image) => image.path === selected) ?? images?.find((image) => image.path === selected);
 
@@ -54,15 +121,9 @@ export function App() {
     if (next) setSelected(next.path);
   };
 
-  if (project === undefined) {
-    return error ? <p class="banner error">{error}</p> : <p class="empty">Loading…</p>;
-  }
   return (
     <div class="layout">
-      <header>
-        <h1>
-          lora ui <span class="project">{project.name}</span>
-        </h1>
+      <Header project={project} tab="dataset">
         {project.datasets.length > 1 && (
           <label>
             Dataset{' '}
@@ -111,13 +172,16 @@ export function App() {
             <button
               type="button"
               disabled={images === undefined || images.length === 0}
-              onClick={() => setRenaming(true)}
+              onClick={() => setEditing(true)}
             >
-              Rename a tag…
+              Edit tags…
+            </button>
+            <button type="button" disabled={images === undefined} onClick={() => setLabelling(true)}>
+              Label…
             </button>
           </>
         )}
-      </header>
+      </Header>
       {error && (
         <p class="banner error" role="alert">
           {error}{' '}
@@ -139,10 +203,24 @@ export function App() {
         ) : images === undefined ? (
           <p class="empty">Reading {dataset || '.'}…</p>
         ) : (
-          <Grid images={shown} selected={selected} onSelect={setSelected} total={images.length} />
+          <Grid
+            images={shown}
+            selected={selected}
+            onSelect={setSelected}
+            total={images.length}
+            marks={marks}
+          />
         )}
         {dataset !== undefined && (
           <aside>
+            <CheckPanel
+              check={check}
+              error={checkError}
+              images={imagePaths}
+              selected={selected}
+              onSelect={pick}
+              onStart={images !== undefined && images.length > 0 ? startCheck : undefined}
+            />
             {current ? (
               <Editor key={current.path} dataset={dataset!} image={current} onSaved={replace} onStep={step} />
             ) : (
@@ -152,14 +230,28 @@ export function App() {
           </aside>
         )}
       </main>
-      {renaming && dataset !== undefined && (
-        <BulkRename
+      {labelling && dataset !== undefined && (
+        <LabelDialog
           dataset={dataset}
-          from={tag}
-          onClose={() => setRenaming(false)}
+          onClose={() => setLabelling(false)}
           onApplied={(updated) => {
             replace(updated);
-            setRenaming(false);
+            setLabelling(false);
+          }}
+          onConflict={reload}
+        />
+      )}
+      {editing && dataset !== undefined && (
+        <BulkEdit
+          dataset={dataset}
+          tag={tag}
+          {...(images !== undefined && shown.length < images.length
+            ? { shown: shown.map((i) => i.path) }
+            : {})}
+          onClose={() => setEditing(false)}
+          onApplied={(updated) => {
+            replace(updated);
+            setEditing(false);
           }}
           onConflict={reload}
         />

@@ -13,14 +13,18 @@ interface GridProps {
   total: number;
   selected: string | undefined;
   onSelect: (path: string) => void;
+  /** The worst finding of the last dataset check per image: a corner mark on its card. */
+  marks?: ReadonlyMap<string, { severity: string; count: number }>;
 }
 
 /**
  * The thumbnail grid, virtualised: only the rows in view (plus a margin) exist in the DOM, so a
  * folder of thousands of images costs a few dozen cards and thumbnails load as they scroll in.
  */
-export function Grid({ images, total, selected, onSelect }: GridProps) {
+export function Grid({ images, total, selected, onSelect, marks }: GridProps) {
   const scroller = useRef<HTMLDivElement>(null);
+  /** Images whose thumbnail the server could not make (a corrupt file): a labelled placeholder. */
+  const [broken, setBroken] = useState<ReadonlySet<string>>(new Set());
   const [view, setView] = useState({ top: 0, width: 800, height: 600 });
 
   useLayoutEffect(() => {
@@ -64,11 +68,12 @@ export function Grid({ images, total, selected, onSelect }: GridProps) {
   const cells = [];
   for (let index = first * columns; index < Math.min(images.length, last * columns); index += 1) {
     const image = images[index]!;
+    const mark = marks?.get(image.path);
     cells.push(
       <button
         type="button"
         key={image.path}
-        class={`card${image.path === selected ? ' selected' : ''}`}
+        class={`card${image.path === selected ? ' selected' : ''}${broken.has(image.path) ? ' broken' : ''}`}
         style={{
           top: `${Math.floor(index / columns) * CELL_HEIGHT}px`,
           left: `${(index % columns) * CELL_WIDTH}px`,
@@ -77,7 +82,21 @@ export function Grid({ images, total, selected, onSelect }: GridProps) {
         title={image.path}
         data-path={image.path}
       >
-        <img src={thumbnailUrl(image.path)} alt="" loading="lazy" decoding="async" onError={markBroken} />
+        <img
+          src={thumbnailUrl(image.path)}
+          alt=""
+          loading="lazy"
+          decoding="async"
+          onError={() => setBroken((set) => new Set(set).add(image.path))}
+        />
+        {mark && (
+          <span
+            class={`mark ${mark.severity}`}
+            title={`${mark.count} finding${mark.count === 1 ? '' : 's'} of the check`}
+          >
+            {mark.count}
+          </span>
+        )}
         <span class="name">{image.path.split('/').pop()}</span>
         <span class={`caption${image.caption ? '' : ' missing'}`}>
           {image.caption ? stripMarkup(image.caption) : 'no caption'}
@@ -92,9 +111,4 @@ export function Grid({ images, total, selected, onSelect }: GridProps) {
       </div>
     </div>
   );
-}
-
-/** A thumbnail the server could not make (a corrupt file) shows as a labelled placeholder. */
-function markBroken(event: Event) {
-  (event.currentTarget as HTMLImageElement).parentElement?.classList.add('broken');
 }

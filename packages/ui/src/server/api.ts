@@ -1,9 +1,31 @@
+import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { renameTag, type TagEditResult } from '@lora/caption-markup';
+import {
+  addTag,
+  promoteTag,
+  removeTag,
+  renameTag,
+  type TagEditResult,
+  type TagRole,
+} from '@lora/caption-markup';
 import { type CaptionEdit, type ScannedImage, updateCaptions } from '@lora/dataset';
 import { UiError } from '../errors.ts';
+import type { Checks } from './checks.ts';
+import { findConfigs, readConfig, saveConfig, validateConfig } from './configs.ts';
 import { captionTarget, findDatasets, scanDataset } from './datasets.ts';
+import { LABEL_MODELS, type LabelModel, type Labels } from './labels.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
+import {
+  findRuns,
+  isSamplePath,
+  lastMetrics,
+  listSamples,
+  type MetricsCursor,
+  type MetricsRecord,
+  readMetrics,
+  readStarts,
+} from './run-files.ts';
+import { RUN_MODES, type RunMode, type Runs, readSnapshot } from './runs.ts';
 import type { Thumbnails } from './thumbnails.ts';
 
 /** What the routes share: the project's real path, the thumbnail cache, the write queue. */
@@ -12,6 +34,9 @@ export interface ApiContext {
   readonly thumbnails: Thumbnails;
   /** Runs writes one after another, so two tabs' saves never interleave. */
   readonly serialize: <T>(work: () => Promise<T>) => Promise<T>;
+  readonly runs: Runs;
+  readonly checks: Checks;
+  readonly labels: Labels;
 }
 
 /** A JSON answer, or bytes with their type (thumbnails). */
@@ -64,9 +89,39 @@ async function loadDataset(context: ApiContext, dataset: string) {
   return { dir, images, byPath: new Map(images.map((image) => [image.path, image])) };
 }
 
-/** A bulk edit of one caption: the tag operations the page offers, keyed by `op.kind`. */
-const BULK_OPERATIONS: Record<string, (caption: string, op: Record<string, unknown>) => TagEditResult> = {
-  rename: (caption, op) => renameTag(caption, str(op, 'from'), str(op, 'to')),
+const ROLES: readonly TagRole[] = ['core', 'mood', 'plain'];
+
+function role(op: Record<string, unknown>): TagRole {
+  const value = op['role'] ?? 'plain';
+  if (!ROLES.includes(value as TagRole)) throw bad(`"role" must be one of ${ROLES.join(', ')}.`);
+  return value as TagRole;
+}
+
+const SPLIT = 'the tag is split by markup here (edit it by hand)';
+
+/**
+ * The bulk edits the page offers, keyed by `op.kind`: the edit of one caption, what a left tag
+ * means, and whether an image without a caption takes part (adding a tag gives it one).
+ */
+const BULK_OPERATIONS: Record<
+  string,
+  {
+    edit: (caption: string, op: Record<string, unknown>) => TagEditResult;
+    skipped: string;
+    uncaptioned?: true;
+  }
+> = {
+  rename: { edit: (caption, op) => renameTag(caption, str(op, 'from'), str(op, 'to')), skipped: SPLIT },
+  add: {
+    edit: (caption, op) => addTag(caption, str(op, 'tag'), role(op)),
+    skipped: SPLIT,
+    uncaptioned: true,
+  },
+  remove: { edit: (caption, op) => removeTag(caption, str(op, 'tag')), skipped: SPLIT },
+  promote: {
+    edit: (caption, op) => promoteTag(caption, str(op, 'tag')),
+    skipped: 'the tag is split by markup, or shares its *mood* emphasis with other tags (edit it by hand)',
+  },
 };
 
 /**
@@ -140,6 +195,36 @@ export async function get(context: ApiContext, route: string, query: URLSearchPa
       const image = await resolveInside(context.root, query.get('path') ?? '');
       return { bytes: await context.thumbnails.get(image), type: 'image/webp' };
     }
+    case 'api/check':
+      return { json: { check: (await context.checks.get(query.get('dataset') ?? '')) ?? null } };
+    case 'api/label':
+      return { json: { label: (await context.labels.get(query.get('dataset') ?? '')) ?? null } };
+    case 'api/configs':
+      return { json: { configs: await findConfigs(context.root) } };
+    case 'api/config': {
+      const path = query.get('path') ?? '';
+      return { json: { path, text: await readConfig(context.root, path) } };
+    }
+    case 'api/runs':
+      return { json: { runs: await listRuns(context) } };
+    case 'api/run': {
+      const dir = await resolveInside(context.root, query.get('path') ?? '');
+      return {
+        json: {
+          status: await context.runs.status(dir),
+          snapshot: await readSnapshot(dir),
+          starts: await readStarts(dir),
+          metrics: await allMetrics(dir),
+          samples: await listSamples(context.root, dir),
+        },
+      };
+    }
+    case 'run-file': {
+      const path = query.get('path') ?? '';
+      if (!isSamplePath(path)) throw bad(`${path} is not a sample of a run (samples/step-<n>….png or .txt).`);
+      const bytes = await readFile(await resolveInside(context.root, path));
+      return { bytes, type: path.endsWith('.png') ? 'image/png' : 'text/plain; charset=utf-8' };
+    }
     default:
       throw new UiError('E_BAD_REQUEST', `No such page: ${route}.`, 404);
   }
@@ -159,21 +244,20 @@ export async function post(
     case 'api/bulk/preview': {
       const op = body['op'];
       if (typeof op !== 'object' || op === null) throw bad('"op" must be an object.');
-      const edit = BULK_OPERATIONS[str(op as Record<string, unknown>, 'kind')];
-      if (edit === undefined)
-        throw bad(`Unknown bulk edit "${String((op as Record<string, unknown>)['kind'])}".`);
+      const kind = str(op as Record<string, unknown>, 'kind');
+      const operation = Object.hasOwn(BULK_OPERATIONS, kind) ? BULK_OPERATIONS[kind]! : undefined;
+      if (operation === undefined) throw bad(`Unknown bulk edit "${kind}".`);
       const { images } = await loadDataset(context, str(body, 'dataset'));
       const only = Array.isArray(body['images']) ? new Set(body['images'].map(String)) : undefined;
-      const changes: { image: string; before: string; after: string }[] = [];
+      const changes: { image: string; before: string | null; after: string }[] = [];
       const skipped: { image: string; reason: string }[] = [];
       for (const image of images) {
         const path = projectRelative(context.root, image.path);
-        if (image.caption === null || (only !== undefined && !only.has(path))) continue;
-        const result = edit(image.caption, op as Record<string, unknown>);
+        if (only !== undefined && !only.has(path)) continue;
+        if (image.caption === null && !operation.uncaptioned) continue;
+        const result = operation.edit(image.caption ?? '', op as Record<string, unknown>);
         if (result.changed > 0) changes.push({ image: path, before: image.caption, after: result.text });
-        if (result.skipped > 0) {
-          skipped.push({ image: path, reason: 'the tag is split by markup here (edit it by hand)' });
-        }
+        if (result.skipped > 0) skipped.push({ image: path, reason: operation.skipped });
       }
       return { json: { changes, skipped } };
     }
@@ -183,11 +267,86 @@ export async function post(
         str(body, 'dataset'),
         list(body, 'changes').map((change) => ({
           image: str(change, 'image'),
-          expected: str(change, 'before'),
+          expected: strOrNull(change, 'before'),
           caption: str(change, 'after'),
         })),
       );
+    case 'api/check':
+      return { json: { check: await context.checks.start(str(body, 'dataset')) } };
+    case 'api/label': {
+      const model = str(body, 'model');
+      if (!(LABEL_MODELS as readonly string[]).includes(model))
+        throw bad(`"model" must be one of ${LABEL_MODELS.join(', ')}.`);
+      const optional = (key: string) => {
+        const value = body[key];
+        if (value !== undefined && value !== '' && typeof value !== 'string')
+          throw bad(`"${key}" must be a string.`);
+        return value ? { [key]: value as string } : {};
+      };
+      return {
+        json: {
+          label: await context.labels.start({
+            dataset: str(body, 'dataset'),
+            model: model as LabelModel,
+            ...optional('modelPath'),
+            ...optional('tags'),
+            ...optional('template'),
+            overwrite: body['overwrite'] === true,
+          }),
+        },
+      };
+    }
+    case 'api/config/validate':
+      return { json: await validateConfig(context.root, str(body, 'path'), str(body, 'text')) };
+    case 'api/config/save': {
+      const path = str(body, 'path');
+      await context.serialize(() =>
+        saveConfig(context.root, path, strOrNull(body, 'expected'), str(body, 'text')),
+      );
+      return { json: { path, saved: true } };
+    }
+    case 'api/run/start': {
+      const mode = str(body, 'mode');
+      if (!Object.hasOwn(RUN_MODES, mode))
+        throw bad(`"mode" must be one of ${Object.keys(RUN_MODES).join(', ')}.`);
+      return { json: await context.runs.start(str(body, 'config'), mode as RunMode) };
+    }
+    case 'api/run/stop':
+      return { json: await context.runs.stop(str(body, 'path')) };
     default:
       throw new UiError('E_BAD_REQUEST', `No such action: ${route}.`, 404);
   }
+}
+
+/** Every record of a run's `metrics.jsonl`, for the chart of a run that is not followed live. */
+async function allMetrics(dir: string): Promise<MetricsRecord[]> {
+  const records: MetricsRecord[] = [];
+  let cursor: MetricsCursor | undefined;
+  for (;;) {
+    const read = await readMetrics(dir, cursor);
+    if (read === undefined || read.cursor.offset === cursor?.offset) return records;
+    records.push(...read.records);
+    cursor = read.cursor;
+  }
+}
+
+/** The run folders of the project (and those this server started, which may have no runs.jsonl yet), newest first. */
+async function listRuns(context: ApiContext) {
+  const paths = new Set(await findRuns(context.root));
+  for (const dir of context.runs.folders()) paths.add(projectRelative(context.root, dir));
+  const runs = await Promise.all(
+    [...paths].map(async (path) => {
+      const dir = await resolveInside(context.root, path);
+      const starts = await readStarts(dir);
+      return {
+        path,
+        status: await context.runs.status(dir),
+        starts: starts.length,
+        startedAt: starts[0]?.started_at ?? null,
+        lastStartedAt: starts.at(-1)?.started_at ?? null,
+        ...(await lastMetrics(dir)),
+      };
+    }),
+  );
+  return runs.sort((a, b) => (b.lastStartedAt ?? '').localeCompare(a.lastStartedAt ?? ''));
 }

@@ -52,14 +52,17 @@ export async function findDatasets(root: string): Promise<DatasetEntry[]> {
 }
 
 /**
- * Where an image's caption is saved: where it came from, else a new row of the dataset's own
- * `metadata.csv` when it has one (training reads that first), else a `.txt` sidecar.
+ * Where an image's caption is saved: where it came from, else a new row of the `metadata.csv`
+ * beside it or the dataset's own (training reads every metadata.csv of the folders, and a row
+ * before a sidecar), else a `.txt` sidecar.
  */
 export function captionTarget(image: ScannedImage, datasetDir: string): CaptionTarget {
   if (image.captionFrom === 'metadata') return { kind: 'metadata', csv: image.captionPath! };
   if (image.captionFrom === 'sidecar') return { kind: 'sidecar', path: image.captionPath! };
-  const csv = join(datasetDir, 'metadata.csv');
-  if (existsSync(csv)) return { kind: 'metadata', csv };
+  const csv = [join(dirname(image.path), 'metadata.csv'), join(datasetDir, 'metadata.csv')].find((path) =>
+    existsSync(path),
+  );
+  if (csv !== undefined) return { kind: 'metadata', csv };
   return {
     kind: 'sidecar',
     path: join(dirname(image.path), `${basename(image.path, extname(image.path))}.txt`),

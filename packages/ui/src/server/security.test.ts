@@ -1,49 +1,16 @@
 import { readFile, symlink, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeProject, serve } from '../test-fixtures.ts';
+import { type Answer, makeProject, send as sendTo, serve } from '../test-fixtures.ts';
 import type { UiServer } from './start.ts';
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
 
 let server: UiServer;
 let root: string;
 let token: string;
 
-/** A raw request, so the Host, Origin and path are exactly what a hostile page could send. */
-function send(
-  path: string,
-  {
-    method = 'GET',
-    headers = {},
-    body,
-  }: { method?: string; headers?: Record<string, string>; body?: string } = {},
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: server.port,
-        path,
-        method,
-        headers: { host: `127.0.0.1:${server.port}`, ...headers },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** A raw request to this file's server. */
+const send = (path: string, options?: Parameters<typeof sendTo>[2]): Promise<Answer> =>
+  sendTo(server, path, options);
 
 const codeOf = (answer: Answer) => (JSON.parse(answer.body) as { error: { code: string } }).error.code;
 const origin = () => `http://127.0.0.1:${server.port}`;
@@ -130,6 +97,12 @@ describe('lora ui server security', () => {
     ['an encoded ..', 'thumbnail?path=%2e%2e%2fsecret.png'],
     ['a backslash', 'thumbnail?path=data\\..\\..\\secret.png'],
     ['an absolute image path', 'thumbnail?path=/etc/passwd'],
+    ['a config outside', 'api/config?path=../outside.yaml'],
+    ["a run's events outside", 'api/run/events?path=../'],
+    ['a run outside', 'api/run?path=/tmp'],
+    ['a sample outside', 'run-file?path=../output/x/samples/step-000001.txt'],
+    ['a dataset check outside', 'api/check?dataset=..'],
+    ['labels outside', 'api/label?dataset=../x'],
   ])('refuses a path that leaves the project: %s', async (_name, route) => {
     const answer = await send(`/${token}/${route}`);
     expect(answer.status).toBe(403);
@@ -165,6 +138,17 @@ describe('lora ui server security', () => {
       json({ dataset: 'data/style_train', image: 'notes.md', expected: null, caption: 'x' }),
     );
     expect(answer.status).toBe(400);
+    expect(await readFile(join(root, 'notes.md'), 'utf8')).toBe('mine');
+  });
+
+  it('serves only samples from run folders, and writes only YAML files as configs', async () => {
+    const file = await send(`/${token}/run-file?path=data/style_train/10_neon/metadata.csv`);
+    expect(file.status).toBe(400);
+    const save = await send(
+      `/${token}/api/config/save`,
+      json({ path: 'notes.md', expected: 'mine', text: 'x' }),
+    );
+    expect(save.status).toBe(400);
     expect(await readFile(join(root, 'notes.md'), 'utf8')).toBe('mine');
   });
 

@@ -5,6 +5,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UiError } from '../errors.ts';
 import { type ApiContext, type ApiResult, get, post } from './api.ts';
+import { Checks } from './checks.ts';
+import { Labels } from './labels.ts';
+import { resolveInside } from './project-path.ts';
+import { streamRun } from './run-events.ts';
+import { Runs } from './runs.ts';
 import { checkRequest, newToken, SECURITY_HEADERS } from './security.ts';
 import { Thumbnails } from './thumbnails.ts';
 
@@ -18,6 +23,11 @@ export interface UiOptions {
   readonly port?: number;
   /** The built page (dist/client); tests of the sources point it at the build. */
   readonly assetsDir?: string;
+  /**
+   * The lora CLI's `bin.js`: runs started from the page are `node <cli> train …`. The CLI passes
+   * its own; without it the page edits configs but starts no run.
+   */
+  readonly cli?: string;
 }
 
 export interface UiServer {
@@ -26,6 +36,7 @@ export interface UiServer {
   readonly port: number;
   /** The project folder's real path. */
   readonly root: string;
+  /** Stops the server, and the runs it started (each saves a checkpoint, as after Ctrl-C). */
   close(): Promise<void>;
 }
 
@@ -100,6 +111,15 @@ async function handle(
     return;
   }
   const query = url.searchParams;
+  if (route === 'api/run/events' && request.method === 'GET') {
+    const dir = await resolveInside(context.root, query.get('path') ?? '');
+    streamRun(request, response, SECURITY_HEADERS, {
+      dir,
+      root: context.root,
+      status: () => context.runs.status(dir),
+    });
+    return;
+  }
   const assetType = ASSETS[route];
   if (request.method !== 'POST' && assetType !== undefined) {
     const file = join(context.assetsDir, route === '' ? 'index.html' : route);
@@ -143,6 +163,9 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
     port: 0,
     assetsDir: options.assetsDir ?? fileURLToPath(new URL('./client/', import.meta.url)),
     thumbnails: new Thumbnails(root),
+    runs: new Runs(root, options.cli),
+    checks: new Checks(root),
+    labels: new Labels(root, options.cli),
     serialize<T>(work: () => Promise<T>): Promise<T> {
       const next = queue.then(work, work);
       queue = next.catch(() => undefined);
@@ -180,6 +203,7 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
     port: context.port,
     root,
     close: async () => {
+      await context.runs.close();
       await Promise.all(
         servers.map(
           (server) =>

@@ -41,9 +41,7 @@ beforeAll(async () => {
         seed,
         caption: { shuffle: true, keepTokens: 1, tagDropout: 0.3 },
       }),
-      latents,
-      tokenizer,
-      () => [4, 8, 8],
+      { latents, tokenizer, latentShape: () => [4, 8, 8] },
       { seed, noiseOffset },
     );
 });

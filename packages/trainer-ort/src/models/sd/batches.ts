@@ -16,6 +16,7 @@ import {
   VALIDATION_TIMESTEPS,
   validationNoise,
 } from './noise.ts';
+import type { CachedText, TextConditioningCache } from './text-cache.ts';
 
 export interface SdBatch {
   readonly size: number;
@@ -33,6 +34,19 @@ export interface SdBatch {
   readonly inputIds2?: BigInt64Array;
   /** SDXL: `[size, 6]` original height, width, crop top, left, target height, width (`sdxlTimeIds`). */
   readonly timeIds?: BigInt64Array;
+  /** The captions' cached text-encoder outputs, when the run caches them. */
+  readonly text?: CachedText;
+}
+
+/** What turns a dataset batch into model inputs. */
+export interface BatchInputs {
+  readonly latents: LatentSource;
+  readonly tokenizer: ClipTokenizer;
+  readonly latentShape: (bucket: readonly [number, number]) => [number, number, number];
+  /** SDXL's second tokenizer: with it, batches carry its ids and the size condition. */
+  readonly tokenizer2?: ClipTokenizer;
+  /** The text-encoder output cache: with it, batches carry the captions' cached conditioning. */
+  readonly text?: TextConditioningCache;
 }
 
 /**
@@ -63,18 +77,15 @@ export class SdBatchSource implements BatchSource<SdBatch> {
 
   constructor(
     private readonly dataset: ImageDataset,
-    readonly latents: LatentSource,
-    readonly tokenizer: ClipTokenizer,
-    readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
+    private readonly inputs: BatchInputs,
     private readonly noise: NoiseOptions,
-    readonly tokenizer2?: ClipTokenizer,
   ) {
     this.microBatchesPerEpoch = dataset.stepsPerEpoch;
   }
 
   async batch(epoch: number, index: number): Promise<SdBatch> {
     const images = await this.dataset.loadBatch(epoch, index);
-    return sdBatch(images, this, (shape) => drawNoise(this.noise, epoch, index, shape));
+    return sdBatch(images, this.inputs, (shape) => drawNoise(this.noise, epoch, index, shape));
   }
 
   count(batch: SdBatch): BatchCount {
@@ -92,11 +103,8 @@ export class SdValidationBatches implements BatchSource<SdBatch> {
 
   constructor(
     private readonly dataset: ImageDataset,
-    readonly latents: LatentSource,
-    readonly tokenizer: ClipTokenizer,
-    readonly latentShape: (bucket: readonly [number, number]) => [number, number, number],
+    private readonly inputs: BatchInputs,
     private readonly seed: number,
-    readonly tokenizer2?: ClipTokenizer,
   ) {
     this.microBatchesPerEpoch = dataset.stepsPerEpoch * VALIDATION_TIMESTEPS.length;
   }
@@ -105,7 +113,7 @@ export class SdValidationBatches implements BatchSource<SdBatch> {
     const step = Math.floor(index / VALIDATION_TIMESTEPS.length);
     const timestep = VALIDATION_TIMESTEPS[index % VALIDATION_TIMESTEPS.length]!;
     const images = await this.dataset.loadBatch(0, step);
-    return sdBatch(images, this, (shape) => validationNoise(this.seed, step, timestep, shape));
+    return sdBatch(images, this.inputs, (shape) => validationNoise(this.seed, step, timestep, shape));
   }
 
   count(batch: SdBatch): BatchCount {
@@ -113,19 +121,10 @@ export class SdValidationBatches implements BatchSource<SdBatch> {
   }
 }
 
-/** What turns a dataset batch into model inputs. */
-interface BatchInputs {
-  readonly latents: LatentSource;
-  readonly tokenizer: ClipTokenizer;
-  readonly latentShape: (bucket: readonly [number, number]) => [number, number, number];
-  /** SDXL's second tokenizer: with it, batches carry its ids and the size condition. */
-  readonly tokenizer2?: ClipTokenizer;
-}
-
 /** A dataset batch's latents and token ids, with the timesteps and noise `draw` gives for its shape. */
 async function sdBatch(
   images: ImageBatch,
-  { latents, tokenizer, latentShape, tokenizer2 }: BatchInputs,
+  { latents, tokenizer, latentShape, tokenizer2, text }: BatchInputs,
   draw: (shape: [number, number, number, number]) => NoiseDraw,
 ): Promise<SdBatch> {
   const size = images.paths.length;
@@ -139,6 +138,7 @@ async function sdBatch(
     timesteps,
     inputIds: tokenizer.encode(images.captions),
     captions: images.captions,
+    ...(text ? { text: await text.conditioning(images.captions) } : {}),
     ...(tokenizer2
       ? {
           inputIds2: tokenizer2.encode(images.captions),

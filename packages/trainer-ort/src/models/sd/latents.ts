@@ -24,6 +24,7 @@ import { chooseDevice, type Device } from '../../device.ts';
 import { Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
+import type { SdComponent } from './keys.ts';
 import { buildVaeEncoder } from './vae.ts';
 
 /** Bumped when the cached bytes would mean something else (layout, mean vs. sample). */
@@ -128,10 +129,22 @@ export class EncodedLatents implements LatentSource {
  * sha256 of the VAE encoder's weight bytes (the decoder is never used) and sizes: latents made
  * by another VAE are never reused.
  */
-export async function vaeFingerprint(checkpoint: SdCheckpoint): Promise<string> {
-  const hash = createHash('sha256').update(JSON.stringify(checkpoint.config.vae));
+export function vaeFingerprint(checkpoint: SdCheckpoint): Promise<string> {
+  return weightsFingerprint(checkpoint, 'vae', checkpoint.config.vae, (k) =>
+    /^(encoder|quant_conv)\./.test(k),
+  );
+}
+
+/** sha256 of `sizes` and of the bytes of `component`'s stored tensors that `filter` keeps. */
+export async function weightsFingerprint(
+  checkpoint: SdCheckpoint,
+  component: SdComponent,
+  sizes: unknown,
+  filter: (key: string) => boolean = () => true,
+): Promise<string> {
+  const hash = createHash('sha256').update(JSON.stringify(sizes));
   const buffer = Buffer.alloc(HASH_CHUNK);
-  for (const range of checkpoint.storedRanges('vae', (k) => /^(encoder|quant_conv)\./.test(k))) {
+  for (const range of checkpoint.storedRanges(component, filter)) {
     hash.update(`${range.key}\0${range.dtype}\0${range.length}\0`);
     const handle = await open(range.path, 'r');
     try {

@@ -238,8 +238,49 @@ function textConditioning(
     );
     const textEmbeds =
       textEncoder2 && graph.input(SD_LOSS_INPUTS.textEmbeds, 'float32', [batch, textEncoder2.projectionDim!]);
-    return { states, ...(textEmbeds && timeIds ? { textTime: { textEmbeds, timeIds } } : {}), modules: [] };
+    const textTime = textEmbeds && timeIds ? { textEmbeds: cast(textEmbeds, dtype), timeIds } : undefined;
+    return { states, ...(textTime ? { textTime } : {}), modules: [] };
   }
+  const inputIds = graph.input(SD_LOSS_INPUTS.inputIds, 'int64', [batch, tokens]);
+  const inputIds2 = textEncoder2 && graph.input(SD_LOSS_INPUTS.inputIds2, 'int64', [batch, tokens]);
+  const encoded = buildTextEncoding(checkpoint, inputIds, inputIds2, {
+    clipSkip: options.clipSkip ?? 1,
+    dtype,
+    ...(options.memory ? { memory: options.memory } : {}),
+    lora: { textEncoder: teTargets, textEncoder2: te2Targets, options: loraOptions },
+  });
+  if (!encoded.pooled || !timeIds) return { states: encoded.states, modules: encoded.modules };
+  return { ...encoded, textTime: { textEmbeds: encoded.pooled, timeIds } };
+}
+
+/** What `buildTextEncoding` needs besides the token ids. */
+export interface TextEncodingOptions {
+  clipSkip: number;
+  dtype: DType;
+  memory?: MemoryOptions;
+  /** LoRA on the text encoders: their targets and the shared settings (rank, alpha, …). */
+  lora?: {
+    textEncoder: readonly string[];
+    textEncoder2: readonly string[];
+    options: Omit<SdLoraTargets, 'unet' | 'textEncoder' | 'textEncoder2' | 'conv'>;
+  };
+}
+
+/**
+ * The text encoder(s) on token ids `[b, tokens]`: the states the UNet's cross-attention reads
+ * and, for SDXL (`inputIds2` for its second encoder), the pooled embedding — sgm's
+ * GeneralConditioner: both encoders' penultimate states, raw, side by side. The training loss
+ * builds it with the encoders' LoRA, the text-encoder output cache without.
+ */
+export function buildTextEncoding(
+  checkpoint: SdCheckpoint,
+  inputIds: Tensor,
+  inputIds2: Tensor | undefined,
+  options: TextEncodingOptions,
+): { states: Tensor; pooled?: Tensor; modules: readonly SdLoraModule[] } {
+  const graph = inputIds.graph;
+  const { textEncoder, textEncoder2 } = checkpoint.config;
+  const { dtype, memory } = options;
   const encoder = (
     component: 'text_encoder' | 'text_encoder_2',
     targets: readonly string[],
@@ -249,23 +290,20 @@ function textConditioning(
     const plan = new LoraPlan(
       component,
       targets,
-      { ...loraOptions, group },
+      { rank: 1, alpha: 1, ...options.lora?.options, group },
       undefined,
       ldmPathOf(checkpoint),
     );
-    return { plan, ctx: { checkpoint, component, lora: plan, dtype, memory: options.memory } };
+    return { plan, ctx: { checkpoint, component, lora: plan, dtype, ...(memory ? { memory } : {}) } };
   };
-  const first = encoder('text_encoder', teTargets, TEXT_ENCODER_PARAMETER_GROUP);
-  const inputIds = graph.input(SD_LOSS_INPUTS.inputIds, 'int64', [batch, tokens]);
-  if (!textEncoder2 || !timeIds) {
+  const first = encoder('text_encoder', options.lora?.textEncoder ?? [], TEXT_ENCODER_PARAMETER_GROUP);
+  if (!textEncoder2 || !inputIds2) {
     const states = graph.scope('text_encoder', () =>
-      buildClipTextEncoder(first.ctx, textEncoder, inputIds, { clipSkip: options.clipSkip ?? 1 }),
+      buildClipTextEncoder(first.ctx, textEncoder, inputIds, { clipSkip: options.clipSkip }),
     );
     return { states, modules: first.plan.modules };
   }
-  // SDXL (sgm's GeneralConditioner): both encoders' penultimate states, raw, side by side.
-  const second = encoder('text_encoder_2', te2Targets, TEXT_ENCODER_2_PARAMETER_GROUP);
-  const inputIds2 = graph.input(SD_LOSS_INPUTS.inputIds2, 'int64', [batch, tokens]);
+  const second = encoder('text_encoder_2', options.lora?.textEncoder2 ?? [], TEXT_ENCODER_2_PARAMETER_GROUP);
   const states1 = graph.scope('text_encoder', () =>
     buildClipTextEncoder(first.ctx, textEncoder, inputIds, { clipSkip: 2, finalNorm: false }),
   );
@@ -274,7 +312,7 @@ function textConditioning(
   );
   return {
     states: concat([states1, states2], -1),
-    textTime: { textEmbeds: pooled, timeIds },
+    pooled,
     modules: [...first.plan.modules, ...second.plan.modules],
   };
 }

@@ -125,6 +125,22 @@ describe('trainSd on the tiny SDXL model', () => {
     expect(report.has(`${fused}[1/3]`)).toBe(false);
   }, 180_000);
 
+  it('with frozen text encoders and fixed captions, caches both encoders’ outputs: the losses of running them every step', async () => {
+    const cached = await run('unet-only');
+    expect(cached.info.join('\n')).toMatch(
+      /text encoders: not trained, so their outputs are computed once per caption .*\(4 encoded, 0 read/,
+    );
+    // Shuffling with every tag kept in place gives the same captions, run through both encoders in the graph.
+    const inGraph = await run('unet-only-in-graph', 'shuffle_caption: true\nkeep_tokens: 100\n');
+    expect(inGraph.info.join('\n')).toMatch(/text encoders: run every step/);
+    const losses = (events: TrainerEvent[]) => events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+    const expected = losses(inGraph.events);
+    expect(losses(cached.events)).toHaveLength(2);
+    losses(cached.events).forEach((loss, i) => {
+      expect(Math.abs(loss - expected[i]!) / expected[i]!).toBeLessThan(1e-5);
+    });
+  }, 180_000);
+
   it('samples the prompt lines while training: step 0 draws the base image, the trained LoRA other pixels', async () => {
     const { events, result } = await run(
       'samples',

@@ -555,6 +555,37 @@ describe('trainSd kohya options', () => {
     expect(idat(await readFile(sampled[2]!.files[0]!)).equals(idat(base.png))).toBe(false);
   });
 
+  it('computes the text encoders’ outputs once when they are not trained and the captions never change: the losses of running them every step', async () => {
+    const sd = await config('text-cached');
+    const fixed = { ...sd, shuffle_caption: false, caption_tag_dropout_rate: 0 };
+    const cached = await train(fixed);
+    expect(cached.info.join('\n')).toMatch(
+      /text encoders: not trained, so their outputs are computed once per caption and the training graph leaves them out \(6 encoded, 0 read from .*cache[/\\]text\)/,
+    );
+    // The training graph takes the states: no text-encoder weight is in it.
+    const graph = cached.graphs.get('gradients-8x8.onnx')!;
+    expect(graph).not.toContain('text_model.encoder.layers.0.');
+    // Shuffling with every tag kept in place gives the same captions, but they could change, so
+    // the encoders run inside the training graph: the same losses, up to float rounding.
+    const inGraph = await train({
+      ...fixed,
+      output_dir: join(root, 'runs', 'text-in-graph'),
+      shuffle_caption: true,
+      keep_tokens: 100,
+    });
+    expect(inGraph.info.join('\n')).toMatch(/text encoders: run every step, as the captions change/);
+    expect(inGraph.graphs.get('gradients-8x8.onnx')).toContain('text_model.encoder.layers.0.');
+    const losses = (run: Trained) => run.events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+    const expected = losses(inGraph);
+    expect(losses(cached)).toHaveLength(4);
+    losses(cached).forEach((loss, i) => {
+      expect(Math.abs(loss - expected[i]!) / expected[i]!).toBeLessThan(1e-5);
+    });
+    // The next run reads the cache.
+    const again = await train({ ...fixed, max_steps: 1 });
+    expect(again.info.join('\n')).toMatch(/\(0 encoded, 6 read from /);
+  });
+
   it('evaluates the validation loss of held-out images at fixed timesteps and noise, comparable between runs', async () => {
     const sd = await config('validated');
     const evaluate = async (name: string, learningRate: number) => {

@@ -42,7 +42,7 @@ import {
   writeSdAdapter,
 } from './adapter.ts';
 import { type SdBatch, SdBatchSource, SdValidationBatches } from './batches.ts';
-import { openSdCheckpoint } from './checkpoint.ts';
+import { openSdCheckpoint, type SdCheckpoint } from './checkpoint.ts';
 import { SD_FAMILY_NAMES, type SdFamily } from './config.ts';
 import { BESIDE_THE_MODEL } from './find-tokenizer.ts';
 import type { SdComponent } from './keys.ts';
@@ -52,6 +52,7 @@ import { ClipTokenizer, OPENCLIP_PAD, singleFileConfig } from './model-files.ts'
 import { VALIDATION_TIMESTEPS } from './noise.ts';
 import { sdPrediction } from './prediction.ts';
 import { writeImageSamples } from './samples.ts';
+import { TextConditioningCache } from './text-cache.ts';
 import { SdTrainableModel, sdShapeKey } from './trainable.ts';
 
 export type { SdAdapterLayout } from './adapter.ts';
@@ -60,6 +61,9 @@ export interface TrainSdOptions {
   /** `kohya` (default): `<output_name>.safetensors` with `ss_*` metadata; `diffusers`: `pytorch_lora_weights.safetensors`. */
   layout?: SdAdapterLayout;
 }
+
+/** Where the text-encoder output cache lives in the run folder. */
+const TEXT_CACHE = join('cache', 'text');
 
 /** Stable Diffusion 1.x, 2.x and XL: a single file or diffusers folder, captioned images, a kohya (or diffusers) LoRA. */
 export function sdFamily(options: TrainSdOptions = {}): ModelFamily {
@@ -174,12 +178,19 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
       textEncoder2: targets.task === 'sd' && family === 'sdxl' ? targets.text_encoder : [],
     };
     reportPartialAttention(family, lora.textEncoder, warn);
+    const text = await textCache(
+      checkpoint,
+      [dataset, validationDataset],
+      lora.textEncoder.length + lora.textEncoder2.length > 0,
+      { tokenizer, tokenizer2, config, outputDir, logger, warn },
+    );
     const model = new SdTrainableModel(checkpoint, {
       prediction: prediction.type,
       clipSkip: config.clip_skip,
       lora,
       memory: memoryOptions(config),
       ...(config.min_snr_gamma === undefined ? {} : { minSnrGamma: config.min_snr_gamma }),
+      ...(text ? { cachedText: true } : {}),
     });
     const latentShape = (bucket: Size) => encoder.latentShape(bucket);
     const initial = config.init_adapter
@@ -191,14 +202,14 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
         )
       : undefined;
     const trained = initial ? new SdTrainableModel(checkpoint, { ...model.options, initial }) : model;
-    const data = new SdBatchSource(
-      dataset,
+    const inputs = {
       latents,
       tokenizer,
       latentShape,
-      { seed: config.seed, noiseOffset: config.noise_offset },
-      tokenizer2,
-    );
+      ...(tokenizer2 ? { tokenizer2 } : {}),
+      ...(text ? { text } : {}),
+    };
+    const data = new SdBatchSource(dataset, inputs, { seed: config.seed, noiseOffset: config.noise_offset });
     const bucketList = dataset.buckets.map(
       (b) => `${b.bucket.join('x')} (${b.samples} sample(s), latents ${latentShape(b.bucket).join('×')})`,
     );
@@ -275,14 +286,7 @@ async function prepareSd(run: TrainingRun, options: TrainSdOptions): Promise<Pre
     const { dropout: _, ...undropped } = lora;
     const validation = validationDataset && {
       model: new SdTrainableModel(checkpoint, { ...trained.options, lora: undropped }),
-      data: new SdValidationBatches(
-        validationDataset,
-        latents,
-        tokenizer,
-        latentShape,
-        config.seed,
-        tokenizer2,
-      ),
+      data: new SdValidationBatches(validationDataset, inputs, config.seed),
       description: `${validationImages.length} ${config.validation_split === undefined ? '' : 'held-out '}image(s) × ${VALIDATION_TIMESTEPS.length} timesteps (${VALIDATION_TIMESTEPS.join(', ')}) with fixed noise`,
     };
     return {
@@ -331,6 +335,46 @@ function checkSdxlSettings(config: SdConfig, logger: TrainingRun['logger']): voi
       `sd: the VAE encodes in fp32 whatever mixed_precision (${config.mixed_precision}) says: SDXL's VAE overflows in fp16`,
     );
   }
+}
+
+/**
+ * The text-encoder output cache, filled with every training and validation caption, when no text
+ * encoder is trained and the captions never change (kohya's --cache_text_encoder_outputs, which
+ * needs the same); undefined otherwise, and the run says why not when a text encoder is frozen.
+ */
+async function textCache(
+  checkpoint: SdCheckpoint,
+  datasets: readonly (ImageDataset | undefined)[],
+  trainsTextEncoder: boolean,
+  run: {
+    tokenizer: ClipTokenizer;
+    tokenizer2: ClipTokenizer | undefined;
+    config: SdConfig;
+    outputDir: string;
+    logger: TrainingRun['logger'];
+    warn: (code: WarningCode, message: string) => void;
+  },
+): Promise<TextConditioningCache | undefined> {
+  if (trainsTextEncoder) return undefined;
+  const captions = datasets.map((dataset) => dataset?.fixedCaptions() ?? []);
+  if (datasets[0]!.fixedCaptions() === undefined) {
+    run.logger.info(
+      'text encoders: run every step, as the captions change from epoch to epoch (shuffle_caption, caption_dropout_rate, caption_tag_dropout_rate); without those their outputs would be computed once',
+    );
+    return undefined;
+  }
+  const cache = await TextConditioningCache.open(checkpoint, run.tokenizer, run.tokenizer2, {
+    folder: join(run.outputDir, TEXT_CACHE),
+    graphs: join(run.outputDir, GRAPHS_FOLDER),
+    device: run.config.device,
+    clipSkip: run.config.clip_skip,
+    onNotice: (message) => run.warn('device_fallback', message),
+  });
+  const stats = await cache.fill(captions.flat());
+  run.logger.info(
+    `text encoders: not trained, so their outputs are computed once per caption and the training graph leaves them out (${stats.encoded} encoded, ${stats.reused} read from ${join(run.outputDir, TEXT_CACHE)})`,
+  );
+  return cache;
 }
 
 /** Captions longer than the text encoder's window lose their end in every step: said once. */

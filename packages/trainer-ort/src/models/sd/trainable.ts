@@ -22,6 +22,11 @@ export interface SdTrainableOptions extends Omit<SdLossOptions, 'batch' | 'text'
   minSnrGamma?: number;
   /** Starting values of LoRA parameters by name (from `init_adapter`); others start as initialised. */
   initial?: ReadonlyMap<string, Float32Array>;
+  /**
+   * The text encoders' outputs come with each batch (`SdBatch.text`, from the text-encoder output
+   * cache), so the graph takes them instead of running the encoders; only without text-encoder LoRA.
+   */
+  cachedText?: boolean;
 }
 
 const SHAPE_KEY = /^(\d+)x(\d+)$/;
@@ -61,13 +66,13 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
       );
     }
     // The text encoder and the UNet compute in the loop's type; the noise and the loss in float32 (see loss.ts).
-    const { minSnrGamma: _, initial, ...lossOptions } = this.options;
+    const { minSnrGamma: _, initial, cachedText, ...lossOptions } = this.options;
     const loss = buildSdLoss(graph, this.checkpoint, {
       ...lossOptions,
       computeDtype,
       latentSize: [Number(size[1]), Number(size[2])],
       alphasCumprod: this.alphasCumprod,
-      text: 'ids',
+      text: cachedText ? 'states' : 'ids',
     });
     this.built = loss.lora;
     const start = (p: LoraParameter): LoraParameter => {
@@ -103,22 +108,53 @@ export class SdTrainableModel implements TrainableModel<SdBatch> {
         'an SDXL batch needs the second tokenizer’s ids and the size ids',
       );
     }
+    if (this.options.cachedText && !batch.text) {
+      throw new ModelError(
+        'E_MODEL_BATCH',
+        'the model takes cached text-encoder outputs; this batch has none',
+      );
+    }
     return {
-      ...(sdxl
-        ? {
-            [SD_LOSS_INPUTS.inputIds2]: hostTensor('int64', [batch.size, tokens], batch.inputIds2!),
-            [SD_LOSS_INPUTS.timeIds]: hostTensor('int64', [batch.size, 6], batch.timeIds!),
-          }
-        : {}),
+      ...(sdxl ? { [SD_LOSS_INPUTS.timeIds]: hostTensor('int64', [batch.size, 6], batch.timeIds!) } : {}),
+      ...this.textFeeds(batch, tokens),
       [SD_LOSS_INPUTS.latents]: hostTensor('float32', latent, batch.latents),
       [SD_LOSS_INPUTS.noise]: hostTensor('float32', latent, batch.noise),
       [SD_LOSS_INPUTS.timesteps]: hostTensor('int64', [batch.size], batch.timesteps),
-      [SD_LOSS_INPUTS.inputIds]: hostTensor('int64', [batch.size, tokens], batch.inputIds),
       [SD_LOSS_INPUTS.lossWeights]: hostTensor(
         'float32',
         [batch.size],
         minSnrWeights(batch.timesteps, this.alphasCumprod, this.options.prediction, this.options.minSnrGamma),
       ),
+    };
+  }
+
+  /** The text condition: the cached encoder outputs, or the token ids the graph's encoders read. */
+  private textFeeds(batch: SdBatch, tokens: number): Record<string, HostTensor> {
+    const { unet, textEncoder2 } = this.checkpoint.config;
+    if (this.options.cachedText) {
+      const { states, textEmbeds } = batch.text!;
+      return {
+        [SD_LOSS_INPUTS.encoderHiddenStates]: hostTensor(
+          'float32',
+          [batch.size, tokens, unet.crossAttentionDim],
+          states,
+        ),
+        ...(textEncoder2
+          ? {
+              [SD_LOSS_INPUTS.textEmbeds]: hostTensor(
+                'float32',
+                [batch.size, textEncoder2.projectionDim!],
+                textEmbeds!,
+              ),
+            }
+          : {}),
+      };
+    }
+    return {
+      [SD_LOSS_INPUTS.inputIds]: hostTensor('int64', [batch.size, tokens], batch.inputIds),
+      ...(textEncoder2
+        ? { [SD_LOSS_INPUTS.inputIds2]: hostTensor('int64', [batch.size, tokens], batch.inputIds2!) }
+        : {}),
     };
   }
 }

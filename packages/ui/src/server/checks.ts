@@ -1,0 +1,77 @@
+import { sep } from 'node:path';
+import { DEFAULTS } from '@lora/config';
+import { checkDataset, type DatasetSummary } from '@lora/dataset';
+import { projectRelative, resolveInside } from './project-path.ts';
+
+/**
+ * Images decoded at once by a check: two leave the machine free for the page's thumbnails and a
+ * training run, and a check is not in a hurry the way a run's start is.
+ */
+export const CHECK_CONCURRENCY = 2;
+
+/** A finding of `lora dataset check` as the page shows it, its path relative to the project. */
+export interface CheckFinding {
+  readonly code: string;
+  readonly severity: 'error' | 'warning' | 'info';
+  readonly path: string;
+  readonly reason: string;
+  readonly line?: number;
+}
+
+export type CheckState =
+  | { state: 'running'; decoded: number; total: number }
+  | { state: 'done'; summary: DatasetSummary; findings: CheckFinding[]; finishedAt: string }
+  | { state: 'failed'; message: string };
+
+/**
+ * `lora dataset check` of a dataset (it decodes every image, so it runs in the background): one
+ * job per dataset, whose progress and report the page reads while it goes. Checking a dataset
+ * again replaces its report.
+ */
+export class Checks {
+  private readonly jobs = new Map<string, CheckState>();
+
+  constructor(private readonly root: string) {}
+
+  async start(dataset: string): Promise<CheckState> {
+    const dir = await resolveInside(this.root, dataset);
+    const current = this.jobs.get(dataset);
+    if (current?.state === 'running') return current;
+    const job: CheckState = { state: 'running', decoded: 0, total: 0 };
+    this.jobs.set(dataset, job);
+    checkDataset({
+      dirs: [dir],
+      resolution: DEFAULTS.resolution,
+      concurrency: CHECK_CONCURRENCY,
+      onProgress: (decoded, total) => Object.assign(job, { decoded, total }),
+    }).then(
+      (report) =>
+        this.jobs.set(dataset, {
+          state: 'done',
+          summary: report.summary,
+          findings: report.findings.map(({ code, severity, path, reason, line }) => {
+            const relative = projectRelative(this.root, path);
+            // The page names files relative to the project, once: the library's sentences name them in full.
+            const sentence = reason.replaceAll(`${this.root}${sep}`, '');
+            return {
+              code,
+              severity,
+              path: relative,
+              reason: sentence.startsWith(`${relative}: `) ? sentence.slice(relative.length + 2) : sentence,
+              ...(line === undefined ? {} : { line }),
+            };
+          }),
+          finishedAt: new Date().toISOString(),
+        }),
+      (error: unknown) =>
+        this.jobs.set(dataset, { state: 'failed', message: (error as Error).message ?? String(error) }),
+    );
+    return job;
+  }
+
+  /** The dataset's job, or undefined when it was never checked in this session. */
+  async get(dataset: string): Promise<CheckState | undefined> {
+    await resolveInside(this.root, dataset);
+    return this.jobs.get(dataset);
+  }
+}
