@@ -82,24 +82,22 @@ export async function chunkConditions(
   });
   const rows = padded.flatMap((p) => p.ids);
   const second = padded.every((p) => p.ids2) ? padded.flatMap((p) => p.ids2!) : undefined;
-  const { states, pooled } = await text.textStates(rows, second);
+  const { states, widths, pooled } = await text.textStates(rows, second);
   const tokens = rows[0]!.length;
-  const widths = states.map((s) => s.length / (rows.length * tokens));
-  const width = widths.reduce((a, b) => a + b, 0);
+  const width = states.length / (rows.length * tokens);
   return padded.map((p, i) => {
-    const out = new Float32Array(count * tokens * width);
+    const out = states.slice(i * count * tokens * width, (i + 1) * count * tokens * width);
     p.weights.forEach((weights, k) => {
-      const row = i * count + k;
       let offset = 0;
-      states.forEach((encoder, e) => {
-        const w = widths[e]!;
-        const weighted = weightStates(encoder.subarray(row * tokens * w, (row + 1) * tokens * w), weights);
-        // Each token's states: the encoders' side by side.
-        for (let t = 0; t < tokens; t++) {
-          out.set(weighted.subarray(t * w, (t + 1) * w), (k * tokens + t) * width + offset);
-        }
+      // Each encoder's part of the chunk's states is weighted with its own mean, as A1111 does per embedder.
+      for (const w of widths) {
+        const at = (t: number) => (k * tokens + t) * width + offset;
+        const part = new Float32Array(tokens * w);
+        for (let t = 0; t < tokens; t++) part.set(out.subarray(at(t), at(t) + w), t * w);
+        const weighted = weightStates(part, weights);
+        for (let t = 0; t < tokens; t++) out.set(weighted.subarray(t * w, (t + 1) * w), at(t));
         offset += w;
-      });
+      }
     });
     if (!pooled) return { states: out };
     const size = pooled.length / rows.length;

@@ -29,7 +29,7 @@ beforeAll(async () => {
   opened = await openSdCheckpoint(join(FIXTURES, 'model.safetensors'), config);
   const [, height, width] = golden.latent_shape;
   model = await SdTextToLatent.open(opened.checkpoint, [height, width]);
-  [states] = (await model.textStates([golden.uncond_ids, golden.cond_ids])).states as [Float32Array];
+  ({ states } = await model.textStates([golden.uncond_ids, golden.cond_ids]));
 });
 afterAll(async () => {
   await model?.dispose();

@@ -16,8 +16,7 @@ import { TrainerOrtError } from '../../errors.ts';
 import { Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
-import { buildClipTextEncoder, buildPooledClipTextEncoder } from './clip.ts';
-import { scaledLinearAlphasCumprod } from './loss.ts';
+import { buildTextEncoding, scaledLinearAlphasCumprod } from './loss.ts';
 import { DiscreteSchedule, epsilonFromV, type SampleOptions, type SamplerName, sample } from './samplers.ts';
 import { buildUnet } from './unet.ts';
 
@@ -39,8 +38,10 @@ export interface LatentRequest extends SampleOptions {
 
 /** The text encoders' outputs for rows of token ids. */
 export interface EncodedText {
-  /** Per text encoder, `[rows, tokens, hidden]`: the final states (SD 1.x / 2.x), the penultimate raw ones (SDXL). */
-  states: Float32Array[];
+  /** `[rows, tokens, crossAttentionDim]`: the states the UNet reads (SDXL: both encoders' side by side). */
+  states: Float32Array;
+  /** How wide each encoder's part of a token's states is (SDXL: CLIP ViT-L's, then bigG's). */
+  widths: number[];
   /** SDXL: `[rows, projectionDim]`, the second encoder's pooled, projected output. */
   pooled?: Float32Array;
 }
@@ -139,33 +140,26 @@ export class SdTextToLatent {
       input_ids: int64(ids),
       ...(ids2 ? { input_ids_2: int64(ids2) } : {}),
     });
-    const data = (name: string) => out[name]!.data as Float32Array;
-    return sdxl
-      ? { states: [data('states'), data('states_2')], pooled: data('pooled') }
-      : { states: [data('states')] };
+    const { textEncoder, textEncoder2 } = this.checkpoint.config;
+    return {
+      states: out['states']!.data as Float32Array,
+      widths: [textEncoder.hiddenSize, ...(textEncoder2 ? [textEncoder2.hiddenSize] : [])],
+      ...(out['pooled'] ? { pooled: out['pooled'].data as Float32Array } : {}),
+    };
   }
 
-  /** SD 1.x / 2.x: the encoder's states at clip_skip; SDXL: both encoders as training conditions on them. */
+  /** The encoder(s) as training runs them (`buildTextEncoding`), without LoRA: SDXL's both, side by side. */
   private textGraph(tokens: number): Graph {
-    const { checkpoint } = this;
-    const { textEncoder, textEncoder2 } = checkpoint.config;
-    const graph = new Graph('text_encoder');
+    const graph = new Graph('text_encoders');
     const input = graph.input('input_ids', 'int64', ['batch', tokens]);
-    const first = (options: { clipSkip: number; finalNorm?: false }) =>
-      graph.scope('text_encoder', () =>
-        buildClipTextEncoder({ checkpoint, component: 'text_encoder' }, textEncoder, input, options),
-      );
-    if (!textEncoder2) {
-      graph.output(first({ clipSkip: this.options.clipSkip ?? 1 }), 'states');
-      return graph;
-    }
-    const input2 = graph.input('input_ids_2', 'int64', ['batch', tokens]);
-    const { states, pooled } = graph.scope('text_encoder_2', () =>
-      buildPooledClipTextEncoder({ checkpoint, component: 'text_encoder_2' }, textEncoder2, input2),
-    );
-    graph.output(first({ clipSkip: 2, finalNorm: false }), 'states');
-    graph.output(states, 'states_2');
-    graph.output(pooled, 'pooled');
+    const input2 =
+      this.checkpoint.config.textEncoder2 && graph.input('input_ids_2', 'int64', ['batch', tokens]);
+    const { states, pooled } = buildTextEncoding(this.checkpoint, input, input2, {
+      clipSkip: this.options.clipSkip ?? 1,
+      dtype: 'float32',
+    });
+    graph.output(states, 'states');
+    if (pooled) graph.output(pooled, 'pooled');
     return graph;
   }
 
