@@ -244,11 +244,14 @@ export function registerCommands(cli: CAC): void {
     });
 
   cli
-    .command('sample', 'Text to image with an SD 1.x model and LoRAs, as a PNG with A1111 parameters')
+    .command(
+      'sample',
+      'Text to image with an SD 1.x, 2.x or XL model and LoRAs, as a PNG with A1111 parameters',
+    )
     .usage('sample --model <checkpoint.safetensors> --prompt <text> --output <file.png> [options]')
     .option(
       '--model <file>',
-      'The base model: an SD 1.x single-file checkpoint (or a diffusers folder, without LoRAs)',
+      'The base model: an SD 1.x, 2.x or XL single-file checkpoint (or a diffusers folder, without LoRAs)',
     )
     .option(
       '--prompt <text>',
@@ -267,7 +270,7 @@ export function registerCommands(cli: CAC): void {
     .option('--seed <n>', 'Seed of the noise (default 0)')
     .option('--width <px>', 'Width (default 512)')
     .option('--height <px>', 'Height (default 512)')
-    .option('--clip-skip <n>', "2 takes the text encoder's penultimate layer (default 1)")
+    .option('--clip-skip <n>', "2 takes the text encoder's penultimate layer (default 1; SDXL takes only 1)")
     .option('--device <device>', 'cpu (default), cuda, webgpu or auto')
     .option('--output <file>', 'The PNG to write')
     .option('--compare', 'Also render without the LoRAs and write both side by side: before | after')

@@ -5,6 +5,7 @@ import { loraModule, toKohya } from '@lora/adapters';
 import { writeSafetensors } from '@lora/safetensors';
 import { writeTinySdModel } from '@lora/trainer-ort';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../main.ts';
 import { f32, tempDir } from '../test-fixtures.ts';
 import { sample } from './sample.ts';
 
@@ -112,4 +113,66 @@ describe('lora sample', () => {
     ).rejects.toThrow(/--sampler heun: use one of euler, euler_a, ddim, dpmpp_2m/);
     await expect(sample({ model, prompt: 'x' })).rejects.toThrow(/needs --model .*--output <file\.png>/);
   });
+
+  it('samples the tiny SDXL demo model `lora init --task sd --demo --base sdxl` writes, with an SDXL LoRA tag', async () => {
+    quiet();
+    const project = join(root, 'xl');
+    expect(await main(['init', project, '--task', 'sd', '--demo', '--base', 'sdxl'])).toBe(0);
+    const xl = join(project, 'models', 'tiny-sdxl', 'tiny-sdxl.safetensors');
+    // kohya's SDXL names: the UNet by LDM path (input block 3 is the tiny model's attention level), bigG as lora_te2_.
+    const modules: [string, number][] = [
+      ['lora_unet_input_blocks_3_1_transformer_blocks_0_attn2_to_k', 64],
+      ['lora_te2_text_model_encoder_layers_1_self_attn_v_proj', 32],
+    ];
+    await writeSafetensors(
+      join(root, 'xl-style.safetensors'),
+      new Map(
+        modules.flatMap(([name, width]) => [
+          [`${name}.lora_down.weight`, f32([4, width], (i) => Math.sin(i))],
+          [`${name}.lora_up.weight`, f32([width, 4], (i) => Math.cos(i))],
+          [`${name}.alpha`, f32([], () => 4)],
+        ]),
+      ),
+    );
+    const run = async (prompt: string, output: string) =>
+      main([
+        'sample',
+        '--model',
+        xl,
+        '--prompt',
+        prompt,
+        '--negative',
+        'blue',
+        '--lora-dir',
+        root,
+        '--steps',
+        '2',
+        '--width',
+        '64',
+        '--height',
+        '64',
+        '--seed',
+        '3',
+        '--sampler',
+        'dpmpp_2m',
+        '--output',
+        join(root, output),
+      ]);
+    expect(await run('a red circle', 'xl-plain.png')).toBe(0);
+    expect(await run('a red circle <lora:xl-style:0>', 'xl-off.png')).toBe(0);
+    expect(await run('a red circle <lora:xl-style:1>', 'xl-on.png')).toBe(0);
+    const png = readFileSync(join(root, 'xl-on.png'));
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([64, 64]);
+    const text = png.subarray(png.indexOf('tEXt') + 4, png.indexOf('IDAT') - 8).toString('latin1');
+    expect(text).toMatch(
+      /^parameters\0a red circle <lora:xl-style:1>\nNegative prompt: blue\nSteps: 2, Sampler: DPM\+\+ 2M Karras, CFG scale: 7, Seed: 3, Size: 64x64, Model hash: [0-9a-f]{10}, Model: tiny-sdxl, Lora hashes: "xl-style: [0-9a-f]{12}"$/,
+    );
+    const idat = (file: string) => {
+      const bytes = readFileSync(join(root, file));
+      const at = bytes.indexOf('IDAT');
+      return bytes.subarray(at, at + 4 + bytes.readUInt32BE(at - 4));
+    };
+    expect(idat('xl-off.png').equals(idat('xl-plain.png'))).toBe(true);
+    expect(idat('xl-on.png').equals(idat('xl-plain.png'))).toBe(false);
+  }, 180_000);
 });

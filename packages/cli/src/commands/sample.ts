@@ -52,8 +52,8 @@ function findLora(name: string, loraDir: string | undefined): string {
 }
 
 /**
- * Text to image with an SD 1.x checkpoint and LoRAs (from `<lora:name:weight>` tags in the prompt
- * and --lora), written as a PNG with A1111's generation parameters.
+ * Text to image with an SD 1.x, 2.x or XL checkpoint and LoRAs (from `<lora:name:weight>` tags in
+ * the prompt and --lora), written as a PNG with A1111's generation parameters.
  */
 export async function sample(options: SampleCommandOptions): Promise<SampleReport> {
   const { model, prompt, output } = options;

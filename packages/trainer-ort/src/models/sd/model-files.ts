@@ -132,6 +132,7 @@ export class ClipTokenizer {
   readonly bosId: number;
   readonly eosId: number;
   readonly padId: number;
+  readonly openClipPadId: number | undefined;
 
   private constructor(
     private readonly tokenizer: TextTokenizer,
@@ -151,6 +152,7 @@ export class ClipTokenizer {
     this.bosId = tokenizer.bosId;
     this.eosId = tokenizer.eosId;
     this.padId = tokenizer.padId;
+    this.openClipPadId = tokenizer.tokenId(OPENCLIP_PAD);
   }
 
   /** Changes whenever the tokenizer files change. */

@@ -21,6 +21,8 @@ export interface PromptTokenizer {
   readonly eosId: number;
   /** What follows a chunk's first EOS (A1111's `id_pad`): EOS for SD 1.x, "!" (0) for SD 2.x. */
   readonly padId?: number;
+  /** SDXL: the id of "!", what OpenCLIP bigG's chunks hold after their first EOS; default 0, CLIP's id of it. */
+  readonly openClipPadId?: number | undefined;
 }
 
 export interface PromptChunks {

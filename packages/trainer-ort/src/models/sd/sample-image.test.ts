@@ -1,14 +1,15 @@
 /**
  * `sampleImage` on the generated tiny SD model: a PNG an independent reader accepts (chunk CRCs,
  * size, the `parameters` text in A1111's form), the same image from the parameters read back, a
- * LoRA at strength 0 giving the base model's pixels exactly and at strength 1 other pixels.
+ * LoRA at strength 0 giving the base model's pixels exactly and at strength 1 other pixels. The
+ * same on the tiny SDXL model, with kohya SDXL LoRAs on the UNet and on each text encoder.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { loraModule, toKohya } from '@lora/adapters';
-import { writeSafetensors } from '@lora/safetensors';
+import { type TensorData, writeSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipTokenizer } from './model-files.ts';
 import { type SampleImageOptions, sampleImage } from './sample-image.ts';
@@ -146,6 +147,73 @@ describe('sampleImage', () => {
   it('refuses a size the model cannot halve evenly', async () => {
     await expect(sampleImage(model.checkpoint, tokenizer, { ...options, width: 72 })).rejects.toThrow(
       /width 72 and height 64 must be multiples of 16 for this model/,
+    );
+  });
+});
+
+describe('sampleImage on SDXL', () => {
+  let xl: TinySdModel;
+  let xlTokenizer: ClipTokenizer;
+  const loras: Record<string, string> = {};
+  const xlOptions: SampleImageOptions = { ...options, prompt: 'red (circle:1.2)', negativePrompt: '' };
+
+  beforeAll(async () => {
+    xl = await writeTinySdModel(join(root, 'tiny-xl'), 'tiny-sdxl', 0, 'sdxl');
+    xlTokenizer = await ClipTokenizer.forModel(xl.checkpoint, 77, undefined, 'sdxl');
+    xlOptions.modelConfig = xl.config;
+    const tensor = (shape: number[], at: (i: number) => number): TensorData => ({
+      dtype: 'F32',
+      shape,
+      data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => at(i)),
+    });
+    // kohya's SDXL names: the UNet by LDM path (input block 3 is level 1's attention), lora_te1_ / lora_te2_.
+    const modules = {
+      unet: ['lora_unet_input_blocks_3_1_transformer_blocks_0_attn1_to_q', 64],
+      te1: ['lora_te1_text_model_encoder_layers_0_self_attn_q_proj', 32],
+      te2: ['lora_te2_text_model_encoder_layers_0_self_attn_q_proj', 32],
+    } as const;
+    for (const [part, [name, width]] of Object.entries(modules)) {
+      loras[part] = join(root, `xl-${part}.safetensors`);
+      await writeSafetensors(
+        loras[part]!,
+        new Map([
+          [`${name}.lora_down.weight`, tensor([4, width], (i) => Math.sin(i))],
+          [`${name}.lora_up.weight`, tensor([width, 4], (i) => Math.cos(i))],
+          [`${name}.alpha`, tensor([], () => 4)],
+        ]),
+      );
+    }
+  });
+
+  it("writes A1111's parameters for the SDXL image, the same bytes again, and a LoRA at 0 gives the base pixels", async () => {
+    const image = await sampleImage(xl.checkpoint, xlTokenizer, xlOptions);
+    const read = readPng(image.png);
+    expect([read.width, read.height]).toEqual([64, 64]);
+    expect(read.text['parameters']).toBe(image.parameters);
+    expect(image.parameters).toMatch(
+      /^red \(circle:1\.2\)\nSteps: 3, Sampler: Euler a, CFG scale: 5, Seed: 42, Size: 64x64, Model hash: [0-9a-f]{10}, Model: tiny-sdxl$/,
+    );
+    const again = await sampleImage(xl.checkpoint, xlTokenizer, xlOptions);
+    expect(Buffer.from(again.png).equals(Buffer.from(image.png))).toBe(true);
+    const off = await sampleImage(xl.checkpoint, xlTokenizer, {
+      ...xlOptions,
+      loras: [{ path: loras['unet']!, strength: 0 }],
+    });
+    expect(readPng(off.png).pixels.equals(read.pixels)).toBe(true);
+  });
+
+  it.each(['unet', 'te1', 'te2'])('a LoRA on %s at strength 1 changes the pixels', async (part) => {
+    const base = readPng((await sampleImage(xl.checkpoint, xlTokenizer, xlOptions)).png).pixels;
+    const on = await sampleImage(xl.checkpoint, xlTokenizer, {
+      ...xlOptions,
+      loras: [{ path: loras[part]!, strength: 1 }],
+    });
+    expect(readPng(on.png).pixels.equals(base)).toBe(false);
+  });
+
+  it("refuses clip skip 2, which SDXL's conditioning has no use for", async () => {
+    await expect(sampleImage(xl.checkpoint, xlTokenizer, { ...xlOptions, clipSkip: 2 })).rejects.toThrow(
+      /SDXL conditions on the penultimate layer of both text encoders/,
     );
   });
 });

@@ -1,9 +1,11 @@
 /**
- * Text to image with an SD 1.x checkpoint and LoRAs, as `lora sample` runs it: LoRAs merged into a
- * temporary copy of the base at their strengths (every variant, by its own formula; strength 0
- * leaves the base untouched), the prompt and negative prompt stripped of structured markup and
- * `<lora:…>` tags and conditioned as A1111 does (`prompt.ts`), latents sampled with guidance (`text-to-latent.ts`) from seeded noise, decoded
- * by the VAE, and written as a PNG whose `parameters` text A1111's PNG Info reads back.
+ * Text to image with an SD 1.x, 2.x or XL checkpoint and LoRAs, as `lora sample` runs it: LoRAs
+ * merged into a temporary copy of the base at their strengths (every variant, by its own formula;
+ * strength 0 leaves the base untouched), the prompt and negative prompt stripped of structured
+ * markup and `<lora:…>` tags and conditioned as A1111 does (`conditioning.ts`; SDXL's size ids as
+ * A1111's defaults: original = target = the image size, crop 0, 0), latents sampled with guidance
+ * (`text-to-latent.ts`) from seeded noise, decoded by the VAE in float32, and written as a PNG
+ * whose `parameters` text A1111's PNG Info reads back.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -19,12 +21,13 @@ import { openSafetensors } from '@lora/safetensors';
 import { chooseDevice, type Device } from '../../device.ts';
 import { Session } from '../../session.ts';
 import { ModelError } from '../model-error.ts';
-import { openSdCheckpoint } from './checkpoint.ts';
+import { openSdCheckpoint, type SdCheckpoint } from './checkpoint.ts';
+import { a1111TimeIds, promptConditions } from './conditioning.ts';
 import type { SdModelConfig } from './config.ts';
 import { singleFileConfig } from './model-files.ts';
 import { encodePng } from './png.ts';
 import { sdPrediction } from './prediction.ts';
-import { type PromptTokenizer, promptChunks, weightStates } from './prompt.ts';
+import type { PromptTokenizer } from './prompt.ts';
 import { A1111_SAMPLER_NAMES, type SamplerName } from './samplers.ts';
 import { SdTextToLatent } from './text-to-latent.ts';
 import { buildVaeDecoder } from './vae.ts';
@@ -94,43 +97,25 @@ export async function sampleImage(
       });
       let latents: Float32Array;
       try {
-        const [cond, uncond] = await conditioning(text, tokenizer, [
-          stripMarkup(options.prompt),
-          stripMarkup(options.negativePrompt),
-        ]);
+        const [cond, uncond] = await promptConditions(
+          text,
+          tokenizer,
+          [stripMarkup(options.prompt), stripMarkup(options.negativePrompt)],
+          checkpoint.family === 'sdxl',
+        );
         const rng = createRng(options.seed);
         const size = checkpoint.config.unet.inChannels * latentSize[0] * latentSize[1];
-        latents = await text.latents(cond!, uncond!, {
+        latents = await text.latents(cond, uncond, {
           sampler: options.sampler,
           steps: options.steps,
           cfgScale: options.cfgScale,
           noise: () => Float32Array.from({ length: size }, () => rng.normal()),
+          ...(checkpoint.family === 'sdxl' ? { timeIds: a1111TimeIds(options.width, options.height) } : {}),
         });
       } finally {
         await text.dispose();
       }
-      const graph = new Graph('vae_decoder');
-      const input = graph.input('latents', 'float32', [1, checkpoint.config.unet.inChannels, ...latentSize]);
-      graph.output(buildVaeDecoder({ checkpoint, component: 'vae' }, vae, input), 'image');
-      const session = await Session.create(
-        await writeModel(graph, scratch, { fileName: 'vae_decoder.onnx' }),
-        {
-          device: (await chooseDevice(options.device ?? 'cpu')).device,
-        },
-      );
-      let pixels: Float32Array;
-      try {
-        const out = await session.run({
-          latents: {
-            dtype: 'float32',
-            shape: [1, checkpoint.config.unet.inChannels, ...latentSize],
-            data: latents,
-          },
-        });
-        pixels = out['image']!.data as Float32Array;
-      } finally {
-        await session.dispose();
-      }
+      const pixels = await decodeLatents(checkpoint, latents, latentSize, scratch, options.device);
       const parameters = await a1111Parameters(model, options);
       const rgb = toRgb(pixels, options.width, options.height);
       return { png: encodePng(options.width, options.height, rgb, { parameters }), rgb, parameters };
@@ -156,34 +141,29 @@ async function withLoras(model: string, loras: readonly SampleLora[], scratch: s
 }
 
 /**
- * Text states of each prompt, chunk by chunk as A1111 weights them, joined along the tokens; the
- * shorter prompt is padded with empty-prompt chunks so both have one length.
+ * The image `[3, height, width]` (about −1 to 1) of `latents [channels, h, w]`: the VAE decoder,
+ * in float32 (SDXL's VAE overflows in fp16), its graph written to `folder`.
  */
-async function conditioning(
-  text: SdTextToLatent,
-  tokenizer: PromptTokenizer,
-  prompts: readonly string[],
-): Promise<Float32Array[]> {
-  const chunks = prompts.map((p) => promptChunks(p, tokenizer));
-  const empty = promptChunks('', tokenizer);
-  const count = Math.max(...chunks.map((c) => c.ids.length));
-  for (const c of chunks) {
-    while (c.ids.length < count) {
-      c.ids.push(empty.ids[0]!);
-      c.weights.push(empty.weights[0]!);
-    }
-  }
-  const rows = chunks.flatMap((c) => c.ids);
-  const states = await text.textStates(rows);
-  const perRow = states.length / rows.length;
-  return chunks.map((c, p) => {
-    const out = new Float32Array(count * perRow);
-    c.weights.forEach((weights, k) => {
-      const row = p * count + k;
-      out.set(weightStates(states.subarray(row * perRow, (row + 1) * perRow), weights), k * perRow);
-    });
-    return out;
+export async function decodeLatents(
+  checkpoint: SdCheckpoint,
+  latents: Float32Array,
+  latentSize: readonly [number, number],
+  folder: string,
+  device: Device = 'cpu',
+): Promise<Float32Array> {
+  const shape = [1, checkpoint.config.unet.inChannels, ...latentSize];
+  const graph = new Graph('vae_decoder');
+  const input = graph.input('latents', 'float32', shape);
+  graph.output(buildVaeDecoder({ checkpoint, component: 'vae' }, checkpoint.config.vae, input), 'image');
+  const session = await Session.create(await writeModel(graph, folder, { fileName: 'vae_decoder.onnx' }), {
+    device: (await chooseDevice(device)).device,
   });
+  try {
+    const out = await session.run({ latents: { dtype: 'float32', shape, data: latents } });
+    return out['image']!.data as Float32Array;
+  } finally {
+    await session.dispose();
+  }
 }
 
 /** A1111's decode to 8-bit RGB: clamp((x + 1) / 2, 0, 1) · 255, truncated, channels last. */

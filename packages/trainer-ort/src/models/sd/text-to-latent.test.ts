@@ -29,7 +29,7 @@ beforeAll(async () => {
   opened = await openSdCheckpoint(join(FIXTURES, 'model.safetensors'), config);
   const [, height, width] = golden.latent_shape;
   model = await SdTextToLatent.open(opened.checkpoint, [height, width]);
-  states = await model.textStates([golden.uncond_ids, golden.cond_ids]);
+  ({ states } = await model.textStates([golden.uncond_ids, golden.cond_ids]));
 });
 afterAll(async () => {
   await model?.dispose();
@@ -39,12 +39,16 @@ afterAll(async () => {
 describe('SdTextToLatent on the tiny fixture', () => {
   it.each(SAMPLERS)('%s with guidance 7.5 ends at the PyTorch latents (1e-4)', async (sampler) => {
     const half = states.length / 2;
-    const latents = await model.latents(states.subarray(half), states.subarray(0, half), {
-      sampler,
-      steps: golden.steps,
-      cfgScale: golden.cfg_scale,
-      noise: (step) => Float32Array.from(golden.noise.at(step)!),
-    });
+    const latents = await model.latents(
+      { states: states.subarray(half) },
+      { states: states.subarray(0, half) },
+      {
+        sampler,
+        steps: golden.steps,
+        cfgScale: golden.cfg_scale,
+        noise: (step) => Float32Array.from(golden.noise.at(step)!),
+      },
+    );
     expect(relativeError(latents, golden.latents[sampler]!)).toBeLessThan(1e-4);
   });
 
@@ -57,7 +61,7 @@ describe('SdTextToLatent on the tiny fixture', () => {
       noise: () => new Float32Array(4 * 64),
     } as const;
     await expect(
-      model.latents(states.subarray(half), states.subarray(0, half - 16), request),
+      model.latents({ states: states.subarray(half) }, { states: states.subarray(0, half - 16) }, request),
     ).rejects.toThrow(
       /the negative prompt's text states hold \d+ values, the prompt's \d+; pad both to one number of chunks/,
     );

@@ -1,8 +1,10 @@
 /**
- * Text to latents, the first half of `lora sample`: the CLIP text encoder and the UNet as
- * inference sessions over the checkpoint's weights, the noise prediction with classifier-free
- * guidance (uncond and cond in one UNet batch, then uncond + scale·(cond − uncond), as A1111 and
- * diffusers combine them), and a sampler of `samplers.ts` from given noise.
+ * Text to latents, the first half of `lora sample`: the text encoder(s) and the UNet as inference
+ * sessions over the checkpoint's weights, the noise prediction with classifier-free guidance
+ * (uncond and cond in one UNet batch, then uncond + scale·(cond − uncond), as A1111 and diffusers
+ * combine them), and a sampler of `samplers.ts` from given noise. SDXL runs both encoders (the
+ * penultimate states of each, raw, and bigG's pooled output, as sgm's conditioner and training
+ * take them) and feeds the UNet's `label_emb` the pooled output and the six size ids.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,9 +14,9 @@ import { Graph, type HostTensor, writeModel } from '@lora/engine';
 import { chooseDevice, type Device } from '../../device.ts';
 import { TrainerOrtError } from '../../errors.ts';
 import { Session } from '../../session.ts';
+import { ModelError } from '../model-error.ts';
 import type { SdCheckpoint } from './checkpoint.ts';
-import { buildClipTextEncoder } from './clip.ts';
-import { scaledLinearAlphasCumprod } from './loss.ts';
+import { buildTextEncoding, scaledLinearAlphasCumprod } from './loss.ts';
 import { DiscreteSchedule, epsilonFromV, type SampleOptions, type SamplerName, sample } from './samplers.ts';
 import { buildUnet } from './unet.ts';
 
@@ -30,6 +32,26 @@ export interface LatentRequest extends SampleOptions {
   sampler: SamplerName;
   /** Classifier-free guidance scale; 1 is the conditional prediction alone. */
   cfgScale: number;
+  /** SDXL: original height, width, crop top, left, target height, width (A1111: h, w, 0, 0, h, w). */
+  timeIds?: readonly number[];
+}
+
+/** The text encoders' outputs for rows of token ids. */
+export interface EncodedText {
+  /** `[rows, tokens, crossAttentionDim]`: the states the UNet reads (SDXL: both encoders' side by side). */
+  states: Float32Array;
+  /** How wide each encoder's part of a token's states is (SDXL: CLIP ViT-L's, then bigG's). */
+  widths: number[];
+  /** SDXL: `[rows, projectionDim]`, the second encoder's pooled, projected output. */
+  pooled?: Float32Array;
+}
+
+/** What the UNet is conditioned on for one prompt. */
+export interface TextCondition {
+  /** `[tokens, crossAttentionDim]`: the states the cross-attention reads. */
+  states: Float32Array;
+  /** SDXL: `[projectionDim]`, the pooled text embedding of `label_emb`. */
+  pooled?: Float32Array;
 }
 
 /** A checkpoint's text encoder and UNet, ready to turn text states and noise into latents. */
@@ -51,17 +73,28 @@ export class SdTextToLatent {
     latentSize: readonly [number, number],
     options: TextToLatentOptions = {},
   ): Promise<SdTextToLatent> {
-    const { unet: config, textEncoder } = checkpoint.config;
+    const { unet: config, textEncoder2 } = checkpoint.config;
+    // SDXL conditions on both encoders' penultimate layers, so clip_skip has no meaning (as in training).
+    if (textEncoder2 && (options.clipSkip ?? 1) !== 1) {
+      throw new ModelError(
+        'E_MODEL_CONFIG',
+        `SDXL conditions on the penultimate layer of both text encoders, so clip skip ${options.clipSkip} has no meaning there (A1111 ignores it for SDXL); use clip skip 1`,
+      );
+    }
     const shape = [config.inChannels, latentSize[0], latentSize[1]] as const;
     const folder = await mkdtemp(join(tmpdir(), 'lora-sample-'));
     try {
       const graph = new Graph('unet');
       const sample = graph.input('sample', 'float32', [2, ...shape]);
       const timesteps = graph.input('timesteps', 'float32', [2]);
-      const context = graph.input('context', 'float32', [2, 'tokens', textEncoder.hiddenSize]);
+      const context = graph.input('context', 'float32', [2, 'tokens', config.crossAttentionDim]);
+      const textTime = textEncoder2 && {
+        textEmbeds: graph.input('text_embeds', 'float32', [2, textEncoder2.projectionDim!]),
+        timeIds: graph.input('time_ids', 'float32', [2, 6]),
+      };
       graph.output(
         graph.scope('unet', () =>
-          buildUnet({ checkpoint, component: 'unet' }, config, sample, timesteps, context),
+          buildUnet({ checkpoint, component: 'unet' }, config, sample, timesteps, context, textTime),
         ),
         'prediction',
       );
@@ -73,60 +106,100 @@ export class SdTextToLatent {
     }
   }
 
-  /** Text states `[rows, tokens, hidden]` of token id rows of one length (77 for SD 1.x prompts). */
-  async textStates(ids: readonly (readonly number[])[]): Promise<Float32Array> {
+  /**
+   * The text encoders' outputs for token id rows of one length (77 for prompt chunks); SDXL's second
+   * encoder reads `ids2`, the same rows padded with "!" after the first EOS.
+   */
+  async textStates(
+    ids: readonly (readonly number[])[],
+    ids2?: readonly (readonly number[])[],
+  ): Promise<EncodedText> {
+    const sdxl = this.checkpoint.config.textEncoder2 !== undefined;
+    if (sdxl !== (ids2 !== undefined) || (ids2 && ids2.length !== ids.length)) {
+      throw new TrainerOrtError(
+        'E_INVALID_ARGUMENT',
+        sdxl
+          ? "SDXL's second text encoder needs its own token id rows, one per row of the first"
+          : 'only SDXL has a second text encoder to read token ids',
+      );
+    }
     const tokens = ids[0]?.length ?? 0;
     if (this.text?.tokens !== tokens) {
       await this.text?.session.dispose();
-      const graph = new Graph('text_encoder');
-      const input = graph.input('input_ids', 'int64', ['batch', tokens]);
-      const { textEncoder } = this.checkpoint.config;
-      graph.output(
-        graph.scope('text_encoder', () =>
-          buildClipTextEncoder(
-            { checkpoint: this.checkpoint, component: 'text_encoder' },
-            textEncoder,
-            input,
-            { clipSkip: this.options.clipSkip ?? 1 },
-          ),
-        ),
-        'states',
-      );
       this.text = {
         tokens,
-        session: await open(graph, this.folder, `text_encoder_${tokens}.onnx`, this.options.device),
+        session: await open(this.textGraph(tokens), this.folder, `text_${tokens}.onnx`, this.options.device),
       };
     }
-    const flat = BigInt64Array.from(ids.flat(), (id) => BigInt(id));
-    const out = await this.text.session.run({
-      input_ids: { dtype: 'int64', shape: [ids.length, tokens], data: flat },
+    const int64 = (rows: readonly (readonly number[])[]) => ({
+      dtype: 'int64' as const,
+      shape: [rows.length, tokens],
+      data: BigInt64Array.from(rows.flat(), (id) => BigInt(id)),
     });
-    return out['states']!.data as Float32Array;
+    const out = await this.text.session.run({
+      input_ids: int64(ids),
+      ...(ids2 ? { input_ids_2: int64(ids2) } : {}),
+    });
+    const { textEncoder, textEncoder2 } = this.checkpoint.config;
+    return {
+      states: out['states']!.data as Float32Array,
+      widths: [textEncoder.hiddenSize, ...(textEncoder2 ? [textEncoder2.hiddenSize] : [])],
+      ...(out['pooled'] ? { pooled: out['pooled'].data as Float32Array } : {}),
+    };
   }
 
-  /** Latents `[channels, height, width]` sampled with guidance from the text states of one prompt and its negative. */
-  async latents(cond: Float32Array, uncond: Float32Array, request: LatentRequest): Promise<Float32Array> {
-    const { hiddenSize } = this.checkpoint.config.textEncoder;
-    const tokens = cond.length / hiddenSize;
-    if (uncond.length !== cond.length) {
+  /** The encoder(s) as training runs them (`buildTextEncoding`), without LoRA: SDXL's both, side by side. */
+  private textGraph(tokens: number): Graph {
+    const graph = new Graph('text_encoders');
+    const input = graph.input('input_ids', 'int64', ['batch', tokens]);
+    const input2 =
+      this.checkpoint.config.textEncoder2 && graph.input('input_ids_2', 'int64', ['batch', tokens]);
+    const { states, pooled } = buildTextEncoding(this.checkpoint, input, input2, {
+      clipSkip: this.options.clipSkip ?? 1,
+      dtype: 'float32',
+    });
+    graph.output(states, 'states');
+    if (pooled) graph.output(pooled, 'pooled');
+    return graph;
+  }
+
+  /** Latents `[channels, height, width]` sampled with guidance from the conditions of one prompt and its negative. */
+  async latents(cond: TextCondition, uncond: TextCondition, request: LatentRequest): Promise<Float32Array> {
+    const { unet, textEncoder2 } = this.checkpoint.config;
+    const tokens = cond.states.length / unet.crossAttentionDim;
+    if (uncond.states.length !== cond.states.length) {
       throw new TrainerOrtError(
         'E_INVALID_ARGUMENT',
-        `the negative prompt's text states hold ${uncond.length} values, the prompt's ${cond.length}; pad both to one number of chunks`,
+        `the negative prompt's text states hold ${uncond.states.length} values, the prompt's ${cond.states.length}; pad both to one number of chunks`,
       );
     }
-    const both = new Float32Array(2 * cond.length);
-    both.set(uncond, 0);
-    both.set(cond, cond.length);
-    const context: HostTensor = { dtype: 'float32', shape: [2, tokens, hiddenSize], data: both };
+    const pair = (a: Float32Array, b: Float32Array, shape: number[]): HostTensor => {
+      const data = new Float32Array(a.length + b.length);
+      data.set(a, 0);
+      data.set(b, a.length);
+      return { dtype: 'float32', shape, data };
+    };
+    const feeds: Record<string, HostTensor> = {
+      context: pair(uncond.states, cond.states, [2, tokens, unet.crossAttentionDim]),
+    };
+    if (textEncoder2) {
+      const width = textEncoder2.projectionDim!;
+      if (cond.pooled?.length !== width || uncond.pooled?.length !== width || request.timeIds?.length !== 6) {
+        throw new TrainerOrtError(
+          'E_INVALID_ARGUMENT',
+          `an SDXL UNet needs each prompt's pooled text embedding (${width} values) and 6 size ids`,
+        );
+      }
+      feeds['text_embeds'] = pair(uncond.pooled, cond.pooled, [2, width]);
+      const ids = Float32Array.from(request.timeIds);
+      feeds['time_ids'] = pair(ids, ids, [2, 6]);
+    }
     const size = this.latentShape.reduce((a, b) => a * b, 1);
     const predict = async (input: Float32Array, t: number) => {
-      const batch = new Float32Array(2 * size);
-      batch.set(input, 0);
-      batch.set(input, size);
       const out = await this.unet.run({
-        sample: { dtype: 'float32', shape: [2, ...this.latentShape], data: batch },
+        ...feeds,
+        sample: pair(input, input, [2, ...this.latentShape]),
         timesteps: { dtype: 'float32', shape: [2], data: Float32Array.of(t, t) },
-        context,
       });
       const prediction = out['prediction']!.data as Float32Array;
       const guided = prediction

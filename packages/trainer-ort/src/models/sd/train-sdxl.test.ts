@@ -1,18 +1,19 @@
 /**
  * An SDXL LoRA trained end to end through `trainSd` on the tiny SDXL model (sgm's single-file
  * layout, two text encoders, size conditioning): the family is read from the keys, both text
- * encoders train at their own rates, the size ids follow kohya's rules, and the kohya file names
- * the UNet's modules by their LDM paths with kohya's SDXL metadata.
+ * encoders train at their own rates, the size ids follow kohya's rules, the kohya file names
+ * the UNet's modules by their LDM paths with kohya's SDXL metadata, and sample_prompts draw images.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { mergeLora } from '@lora/adapters';
 import { loadConfig, type SdConfig, type TrainerEvent } from '@lora/config';
 import { readSafetensors } from '@lora/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sdxlTimeIds } from './batches.ts';
-import { sdModelFamily } from './model-files.ts';
+import { ClipTokenizer, sdModelFamily } from './model-files.ts';
+import { sampleImage } from './sample-image.ts';
 import { writeShapeImages, writeTinySdModel } from './tiny.ts';
 import { trainSd } from './train.ts';
 
@@ -140,9 +141,42 @@ describe('trainSd on the tiny SDXL model', () => {
     });
   }, 180_000);
 
-  it('refuses sampling while training, which is not built for SDXL yet', async () => {
-    await expect(run('samples', 'sample_prompts: [a red circle]\n')).rejects.toThrow(
-      /sampling an SDXL model while training is not supported yet/,
+  it('samples the prompt lines while training: step 0 draws the base image, the trained LoRA other pixels', async () => {
+    const { events, result } = await run(
+      'samples',
+      'train_text_encoder: true\ntarget_modules: [to_q, to_v, q_proj, k_proj, v_proj, out_proj]\nsample_prompts: ["**a red circle** --n blue --s 2 --l 4 --d 5", "a blue square --s 1 --w 128"]\nsample_every_n_steps: 1\n',
     );
-  });
+    const sampled = events.flatMap((e) => (e.type === 'sample' ? [e] : []));
+    expect(sampled.map((e) => e.step)).toEqual([0, 1, 2]);
+    expect(sampled[0]!.files).toEqual(
+      ['0', '1', 'grid'].map((i) => join(dirname(result.adapter), 'samples', `step-000000-${i}.png`)),
+    );
+    const png = await readFile(sampled[0]!.files[0]!);
+    const text = png.subarray(png.indexOf('tEXt') + 4, png.indexOf('IDAT') - 8).toString('latin1');
+    expect(text).toMatch(
+      /^parameters\0\*\*a red circle\*\*\nNegative prompt: blue\nSteps: 2, Sampler: Euler a, CFG scale: 4, Seed: 5, Size: 64x64, Model hash: [0-9a-f]{10}, Model: tiny-sdxl, Lora hashes: "step-000000\.lora: [0-9a-f]{12}"$/,
+    );
+    const wide = await readFile(sampled[0]!.files[1]!);
+    expect([wide.readUInt32BE(16), wide.readUInt32BE(20)]).toEqual([128, 64]);
+    // Before the first step the LoRA (UNet and both text encoders) adds nothing: the base pixels.
+    const base = join(root, 'models', 'tiny-sdxl', 'tiny-sdxl.safetensors');
+    const tokenizer = await ClipTokenizer.forModel(base, 77, undefined, 'sdxl');
+    const plain = await sampleImage(base, tokenizer, {
+      prompt: '**a red circle**',
+      negativePrompt: 'blue',
+      sampler: 'euler_a',
+      steps: 2,
+      cfgScale: 4,
+      seed: 5,
+      width: 64,
+      height: 64,
+    });
+    const idat = (bytes: Uint8Array) => {
+      const buffer = Buffer.from(bytes);
+      const at = buffer.indexOf('IDAT');
+      return buffer.subarray(at, at + 4 + buffer.readUInt32BE(at - 4));
+    };
+    expect(idat(png).equals(idat(plain.png))).toBe(true);
+    expect(idat(await readFile(sampled[2]!.files[0]!)).equals(idat(plain.png))).toBe(false);
+  }, 180_000);
 });

@@ -324,18 +324,12 @@ function reportPartialAttention(
 }
 
 /**
- * What SDXL asks of a run beyond SD's: sampling SDXL is not built yet; its VAE runs in float32
- * whatever mixed_precision says, since SDXL's VAE overflows in fp16 (the run log says so). Its
+ * What SDXL asks of a run beyond SD's: its VAE runs in float32 whatever mixed_precision says,
+ * since SDXL's VAE overflows in fp16 (the run log says so). Its
  * buckets need steps of a multiple of 32 (kohya's `verify_bucket_reso_steps(32)`), which the
  * config's multiple of 64 already is.
  */
 function checkSdxlSettings(config: SdConfig, logger: TrainingRun['logger']): void {
-  if (config.sample_prompts !== undefined) {
-    throw new ModelError(
-      'E_MODEL_CONFIG',
-      'sampling an SDXL model while training is not supported yet; remove sample_prompts (validation_split still measures the LoRA)',
-    );
-  }
   if (config.mixed_precision !== 'no') {
     logger.info(
       `sd: the VAE encodes in fp32 whatever mixed_precision (${config.mixed_precision}) says: SDXL's VAE overflows in fp16`,
