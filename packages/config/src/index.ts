@@ -58,7 +58,7 @@ export {
   UNET_MODULES,
   type UnetModule,
 } from './modules.ts';
-export { earlierRuns, RUN_FOLDER_PLACEHOLDERS, runFolder } from './run-folder.ts';
+export { earlierRuns, newestRun, RUN_FOLDER_PLACEHOLDERS, runFolder } from './run-folder.ts';
 export {
   CONFIG_KEYS,
   type ConfigInput,

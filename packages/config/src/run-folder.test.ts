@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from './load.ts';
-import { earlierRuns, outputNameOf, runFolder } from './run-folder.ts';
+import { earlierRuns, newestRun, outputNameOf, runFolder } from './run-folder.ts';
 
 const config = (extra: string) =>
   parseConfig(`task: llm\nbase_model: m\ntrain_data: d.jsonl\n${extra}`, '/p/configs/c.yaml');
@@ -37,6 +37,10 @@ describe('timestamped run folders', () => {
     expect(runFolder(pattern, 'auto', now)).toBe(join(root, 'style-20261208-000001'));
     expect(runFolder(pattern, undefined, now)).toBe(join(root, 'style-20261209-100000'));
     expect(runFolder(join(root, 'none-{timestamp}'), 'auto', now)).toBe(join(root, 'none-20261209-100000'));
+    // The latest run of a pattern, none before the first, and a plain folder as it is.
+    expect(newestRun(pattern)).toBe(join(root, 'style-20261208-000001'));
+    expect(newestRun(join(root, 'none-{timestamp}'))).toBeUndefined();
+    expect(newestRun(join(root, 'plain'))).toBe(join(root, 'plain'));
   });
 
   it('names the output after the folder without its placeholders, and fills {output_name}', () => {

@@ -54,11 +54,19 @@ function timeValues(now: Date): Record<'date' | 'timestamp', string> {
 export function runFolder(outputDir: string, resume: string | undefined, now: Date): string {
   if (!TIME.test(outputDir)) return outputDir;
   if (resume === 'auto') {
-    const newest = earlierRuns(outputDir).at(-1);
+    const newest = newestRun(outputDir);
     if (newest !== undefined) return newest;
   }
   const values = timeValues(now);
   return outputDir.replace(/\{(timestamp|date)\}/g, (_, name: 'date' | 'timestamp') => values[name]);
+}
+
+/**
+ * The folder of `outputDir`'s latest run: `outputDir` itself when it has no time placeholder,
+ * else the newest existing folder of its pattern (undefined when there is none yet).
+ */
+export function newestRun(outputDir: string): string | undefined {
+  return TIME.test(outputDir) ? earlierRuns(outputDir).at(-1) : outputDir;
 }
 
 /** Existing folders of `outputDir`'s pattern, oldest first (the time sorts as text). */

@@ -69,7 +69,13 @@ export interface ConfigProblem {
 }
 
 export type Validation =
-  | { valid: true; task: string; outputDir: string; warnings: { key: string; message: string }[] }
+  | {
+      valid: true;
+      task: string;
+      outputDir: string;
+      runFolder?: string;
+      warnings: { key: string; message: string }[];
+    }
   | { valid: false; problems: ConfigProblem[] };
 
 export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'idle';

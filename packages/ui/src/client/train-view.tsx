@@ -3,27 +3,6 @@ import { api, type RunMode, type RunStatus } from './api.ts';
 import { ConfigEditor, type ConfigState } from './config-editor.tsx';
 import { isGoing, RunPanel } from './run-panel.tsx';
 
-/** A run folder of `outputDir` (relative, maybe with `{timestamp}` / `{date}`) among `runs`: the newest. */
-function folderOf(outputDir: string, runs: readonly string[]): string | undefined {
-  if (!/\{(timestamp|date)\}/.test(outputDir)) return outputDir;
-  const pattern = new RegExp(
-    `^${outputDir
-      .split(/(\{timestamp\}|\{date\})/)
-      .map((part) =>
-        part === '{timestamp}'
-          ? '\\d{8}-\\d{6}'
-          : part === '{date}'
-            ? '\\d{8}'
-            : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
-      )
-      .join('')}$`,
-  );
-  return runs
-    .filter((run) => pattern.test(run))
-    .sort()
-    .at(-1);
-}
-
 /**
  * A config and the run it makes: edit and validate the YAML, then start, stop and resume the run
  * (`lora train` with the fixed arguments of each button), following it live. On load it picks up
@@ -33,7 +12,6 @@ export function TrainView() {
   const [configs, setConfigs] = useState<string[]>();
   const [config, setConfig] = useState<string>();
   const [state, setState] = useState<ConfigState>({ dirty: false });
-  const [runs, setRuns] = useState<string[]>([]);
   /** The folder the panel follows: a run started here, a run going at load, else the config's output_dir. */
   const [followed, setFollowed] = useState<string>();
   const [status, setStatus] = useState<RunStatus>();
@@ -44,7 +22,6 @@ export function TrainView() {
     Promise.all([api.configs(), api.runs()])
       .then(([{ configs: found }, { runs: list }]) => {
         setConfigs(found);
-        setRuns(list.map((run) => run.path));
         const going = list.find((run) => isGoing(run.status));
         if (going) setFollowed(going.path);
         setConfig(going?.status.config ?? found[0]);
@@ -56,8 +33,8 @@ export function TrainView() {
   /** The config's run folder, as of its last valid text: a typo does not take the run off the page. */
   const [outputDir, setOutputDir] = useState<string>();
   useEffect(() => {
-    if (validation?.valid) setOutputDir(folderOf(validation.outputDir, runs));
-  }, [validation, runs]);
+    if (validation?.valid) setOutputDir(validation.runFolder);
+  }, [validation]);
   const shown = followed ?? outputDir;
   const going = isGoing(status) && status?.path === shown;
 
@@ -74,10 +51,7 @@ export function TrainView() {
     setError(undefined);
     api
       .startRun(config, mode)
-      .then((started) => {
-        setFollowed(started.path);
-        setRuns((list) => (list.includes(started.path) ? list : [...list, started.path]));
-      })
+      .then((started) => setFollowed(started.path))
       .catch((e) => setError((e as Error).message))
       .finally(() => setBusy(false));
   };

@@ -1,7 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { configWarnings, MAX_CONFIG_BYTES, safeLoadConfigText } from '@lora/config';
+import { configWarnings, MAX_CONFIG_BYTES, newestRun, safeLoadConfigText } from '@lora/config';
 import { writeFileAtomically } from '@lora/dataset';
 import { UiError } from '../errors.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
@@ -68,7 +68,14 @@ export interface ConfigProblem {
 }
 
 export type Validation =
-  | { valid: true; task: string; outputDir: string; warnings: { key: string; message: string }[] }
+  | {
+      valid: true;
+      task: string;
+      outputDir: string;
+      /** The folder of its latest run (`output_dir`, or the newest of its `{timestamp}` pattern); none yet: undefined. */
+      runFolder?: string;
+      warnings: { key: string; message: string }[];
+    }
   | { valid: false; problems: ConfigProblem[] };
 
 const keyOf = (path: readonly (string | number)[]) =>
@@ -97,6 +104,7 @@ export async function validateConfig(root: string, path: string, text: string): 
     valid: true,
     task: result.value.task,
     outputDir: projectRelative(root, result.value.output_dir),
+    ...runFolderOf(root, result.value.output_dir),
     warnings: configWarnings(result.value).map((warning) => ({
       key: keyOf(warning.path),
       message: warning.message,
@@ -129,4 +137,9 @@ export async function saveConfig(root: string, path: string, expected: string | 
     );
   }
   await writeFileAtomically(file, text);
+}
+
+function runFolderOf(root: string, outputDir: string): { runFolder?: string } {
+  const newest = newestRun(outputDir);
+  return newest === undefined ? {} : { runFolder: projectRelative(root, newest) };
 }
