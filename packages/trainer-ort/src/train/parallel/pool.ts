@@ -24,6 +24,8 @@ const LOADER = SELF.endsWith('.ts') ? ['--import', new URL('./typescript-hooks.m
 const MAX_STDERR_TAIL = 4096;
 /** How long a closed worker may take to exit before it is killed. */
 const CLOSE_GRACE_MS = 5000;
+/** How long a failed write waits for the worker's exit to report instead. */
+const EXIT_REPORT_MS = 2000;
 
 type Reply = ReadyMessage | SumsMessage;
 
@@ -88,7 +90,11 @@ class WorkerProcess {
   send(message: ToWorker): void {
     if (this.failure) throw this.failure;
     this.child.send(message, (error: Error | null) => {
-      if (error) this.fail(`could not be reached: ${error.message}`);
+      if (!error) return;
+      // A worker that died fails the write (EPIPE) before its exit is seen: its exit, if it comes
+      // soon, says why (killed by a signal, an exit code) better than the write does.
+      const timer = setTimeout(() => this.fail(`could not be reached: ${error.message}`), EXIT_REPORT_MS);
+      void this.exited.then(() => clearTimeout(timer));
     });
   }
 
