@@ -5,10 +5,11 @@
  * files — and cleans up: the step graphs hard-link the base weights, so left behind they would
  * keep a deleted model's bytes on disk.
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { LoraConfig, TrainingResult, TrainingRun } from '@lora/config';
+import { writeFileAtomically } from '@lora/dataset';
 import { EngineError } from '@lora/engine';
 import { TrainerOrtError } from '../errors.ts';
 import { CHECKPOINTS_FOLDER, latestCheckpoint } from './checkpoint.ts';
@@ -212,8 +213,7 @@ async function validationPolicy(
         const { adapter } = await prepared.writeAdapter({ step, epoch, precision, values }, best);
         record.best.adapter = adapter;
         const path = join(best, BEST_RECORD);
-        await writeFile(`${path}.partial`, `${JSON.stringify(record.best)}\n`);
-        await rename(`${path}.partial`, path);
+        await writeFileAtomically(path, `${JSON.stringify(record.best)}\n`);
       }
       const seconds = (performance.now() - started) / 1000;
       emit({ type: 'validation', step, epoch, loss, best: { ...record.best }, seconds });

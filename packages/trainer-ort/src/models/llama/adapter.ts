@@ -5,7 +5,7 @@
  * reading checks an `init_adapter` against the model and the LoRA settings before training
  * starts from it.
  */
-import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   AdapterError,
@@ -17,6 +17,7 @@ import {
   splitParameterName,
   toPeft,
 } from '@lora/adapters';
+import { writeFileAtomically } from '@lora/dataset';
 import { readSafetensors, writeSafetensors } from '@lora/safetensors';
 import { ModelError } from '../model-error.ts';
 import type { LlamaSpec } from './config.ts';
@@ -54,8 +55,7 @@ export async function writeLlamaAdapter(
   await writeSafetensors(join(folder, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
   const full = { ...config, lora_dropout: lora.dropout ?? 0, bias: 'none' };
   const target = join(folder, ADAPTER_CONFIG);
-  await writeFile(`${target}.partial`, `${JSON.stringify(full, null, 2)}\n`);
-  await rename(`${target}.partial`, target);
+  await writeFileAtomically(target, `${JSON.stringify(full, null, 2)}\n`);
 }
 
 /** The trained `values` (by parameter name) as an adapter, every parameter of `lora` on `spec` present. */

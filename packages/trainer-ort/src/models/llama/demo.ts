@@ -4,9 +4,9 @@
  * download looks like). It knows nothing: it exists so that a first run needs no download and
  * trains in a minute on a CPU. The same seed always gives the same bytes.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRng } from '@lora/dataset';
+import { createRng, writeFileAtomically } from '@lora/dataset';
 import { serialize } from '@lora/safetensors';
 import { parseLlamaConfig } from './config.ts';
 import { byteLevelTokenizerJson, learnByteLevelBpe } from './demo-bpe.ts';
@@ -105,7 +105,6 @@ export async function writeDemoModel(folder: string, seed = 0): Promise<void> {
   await mkdir(folder, { recursive: true });
   for (const [name, bytes] of demoModelFiles(seed)) {
     const path = join(folder, name);
-    await writeFile(`${path}.partial`, bytes);
-    await rename(`${path}.partial`, path);
+    await writeFileAtomically(path, bytes);
   }
 }

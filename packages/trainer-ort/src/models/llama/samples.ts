@@ -2,10 +2,9 @@
  * Text samples while an LLM LoRA trains: each prompt answered greedily by the base model with the
  * LoRA of the moment, written to one text file per sampling.
  */
-import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoraAdapter } from '@lora/adapters';
-import type { TextTokenizer } from '@lora/dataset';
+import { type TextTokenizer, writeFileAtomically } from '@lora/dataset';
 import type { LlamaCheckpoint } from './checkpoint.ts';
 import { LlamaGenerator, type PromptOptions, renderPrompt, stopIdsOf } from './generate.ts';
 
@@ -41,7 +40,6 @@ export async function writeTextSamples(
     await generator.dispose();
   }
   const path = join(target.folder, `${target.name}.txt`);
-  await writeFile(`${path}.partial`, sections.join('\n'));
-  await rename(`${path}.partial`, path);
+  await writeFileAtomically(path, sections.join('\n'));
   return path;
 }

@@ -8,8 +8,9 @@
  * sizes, and clip_skip, so a changed model or tokenizer is never read from the cache.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomically } from '@lora/dataset';
 import { Graph, hostTensor, writeModel } from '@lora/engine';
 import { chooseDevice, type Device } from '../../device.ts';
 import { Session } from '../../session.ts';
@@ -118,7 +119,10 @@ export class TextConditioningCache {
           const record = new Float32Array(states + pooled);
           record.set(stateData.subarray(i * states, (i + 1) * states));
           if (pooledData) record.set(pooledData.subarray(i * pooled, (i + 1) * pooled), states);
-          await this.write(this.fileOf(caption), record);
+          await writeFileAtomically(
+            this.fileOf(caption),
+            new Uint8Array(record.buffer, record.byteOffset, record.byteLength),
+          );
         }
       }
     } finally {
@@ -154,15 +158,9 @@ export class TextConditioningCache {
     } catch {
       return undefined;
     }
-    // A file of another length (a crash mid-write is impossible: writes are renamed into place).
+    // Written whole or not at all (renamed into place): another length is another format's file.
     if (bytes.byteLength !== (states + pooled) * 4) return undefined;
     return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  }
-
-  private async write(file: string, record: Float32Array): Promise<void> {
-    const partial = `${file}.${process.pid}.partial`;
-    await writeFile(partial, new Uint8Array(record.buffer, record.byteOffset, record.byteLength));
-    await rename(partial, file);
   }
 
   /** The text encoder(s) alone, in float32, without LoRA. */

@@ -356,8 +356,9 @@ async function textCache(
   },
 ): Promise<TextConditioningCache | undefined> {
   if (trainsTextEncoder) return undefined;
-  const captions = datasets.map((dataset) => dataset?.fixedCaptions() ?? []);
-  if (datasets[0]!.fixedCaptions() === undefined) {
+  const captions = datasets.map((dataset) => dataset?.fixedCaptions());
+  // The validation dataset is never augmented; the training one decides.
+  if (captions[0] === undefined) {
     run.logger.info(
       'text encoders: run every step, as the captions change from epoch to epoch (shuffle_caption, caption_dropout_rate, caption_tag_dropout_rate); without those their outputs would be computed once',
     );
@@ -370,7 +371,7 @@ async function textCache(
     clipSkip: run.config.clip_skip,
     onNotice: (message) => run.warn('device_fallback', message),
   });
-  const stats = await cache.fill(captions.flat());
+  const stats = await cache.fill(captions.flatMap((list) => list ?? []));
   run.logger.info(
     `text encoders: not trained, so their outputs are computed once per caption and the training graph leaves them out (${stats.encoded} encoded, ${stats.reused} read from ${join(run.outputDir, TEXT_CACHE)})`,
   );
