@@ -76,7 +76,10 @@ export function registerCommands(cli: CAC): void {
     .command('label', 'Caption images into metadata.csv (or .txt files)')
     .usage('label --input <dir|image> [--output <dir>/metadata.csv] [--model none|wd14|clip] [options]')
     .option('--input <dir|image>', 'Folder of images (subfolders included), or one image')
-    .option('--output <file>', 'metadata.csv to write (default: metadata.csv in the input folder, or the image\'s)')
+    .option(
+      '--output <file>',
+      "metadata.csv to write (default: metadata.csv in the input folder, or the image's)",
+    )
     .option(
       '--model <model>',
       'Labeller: none (folder and file names), wd14 (ONNX tagger), clip (CLIP ranking)',

@@ -39,7 +39,7 @@ describe('taggerTags', () => {
     rating: tag('general', 0.9, 'rating'),
   };
 
-  it('keeps each tag\'s confidence, the rating first, then characters', () => {
+  it("keeps each tag's confidence, the rating first, then characters", () => {
     expect(taggerTags(image, { rating: true }).slice(0, 4)).toEqual([
       { text: 'general', role: 'plain', score: 0.9 },
       { text: 'hatsune miku (vocaloid)', role: 'core', score: 0.95 },

@@ -15,7 +15,9 @@ export type UiErrorCode =
   /** A config changed on disk (or appeared) since the page read it; nothing was written. */
   | 'E_CONFIG_CONFLICT'
   /** `lora train` refused to start: its message and code (E_RUN_LOCKED, E_OUTPUT_NOT_EMPTY, an invalid config, …). */
-  | 'E_RUN_REFUSED';
+  | 'E_RUN_REFUSED'
+  /** `lora label` failed on a suggestion: its message and code (a missing model, a model of the wrong kind, …). */
+  | 'E_LABEL_FAILED';
 
 const MARKER = Symbol.for('lora.ui.error');
 

@@ -130,7 +130,7 @@ describe('lora label with a model (built binary)', { timeout: TIMEOUT }, () => {
     const text = lora('--input', join(dir, 'red.png'), ...model, '--dry-run');
     expect(text.status).toBe(0);
     expect(text.stdout).toMatch(
-      /^would write 1 captions to .*metadata\.csv .*\n  .*red\.png: \*\*red theme\*\*.*\n  tags \(score, role\):\n    0\.\d{3}  core   red theme\n/,
+      /^would write 1 captions to .*metadata\.csv .*\n {2}.*red\.png: \*\*red theme\*\*.*\n {2}tags \(score, role\):\n {4}0\.\d{3} {2}core {3}red theme\n/,
     );
   });
 

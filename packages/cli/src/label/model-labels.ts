@@ -1,8 +1,8 @@
 import {
   type CaptionParts,
   CLIP_VOCABULARY,
-  captionParts,
   ClipRanker,
+  captionParts,
   clipTags,
   isLabelFailure,
   readVocabulary,
