@@ -35,7 +35,7 @@ export function Suggestions({ image, labeller, caption, onAdd, onChooseModel }: 
 
   if (labeller.model === 'none') {
     return (
-      <p class="suggestions hint">
+      <p class="suggestions hint-line">
         Tag suggestions come from a WD14 tagger or CLIP:{' '}
         <button type="button" class="link" onClick={onChooseModel}>
           pick the model
@@ -61,7 +61,7 @@ export function Suggestions({ image, labeller, caption, onAdd, onChooseModel }: 
         </p>
       )}
       {state.kind === 'done' && state.tags.length === 0 && (
-        <p class="hint">{state.note ?? 'The model found no tags above its threshold.'}</p>
+        <p class="hint-line">{state.note ?? 'The model found no tags above its threshold.'}</p>
       )}
       {state.kind === 'done' && state.tags.length > 0 && (
         <p>
