@@ -144,7 +144,8 @@ export type CheckState =
       findings: CheckFinding[];
       finishedAt: string;
     }
-  | { state: 'failed'; message: string };
+  | { state: 'failed'; message: string }
+  | { state: 'cancelled'; decoded: number; total: number };
 
 export type LabelState =
   | { state: 'running'; done?: number; total?: number }
@@ -178,6 +179,7 @@ export const api = {
   check: (dataset: string) =>
     call<{ check: CheckState | null }>(`api/check?dataset=${encodeURIComponent(dataset)}`),
   startCheck: (dataset: string) => call<{ check: CheckState }>('api/check', { dataset }),
+  cancelCheck: (dataset: string) => call<{ check: CheckState | null }>('api/check/cancel', { dataset }),
   label: (dataset: string) =>
     call<{ label: LabelState | null }>(`api/label?dataset=${encodeURIComponent(dataset)}`),
   startLabel: (request: LabelRequest) => call<{ label: LabelState }>('api/label', request),

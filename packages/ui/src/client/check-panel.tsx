@@ -8,7 +8,7 @@ const SEVERITY_ORDER = { error: 0, warning: 1, info: 2 } as const;
 
 /**
  * The dataset's check (`lora dataset check`, run by the server in the background): its state,
- * polled while it runs, and `start` to run it (again).
+ * polled while it runs, `start` to run it (again) and `cancel` to stop it.
  */
 export function useCheck(dataset: string | undefined) {
   const [check, setCheck] = useState<CheckState | null>(null);
@@ -39,7 +39,15 @@ export function useCheck(dataset: string | undefined) {
       (e) => setError((e as Error).message),
     );
   };
-  return { check, error, start };
+  const cancel = () => {
+    if (dataset === undefined) return;
+    setError(undefined);
+    api.cancelCheck(dataset).then(
+      (cancelled) => setCheck(cancelled.check),
+      (e) => setError((e as Error).message),
+    );
+  };
+  return { check, error, start, cancel };
 }
 
 /** The worst severity and the number of findings per image, for the grid's marks. */
@@ -66,10 +74,12 @@ interface CheckPanelProps {
   onSelect: (path: string) => void;
   /** Runs the check (again); absent when there is nothing to check. */
   onStart: (() => void) | undefined;
+  /** Stops the running check. */
+  onCancel: () => void;
 }
 
 /** The check's progress, then its summary and findings, errors first; an image's finding selects it. */
-export function CheckPanel({ check, error, images, selected, onSelect, onStart }: CheckPanelProps) {
+export function CheckPanel({ check, error, images, selected, onSelect, onStart, onCancel }: CheckPanelProps) {
   const button = onStart && check?.state !== 'running' && (
     <button type="button" onClick={onStart}>
       {check === null ? 'Check images' : 'Check again'}
@@ -91,7 +101,19 @@ export function CheckPanel({ check, error, images, selected, onSelect, onStart }
         <h2>Checking the images…</h2>
         <progress max={Math.max(1, check.total)} value={check.decoded} />
         <p class="hint-line">
-          {check.decoded} of {check.total} images decoded
+          {check.decoded} of {check.total} images decoded{' '}
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+        </p>
+      </section>
+    );
+  }
+  if (check.state === 'cancelled') {
+    return (
+      <section class="check" aria-label="Dataset check">
+        <p class="hint-line" role="status">
+          Check cancelled after {check.decoded} of {check.total} images. {button}
         </p>
       </section>
     );

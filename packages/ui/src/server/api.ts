@@ -273,6 +273,8 @@ export async function post(
       );
     case 'api/check':
       return { json: { check: await context.checks.start(str(body, 'dataset')) } };
+    case 'api/check/cancel':
+      return { json: { check: (await context.checks.cancel(str(body, 'dataset'))) ?? null } };
     case 'api/label': {
       const model = str(body, 'model');
       if (!(LABEL_MODELS as readonly string[]).includes(model))
