@@ -15,7 +15,12 @@ export type UiErrorCode =
   /** A config changed on disk (or appeared) since the page read it; nothing was written. */
   | 'E_CONFIG_CONFLICT'
   /** `lora train` refused to start: its message and code (E_RUN_LOCKED, E_OUTPUT_NOT_EMPTY, an invalid config, …). */
-  | 'E_RUN_REFUSED';
+  | 'E_RUN_REFUSED'
+  /**
+   * Stop has nothing it may signal: the run is not running (or still starting), runs on another
+   * machine or as another user, or its lock names a pid that is not lora train now.
+   */
+  | 'E_STOP_REFUSED';
 
 const MARKER = Symbol.for('lora.ui.error');
 

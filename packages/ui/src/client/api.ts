@@ -78,12 +78,22 @@ export type Validation =
     }
   | { valid: false; problems: ConfigProblem[] };
 
-export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'idle';
+export type RunState =
+  | 'starting'
+  | 'running'
+  | 'stopping'
+  | 'finished'
+  | 'stopped'
+  | 'failed'
+  | 'interrupted'
+  | 'idle';
 
 export interface RunStatus {
   path: string;
   state: RunState;
   pid?: number;
+  /** Another machine's run (its lock names that host). */
+  host?: string;
   ours: boolean;
   config?: string;
   exitCode?: number | null;
