@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type CheckFinding, type CheckState } from './api.ts';
 
 /** How often the page asks a running check how far it got. */
@@ -13,6 +13,8 @@ const SEVERITY_ORDER = { error: 0, warning: 1, info: 2 } as const;
 export function useCheck(dataset: string | undefined) {
   const [check, setCheck] = useState<CheckState | null>(null);
   const [error, setError] = useState<string>();
+  /** Starts and cancels so far: an answer that an action came after is out of date (a poll sent before Cancel says 'running'). */
+  const actions = useRef(0);
   useEffect(() => {
     setCheck(null);
     if (dataset !== undefined)
@@ -24,30 +26,28 @@ export function useCheck(dataset: string | undefined) {
   useEffect(() => {
     if (dataset === undefined || check?.state !== 'running') return;
     const timer = setTimeout(() => {
+      const asked = actions.current;
       api.check(dataset).then(
-        (found) => setCheck(found.check),
+        (found) => {
+          if (actions.current === asked) setCheck(found.check);
+        },
         (e) => setError((e as Error).message),
       );
     }, POLL_MS);
     return () => clearTimeout(timer);
   }, [dataset, check]);
-  const start = () => {
+  const act = (call: (dataset: string) => Promise<{ check: CheckState | null }>) => {
     if (dataset === undefined) return;
     setError(undefined);
-    api.startCheck(dataset).then(
-      (started) => setCheck(started.check),
+    const asked = ++actions.current;
+    call(dataset).then(
+      (answer) => {
+        if (actions.current === asked) setCheck(answer.check);
+      },
       (e) => setError((e as Error).message),
     );
   };
-  const cancel = () => {
-    if (dataset === undefined) return;
-    setError(undefined);
-    api.cancelCheck(dataset).then(
-      (cancelled) => setCheck(cancelled.check),
-      (e) => setError((e as Error).message),
-    );
-  };
-  return { check, error, start, cancel };
+  return { check, error, start: () => act(api.startCheck), cancel: () => act(api.cancelCheck) };
 }
 
 /** The worst severity and the number of findings per image, for the grid's marks. */
