@@ -74,9 +74,12 @@ export function registerCommands(cli: CAC): void {
 
   cli
     .command('label', 'Caption images into metadata.csv (or .txt files)')
-    .usage('label --input <dir> [--output <dir>/metadata.csv] [--model none|wd14|clip] [options]')
-    .option('--input <dir>', 'Folder of images (subfolders included)')
-    .option('--output <file>', 'metadata.csv to write (default: <input>/metadata.csv)')
+    .usage('label --input <dir|image> [--output <dir>/metadata.csv] [--model none|wd14|clip] [options]')
+    .option('--input <dir|image>', 'Folder of images (subfolders included), or one image')
+    .option(
+      '--output <file>',
+      "metadata.csv to write (default: metadata.csv in the input folder, or the image's)",
+    )
     .option(
       '--model <model>',
       'Labeller: none (folder and file names), wd14 (ONNX tagger), clip (CLIP ranking)',
@@ -116,6 +119,9 @@ export function registerCommands(cli: CAC): void {
       '  $ lora label --input data/style_train --model clip --model-path models/clip-vit-base-patch32 --top-k 2',
     )
     .example('  $ lora label --input data/10_neon --format txt --template "{caption}, neon style"')
+    .example(
+      '  $ lora label --input data/style_train/001.png --model wd14 --model-path models/wd14/model.onnx --tags models/wd14/selected_tags.csv --dry-run',
+    )
     .action(async (options: Options) => {
       const { label } = await import('./commands/label.ts');
       return label(

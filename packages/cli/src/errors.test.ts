@@ -310,10 +310,10 @@ const cases: Case[] = [
   ],
   ['label: no --input', () => ['label', '--model', 'none'], 'E_USAGE', /--input is required/, 2],
   [
-    'label: a file as input',
+    'label: a file not an image as input',
     () => ['label', '--input', at('notes.txt')],
     'E_USAGE',
-    /is a file; pass the folder of images/,
+    /notes\.txt is neither a folder nor an image \(\.jpg, .*\); pass the folder of images, or one image\./,
     2,
   ],
   [

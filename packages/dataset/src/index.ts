@@ -47,7 +47,7 @@ export {
   MAX_EPOCH_SAMPLES,
   type PlannedBatch,
 } from './image-dataset.ts';
-export { IMAGE_EXTENSIONS, MAX_IMAGE_FILE_BYTES, makeThumbnail } from './image-io.ts';
+export { IMAGE_EXTENSIONS, isImagePath, MAX_IMAGE_FILE_BYTES, makeThumbnail } from './image-io.ts';
 export {
   formatMetadataCsv,
   type MetadataCaption,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clipCaptionParts, isMoodTag, taggerCaptionParts } from './caption-parts.ts';
+import { captionParts, clipTags, isMoodTag, taggerTags } from './caption-parts.ts';
 import type { TaggedImage, TagScore } from './wd14.ts';
 
 const tag = (text: string, confidence: number, category: TagScore['category'] = 'general'): TagScore => ({
@@ -24,7 +24,7 @@ describe('isMoodTag', () => {
   ])('%s → %s', (text, mood) => expect(isMoodTag(text)).toBe(mood));
 });
 
-describe('taggerCaptionParts', () => {
+describe('taggerTags', () => {
   const image: TaggedImage = {
     path: 'a.png',
     tags: [
@@ -39,8 +39,17 @@ describe('taggerCaptionParts', () => {
     rating: tag('general', 0.9, 'rating'),
   };
 
+  it("keeps each tag's confidence, the rating first, then characters", () => {
+    expect(taggerTags(image, { rating: true }).slice(0, 4)).toEqual([
+      { text: 'general', role: 'plain', score: 0.9 },
+      { text: 'hatsune miku (vocaloid)', role: 'core', score: 0.95 },
+      { text: '1girl', role: 'core', score: 0.99 },
+      { text: 'night', role: 'mood', score: 0.9 },
+    ]);
+  });
+
   it('makes characters and the most confident content tags core, light and mood tags mood', () => {
-    expect(taggerCaptionParts(image)).toEqual({
+    expect(captionParts(taggerTags(image))).toEqual({
       core: ['hatsune miku (vocaloid)', '1girl', 'solo', 'long hair'],
       plain: ['smile'],
       mood: ['night', 'neon lights'],
@@ -55,13 +64,13 @@ describe('taggerCaptionParts', () => {
       ['general', '1girl', 'solo', 'long hair', 'smile'],
     ],
   ])('with %j', (options, core, plain) => {
-    expect(taggerCaptionParts(image, options)).toMatchObject({ core, plain });
+    expect(captionParts(taggerTags(image, options))).toMatchObject({ core, plain });
   });
 });
 
-describe('clipCaptionParts', () => {
+describe('clipTags', () => {
   it('ranks style and medium phrases together for core, lighting and mood phrases become mood', () => {
-    const parts = clipCaptionParts(
+    const tags = clipTags(
       {
         path: 'a.png',
         categories: {
@@ -79,7 +88,15 @@ describe('clipCaptionParts', () => {
       },
       { coreTags: 2 },
     );
-    expect(parts).toEqual({
+    // Best first, each with its similarity; the second `cyberpunk` (0.1) is dropped.
+    expect(tags).toEqual([
+      { text: 'neon lighting', role: 'mood', score: 0.33 },
+      { text: 'cyberpunk', role: 'core', score: 0.31 },
+      { text: 'digital painting', role: 'core', score: 0.29 },
+      { text: 'mysterious', role: 'mood', score: 0.25 },
+      { text: 'anime', role: 'plain', score: 0.2 },
+    ]);
+    expect(captionParts(tags)).toEqual({
       core: ['cyberpunk', 'digital painting'],
       plain: ['anime'],
       mood: ['neon lighting', 'mysterious'],

@@ -69,53 +69,74 @@ export function isMoodTag(text: string): boolean {
   return MOOD_TAGS.has(lower) || MOOD_LAST_WORDS.has(lower.split(' ').at(-1) ?? '');
 }
 
-function split(
-  ranked: readonly { text: string; mood: boolean; core?: boolean }[],
+/** A tag the labeller proposes, with the role a caption gives it and the model's score. */
+export interface ScoredTag {
+  readonly text: string;
+  readonly role: 'core' | 'mood' | 'plain';
+  /** WD14: the tag's confidence, 0–1; CLIP: the phrase's cosine similarity to the image, −1–1. */
+  readonly score: number;
+}
+
+/**
+ * Roles in ranked order: `lead` first (plain), mood tags mood, tags marked core and then the best
+ * others up to `coreTags` core, the rest plain; a text seen before is dropped.
+ */
+function assignRoles(
+  ranked: readonly { text: string; score: number; mood: boolean; core?: boolean }[],
   coreTags: number,
-  lead: readonly string[] = [],
-): CaptionParts {
-  const parts: CaptionParts = { core: [], plain: [...lead], mood: [] };
-  const seen = new Set(lead);
-  for (const { text, mood, core } of ranked) {
+  lead: readonly { text: string; score: number }[] = [],
+): ScoredTag[] {
+  const tags: ScoredTag[] = lead.map(({ text, score }) => ({ text, score, role: 'plain' }));
+  const seen = new Set(lead.map(({ text }) => text));
+  let core = 0;
+  for (const { text, score, mood, core: isCore } of ranked) {
     if (seen.has(text)) continue;
     seen.add(text);
-    if (mood) parts.mood.push(text);
-    else if (core || parts.core.length < coreTags) parts.core.push(text);
-    else parts.plain.push(text);
+    const role = mood ? 'mood' : isCore || core < coreTags ? 'core' : 'plain';
+    if (role === 'core') core++;
+    tags.push({ text, score, role });
   }
+  return tags;
+}
+
+/** A caption's parts from scored tags, each role in the tags' order. */
+export function captionParts(tags: readonly ScoredTag[]): CaptionParts {
+  const parts: CaptionParts = { core: [], plain: [], mood: [] };
+  for (const { text, role } of tags) parts[role].push(text);
   return parts;
 }
 
 /**
- * Roles for a tagger result: character tags and the `coreTags` most confident other content
- * tags are core, lighting and mood tags are mood, the rest plain; the rating first when asked.
+ * Roles for a tagger result, with its confidences: character tags and the `coreTags` most
+ * confident other content tags are core, lighting and mood tags are mood, the rest plain; the
+ * rating first when asked.
  */
-export function taggerCaptionParts(
+export function taggerTags(
   image: TaggedImage,
   options: { coreTags?: number; rating?: boolean } = {},
-): CaptionParts {
+): ScoredTag[] {
   const characters = image.tags.filter((tag) => tag.category === 'character');
   const others = image.tags.filter((tag) => tag.category !== 'character');
-  return split(
+  return assignRoles(
     [
-      ...characters.map((tag) => ({ text: tag.text, mood: false, core: true })),
-      ...others.map((tag) => ({ text: tag.text, mood: isMoodTag(tag.text) })),
+      ...characters.map((tag) => ({ text: tag.text, score: tag.confidence, mood: false, core: true })),
+      ...others.map((tag) => ({ text: tag.text, score: tag.confidence, mood: isMoodTag(tag.text) })),
     ],
     characters.length + (options.coreTags ?? DEFAULT_CORE_TAGS),
-    options.rating && image.rating ? [image.rating.text] : [],
+    options.rating && image.rating ? [{ text: image.rating.text, score: image.rating.confidence }] : [],
   );
 }
 
 /**
- * Roles for a CLIP ranking: phrases of the lighting and mood categories are mood; of the rest,
- * the `coreTags` best scoring are core and the others plain.
+ * Roles for a CLIP ranking, with its similarities: phrases of the lighting and mood categories are
+ * mood; of the rest, the `coreTags` best scoring are core and the others plain.
  */
-export function clipCaptionParts(image: RankedImage, options: { coreTags?: number } = {}): CaptionParts {
+export function clipTags(image: RankedImage, options: { coreTags?: number } = {}): ScoredTag[] {
   const phrases = Object.entries(image.categories)
     .flatMap(([category, list]) => list.map((entry) => ({ ...entry, mood: MOOD_CATEGORIES.has(category) })))
     .sort((a, b) => b.score - a.score);
-  return split(
-    phrases.map(({ phrase, mood }) => ({ text: phrase, mood })),
+  return assignRoles(
+    phrases.map(({ phrase, score, mood }) => ({ text: phrase, score, mood })),
     options.coreTags ?? DEFAULT_CORE_TAGS,
   );
 }

@@ -1,10 +1,12 @@
 // The labelling API.
 export {
   type CaptionParts,
-  clipCaptionParts,
+  captionParts,
+  clipTags,
   DEFAULT_CORE_TAGS,
   isMoodTag,
-  taggerCaptionParts,
+  type ScoredTag,
+  taggerTags,
 } from './caption-parts.ts';
 export {
   CLIP_CONTEXT_LENGTH,

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeTinyTagger } from '@lora/label';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UiServer } from './server/start.ts';
@@ -222,6 +223,50 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () =>
     await page.waitForSelector('.dialog', { state: 'detached' });
     expect(await csv()).toMatch(/^file_name,text,score\na\.png,"a, neon, label test",5\n/);
     expect(await readFile(join(dataDir(), 'd.txt'), 'utf8')).toBe('d, neon, label test\n');
+  });
+
+  it('proposes captions with the WD14 tagger, and suggests tags for one image with their scores', async () => {
+    await writeTinyTagger(join(root, 'models', 'wd14'));
+    await select('a.png');
+    expect(await page.locator('.suggestions.hint-line').textContent()).toMatch(/come from a WD14 tagger or CLIP/);
+    await page.getByRole('button', { name: 'Label…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Labeller').selectOption('wd14');
+    await dialog.getByLabel('Model (.onnx)').fill('models/wd14/model.onnx');
+    await dialog.getByLabel('Tags', { exact: true }).fill('models/wd14/selected_tags.csv');
+    await dialog.getByLabel('Template').fill('');
+    await dialog.getByLabel('images with a caption too').check();
+    await dialog.getByRole('button', { name: 'Propose captions' }).click();
+    await page.waitForSelector('.changes li', { timeout: 20_000 });
+    // The tagger's tags in their roles, through the default template.
+    expect(
+      await page.locator('.changes li', { hasText: '10_neon/a.png' }).locator('.after').textContent(),
+    ).toMatch(/^\*\*[^*]+\*\*, .*high quality, detailed/);
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+    // The editor asks the labeller chosen in the dialog.
+    await page.getByRole('button', { name: 'Suggest tags (wd14)' }).click();
+    const chips = page.locator('.suggestions .tag');
+    await chips.first().waitFor({ timeout: 20_000 });
+    const texts = await chips.allTextContents();
+    expect(texts.length).toBeGreaterThan(1);
+    for (const text of texts) expect(text).toMatch(/ \d{1,3}%$/);
+    const scores = texts.map((text) => Number(/(\d+)%$/.exec(text)![1]));
+    expect(scores).toEqual([...scores].sort((a, b) => b - a));
+    await shot('suggestions');
+    const core = page.locator('.suggestions .tag.core:not(.present)').first();
+    const tag = (await core.textContent())!.replace(/ \d+%$/, '');
+    await core.click();
+    const caption = await page.getByLabel('Caption', { exact: true }).inputValue();
+    expect(caption).toBe(`**${tag}**, a, neon, label test`);
+    // Now marked as in the caption.
+    expect(
+      await page
+        .locator('.suggestions .tag.present')
+        .evaluateAll((chips) => chips.map((chip) => chip.firstChild?.nextSibling?.textContent)),
+    ).toContain(tag);
+    // Nothing is written until saved.
+    expect(await csv()).toMatch(/^file_name,text,score\na\.png,"a, neon, label test",5\n/);
   });
 
   it('says what to do in a folder without images', async () => {

@@ -102,6 +102,38 @@ describe('lora label with a model (built binary)', { timeout: TIMEOUT }, () => {
     );
   });
 
+  it('--input <image> labels that image alone and reports its tags with scores and roles', async () => {
+    const dir = await images('one-image', { 'red.png': '#f00', 'cyan.png': '#0ff' });
+    writeFileSync(join(dir, 'metadata.csv'), 'file_name,text\ncyan.png,a hand-made caption\n');
+    const model = ['--model', 'wd14', '--model-path', tagger.modelPath, '--tags', tagger.tagsPath];
+    const run = lora('--input', join(dir, 'cyan.png'), ...model, '--dry-run', '--overwrite', '--json');
+    expect(run.status).toBe(0);
+    const report = JSON.parse(run.stdout) as {
+      written: { image: string; caption: string; tags: { text: string; role: string; score: number }[] }[];
+    };
+    expect(report.written.map(({ image }) => image)).toEqual([join(dir, 'cyan.png')]);
+    const { tags } = report.written[0]!;
+    // The same tags and roles as the folder labelling above, each with the tagger's confidence.
+    expect(tags.map(({ text, role }) => `${role}:${text}`)).toEqual([
+      'core:hatsune miku (vocaloid)', // as the tag reads; captions escape its brackets
+      'core:blue theme',
+      'core:green theme',
+      'core:white background',
+      'plain:^_^',
+      'plain:long hair',
+    ]);
+    for (const { score } of tags) expect(score).toBeGreaterThan(0.35);
+    expect(tags[0]!.score).toBeGreaterThan(0.85); // a character tag passes its own threshold
+    // --dry-run: the hand-made caption stays.
+    expect(await captions(join(dir, 'metadata.csv'))).toEqual({ 'cyan.png': 'a hand-made caption' });
+
+    const text = lora('--input', join(dir, 'red.png'), ...model, '--dry-run');
+    expect(text.status).toBe(0);
+    expect(text.stdout).toMatch(
+      /^would write 1 captions to .*metadata\.csv .*\n {2}.*red\.png: \*\*red theme\*\*.*\n {2}tags \(score, role\):\n {4}0\.\d{3} {2}core {3}red theme\n/,
+    );
+  });
+
   it('--model clip ranks the bundled vocabulary or a --vocab file, top-k per category', async () => {
     const dir = await images('clip', { 'red.png': '#f00', 'blue.png': '#00f' });
     const bundled = lora('--input', dir, '--model', 'clip', '--model-path', clip, '--top-k', '1', '--json');

@@ -1,7 +1,15 @@
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
-import { type MetadataRow, readMetadataCsv, scanImageFolders, writeMetadataCsv } from '@lora/dataset';
+import {
+  IMAGE_EXTENSIONS,
+  isImagePath,
+  type MetadataRow,
+  readMetadataCsv,
+  scanImageFolders,
+  writeMetadataCsv,
+} from '@lora/dataset';
+import type { ScoredTag } from '@lora/label';
 import { aboutFile, CliError, EXIT_FAILURE } from '../cli-error.ts';
 import { writeTextAtomically } from '../files.ts';
 import { print, printJson } from '../format.ts';
@@ -18,6 +26,7 @@ export const LABEL_FORMATS = ['csv', 'txt'] as const;
 export const LABEL_DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
 
 export interface LabelOptions {
+  /** A folder of images, or one image (what `lora ui` asks for tag suggestions). */
   input?: string;
   output?: string;
   model?: string;
@@ -47,15 +56,15 @@ export interface LabelReport {
   format: (typeof LABEL_FORMATS)[number];
   /** The metadata.csv written (csv format). */
   output?: string;
-  /** Captions written (with --dry-run: proposed): image path → caption. */
-  written: { image: string; caption: string }[];
+  /** Captions written (with --dry-run: proposed), and wd14 / clip's tags with their roles and scores. */
+  written: { image: string; caption: string; tags?: ScoredTag[] }[];
   /** --dry-run: nothing was written. */
   dryRun: boolean;
   /** Images that already had a caption and kept it. */
   kept: number;
   /** Images whose existing caption was replaced (--overwrite). */
   replaced: number;
-  skipped: { image: string; reason: string }[];
+  skipped: { image: string; reason: string; tags?: ScoredTag[] }[];
   /** txt format: images written a .txt file that a metadata.csv row also captions (it wins in training). */
   inMetadata: number;
 }
@@ -176,6 +185,15 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     throw new CliError('E_USAGE', '--input is required: lora label --input data/style_train --model none');
   }
   const input = resolve(options.input);
+  const isFolder = (await aboutFile(options.input, () => stat(input))).isDirectory();
+  if (!isFolder && !isImagePath(input)) {
+    throw new CliError(
+      'E_USAGE',
+      `--input ${options.input} is neither a folder nor an image (${[...IMAGE_EXTENSIONS].join(', ')}); pass the folder of images, or one image.`,
+    );
+  }
+  /** The folder labelled, or the folder of the one image labelled. */
+  const folder = isFolder ? input : dirname(input);
   const model = choice(
     '--model',
     options.model ?? 'none',
@@ -191,16 +209,14 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
   );
   const template = options.template ?? DEFAULT_TEMPLATE;
   checkTemplate(template);
-  if (!(await aboutFile(options.input, () => stat(input))).isDirectory()) {
-    throw new CliError('E_USAGE', `--input ${options.input} is a file; pass the folder of images.`);
-  }
-  const output = format === 'csv' ? resolve(options.output ?? join(input, 'metadata.csv')) : undefined;
+  const output = format === 'csv' ? resolve(options.output ?? join(folder, 'metadata.csv')) : undefined;
 
   const scan = await scanImageFolders({
-    dirs: [input],
+    dirs: [folder],
     ...(output !== undefined && existsSync(output) ? { metadataPath: output } : {}),
   });
-  if (scan.images.length === 0) {
+  const images = folder === input ? scan.images : scan.images.filter((image) => image.path === input);
+  if (images.length === 0) {
     throw new CliError(
       'E_EMPTY_DATASET',
       `${options.input} has no images to label (looked for .png, .jpg, .jpeg, .webp, .bmp, .gif, .avif). ${seeTroubleshooting('imagesSkipped')}`,
@@ -220,7 +236,7 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
     dryRun: options.dryRun === true,
   };
   const todo: { path: string; replacing: boolean; inMetadata: boolean }[] = [];
-  for (const image of scan.images) {
+  for (const image of images) {
     // txt format: the caption that counts is the .txt file, whatever a metadata.csv says.
     const hasCaption =
       format === 'txt'
@@ -242,8 +258,9 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
   }
   for (const { path, replacing, inMetadata } of todo) {
     let values: TemplateValues;
+    let tags: ScoredTag[] | undefined;
     if (labels === undefined) {
-      const names = captionFromNames(relative(input, path), basename(input));
+      const names = captionFromNames(relative(folder, path), basename(folder));
       values = { caption: names === '' ? [] : names.split(', ') };
     } else {
       const label = labels.get(path)!;
@@ -251,7 +268,8 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
         report.skipped.push({ image: path, reason: label.error });
         continue;
       }
-      values = { caption: label.core, tags: label.plain, mood: label.mood };
+      tags = label.tags;
+      values = { caption: label.parts.core, tags: label.parts.plain, mood: label.parts.mood };
     }
     const caption = applyTemplate(template, values);
     if (caption === undefined) {
@@ -261,12 +279,13 @@ export async function labelImages(options: LabelOptions): Promise<LabelReport> {
           labels === undefined
             ? 'its file and folder names have no words to caption from; caption it by hand'
             : 'the model found no content tags for it (lower --threshold, or caption it by hand)',
+        ...(tags === undefined || tags.length === 0 ? {} : { tags }),
       });
       continue;
     }
     if (replacing) report.replaced++;
     if (inMetadata) report.inMetadata++;
-    report.written.push({ image: path, caption });
+    report.written.push({ image: path, caption, ...(tags === undefined ? {} : { tags }) });
   }
 
   if (report.dryRun) return report;
@@ -299,6 +318,14 @@ export function formatLabelReport(report: LabelReport): string {
   ];
   for (const { image, caption } of report.written.slice(0, SHOWN_CAPTIONS))
     lines.push(`  ${displayPath(image)}: ${caption}`);
+  // One image (`--input <image>`): what the model scored, for picking tags by hand.
+  const only = [...report.written, ...report.skipped];
+  if (only.length === 1 && only[0]!.tags !== undefined) {
+    lines.push(
+      '  tags (score, role):',
+      ...only[0]!.tags.map(({ text, score, role }) => `    ${score.toFixed(3)}  ${role.padEnd(5)}  ${text}`),
+    );
+  }
   if (report.written.length > SHOWN_CAPTIONS)
     lines.push(`  … and ${report.written.length - SHOWN_CAPTIONS} more (--json lists all)`);
   if (report.kept > 0 && report.written.length === 0)

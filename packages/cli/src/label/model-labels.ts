@@ -2,10 +2,12 @@ import {
   type CaptionParts,
   CLIP_VOCABULARY,
   ClipRanker,
-  clipCaptionParts,
+  captionParts,
+  clipTags,
   isLabelFailure,
   readVocabulary,
-  taggerCaptionParts,
+  type ScoredTag,
+  taggerTags,
   Wd14Tagger,
 } from '@lora/label';
 import type { Device } from '@lora/trainer-ort';
@@ -30,12 +32,14 @@ export interface ClipSettings {
   topK?: number;
 }
 
-/** Caption parts per image path, or the reason an image could not be labelled. */
-export type ModelLabels = Map<string, CaptionParts | { error: string }>;
+/** Each image's tags (with their roles and scores) and its caption parts, or why it could not be labelled. */
+export type ModelLabels = Map<string, { tags: ScoredTag[]; parts: CaptionParts } | { error: string }>;
+
+const labelled = (tags: ScoredTag[]) => ({ tags, parts: captionParts(tags) });
 
 /**
  * Runs the WD14 tagger or CLIP ranking over `images` with a progress line on stderr (stdout stays
- * free for the report and `--json`), and turns each result into caption parts.
+ * free for the report and `--json`), and gives each tag found its role in a caption.
  */
 export async function labelWithModel(
   settings: Wd14Settings | ClipSettings,
@@ -60,7 +64,7 @@ export async function labelWithModel(
       for (const result of await tagger.tag(images, onProgress)) {
         labels.set(
           result.path,
-          isLabelFailure(result) ? result : taggerCaptionParts(result, { rating: settings.ratings }),
+          isLabelFailure(result) ? result : labelled(taggerTags(result, { rating: settings.ratings })),
         );
       }
     } finally {
@@ -78,7 +82,7 @@ export async function labelWithModel(
       onProgress,
     });
     for (const result of results) {
-      labels.set(result.path, isLabelFailure(result) ? result : clipCaptionParts(result));
+      labels.set(result.path, isLabelFailure(result) ? result : labelled(clipTags(result)));
     }
   } finally {
     progress.finish();

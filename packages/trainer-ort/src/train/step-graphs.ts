@@ -12,7 +12,7 @@
 import { LORA_DROPOUT_SEED } from '@lora/adapters';
 import type { MixedPrecision } from '@lora/config';
 import { Graph, gradients, mul, writeModel } from '@lora/engine';
-import { chooseDevice, type Device } from '../device.ts';
+import { type ConcreteDevice, chooseDevice, type Device } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
 import { DEFAULT_PARAMETER_GROUP, type LoraParameter } from '../lora.ts';
 import { Session } from '../session.ts';
@@ -125,14 +125,8 @@ export async function openGradientsSession<Batch>(
   const { precision } = precisionOn(settings.mixedPrecision, choice);
   const built = buildGradientsGraph(model, precision, shapeKey);
   settings.onGradientsGraph?.(built, shapeKey, precision);
-  const path = await writeModel(built.graph, folder, {
-    fileName: gradientsFileName(shapeKey),
-    copyExternalData: settings.copyExternalData ?? false,
-    onNotice: settings.onNotice,
-  });
-  const session = await Session.create(path, {
-    device: choice.device,
-    ...(settings.threads === undefined ? {} : { threads: settings.threads }),
+  const session = await loadStepGraph(built.graph, gradientsFileName(shapeKey), folder, choice.device, {
+    ...settings,
     ...(settings.gradientsOnDevice ? { deviceOutputs: built.parameters.map((p) => gradName(p.name)) } : {}),
   });
   return {
@@ -141,6 +135,29 @@ export async function openGradientsSession<Batch>(
     precision,
     dropout: built.graph.inputs.some((t) => t.name === LORA_DROPOUT_SEED),
   };
+}
+
+/**
+ * Writes a graph of the training step (gradients, validation loss) into `folder` as `fileName`
+ * and loads it on `device`, with the run's threads; `deviceOutputs` stay on the device.
+ */
+export async function loadStepGraph(
+  graph: Graph,
+  fileName: string,
+  folder: string,
+  device: ConcreteDevice,
+  settings: Pick<SessionSettings, 'threads' | 'copyExternalData' | 'onNotice'> & { deviceOutputs?: string[] },
+): Promise<Session> {
+  const path = await writeModel(graph, folder, {
+    fileName,
+    copyExternalData: settings.copyExternalData ?? false,
+    onNotice: settings.onNotice,
+  });
+  return Session.create(path, {
+    device,
+    ...(settings.threads === undefined ? {} : { threads: settings.threads }),
+    ...(settings.deviceOutputs === undefined ? {} : { deviceOutputs: settings.deviceOutputs }),
+  });
 }
 
 /** Writes `update.onnx` into `folder` and loads it on the CPU (for the host state). */

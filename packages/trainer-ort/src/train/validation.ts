@@ -6,17 +6,17 @@
  * closed after it, so between evaluations they hold no memory.
  */
 import { LORA_DROPOUT_SEED } from '@lora/adapters';
-import { type DType, Graph, type HostTensor, writeModel } from '@lora/engine';
+import { type DType, Graph, type HostTensor } from '@lora/engine';
 import { chooseDevice } from '../device.ts';
 import { TrainerOrtError } from '../errors.ts';
 import type { LoraParameter } from '../lora.ts';
-import { Session } from '../session.ts';
+import type { Session } from '../session.ts';
 import type { BatchSource } from './data.ts';
 import { parameterFeeds } from './engine.ts';
 import { shapeKeyOf } from './gradient-sessions.ts';
 import type { TrainableModel } from './model.ts';
 import { COMPUTE_DTYPE, precisionOn } from './precision.ts';
-import { LOSS_SUM, LOSS_WEIGHT, type SessionSettings } from './step-graphs.ts';
+import { LOSS_SUM, LOSS_WEIGHT, loadStepGraph, type SessionSettings } from './step-graphs.ts';
 
 /** Held-out data and the model that scores it: the trained model without LoRA dropout. */
 export interface ValidationSet<Batch> {
@@ -68,15 +68,7 @@ export async function validationLoss<Batch>(
   const sessions = new Map<string | undefined, { session: Session; feeds: Record<string, HostTensor> }>();
   const open = async (key: string | undefined) => {
     const { graph, parameters } = buildLossGraph(set.model, COMPUTE_DTYPE[precision], key);
-    const path = await writeModel(graph, folder, {
-      fileName: lossFileName(key),
-      copyExternalData: settings.copyExternalData ?? false,
-      onNotice: settings.onNotice,
-    });
-    const session = await Session.create(path, {
-      device: choice.device,
-      ...(settings.threads === undefined ? {} : { threads: settings.threads }),
-    });
+    const session = await loadStepGraph(graph, lossFileName(key), folder, choice.device, settings);
     return { session, feeds: parameterFeeds(parameters, values) };
   };
   try {

@@ -162,13 +162,26 @@ export type LabelState =
   | { state: 'done'; changes: Change[]; skipped: { image: string; reason: string }[]; kept: number }
   | { state: 'failed'; message: string };
 
-export interface LabelRequest {
-  dataset: string;
+/** The labeller and its files (relative to the project), for labelling and for tag suggestions. */
+export interface LabellerChoice {
   model: 'none' | 'wd14' | 'clip';
+  /** wd14: the tagger's model.onnx; clip: the export's folder. */
   modelPath?: string;
+  /** wd14: selected_tags.csv. */
   tags?: string;
+}
+
+export interface LabelRequest extends LabellerChoice {
+  dataset: string;
   template?: string;
   overwrite: boolean;
+}
+
+/** A tag the labeller sees in an image: its caption role and score (WD14 confidence 0–1, CLIP similarity). */
+export interface SuggestedTag {
+  text: string;
+  role: 'core' | 'mood' | 'plain';
+  score: number;
 }
 
 export const api = {
@@ -193,6 +206,8 @@ export const api = {
   label: (dataset: string) =>
     call<{ label: LabelState | null }>(`api/label?dataset=${encodeURIComponent(dataset)}`),
   startLabel: (request: LabelRequest) => call<{ label: LabelState }>('api/label', request),
+  suggest: (image: string, labeller: LabellerChoice) =>
+    call<{ image: string; tags: SuggestedTag[]; note?: string }>('api/suggest', { image, ...labeller }),
   configs: () => call<{ configs: string[] }>('api/configs'),
   config: (path: string) =>
     call<{ path: string; text: string }>(`api/config?path=${encodeURIComponent(path)}`),

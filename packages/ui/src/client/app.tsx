@@ -7,6 +7,7 @@ import { Editor } from './editor.tsx';
 import { countTags, matches, type RoleFilter } from './filters.ts';
 import { Grid } from './grid.tsx';
 import { LabelDialog } from './label-dialog.tsx';
+import { useLabeller } from './labeller.ts';
 import { RunsView } from './runs-view.tsx';
 import { TagCloud } from './tag-cloud.tsx';
 import { TrainView } from './train-view.tsx';
@@ -82,6 +83,7 @@ function DatasetView({ project }: { project: Project }) {
   const [role, setRole] = useState<RoleFilter>('any');
   const [editing, setEditing] = useState(false);
   const [labelling, setLabelling] = useState(false);
+  const [labeller, setLabeller] = useLabeller();
   const [error, setError] = useState<string>();
 
   const reload = useCallback(() => {
@@ -223,7 +225,15 @@ function DatasetView({ project }: { project: Project }) {
               onCancel={cancelCheck}
             />
             {current ? (
-              <Editor key={current.path} dataset={dataset!} image={current} onSaved={replace} onStep={step} />
+              <Editor
+                key={current.path}
+                dataset={dataset!}
+                image={current}
+                onSaved={replace}
+                onStep={step}
+                labeller={labeller}
+                onChooseModel={() => setLabelling(true)}
+              />
             ) : (
               <p class="hint">Pick an image to edit its caption.</p>
             )}
@@ -240,6 +250,8 @@ function DatasetView({ project }: { project: Project }) {
             setLabelling(false);
           }}
           onConflict={reload}
+          labeller={labeller}
+          onLabellerChange={setLabeller}
         />
       )}
       {editing && dataset !== undefined && (

@@ -1,7 +1,15 @@
-import { lint } from '@lora/caption-markup';
+import { addTag, lint } from '@lora/caption-markup';
 import { useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, api, type ImageEntry, thumbnailUrl } from './api.ts';
+import {
+  ApiError,
+  api,
+  type ImageEntry,
+  type LabellerChoice,
+  type SuggestedTag,
+  thumbnailUrl,
+} from './api.ts';
 import { highlight } from './highlight.ts';
+import { Suggestions } from './suggestions.tsx';
 
 interface EditorProps {
   dataset: string;
@@ -10,6 +18,9 @@ interface EditorProps {
   onSaved: (images: readonly ImageEntry[]) => void;
   /** Moves the selection by this many images. */
   onStep: (by: number) => void;
+  /** The model tag suggestions come from. */
+  labeller: LabellerChoice;
+  onChooseModel: () => void;
 }
 
 type Status = { kind: 'idle' | 'saving' | 'saved' } | { kind: 'error'; message: string };
@@ -20,7 +31,7 @@ type Status = { kind: 'idle' | 'saving' | 'saved' } | { kind: 'error'; message: 
  * the caption changed on disk since it was read, showing the version on disk.
  * Keys: Ctrl+S saves, Ctrl+Enter saves and moves on, Alt+↑/↓ move, Esc reverts.
  */
-export function Editor({ dataset, image, onSaved, onStep }: EditorProps) {
+export function Editor({ dataset, image, onSaved, onStep, labeller, onChooseModel }: EditorProps) {
   const [draft, setDraft] = useState(image.caption ?? '');
   /** The caption on disk the draft started from: what a save expects to replace. */
   const [base, setBase] = useState(image.caption);
@@ -66,6 +77,15 @@ export function Editor({ dataset, image, onSaved, onStep }: EditorProps) {
       setStatus({ kind: 'idle' });
     } else if (event.key === 'Enter') {
       event.preventDefault(); // a caption is one line
+    }
+  };
+
+  const addSuggested = (tag: SuggestedTag) => {
+    try {
+      setDraft(addTag(draft, tag.text, tag.role).text);
+      setStatus({ kind: 'idle' });
+    } catch (error) {
+      setStatus({ kind: 'error', message: (error as Error).message });
     }
   };
 
@@ -164,6 +184,13 @@ export function Editor({ dataset, image, onSaved, onStep }: EditorProps) {
           ))}
         </ul>
       )}
+      <Suggestions
+        image={image.path}
+        labeller={labeller}
+        caption={draft}
+        onAdd={addSuggested}
+        onChooseModel={onChooseModel}
+      />
       <p class="keys">Ctrl+S save · Ctrl+Enter save and next · Alt+↑/↓ previous/next · Esc revert</p>
     </section>
   );

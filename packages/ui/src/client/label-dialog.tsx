@@ -1,5 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, type ImageEntry, type LabelRequest, type LabelState } from './api.ts';
+import {
+  ApiError,
+  api,
+  type ImageEntry,
+  type LabellerChoice,
+  type LabelRequest,
+  type LabelState,
+} from './api.ts';
 import { ChangeList } from './change-list.tsx';
 
 /** How often the page asks a running `lora label` how far it got. */
@@ -10,6 +17,9 @@ interface LabelDialogProps {
   onClose: () => void;
   onApplied: (images: readonly ImageEntry[]) => void;
   onConflict: () => void;
+  /** The labeller chosen last; a change is kept for the editor's suggestions too. */
+  labeller: LabellerChoice;
+  onLabellerChange: (labeller: LabellerChoice) => void;
 }
 
 const MODELS = {
@@ -23,8 +33,15 @@ const MODELS = {
  * shows each before and after, and Apply saves them as bulk edits are saved (all or none, refused
  * when a caption changed on disk meanwhile).
  */
-export function LabelDialog({ dataset, onClose, onApplied, onConflict }: LabelDialogProps) {
-  const [request, setRequest] = useState<LabelRequest>({ dataset, model: 'none', overwrite: false });
+export function LabelDialog({
+  dataset,
+  onClose,
+  onApplied,
+  onConflict,
+  labeller,
+  onLabellerChange,
+}: LabelDialogProps) {
+  const [request, setRequest] = useState<LabelRequest>({ dataset, ...labeller, overwrite: false });
   const [job, setJob] = useState<LabelState>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
@@ -43,8 +60,14 @@ export function LabelDialog({ dataset, onClose, onApplied, onConflict }: LabelDi
   }, [job]);
 
   const set = (change: Partial<LabelRequest>) => {
-    setRequest((current) => ({ ...current, ...change }));
+    const next = { ...request, ...change };
+    setRequest(next);
     setJob(undefined);
+    onLabellerChange({
+      model: next.model,
+      ...(next.modelPath ? { modelPath: next.modelPath } : {}),
+      ...(next.tags ? { tags: next.tags } : {}),
+    });
   };
   const propose = () => {
     setError(undefined);

@@ -55,6 +55,22 @@ export interface ImageEntry {
 
 const bad = (message: string) => new UiError('E_BAD_REQUEST', message, 400);
 
+/** An optional string field, left out when empty. */
+function optional(body: Record<string, unknown>, key: string): Record<string, string> {
+  const value = body[key];
+  if (value !== undefined && value !== '' && typeof value !== 'string')
+    throw bad(`"${key}" must be a string.`);
+  return value ? { [key]: value as string } : {};
+}
+
+/** The labeller of a label or suggest request, and its files. */
+function labelModel(body: Record<string, unknown>) {
+  const model = str(body, 'model');
+  if (!(LABEL_MODELS as readonly string[]).includes(model))
+    throw bad(`"model" must be one of ${LABEL_MODELS.join(', ')}.`);
+  return { model: model as LabelModel, ...optional(body, 'modelPath'), ...optional(body, 'tags') };
+}
+
 function str(body: Record<string, unknown>, key: string): string {
   const value = body[key];
   if (typeof value !== 'string') throw bad(`"${key}" must be a string.`);
@@ -275,28 +291,22 @@ export async function post(
       return { json: { check: await context.checks.start(str(body, 'dataset')) } };
     case 'api/check/cancel':
       return { json: { check: (await context.checks.cancel(str(body, 'dataset'))) ?? null } };
-    case 'api/label': {
-      const model = str(body, 'model');
-      if (!(LABEL_MODELS as readonly string[]).includes(model))
-        throw bad(`"model" must be one of ${LABEL_MODELS.join(', ')}.`);
-      const optional = (key: string) => {
-        const value = body[key];
-        if (value !== undefined && value !== '' && typeof value !== 'string')
-          throw bad(`"${key}" must be a string.`);
-        return value ? { [key]: value as string } : {};
-      };
+    case 'api/label':
       return {
         json: {
           label: await context.labels.start({
             dataset: str(body, 'dataset'),
-            model: model as LabelModel,
-            ...optional('modelPath'),
-            ...optional('tags'),
-            ...optional('template'),
+            ...labelModel(body),
+            ...optional(body, 'template'),
             overwrite: body['overwrite'] === true,
           }),
         },
       };
+    case 'api/suggest': {
+      const choice = labelModel(body);
+      if (choice.model === 'none')
+        throw bad('Tag suggestions come from a model: choose wd14 or clip (and its files) under Label….');
+      return { json: await context.labels.suggest({ image: str(body, 'image'), ...choice }) };
     }
     case 'api/config/validate':
       return { json: await validateConfig(context.root, str(body, 'path'), str(body, 'text')) };

@@ -11,16 +11,20 @@ import { cliError } from './runs.ts';
 export const LABEL_MODELS = ['none', 'wd14', 'clip'] as const;
 export type LabelModel = (typeof LABEL_MODELS)[number];
 
-/** Most bytes of `lora label`'s output kept: its JSON report lists every caption (about 100 bytes each). */
+/** Most bytes of `lora label`'s output kept: its JSON report lists every caption (about 100 bytes each) and a model's tags (about 50 bytes each). */
 const MAX_LABEL_OUTPUT_BYTES = 64 * 1024 * 1024;
 
-export interface LabelRequest {
-  readonly dataset: string;
+/** The labeller and its files. */
+interface LabelModelChoice {
   readonly model: LabelModel;
   /** wd14: the tagger's model.onnx; clip: the folder of the ONNX export. Relative to the project. */
   readonly modelPath?: string;
   /** wd14: selected_tags.csv, relative to the project. */
   readonly tags?: string;
+}
+
+export interface LabelRequest extends LabelModelChoice {
+  readonly dataset: string;
   /** `lora label --template`; its default when absent. */
   readonly template?: string;
   /** Propose captions for images that have one too. */
@@ -37,9 +41,45 @@ export type LabelState =
     }
   | { state: 'failed'; message: string };
 
+export interface SuggestRequest extends LabelModelChoice {
+  /** The image, relative to the project. */
+  readonly image: string;
+}
+
+/** A tag as `lora label --json` reports it: its caption role and the model's score. */
+export interface SuggestedTag {
+  readonly text: string;
+  readonly role: 'core' | 'mood' | 'plain';
+  /** WD14: confidence 0–1; CLIP: cosine similarity. */
+  readonly score: number;
+}
+
+export interface Suggestions {
+  readonly image: string;
+  /** Highest score first. */
+  readonly tags: SuggestedTag[];
+  /** Why `lora label` would not caption the image (it found no content tags, could not read it). */
+  readonly note?: string;
+}
+
+/** The part of `lora label --json`'s report read here. */
+interface LabelReport {
+  written: { image: string; caption: string; tags?: SuggestedTag[] }[];
+  skipped: { image: string; reason: string; tags?: SuggestedTag[] }[];
+  kept: number;
+}
+
+/** `lora label`'s own message and code, when it failed. */
+function failure(code: number | null, stderr: string): string {
+  const error = cliError(stderr);
+  return error ? `${error.message} [${error.code}]` : `lora label ended with exit code ${code}.`;
+}
+
 /** One `lora label` per dataset at a time; its proposals stay until the next one. */
 export class Labels {
   private readonly jobs = new Map<string, LabelState>();
+  /** The last suggestion asked for: the next waits for it. */
+  private suggesting: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly root: string,
@@ -47,47 +87,81 @@ export class Labels {
   ) {}
 
   async start(request: LabelRequest): Promise<LabelState> {
+    const dir = await resolveInside(this.root, request.dataset);
+    const args = await this.args(dir, request);
+    if (request.template) args.push(`--template=${request.template}`);
+    if (request.overwrite) args.push('--overwrite');
+    if (this.jobs.get(request.dataset)?.state === 'running') return this.jobs.get(request.dataset)!;
+    const job: LabelState & { state: 'running' } = { state: 'running' };
+    this.jobs.set(request.dataset, job);
+    this.run(args, (stderr) => {
+      const progress = [...stderr.matchAll(/(\d+)\/(\d+) images/g)].at(-1);
+      if (progress) Object.assign(job, { done: Number(progress[1]), total: Number(progress[2]) });
+    })
+      .then(({ code, stdout, stderr }) => this.finish(dir, code, stdout, stderr))
+      .then(
+        (state) => this.jobs.set(request.dataset, state),
+        (error: unknown) =>
+          this.jobs.set(request.dataset, { state: 'failed', message: (error as Error).message }),
+      );
+    return job;
+  }
+
+  /**
+   * The labeller's tags for one image, with their scores and roles, best first: `lora label
+   * --input <image> --dry-run`, one at a time (each loads the model; two at once only compete).
+   */
+  suggest(request: SuggestRequest): Promise<Suggestions> {
+    const next = this.suggesting.then(async () => {
+      const image = await resolveInside(this.root, request.image);
+      const args = await this.args(image, request);
+      const { code, stdout, stderr } = await this.run([...args, '--overwrite'], () => {});
+      if (code !== 0) throw new UiError('E_LABEL_FAILED', failure(code, stderr), 422);
+      const report = JSON.parse(stdout) as LabelReport;
+      const entry = report.written[0] ?? report.skipped[0];
+      return {
+        image: request.image,
+        tags: [...(entry?.tags ?? [])].sort((a, b) => b.score - a.score),
+        ...(report.skipped[0] ? { note: report.skipped[0].reason } : {}),
+      };
+    });
+    this.suggesting = next.catch(() => {});
+    return next;
+  }
+
+  /** `lora label`'s arguments for a folder or an image and a model (`--key=value`: a value that starts with `--` stays a value). */
+  private async args(input: string, request: LabelModelChoice): Promise<string[]> {
     if (this.cli === undefined) {
       throw new UiError(
         'E_BAD_REQUEST',
         'Labelling runs the lora CLI, which this server was not started by.',
       );
     }
-    const dir = await resolveInside(this.root, request.dataset);
-    if (this.jobs.get(request.dataset)?.state === 'running') return this.jobs.get(request.dataset)!;
-    // `--key=value`: a value that starts with `--` stays a value.
-    const args = [this.cli, 'label', `--input=${dir}`, `--model=${request.model}`, '--dry-run', '--json'];
+    const args = [this.cli, 'label', `--input=${input}`, `--model=${request.model}`, '--dry-run', '--json'];
     if (request.modelPath) args.push(`--model-path=${await resolveInside(this.root, request.modelPath)}`);
     if (request.tags) args.push(`--tags=${await resolveInside(this.root, request.tags)}`);
-    if (request.template) args.push(`--template=${request.template}`);
-    if (request.overwrite) args.push('--overwrite');
-    const job: LabelState & { state: 'running' } = { state: 'running' };
-    this.jobs.set(request.dataset, job);
-    const child = spawn(process.execPath, args, { cwd: this.root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (stdout.length < MAX_LABEL_OUTPUT_BYTES) stdout += chunk.toString('utf8');
+    return args;
+  }
+
+  /** Runs `lora label`, keeping its report (stdout) and the end of its progress and errors (stderr). */
+  private run(
+    args: string[],
+    onProgress: (stderr: string) => void,
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((done, fail) => {
+      const child = spawn(process.execPath, args, { cwd: this.root, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (stdout.length < MAX_LABEL_OUTPUT_BYTES) stdout += chunk.toString('utf8');
+      });
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr = (stderr + chunk.toString('utf8')).slice(-16 * 1024);
+        onProgress(stderr);
+      });
+      child.on('close', (code) => done({ code, stdout, stderr }));
+      child.on('error', (error) => fail(new Error(`cannot start lora label (${error.message})`)));
     });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-16 * 1024);
-      const progress = [...stderr.matchAll(/(\d+)\/(\d+) images/g)].at(-1);
-      if (progress) Object.assign(job, { done: Number(progress[1]), total: Number(progress[2]) });
-    });
-    child.on('close', (code) => {
-      this.finish(dir, code, stdout, stderr).then(
-        (state) => this.jobs.set(request.dataset, state),
-        (error: unknown) =>
-          this.jobs.set(request.dataset, { state: 'failed', message: (error as Error).message }),
-      );
-    });
-    child.on('error', (error) =>
-      this.jobs.set(request.dataset, {
-        state: 'failed',
-        message: `cannot start lora label (${error.message})`,
-      }),
-    );
-    return job;
   }
 
   async get(dataset: string): Promise<LabelState | undefined> {
@@ -102,13 +176,7 @@ export class Labels {
     stdout: string,
     stderr: string,
   ): Promise<LabelState> {
-    if (code !== 0) {
-      const error = cliError(stderr);
-      return {
-        state: 'failed',
-        message: error ? `${error.message} [${error.code}]` : `lora label ended with exit code ${code}.`,
-      };
-    }
+    if (code !== 0) return { state: 'failed', message: failure(code, stderr) };
     if (stdout.length >= MAX_LABEL_OUTPUT_BYTES) {
       return {
         state: 'failed',
@@ -116,11 +184,7 @@ export class Labels {
           'lora label proposed more captions than the page can review at once; label the folders one by one.',
       };
     }
-    const report = JSON.parse(stdout) as {
-      written: { image: string; caption: string }[];
-      skipped: { image: string; reason: string }[];
-      kept: number;
-    };
+    const report = JSON.parse(stdout) as LabelReport;
     const current = new Map((await scanDataset(dir)).map((image) => [image.path, image.caption]));
     return {
       state: 'done',
