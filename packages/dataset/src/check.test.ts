@@ -275,3 +275,46 @@ describe('checkDataset', () => {
     expect(x).toBe(copy);
   });
 });
+
+describe('checkDataset with an AbortSignal', () => {
+  let many: string;
+  const IMAGES = 24;
+  beforeAll(async () => {
+    many = join(await tempDir(), 'many');
+    for (let i = 0; i < IMAGES; i++)
+      await writeImage(join(many, `${String(i).padStart(2, '0')}.png`), { width: 64, height: 64, seed: i });
+  });
+
+  it('starts no image after the signal fires, and rejects with E_ABORTED once the decodes in flight end', async () => {
+    const controller = new AbortController();
+    const progress: number[] = [];
+    const checking = checkDataset({
+      dirs: [many],
+      concurrency: 2,
+      signal: controller.signal,
+      onProgress: (decoded) => {
+        progress.push(decoded);
+        if (decoded === 3) controller.abort();
+      },
+    });
+    await expect(checking).rejects.toMatchObject({ code: 'E_ABORTED', name: 'DatasetError' });
+    // Aborted after the third image, with one more at most in flight (concurrency 2); none after the rejection.
+    const last = progress.at(-1)!;
+    expect(last).toBeGreaterThanOrEqual(3);
+    expect(last).toBeLessThanOrEqual(4);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(progress.at(-1)).toBe(last);
+  });
+
+  it('decodes nothing when the signal has fired already, and carries its reason', async () => {
+    const progress: number[] = [];
+    const reason = new Error('gone');
+    const checking = checkDataset({
+      dirs: [many],
+      signal: AbortSignal.abort(reason),
+      onProgress: (decoded) => progress.push(decoded),
+    });
+    await expect(checking).rejects.toMatchObject({ code: 'E_ABORTED', cause: reason });
+    expect(progress).toEqual([]);
+  });
+});

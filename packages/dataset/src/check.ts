@@ -14,6 +14,11 @@ export interface CheckOptions extends ScanOptions {
   concurrency?: number;
   /** Called after each image is decoded (or found unreadable): decoding is the slow part. */
   onProgress?: (decoded: number, total: number) => void;
+  /**
+   * Stops the check: no image starts decoding after it fires, and the check rejects with
+   * `E_ABORTED` once the decodes in flight (at most `concurrency`) have ended.
+   */
+  signal?: AbortSignal;
 }
 
 /** An image that passed the checks and will be trained on. */
@@ -45,7 +50,14 @@ export interface DatasetReport {
  * are what training uses.
  */
 export async function checkDataset(options: CheckOptions): Promise<DatasetReport> {
+  const { signal } = options;
+  const stopIfAborted = () => {
+    if (signal?.aborted)
+      throw new DatasetError('E_ABORTED', 'The dataset check was cancelled.', { cause: signal.reason });
+  };
+  stopIfAborted();
   const scan = await scanImageFolders(options);
+  stopIfAborted();
   const findings = [...scan.findings];
   const minimum = options.resolution === undefined ? undefined : resolutionSize(options.resolution);
   const limit = options.concurrency ?? Math.min(8, availableParallelism());
@@ -56,6 +68,8 @@ export async function checkDataset(options: CheckOptions): Promise<DatasetReport
   let decoded = 0;
   options.onProgress?.(0, scan.images.length);
   const probes = await mapPool(scan.images, limit, async (image): Promise<ImageProbe | DatasetError> => {
+    // Outside the try: an abort is thrown to mapPool, which then starts no other image.
+    stopIfAborted();
     try {
       return await probeImage(image.path, await readImageFile(image.path));
     } catch (error) {

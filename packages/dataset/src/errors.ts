@@ -14,7 +14,9 @@ export type DatasetErrorCode =
   | 'E_EMPTY_DATASET'
   | 'E_OUT_OF_RANGE'
   | 'E_INVALID_STATE'
-  | 'E_WRITE_FAILED';
+  | 'E_WRITE_FAILED'
+  /** Stopped by the caller's AbortSignal; `cause` is the signal's reason. */
+  | 'E_ABORTED';
 
 const MARKER = Symbol.for('lora.dataset.error');
 

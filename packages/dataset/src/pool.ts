@@ -1,4 +1,8 @@
-/** Runs `task` over `items` with at most `limit` in flight; results keep the input order. */
+/**
+ * Runs `task` over `items` with at most `limit` in flight; results keep the input order. After a
+ * task fails no other starts, and the first error is thrown once those in flight have ended, so
+ * nothing keeps running behind the caller's back (a cancelled check stops decoding).
+ */
 export async function mapPool<T, R>(
   items: readonly T[],
   limit: number,
@@ -6,13 +10,19 @@ export async function mapPool<T, R>(
 ): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && failure === undefined) {
       const index = next++;
-      results[index] = await task(items[index]!, index);
+      try {
+        results[index] = await task(items[index]!, index);
+      } catch (error) {
+        failure ??= { error };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure !== undefined) throw failure.error;
   return results;
 }
 

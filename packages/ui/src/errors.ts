@@ -17,7 +17,12 @@ export type UiErrorCode =
   /** `lora train` refused to start: its message and code (E_RUN_LOCKED, E_OUTPUT_NOT_EMPTY, an invalid config, …). */
   | 'E_RUN_REFUSED'
   /** `lora label` failed on a suggestion: its message and code (a missing model, a model of the wrong kind, …). */
-  | 'E_LABEL_FAILED';
+  | 'E_LABEL_FAILED'
+  /**
+   * Stop has nothing it may signal: the run is not running (or still starting), runs on another
+   * machine or as another user, or its lock names a pid that is not lora train now.
+   */
+  | 'E_STOP_REFUSED';
 
 const MARKER = Symbol.for('lora.ui.error');
 

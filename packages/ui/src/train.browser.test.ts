@@ -1,10 +1,19 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UiServer } from './server/start.ts';
-import { DEMO_CONFIG, HAS_CHROMIUM, launchChromium, makeDemoProject, SHOTS, serve } from './test-fixtures.ts';
+import {
+  CLI_BIN,
+  DEMO_CONFIG,
+  HAS_CHROMIUM,
+  launchChromium,
+  makeDemoProject,
+  SHOTS,
+  serve,
+} from './test-fixtures.ts';
 
 // Configs and runs in Chromium: `lora init --demo`'s tiny model trained from the page by the real CLI.
 
@@ -22,10 +31,40 @@ async function shot(name: string): Promise<void> {
 
 const editor = () => page.getByLabel('Config', { exact: true });
 const shownStep = async () => Number(await page.locator('.numbers .step').textContent());
-const lastLoggedStep = async () => {
-  const lines = (await readFile(join(root, RUN, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+const lastLoggedStep = async (run = RUN) => {
+  const lines = (await readFile(join(root, run, 'metrics.jsonl'), 'utf8')).trim().split('\n');
   return (JSON.parse(lines.at(-1)!) as { step: number }).step;
 };
+
+/** `lora train` as a terminal starts it (not through the page), into `run` with `max_steps`. */
+function trainInTerminal(run: string, maxSteps: number): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      CLI_BIN,
+      'train',
+      '--config',
+      DEMO_CONFIG,
+      '--set',
+      `output_dir=${JSON.stringify(join(root, run))}`,
+      '--set',
+      `max_steps=${maxSteps}`,
+    ],
+    { cwd: root, stdio: 'ignore' },
+  );
+}
+
+const exitOf = (child: ChildProcess): Promise<number | null> =>
+  child.exitCode !== null
+    ? Promise.resolve(child.exitCode)
+    : new Promise((resolve) => child.once('exit', resolve));
+
+/** The Runs tab's row of a run folder, and what its cells say. */
+const runRow = (path: string) =>
+  page.locator('.run-list tbody tr', { has: page.locator('td.path', { hasText: new RegExp(`^${path}$`) }) });
+const listed = () => page.locator('.run-list tbody td.path').allTextContents();
+const stateCell = (path: string) => runRow(path).locator('.state').textContent();
+const stepCell = async (path: string) => Number(await runRow(path).locator('td').nth(5).textContent());
 
 describe.skipIf(!HAS_CHROMIUM)('configs and runs in Chromium', { timeout: 60_000 }, () => {
   beforeAll(async () => {
@@ -134,5 +173,47 @@ describe.skipIf(!HAS_CHROMIUM)('configs and runs in Chromium', { timeout: 60_000
       await page.locator('.config-compare tr', { hasText: 'max_steps' }).locator('td').textContent(),
     ).toBe('2000');
     await shot('runs');
+  });
+
+  it('keeps the Runs tab live: runs started in a terminal appear, running or finished, and one going is stopped from the page', {
+    timeout: 180_000,
+  }, async () => {
+    // The tab stays open from here on: every change below comes without a reload.
+    expect(await listed()).toEqual([RUN]);
+    const SHORT = 'output/terminal_short';
+    const short = trainInTerminal(SHORT, 3);
+    expect(await exitOf(short)).toBe(0);
+    await expect.poll(listed, { timeout: 30_000 }).toContain(SHORT);
+    // A run this server did not start: its state comes from its folder.
+    await expect.poll(() => stateCell(SHORT), { timeout: 30_000 }).toBe('finished');
+    expect(await stepCell(SHORT)).toBe(3);
+
+    const LONG = 'output/terminal_long';
+    const long = trainInTerminal(LONG, 100_000);
+    try {
+      await expect.poll(() => stateCell(LONG), { timeout: 60_000 }).toBe('running');
+      // Its step moves on in the list ('–' until its first step is logged).
+      await expect.poll(() => stepCell(LONG), { timeout: 30_000 }).toBeGreaterThan(0);
+      const seen = await stepCell(LONG);
+      await expect.poll(() => stepCell(LONG), { timeout: 30_000 }).toBeGreaterThan(seen);
+      expect(await stateCell(RUN)).toBe('stopped');
+      await shot('runs-live');
+
+      // The Train tab follows the run that is going, and its Stop sends it Ctrl-C.
+      await page.goto(`${server.url}#train`);
+      await page.waitForSelector('.run-panel .state.running');
+      expect(await page.locator('.run-panel h2').textContent()).toBe(LONG);
+      expect(await page.locator('.run-panel .hint').textContent()).toMatch(/^Started outside this page/);
+      await shot('run-terminal');
+      await page.getByRole('button', { name: 'Stop' }).click();
+      await page.waitForSelector('.run-panel .state.stopped', { timeout: 60_000 });
+      expect(await exitOf(long)).toBe(130);
+      expect(await readdir(join(root, LONG, 'checkpoints'))).toContain(`step-${await lastLoggedStep(LONG)}`);
+    } finally {
+      if (long.exitCode === null && long.signalCode === null) long.kill('SIGKILL');
+    }
+    await page.goto(`${server.url}#runs`);
+    await expect.poll(() => stateCell(LONG), { timeout: 30_000 }).toBe('stopped');
+    await shot('runs-terminal');
   });
 });

@@ -78,12 +78,22 @@ export type Validation =
     }
   | { valid: false; problems: ConfigProblem[] };
 
-export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'idle';
+export type RunState =
+  | 'starting'
+  | 'running'
+  | 'stopping'
+  | 'finished'
+  | 'stopped'
+  | 'failed'
+  | 'interrupted'
+  | 'idle';
 
 export interface RunStatus {
   path: string;
   state: RunState;
   pid?: number;
+  /** Another machine's run (its lock names that host). */
+  host?: string;
   ours: boolean;
   config?: string;
   exitCode?: number | null;
@@ -144,7 +154,8 @@ export type CheckState =
       findings: CheckFinding[];
       finishedAt: string;
     }
-  | { state: 'failed'; message: string };
+  | { state: 'failed'; message: string }
+  | { state: 'cancelled'; decoded: number; total: number };
 
 export type LabelState =
   | { state: 'running'; done?: number; total?: number }
@@ -191,6 +202,7 @@ export const api = {
   check: (dataset: string) =>
     call<{ check: CheckState | null }>(`api/check?dataset=${encodeURIComponent(dataset)}`),
   startCheck: (dataset: string) => call<{ check: CheckState }>('api/check', { dataset }),
+  cancelCheck: (dataset: string) => call<{ check: CheckState | null }>('api/check/cancel', { dataset }),
   label: (dataset: string) =>
     call<{ label: LabelState | null }>(`api/label?dataset=${encodeURIComponent(dataset)}`),
   startLabel: (request: LabelRequest) => call<{ label: LabelState }>('api/label', request),

@@ -100,7 +100,7 @@ function DatasetView({ project }: { project: Project }) {
     [images, tag, role],
   );
   const tags = useMemo(() => countTags(images ?? []), [images]);
-  const { check, error: checkError, start: startCheck } = useCheck(dataset);
+  const { check, error: checkError, start: startCheck, cancel: cancelCheck } = useCheck(dataset);
   const marks = useMemo(() => marksOf(check), [check]);
   const imagePaths = useMemo(() => new Set((images ?? []).map((image) => image.path)), [images]);
   const pick = (path: string) => {
@@ -222,6 +222,7 @@ function DatasetView({ project }: { project: Project }) {
               selected={selected}
               onSelect={pick}
               onStart={images !== undefined && images.length > 0 ? startCheck : undefined}
+              onCancel={cancelCheck}
             />
             {current ? (
               <Editor

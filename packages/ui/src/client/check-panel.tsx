@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type CheckFinding, type CheckState } from './api.ts';
 
 /** How often the page asks a running check how far it got. */
@@ -8,11 +8,13 @@ const SEVERITY_ORDER = { error: 0, warning: 1, info: 2 } as const;
 
 /**
  * The dataset's check (`lora dataset check`, run by the server in the background): its state,
- * polled while it runs, and `start` to run it (again).
+ * polled while it runs, `start` to run it (again) and `cancel` to stop it.
  */
 export function useCheck(dataset: string | undefined) {
   const [check, setCheck] = useState<CheckState | null>(null);
   const [error, setError] = useState<string>();
+  /** Starts and cancels so far: an answer that an action came after is out of date (a poll sent before Cancel says 'running'). */
+  const actions = useRef(0);
   useEffect(() => {
     setCheck(null);
     if (dataset !== undefined)
@@ -24,22 +26,28 @@ export function useCheck(dataset: string | undefined) {
   useEffect(() => {
     if (dataset === undefined || check?.state !== 'running') return;
     const timer = setTimeout(() => {
+      const asked = actions.current;
       api.check(dataset).then(
-        (found) => setCheck(found.check),
+        (found) => {
+          if (actions.current === asked) setCheck(found.check);
+        },
         (e) => setError((e as Error).message),
       );
     }, POLL_MS);
     return () => clearTimeout(timer);
   }, [dataset, check]);
-  const start = () => {
+  const act = (call: (dataset: string) => Promise<{ check: CheckState | null }>) => {
     if (dataset === undefined) return;
     setError(undefined);
-    api.startCheck(dataset).then(
-      (started) => setCheck(started.check),
+    const asked = ++actions.current;
+    call(dataset).then(
+      (answer) => {
+        if (actions.current === asked) setCheck(answer.check);
+      },
       (e) => setError((e as Error).message),
     );
   };
-  return { check, error, start };
+  return { check, error, start: () => act(api.startCheck), cancel: () => act(api.cancelCheck) };
 }
 
 /** The worst severity and the number of findings per image, for the grid's marks. */
@@ -66,10 +74,12 @@ interface CheckPanelProps {
   onSelect: (path: string) => void;
   /** Runs the check (again); absent when there is nothing to check. */
   onStart: (() => void) | undefined;
+  /** Stops the running check. */
+  onCancel: () => void;
 }
 
 /** The check's progress, then its summary and findings, errors first; an image's finding selects it. */
-export function CheckPanel({ check, error, images, selected, onSelect, onStart }: CheckPanelProps) {
+export function CheckPanel({ check, error, images, selected, onSelect, onStart, onCancel }: CheckPanelProps) {
   const button = onStart && check?.state !== 'running' && (
     <button type="button" onClick={onStart}>
       {check === null ? 'Check images' : 'Check again'}
@@ -91,7 +101,19 @@ export function CheckPanel({ check, error, images, selected, onSelect, onStart }
         <h2>Checking the images…</h2>
         <progress max={Math.max(1, check.total)} value={check.decoded} />
         <p class="hint-line">
-          {check.decoded} of {check.total} images decoded
+          {check.decoded} of {check.total} images decoded{' '}
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+        </p>
+      </section>
+    );
+  }
+  if (check.state === 'cancelled') {
+    return (
+      <section class="check" aria-label="Dataset check">
+        <p class="hint-line" role="status">
+          Check cancelled after {check.decoded} of {check.total} images. {button}
         </p>
       </section>
     );

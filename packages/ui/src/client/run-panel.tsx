@@ -14,6 +14,7 @@ const STATE_WORDS: Record<RunStatus['state'], string> = {
   finished: 'finished',
   stopped: 'stopped (checkpoint and adapter saved)',
   failed: 'failed',
+  interrupted: 'interrupted (it ended without saving: killed, or the machine restarted)',
   idle: 'not running',
 };
 
@@ -92,7 +93,7 @@ export function RunPanel({ path, onStatus }: { path: string; onStatus?: (status:
           {status ? STATE_WORDS[status.state] : 'connecting…'}
           {status?.pid !== undefined && isGoing(status) && ` (pid ${status.pid})`}
         </span>
-        {status?.ours && (status.state === 'running' || status.state === 'stopping') && (
+        {status?.host === undefined && (status?.state === 'running' || status?.state === 'stopping') && (
           <button type="button" class="danger" disabled={status.state === 'stopping'} onClick={stop}>
             Stop
           </button>
@@ -100,7 +101,11 @@ export function RunPanel({ path, onStatus }: { path: string; onStatus?: (status:
         {!connected && status && <span class="offline">reconnecting…</span>}
       </div>
       {status?.state === 'running' && !status.ours && (
-        <p class="hint">Started outside this page (a terminal, another lora ui): stop it where it runs.</p>
+        <p class="hint">
+          {status.host === undefined
+            ? 'Started outside this page (a terminal, another lora ui); Stop sends it Ctrl-C.'
+            : `Running on ${status.host}: stop it there.`}
+        </p>
       )}
       {error && <p class="banner error">{error}</p>}
       {problem && <p class="banner error">Cannot read the run folder: {problem}</p>}

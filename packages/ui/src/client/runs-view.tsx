@@ -1,10 +1,20 @@
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, type RunDetails, type RunSummary } from './api.ts';
 import { lossPoints } from './chart.ts';
 import { LossChart, SERIES_COLORS } from './loss-chart.tsx';
 
 /** Runs compared at once: one colour each, and a config table still readable. */
 const MAX_COMPARED = SERIES_COLORS.length;
+
+/**
+ * How often the list is read again while the tab is open (and visible): a new run, a step, a
+ * state change show within it. A plain poll of api/runs rather than an event stream: the list is
+ * a walk of the project's folders either way, and a summary a few seconds old reads the same.
+ */
+const RUNS_POLL_MS = 2000;
+
+/** A compared run's curve is read again (all its metrics) at most this often while it trains; at once when its state changes. */
+const CURVE_REFRESH_MS = 10_000;
 
 /**
  * The top-level keys of a `config.yaml` snapshot with their values as written: `stringifyConfig`
@@ -39,24 +49,56 @@ export function RunsView() {
   const [error, setError] = useState<string>();
 
   useEffect(() => {
-    api
-      .runs()
-      .then(({ runs: list }) => {
-        setRuns(list);
-        setPicked(list.slice(0, 2).map((run) => run.path));
-      })
-      .catch((e) => setError((e as Error).message));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let closed = false;
+    let first = true;
+    const load = () => {
+      const next = () => {
+        if (!closed) timer = setTimeout(load, RUNS_POLL_MS);
+      };
+      if (document.hidden) return next();
+      api
+        .runs()
+        .then(({ runs: list }) => {
+          if (closed) return;
+          setRuns(list);
+          setError(undefined);
+          if (first) setPicked(list.slice(0, 2).map((run) => run.path));
+          first = false;
+        })
+        .catch((e) => closed || setError((e as Error).message))
+        .finally(next);
+    };
+    load();
+    return () => {
+      closed = true;
+      clearTimeout(timer);
+    };
   }, []);
 
+  /** Per compared run: the state and step its details were read at, and when. */
+  const read = useRef(new Map<string, { state: string; step?: number; at: number }>());
   useEffect(() => {
     for (const path of picked) {
-      if (details[path]) continue;
+      const run = runs?.find((r) => r.path === path);
+      const last = read.current.get(path);
+      const stale =
+        last === undefined ||
+        (run !== undefined &&
+          (last.state !== run.status.state ||
+            (last.step !== run.step && Date.now() - last.at >= CURVE_REFRESH_MS)));
+      if (!stale) continue;
+      read.current.set(path, {
+        state: run?.status.state ?? '',
+        ...(run?.step === undefined ? {} : { step: run.step }),
+        at: Date.now(),
+      });
       api
         .run(path)
-        .then((run) => setDetails((all) => ({ ...all, [path]: run })))
+        .then((details) => setDetails((all) => ({ ...all, [path]: details })))
         .catch((e) => setError((e as Error).message));
     }
-  }, [picked]);
+  }, [picked, runs]);
 
   const shown = picked.filter((path) => details[path]);
   const series = shown.map((path, index) => ({
@@ -116,7 +158,12 @@ export function RunsView() {
                 />
               </td>
               <td class="path">{run.path}</td>
-              <td>{run.status.state === 'idle' ? '' : run.status.state}</td>
+              <td>
+                <span class={`state ${run.status.state}`}>
+                  {run.status.state === 'idle' ? 'not started' : run.status.state}
+                  {run.status.host === undefined ? '' : ` on ${run.status.host}`}
+                </span>
+              </td>
               <td>{when(run.startedAt)}</td>
               <td>{run.starts}</td>
               <td>{run.step ?? '–'}</td>

@@ -289,6 +289,8 @@ export async function post(
       );
     case 'api/check':
       return { json: { check: await context.checks.start(str(body, 'dataset')) } };
+    case 'api/check/cancel':
+      return { json: { check: (await context.checks.cancel(str(body, 'dataset'))) ?? null } };
     case 'api/label':
       return {
         json: {

@@ -21,32 +21,42 @@ export interface CheckFinding {
 export type CheckState =
   | { state: 'running'; decoded: number; total: number }
   | { state: 'done'; summary: DatasetSummary; findings: CheckFinding[]; finishedAt: string }
-  | { state: 'failed'; message: string };
+  | { state: 'failed'; message: string }
+  /** Stopped from the page: `decoded` of `total` images were decoded. */
+  | { state: 'cancelled'; decoded: number; total: number };
+
+interface Job {
+  state: CheckState;
+  readonly controller: AbortController;
+  /** Settles once checkDataset has ended (a cancelled one: after its decodes in flight). */
+  readonly ended: Promise<void>;
+}
 
 /**
  * `lora dataset check` of a dataset (it decodes every image, so it runs in the background): one
- * job per dataset, whose progress and report the page reads while it goes. Checking a dataset
- * again replaces its report.
+ * job per dataset, whose progress and report the page reads while it goes, and which the page
+ * may cancel. Checking a dataset again replaces its report.
  */
 export class Checks {
-  private readonly jobs = new Map<string, CheckState>();
+  private readonly jobs = new Map<string, Job>();
 
   constructor(private readonly root: string) {}
 
   async start(dataset: string): Promise<CheckState> {
     const dir = await resolveInside(this.root, dataset);
     const current = this.jobs.get(dataset);
-    if (current?.state === 'running') return current;
-    const job: CheckState = { state: 'running', decoded: 0, total: 0 };
-    this.jobs.set(dataset, job);
-    checkDataset({
+    if (current?.state.state === 'running') return current.state;
+    const progress = { state: 'running' as const, decoded: 0, total: 0 };
+    const controller = new AbortController();
+    const ended = checkDataset({
       dirs: [dir],
       resolution: DEFAULTS.resolution,
       concurrency: CHECK_CONCURRENCY,
-      onProgress: (decoded, total) => Object.assign(job, { decoded, total }),
+      signal: controller.signal,
+      onProgress: (decoded, total) => Object.assign(progress, { decoded, total }),
     }).then(
-      (report) =>
-        this.jobs.set(dataset, {
+      (report) => {
+        job.state = {
           state: 'done',
           summary: report.summary,
           findings: report.findings.map(({ code, severity, path, reason, line }) => {
@@ -62,16 +72,35 @@ export class Checks {
             };
           }),
           finishedAt: new Date().toISOString(),
-        }),
-      (error: unknown) =>
-        this.jobs.set(dataset, { state: 'failed', message: (error as Error).message ?? String(error) }),
+        };
+      },
+      (error: unknown) => {
+        job.state = controller.signal.aborted
+          ? { state: 'cancelled', decoded: progress.decoded, total: progress.total }
+          : { state: 'failed', message: (error as Error).message ?? String(error) };
+      },
     );
-    return job;
+    const job: Job = { state: progress, controller, ended };
+    this.jobs.set(dataset, job);
+    return job.state;
+  }
+
+  /**
+   * Stops the dataset's running check and answers once it has stopped decoding (after the images
+   * in flight, at most CHECK_CONCURRENCY); a check that has ended is left as it is.
+   */
+  async cancel(dataset: string): Promise<CheckState | undefined> {
+    await resolveInside(this.root, dataset);
+    const job = this.jobs.get(dataset);
+    if (job === undefined) return undefined;
+    job.controller.abort();
+    await job.ended;
+    return job.state;
   }
 
   /** The dataset's job, or undefined when it was never checked in this session. */
   async get(dataset: string): Promise<CheckState | undefined> {
     await resolveInside(this.root, dataset);
-    return this.jobs.get(dataset);
+    return this.jobs.get(dataset)?.state;
   }
 }

@@ -3,7 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeFileIn } from '../test-fixtures.ts';
-import { findRuns, isSamplePath, lastMetrics, listSamples, parseCursor, readMetrics } from './run-files.ts';
+import {
+  endedState,
+  findRuns,
+  isLoraTrain,
+  isSamplePath,
+  lastMetrics,
+  listSamples,
+  parseCursor,
+  readMetrics,
+} from './run-files.ts';
 import { cliError } from './runs.ts';
 
 const line = (step: number, loss = 7 - step / 10) => `${JSON.stringify({ step, epoch: 1, loss, lr: 0.1 })}\n`;
@@ -70,5 +79,45 @@ describe('reading a run folder', () => {
       cliError('lora: The output folder o holds an earlier run. [E_OUTPUT_NOT_EMPTY]\n')?.message,
     ).toMatch(/earlier run\. Here: Resume goes on/);
     expect(cliError('[####] 3/10 loss 2\n')).toBeUndefined();
+  });
+
+  it.each([
+    [['node', '/p/packages/cli/bin.js', 'train', '--config', 'c.yaml'], true],
+    [['/usr/bin/node', '--enable-source-maps', '/p/node_modules/@lora/cli/bin.js', 'train'], true],
+    [['node', '/home/me/.npm-global/bin/lora', '--debug', 'train', '--config', 'c.yaml'], true],
+    [['node', '/p/packages/cli/bin.js', 'ui', 'train'], false],
+    [['node', '/p/packages/cli/bin.js', 'generate', '--prompt', 'train'], false],
+    [['node', '-e', 'lora train'], false],
+    [['python', 'train.py', 'train'], false],
+    [['lora', 'train'], false],
+  ])('tells lora train from other programs by its command line: %j → %s', (args, expected) => {
+    expect(isLoraTrain(args)).toBe(expected);
+  });
+
+  it('reads how a run without a lock ended from its files: the checkpoint of its last step, and whether that was the last', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-ui-ended-'));
+    expect(await endedState(dir)).toBe('idle');
+    await writeFileIn(
+      join(dir, 'runs.jsonl'),
+      '{"started_at":"2026-01-01T00:00:00.000Z","resumed_from":null}\n',
+    );
+    await writeFile(join(dir, 'metrics.jsonl'), `${line(1)}${line(2)}`);
+    await writeFile(
+      join(dir, 'config.yaml'),
+      '# lora, run started …\ntask: llm\nmax_steps: 4\nlora_rank: 8\n',
+    );
+    // An error: no checkpoint of its last step (one of an earlier step does not count).
+    await writeFileIn(join(dir, 'checkpoints', 'step-1', 'state.json'), '{"step":1,"epoch":0}');
+    expect(await endedState(dir)).toBe('failed');
+    await writeFileIn(join(dir, 'checkpoints', 'step-2', 'state.json'), '{"step":2,"epoch":0}');
+    expect(await endedState(dir)).toBe('stopped');
+    await appendFile(join(dir, 'metrics.jsonl'), `${line(3)}${line(4)}`);
+    await writeFileIn(join(dir, 'checkpoints', 'step-4', 'state.json'), '{"step":4,"epoch":1}');
+    expect(await endedState(dir)).toBe('finished');
+    // A run of epochs: finished when its last checkpoint has them all.
+    await writeFile(join(dir, 'config.yaml'), 'task: llm\nepochs: 2\n');
+    expect(await endedState(dir)).toBe('stopped');
+    await writeFile(join(dir, 'checkpoints', 'step-4', 'state.json'), '{"step":4,"epoch":2}');
+    expect(await endedState(dir)).toBe('finished');
   });
 });

@@ -160,25 +160,109 @@ export async function readStarts(dir: string): Promise<RunStart[]> {
     });
 }
 
-/**
- * The pid of the `lora train` that holds the folder's lock (`lora.lock`), when it runs on this
- * machine; a lock left by a process that is gone is stale (the next run takes it over).
- */
-export async function lockHolder(dir: string): Promise<number | undefined> {
-  let owner: { pid?: unknown; host?: unknown };
+/** `lora.lock`, which `lora train` holds from before it touches the folder until it exits. */
+export interface RunLock {
+  readonly pid: number;
+  readonly host: string;
+  readonly started: string;
+}
+
+/** Whose a folder's lock is, as far as this machine can tell. */
+export type LockOwner =
+  | { readonly kind: 'none' }
+  /** A live `lora train` on this machine. */
+  | { readonly kind: 'running'; readonly lock: RunLock }
+  /** Another machine's (a shared disk): nothing here can check or signal it. */
+  | { readonly kind: 'elsewhere'; readonly lock: RunLock }
+  /** No such process: the run ended without removing its lock (killed, or the machine restarted). */
+  | { readonly kind: 'gone'; readonly lock: RunLock }
+  /** The pid is another program's now: the run's lock was left behind and the number reused. */
+  | { readonly kind: 'other'; readonly lock: RunLock; readonly command: string };
+
+export async function readLock(dir: string): Promise<RunLock | undefined> {
   try {
-    owner = JSON.parse(await readFile(join(dir, 'lora.lock'), 'utf8'));
+    const lock = JSON.parse(await readFile(join(dir, 'lora.lock'), 'utf8')) as Partial<RunLock>;
+    return Number.isSafeInteger(lock.pid) && (lock.pid as number) > 0 && typeof lock.host === 'string'
+      ? { pid: lock.pid!, host: lock.host, started: String(lock.started) }
+      : undefined;
   } catch {
     return undefined;
   }
-  if (typeof owner.pid !== 'number' || owner.host !== hostname()) return undefined;
+}
+
+/**
+ * Whether a command line (`/proc/<pid>/cmdline`'s arguments) is `lora train`: the lora CLI's
+ * script (`…/cli/bin.js`, as `lora ui` and pnpm's shim start it, or the `lora` link npm puts on
+ * the PATH) with `train` as its first argument that is not an option.
+ */
+export function isLoraTrain(args: readonly string[]): boolean {
+  const script = args.findIndex((arg, index) => index > 0 && /(^|\/)(lora|cli\/bin\.js)$/.test(arg));
+  return script > 0 && args.slice(script + 1).find((arg) => !arg.startsWith('-')) === 'train';
+}
+
+/** The command line of a process (Linux's /proc); undefined where there is no /proc, null when the process is gone. */
+async function commandOf(pid: number): Promise<string[] | null | undefined> {
+  if (process.platform !== 'linux') return undefined;
   try {
-    process.kill(owner.pid, 0);
+    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter((arg) => arg !== '');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/**
+ * Who holds the folder's lock. A pid is a live `lora train` only when the lock names this
+ * machine, the process exists and (on Linux, where /proc shows it) its command line is `lora
+ * train`: a lock that a killed run left behind may name a number another program has now.
+ */
+export async function lockOwner(dir: string): Promise<LockOwner> {
+  const lock = await readLock(dir);
+  if (lock === undefined) return { kind: 'none' };
+  if (lock.host !== hostname()) return { kind: 'elsewhere', lock };
+  try {
+    process.kill(lock.pid, 0);
   } catch (error) {
     // EPERM: the process exists but belongs to another user.
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return { kind: 'gone', lock };
   }
-  return owner.pid;
+  const command = await commandOf(lock.pid);
+  if (command === null) return { kind: 'gone', lock };
+  if (command !== undefined && !isLoraTrain(command))
+    return { kind: 'other', lock, command: command.join(' ') };
+  return { kind: 'running', lock };
+}
+
+/** The pid of the `lora train` that holds the folder's lock on this machine (see lockOwner). */
+export async function lockHolder(dir: string): Promise<number | undefined> {
+  const owner = await lockOwner(dir);
+  return owner.kind === 'running' ? owner.lock.pid : undefined;
+}
+
+/**
+ * How a run that holds no lock ended, from its files: `runs.jsonl` (it started), the checkpoint
+ * of its last step in `metrics.jsonl` (every stop, Ctrl-C included, and the end save one; an
+ * error does not), and whether that checkpoint is the run's last step (`max_steps`, or the
+ * epochs of `epochs`, from its `config.yaml` snapshot). 'idle': it never started.
+ */
+export async function endedState(dir: string): Promise<'idle' | 'finished' | 'stopped' | 'failed'> {
+  if ((await readStarts(dir)).length === 0) return 'idle';
+  const { step = 0 } = await lastMetrics(dir);
+  let checkpoint: { step?: unknown; epoch?: unknown };
+  try {
+    checkpoint = JSON.parse(await readFile(join(dir, 'checkpoints', `step-${step}`, 'state.json'), 'utf8'));
+  } catch {
+    return 'failed';
+  }
+  const snapshot = await readFile(join(dir, 'config.yaml'), 'utf8').catch(() => '');
+  // stringifyConfig writes each key at the start of a line.
+  const setting = (key: string) =>
+    Number(new RegExp(`^${key}: (\\d+)$`, 'm').exec(snapshot)?.[1] ?? Number.NaN);
+  const [maxSteps, epochs] = [setting('max_steps'), setting('epochs')];
+  const done = Number.isFinite(maxSteps)
+    ? Number(checkpoint.step) >= maxSteps
+    : Number(checkpoint.epoch) >= epochs;
+  return done ? 'finished' : 'stopped';
 }
 
 /** The last step and losses of a run, from the end of `metrics.jsonl`. */

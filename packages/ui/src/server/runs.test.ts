@@ -1,9 +1,11 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_CONFIG, makeDemoProject, post, send, serve } from '../test-fixtures.ts';
+import { CLI_BIN, DEMO_CONFIG, makeDemoProject, post, send, serve, writeFileIn } from '../test-fixtures.ts';
 import type { UiServer } from './start.ts';
 
 // The config and run endpoints against the real lora CLI on `lora init --demo`'s tiny model.
@@ -76,9 +78,17 @@ const steps = (seen: readonly Event[]) =>
 const statusOf = async (path: string) =>
   (
     JSON.parse((await send(server, `${base()}api/run?path=${encodeURIComponent(path)}`)).body) as {
-      status: { state: string; exitCode?: number };
+      status: { state: string; exitCode?: number; pid?: number; host?: string; ours: boolean };
     }
   ).status;
+
+/** A process's end: its exit code, or the signal that ended it. */
+const ended = (child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null)
+      resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
 
 beforeAll(async () => {
   root = await makeDemoProject((config) => config.replace('max_steps: 1000', 'max_steps: 2000'));
@@ -190,6 +200,148 @@ describe('runs', { timeout: 60_000 }, () => {
     expect(await readdir(join(root, path, 'checkpoints'))).toContain(`step-${last}`);
     expect(existsSync(join(root, path, 'adapter_model.safetensors'))).toBe(true);
     const again = await post(server, 'api/run/stop', { path });
-    expect(errorOf(again.body).message).toBe(`${path} is not running.`);
+    expect(errorOf(again.body)).toEqual({ code: 'E_STOP_REFUSED', message: `${path} is not running.` });
+  });
+});
+
+describe('runs started outside this server', { timeout: 120_000 }, () => {
+  it('stops a lora train started in a terminal with one SIGINT at the pid of its lock: it saves a checkpoint and exits, and the folder then reads stopped', async () => {
+    const path = 'output/terminal';
+    // As a terminal starts it: the built CLI, not through the Runs class; more steps than the test takes.
+    const terminal = spawn(
+      process.execPath,
+      [
+        CLI_BIN,
+        'train',
+        '--config',
+        DEMO_CONFIG,
+        '--set',
+        `output_dir=${JSON.stringify(join(root, path))}`,
+        '--set',
+        'max_steps=100000',
+      ],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    terminal.stdout!.on('data', (chunk) => (output += chunk));
+    terminal.stderr!.on('data', (chunk) => (output += chunk));
+    try {
+      await expect
+        .poll(() => statusOf(path), { timeout: 60_000 })
+        .toEqual({ path, state: 'running', pid: terminal.pid, ours: false });
+      // A few steps in, so the checkpoint below is of a step it took.
+      await expect
+        .poll(
+          async () => (await readFile(join(root, path, 'metrics.jsonl'), 'utf8').catch(() => '')).length,
+          {
+            timeout: 60_000,
+          },
+        )
+        .toBeGreaterThan(0);
+
+      const stopping = await post(server, 'api/run/stop', { path });
+      expect(stopping.status, stopping.body).toBe(200);
+      expect(JSON.parse(stopping.body)).toMatchObject({
+        state: expect.stringMatching(/^(stopping|stopped)$/),
+      });
+      // A second Stop sends nothing: a second SIGINT would make lora train quit without saving.
+      const twice = await post(server, 'api/run/stop', { path });
+      if (twice.status === 200) expect(JSON.parse(twice.body).state).toMatch(/^(stopping|stopped)$/);
+      else expect(errorOf(twice.body).message).toBe(`${path} is not running.`);
+
+      expect(await ended(terminal)).toEqual({ code: 130, signal: null });
+      expect(output).toMatch(/Ctrl-C: stopping after the current step/);
+      expect(output).not.toMatch(/quitting without saving/);
+      const metrics = (await readFile(join(root, path, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+      const last = (JSON.parse(metrics.at(-1)!) as { step: number }).step;
+      expect(await readdir(join(root, path, 'checkpoints'))).toContain(`step-${last}`);
+      expect(existsSync(join(root, path, 'adapter_model.safetensors'))).toBe(true);
+      expect(existsSync(join(root, path, 'lora.lock'))).toBe(false);
+      // Its state, from its files now that the lock is gone.
+      expect(await statusOf(path)).toEqual({ path, state: 'stopped', ours: false });
+      const { runs } = JSON.parse((await send(server, `${base()}api/runs`)).body) as {
+        runs: { path: string; status: { state: string } }[];
+      };
+      expect(runs.find((run) => run.path === path)?.status.state).toBe('stopped');
+      const again = await post(server, 'api/run/stop', { path });
+      expect(errorOf(again.body)).toEqual({ code: 'E_STOP_REFUSED', message: `${path} is not running.` });
+    } finally {
+      if (terminal.exitCode === null && terminal.signalCode === null) terminal.kill('SIGKILL');
+    }
+  });
+
+  describe('refuses to signal a pid its lock names unless it is a live lora train on this machine', () => {
+    const lockIn = async (path: string, pid: number, host = hostname()) => {
+      await writeFileIn(
+        join(root, path, 'runs.jsonl'),
+        '{"started_at":"2026-01-01T00:00:00.000Z","resumed_from":null}\n',
+      );
+      await writeFile(
+        join(root, path, 'lora.lock'),
+        `${JSON.stringify({ pid, host, started: '2026-01-01T00:00:00.000Z' })}\n`,
+      );
+    };
+
+    it('another machine’s run', async () => {
+      const path = 'output/elsewhere';
+      await lockIn(path, process.pid, 'gpu-box.invalid');
+      const refused = await post(server, 'api/run/stop', { path });
+      expect(refused.status).toBe(409);
+      expect(errorOf(refused.body)).toEqual({
+        code: 'E_STOP_REFUSED',
+        message: expect.stringMatching(
+          /^output\/elsewhere runs on gpu-box\.invalid \(pid \d+, says its lock\), not on this machine/,
+        ),
+      });
+      expect(await statusOf(path)).toEqual({
+        path,
+        state: 'running',
+        pid: process.pid,
+        host: 'gpu-box.invalid',
+        ours: false,
+      });
+    });
+
+    it('a run that ended without removing its lock (its pid is gone)', async () => {
+      const path = 'output/gone';
+      const done = spawn(process.execPath, ['-e', '']);
+      await ended(done);
+      await lockIn(path, done.pid!);
+      const refused = await post(server, 'api/run/stop', { path });
+      expect(errorOf(refused.body)).toEqual({
+        code: 'E_STOP_REFUSED',
+        message: expect.stringMatching(
+          /^output\/gone is not running: its lock names pid \d+, which has ended without removing it/,
+        ),
+      });
+      expect((await statusOf(path)).state).toBe('interrupted');
+    });
+
+    it.runIf(process.platform === 'linux')(
+      'a pid that another program has now (/proc/<pid>/cmdline is not lora train)',
+      async () => {
+        const path = 'output/reused';
+        const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+        try {
+          await lockIn(path, other.pid!);
+          const refused = await post(server, 'api/run/stop', { path });
+          expect(errorOf(refused.body)).toEqual({
+            code: 'E_STOP_REFUSED',
+            message: expect.stringMatching(
+              /^output\/reused is not running: its lock names pid \d+, which is not lora train now \(.*-e setInterval.*\).* Nothing was signalled\.$/,
+            ),
+          });
+          expect((await statusOf(path)).state).toBe('interrupted');
+        } finally {
+          other.kill('SIGTERM');
+        }
+        // It was never sent SIGINT: the SIGTERM above is what ended it (a pending SIGINT, lower, would come first).
+        expect(await ended(other)).toEqual({ code: null, signal: 'SIGTERM' });
+      },
+    );
+
+    it('a folder outside the project', async () => {
+      expect((await post(server, 'api/run/stop', { path: '../..' })).status).toBe(403);
+    });
   });
 });

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { runFolder, safeLoadConfig } from '@lora/config';
 import { UiError } from '../errors.ts';
 import { configPath } from './configs.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
-import { lockHolder } from './run-files.ts';
+import { endedState, lockHolder, lockOwner, type RunLock } from './run-files.ts';
 
 // Runs started from the page: this package's own `lora train` (the CLI hands its bin.js to
 // startUi), with arguments from the fixed list below and a config inside the project. No request
@@ -28,7 +29,19 @@ const LOCK_WAIT_MS = 120_000;
 /** Exit codes of a run stopped by a signal after saving (128 + SIGINT, SIGTERM, SIGHUP). */
 const STOPPED_CODES = new Set([130, 143, 129]);
 
-export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'idle';
+/**
+ * 'interrupted': it ended without removing its lock (killed, or the machine restarted); 'idle': a
+ * folder without a run. A run this server did not start is read from its folder (see endedState).
+ */
+export type RunState =
+  | 'starting'
+  | 'running'
+  | 'stopping'
+  | 'finished'
+  | 'stopped'
+  | 'failed'
+  | 'interrupted'
+  | 'idle';
 
 export interface RunStatus {
   /** The run folder, relative to the project. */
@@ -36,7 +49,9 @@ export interface RunStatus {
   readonly state: RunState;
   /** The `lora train` process, while it runs. */
   readonly pid?: number;
-  /** Whether this server started it (and so may stop it). */
+  /** The machine of a run whose lock names another one (a shared disk): Stop cannot reach it. */
+  readonly host?: string;
+  /** Whether this server started it. */
   readonly ours: boolean;
   /** The config it was started with (relative to the project), for runs this server started. */
   readonly config?: string;
@@ -80,6 +95,8 @@ export class Runs {
   private readonly children = new Map<string, Child>();
   /** Every process started here that has not exited, the refused ones included. */
   private readonly live = new Set<Child>();
+  /** The locks of runs started elsewhere that this server has sent SIGINT, by folder. */
+  private readonly stopped = new Map<string, RunLock>();
 
   constructor(
     private readonly root: string,
@@ -171,23 +188,17 @@ export class Runs {
     return status;
   }
 
-  /** Asks a run this server started to stop as Ctrl-C does: after the current step, with a checkpoint and the adapter. */
+  /**
+   * Asks a run to stop as Ctrl-C does: after the current step, with a checkpoint and the adapter.
+   * A run this server did not start gets the same SIGINT, at the pid its folder's lock names.
+   */
   async stop(path: string): Promise<RunStatus> {
     const dir = await resolveInside(this.root, path);
     const child = this.children.get(dir);
-    if (child === undefined || child.exitCode !== undefined) {
-      const pid = await lockHolder(dir);
-      throw new UiError(
-        'E_BAD_REQUEST',
-        pid === undefined
-          ? `${path} is not running.`
-          : `${path} was started outside this lora ui (pid ${pid}); stop it where it runs (Ctrl-C), or with kill -INT ${pid}.`,
-        409,
-      );
-    }
+    if (child === undefined || child.exitCode !== undefined) return this.stopOutside(path, dir);
     // Before it holds the lock, lora train may not handle the signal yet (it would die unsaved).
     if (!child.stopping && !(await this.holds(child))) {
-      throw new UiError('E_BAD_REQUEST', `${path} is still starting; stop it once it runs.`, 409);
+      throw new UiError('E_STOP_REFUSED', `${path} is still starting; stop it once it runs.`, 409);
     }
     // One signal only: a second one makes lora train quit without saving.
     if (!child.stopping) {
@@ -197,14 +208,74 @@ export class Runs {
     return this.status(dir);
   }
 
+  /**
+   * Stops a run started elsewhere (a terminal, another lora ui) through its lock: the only pid
+   * this signals is one a lock in the project names, and only while lockOwner finds it is a live
+   * `lora train` on this machine.
+   */
+  private async stopOutside(path: string, dir: string): Promise<RunStatus> {
+    const owner = await lockOwner(dir);
+    const refuse = (why: string) => new UiError('E_STOP_REFUSED', `${path} ${why}`, 409);
+    switch (owner.kind) {
+      case 'none':
+        throw refuse('is not running.');
+      case 'elsewhere':
+        throw refuse(
+          `runs on ${owner.lock.host} (pid ${owner.lock.pid}, says its lock), not on this machine (${hostname()}): stop it there, with Ctrl-C or kill -INT ${owner.lock.pid}.`,
+        );
+      case 'gone':
+        throw refuse(
+          `is not running: its lock names pid ${owner.lock.pid}, which has ended without removing it (killed, or the machine restarted). The next lora train in the folder takes the lock over.`,
+        );
+      case 'other':
+        throw refuse(
+          `is not running: its lock names pid ${owner.lock.pid}, which is not lora train now (${owner.command || 'its command line is empty'}), so lora train ended without removing the lock and the number went to another program. Nothing was signalled.`,
+        );
+    }
+    // One signal only, as for our own runs.
+    if (!this.signalled(dir, owner.lock)) {
+      try {
+        process.kill(owner.lock.pid, 'SIGINT');
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EPERM')
+          throw refuse(
+            `runs as another user (pid ${owner.lock.pid}); stop it as that user, with Ctrl-C or kill -INT ${owner.lock.pid}.`,
+          );
+        // ESRCH: it ended between the look and the signal; its status says how.
+        if (code !== 'ESRCH') throw error;
+      }
+      this.stopped.set(dir, owner.lock);
+    }
+    return this.status(dir);
+  }
+
+  /** Whether this server has sent SIGINT to the run that holds `lock`. */
+  private signalled(dir: string, lock: RunLock): boolean {
+    const sent = this.stopped.get(dir);
+    return sent !== undefined && sent.pid === lock.pid && sent.started === lock.started;
+  }
+
   async status(dir: string): Promise<RunStatus> {
     const child = this.children.get(dir);
-    if (child !== undefined) return this.statusOf(child);
+    const owner = await lockOwner(dir);
+    // Our run, unless it has ended and another (a terminal's) holds the folder now.
+    if (child !== undefined && (child.exitCode === undefined || owner.kind === 'none'))
+      return this.statusOf(child);
     const path = projectRelative(this.root, dir);
-    const pid = await lockHolder(dir);
-    return pid === undefined
-      ? { path, state: 'idle', ours: false }
-      : { path, state: 'running', pid, ours: false };
+    switch (owner.kind) {
+      case 'running': {
+        const { pid } = owner.lock;
+        return { path, state: this.signalled(dir, owner.lock) ? 'stopping' : 'running', pid, ours: false };
+      }
+      case 'elsewhere':
+        return { path, state: 'running', pid: owner.lock.pid, host: owner.lock.host, ours: false };
+      case 'gone':
+      case 'other':
+        return { path, state: 'interrupted', ours: false };
+      case 'none':
+        return { path, state: await endedState(dir), ours: false };
+    }
   }
 
   private async statusOf(child: Child): Promise<RunStatus> {
