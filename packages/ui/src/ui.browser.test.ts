@@ -228,7 +228,9 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () =>
   it('proposes captions with the WD14 tagger, and suggests tags for one image with their scores', async () => {
     await writeTinyTagger(join(root, 'models', 'wd14'));
     await select('a.png');
-    expect(await page.locator('.suggestions.hint-line').textContent()).toMatch(/come from a WD14 tagger or CLIP/);
+    expect(await page.locator('.suggestions.hint-line').textContent()).toMatch(
+      /come from a WD14 tagger or CLIP/,
+    );
     await page.getByRole('button', { name: 'Label…' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Labeller').selectOption('wd14');
