@@ -15,6 +15,9 @@ import {
 } from './run-files.ts';
 import { cliError } from './runs.ts';
 
+/** The keys a config snapshot needs to parse (its files need not exist). */
+const SNAPSHOT = 'task: llm\nbase_model: models/m\ntrain_data: data/train.jsonl\noutput_dir: out\n';
+
 const line = (step: number, loss = 7 - step / 10) => `${JSON.stringify({ step, epoch: 1, loss, lr: 0.1 })}\n`;
 
 describe('reading a run folder', () => {
@@ -104,7 +107,7 @@ describe('reading a run folder', () => {
     await writeFile(join(dir, 'metrics.jsonl'), `${line(1)}${line(2)}`);
     await writeFile(
       join(dir, 'config.yaml'),
-      '# lora, run started …\ntask: llm\nmax_steps: 4\nlora_rank: 8\n',
+      `# lora, run started …\n${SNAPSHOT}max_steps: 4\nlora_rank: 8\n`,
     );
     // An error: no checkpoint of its last step (one of an earlier step does not count).
     await writeFileIn(join(dir, 'checkpoints', 'step-1', 'state.json'), '{"step":1,"epoch":0}');
@@ -115,7 +118,7 @@ describe('reading a run folder', () => {
     await writeFileIn(join(dir, 'checkpoints', 'step-4', 'state.json'), '{"step":4,"epoch":1}');
     expect(await endedState(dir)).toBe('finished');
     // A run of epochs: finished when its last checkpoint has them all.
-    await writeFile(join(dir, 'config.yaml'), 'task: llm\nepochs: 2\n');
+    await writeFile(join(dir, 'config.yaml'), `${SNAPSHOT}epochs: 2\n`);
     expect(await endedState(dir)).toBe('stopped');
     await writeFile(join(dir, 'checkpoints', 'step-4', 'state.json'), '{"step":4,"epoch":2}');
     expect(await endedState(dir)).toBe('finished');

@@ -2,6 +2,7 @@ import type { Dirent } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { safeParseConfig } from '@lora/config';
 import { projectRelative } from './project-path.ts';
 
 // Reading the run folders `lora train` writes (packages/cli/README.md, "Run folder"): the UI
@@ -254,14 +255,12 @@ export async function endedState(dir: string): Promise<'idle' | 'finished' | 'st
   } catch {
     return 'failed';
   }
-  const snapshot = await readFile(join(dir, 'config.yaml'), 'utf8').catch(() => '');
-  // stringifyConfig writes each key at the start of a line.
-  const setting = (key: string) =>
-    Number(new RegExp(`^${key}: (\\d+)$`, 'm').exec(snapshot)?.[1] ?? Number.NaN);
-  const [maxSteps, epochs] = [setting('max_steps'), setting('epochs')];
-  const done = Number.isFinite(maxSteps)
-    ? Number(checkpoint.step) >= maxSteps
-    : Number(checkpoint.epoch) >= epochs;
+  const snapshot = join(dir, 'config.yaml');
+  const parsed = safeParseConfig(await readFile(snapshot, 'utf8').catch(() => ''), snapshot);
+  if (!parsed.success) return 'stopped';
+  const { max_steps: maxSteps, epochs } = parsed.value;
+  const done =
+    maxSteps !== undefined ? Number(checkpoint.step) >= maxSteps : Number(checkpoint.epoch) >= (epochs ?? 0);
   return done ? 'finished' : 'stopped';
 }
 
