@@ -236,6 +236,7 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () =>
     await dialog.getByLabel('Labeller').selectOption('wd14');
     await dialog.getByLabel('Model (.onnx)').fill('models/wd14/model.onnx');
     await dialog.getByLabel('Tags', { exact: true }).fill('models/wd14/selected_tags.csv');
+    await dialog.getByLabel('Device').selectOption('cpu');
     await dialog.getByLabel('Template').fill('');
     await dialog.getByLabel('images with a caption too').check();
     await dialog.getByRole('button', { name: 'Propose captions' }).click();

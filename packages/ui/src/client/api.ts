@@ -169,6 +169,8 @@ export interface LabellerChoice {
   modelPath?: string;
   /** wd14: selected_tags.csv. */
   tags?: string;
+  /** wd14, clip: where the model runs; auto when absent. */
+  device?: 'auto' | 'cpu' | 'cuda' | 'webgpu';
 }
 
 export interface LabelRequest extends LabellerChoice {

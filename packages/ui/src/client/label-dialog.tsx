@@ -28,6 +28,14 @@ const MODELS = {
   clip: 'CLIP zero-shot (an ONNX export in the project)',
 } as const;
 
+/** `lora label --device`: auto picks as `lora train`'s `device: auto` does. */
+const DEVICES = {
+  auto: 'auto (CUDA, then a GPU through WebGPU, then the CPU)',
+  cpu: 'CPU',
+  cuda: 'CUDA (NVIDIA)',
+  webgpu: 'WebGPU (any GPU)',
+} as const;
+
 /**
  * `lora label` from the page: it proposes captions (`--dry-run`, nothing written), the dialog
  * shows each before and after, and Apply saves them as bulk edits are saved (all or none, refused
@@ -67,6 +75,7 @@ export function LabelDialog({
       model: next.model,
       ...(next.modelPath ? { modelPath: next.modelPath } : {}),
       ...(next.tags ? { tags: next.tags } : {}),
+      ...(next.device ? { device: next.device } : {}),
     });
   };
   const propose = () => {
@@ -135,6 +144,20 @@ export function LabelDialog({
                 onInput={(e) => set({ tags: e.currentTarget.value })}
                 required
               />
+            </label>
+          )}
+          {request.model !== 'none' && (
+            <label>
+              Device{' '}
+              <select
+                value={request.device ?? 'auto'}
+                onChange={(e) => set({ device: e.currentTarget.value as LabelRequest['device'] })}
+                aria-label="Device"
+              >
+                {Object.entries(DEVICES).map(([value, words]) => (
+                  <option value={value}>{words}</option>
+                ))}
+              </select>
             </label>
           )}
           <label>

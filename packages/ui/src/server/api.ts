@@ -13,7 +13,7 @@ import { UiError } from '../errors.ts';
 import type { Checks } from './checks.ts';
 import { findConfigs, readConfig, saveConfig, validateConfig } from './configs.ts';
 import { captionTarget, findDatasets, scanDataset } from './datasets.ts';
-import { LABEL_MODELS, type LabelModel, type Labels } from './labels.ts';
+import { LABEL_DEVICES, LABEL_MODELS, type LabelDevice, type LabelModel, type Labels } from './labels.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
 import {
   findRuns,
@@ -68,7 +68,15 @@ function labelModel(body: Record<string, unknown>) {
   const model = str(body, 'model');
   if (!(LABEL_MODELS as readonly string[]).includes(model))
     throw bad(`"model" must be one of ${LABEL_MODELS.join(', ')}.`);
-  return { model: model as LabelModel, ...optional(body, 'modelPath'), ...optional(body, 'tags') };
+  const { device } = optional(body, 'device');
+  if (device !== undefined && !(LABEL_DEVICES as readonly string[]).includes(device))
+    throw bad(`"device" must be one of ${LABEL_DEVICES.join(', ')}.`);
+  return {
+    model: model as LabelModel,
+    ...optional(body, 'modelPath'),
+    ...optional(body, 'tags'),
+    ...(device === undefined ? {} : { device: device as LabelDevice }),
+  };
 }
 
 function str(body: Record<string, unknown>, key: string): string {

@@ -40,6 +40,20 @@ describe('tag suggestions', { timeout: 60_000 }, () => {
     expect(tags.map((tag) => tag.text)).toEqual(expect.arrayContaining(['blue theme', '^_^']));
   });
 
+  it('runs the model on the device asked for, and refuses one lora label does not have', async () => {
+    expect(await suggest({ image: IMAGE, ...TAGGER, device: 'cpu' })).toMatchObject({ status: 200 });
+    // Where onnxruntime-node's CUDA provider is not installed (CI: its install script never runs),
+    // lora label says so: the device reached it.
+    const cuda = await suggest({ image: IMAGE, ...TAGGER, device: 'cuda' });
+    if (cuda.status !== 200) {
+      expect(cuda.body.error.message).toMatch(/^device 'cuda' was asked for, .*\[E_DEVICE_UNAVAILABLE\]$/s);
+    }
+    expect(await suggest({ image: IMAGE, ...TAGGER, device: 'tpu' })).toMatchObject({
+      status: 400,
+      body: { error: { code: 'E_BAD_REQUEST', message: '"device" must be one of auto, cpu, cuda, webgpu.' } },
+    });
+  });
+
   it('refuses the names-only labeller, a path out of the project and a missing model, saying why', async () => {
     expect(await suggest({ image: IMAGE, model: 'none' })).toMatchObject({
       status: 400,

@@ -11,6 +11,10 @@ import { cliError } from './runs.ts';
 export const LABEL_MODELS = ['none', 'wd14', 'clip'] as const;
 export type LabelModel = (typeof LABEL_MODELS)[number];
 
+/** Where wd14 and clip run (`lora label --device`); auto: CUDA, then a GPU through WebGPU, then the CPU. */
+export const LABEL_DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
+export type LabelDevice = (typeof LABEL_DEVICES)[number];
+
 /** Most bytes of `lora label`'s output kept: its JSON report lists every caption (about 100 bytes each) and a model's tags (about 50 bytes each). */
 const MAX_LABEL_OUTPUT_BYTES = 64 * 1024 * 1024;
 
@@ -21,6 +25,8 @@ interface LabelModelChoice {
   readonly modelPath?: string;
   /** wd14: selected_tags.csv, relative to the project. */
   readonly tags?: string;
+  /** wd14, clip: where the model runs; `lora label`'s default (auto) when absent. */
+  readonly device?: LabelDevice;
 }
 
 export interface LabelRequest extends LabelModelChoice {
@@ -140,6 +146,7 @@ export class Labels {
     const args = [this.cli, 'label', `--input=${input}`, `--model=${request.model}`, '--dry-run', '--json'];
     if (request.modelPath) args.push(`--model-path=${await resolveInside(this.root, request.modelPath)}`);
     if (request.tags) args.push(`--tags=${await resolveInside(this.root, request.tags)}`);
+    if (request.device && request.model !== 'none') args.push(`--device=${request.device}`);
     return args;
   }
 
