@@ -31,6 +31,25 @@ describe.each(['sd', 'llm'] as const)('configTemplate(%s)', (task) => {
   });
 });
 
+it('starts its paths at the project folder, and takes values in place of its examples', () => {
+  const template = configTemplate('sd', {
+    projectFolder: '..',
+    values: { train_data_dir: './data/10_neon', metadata_path: null, lora_rank: 8 },
+  });
+  expect(template).toMatch(/^base_model: \.\.\/models\/sd-v1-5-pruned\.safetensors$/m);
+  expect(template).toMatch(/^train_data_dir: \.\.\/data\/10_neon$/m);
+  expect(template).toMatch(/^output_dir: "\.\.\/output\/style_lora-\{timestamp\}"$/m);
+  expect(template).toMatch(/^# metadata_path:$/m);
+  expect(template).toMatch(/^lora_rank: 8$/m);
+  const config = parseConfig(template, '/project/configs/new.yaml');
+  expect(config).toMatchObject({
+    base_model: '/project/models/sd-v1-5-pruned.safetensors',
+    train_data_dir: '/project/data/10_neon',
+    lora_rank: 8,
+  });
+  expect(config.metadata_path).toBeUndefined();
+});
+
 it("speaks of each task's own outputs in its template", () => {
   const llm = configTemplate('llm');
   expect(llm).not.toMatch(/ss_output_name|suits a style/);

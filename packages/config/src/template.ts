@@ -45,8 +45,22 @@ const EXAMPLES: Record<'sd' | 'llm', Partial<Record<ConfigKey, unknown>>> = {
 
 const WIDTH = 100;
 
+export interface TemplateOptions {
+  /**
+   * The project folder relative to the config's folder (`..` for `configs/x.yaml`): the
+   * template's paths (`./data/…`, `./models/…`, `./output/…`) start there. Default `.`.
+   */
+  projectFolder?: string;
+  /** Values in place of the template's examples, paths written from the project folder (`./data/x`); null leaves the key commented out. */
+  values?: Partial<Record<ConfigKey, unknown>>;
+}
+
 /** A commented YAML starting point for a task (what `lora init` writes); it validates as it is. */
-export function configTemplate(task: 'sd' | 'llm'): string {
+export function configTemplate(task: 'sd' | 'llm', options: TemplateOptions = {}): string {
+  const fromConfig = (value: unknown) =>
+    typeof value === 'string' && value.startsWith('./') && options.projectFolder
+      ? `${options.projectFolder}/${value.slice(2)}`
+      : value;
   const lines = [
     SCHEMA_COMMENT,
     `# Training config for ${TITLES[task]}.`,
@@ -64,8 +78,8 @@ export function configTemplate(task: 'sd' | 'llm'): string {
     const schema = keySchema(key);
     const fallback = info.defaultText ? ` Default: ${info.defaultText.replaceAll('`', '')}.` : '';
     lines.push(...wrap(`${info.templateText?.[task] ?? String(schema.description)}${fallback}`));
-    const example = EXAMPLES[task][key];
-    if (example !== undefined) lines.push(`${key}: ${yamlValue(example)}`);
+    const example = options.values && key in options.values ? options.values[key] : EXAMPLES[task][key];
+    if (example !== undefined && example !== null) lines.push(`${key}: ${yamlValue(fromConfig(example))}`);
     else lines.push(schema.default === undefined ? `# ${key}:` : `# ${key}: ${yamlValue(schema.default)}`);
   }
   return `${lines.join('\n')}\n`;

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { main } from '../main.ts';
 import { tempDir } from '../test-fixtures.ts';
-import { initProject, projectName, templateForConfigsFolder } from './init.ts';
+import { initProject, projectName } from './init.ts';
 
 describe('initProject', () => {
   it.each([
@@ -266,14 +266,4 @@ describe('names and paths', () => {
     ['/x/neon', 'neon'],
     ['/x/__', 'lora'],
   ])('projectName(%s) → %s', (folder, name) => expect(projectName(folder)).toBe(name));
-
-  it('moves only uncommented ./ values up one folder', () => {
-    expect(
-      templateForConfigsFolder(
-        '# base_model: ./a\nbase_model: ./models/x\nname: ./\ncaption_extension: .txt\noutput_dir: "./out/{timestamp}"\n',
-      ),
-    ).toBe(
-      '# base_model: ./a\nbase_model: ../models/x\nname: ../\ncaption_extension: .txt\noutput_dir: "../out/{timestamp}"\n',
-    );
-  });
 });

@@ -53,14 +53,6 @@ export function projectName(folder: string): string {
   return name === '' ? 'lora' : name;
 }
 
-/**
- * The template's paths are relative to the project folder, and the config lives one level down in
- * `configs/`, where relative paths start; each `./x` value becomes `../x`.
- */
-export function templateForConfigsFolder(template: string): string {
-  return template.replace(/^(\w+): (["']?)\.\//gm, '$1: $2../');
-}
-
 /** Paths a template expects, in the project folder: the folders to create for it. */
 function dataFolders(task: Task): string[] {
   return task === 'sd' ? ['data/style_train', 'models'] : ['data', 'models'];
@@ -94,7 +86,8 @@ export async function initProject(folder: string, options: InitOptions): Promise
     : new Map([
         [
           relative(root, configPath),
-          new TextEncoder().encode(templateForConfigsFolder(configTemplate(task))),
+          // The config lives in configs/, one folder below the project its paths start from.
+          new TextEncoder().encode(configTemplate(task, { projectFolder: '..' })),
         ],
       ]);
   // The config's JSON Schema beside it, where its first line points editors (offline, and the
