@@ -214,6 +214,13 @@ export const api = {
   config: (path: string) =>
     call<{ path: string; text: string }>(`api/config?path=${encodeURIComponent(path)}`),
   validateConfig: (path: string, text: string) => call<Validation>('api/config/validate', { path, text }),
+  /** `dataset`: the image folder an SD config trains on. */
+  newConfig: (path: string, task: 'sd' | 'llm', dataset?: string) =>
+    call<{ path: string; text: string }>('api/config/new', {
+      path,
+      task,
+      ...(dataset === undefined ? {} : { dataset }),
+    }),
   saveConfig: (path: string, expected: string | null, text: string) =>
     call<{ path: string }>('api/config/save', { path, expected, text }),
   startRun: (config: string, mode: RunMode) => call<RunStatus>('api/run/start', { config, mode }),

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type RunMode, type RunStatus } from './api.ts';
 import { ConfigEditor, type ConfigState } from './config-editor.tsx';
+import { NewConfigDialog } from './new-config-dialog.tsx';
 import { isGoing, RunPanel } from './run-panel.tsx';
 
 /**
@@ -17,6 +18,7 @@ export function TrainView() {
   const [status, setStatus] = useState<RunStatus>();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
+  const [creating, setCreating] = useState(false);
 
   useEffect(() => {
     Promise.all([api.configs(), api.runs()])
@@ -37,6 +39,24 @@ export function TrainView() {
   }, [validation]);
   const shown = followed ?? outputDir;
   const going = isGoing(status) && status?.path === shown;
+
+  const newConfig = creating && (
+    <NewConfigDialog
+      onClose={() => setCreating(false)}
+      onCreated={(path) => {
+        setCreating(false);
+        api.configs().then(
+          ({ configs: found }) => {
+            setConfigs(found);
+            setConfig(path);
+            setFollowed(undefined);
+            setOutputDir(undefined);
+          },
+          (e) => setError((e as Error).message),
+        );
+      }}
+    />
+  );
 
   const start = (mode: RunMode) => {
     if (config === undefined) return;
@@ -68,6 +88,12 @@ export function TrainView() {
           <code>lora init</code> writes one in configs/; <code>lora init --demo</code> writes one that trains
           in seconds.
         </p>
+        <p>
+          <button type="button" class="primary" onClick={() => setCreating(true)}>
+            New config…
+          </button>
+        </p>
+        {newConfig}
       </div>
     );
   }
@@ -100,6 +126,9 @@ export function TrainView() {
               ))}
             </select>
           </label>
+          <button type="button" onClick={() => setCreating(true)}>
+            New config…
+          </button>
         </div>
         <ConfigEditor key={config} path={config} onState={setState} />
         <div class="actions run-actions">
@@ -125,6 +154,7 @@ export function TrainView() {
           </p>
         )}
       </section>
+      {newConfig}
       <section class="run-pane">
         {shown === undefined ? (
           <p class="hint">The run of a valid config shows here.</p>

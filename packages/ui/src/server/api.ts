@@ -11,7 +11,15 @@ import {
 import { type CaptionEdit, type ScannedImage, updateCaptions } from '@lora/dataset';
 import { UiError } from '../errors.ts';
 import type { Checks } from './checks.ts';
-import { findConfigs, readConfig, saveConfig, validateConfig } from './configs.ts';
+import {
+  CONFIG_TASKS,
+  type ConfigTask,
+  findConfigs,
+  newConfig,
+  readConfig,
+  saveConfig,
+  validateConfig,
+} from './configs.ts';
 import { captionTarget, findDatasets, scanDataset } from './datasets.ts';
 import { LABEL_DEVICES, LABEL_MODELS, type LabelDevice, type LabelModel, type Labels } from './labels.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
@@ -318,6 +326,18 @@ export async function post(
     }
     case 'api/config/validate':
       return { json: await validateConfig(context.root, str(body, 'path'), str(body, 'text')) };
+    case 'api/config/new': {
+      const path = str(body, 'path');
+      const task = str(body, 'task');
+      if (!(CONFIG_TASKS as readonly string[]).includes(task))
+        throw bad(`"task" must be one of ${CONFIG_TASKS.join(', ')}.`);
+      const dataset = body['dataset'];
+      if (dataset !== undefined && typeof dataset !== 'string') throw bad('"dataset" must be a string.');
+      const text = await context.serialize(() =>
+        newConfig(context.root, path, task as ConfigTask, dataset as string | undefined),
+      );
+      return { json: { path, text } };
+    }
     case 'api/config/save': {
       const path = str(body, 'path');
       await context.serialize(() =>

@@ -1,7 +1,16 @@
 import type { Dirent } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { extname, join } from 'node:path';
-import { configWarnings, MAX_CONFIG_BYTES, newestRun, safeLoadConfigText } from '@lora/config';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, extname, join, relative, sep } from 'node:path';
+import {
+  configTemplate,
+  configWarnings,
+  MAX_CONFIG_BYTES,
+  newestRun,
+  SCHEMA_FILE,
+  safeLoadConfigText,
+  toJSONSchema,
+} from '@lora/config';
 import { writeFileAtomically } from '@lora/dataset';
 import { UiError } from '../errors.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
@@ -137,6 +146,49 @@ export async function saveConfig(root: string, path: string, expected: string | 
     );
   }
   await writeFileAtomically(file, text);
+}
+
+/** The tasks a new config can be for: `lora init`'s templates. */
+export const CONFIG_TASKS = ['sd', 'llm'] as const;
+export type ConfigTask = (typeof CONFIG_TASKS)[number];
+
+/**
+ * A new config at `path` from `lora init`'s template for `task` (nothing written when a file is
+ * there), its paths starting at the project folder; an SD config trains on `dataset` when one is
+ * given, with the dataset's metadata.csv when it has one. The config's JSON Schema goes beside it
+ * when none is there, as `lora init` does, for editors. Returns the text written.
+ */
+export async function newConfig(
+  root: string,
+  path: string,
+  task: ConfigTask,
+  dataset: string | undefined,
+): Promise<string> {
+  const file = await configPath(root, path);
+  const values: Record<string, unknown> = {};
+  if (dataset !== undefined) {
+    if (task !== 'sd') {
+      throw new UiError(
+        'E_BAD_REQUEST',
+        'Only an SD config trains on an image folder; an LLM config reads train_data.',
+      );
+    }
+    const dir = await resolveInside(root, dataset);
+    if (!(await stat(dir).catch(() => undefined))?.isDirectory()) {
+      throw new UiError('E_NOT_FOUND', `${dataset} is not a folder of the project.`, 404);
+    }
+    values['train_data_dir'] = `./${dataset}`;
+    values['metadata_path'] = existsSync(join(dir, 'metadata.csv'))
+      ? `./${dataset ? `${dataset}/` : ''}metadata.csv`
+      : null;
+  }
+  const projectFolder = relative(dirname(file), root).split(sep).join('/');
+  const text = configTemplate(task, { ...(projectFolder ? { projectFolder } : {}), values });
+  await mkdir(dirname(file), { recursive: true });
+  await saveConfig(root, path, null, text);
+  const schema = join(dirname(file), SCHEMA_FILE);
+  if (!existsSync(schema)) await writeFileAtomically(schema, `${JSON.stringify(toJSONSchema(), null, 2)}\n`);
+  return text;
 }
 
 function runFolderOf(root: string, outputDir: string): { runFolder?: string } {
