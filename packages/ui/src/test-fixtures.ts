@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -78,6 +78,32 @@ export async function makeDemoProject(edit: (config: string) => string = (c) => 
 
 /** The config `lora init --demo` writes into a folder named demo. */
 export const DEMO_CONFIG = 'configs/demo_demo_v1.yaml';
+
+/**
+ * `lora train` of the demo project's config as a terminal starts it (the built CLI, not through
+ * the page or the Runs class), into `<root>/<run>` with `max_steps`.
+ */
+export function trainInTerminal(
+  root: string,
+  run: string,
+  maxSteps: number,
+  stdio: 'ignore' | 'pipe' = 'ignore',
+): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      CLI_BIN,
+      'train',
+      '--config',
+      DEMO_CONFIG,
+      '--set',
+      `output_dir=${JSON.stringify(join(root, run))}`,
+      '--set',
+      `max_steps=${maxSteps}`,
+    ],
+    { cwd: root, stdio: ['ignore', stdio, stdio] },
+  );
+}
 
 export interface Answer {
   status: number;

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,13 +6,13 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UiServer } from './server/start.ts';
 import {
-  CLI_BIN,
   DEMO_CONFIG,
   HAS_CHROMIUM,
   launchChromium,
   makeDemoProject,
   SHOTS,
   serve,
+  trainInTerminal,
 } from './test-fixtures.ts';
 
 // Configs and runs in Chromium: `lora init --demo`'s tiny model trained from the page by the real CLI.
@@ -35,24 +35,6 @@ const lastLoggedStep = async (run = RUN) => {
   const lines = (await readFile(join(root, run, 'metrics.jsonl'), 'utf8')).trim().split('\n');
   return (JSON.parse(lines.at(-1)!) as { step: number }).step;
 };
-
-/** `lora train` as a terminal starts it (not through the page), into `run` with `max_steps`. */
-function trainInTerminal(run: string, maxSteps: number): ChildProcess {
-  return spawn(
-    process.execPath,
-    [
-      CLI_BIN,
-      'train',
-      '--config',
-      DEMO_CONFIG,
-      '--set',
-      `output_dir=${JSON.stringify(join(root, run))}`,
-      '--set',
-      `max_steps=${maxSteps}`,
-    ],
-    { cwd: root, stdio: 'ignore' },
-  );
-}
 
 const exitOf = (child: ChildProcess): Promise<number | null> =>
   child.exitCode !== null
@@ -181,7 +163,7 @@ describe.skipIf(!HAS_CHROMIUM)('configs and runs in Chromium', { timeout: 60_000
     // The tab stays open from here on: every change below comes without a reload.
     expect(await listed()).toEqual([RUN]);
     const SHORT = 'output/terminal_short';
-    const short = trainInTerminal(SHORT, 3);
+    const short = trainInTerminal(root, SHORT, 3);
     expect(await exitOf(short)).toBe(0);
     await expect.poll(listed, { timeout: 30_000 }).toContain(SHORT);
     // A run this server did not start: its state comes from its folder.
@@ -189,7 +171,7 @@ describe.skipIf(!HAS_CHROMIUM)('configs and runs in Chromium', { timeout: 60_000
     expect(await stepCell(SHORT)).toBe(3);
 
     const LONG = 'output/terminal_long';
-    const long = trainInTerminal(LONG, 100_000);
+    const long = trainInTerminal(root, LONG, 100_000);
     try {
       await expect.poll(() => stateCell(LONG), { timeout: 60_000 }).toBe('running');
       // Its step moves on in the list ('–' until its first step is logged).

@@ -5,7 +5,15 @@ import { request } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_BIN, DEMO_CONFIG, makeDemoProject, post, send, serve, writeFileIn } from '../test-fixtures.ts';
+import {
+  DEMO_CONFIG,
+  makeDemoProject,
+  post,
+  send,
+  serve,
+  trainInTerminal,
+  writeFileIn,
+} from '../test-fixtures.ts';
 import type { UiServer } from './start.ts';
 
 // The config and run endpoints against the real lora CLI on `lora init --demo`'s tiny model.
@@ -207,21 +215,8 @@ describe('runs', { timeout: 60_000 }, () => {
 describe('runs started outside this server', { timeout: 120_000 }, () => {
   it('stops a lora train started in a terminal with one SIGINT at the pid of its lock: it saves a checkpoint and exits, and the folder then reads stopped', async () => {
     const path = 'output/terminal';
-    // As a terminal starts it: the built CLI, not through the Runs class; more steps than the test takes.
-    const terminal = spawn(
-      process.execPath,
-      [
-        CLI_BIN,
-        'train',
-        '--config',
-        DEMO_CONFIG,
-        '--set',
-        `output_dir=${JSON.stringify(join(root, path))}`,
-        '--set',
-        'max_steps=100000',
-      ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    // More steps than the test takes.
+    const terminal = trainInTerminal(root, path, 100_000, 'pipe');
     let output = '';
     terminal.stdout!.on('data', (chunk) => (output += chunk));
     terminal.stderr!.on('data', (chunk) => (output += chunk));
