@@ -285,15 +285,16 @@ describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () =>
     await shot('new-config');
     await dialog.getByRole('button', { name: 'Create' }).click();
     await page.waitForSelector('.dialog', { state: 'detached' });
-    expect(await page.getByLabel('Config file').inputValue()).toBe('configs/neon_v2.yaml');
+    // Opened once the page has the new list of configs.
+    await expect.poll(() => page.getByLabel('Config file').inputValue()).toBe('configs/neon_v2.yaml');
     const text = await readFile(join(root, 'configs', 'neon_v2.yaml'), 'utf8');
     expect(text).toMatch(/^train_data_dir: \.\.\/data\/style_train$/m);
     // The base model is the one thing the template cannot know: the editor says so at its line.
     const line = text.split('\n').findIndex((l) => l.startsWith('base_model:')) + 1;
-    await page.waitForSelector('.problems li');
-    expect(await page.locator('.problems li').first().textContent()).toMatch(
-      new RegExp(`^configs/neon_v2\\.yaml:${line}:13 base_model: .*sd-v1-5-pruned\\.safetensors`),
-    );
+    // (The config shown before, style_v1.yaml, has problems of its own: wait for this one's.)
+    await expect
+      .poll(() => page.locator('.problems li').first().textContent())
+      .toMatch(new RegExp(`^configs/neon_v2\\.yaml:${line}:13 base_model: .*sd-v1-5-pruned\\.safetensors`));
     await shot('new-config-opened');
     await page.goto(server.url);
     await page.waitForSelector('.card');
