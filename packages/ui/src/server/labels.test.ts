@@ -59,6 +59,10 @@ describe('tag suggestions', { timeout: 60_000 }, () => {
       status: 400,
       body: { error: { code: 'E_BAD_REQUEST', message: expect.stringMatching(/choose wd14 or clip/) } },
     });
+    expect(await suggest({ image: 'data/style_train/10_neon', ...TAGGER })).toMatchObject({
+      status: 400,
+      body: { error: { code: 'E_BAD_REQUEST', message: 'data/style_train/10_neon is not an image.' } },
+    });
     expect(await suggest({ image: '../outside.png', ...TAGGER })).toMatchObject({
       body: { error: { code: 'E_PATH_OUTSIDE' } },
     });

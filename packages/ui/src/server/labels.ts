@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { isImagePath } from '@lora/dataset';
 import { UiError } from '../errors.ts';
 import { scanDataset } from './datasets.ts';
 import { projectRelative, resolveInside } from './project-path.ts';
@@ -120,6 +121,8 @@ export class Labels {
   suggest(request: SuggestRequest): Promise<Suggestions> {
     const next = this.suggesting.then(async () => {
       const image = await resolveInside(this.root, request.image);
+      // A folder would have lora label run over every image in it.
+      if (!isImagePath(image)) throw new UiError('E_BAD_REQUEST', `${request.image} is not an image.`);
       const args = await this.args(image, request);
       const { code, stdout, stderr } = await this.run([...args, '--overwrite'], () => {});
       if (code !== 0) throw new UiError('E_LABEL_FAILED', failure(code, stderr), 422);
