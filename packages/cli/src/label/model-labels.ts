@@ -49,7 +49,10 @@ export async function labelWithModel(
   const started = Date.now();
   const onNotice = (message: string) => progress.log(`lora: ${message}`);
   const onProgress = (done: number, total: number) =>
-    progress.show(formatLabelProgress(done, total, (Date.now() - started) / 1000), done === total);
+    progress.show(formatLabelProgress(done, total, (Date.now() - started) / 1000), {
+      last: done === total,
+      fraction: done / total,
+    });
   const labels: ModelLabels = new Map();
   if (settings.model === 'wd14') {
     const tagger = await Wd14Tagger.load(settings.modelPath, settings.tagsPath, {

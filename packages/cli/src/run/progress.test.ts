@@ -45,6 +45,16 @@ describe('ProgressDisplay', () => {
     expect(written.every((l) => l.endsWith('\n') && !l.includes('\r'))).toBe(true);
   });
 
+  it('prints a plain line at each tenth of the way too, for work that says how far it is', () => {
+    const { written, stream } = sink();
+    const display = new ProgressDisplay(stream, false, 10);
+    for (let done = 1; done <= 40; done++) {
+      display.show(`${done}/40`, { last: done === 40, now: done * 0.1, fraction: done / 40 });
+    }
+    // The first at once, then 4/40, 8/40, … (each tenth), none in between.
+    expect(written).toEqual(['1/40\n', ...Array.from({ length: 10 }, (_, i) => `${(i + 1) * 4}/40\n`)]);
+  });
+
   it('rewrites one line on a terminal', () => {
     const { written, stream } = sink();
     const display = new ProgressDisplay(stream, true);

@@ -37,10 +37,13 @@ export function formatProgress(state: ProgressState, barWidth = 24): string {
 
 /**
  * Shows progress on a terminal by rewriting one line; elsewhere (pipes, CI logs) prints a plain
- * line at most every `plainEverySeconds` so logs stay readable.
+ * line at most every `plainEverySeconds` so logs stay readable, and for work that says how far it
+ * is, at each tenth of the way too (`lora ui` reads `lora label`'s progress from these lines).
  */
 export class ProgressDisplay {
   private lastPlain = -Infinity;
+  /** The tenths done at the last plain line. */
+  private lastTenth = 0;
   private drawn = false;
 
   constructor(
@@ -50,17 +53,29 @@ export class ProgressDisplay {
   ) {}
 
   update(state: ProgressState, now = Date.now() / 1000): void {
-    this.show(formatProgress(state), state.step === state.totalSteps, now);
+    this.show(formatProgress(state), { last: state.step === state.totalSteps, now });
   }
 
-  /** Shows any status line; `last` forces it out in plain mode so logs end with the final state. */
-  show(line: string, last: boolean, now = Date.now() / 1000): void {
+  /**
+   * Shows any status line; `last` forces it out in plain mode so logs end with the final state,
+   * `fraction` (0–1 of the work done) at each new tenth.
+   */
+  show(
+    line: string,
+    {
+      last = false,
+      now = Date.now() / 1000,
+      fraction,
+    }: { last?: boolean; now?: number; fraction?: number } = {},
+  ): void {
+    const tenth = fraction === undefined ? 0 : Math.floor(fraction * 10);
     if (this.interactive) {
       this.stream.write(`\r\x1b[2K${line}`);
       this.drawn = true;
-    } else if (now - this.lastPlain >= this.plainEverySeconds || last) {
+    } else if (now - this.lastPlain >= this.plainEverySeconds || last || tenth > this.lastTenth) {
       this.stream.write(`${line}\n`);
       this.lastPlain = now;
+      this.lastTenth = tenth;
     }
   }
 
