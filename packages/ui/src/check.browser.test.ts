@@ -1,22 +1,19 @@
 import { link } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { UiServer } from './server/start.ts';
-import { HAS_CHROMIUM, launchChromium, makeProject, serve, writeFileIn } from './test-fixtures.ts';
+import { HAS_CHROMIUM, makeProject, openUi, writeFileIn } from './test-fixtures.ts';
 
 // Cancelling the dataset check from the page, on a dataset whose check takes seconds.
 
-let browser: Browser;
-let server: UiServer;
 let page: Page;
+let close: (() => Promise<void>) | undefined;
 /** Hard links to one 4096×4096 PNG: 230 kB on disk, 48 MiB of pixels to decode each. */
 const TOTAL = 400;
 
 describe.skipIf(!HAS_CHROMIUM)('the dataset check in Chromium', { timeout: 60_000 }, () => {
   beforeAll(async () => {
-    browser = await launchChromium();
     const root = await makeProject();
     const dir = join(root, 'data', 'style_train', '10_neon');
     const first = await writeFileIn(
@@ -26,15 +23,9 @@ describe.skipIf(!HAS_CHROMIUM)('the dataset check in Chromium', { timeout: 60_00
         .toBuffer(),
     );
     for (let i = 1; i < TOTAL; i++) await link(first, join(dir, `big-${String(i).padStart(3, '0')}.png`));
-    server = await serve(root);
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    await page.goto(server.url);
-    await page.waitForSelector('.card');
+    ({ page, close } = await openUi(root));
   });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  afterAll(() => close?.());
 
   it('cancels a check that is going, says how far it got, and starts it again', async () => {
     const images = TOTAL + 6;

@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { startUi, type UiServer } from './server/start.ts';
 
@@ -172,3 +172,26 @@ export const launchChromium = (): Promise<Browser> =>
       '--disable-sync',
     ],
   });
+
+/** The page of `lora ui` on `root` in Chromium, at `hash`, once `ready` shows; `close` ends both. */
+export async function openUi(
+  root: string,
+  { hash = '', ready = '.card' }: { hash?: string; ready?: string } = {},
+): Promise<{ browser: Browser; server: UiServer; page: Page; close: () => Promise<void> }> {
+  const browser = await launchChromium();
+  let server: UiServer | undefined;
+  const close = async () => {
+    await browser.close();
+    await server?.close();
+  };
+  try {
+    server = await serve(root);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(`${server.url}${hash}`);
+    await page.waitForSelector(ready);
+    return { browser, server, page, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

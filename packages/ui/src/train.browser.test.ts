@@ -2,25 +2,24 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UiServer } from './server/start.ts';
 import {
   DEMO_CONFIG,
   HAS_CHROMIUM,
-  launchChromium,
   makeDemoProject,
+  openUi,
   SHOTS,
-  serve,
   trainInTerminal,
 } from './test-fixtures.ts';
 
 // Configs and runs in Chromium: `lora init --demo`'s tiny model trained from the page by the real CLI.
 
-let browser: Browser;
 let server: UiServer;
 let root: string;
 let page: Page;
+let close: (() => Promise<void>) | undefined;
 const RUN = 'output/tiny_llama_demo';
 
 async function shot(name: string): Promise<void> {
@@ -50,17 +49,10 @@ const stepCell = async (path: string) => Number(await runRow(path).locator('td')
 
 describe.skipIf(!HAS_CHROMIUM)('configs and runs in Chromium', { timeout: 60_000 }, () => {
   beforeAll(async () => {
-    browser = await launchChromium();
     root = await makeDemoProject();
-    server = await serve(root);
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    await page.goto(`${server.url}#train`);
-    await page.waitForSelector('.validity.valid');
+    ({ server, page, close } = await openUi(root, { hash: '#train', ready: '.validity.valid' }));
   });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  afterAll(() => close?.());
 
   it('shows a problem typed into the config at its line:column, with lora config validate’s message', async () => {
     const text = await editor().inputValue();

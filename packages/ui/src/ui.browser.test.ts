@@ -5,7 +5,7 @@ import { writeTinyTagger } from '@lora/label';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UiServer } from './server/start.ts';
-import { HAS_CHROMIUM, launchChromium, makeProject, SHOTS, serve } from './test-fixtures.ts';
+import { HAS_CHROMIUM, makeProject, openUi, SHOTS, serve } from './test-fixtures.ts';
 
 // The page in a real browser: Debian's Chromium driven by playwright-core (see test-fixtures).
 
@@ -13,6 +13,7 @@ let browser: Browser;
 let server: UiServer;
 let root: string;
 let page: Page;
+let close: (() => Promise<void>) | undefined;
 const dataDir = () => join(root, 'data/style_train/10_neon');
 const csv = () => readFile(join(dataDir(), 'metadata.csv'), 'utf8');
 
@@ -37,17 +38,10 @@ async function typeCaption(text: string): Promise<void> {
 
 describe.skipIf(!HAS_CHROMIUM)('lora ui in Chromium', { timeout: 30_000 }, () => {
   beforeAll(async () => {
-    browser = await launchChromium();
     root = await makeProject();
-    server = await serve(root);
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    await page.goto(server.url);
-    await page.waitForSelector('.card');
+    ({ browser, server, page, close } = await openUi(root));
   });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  afterAll(() => close?.());
 
   it('shows the dataset as a grid with captions, a placeholder for a corrupt image, and the tag cloud', async () => {
     expect(await page.locator('.card').count()).toBe(6);

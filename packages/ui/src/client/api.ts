@@ -1,6 +1,9 @@
 // Calls to the lora ui server. Every URL is relative to the page's /<token>/ address, so the
 // session token travels with each request without the script ever handling it.
 
+// The server's own type, erased from the page's bundle: one list of run states.
+import type { RunState } from '../server/runs.ts';
+
 export interface ImageEntry {
   path: string;
   dataset: string;
@@ -78,15 +81,7 @@ export type Validation =
     }
   | { valid: false; problems: ConfigProblem[] };
 
-export type RunState =
-  | 'starting'
-  | 'running'
-  | 'stopping'
-  | 'finished'
-  | 'stopped'
-  | 'failed'
-  | 'interrupted'
-  | 'idle';
+export type { RunState };
 
 export interface RunStatus {
   path: string;
