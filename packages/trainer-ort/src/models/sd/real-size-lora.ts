@@ -1,7 +1,8 @@
 /**
- * What the real-size header tests (sd15.test.ts, sd21.test.ts) check of every variant's file: an
- * SD run's modules on a header-only checkpoint, written in kohya's layout, and each module's way
- * through A1111's and ComfyUI's loaders (peer-lora-keys.ts) to a weight its update fits.
+ * What the real-size header tests (sd15.test.ts, sd21.test.ts, sdxl.test.ts) share: the graphs of
+ * a run built off a header-only checkpoint and the tensors they read; every variant's file for an
+ * SD run's modules, written in kohya's layout, and each module's way through A1111's and
+ * ComfyUI's loaders (peer-lora-keys.ts) to a weight its update fits.
  */
 import { parameterName, toKohya, VARIANTS, type VariantId } from '@lora/adapters';
 import type { PredictionType } from '@lora/config';
@@ -9,11 +10,12 @@ import { Graph } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { expect } from 'vitest';
 import { kohyaPaths, magnitudesAsStored, sdLoraAdapter } from './adapter.ts';
-import type { SdCheckpoint } from './checkpoint.ts';
+import type { SdCheckpoint, WeightFile } from './checkpoint.ts';
 import type { SdComponent } from './keys.ts';
 import { isLoconConv } from './layers.ts';
 import { buildSdLoss } from './loss.ts';
 import { a1111Target, comfyTargets, updateShape } from './peer-lora-keys.ts';
+import { buildVaeEncoder } from './vae.ts';
 
 /** Every UNet and text-encoder (both of SDXL's) linear, and LoCon's convolutions at rank 2. */
 const TARGETS = {
@@ -21,6 +23,53 @@ const TARGETS = {
   textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
   conv: { rank: 2, alpha: 1 },
 };
+
+/**
+ * The loss graph of a run on `checkpoint` at `side` px (LoRA rank 4 on `lora`'s modules) and its
+ * VAE encoder graph, built off the checkpoint's header.
+ */
+export function buildRunGraphs(
+  checkpoint: SdCheckpoint,
+  side: number,
+  prediction: PredictionType,
+  lora: { unet: string[]; textEncoder: string[] },
+) {
+  const graph = new Graph('sd_loss');
+  const built = buildSdLoss(graph, checkpoint, {
+    latentSize: [side / 8, side / 8],
+    text: 'ids',
+    prediction,
+    lora: { rank: 4, alpha: 4, ...lora },
+  });
+  const vae = new Graph('vae');
+  vae.output(
+    buildVaeEncoder(
+      { checkpoint, component: 'vae' },
+      checkpoint.config.vae,
+      vae.input('image', 'float32', ['batch', 3, side, side]),
+    ),
+    'latents',
+  );
+  return { graph, built, vae };
+}
+
+/** The frozen weights of `graphs`: external data, at byte offsets of the checkpoint file. */
+export const externalData = (...graphs: Graph[]) =>
+  graphs
+    .flatMap((graph) => [...graph.initializers.values()])
+    .flatMap((d) => (d.kind === 'external' ? [d] : []));
+
+/** Whether the external-data offset lies in tensor `info`'s bytes. */
+export const contains = (file: WeightFile, info: TensorInfo, offset: number) =>
+  offset >= file.dataStart + info.byteOffset && offset < file.dataStart + info.byteOffset + info.byteLength;
+
+/** The tensors of `file` whose key matches `models` that no external data of `graphs` reads. */
+export function unreadTensors(file: WeightFile, models: RegExp, ...graphs: Graph[]): string[] {
+  const read = new Set(
+    externalData(...graphs).map((d) => [...file.tensors].find(([, i]) => contains(file, i, d.offset))![0]),
+  );
+  return [...file.tensors.keys()].filter((k) => !read.has(k) && models.test(k));
+}
 
 /**
  * The kohya file of `network` for every module an SD run trains (named as training names them:

@@ -6,16 +6,14 @@
  */
 
 import { VARIANTS, type VariantId } from '@lora/adapters';
-import { Graph, gradients, serializeModel } from '@lora/engine';
+import { gradients, serializeModel } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SD15 } from './config.ts';
 import { clipTextModel, ldmUnet, ldmVae } from './ldm-layout.ts';
-import { buildSdLoss } from './loss.ts';
 import { kohyaSdNames } from './peer-lora-keys.ts';
-import { expectPeersLoad, kohyaModules } from './real-size-lora.ts';
-import { buildVaeEncoder } from './vae.ts';
+import { buildRunGraphs, expectPeersLoad, externalData, kohyaModules } from './real-size-lora.ts';
 
 /** The whole file as an F16 header (no data): models, EMA bookkeeping, schedule buffers, position_ids. */
 function sd15Header(): WeightFile & { counts: Record<string, number> } {
@@ -69,35 +67,16 @@ describe('SD 1.5 at real size, from a synthesised single-file header', () => {
     const checkpoint = SdCheckpoint.fromSingleFile(header);
     expect(checkpoint.family).toBe('sd1');
     expect(checkpoint.config).toEqual(SD15);
-    const graph = new Graph('sd_loss');
-    const built = buildSdLoss(graph, checkpoint, {
-      latentSize: [64, 64],
-      text: 'ids',
-      prediction: 'epsilon',
-      lora: {
-        rank: 4,
-        alpha: 4,
-        unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
-        textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
-      },
+    const { graph, built, vae } = buildRunGraphs(checkpoint, 512, 'epsilon', {
+      unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
+      textEncoder: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
     });
-    const vae = new Graph('vae');
-    vae.output(
-      buildVaeEncoder(
-        { checkpoint, component: 'vae' },
-        SD15.vae,
-        vae.input('image', 'float32', ['batch', 3, 512, 512]),
-      ),
-      'latents',
-    );
     expect(checkpoint.unusedKeys()).toEqual([]);
     expect(built.loss.shape).toEqual([]);
     expect(vae.outputs[0]!.tensor.shape).toEqual(['batch', 4, 64, 64]);
 
     // Frozen weights are external data at the right byte ranges, never inline.
-    const external = [...graph.initializers.values(), ...vae.initializers.values()].filter(
-      (d) => d.kind === 'external',
-    );
+    const external = externalData(graph, vae);
     expect(external).toHaveLength(686 + 196 + 108);
     const info = header.tensors.get('model.diffusion_model.output_blocks.11.1.proj_out.weight')!;
     const initializer = [...graph.initializers].find(

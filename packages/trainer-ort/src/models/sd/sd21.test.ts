@@ -8,16 +8,21 @@
  */
 
 import { VARIANTS, type VariantId } from '@lora/adapters';
-import { Graph, gradients } from '@lora/engine';
+import { gradients } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SD21 } from './config.ts';
 import { ldmUnet, ldmVae, openClipTextModel } from './ldm-layout.ts';
-import { buildSdLoss } from './loss.ts';
 import { kohyaSdNames } from './peer-lora-keys.ts';
-import { expectPeersLoad, kohyaModules } from './real-size-lora.ts';
-import { buildVaeEncoder } from './vae.ts';
+import {
+  buildRunGraphs,
+  contains,
+  expectPeersLoad,
+  externalData,
+  kohyaModules,
+  unreadTensors,
+} from './real-size-lora.ts';
 
 const TARGETS = {
   unet: ['to_q', 'to_k', 'to_v', 'to_out', 'proj_in', 'proj_out', 'ff'],
@@ -75,35 +80,16 @@ describe('SD 2.1 at real size, from a synthesised single-file header', () => {
     const checkpoint = SdCheckpoint.fromSingleFile(header);
     expect(checkpoint.family).toBe('sd2');
     expect(checkpoint.config).toEqual(SD21);
-    const graph = new Graph('sd_loss');
-    const built = buildSdLoss(graph, checkpoint, {
-      latentSize: [96, 96],
-      text: 'ids',
-      prediction: 'v_prediction',
-      lora: { rank: 4, alpha: 4, ...TARGETS },
-    });
-    const vae = new Graph('vae');
-    vae.output(
-      buildVaeEncoder(
-        { checkpoint, component: 'vae' },
-        SD21.vae,
-        vae.input('image', 'float32', ['batch', 3, 768, 768]),
-      ),
-      'latents',
-    );
+    const { graph, built, vae } = buildRunGraphs(checkpoint, 768, 'v_prediction', TARGETS);
     expect(checkpoint.unusedKeys()).toEqual([]);
 
     // Every stored tensor is read, but the last resblock and the contrastive head, which SD 2.x never runs.
-    const external = [...graph.initializers.values(), ...vae.initializers.values()].flatMap((d) =>
-      d.kind === 'external' ? [d] : [],
-    );
-    const read = new Set(
-      external.map((d) => [...header.tensors].find(([, i]) => contains(header, i, d.offset))![0]),
-    );
-    const unread = [...header.tensors.keys()].filter(
-      (k) =>
-        !read.has(k) &&
-        /^(model\.diffusion_model|cond_stage_model|first_stage_model\.(encoder|quant_conv))\./.test(k),
+    const external = externalData(graph, vae);
+    const unread = unreadTensors(
+      header,
+      /^(model\.diffusion_model|cond_stage_model|first_stage_model\.(encoder|quant_conv))\./,
+      graph,
+      vae,
     );
     expect(unread.toSorted()).toEqual(
       [
@@ -170,10 +156,6 @@ describe('SD 2.1 at real size, from a synthesised single-file header', () => {
     },
   );
 });
-
-/** Whether the external-data offset lies in tensor `info`'s bytes. */
-const contains = (file: WeightFile, info: TensorInfo, offset: number) =>
-  offset >= file.dataStart + info.byteOffset && offset < file.dataStart + info.byteOffset + info.byteLength;
 
 /** Whether the offset lies in a tensor whose key starts with `prefix`. */
 const contained = (file: WeightFile, prefix: string, offset: number) =>

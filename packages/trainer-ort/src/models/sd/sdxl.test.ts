@@ -9,16 +9,14 @@
  */
 
 import { VARIANTS, type VariantId } from '@lora/adapters';
-import { Graph, gradients } from '@lora/engine';
+import { gradients } from '@lora/engine';
 import type { TensorInfo } from '@lora/safetensors';
 import { describe, expect, it } from 'vitest';
 import { SdCheckpoint, type WeightFile } from './checkpoint.ts';
 import { SDXL } from './config.ts';
 import { clipTextModel, ldmUnet, ldmVae, openClipTextModel } from './ldm-layout.ts';
-import { buildSdLoss } from './loss.ts';
 import { a1111SdxlTarget, comfySdxlTargets, kohyaSdxlNames } from './peer-lora-keys.ts';
-import { expectPeersLoad, kohyaModules } from './real-size-lora.ts';
-import { buildVaeEncoder } from './vae.ts';
+import { buildRunGraphs, expectPeersLoad, kohyaModules, unreadTensors } from './real-size-lora.ts';
 
 const TE = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'];
 const TARGETS = {
@@ -77,22 +75,7 @@ describe('SDXL 1.0 base at real size, from a synthesised single-file header', ()
     const checkpoint = SdCheckpoint.fromSingleFile(header);
     expect(checkpoint.family).toBe('sdxl');
     expect(checkpoint.config).toEqual(SDXL);
-    const graph = new Graph('sdxl_loss');
-    const built = buildSdLoss(graph, checkpoint, {
-      latentSize: [128, 128],
-      text: 'ids',
-      prediction: 'epsilon',
-      lora: { rank: 4, alpha: 4, ...TARGETS },
-    });
-    const vae = new Graph('vae');
-    vae.output(
-      buildVaeEncoder(
-        { checkpoint, component: 'vae' },
-        SDXL.vae,
-        vae.input('image', 'float32', ['batch', 3, 1024, 1024]),
-      ),
-      'latents',
-    );
+    const { graph, built, vae } = buildRunGraphs(checkpoint, 1024, 'epsilon', TARGETS);
     // CLIP ViT-L's last layer and final norm never run (SDXL takes its penultimate states raw).
     expect(checkpoint.unusedKeys().toSorted()).toEqual(
       clipTextModel(SDXL.textEncoder)
@@ -101,16 +84,11 @@ describe('SDXL 1.0 base at real size, from a synthesised single-file header', ()
         .toSorted(),
     );
 
-    const external = [...graph.initializers.values(), ...vae.initializers.values()].flatMap((d) =>
-      d.kind === 'external' ? [d] : [],
-    );
-    const read = new Set(
-      external.map((d) => [...header.tensors].find(([, i]) => contains(header, i, d.offset))![0]),
-    );
-    const unread = [...header.tensors.keys()].filter(
-      (k) =>
-        !read.has(k) &&
-        /^(model\.diffusion_model|conditioner|first_stage_model\.(encoder|quant_conv))\./.test(k),
+    const unread = unreadTensors(
+      header,
+      /^(model\.diffusion_model|conditioner|first_stage_model\.(encoder|quant_conv))\./,
+      graph,
+      vae,
     );
     expect(unread.filter((k) => k.startsWith('conditioner.embedders.1.'))).toEqual([
       'conditioner.embedders.1.model.logit_scale',
@@ -166,7 +144,3 @@ describe('SDXL 1.0 base at real size, from a synthesised single-file header', ()
     },
   );
 });
-
-/** Whether the external-data offset lies in tensor `info`'s bytes. */
-const contains = (file: WeightFile, info: TensorInfo, offset: number) =>
-  offset >= file.dataStart + info.byteOffset && offset < file.dataStart + info.byteOffset + info.byteLength;
